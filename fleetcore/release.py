@@ -1,0 +1,186 @@
+"""The OTA release format shared by the image builder (writer) and the updater (reader).
+
+A release of version V is three kinds of file under a release repository's base URL:
+
+- TUF targets (signed through ``signing``):
+  ``os/V/manifest.json`` (this module's :class:`Manifest`) and one chunk index per image,
+  ``os/V/boot.index.json`` and ``os/V/system.index.json`` (:class:`ChunkIndex`).
+- Chunks, outside TUF: ``chunks/<first 4 hex>/<sha256>.zst``, each the zstd-compressed bytes
+  of one content-defined chunk, addressed by the SHA-256 of its *uncompressed* bytes. A chunk
+  is trusted because its hash is listed in a TUF-verified index, so the store may be shared by
+  every release and served by any static web server, object store or CDN.
+
+Role bundles are single TUF targets ``roles/<name>/<version>.tar.zst``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import StrEnum
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fleetcore.errors import FormatError
+from fleetcore.version import Version
+
+FORMAT: Literal[1] = 1
+SHA256_RE = r"^[0-9a-f]{64}$"
+Sha256 = Annotated[str, Field(pattern=SHA256_RE)]
+_SHA256 = re.compile(SHA256_RE)
+_M = TypeVar("_M", bound=BaseModel)
+
+# zstd's worst-case expansion of incompressible input (ZSTD_COMPRESSBOUND), plus frame header.
+_ZSTD_SLACK = 1024
+
+
+class Hardware(StrEnum):
+    """Boards a release may target. ``qemu`` is the arm64 virt machine of the QEMU tier."""
+
+    PI4 = "pi4"
+    PI5 = "pi5"
+    QEMU = "qemu"
+
+
+class ImageName(StrEnum):
+    BOOT = "boot"
+    SYSTEM = "system"
+
+
+class SystemFormat(StrEnum):
+    EROFS = "erofs"
+    SQUASHFS = "squashfs"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Chunker(_Strict):
+    """Parameters of the content-defined chunker that cut an image."""
+
+    algorithm: Literal["fastcdc2020"] = "fastcdc2020"
+    min_size: int = Field(gt=0)
+    avg_size: int = Field(gt=0)
+    max_size: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Chunker:
+        if not self.min_size <= self.avg_size <= self.max_size:
+            raise ValueError("chunker sizes must satisfy min_size <= avg_size <= max_size")
+        return self
+
+
+class Chunk(_Strict):
+    sha256: Sha256
+    size: int = Field(gt=0)
+
+
+class ChunkIndex(_Strict):
+    """The ordered chunks that concatenate to one image."""
+
+    format: Literal[1] = FORMAT
+    image: ImageName
+    image_size: int = Field(ge=0)
+    image_sha256: Sha256
+    chunker: Chunker
+    chunks: tuple[Chunk, ...]
+
+    @model_validator(mode="after")
+    def _sizes_add_up(self) -> ChunkIndex:
+        total = sum(c.size for c in self.chunks)
+        if total != self.image_size:
+            raise ValueError(f"chunk sizes add up to {total}, image_size is {self.image_size}")
+        return self
+
+    def offsets(self) -> list[int]:
+        """Byte offset of each chunk in the image."""
+        out, pos = [], 0
+        for chunk in self.chunks:
+            out.append(pos)
+            pos += chunk.size
+        return out
+
+
+class ImageEntry(_Strict):
+    size: int = Field(ge=0)
+    sha256: Sha256
+    index: str = Field(description="TUF target name of the image's chunk index")
+
+
+class Manifest(_Strict):
+    """What an OS release contains; the TUF target ``os/<version>/manifest.json``."""
+
+    format: Literal[1] = FORMAT
+    kind: Literal["os"] = "os"
+    version: Version
+    hardware: tuple[Hardware, ...] = Field(min_length=1)
+    system_format: SystemFormat
+    created: int = Field(ge=0, description="SOURCE_DATE_EPOCH of the build")
+    images: dict[ImageName, ImageEntry]
+
+    @model_validator(mode="after")
+    def _both_images(self) -> Manifest:
+        missing = set(ImageName) - set(self.images)
+        if missing:
+            raise ValueError(f"manifest lacks images: {', '.join(sorted(missing))}")
+        return self
+
+
+def manifest_target(version: Version | str) -> str:
+    return f"os/{version}/manifest.json"
+
+
+def index_target(version: Version | str, image: ImageName) -> str:
+    return f"os/{version}/{image.value}.index.json"
+
+
+def role_target(name: str, version: Version | str) -> str:
+    return f"roles/{name}/{version}.tar.zst"
+
+
+def chunk_path(sha256: str) -> str:
+    """Path of a chunk below the release repository's base URL or directory."""
+    if not _SHA256.match(sha256):
+        raise FormatError(f"not a SHA-256 hex digest: {sha256!r}")
+    return f"chunks/{sha256[:4]}/{sha256}.zst"
+
+
+def max_compressed_size(size: int) -> int:
+    """Upper bound for a compressed chunk of ``size`` bytes: the download length cap."""
+    return size + (size >> 8) + _ZSTD_SLACK
+
+
+def _load(model: type[_M], data: bytes, what: str) -> _M:
+    try:
+        return model.model_validate(json.loads(data))
+    except (ValueError, ValidationError) as err:
+        first = err.errors()[0] if isinstance(err, ValidationError) else None
+        detail = (
+            f"{'.'.join(str(p) for p in first['loc']) or 'top level'}: {first['msg']}"
+            if first
+            else str(err)
+        )
+        raise FormatError(f"invalid {what}: {detail}") from err
+
+
+def _dump(model: BaseModel) -> bytes:
+    """Canonical JSON: sorted keys, no whitespace, so equal inputs give equal bytes."""
+    return json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+
+
+def load_manifest(data: bytes) -> Manifest:
+    return _load(Manifest, data, "release manifest")
+
+
+def dump_manifest(manifest: Manifest) -> bytes:
+    return _dump(manifest)
+
+
+def load_index(data: bytes) -> ChunkIndex:
+    return _load(ChunkIndex, data, "chunk index")
+
+
+def dump_index(index: ChunkIndex) -> bytes:
+    return _dump(index)

@@ -1,0 +1,153 @@
+"""The device <-> Overlord HTTP API (``/api/v1``), shared by both sides.
+
+Requests a device sends are strict (unknown keys rejected by the Overlord); responses a device
+reads ignore unknown keys, so a newer Overlord can add fields without breaking older devices.
+
+Endpoints (device credential as ``Authorization: Bearer <device_token>``):
+
+- ``POST /api/v1/devices/register``: :class:`RegisterRequest` -> :class:`RegisterResponse`
+  (authenticated by the enrollment token inside the body instead).
+- ``GET /api/v1/devices/{id}/desired-state``: -> :class:`DesiredState`, with ``ETag``;
+  ``If-None-Match`` answers 304 when nothing changed.
+- ``POST /api/v1/devices/{id}/heartbeat``: :class:`Heartbeat` -> 204.
+- ``POST /api/v1/devices/{id}/events``: :class:`EventBatch` -> :class:`EventAck`.
+
+The release repository (TUF metadata, targets and chunks) is served under ``/tuf/``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleetcore.release import Hardware
+from fleetcore.version import Version
+
+API_PREFIX = "/api/v1"
+TUF_PREFIX = "/tuf"
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Slot(StrEnum):
+    A = "a"
+    B = "b"
+
+
+class UpdateState(StrEnum):
+    """The updater's persisted state machine, reported in heartbeats."""
+
+    IDLE = "idle"
+    DOWNLOADING = "downloading"
+    INSTALLING = "installing"
+    VERIFYING = "verifying"
+    TRIAL_REBOOT = "trial-reboot"
+    TRIAL = "trial"
+    COMMITTING = "committing"
+    COMMITTED = "committed"
+    ROLLED_BACK = "rolled-back"
+    FAILED = "failed"
+
+
+class Health(StrEnum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    UNHEALTHY = "unhealthy"
+    UNKNOWN = "unknown"
+
+
+class EventKind(StrEnum):
+    ENROLLED = "enrolled"
+    UPDATE_AVAILABLE = "update-available"
+    DOWNLOAD_PROGRESS = "download-progress"
+    INSTALL_STARTED = "install-started"
+    INSTALL_PROGRESS = "install-progress"
+    INSTALL_FAILED = "install-failed"
+    TRIAL_STARTED = "trial-started"
+    UPDATE_COMMITTED = "update-committed"
+    ROLLBACK = "rollback"
+    VERSION_MARKED_BAD = "version-marked-bad"
+    ROLE_APPLIED = "role-applied"
+    ROLE_FAILED = "role-failed"
+    ROLE_ROLLBACK = "role-rollback"
+    SAFE_MODE_ENTERED = "safe-mode-entered"
+    SAFE_MODE_LEFT = "safe-mode-left"
+    TELEMETRY_DROPPED = "telemetry-dropped"
+
+
+class RegisterRequest(_Request):
+    enrollment_token: str = Field(min_length=1)
+    hostname: str = Field(min_length=1, max_length=253)
+    hardware: Hardware
+    serial: str | None = Field(default=None, max_length=64)
+    image_version: Version
+    booted_slot: Slot
+
+
+class RegisterResponse(_Response):
+    device_id: str
+    device_token: str
+
+
+class RoleStatus(_Request):
+    name: str
+    version: Version | None
+    health: Health
+    safe_mode: bool = False
+
+
+class Heartbeat(_Request):
+    image_version: Version
+    booted_slot: Slot
+    committed_slot: Slot
+    update_state: UpdateState
+    roles: list[RoleStatus] = Field(default_factory=list)
+    health: Health
+    free_data_bytes: int = Field(ge=0)
+    uptime_s: float = Field(ge=0)
+    dropped_events: int = Field(default=0, ge=0, description="queued items lost while offline")
+
+
+class Event(_Request):
+    seq: int = Field(ge=0, description="device-local sequence number; the Overlord dedupes on it")
+    time: datetime
+    kind: EventKind
+    version: Version | None = None
+    message: str = Field(default="", max_length=4096)
+    reason: str | None = Field(default=None, max_length=4096)
+    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+class EventBatch(_Request):
+    events: list[Event] = Field(min_length=1, max_length=1000)
+
+
+class EventAck(_Response):
+    accepted: int
+    last_seq: int
+
+
+class DesiredOS(_Response):
+    version: Version
+    manifest_target: str
+
+
+class DesiredRole(_Response):
+    name: str
+    version: Version
+    target: str
+
+
+class DesiredState(_Response):
+    os: DesiredOS | None = None
+    roles: list[DesiredRole] = Field(default_factory=list)
+    safe_mode: bool = False
+    poll_interval_s: int | None = Field(default=None, ge=5, le=3600)

@@ -1,0 +1,56 @@
+import hashlib
+
+import pytest
+
+from fleetcore.errors import FormatError
+from fleetcore.release import (
+    Chunk,
+    Chunker,
+    ChunkIndex,
+    ImageName,
+    chunk_path,
+    dump_index,
+    load_index,
+    load_manifest,
+)
+
+CHUNKER = Chunker(min_size=16, avg_size=64, max_size=256)
+
+
+def _index(parts: list[bytes]) -> ChunkIndex:
+    chunks = tuple(Chunk(sha256=hashlib.sha256(p).hexdigest(), size=len(p)) for p in parts)
+    whole = b"".join(parts)
+    return ChunkIndex(
+        image=ImageName.SYSTEM,
+        image_size=len(whole),
+        image_sha256=hashlib.sha256(whole).hexdigest(),
+        chunker=CHUNKER,
+        chunks=chunks,
+    )
+
+
+def test_index_round_trip_is_canonical():
+    index = _index([b"a" * 20, b"b" * 30])
+    data = dump_index(index)
+    assert load_index(data) == index
+    assert dump_index(load_index(data)) == data
+    assert index.offsets() == [0, 20]
+
+
+def test_index_sizes_must_add_up():
+    index = _index([b"a" * 20])
+    broken = dump_index(index).replace(b'"image_size":20', b'"image_size":21')
+    with pytest.raises(FormatError, match="add up to 20"):
+        load_index(broken)
+
+
+def test_manifest_rejects_unknown_keys():
+    with pytest.raises(FormatError, match="invalid release manifest"):
+        load_manifest(b'{"version": "1.0.0", "surprise": 1}')
+
+
+def test_chunk_path():
+    digest = "ab" * 32
+    assert chunk_path(digest) == f"chunks/abab/{digest}.zst"
+    with pytest.raises(FormatError):
+        chunk_path("../etc/passwd")
