@@ -53,6 +53,8 @@ Name=en* eth*
 DHCP=yes
 """
 CMDLINE = "console=serial0,115200 console=ttyAMA0,115200 console=tty1 net.ifnames=0\n"
+KERNEL = "vmlinuz"
+INITRD = "initrd.img"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "INITRD": "No"}
 
 
@@ -188,25 +190,35 @@ def _copy_resolv_conf(rootfs: Path) -> None:
 
 
 def _boot_files(rootfs: Path) -> None:
-    """vmlinuz, initrd.img, config.txt and cmdline.txt in boot/firmware.
+    """Fixed names in boot/firmware: vmlinuz, initrd.img, config.txt and cmdline.txt.
 
-    raspi-firmware's kernel hooks copy the kernel and initramfs there; the QEMU tier boots the
-    same two files with -kernel/-initrd.
+    raspi-firmware's kernel hooks copy the versioned kernel and initramfs there; renaming them
+    keeps one copy each and gives the QEMU tier stable names for -kernel/-initrd.
     """
     firmware = rootfs / "boot/firmware"
     kernels = sorted((rootfs / "lib/modules").iterdir())
     if not kernels:
         raise BuildError("no kernel installed in the rootfs")
     version = kernels[-1].name
-    for src, dest in [(f"vmlinuz-{version}", "vmlinuz"), (f"initrd.img-{version}", "initrd.img")]:
-        if not (firmware / dest).is_file():
-            source = rootfs / "boot" / src
-            if not source.is_file():
-                raise BuildError(f"rootfs lacks /boot/{src}")
-            shutil.copyfile(source, firmware / dest)
-    (firmware / "cmdline.txt").write_text(CMDLINE)
-    if not (firmware / "config.txt").is_file():
+    for src, dest in [(f"vmlinuz-{version}", KERNEL), (f"initrd.img-{version}", INITRD)]:
+        versioned = firmware / src
+        if versioned.is_file():
+            versioned.replace(firmware / dest)
+        elif (rootfs / "boot" / src).is_file():
+            shutil.copyfile(rootfs / "boot" / src, firmware / dest)
+        else:
+            raise BuildError(f"rootfs lacks /boot/{src}")
+    config = firmware / "config.txt"
+    if not config.is_file():
         raise BuildError("raspi-firmware did not write boot/firmware/config.txt")
+    lines = [
+        line
+        for line in config.read_text().splitlines()
+        if not line.startswith(("kernel=", "initramfs "))
+    ]
+    lines += [f"kernel={KERNEL}", f"initramfs {INITRD} followkernel"]
+    config.write_text("\n".join(lines) + "\n")
+    (firmware / "cmdline.txt").write_text(CMDLINE)
 
 
 def _empty(path: Path) -> None:

@@ -55,7 +55,7 @@ class PiGenBackend(Backend):
         for stale in (partial, target):
             if stale.exists():
                 shutil.rmtree(stale)
-        partial.mkdir()
+        partial.mkdir(parents=True)
         try:
             with step(f"unpack {tar.name}"):
                 run(

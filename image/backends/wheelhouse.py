@@ -21,9 +21,7 @@ PYTHON_VERSION = "3.11"  # Debian bookworm's python3
 def build(dest: Path) -> None:
     pip = [sys.executable, "-m", "pip"]
     try:
-        run(
-            [*pip, "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", dest, SOURCE_ROOT]
-        )
+        run([*pip, "wheel", "--quiet", "--no-deps", "-w", dest, SOURCE_ROOT])
         (wheel,) = dest.glob("metrica_fleet-*.whl")
         platforms = [arg for p in PLATFORMS for arg in ("--platform", p)]
         run(
