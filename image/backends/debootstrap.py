@@ -52,7 +52,8 @@ Name=en* eth*
 [Network]
 DHCP=yes
 """
-CMDLINE = "console=serial0,115200 console=ttyAMA0,115200 console=tty1 net.ifnames=0\n"
+# The last console is /dev/console: ttyAMA0 is the QEMU virt serial port (and a Pi's PL011).
+CMDLINE = "console=tty1 console=ttyS1,115200 console=ttyAMA0,115200 net.ifnames=0\n"
 KERNEL = "vmlinuz"
 INITRD = "initrd.img"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "INITRD": "No"}

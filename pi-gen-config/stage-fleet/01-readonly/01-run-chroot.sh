@@ -1,7 +1,9 @@
 #!/bin/bash -e
 # Writable identity files are symlinks into /data, which the initramfs mounts before systemd
 # starts (scripts/init-bottom/fleet-data), so PID 1 already reads the persistent machine-id.
-install -d /data /boot/config /boot/firmware
+# Mount points of the config partition, /data and the bind mounts from /data (see fstab).
+install -d /data /boot/config /boot/firmware /var/lib/docker /var/lib/containerd \
+	/var/lib/systemd /var/log
 ln -sfn /data/etc/machine-id /etc/machine-id
 ln -sfn /data/etc/hostname /etc/hostname
 rm -f /var/lib/dbus/machine-id
