@@ -127,10 +127,12 @@ class KeyStore:
         store = cls(keydir)
         offline = keydir / "offline"
         if offline.is_dir():
-            root_files = sorted(
-                (p for p in offline.iterdir() if _ROOT_KEY.match(p.name)),
-                key=lambda p: int(_ROOT_KEY.match(p.name).group(1)),  # type: ignore[union-attr]
-            )
+            numbered = {
+                int(match.group(1)): path
+                for path in offline.iterdir()
+                if (match := _ROOT_KEY.match(path.name))
+            }
+            root_files = [numbered[n] for n in sorted(numbered)]
             if root_files:
                 store.signers["root"] = [read_key(p) for p in root_files]
             if (offline / "targets.key").exists():
