@@ -48,16 +48,13 @@ def card(tmp_path: Path, golden_card: Path) -> Path:
 
 
 @pytest.fixture
-def pi(card: Path, tmp_path: Path) -> Iterator[SimulatedPi]:
-    board = SimulatedPi(
+def pi(card: Path, tmp_path: Path) -> SimulatedPi:
+    return SimulatedPi(
         card,
         tmp_path / "board",
         healthy_marker=testdisk.HEALTHY_MARKER,
         deadlines=Deadlines(watchdog=WATCHDOG_SECONDS, session=SESSION_SECONDS),
     )
-    yield board
-    for record in board.records:
-        print(record.line())
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -70,15 +70,15 @@ def test_guest_commit_makes_the_new_slot_stick(pi: SimulatedPi, card):
     set_plan(card, "boot_a", normal=TRIAL_FROM_A, tryboot="poweroff")
     set_plan(card, "boot_b", normal="healthy poweroff", tryboot="healthy commit reboot")
 
-    pi.boot()
-    trial = pi.boot()
-    committed = pi.boot()
+    committed = pi.boot_until(lambda r: r.partition == B and not r.tryboot, max_boots=3)
 
+    first, trial = pi.records[:2]
+    assert (first.partition, first.end) == (A, End.REBOOT)
     assert (trial.partition, trial.tryboot, trial.end) == (B, True, End.REBOOT)
-    assert (committed.partition, committed.tryboot, committed.decision.reason) == (
-        B,
-        False,
+    assert (committed.index, committed.decision.reason, committed.end) == (
+        3,
         Reason.ALL,
+        End.POWEROFF,
     )
     on_card = autoboot.parse(config_file(pi, "autoboot.txt") or b"")
     assert (on_card.boot_partition("all"), on_card.boot_partition("tryboot")) == (B, A)

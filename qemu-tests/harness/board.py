@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import IO
 
 from harness import qemu
-from harness.disk import fat_volume, partition
-from harness.errors import HarnessError
+from harness.disk import fat_volume
+from harness.errors import DiskError, HarnessError
 from harness.firmware import CONFIG_LABEL, BootFiles, ConfigPartition, Decision, load_boot_files
 from harness.qemu import End, MachineSpec, PowerCut
 
@@ -92,9 +92,7 @@ class SimulatedPi:
             tryboot, dropped = False, self.config.drop_tryboot_flag()
         decision = self.config.select(tryboot=tryboot)
         index = len(self.records) + 1
-        files = load_boot_files(
-            fat_volume(self.disk, number=decision.partition), self.workdir / "boot-files"
-        )
+        files = self._boot_files(decision.partition)
         with self.console_log.open("ab") as log:
             start = log.tell()
             log.write(f"\n### boot {index}: partition {decision.partition}, ".encode())
@@ -116,6 +114,13 @@ class SimulatedPi:
         self.records.append(record)
         self._flag_honoured = record.end is End.REBOOT
         return record
+
+    def _boot_files(self, number: int) -> BootFiles | str:
+        try:
+            volume = fat_volume(self.disk, number=number)
+        except DiskError as err:
+            return str(err)
+        return load_boot_files(volume, self.workdir / "boot-files")
 
     def _run(
         self, files: BootFiles | str, log: IO[bytes], power_cut: PowerCut | None
@@ -151,6 +156,3 @@ class SimulatedPi:
 
     def decisions(self) -> str:
         return "\n".join(r.line() for r in self.records) or "no boots yet"
-
-    def partition_label(self, number: int) -> str:
-        return partition(self.disk, number=number).label

@@ -24,6 +24,7 @@ MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 SUITE = "bookworm"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+KERNEL_METAPACKAGE = "linux-image-arm64"
 LISTS_MAX_AGE = 24 * 3600.0
 """Refresh the package lists once a day; with no network, older lists still serve."""
 
@@ -33,6 +34,34 @@ class Package:
     name: str
     version: str
     sha256: str
+
+
+def parse_control(text: str) -> dict[str, str]:
+    """The fields of the first paragraph of a Debian control text (continuations dropped)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break
+        key, sep, value = line.partition(":")
+        if sep and not line[0].isspace():
+            fields[key] = value.strip()
+    return fields
+
+
+def package_of(fields: dict[str, str]) -> Package:
+    try:
+        return Package(fields["Package"], fields["Version"], fields["SHA256"])
+    except KeyError as err:
+        raise GuestAssetError(f"package index entry without a {err} field") from err
+
+
+def kernel_image_of(fields: dict[str, str]) -> str:
+    """The one ``linux-image-*`` package a kernel metapackage depends on."""
+    names = [d.split()[0] for d in fields.get("Depends", "").split(",") if d.strip()]
+    images = [n for n in names if n.startswith("linux-image-")]
+    if len(images) != 1:
+        raise GuestAssetError(f"{fields.get('Package')} depends on {len(images)} kernel images")
+    return images[0]
 
 
 class Apt:
@@ -85,29 +114,13 @@ class Apt:
             return
         stamp.touch()
 
-    def show(self, name: str) -> Package:
-        """The candidate version of ``name`` and the SHA-256 the signed index gives for it."""
+    def show(self, name: str) -> dict[str, str]:
+        """The control fields of the candidate version of ``name``."""
         try:
             text = run(["apt-cache", *self._options(), "show", "--no-all-versions", name]).stdout
         except CommandError as err:
             raise GuestAssetError(f"arm64 package {name} not found: {err}") from err
-        fields: dict[str, str] = {}
-        for line in text.decode().splitlines():
-            key, sep, value = line.partition(": ")
-            if sep and not line.startswith(" "):
-                fields.setdefault(key, value.strip())
-        try:
-            return Package(fields["Package"], fields["Version"], fields["SHA256"])
-        except KeyError as err:
-            raise GuestAssetError(f"apt-cache show {name}: no {err} field") from err
-
-    def depends(self, name: str) -> list[str]:
-        """Package names in the Depends field of ``name``'s candidate."""
-        text = run(["apt-cache", *self._options(), "show", "--no-all-versions", name]).stdout
-        for line in text.decode().splitlines():
-            if line.startswith("Depends: "):
-                return [d.split()[0] for d in line[len("Depends: ") :].split(",")]
-        return []
+        return parse_control(text.decode())
 
     def download(self, name: str, dest: Path) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
@@ -135,19 +148,16 @@ class DebianCache:
             self._prepared = True
         return self.apt
 
-    def resolve(self, name: str) -> Package:
-        """The real package behind ``name``, following a metapackage's single Depends."""
-        apt = self._apt()
-        if name == "linux-image-arm64":
-            image = [d for d in apt.depends(name) if d.startswith("linux-image-")]
-            if len(image) != 1:
-                raise GuestAssetError(f"{name} does not depend on exactly one kernel image")
-            name = image[0]
-        return apt.show(name)
+    def package(self, name: str) -> Package:
+        """The candidate arm64 package ``name`` and the SHA-256 the signed index gives it."""
+        return package_of(self._apt().show(name))
 
-    def unpacked(self, name: str) -> Path:
-        """The root of the unpacked package ``name`` (a kernel metapackage is followed)."""
-        package = self.resolve(name)
+    def kernel_package(self) -> Package:
+        """The kernel image package that Debian's ``linux-image-arm64`` currently names."""
+        return self.package(kernel_image_of(self._apt().show(KERNEL_METAPACKAGE)))
+
+    def unpacked(self, package: Package) -> Path:
+        """The root of the unpacked ``package``, fetched and unpacked on first use."""
         target = self.root / "unpacked" / package.sha256
         if (target / ".complete").exists():
             return target

@@ -57,11 +57,12 @@ def decide(autoboot_txt: bytes | None, *, tryboot: bool) -> Decision:
         trial = parsed.boot_partition("tryboot")
     except AutobootError as err:
         return Decision(DEFAULT_PARTITION, tryboot, Reason.BAD_AUTOBOOT, str(err))
+    detail = "" if committed is not None else f"none set: partition {DEFAULT_PARTITION}"
     committed = committed if committed is not None else DEFAULT_PARTITION
     if not tryboot:
-        return Decision(committed, False, Reason.ALL)
+        return Decision(committed, False, Reason.ALL, detail)
     if trial is None:
-        return Decision(committed, True, Reason.TRYBOOT_WITHOUT_SECTION)
+        return Decision(committed, True, Reason.TRYBOOT_WITHOUT_SECTION, detail)
     return Decision(trial, True, Reason.TRYBOOT)
 
 
