@@ -14,7 +14,7 @@ from harness.cpio import TRAILER, Archive
 from harness.debian import kernel_image_of, package_of, parse_control
 from harness.errors import GuestAssetError, QemuError
 from harness.firmware import BootFiles
-from harness.qemu import MachineSpec, PowerCut
+from harness.qemu import MachineSpec, PowerCut, loopback_service
 from harness.testdisk import module_closure
 
 
@@ -169,3 +169,12 @@ def test_console_splits_lines_across_reads_and_keeps_every_byte():
     assert last == ["no newline at end"]
     assert console.closed
     assert log.getvalue() == (b"[ 1.0] booting\r\nguest: healthy on partition 2\nno newline at end")
+
+
+def test_loopback_service_forwards_one_port_and_restricts_the_rest():
+    args = loopback_service(8123, guest_port=8080)
+
+    netdev = args[args.index("-netdev") + 1]
+    assert netdev.startswith("user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:8080-cmd:")
+    assert netdev.endswith("relay.py 127.0.0.1 8123")
+    assert "virtio-net-pci,netdev=net0" in args

@@ -17,6 +17,7 @@ import selectors
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -80,6 +81,26 @@ class RunResult:
     seconds: float
     healthy_after: float | None
     detail: str
+
+
+GUEST_SERVICE_ADDRESS = "10.0.2.100"
+"""Where the guest reaches the forwarded host service (QEMU's user network is 10.0.2.0/24)."""
+
+
+def loopback_service(host_port: int, *, guest_port: int = 80) -> tuple[str, ...]:
+    """QEMU arguments for a guest NIC that reaches only ``127.0.0.1:host_port`` on the host.
+
+    The guest sees the service at ``GUEST_SERVICE_ADDRESS:guest_port``; ``restrict=on`` keeps
+    every other packet inside QEMU, so nothing leaves the host.
+    """
+    relay = Path(__file__).with_name("relay.py")
+    forward = f"tcp:{GUEST_SERVICE_ADDRESS}:{guest_port}-cmd:{sys.executable} {relay}"
+    return (
+        "-netdev",
+        f"user,id=net0,restrict=on,guestfwd={forward} 127.0.0.1 {host_port}",
+        "-device",
+        "virtio-net-pci,netdev=net0",
+    )
 
 
 def command(spec: MachineSpec, disk: Path, files: BootFiles) -> list[str]:

@@ -19,8 +19,16 @@ from harness.disk import FatVolume, partition
 from harness.errors import GuestAssetError
 
 GUEST_INIT = Path(__file__).with_name("guest") / "init"
-GUEST_MODULES = ("virtio_pci", "virtio_blk", "vfat", "nls_cp437", "nls_ascii", "nls_utf8")
-"""What the busybox guest needs from the Debian kernel's modules to read the card."""
+GUEST_MODULES = (
+    "virtio_pci",
+    "virtio_blk",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_utf8",
+    "virtio_net",
+)
+"""What the busybox guest needs from the Debian kernel's modules: the card and the network."""
 
 HEALTHY_MARKER = "guest: healthy on partition"
 CMDLINE = "console=ttyAMA0 rdinit=/init panic=0"
@@ -181,8 +189,8 @@ def build_disk(image: Path, assets: GuestAssets, initrd: bytes) -> None:
 def set_plan(image: Path, label: str, *, normal: str, tryboot: str) -> None:
     """What the guest on boot partition ``label`` does in a normal boot and in a trial boot.
 
-    Actions, in order: healthy, say WORD, sleep N, request-tryboot, commit, hang, panic,
-    reboot, poweroff (see ``guest/init``).
+    Actions, in order: healthy, say WORD, sleep N, request-tryboot, commit, net-up,
+    fetch PATH, hang, panic, reboot, poweroff (see ``guest/init``).
     """
     plan = f"normal: {normal}\ntryboot: {tryboot}\n"
     FatVolume(image, partition(image, label=label)).write(PLAN, plan.encode())
