@@ -26,6 +26,7 @@ def test_normal_boot_picks_all_and_tells_the_guest(pi: SimulatedPi):
     record = pi.boot()
 
     assert (record.partition, record.tryboot, record.decision.reason) == (A, False, Reason.ALL)
+    assert record.label == "boot_a"
     assert record.end is End.POWEROFF
     assert record.healthy
     assert json.loads(config_file(pi, BOOT_STATE) or b"") == {"boot_partition": A, "tryboot": False}

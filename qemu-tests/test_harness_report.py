@@ -21,6 +21,7 @@ def test_failure_sections_quote_decisions_and_console(tmp_path):
         BootRecord(
             index=1,
             decision=Decision(3, True, Reason.TRYBOOT),
+            label="boot_b",
             flag_dropped=False,
             end=End.WATCHDOG,
             healthy_after=None,
@@ -34,7 +35,9 @@ def test_failure_sections_quote_decisions_and_console(tmp_path):
     sections = dict(failure_sections([pi]))
 
     decisions = sections["boot decisions (card.img)"]
-    assert "boot 1: partition 3 tryboot=True (tryboot flag: [tryboot] boot_partition)" in decisions
+    assert "boot 1: partition 3 (boot_b) tryboot=True (tryboot flag: [tryboot] boot_partition)" in (
+        decisions
+    )
     assert "watchdog reset" in decisions and "not healthy" in decisions
     console = sections[f"serial console ({pi.console_log})"]
     assert "guest: hanging" in console

@@ -20,6 +20,8 @@ class BootRecord:
 
     index: int
     decision: Decision
+    label: str
+    """PARTLABEL of the booted partition ("" when the partition does not exist)."""
     flag_dropped: bool
     """A tryboot flag was left over from a boot that did not end in a guest reboot: lost."""
     end: End
@@ -45,7 +47,8 @@ class BootRecord:
         healthy = f"healthy at {self.healthy_after:.1f} s" if self.healthy_after else "not healthy"
         dropped = ", stale tryboot flag dropped" if self.flag_dropped else ""
         return (
-            f"boot {self.index}: partition {self.partition} tryboot={self.tryboot} "
+            f"boot {self.index}: partition {self.partition} ({self.label or 'missing'}) "
+            f"tryboot={self.tryboot} "
             f"({self.decision.reason}{': ' + self.decision.detail if self.decision.detail else ''}"
             f"{dropped}) -> {self.end.value} [{self.detail}], {healthy}, {self.seconds:.1f} s"
         )
@@ -92,7 +95,7 @@ class SimulatedPi:
             tryboot, dropped = False, self.config.drop_tryboot_flag()
         decision = self.config.select(tryboot=tryboot)
         index = len(self.records) + 1
-        files = self._boot_files(decision.partition)
+        label, files = self._boot_files(decision.partition)
         with self.console_log.open("ab") as log:
             start = log.tell()
             log.write(f"\n### boot {index}: partition {decision.partition}, ".encode())
@@ -103,6 +106,7 @@ class SimulatedPi:
         record = BootRecord(
             index=index,
             decision=decision,
+            label=label,
             flag_dropped=dropped,
             end=result.end,
             healthy_after=result.healthy_after,
@@ -115,12 +119,13 @@ class SimulatedPi:
         self._flag_honoured = record.end is End.REBOOT
         return record
 
-    def _boot_files(self, number: int) -> BootFiles | str:
+    def _boot_files(self, number: int) -> tuple[str, BootFiles | str]:
+        """The partition's label and its boot files, or why it cannot boot."""
         try:
             volume = fat_volume(self.disk, number=number)
         except DiskError as err:
-            return str(err)
-        return load_boot_files(volume, self.workdir / "boot-files")
+            return "", str(err)
+        return volume.part.label, load_boot_files(volume, self.workdir / "boot-files")
 
     def _run(
         self, files: BootFiles | str, log: IO[bytes], power_cut: PowerCut | None
