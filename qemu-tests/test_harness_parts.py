@@ -178,3 +178,21 @@ def test_loopback_service_forwards_one_port_and_restricts_the_rest():
     assert netdev.startswith("user,id=net0,restrict=on,guestfwd=tcp:10.0.2.100:8080-cmd:")
     assert netdev.endswith("relay.py 127.0.0.1 8123")
     assert "virtio-net-pci,netdev=net0" in args
+
+
+@pytest.mark.qemu
+def test_qemu_refusing_its_arguments_is_a_harness_error_not_a_guest_crash(tmp_path):
+    files = BootFiles(tmp_path / "missing-kernel", tmp_path / "missing-initrd", "console=ttyAMA0")
+    log = io.BytesIO()
+
+    with pytest.raises(QemuError, match="exited 1"):
+        qemu.boot(
+            MachineSpec(),
+            tmp_path / "missing.img",
+            files,
+            log=log,
+            healthy_marker="never",
+            watchdog_seconds=30,
+            session_seconds=30,
+        )
+    assert b"qemu-system-aarch64" in log.getvalue()

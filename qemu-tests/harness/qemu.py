@@ -146,6 +146,7 @@ class _Console:
         self.log = log
         self.partial = b""
         self.closed = False
+        self.last_line = ""
         self.selector = selectors.DefaultSelector()
         self.selector.register(stream, selectors.EVENT_READ)
 
@@ -159,8 +160,10 @@ class _Console:
         if not chunk:
             self.closed = True
             pending += b"\n" if self.partial else b""
-        *lines, self.partial = pending.split(b"\n")
-        return [line.decode(errors="replace").rstrip("\r") for line in lines]
+        *raw_lines, self.partial = pending.split(b"\n")
+        lines = [line.decode(errors="replace").rstrip("\r") for line in raw_lines]
+        self.last_line = next((line for line in reversed(lines) if line), self.last_line)
+        return lines
 
 
 def boot(
@@ -207,6 +210,10 @@ def boot(
                 return _kill(proc, End.POWER_CUT, started, healthy_after, power_cut.describe())
             if console.closed:
                 code = proc.wait()
+                if code != 0:
+                    # The guest cannot make QEMU fail: a reset or power-off under -no-reboot
+                    # exits 0, so this is QEMU refusing its arguments or the host failing it.
+                    raise QemuError(f"{spec.qemu} exited {code}: {console.last_line}")
                 end = End.REBOOT if seen_reboot else End.POWEROFF if seen_poweroff else End.CRASH
                 return RunResult(end, time.monotonic() - started, healthy_after, f"exit {code}")
             if healthy_after is None and elapsed >= watchdog_seconds:
