@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from harness import qemu
 from harness.cpio import TRAILER, Archive
-from harness.debian import kernel_image_of, package_of, parse_control
+from harness.debian import DebianCache, kernel_image_of, package_of, parse_control
 from harness.errors import GuestAssetError, QemuError
 from harness.firmware import BootFiles
 from harness.qemu import MachineSpec, PowerCut, loopback_service
@@ -196,3 +196,26 @@ def test_qemu_refusing_its_arguments_is_a_harness_error_not_a_guest_crash(tmp_pa
             session_seconds=30,
         )
     assert b"qemu-system-aarch64" in log.getvalue()
+
+
+def test_cache_keeps_one_unpacked_version_per_kind(tmp_path):
+    cache = DebianCache(tmp_path)
+    entries = {}
+    for key, stamp in [
+        ("old-kernel", "kernel linux-image-6.1.0-55-arm64 6.1.190-1"),
+        ("new-kernel", "kernel linux-image-6.1.0-56-arm64 6.1.192-2"),
+        ("busybox", "busybox busybox-static 1:1.35.0-4"),
+        ("half-unpacked", None),
+    ]:
+        entries[key] = tmp_path / "unpacked" / key
+        entries[key].mkdir(parents=True)
+        if stamp:
+            (entries[key] / ".complete").write_text(stamp + "\n")
+
+    cache._prune(keep=entries["new-kernel"], kind="kernel")
+
+    assert sorted(p.name for p in (tmp_path / "unpacked").iterdir()) == [
+        "busybox",
+        "half-unpacked",
+        "new-kernel",
+    ]

@@ -156,8 +156,12 @@ class DebianCache:
         """The kernel image package that Debian's ``linux-image-arm64`` currently names."""
         return self.package(kernel_image_of(self._apt().show(KERNEL_METAPACKAGE)))
 
-    def unpacked(self, package: Package) -> Path:
-        """The root of the unpacked ``package``, fetched and unpacked on first use."""
+    def unpacked(self, package: Package, *, kind: str) -> Path:
+        """The root of the unpacked ``package``, fetched and unpacked on first use.
+
+        ``kind`` names what the package is for ("kernel", "busybox"): once a new version of a
+        kind is unpacked, the older ones are deleted, so a kernel ABI bump does not pile up.
+        """
         target = self.root / "unpacked" / package.sha256
         if (target / ".complete").exists():
             return target
@@ -172,9 +176,16 @@ class DebianCache:
             run(["dpkg-deb", "-x", deb, tree])
         except CommandError as err:
             raise GuestAssetError(f"cannot unpack {deb.name}: {err}") from err
-        (tree / ".complete").write_text(f"{package.name} {package.version}\n")
+        (tree / ".complete").write_text(f"{kind} {package.name} {package.version}\n")
         shutil.rmtree(target, ignore_errors=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         tree.replace(target)
         shutil.rmtree(work, ignore_errors=True)
+        self._prune(keep=target, kind=kind)
         return target
+
+    def _prune(self, *, keep: Path, kind: str) -> None:
+        for entry in (self.root / "unpacked").iterdir():
+            stamp = entry / ".complete"
+            if entry != keep and stamp.exists() and stamp.read_text().split()[0] == kind:
+                shutil.rmtree(entry)
