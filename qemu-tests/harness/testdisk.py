@@ -70,8 +70,9 @@ class GuestAssets:
 
 def guest_assets(cache: DebianCache) -> GuestAssets:
     """The real Debian arm64 kernel and busybox-static, fetched once and cached by content."""
-    kernel_root = cache.unpacked(cache.kernel_package(), kind="kernel")
-    busybox_root = cache.unpacked(cache.package("busybox-static"), kind="busybox")
+    with cache.lock():
+        kernel_root = cache.unpacked(cache.kernel_package(), kind="kernel")
+        busybox_root = cache.unpacked(cache.package("busybox-static"), kind="busybox")
     kernels = sorted((kernel_root / "boot").glob("vmlinuz-*"))
     versions = sorted((kernel_root / "lib" / "modules").iterdir())
     if len(kernels) != 1 or len(versions) != 1:
