@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from tests.ops.promql_names import metric_names, variable_query_names
 from tests.ops.tools import DEPLOY_DIR, REPO_ROOT, load_yaml
 
@@ -47,6 +49,19 @@ def documented_metrics(doc: Path = METRICS_DOC) -> dict[str, str]:
         if match:
             rows[match.group("name")] = match.group("type")
     return rows
+
+
+def exposed_metrics(exposition: str) -> dict[str, str]:
+    """Name -> type of each metric family in a /metrics answer (Prometheus text format).
+
+    prometheus_client names a counter family without its ``_total``; the contract names the
+    sample, so counters are reported with the suffix.
+    """
+    families = {}
+    for family in text_string_to_metric_families(exposition):
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        families[name] = family.type
+    return families
 
 
 def allowed(name: str, documented: dict[str, str]) -> bool:

@@ -107,7 +107,11 @@ def test_overlord_is_scalable_and_configured(resolved: dict[str, Any]):
     assert api["command"] == ["overlord", "serve", "--host", "0.0.0.0", "--port", "8000"]
     url = api["environment"]["OVERLORD_DATABASE_URL"]
     assert url.startswith("postgresql+psycopg://overlord:change-me@postgres:5432/")
-    assert resolved["services"]["scheduler"]["command"] == ["overlord", "scheduler"]
+    assert api["environment"]["OVERLORD_RUN_SCHEDULER"] == "false"
+    scheduler = resolved["services"]["scheduler"]
+    assert scheduler["command"] == api["command"]
+    assert scheduler["environment"]["OVERLORD_RUN_SCHEDULER"] == "true"
+    assert scheduler["environment"]["OVERLORD_DATABASE_URL"] == url
     assert api["build"]["dockerfile"] == "overlord/deploy/Dockerfile"
 
 

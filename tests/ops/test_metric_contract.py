@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.ops.contract import allowed, documented_metrics, used_metrics
+from tests.ops.contract import allowed, documented_metrics, exposed_metrics, used_metrics
 from tests.ops.tools import FIXTURES
 
 
@@ -42,3 +42,16 @@ def test_an_undocumented_metric_is_reported():
     documented = documented_metrics(FIXTURES / "metrics_missing_devices.md")
     assert not allowed("fleet_devices", documented)
     assert allowed("node_load1", documented)
+
+
+def test_exposition_matches_the_contract():
+    # The same check runs against a live Overlord's /metrics once it serves one; this sample
+    # pins the parsing (counter suffixes, histogram families) it relies on.
+    exposed = exposed_metrics((FIXTURES / "overlord_metrics.txt").read_text())
+    assert exposed == documented_metrics()
+
+
+def test_exposition_missing_a_metric_is_caught():
+    text = (FIXTURES / "overlord_metrics.txt").read_text()
+    partial = "\n".join(line for line in text.splitlines() if "fleet_build_info" not in line)
+    assert set(documented_metrics()) - set(exposed_metrics(partial)) == {"fleet_build_info"}

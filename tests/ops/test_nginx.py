@@ -68,8 +68,9 @@ def test_missing_certificate_fails_nginx_t(prefix: Path, tmp_path: Path):
 
 def test_routes_and_limits():
     text = CONF.read_text()
-    for route in ("/api/", "/tuf/", "/dashboard", "/grafana/", "= /health", "= /loki/api/v1/push"):
-        assert f"location {route}" in text, route
+    routes = ("/api/", "/tuf/", "/dashboard", "/static/", "/grafana/", "= /health")
+    for route in (*routes, "= /loki/api/v1/push"):
+        assert f"location {route} " in text, route
     assert re.search(r"listen 443 ssl", text)
     assert "ssl_protocols TLSv1.2 TLSv1.3;" in text
     assert text.count("limit_req zone=") >= 5
