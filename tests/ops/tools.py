@@ -30,12 +30,13 @@ def find_tool(name: str) -> str:
 
 def run_tool(argv: Sequence[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
     """Run a checker and return its result without raising; tests assert on returncode."""
+    if "input" not in kwargs:
+        kwargs["stdin"] = subprocess.DEVNULL
     return subprocess.run(
         [str(a) for a in argv],
         capture_output=True,
         text=True,
         check=False,
-        stdin=subprocess.DEVNULL,
         timeout=120,
         **kwargs,  # type: ignore[arg-type]
     )

@@ -48,7 +48,9 @@ check_env_filled() {
         "set real secrets (e.g. openssl rand -base64 24) before deploying"
 }
 
-# docker compose v2 if present, else docker-compose v1; always with this folder's files.
+# docker compose v2 if present, else docker-compose v1; always with this folder's file, plus
+# FLEET_COMPOSE_OVERRIDE when set (a site's own tweaks layered on top, like compose's usual
+# docker-compose.override.yml, which an explicit -f turns off).
 compose() {
     local -a base
     if docker compose version >/dev/null 2>&1; then
@@ -59,7 +61,9 @@ compose() {
         die "neither 'docker compose' nor docker-compose is installed" \
             "install the docker compose plugin (package docker-compose-plugin or docker-compose)"
     fi
-    "${base[@]}" --project-directory "$DEPLOY_DIR" -f "$DEPLOY_DIR/docker-compose.yml" \
+    local -a files=(-f "$DEPLOY_DIR/docker-compose.yml")
+    [ -z "${FLEET_COMPOSE_OVERRIDE:-}" ] || files+=(-f "$FLEET_COMPOSE_OVERRIDE")
+    "${base[@]}" --project-directory "$DEPLOY_DIR" "${files[@]}" \
         --env-file "$ENV_FILE" -p "${COMPOSE_PROJECT_NAME:-metrica-fleet}" "$@"
 }
 
