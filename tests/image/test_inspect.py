@@ -11,7 +11,7 @@ def test_inspect_disk(built: Built, capsys):
         assert label in out
     assert "root=PARTLABEL=system_b" in out
     assert "tryboot_a_b=1" in out
-    assert "erofs" in out and "ext4" in out
+    assert "squashfs" in out and "ext4" in out
 
 
 def test_inspect_release(built: Built, capsys):
