@@ -20,6 +20,7 @@ def test_inspect_release(built: Built, capsys):
     assert f"release {VERSION}" in out
     assert f"os/{VERSION}/system.index.json" in out
     assert "pi4, pi5" in out
+    assert "slot b: " in out
 
 
 def test_inspect_nothing(tmp_path: Path, capsys):
