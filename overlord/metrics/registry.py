@@ -7,7 +7,7 @@ reports the same fleet.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from overlord import __version__
 
@@ -16,6 +16,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 class Metrics:
     def __init__(self) -> None:
+        # The contract has no *_created series; this switch is process-wide in the library.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry()
         self.update_outcomes = Counter(
             "fleet_update_outcomes",

@@ -143,15 +143,13 @@ def _require_state(rollout: DeploymentRollout, allowed: set[RolloutState], verb:
 
 
 def to_public(session: Session, rollout: DeploymentRollout) -> RolloutPublic:
-    counts = Counter(
-        dict(
-            session.execute(
-                select(DeviceUpdate.outcome, func.count())
-                .where(DeviceUpdate.rollout_id == rollout.id)
-                .group_by(DeviceUpdate.outcome)
-            )
-        )
-    )
+    counts: Counter[Outcome] = Counter()
+    for outcome, count in session.execute(
+        select(DeviceUpdate.outcome, func.count())
+        .where(DeviceUpdate.rollout_id == rollout.id)
+        .group_by(DeviceUpdate.outcome)
+    ):
+        counts[outcome] = count
     return RolloutPublic(
         id=rollout.id,
         name=rollout.name,
@@ -335,7 +333,11 @@ def _undesire(device: Device, rollout: DeploymentRollout, previous: str | None) 
 
 
 def _withdraw_unstarted(session: Session, rollout: DeploymentRollout) -> None:
-    """Devices admitted but not yet started go back to what they wanted before."""
+    """Devices admitted but not yet started go back to what they wanted before.
+
+    Their rows are dropped, so they neither count as failures nor block re-admission when
+    an operator resumes a halted rollout.
+    """
     for row in session.scalars(
         select(DeviceUpdate).where(
             DeviceUpdate.rollout_id == rollout.id, DeviceUpdate.outcome == Outcome.PENDING
@@ -345,9 +347,8 @@ def _withdraw_unstarted(session: Session, rollout: DeploymentRollout) -> None:
         if device is not None:
             _undesire(device, rollout, row.previous_version)
             device.open_update = False
-        row.outcome = Outcome.FAILED
-        row.reason = f"withdrawn: rollout {rollout.state.value}"
-        row.finished_at = utcnow()
+        session.delete(row)
+    session.flush()
 
 
 def _admit(session: Session, rollout: DeploymentRollout, now: datetime) -> tuple[int, int]:
@@ -462,9 +463,12 @@ def put_group(session: Session, *, name: str, update: GroupUpdate) -> Deployment
 
 
 def list_groups(session: Session) -> list[GroupPublic]:
-    counts = dict(
-        session.execute(select(Device.group_name, func.count()).group_by(Device.group_name))
-    )
+    counts = {
+        name: count
+        for name, count in session.execute(
+            select(Device.group_name, func.count()).group_by(Device.group_name)
+        )
+    }
     return [
         GroupPublic(
             name=g.name,

@@ -7,8 +7,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fastapi import APIRouter, Request, UploadFile, status
+from fastapi import APIRouter, Request, status
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from fleetcore.wire import API_PREFIX
 from overlord import leases

@@ -112,7 +112,9 @@ class Overlord:
     def as_admin(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.admin}"}
 
-    def enroll(self, serial: str | None = None, *, hostname: str = "pi", version: str = "1.0.0") -> tuple[str, dict[str, str]]:
+    def enroll(
+        self, serial: str | None = None, *, hostname: str = "pi", version: str = "1.0.0"
+    ) -> tuple[str, dict[str, str]]:
         request = RegisterRequest.model_validate(
             {
                 "enrollment_token": self.enrollment,

@@ -10,8 +10,15 @@ from tests.overlord.conftest import Overlord, events, heartbeat
 def test_register_issues_a_device_scoped_credential(overlord: Overlord):
     device_id, auth = overlord.enroll("SER1")
     other_id, _other_auth = overlord.enroll("SER2")
-    assert overlord.client.post(f"/api/v1/devices/{device_id}/heartbeat", json=heartbeat(), headers=auth).status_code == 204
-    denied = overlord.client.post(f"/api/v1/devices/{other_id}/heartbeat", json=heartbeat(), headers=auth)
+    assert (
+        overlord.client.post(
+            f"/api/v1/devices/{device_id}/heartbeat", json=heartbeat(), headers=auth
+        ).status_code
+        == 204
+    )
+    denied = overlord.client.post(
+        f"/api/v1/devices/{other_id}/heartbeat", json=heartbeat(), headers=auth
+    )
     assert denied.status_code == 403
     assert overlord.client.get("/api/v1/devices", headers=auth).status_code == 403
 
@@ -49,13 +56,23 @@ def test_heartbeat_updates_the_registry(overlord: Overlord):
         state=UpdateState.COMMITTED,
         roles=[RoleStatus(name="camera", version="2.0.0", health="healthy")],  # type: ignore[arg-type]
     )
-    assert overlord.client.post(f"/api/v1/devices/{device_id}/heartbeat", json=hb, headers=auth).status_code == 204
+    assert (
+        overlord.client.post(
+            f"/api/v1/devices/{device_id}/heartbeat", json=hb, headers=auth
+        ).status_code
+        == 204
+    )
     device = overlord.client.get(f"/api/v1/devices/{device_id}", headers=overlord.as_admin()).json()
     assert device["image_version"] == "1.1.0"
     assert device["status"] == "online"
     assert device["roles"][0]["name"] == "camera"
     bad = dict(hb, surprise=True)
-    assert overlord.client.post(f"/api/v1/devices/{device_id}/heartbeat", json=bad, headers=auth).status_code == 422
+    assert (
+        overlord.client.post(
+            f"/api/v1/devices/{device_id}/heartbeat", json=bad, headers=auth
+        ).status_code
+        == 422
+    )
 
 
 def test_desired_state_has_an_etag_and_answers_304(overlord: Overlord):
@@ -69,8 +86,12 @@ def test_desired_state_has_an_etag_and_answers_304(overlord: Overlord):
     again = overlord.client.get(url, headers=auth | {"If-None-Match": etag})
     assert again.status_code == 304
     assert again.headers["etag"] == etag
-    overlord.client.put("/api/v1/groups/lab", json={"poll_interval_s": 30}, headers=overlord.as_admin())
-    overlord.client.patch(f"/api/v1/devices/{device_id}", json={"group": "lab"}, headers=overlord.as_admin())
+    overlord.client.put(
+        "/api/v1/groups/lab", json={"poll_interval_s": 30}, headers=overlord.as_admin()
+    )
+    overlord.client.patch(
+        f"/api/v1/devices/{device_id}", json={"group": "lab"}, headers=overlord.as_admin()
+    )
     changed = overlord.client.get(url, headers=auth | {"If-None-Match": etag})
     assert changed.status_code == 200
     assert changed.headers["etag"] != etag
@@ -80,11 +101,18 @@ def test_desired_state_has_an_etag_and_answers_304(overlord: Overlord):
 def test_events_are_deduplicated_by_sequence_number(overlord: Overlord):
     device_id, auth = overlord.enroll("SER5")
     url = f"/api/v1/devices/{device_id}/events"
-    batch = events((1, EventKind.INSTALL_STARTED, "1.1.0", None), (2, EventKind.ROLLBACK, "1.1.0", "health check failed: docker"))
+    batch = events(
+        (1, EventKind.INSTALL_STARTED, "1.1.0", None),
+        (2, EventKind.ROLLBACK, "1.1.0", "health check failed: docker"),
+    )
     ack = EventAck.model_validate(overlord.client.post(url, json=batch, headers=auth).json())
     assert (ack.accepted, ack.last_seq) == (2, 2)
     again = EventAck.model_validate(
-        overlord.client.post(url, json=events((2, EventKind.ROLLBACK, "1.1.0", "x"), (3, EventKind.ENROLLED, None, None)), headers=auth).json()
+        overlord.client.post(
+            url,
+            json=events((2, EventKind.ROLLBACK, "1.1.0", "x"), (3, EventKind.ENROLLED, None, None)),
+            headers=auth,
+        ).json()
     )
     assert (again.accepted, again.last_seq) == (1, 3)
     listed = overlord.client.get(url, headers=overlord.as_admin()).json()
@@ -99,14 +127,23 @@ def test_missing_or_bogus_credentials_are_401(overlord: Overlord):
     device_id, _auth = overlord.enroll("SER6")
     url = f"/api/v1/devices/{device_id}/desired-state"
     assert overlord.client.get(url).status_code == 401
-    assert overlord.client.get(url, headers={"Authorization": "Bearer mfd_bogus"}).status_code == 401
+    assert (
+        overlord.client.get(url, headers={"Authorization": "Bearer mfd_bogus"}).status_code == 401
+    )
 
 
 def test_decommissioning_revokes_the_device(overlord: Overlord):
     device_id, auth = overlord.enroll("SER7")
     resp = overlord.client.patch(
-        f"/api/v1/devices/{device_id}/status", json={"status": "decommissioned"}, headers=overlord.as_admin()
+        f"/api/v1/devices/{device_id}/status",
+        json={"status": "decommissioned"},
+        headers=overlord.as_admin(),
     )
     assert resp.status_code == 200 and resp.json()["admin_status"] == "decommissioned"
     overlord.client.app.state.ctx.principals.clear()  # type: ignore[attr-defined]
-    assert overlord.client.post(f"/api/v1/devices/{device_id}/heartbeat", json=heartbeat(), headers=auth).status_code == 401
+    assert (
+        overlord.client.post(
+            f"/api/v1/devices/{device_id}/heartbeat", json=heartbeat(), headers=auth
+        ).status_code
+        == 401
+    )

@@ -14,8 +14,8 @@ from tuf.api.serialization.json import JSONSerializer
 
 from fleetcore.release import (
     Chunk,
-    ChunkIndex,
     Chunker,
+    ChunkIndex,
     ImageName,
     chunk_path,
     dump_index,
@@ -52,7 +52,11 @@ class Repo:
         add_targets(
             self.path,
             self.keys,
-            [TargetSpec(src, role_target(name, version), _custom(TargetKind.ROLE, version, ("pi4",)))],
+            [
+                TargetSpec(
+                    src, role_target(name, version), _custom(TargetKind.ROLE, version, ("pi4",))
+                )
+            ],
         )
 
 
@@ -88,7 +92,9 @@ class Upload:
 def offline_release(repo: Repo, version: str, *, signer_keys: KeyStore | None = None) -> Upload:
     """Sign a new targets version offline (as CI would) adding an OS release with chunks."""
     payload = [f"chunk {i} of {version}".encode() * 50 for i in range(3)]
-    chunks = {hashlib.sha256(p).hexdigest(): zstandard.ZstdCompressor().compress(p) for p in payload}
+    chunks = {
+        hashlib.sha256(p).hexdigest(): zstandard.ZstdCompressor().compress(p) for p in payload
+    }
     index = ChunkIndex(
         image=ImageName.SYSTEM,
         image_size=sum(len(p) for p in payload),
@@ -102,7 +108,9 @@ def offline_release(repo: Repo, version: str, *, signer_keys: KeyStore | None = 
     }
     md = Metadata[Targets].from_file(str(repo.path / "metadata" / "targets.json"))
     for name, data in files.items():
-        custom = _custom(TargetKind.OS, version, ("pi4",)) if name.endswith("manifest.json") else None
+        custom = (
+            _custom(TargetKind.OS, version, ("pi4",)) if name.endswith("manifest.json") else None
+        )
         info = TargetFile.from_data(name, data, ["sha256"])
         if custom is not None:
             info.unrecognized_fields["custom"] = custom.to_custom()
@@ -117,7 +125,9 @@ def offline_release(repo: Repo, version: str, *, signer_keys: KeyStore | None = 
 
 def multipart(upload: Upload) -> list[tuple[str, tuple[str, bytes, str]]]:
     parts = [("targets", ("targets.json", upload.signed_targets, "application/json"))]
-    parts += [(f"target:{n}", ("f", d, "application/octet-stream")) for n, d in upload.files.items()]
+    parts += [
+        (f"target:{n}", ("f", d, "application/octet-stream")) for n, d in upload.files.items()
+    ]
     parts += [(f"chunk:{h}", ("c", d, "application/zstd")) for h, d in upload.chunks.items()]
     return parts
 
