@@ -122,3 +122,36 @@ def _safe_mode_ports(harness):
     from updater.roles.bundle import load_bundle
 
     return load_bundle(harness.config.safe_mode_bundle).spec.ports
+
+
+class PowerCut(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("step", "runs_after_reboot"),
+    [("previous-linked", "1.0.0"), ("current-temp", "1.0.0"), ("current-linked", "2.0.0")],
+)
+def test_power_cut_during_the_swap_leaves_a_runnable_role(harness, step, runs_after_reboot):
+    v1, a1 = publish(harness, "1.0.0")
+    v2, a2 = publish(harness, "2.0.0")
+    fetch = fetcher({"1.0.0": a1, "2.0.0": a2})
+    assert harness.manager().apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+
+    def cut(name: str) -> None:
+        if name == step:
+            raise PowerCut(name)
+
+    with pytest.raises(PowerCut):
+        harness.manager(checkpoint=cut).apply([v2], fetch)
+    harness.cleanup()  # the power cut took every container with it
+
+    rebooted = harness.manager()
+    rebooted.resume()
+    [status] = rebooted.status()
+    assert (status.version, status.health) == (Version(runs_after_reboot), Health.HEALTHY)
+    assert f"webapp {runs_after_reboot}" in page(harness, runs_after_reboot)
+
+    rebooted.apply([v2], fetch)
+    [status] = rebooted.status()
+    assert (status.version, status.health) == (Version("2.0.0"), Health.HEALTHY)
