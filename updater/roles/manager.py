@@ -265,7 +265,7 @@ class RoleManager:
                 bundle = load_bundle(layout.version_dir(version), staged=True)
                 self._write_runtime_files(layout, layout.version_dir(version), bundle)
             else:
-                bundle = self._stage(layout, fetch(desired), version)
+                bundle = self.stage(name, fetch(desired), version)
             self.checkpoint("staged")
             self._preflight(bundle)
         except BundleError as err:
@@ -454,7 +454,7 @@ class RoleManager:
         try:
             spec = load_bundle(self.config.safe_mode_bundle).spec
             if not layout.has_version(spec.version):
-                self._stage(layout, self.config.safe_mode_bundle, spec.version)
+                self.stage(SAFE_MODE_ROLE, self.config.safe_mode_bundle, spec.version)
             swap(layout, spec.version)
             self._refresh_page(state)
             self._start(layout, spec.version)
@@ -548,7 +548,13 @@ class RoleManager:
         record.last_error = error[:500]
         record.last_error_at = _now()
 
-    def _stage(self, layout: RoleLayout, source: Path, version: Version) -> Bundle:
+    def stage(self, name: str, source: Path, version: Version) -> Bundle:
+        """Unpack (archive) or copy (folder) ``source`` into ``<root>/<name>/<version>/``.
+
+        The bundle is validated, its ``.env`` and limits override written, and compose asked to
+        parse it, all before the version directory appears; nothing runs and no link changes.
+        """
+        layout = self._layout(name)
         staging = begin_staging(layout, version)
         if source.is_dir():
             shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
@@ -561,6 +567,7 @@ class RoleManager:
                 f"expected {layout.name} {version}"
             )
         self._write_runtime_files(layout, staging, bundle)
+        self.compose.check(self._project(layout, version, bundle, directory=staging))
         final = publish_staging(layout, staging, version)
         return Bundle(path=final, spec=bundle.spec, compose=bundle.compose)
 
@@ -616,10 +623,17 @@ class RoleManager:
                     hint=device.description or None,
                 )
 
-    def _project(self, layout: RoleLayout, version: Version, bundle: Bundle) -> Project:
+    def _project(
+        self,
+        layout: RoleLayout,
+        version: Version,
+        bundle: Bundle,
+        *,
+        directory: Path | None = None,
+    ) -> Project:
         return Project(
             name=f"{self.config.project_prefix}{layout.name}",
-            directory=layout.version_dir(version),
+            directory=directory or layout.version_dir(version),
             compose_file=bundle.spec.compose,
         )
 
