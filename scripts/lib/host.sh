@@ -66,7 +66,7 @@ start_postgres() {
     fi
     if ! runuser -u postgres -- "$bin/pg_ctl" -D "$pgdata" status >/dev/null 2>&1; then
         say "postgres: starting on 127.0.0.1:$PG_PORT"
-        runuser -u postgres -- "$bin/pg_ctl" -D "$pgdata" -w -t 60 -l "$STATE_DIR/postgres.log" \
+        runuser -u postgres -- "$bin/pg_ctl" -D "$pgdata" -w -t 60 -l "$pgdata/server.log" \
             -o "-p $PG_PORT -k $sock -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=off" \
             start >/dev/null
     else
