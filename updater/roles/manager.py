@@ -222,6 +222,10 @@ class RoleManager:
             self._write_page(state, statuses)
         return statuses
 
+    def installed_version(self, name: str) -> Version | None:
+        """The version ``current`` names for role ``name``, if any."""
+        return self._layout(name).current_version()
+
     def enter_safe_mode(self, reason: str) -> None:
         """On demand (operator or Overlord): stop every role and start the safe-mode stack."""
         with self._locked() as state:
