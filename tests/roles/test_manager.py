@@ -12,7 +12,10 @@ from fleetcore.release import role_target
 from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, Health
 from updater.roles.archive import pack
+from updater.roles.bundle import load_bundle
+from updater.roles.errors import RoleError
 from updater.roles.manager import Outcome
+from updater.roles.runtime import ensure_images
 
 from .helpers import make_bundle
 
@@ -119,8 +122,6 @@ def test_crash_loop_enters_safe_mode_and_a_healthy_version_leaves_it(harness):
 
 
 def _safe_mode_ports(harness):
-    from updater.roles.bundle import load_bundle
-
     return load_bundle(harness.config.safe_mode_bundle).spec.ports
 
 
@@ -155,3 +156,10 @@ def test_power_cut_during_the_swap_leaves_a_runnable_role(harness, step, runs_af
     rebooted.apply([v2], fetch)
     [status] = rebooted.status()
     assert (status.version, status.health) == (Version("2.0.0"), Health.HEALTHY)
+
+
+def test_images_must_be_present_or_pullable(harness):
+    ensure_images(load_bundle(make_bundle(harness.tmp / "present", image=harness.image)))
+    missing = make_bundle(harness.tmp / "missing", image="sha256:" + "e" * 64)
+    with pytest.raises(RoleError, match="is not loaded on this device"):
+        ensure_images(load_bundle(missing))

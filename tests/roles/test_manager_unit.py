@@ -19,11 +19,34 @@ from .helpers import REPO, make_bundle
 SHIPPED = sorted(p.parent for p in (REPO / "roles").glob("*/role.yaml"))
 
 
-def manager(tmp_path, events):
+class Engine:
+    """Stands in for the engine's availability probe only: these decisions end before Docker."""
+
+    def __init__(self, up=True):
+        self.up = up
+
+    def available(self):
+        return self.up
+
+
+def manager(tmp_path, events, *, engine_up=True):
     config = ManagerConfig(
         device_id="d", root=tmp_path / "roles", safe_mode_bundle=REPO / "safe-mode"
     )
-    return RoleManager(config, on_event=events.append)
+    return RoleManager(config, on_event=events.append, inspector=Engine(engine_up))
+
+
+def test_nothing_is_attempted_while_the_engine_is_down(tmp_path):
+    events = []
+
+    def fetch(role):
+        raise AssertionError("must not fetch")
+
+    assert manager(tmp_path, events, engine_up=False).apply([desired()], fetch) == {
+        "webapp": Outcome.SKIPPED
+    }
+    assert events == []
+    assert not (tmp_path / "roles" / ".roles-state.json").exists()
 
 
 def desired(version="1.0.0", name="webapp"):

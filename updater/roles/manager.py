@@ -26,22 +26,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleetcore.atomic import atomic_write
 from fleetcore.errors import FleetError
 from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, EventKind, Health, RoleStatus
-from updater.roles import envfile, health
+from updater.roles import health, runtime
 from updater.roles.archive import MAX_BUNDLE_BYTES, extract
 from updater.roles.bundle import Bundle, load_bundle
 from updater.roles.compose import Compose, ComposeFlavor, Project, detect
 from updater.roles.errors import (
     BundleError,
-    DeviceMissing,
     EngineError,
     HealthGateFailed,
     RoleError,
@@ -57,9 +53,6 @@ from updater.roles.layout import (
     swap,
 )
 from updater.roles.spec import (
-    ENV_FILE,
-    ENV_TEMPLATE,
-    OVERRIDE_FILE,
     ROLE_NAME_RE,
     SAFE_MODE_ROLE,
 )
@@ -70,8 +63,6 @@ log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 STATUS_PAGE_STATE = "www"
-ROLE_LABEL = "org.metrica.role"
-VERSION_LABEL = "org.metrica.role.version"
 # compose may have to pull images before it can start anything; the gate deadline runs after.
 _UP_SLACK_S = 600
 
@@ -143,8 +134,15 @@ class RoleManager:
     # ----------------------------------------------------------------- public API
 
     def apply(self, desired: Sequence[DesiredRole], fetch: Fetch) -> dict[str, Outcome]:
-        """Converge the device's roles on ``desired``; roles not listed are stopped."""
+        """Converge the device's roles on ``desired``; roles not listed are stopped.
+
+        While the Docker engine does not answer, nothing is attempted or counted: an engine
+        outage is not a role failure and must not lead to safe mode.
+        """
         outcomes: dict[str, Outcome] = {}
+        if not self.inspector.available():
+            log.error("docker engine is not answering; roles left as they are")
+            return {role.name: Outcome.SKIPPED for role in desired}
         with self._locked() as state:
             for role in desired:
                 if role.name == SAFE_MODE_ROLE or not _valid_name(role.name):
@@ -178,6 +176,8 @@ class RoleManager:
 
     def resume(self) -> None:
         """At agent start: finish or undo an interrupted swap, and start every role."""
+        if not self.inspector.available():
+            raise EngineError("docker engine is not answering", hint="systemctl status docker")
         with self._locked() as state:
             for name in self._installed():
                 layout = self._layout(name)
@@ -271,7 +271,8 @@ class RoleManager:
             else:
                 bundle = self.stage(name, fetch(desired), version)
             self.checkpoint("staged")
-            self._preflight(bundle)
+            runtime.check_devices(bundle)
+            runtime.ensure_images(bundle)
         except BundleError as err:
             record.bad_versions.append(version)
             self._record_error(state, name, f"{version}: {err}")
@@ -575,57 +576,14 @@ class RoleManager:
         final = publish_staging(layout, staging, version)
         return Bundle(path=final, spec=bundle.spec, compose=bundle.compose)
 
-    def _role_config(self, name: str) -> dict[str, Any]:
-        path = self.config.role_config_dir / f"{name}.yaml"
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except yaml.YAMLError as err:
-            raise RoleError(f"{path} is not valid YAML") from err
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise RoleError(f"{path} must hold a mapping")
-        return data
-
     def _write_runtime_files(self, layout: RoleLayout, directory: Path, bundle: Bundle) -> None:
-        spec = bundle.spec
-        owned = {
-            "ROLE_NAME": spec.name,
-            "ROLE_VERSION": str(spec.version),
-            "ROLE_STATE": str(layout.state_dir.absolute()),
-            "DEVICE_ID": self.config.device_id,
-        }
-        context = {
-            "device": {"id": self.config.device_id},
-            "role": {"name": spec.name, "version": str(spec.version), "state": owned["ROLE_STATE"]},
-            "config": self._role_config(spec.name),
-        }
-        template = (directory / ENV_TEMPLATE).read_text(encoding="utf-8")
-        text = envfile.render(template, context=context, owned=owned)
-        atomic_write(directory / ENV_FILE, text.encode(), mode=0o600)
-        labels = {ROLE_LABEL: spec.name, VERSION_LABEL: str(spec.version)}
-        override = {
-            "services": {
-                service: {
-                    "mem_limit": limits.memory,
-                    "cpus": limits.cpus,
-                    "pids_limit": limits.pids,
-                    "labels": labels,
-                }
-                for service, limits in sorted(spec.limits.items())
-            }
-        }
-        atomic_write(directory / OVERRIDE_FILE, yaml.safe_dump(override, sort_keys=True).encode())
-
-    def _preflight(self, bundle: Bundle) -> None:
-        for device in bundle.spec.devices:
-            if not Path(device.path).exists():
-                raise DeviceMissing(
-                    f"{bundle.spec.name} needs {device.path}, which this device lacks",
-                    hint=device.description or None,
-                )
+        runtime.write_runtime_files(
+            directory,
+            bundle,
+            state_dir=layout.state_dir,
+            device_id=self.config.device_id,
+            config=runtime.load_role_config(self.config.role_config_dir, layout.name),
+        )
 
     def _project(
         self,
