@@ -41,6 +41,7 @@ from updater.roles.errors import (
     EngineError,
     HealthGateFailed,
     RoleError,
+    StateError,
 )
 from updater.roles.layout import (
     Checkpoint,
@@ -56,7 +57,14 @@ from updater.roles.spec import (
     ROLE_NAME_RE,
     SAFE_MODE_ROLE,
 )
-from updater.roles.state import STATE_FILE, ManagerState, SafeModeRecord, load_state, save_state
+from updater.roles.state import (
+    STATE_FILE,
+    ManagerState,
+    SafeModeRecord,
+    load_or_reset,
+    load_state,
+    save_state,
+)
 from updater.roles.statuspage import PageData, write_page
 
 log = logging.getLogger(__name__)
@@ -197,7 +205,10 @@ class RoleManager:
 
     def status(self) -> list[RoleStatus]:
         """Role versions and health for the heartbeat (and the safe-mode status page)."""
-        state = load_state(self._state_path)
+        try:
+            state = load_state(self._state_path)
+        except StateError:
+            state = ManagerState()  # the next apply() sets the corrupt file aside
         statuses = []
         for name in self._installed():
             layout = self._layout(name)
@@ -274,7 +285,7 @@ class RoleManager:
             runtime.check_devices(bundle)
             runtime.ensure_images(bundle)
         except BundleError as err:
-            record.bad_versions.append(version)
+            record.mark_bad(version)
             self._record_error(state, name, f"{version}: {err}")
             self._emit(EventKind.ROLE_FAILED, name, version, "bundle rejected", str(err))
             return Outcome.FAILED
@@ -303,7 +314,7 @@ class RoleManager:
                 self._stop(layout, version)
                 self._count_failure(state, name, version, err)
                 return Outcome.FAILED
-            record.bad_versions.append(version)
+            record.mark_bad(version)
             self._stop(layout, version)
             point(layout.current, str(previous))
             self._save(state)
@@ -529,7 +540,7 @@ class RoleManager:
         self.config.root.mkdir(parents=True, exist_ok=True)
         with (self.config.root / LOCK_FILE).open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            state = load_state(self._state_path)
+            state = load_or_reset(self._state_path)
             yield state
             self._save(state)
 
