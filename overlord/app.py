@@ -26,6 +26,7 @@ from overlord.dashboard.routes import static_files as dashboard_static
 from overlord.db import is_disconnect, unit_of_work
 from overlord.deps import Ctx
 from overlord.devices.routes import router as devices_router
+from overlord.devices.routes import sd_router
 from overlord.errors import DatabaseUnavailable, RequestError
 from overlord.events.routes import router as events_router
 from overlord.metrics.collector import FleetCollector
@@ -164,6 +165,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     _install_error_handlers(app)
     for router in (
         devices_router,
+        sd_router,
         rollouts_router,
         releases_router,
         events_router,

@@ -35,6 +35,7 @@ from overlord.events.schemas import DeviceEventPage, DeviceEventPublic
 from overlord.rollouts import service as rollouts_service
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
+sd_router = APIRouter(prefix=f"{API_PREFIX}/sd", tags=["devices"])
 
 
 @router.post("/register", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
@@ -107,6 +108,12 @@ def post_events(device_id: str, body: EventBatch, _caller: DeviceCaller, ctx: Ct
         if counted is not None:
             ctx.metrics.update_outcomes.labels(kind=counted[0], outcome=counted[1]).inc()
     return ack
+
+
+@sd_router.get("/prometheus")
+def prometheus_targets(_caller: Viewer, session: DbSession) -> list[dict[str, object]]:
+    """Prometheus HTTP service discovery of the devices' node exporters (ops stack)."""
+    return service.scrape_targets(session)
 
 
 @router.get("", response_model=DevicePage)
