@@ -182,9 +182,10 @@ class SlotWriter:
         part = self.disk.slot_partition(index.image.value, self.target)
         first = progress.next_chunk
         # After an interruption, chunks past the checkpoint may already be on disk: fetched
-        # chunks are written by the fetch threads as they arrive. Probe that stretch by hash.
+        # chunks are written by the fetch threads as they arrive. Probe that stretch by hash
+        # (also at chunk 0: the process may have died before its first checkpoint).
         probe_end = 0
-        if first > 0 and first < len(index):
+        if first < len(index):
             window_bytes = 2 * self.config.parallel_fetches * max(index.sizes)
             probe_end = index.offsets[first] + self.config.checkpoint_bytes + window_bytes
         with (

@@ -29,6 +29,7 @@ from updater.health import HealthChecker, RoleHealthHook
 from updater.paths import Roots
 from updater.queue import EventQueue
 from updater.slots import partition_label
+from updater.state import StateStore
 
 MIB = 1 << 20
 # (label, size in MiB) in partition order; 1 is config, 2/3 boot_a/b, 4/5 system_a/b, 6 data.
@@ -107,6 +108,22 @@ class SimDevice:
     disk_path: Path
 
     @classmethod
+    def at(cls, base: Path) -> SimDevice:
+        """The device created earlier in ``base``, as another process sees it."""
+        return cls(base, cls.roots_in(base), base / "disk.img")
+
+    @staticmethod
+    def roots_in(base: Path) -> Roots:
+        return Roots(
+            root=base / "root",
+            data=base / "data",
+            boot_config=base / "boot-config",
+            device_tree=base / "device-tree",
+            sys=base / "sys",
+            proc=base / "proc",
+        )
+
+    @classmethod
     def create(
         cls,
         base: Path,
@@ -118,14 +135,7 @@ class SimDevice:
         settings: dict[str, object] | None = None,
     ) -> SimDevice:
         base.mkdir(parents=True, exist_ok=True)
-        roots = Roots(
-            root=base / "root",
-            data=base / "data",
-            boot_config=base / "boot-config",
-            device_tree=base / "device-tree",
-            sys=base / "sys",
-            proc=base / "proc",
-        )
+        roots = cls.roots_in(base)
         for path in (roots.etc, roots.data, roots.boot_config, roots.boot_id_file.parent):
             path.mkdir(parents=True, exist_ok=True)
         disk_path = base / "disk.img"
@@ -168,7 +178,9 @@ class SimDevice:
         firmware_boot(self.roots.boot_config)
         self.roots.boot_id_file.write_text(str(uuid.uuid4()) + "\n")
 
-    def engine(self, *, role_hook: RoleHealthHook | None = None) -> Engine:
+    def engine(
+        self, *, role_hook: RoleHealthHook | None = None, store: StateStore | None = None
+    ) -> Engine:
         config = load_config(self.roots)
         events = EventQueue(self.roots.queue_dir, max_items=config.queue_max_items)
         return Engine(
@@ -177,6 +189,7 @@ class SimDevice:
             firmware=open_firmware(config.firmware, self.roots),
             events=events,
             health=HealthChecker(config.health, self.roots, role_hook=role_hook),
+            store=store,
         )
 
     def settle(self, engine_factory=None, *, max_boots: int = 12) -> list[Outcome]:
