@@ -56,8 +56,15 @@ def test_killed_at_many_byte_offsets_then_resumed(device, server):
 
 def test_overlord_down_during_install_resumes_later(device, server):
     unseed(device)
-    override(device, parallel_fetches=4, checkpoint_bytes=256 * 1024, retries=1,
-             backoff_initial_s=0.01, backoff_max_s=0.02, min_free_data_bytes=0)
+    override(
+        device,
+        parallel_fetches=4,
+        checkpoint_bytes=256 * 1024,
+        retries=1,
+        backoff_initial_s=0.01,
+        backoff_max_s=0.02,
+        min_free_data_bytes=0,
+    )
     server.down_after_chunks = 120
     engine = device.engine()
     assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.WAITING
