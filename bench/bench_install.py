@@ -290,17 +290,23 @@ def main() -> None:
     try:
         ours, ours_verified, theirs, rss = [], [], [], []
         naive_rss = 0
-        for _ in range(args.runs):
-            seconds, peak = 0.0, 0
-            for image in ImageName:
-                s, p = naive(f"{base}/{image.value}.img.zst", disk, offsets[f"{image.value}_b"])
-                seconds, peak = seconds + s, max(peak, p)
-            theirs.append(seconds)
-            naive_rss = max(naive_rss, peak)
-            stats = child_run([*child, f"{base}/r1", str(serve / "r1"), "-", str(work)])
-            ours.append(stats["write_s"])
-            ours_verified.append(stats["total_s"])
-            rss.append(int(stats["rss_kib"]))
+        for run in range(args.runs):
+            # Alternate which goes first, so page-cache and writeback state favour neither.
+            for contender in ("naive", "ours") if run % 2 == 0 else ("ours", "naive"):
+                if contender == "naive":
+                    seconds, peak = 0.0, 0
+                    for image in ImageName:
+                        url = f"{base}/{image.value}.img.zst"
+                        s, p = naive(url, disk, offsets[f"{image.value}_b"])
+                        seconds, peak = seconds + s, max(peak, p)
+                    theirs.append(seconds)
+                    naive_rss = max(naive_rss, peak)
+                else:
+                    stats = child_run([*child, f"{base}/r1", str(serve / "r1"), "-", str(work)])
+                    ours.append(stats["write_s"])
+                    ours_verified.append(stats["total_s"])
+                    rss.append(int(stats["rss_kib"]))
+            print(f"  run {run + 1}: updater {ours[-1]:.2f} s, naive {theirs[-1]:.2f} s")
         compressed = sum(f.stat().st_size for f in (serve / "r1" / "chunks").rglob("*.zst"))
         mib = total / (1 << 20)
         t_ours, t_naive = statistics.median(ours), statistics.median(theirs)

@@ -59,14 +59,15 @@ class ProgressFile:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def load(self, version: Version, slot: Slot) -> Progress:
+    def load(self, version: Version, slot: Slot) -> tuple[Progress, bool]:
+        """The saved progress of this install, and whether there was any."""
         try:
             progress = Progress.model_validate(json.loads(self.path.read_bytes()))
         except (OSError, ValueError, ValidationError):
-            return Progress(version=version, slot=slot)
+            return Progress(version=version, slot=slot), False
         if progress.version != version or progress.slot != slot:
-            return Progress(version=version, slot=slot)
-        return progress
+            return Progress(version=version, slot=slot), False
+        return progress, True
 
     def save(self, progress: Progress) -> None:
         atomic_write(self.path, progress.model_dump_json().encode())
@@ -167,27 +168,28 @@ class SlotWriter:
                 )
 
     def install(self, version: Version, indexes: dict[ImageName, CompactIndex]) -> None:
-        progress = self.progress_file.load(version, self.target)
+        progress, saved = self.progress_file.load(version, self.target)
         for image in IMAGE_ORDER:
             if image in progress.done:
                 continue
-            start = progress.next_chunk if progress.image == image else 0
-            progress.image, progress.next_chunk = image, start
-            self._write_image(indexes[image], progress)
+            resuming = saved and progress.image == image
+            if not resuming:  # durable before the first write, so a restart knows to probe
+                progress.image, progress.next_chunk = image, 0
+                self.progress_file.save(progress)
+            self._write_image(indexes[image], progress, probe=resuming)
             progress.done.append(image)
             progress.next_chunk = 0
             self.progress_file.save(progress)
 
-    def _write_image(self, index: CompactIndex, progress: Progress) -> None:
+    def _write_image(self, index: CompactIndex, progress: Progress, *, probe: bool) -> None:
         part = self.disk.slot_partition(index.image.value, self.target)
         first = progress.next_chunk
         depth = self.config.pipeline_depth
         window_limit = 2 * self.config.parallel_fetches * depth
         # After an interruption, chunks past the checkpoint may already be on disk: fetched
-        # chunks are written by the fetch threads as they arrive. Probe that stretch by hash
-        # (also at chunk 0: the process may have died before its first checkpoint).
+        # chunks are written by the fetch threads as they arrive. Probe that stretch by hash.
         probe_end = 0
-        if first < len(index):
+        if probe and first < len(index):
             window_bytes = window_limit * max(index.sizes)
             probe_end = index.offsets[first] + self.config.checkpoint_bytes + window_bytes
         with (
