@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from fleetcore.cli import run_main, setup_logging
+from fleetcore.errors import VersionError
 from fleetcore.release import Hardware
 from fleetcore.version import Version
 from signing.client import ReleaseClient
@@ -50,7 +51,7 @@ def _hardware(text: str) -> tuple[Hardware, ...]:
 def _version(text: str) -> Version:
     try:
         return Version(text)
-    except ValueError as err:
+    except VersionError as err:
         raise argparse.ArgumentTypeError(str(err)) from err
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,15 +108,16 @@ class KeyStore:
                 f"{keydir} already holds keys", hint="choose an empty --keys directory"
             )
         keydir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for index in range(1, root_keys + 1):
-            write_key(
-                keydir / "offline" / f"root-{index}.key", Ed25519PrivateKey.generate(), passphrase
-            )
-        write_key(keydir / "offline" / "targets.key", Ed25519PrivateKey.generate(), passphrase)
-        for role in ONLINE_ROLES:
-            # Online keys stay unencrypted: the Overlord signs unattended.
-            write_key(keydir / "online" / f"{role}.key", Ed25519PrivateKey.generate(), None)
-        return cls.open(keydir)
+        store = cls(keydir)
+        plan = [("root", "offline", f"root-{i}.key", passphrase) for i in range(1, root_keys + 1)]
+        plan.append(("targets", "offline", "targets.key", passphrase))
+        # Online keys stay unencrypted: the Overlord signs unattended.
+        plan += [(role, "online", f"{role}.key", None) for role in ONLINE_ROLES]
+        for role, folder, name, secret in plan:
+            key = Ed25519PrivateKey.generate()
+            write_key(keydir / folder / name, key, secret)
+            store.signers.setdefault(role, []).append(signer_from_key(key))
+        return store
 
     @classmethod
     def open(cls, keydir: Path) -> KeyStore:
@@ -125,10 +127,12 @@ class KeyStore:
         store = cls(keydir)
         offline = keydir / "offline"
         if offline.is_dir():
-            root_files = sorted(
-                (p for p in offline.iterdir() if _ROOT_KEY.match(p.name)),
-                key=lambda p: int(_ROOT_KEY.match(p.name).group(1)),  # type: ignore[union-attr]
-            )
+            numbered = {
+                int(match.group(1)): path
+                for path in offline.iterdir()
+                if (match := _ROOT_KEY.match(path.name))
+            }
+            root_files = [numbered[n] for n in sorted(numbered)]
             if root_files:
                 store.signers["root"] = [read_key(p) for p in root_files]
             if (offline / "targets.key").exists():
@@ -153,7 +157,14 @@ class KeyStore:
             )
         return signers
 
-    def replace(self, role: str, count: int, passphrase: bytes | None = None) -> list[CryptoSigner]:
+    def replace(
+        self,
+        role: str,
+        count: int,
+        passphrase: bytes | None = None,
+        *,
+        new_key: Callable[[], Ed25519PrivateKey] = Ed25519PrivateKey.generate,
+    ) -> list[CryptoSigner]:
         """Retire the role's key files and write ``count`` new ones; returns the new signers."""
         retired = self.keydir / "retired"
         retired.mkdir(exist_ok=True, mode=0o700)
@@ -171,7 +182,7 @@ class KeyStore:
         )
         signers = []
         for name in names:
-            key = Ed25519PrivateKey.generate()
+            key = new_key()
             write_key(folder / name, key, None if online else passphrase)
             signers.append(signer_from_key(key))
         self.signers[role] = signers

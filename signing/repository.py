@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import zstandard
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securesystemslib.signer import Signer
 from tuf.api.exceptions import LengthOrHashMismatchError, UnsignedMetadataError
 from tuf.api.metadata import (
@@ -207,12 +208,13 @@ def add_targets(
     keys: KeyStore,
     targets: list[TargetSpec],
     *,
+    lifetimes: Lifetimes | None = None,
     now: datetime | None = None,
 ) -> Metadata[Any]:
     """Add or replace targets in one new targets version, then re-sign snapshot and timestamp."""
     if not targets:
         raise RepositoryError("no targets to add")
-    store = Repository(repo)
+    store = Repository(repo, lifetimes=lifetimes)
     md = store.load("targets")
     assert isinstance(md.signed, Targets)
     for spec in targets:
@@ -223,9 +225,11 @@ def add_targets(
     return md
 
 
-def refresh_timestamp(repo: Path, keys: KeyStore, *, now: datetime | None = None) -> None:
+def refresh_timestamp(
+    repo: Path, keys: KeyStore, *, lifetimes: Lifetimes | None = None, now: datetime | None = None
+) -> None:
     """Re-sign snapshot and timestamp with the online keys (the Overlord's schedule)."""
-    store = Repository(repo)
+    store = Repository(repo, lifetimes=lifetimes)
     snapshot = store.load("snapshot")
     store.sign_and_save(snapshot, keys.get("snapshot"), now=now)
     store.save_timestamp(snapshot, keys, now)
@@ -386,6 +390,8 @@ def rotate_keys(
     role: str,
     *,
     passphrase: bytes | None = None,
+    new_key: Callable[[], Ed25519PrivateKey] = Ed25519PrivateKey.generate,
+    lifetimes: Lifetimes | None = None,
     now: datetime | None = None,
 ) -> int:
     """Replace ``role``'s keys with new ones; returns the new root version.
@@ -396,13 +402,13 @@ def rotate_keys(
     """
     if role not in ROLES:
         raise RepositoryError(f"unknown role {role!r}", hint=f"choose one of {', '.join(ROLES)}")
-    store = Repository(repo)
+    store = Repository(repo, lifetimes=lifetimes)
     root_md = store.root()
     root = root_md.signed
     old_root_signers = list(keys.get("root"))
     old_ids = list(root.roles[role].keyids)
     count = len(old_ids)
-    new_signers = keys.replace(role, count, passphrase)
+    new_signers = keys.replace(role, count, passphrase, new_key=new_key)
     for keyid in old_ids:
         root.revoke_key(keyid, role)
     for signer in new_signers:
@@ -413,7 +419,6 @@ def rotate_keys(
     for signer in old_root_signers + (new_signers if role == "root" else []):
         root_md.sign(signer, append=True)
     try:
-        Root.from_dict(root_md.signed.to_dict())  # round-trip sanity
         previous = store.root().signed
         previous.verify_delegate("root", root_md.signed_bytes, root_md.signatures)
         root.verify_delegate("root", root_md.signed_bytes, root_md.signatures)
@@ -427,5 +432,5 @@ def rotate_keys(
         store.sign_and_save(targets, keys.get("targets"), now=now)
         store.publish_targets(targets, keys, now)
     elif role in ("snapshot", "timestamp"):
-        refresh_timestamp(repo, keys, now=now)
+        refresh_timestamp(repo, keys, lifetimes=lifetimes, now=now)
     return root.version
