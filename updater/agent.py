@@ -58,7 +58,7 @@ class Agent:
         self.client = client
         self.notifier = notifier or Notifier()
         self.roles = roles
-        self.rng = rng or random.Random()  # noqa: S311 - poll jitter, not security
+        self.rng = rng or random.Random()
         self.etag: str | None = None
         self.backoff = config.poll_min_s
         self.failed_version: Version | None = None
