@@ -28,6 +28,7 @@ from updater import autoboot
 from updater.config import UpdaterConfig
 from updater.disk import BootDisk, find_boot_disk
 from updater.errors import (
+    DiskError,
     FirmwareError,
     InstallError,
     StateError,
@@ -189,7 +190,7 @@ class Engine:
             except (TransferError, DownloadError) as err:
                 log.warning("update of %s waits for the network: %s", state.target_version, err)
                 return Outcome.WAITING
-            except (InstallError, VerificationError, FirmwareError) as err:
+            except (InstallError, VerificationError, FirmwareError, DiskError) as err:
                 if state.state not in _BEFORE_REBOOT:
                     raise
                 self._fail(state, str(err))
