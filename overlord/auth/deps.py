@@ -1,0 +1,101 @@
+"""Who may call what: device credentials, operator roles, dashboard sessions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from overlord.auth import service
+from overlord.auth.models import KeyRole
+from overlord.auth.service import Principal
+from overlord.auth.tokens import digest
+from overlord.context import AppContext
+from overlord.db import unit_of_work
+from overlord.errors import AuthError, DatabaseUnavailable, Forbidden, RateLimited
+
+SESSION_COOKIE = "overlord_session"
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _load_principal(ctx: AppContext, key: str, token: str) -> Principal | None:
+    """Resolve a token in the database; while it is down, trust this replica's last answer."""
+    if not ctx.database_suspect():
+        try:
+            with unit_of_work(ctx.reads) as session:
+                principal = service.resolve_token(session, token=token)
+        except DatabaseUnavailable:
+            ctx.mark_database_down()
+        else:
+            if principal is not None:
+                ctx.principals.put(key, principal)
+            return principal
+    return ctx.principals.get(key, max_age_s=None)
+
+
+def _session_principal(ctx: AppContext, cookie: str) -> Principal | None:
+    with unit_of_work(ctx.sessions) as session:
+        return service.resolve_session(session, cookie=cookie)
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller behind a bearer token or a dashboard session cookie.
+
+    One flat, async dependency, so that the hot path (a cached token) costs no dependency
+    tree and never leaves the event loop; database look-ups run in the thread pool.
+    """
+    ctx: AppContext = request.app.state.ctx
+    principal = None
+    token = bearer_token(request)
+    if token is not None:
+        key = digest(token)
+        principal = ctx.principals.get(key, max_age_s=ctx.settings.auth_cache_ttl_s)
+        if principal is None:
+            principal = await run_in_threadpool(_load_principal, ctx, key, token)
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        principal = await run_in_threadpool(_session_principal, ctx, cookie)
+    if principal is None:
+        if not ctx.anonymous_limiter.allow(client_address(request)):
+            raise RateLimited("too many unauthenticated requests")
+        raise AuthError("a valid bearer token is required")
+    return principal
+
+
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+async def device_caller(device_id: str, request: Request) -> Principal:
+    """A device credential, only for its own device."""
+    caller = await authenticate(request)
+    ctx: AppContext = request.app.state.ctx
+    if caller.role is not KeyRole.DEVICE or caller.device_id != device_id:
+        raise Forbidden("this credential is not the device's own")
+    if not ctx.device_limiter.allow(device_id):
+        raise RateLimited(f"device {device_id} is over its request rate")
+    return caller
+
+
+DeviceCaller = Annotated[Principal, Depends(device_caller)]
+
+
+def _require(role: KeyRole) -> object:
+    async def check(caller: Caller) -> Principal:
+        if not caller.at_least(role):
+            raise Forbidden(f"this needs the {role.value} role or higher")
+        return caller
+
+    return Depends(check)
+
+
+Viewer = Annotated[Principal, _require(KeyRole.VIEWER)]
+Operator = Annotated[Principal, _require(KeyRole.OPERATOR)]
+Admin = Annotated[Principal, _require(KeyRole.ADMIN)]

@@ -1,0 +1,378 @@
+"""Device registry: enrolment, heartbeats, desired state and the operator's queries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections import Counter
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, not_, select, update
+from sqlalchemy.orm import Session
+
+from fleetcore.release import manifest_target, role_target
+from fleetcore.version import Version
+from fleetcore.wire import (
+    DesiredOS,
+    DesiredRole,
+    DesiredState,
+    Heartbeat,
+    RegisterRequest,
+    RegisterResponse,
+    UpdateState,
+)
+from overlord.auth import service as auth_service
+from overlord.auth.models import KeyRole
+from overlord.db import Base, utcnow
+
+# Imported for its side effect: the session hook that writes the desired-state change log.
+from overlord.devices import changes as _changes  # noqa: F401
+from overlord.devices.models import AdminStatus, Device, DeviceHeartbeat
+from overlord.devices.schemas import (
+    CachedDesiredState,
+    DeviceAttributesUpdate,
+    DeviceFilter,
+    DevicePublic,
+    FleetStatus,
+    LabelCount,
+    role_statuses,
+)
+from overlord.errors import AuthError, NotFound
+from overlord.rollouts.models import DeploymentConfig
+
+ACTIVE_UPDATE_STATES = frozenset(
+    {
+        UpdateState.DOWNLOADING,
+        UpdateState.INSTALLING,
+        UpdateState.VERIFYING,
+        UpdateState.TRIAL_REBOOT,
+        UpdateState.TRIAL,
+        UpdateState.COMMITTING,
+    }
+)
+FAILED_UPDATE_STATES = frozenset({UpdateState.FAILED, UpdateState.ROLLED_BACK})
+
+
+def fleet_status(
+    *,
+    last_seen: datetime | None,
+    safe_mode: bool,
+    update_state: UpdateState,
+    now: datetime,
+    offline_after_s: int,
+) -> FleetStatus:
+    """Pure status rule, mirrored in SQL by :func:`status_clause`."""
+    if last_seen is None or last_seen < now - timedelta(seconds=offline_after_s):
+        return FleetStatus.OFFLINE
+    if safe_mode:
+        return FleetStatus.SAFE_MODE
+    if update_state in FAILED_UPDATE_STATES:
+        return FleetStatus.FAILED
+    if update_state in ACTIVE_UPDATE_STATES:
+        return FleetStatus.UPDATING
+    return FleetStatus.ONLINE
+
+
+def status_clause(
+    status: FleetStatus, *, now: datetime, offline_after_s: int
+) -> ColumnElement[bool]:
+    cutoff = now - timedelta(seconds=offline_after_s)
+    online = and_(Device.last_seen.is_not(None), Device.last_seen >= cutoff)
+    if status is FleetStatus.OFFLINE:
+        return not_(online)
+    if status is FleetStatus.SAFE_MODE:
+        return and_(online, Device.safe_mode.is_(True))
+    live = and_(online, Device.safe_mode.is_(False))
+    if status is FleetStatus.FAILED:
+        return and_(live, Device.update_state.in_(FAILED_UPDATE_STATES))
+    if status is FleetStatus.UPDATING:
+        return and_(live, Device.update_state.in_(ACTIVE_UPDATE_STATES))
+    return and_(live, Device.update_state.not_in(FAILED_UPDATE_STATES | ACTIVE_UPDATE_STATES))
+
+
+def to_public(device: Device, *, now: datetime, offline_after_s: int) -> DevicePublic:
+    return DevicePublic(
+        id=device.id,
+        hostname=device.hostname,
+        hardware=device.hardware,
+        serial=device.serial,
+        group=device.group_name,
+        labels=device.labels,
+        admin_status=device.admin_status,
+        status=fleet_status(
+            last_seen=device.last_seen,
+            safe_mode=device.safe_mode,
+            update_state=device.update_state,
+            now=now,
+            offline_after_s=offline_after_s,
+        ),
+        enrolled_at=device.enrolled_at,
+        last_seen=device.last_seen,
+        image_version=device.image_version,
+        booted_slot=device.booted_slot,
+        committed_slot=device.committed_slot,
+        update_state=device.update_state,
+        health=device.health,
+        roles=role_statuses(device.roles),
+        safe_mode=device.safe_mode,
+        free_data_bytes=device.free_data_bytes,
+        uptime_s=device.uptime_s,
+        dropped_events=device.dropped_events,
+        desired_os_version=device.desired_os_version,
+        desired_roles=device.desired_roles,
+        desired_safe_mode=device.desired_safe_mode,
+        node_exporter=device.node_exporter,
+    )
+
+
+def get_device(session: Session, *, device_id: str) -> Device:
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFound(f"no device {device_id}")
+    return device
+
+
+def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
+    """Enrol a device with an enrollment token; a known serial re-enrols the same device."""
+    principal = auth_service.resolve_token(session, token=request.enrollment_token)
+    if principal is None or principal.role is not KeyRole.ENROLLMENT:
+        raise AuthError("the enrollment token is unknown, revoked or expired")
+    device = None
+    if request.serial is not None:
+        device = session.scalar(select(Device).where(Device.serial == request.serial))
+    if device is None:
+        device = Device(id=f"dev-{secrets.token_hex(8)}", serial=request.serial)
+        session.add(device)
+    else:
+        auth_service.revoke_device_keys(session, device_id=device.id)
+    device.hostname = request.hostname
+    device.hardware = request.hardware.value
+    device.image_version = str(request.image_version)
+    device.booted_slot = request.booted_slot
+    device.admin_status = AdminStatus.ACTIVE
+    device.last_seen = utcnow()
+    session.flush()
+    _key, token = auth_service.create_key(
+        session, role=KeyRole.DEVICE, name=request.hostname, device_id=device.id
+    )
+    return RegisterResponse(device_id=device.id, device_token=token)
+
+
+def record_heartbeats(
+    session: Session, *, items: list[tuple[str, Heartbeat]]
+) -> tuple[set[str], set[str]]:
+    """Store a batch of heartbeats in three statements (group commit).
+
+    Returns (devices with an open rollout update, unknown device ids).
+    """
+    now = utcnow()
+    devices = Base.metadata.tables[Device.__tablename__]
+    ids = {device_id for device_id, _ in items}
+    found = {
+        device_id: bool(open_update)
+        for device_id, open_update in session.execute(
+            select(Device.id, Device.open_update).where(Device.id.in_(ids))
+        )
+    }
+    rows = [(device_id, hb) for device_id, hb in items if device_id in found]
+    if rows:
+        connection = session.connection()
+        connection.execute(
+            update(devices)
+            .where(devices.c.id == bindparam("b_id"))
+            .values(
+                last_seen=bindparam("b_last_seen"),
+                image_version=bindparam("b_image_version"),
+                booted_slot=bindparam("b_booted_slot"),
+                committed_slot=bindparam("b_committed_slot"),
+                update_state=bindparam("b_update_state"),
+                health=bindparam("b_health"),
+                roles=bindparam("b_roles"),
+                role_index=bindparam("b_role_index"),
+                safe_mode=bindparam("b_safe_mode"),
+                free_data_bytes=bindparam("b_free_data_bytes"),
+                uptime_s=bindparam("b_uptime_s"),
+                dropped_events=bindparam("b_dropped_events"),
+                node_exporter=bindparam("b_node_exporter"),
+            ),
+            [
+                {
+                    "b_id": device_id,
+                    "b_last_seen": now,
+                    "b_image_version": str(hb.image_version),
+                    "b_booted_slot": hb.booted_slot,
+                    "b_committed_slot": hb.committed_slot,
+                    "b_update_state": hb.update_state,
+                    "b_health": hb.health,
+                    "b_roles": [r.model_dump(mode="json") for r in hb.roles],
+                    "b_role_index": "," + "".join(f"{r.name}," for r in hb.roles),
+                    "b_safe_mode": any(r.safe_mode for r in hb.roles),
+                    "b_free_data_bytes": hb.free_data_bytes,
+                    "b_uptime_s": hb.uptime_s,
+                    "b_dropped_events": hb.dropped_events,
+                    "b_node_exporter": hb.node_exporter,
+                }
+                for device_id, hb in rows
+            ],
+        )
+        connection.execute(
+            insert(Base.metadata.tables[DeviceHeartbeat.__tablename__]),
+            [
+                {
+                    "device_id": device_id,
+                    "received_at": now,
+                    "image_version": str(hb.image_version),
+                    "update_state": hb.update_state,
+                    "health": hb.health,
+                    "payload": hb.model_dump(mode="json"),
+                }
+                for device_id, hb in rows
+            ],
+        )
+    return {d for d, is_open in found.items() if is_open}, ids - set(found)
+
+
+def desired_state(
+    session: Session, *, device_id: str, default_poll_interval_s: int
+) -> CachedDesiredState:
+    """What the device should run, serialised once with its ETag (one indexed query)."""
+    row = session.execute(
+        select(
+            Device.admin_status,
+            Device.desired_os_version,
+            Device.desired_roles,
+            Device.desired_safe_mode,
+            DeploymentConfig.poll_interval_s,
+        )
+        .outerjoin(DeploymentConfig, DeploymentConfig.name == Device.group_name)
+        .where(Device.id == device_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no device {device_id}")
+    admin_status, os_version, roles, safe_mode, group_poll = row
+    poll = group_poll if group_poll is not None else default_poll_interval_s
+    if admin_status is not AdminStatus.ACTIVE:
+        state = DesiredState(poll_interval_s=poll)
+    else:
+        state = DesiredState(
+            os=DesiredOS(version=Version(os_version), manifest_target=manifest_target(os_version))
+            if os_version
+            else None,
+            roles=[
+                DesiredRole(name=name, version=Version(version), target=role_target(name, version))
+                for name, version in sorted(roles.items())
+            ],
+            safe_mode=safe_mode,
+            poll_interval_s=poll,
+        )
+    body = json.dumps(state.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+    return CachedDesiredState(body=body.encode(), etag=etag)
+
+
+def list_devices(
+    session: Session,
+    *,
+    filters: DeviceFilter,
+    limit: int,
+    offset: int,
+    offline_after_s: int,
+) -> tuple[list[DevicePublic], int]:
+    now = utcnow()
+    clauses: list[ColumnElement[bool]] = []
+    if filters.status is not None:
+        clauses.append(status_clause(filters.status, now=now, offline_after_s=offline_after_s))
+    if filters.image_version is not None:
+        clauses.append(Device.image_version == filters.image_version)
+    if filters.role is not None:
+        clauses.append(Device.role_index.contains(f",{filters.role},", autoescape=True))
+    if filters.label is not None:
+        clauses.append(Device.label_index.contains(f",{filters.label},", autoescape=True))
+    if filters.group is not None:
+        clauses.append(Device.group_name == filters.group)
+    total = session.scalar(select(func.count()).select_from(Device).where(*clauses)) or 0
+    rows = session.scalars(
+        select(Device)
+        .where(*clauses)
+        .order_by(Device.hostname, Device.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [to_public(d, now=now, offline_after_s=offline_after_s) for d in rows], total
+
+
+def set_admin_status(session: Session, *, device_id: str, status: AdminStatus) -> Device:
+    device = get_device(session, device_id=device_id)
+    device.admin_status = status
+    if status is AdminStatus.DECOMMISSIONED:
+        auth_service.revoke_device_keys(session, device_id=device_id)
+    return device
+
+
+def update_attributes(
+    session: Session, *, device_id: str, update: DeviceAttributesUpdate
+) -> Device:
+    device = get_device(session, device_id=device_id)
+    if update.labels is not None:
+        device.labels = dict(sorted(update.labels.items()))
+        device.label_index = "," + "".join(f"{k}={v}," for k, v in device.labels.items())
+    if update.safe_mode is not None:
+        device.desired_safe_mode = update.safe_mode
+    if "group" in update.model_fields_set:
+        if update.group is not None and session.get(DeploymentConfig, update.group) is None:
+            raise NotFound(
+                f"no device group {update.group}", hint="create it with PUT /groups/{name}"
+            )
+        device.group_name = update.group
+    return device
+
+
+def label_counts(session: Session) -> list[LabelCount]:
+    """Every label in use, with how many devices carry it."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for labels in session.scalars(select(Device.labels)):
+        counts.update(labels.items())
+    return [LabelCount(key=k, value=v, devices=n) for (k, v), n in sorted(counts.items())]
+
+
+def scrape_targets(session: Session) -> list[dict[str, object]]:
+    """Prometheus HTTP service discovery: one group per active device with a node exporter."""
+    rows = session.execute(
+        select(Device.id, Device.hardware, Device.group_name, Device.node_exporter)
+        .where(Device.node_exporter.is_not(None), Device.admin_status == AdminStatus.ACTIVE)
+        .order_by(Device.id)
+    )
+    return [
+        {
+            "targets": [address],
+            "labels": {
+                "__meta_fleet_device_id": device_id,
+                "__meta_fleet_hardware": hardware,
+                "__meta_fleet_group": group or "",
+            },
+        }
+        for device_id, hardware, group, address in rows
+    ]
+
+
+def prune_heartbeats(session: Session, *, retention_days: int) -> int:
+    """Delete heartbeat history past the retention period; returns rows removed."""
+    cutoff = utcnow() - timedelta(days=retention_days)
+    result = session.execute(delete(DeviceHeartbeat).where(DeviceHeartbeat.received_at < cutoff))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def heartbeat_history(session: Session, *, device_id: str, limit: int) -> list[DeviceHeartbeat]:
+    return list(
+        session.scalars(
+            select(DeviceHeartbeat)
+            .where(DeviceHeartbeat.device_id == device_id)
+            .order_by(DeviceHeartbeat.received_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+def known_label(key: str, value: str) -> ColumnElement[bool]:
+    return Device.label_index.contains(f",{key}={value},", autoescape=True)

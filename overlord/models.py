@@ -1,0 +1,23 @@
+"""Every table, imported in one place for Alembic and ``create_all`` in tests."""
+
+from overlord.auth.models import ApiKey, DashboardSession, Lease
+from overlord.db import Base
+from overlord.devices.models import DesiredStateChange, Device, DeviceHeartbeat
+from overlord.events.models import Alert, AlertRule, DeviceEvent
+from overlord.rollouts.models import DeploymentConfig, DeploymentRollout, DeviceUpdate
+
+__all__ = [
+    "Alert",
+    "AlertRule",
+    "ApiKey",
+    "Base",
+    "DashboardSession",
+    "DeploymentConfig",
+    "DeploymentRollout",
+    "DesiredStateChange",
+    "Device",
+    "DeviceEvent",
+    "DeviceHeartbeat",
+    "DeviceUpdate",
+    "Lease",
+]
