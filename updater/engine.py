@@ -280,6 +280,10 @@ class Engine:
             progress=ProgressFile(self.roots.install_dir / PROGRESS_FILE),
             on_progress=progress,
             tick=self.tick,
+            patches={
+                image: manifest.written(image, "b" if target is Slot.B else "a")[1]
+                for image in ImageName
+            },
         )
         try:
             writer.check_space(manifest, data=self.roots.data)

@@ -16,7 +16,7 @@ import json
 import logging
 import shutil
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,7 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fleetcore.atomic import atomic_write
-from fleetcore.release import ImageName, Manifest
+from fleetcore.release import BytePatch, ImageName, Manifest, apply_patches
 from fleetcore.version import Version
 from fleetcore.wire import Slot
 from updater.chunkindex import CompactIndex, SeedMap
@@ -139,8 +139,11 @@ class SlotWriter:
         progress: ProgressFile,
         on_progress: ProgressCallback | None = None,
         tick: Callable[[], None] = lambda: None,
+        patches: Mapping[ImageName, tuple[BytePatch, ...]] | None = None,
     ) -> None:
         self.disk, self.roots, self.active, self.target = disk, roots, active, target
+        # Slot-specific bytes (slot B's cmdline.txt names system_b), applied as chunks land.
+        self.patches = dict(patches or {})
         self.source, self.seed, self.config = source, seed, config
         self.progress_file = progress
         self.on_progress = on_progress
@@ -247,7 +250,12 @@ class SlotWriter:
         """Fetch chunks and write each at once, so a chunk that arrived is never fetched again."""
         requests = [(index.digest(n).hex(), index.sizes[n]) for n in numbers]
         for number, data in zip(numbers, self.source.get_many(requests), strict=True):
-            out.write(index.offsets[number], data)
+            self._write(out, index, number, data)
+
+    def _write(self, out: PartitionIO, index: CompactIndex, number: int, data: bytes) -> None:
+        offset = index.offsets[number]
+        patches = self.patches.get(index.image)
+        out.write(offset, apply_patches(data, offset, patches) if patches else data)
 
     def _origin(self, index: CompactIndex, number: int, out: PartitionIO, probe: bool) -> Origin:
         digest = index.digest(number)
@@ -268,7 +276,7 @@ class SlotWriter:
             assert self.seed is not None
             data = self.seed.read(index.digest(number))
             if data is not None:
-                out.write(index.offsets[number], data)
+                self._write(out, index, number, data)
                 self.stats.seeded_chunks += 1
                 self.stats.written_bytes += size
                 return
@@ -292,6 +300,7 @@ def verify_slot(disk: BootDisk, slot: Slot, manifest: Manifest) -> None:
     """Read the written images back and compare them with the signed image hashes."""
     for image in IMAGE_ORDER:
         entry = manifest.images[image]
+        expected, _ = manifest.written(image, "b" if slot is Slot.B else "a")
         part = disk.slot_partition(image.value, slot)
         digest = hashlib.sha256()
         with PartitionIO(part, writable=False) as reader:
@@ -300,9 +309,9 @@ def verify_slot(disk: BootDisk, slot: Slot, manifest: Manifest) -> None:
                 length = min(_READ, entry.size - pos)
                 digest.update(reader.read(pos, length))
                 pos += length
-        if digest.hexdigest() != entry.sha256:
+        if digest.hexdigest() != expected:
             raise ImageMismatch(
                 f"{part.label} does not read back as the signed {image} image of "
                 f"{manifest.version} (sha256 {digest.hexdigest()[:16]}..., "
-                f"signed {entry.sha256[:16]}...)"
+                f"signed {expected[:16]}...)"
             )

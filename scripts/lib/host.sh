@@ -37,6 +37,12 @@ ensure_venv() {
     "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
         || die "$python is older than 3.11"
     if [ ! -x "$VENV/bin/python" ]; then
+        if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
+            need_root
+            say "venv: installing python3-venv"
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null \
+                || { apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }
+        fi
         say "venv: creating $VENV"
         "$python" -m venv "$VENV"
     fi

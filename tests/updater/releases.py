@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
 from pathlib import Path
 
 import zstandard
@@ -15,6 +16,7 @@ from pyfastcdc import FastCDC
 
 from fleetcore.atomic import atomic_write
 from fleetcore.release import (
+    BytePatch,
     Chunk,
     Chunker,
     ChunkIndex,
@@ -22,6 +24,7 @@ from fleetcore.release import (
     ImageEntry,
     ImageName,
     Manifest,
+    SlotVariant,
     SystemFormat,
     chunk_path,
     dump_index,
@@ -72,6 +75,7 @@ def build_release(
     *,
     hardware: tuple[Hardware, ...] = (Hardware.QEMU,),
     claimed_sha256: str | None = None,
+    slot_b_boot_patch: tuple[int, bytes] | None = None,
 ) -> Path:
     """Write an ``fleet-image assemble``-style release directory.
 
@@ -89,12 +93,21 @@ def build_release(
         entries[image] = ImageEntry(
             size=index.image_size, sha256=index.image_sha256, index=index_target(version, image)
         )
+    slot_b = {}
+    if slot_b_boot_patch is not None:
+        at, data = slot_b_boot_patch
+        written = patched(images[ImageName.BOOT], at, data)
+        slot_b[ImageName.BOOT] = SlotVariant(
+            sha256=hashlib.sha256(written).hexdigest(),
+            patches=(BytePatch(offset=at, data=data.hex()),),
+        )
     manifest = Manifest(
         version=Version(version),
         hardware=hardware,
         system_format=SystemFormat.EROFS,
         created=0,
         images=entries,
+        slot_b=slot_b,
     )
     atomic_write(release / "manifest.json", dump_manifest(manifest))
     return release
@@ -109,6 +122,15 @@ class ReleaseRepo:
         self.keys = KeyStore.generate(base / "keys")
         init_repository(self.path, self.keys)
         self.releases: dict[str, dict[ImageName, bytes]] = {}
+
+    def copy(self, base: Path) -> ReleaseRepo:
+        """An independent copy with the same keys, for tests that publish more releases."""
+        shutil.copytree(self.base, base)
+        clone = ReleaseRepo.__new__(ReleaseRepo)
+        clone.base, clone.path = base, base / "repo"
+        clone.keys = KeyStore.open(base / "keys")
+        clone.releases = dict(self.releases)
+        return clone
 
     @property
     def root_json(self) -> bytes:

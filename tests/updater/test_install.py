@@ -8,6 +8,8 @@ from fleetcore.release import ImageName
 from fleetcore.version import Version
 from fleetcore.wire import EventKind, Slot, UpdateState
 from tests.updater.conftest import v1_images, v2_images
+from tests.updater.releases import patched
+from tests.updater.servers import FleetServer
 from updater.engine import Outcome
 
 
@@ -66,3 +68,24 @@ def repo_index_chunks(repo, version):
         load_index((release / f"{image.value}.index.json").read_bytes()).chunks
         for image in ImageName
     ]
+
+
+def test_slot_b_gets_its_own_boot_bytes(device, repo_template, tmp_path):
+    """Slot B's boot image differs in a few bytes (cmdline.txt names system_b): the manifest's
+    patches are applied as chunks land, and read-back checks the slot-B hash."""
+    repo = repo_template.copy(tmp_path / "repo-copy")
+    images = v2_images()
+    repo.publish("3.0.0", images, slot_b_boot_patch=(4096, b"root=PARTLABEL=system_b"))
+    server = FleetServer(repo.path)
+    try:
+        engine = device.engine()
+        assert engine.start(Version("3.0.0"), server.tuf_url) is Outcome.REBOOTING
+    finally:
+        server.close()
+    boot_b = patched(images[ImageName.BOOT], 4096, b"root=PARTLABEL=system_b")
+    assert_slot_holds(
+        device, Slot.B, {ImageName.BOOT: boot_b, ImageName.SYSTEM: images[ImageName.SYSTEM]}
+    )
+    device.power_on()
+    assert device.settle() == [Outcome.IDLE]
+    assert device.committed() is Slot.B
