@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import tarfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -118,15 +119,43 @@ class Harness:
         return out.stdout.decode().split()
 
     def crash(self) -> None:
-        """Kill the role's processes from the host, as a crash would; docker restarts them."""
+        """Kill the role's processes from the host, as a crash would; docker restarts them.
+
+        Returns once docker has seen every kill (the restart count moved or the container is
+        no longer running), so the next health check cannot read the state from before it.
+        """
+
+        def inspect(container: str) -> tuple[int, int, bool]:
+            out = (
+                subprocess.run(
+                    [
+                        self.docker,
+                        "inspect",
+                        "--format",
+                        "{{.State.Pid}} {{.RestartCount}} {{.State.Running}}",
+                        container,
+                    ],
+                    capture_output=True,
+                    check=True,
+                )
+                .stdout.decode()
+                .split()
+            )
+            return int(out[0]), int(out[1]), out[2] == "true"
+
         for container in self.containers():
-            pid = subprocess.run(
-                [self.docker, "inspect", "--format", "{{.State.Pid}}", container],
-                capture_output=True,
-                check=True,
-            ).stdout.decode()
-            if int(pid) > 0:
-                os.kill(int(pid), signal.SIGKILL)
+            pid, restarts, _ = inspect(container)
+            if pid <= 0:
+                continue
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                _, now_restarts, running = inspect(container)
+                if now_restarts > restarts or not running:
+                    break
+                time.sleep(0.1)
+            else:
+                raise AssertionError(f"docker did not notice the kill of {container} in 60 s")
 
     def cleanup(self) -> None:
         ids = self.containers()
