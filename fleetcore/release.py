@@ -44,7 +44,15 @@ class Hardware(StrEnum):
 
 
 class ImageName(StrEnum):
+    """The images of a release.
+
+    ``boot`` is slot A's boot partition and ``boot_b`` slot B's: they differ only in
+    cmdline.txt, which names the slot's own system partition, so they share all but a chunk or
+    two. Write :meth:`Manifest.boot_for` of the target slot, never ``boot`` blindly.
+    """
+
     BOOT = "boot"
+    BOOT_B = "boot_b"
     SYSTEM = "system"
 
 
@@ -122,10 +130,18 @@ class Manifest(_Strict):
 
     @model_validator(mode="after")
     def _both_images(self) -> Manifest:
-        missing = set(ImageName) - set(self.images)
+        missing = {ImageName.BOOT, ImageName.SYSTEM} - set(self.images)
         if missing:
             raise ValueError(f"manifest lacks images: {', '.join(sorted(missing))}")
         return self
+
+    def boot_for(self, slot: Literal["a", "b"]) -> ImageName:
+        """The boot image to write into ``boot_<slot>``."""
+        if slot == "a":
+            return ImageName.BOOT
+        if ImageName.BOOT_B not in self.images:
+            raise FormatError(f"release {self.version} has no boot image for slot b")
+        return ImageName.BOOT_B
 
 
 def manifest_target(version: Version | str) -> str:

@@ -1,4 +1,5 @@
 import hashlib
+import json
 
 import pytest
 
@@ -10,6 +11,7 @@ from fleetcore.release import (
     ImageName,
     chunk_path,
     dump_index,
+    dump_manifest,
     load_index,
     load_manifest,
 )
@@ -54,3 +56,35 @@ def test_chunk_path():
     assert chunk_path(digest) == f"chunks/abab/{digest}.zst"
     with pytest.raises(FormatError):
         chunk_path("../etc/passwd")
+
+
+def _manifest(images: list[ImageName]) -> bytes:
+    entry = {"size": 1, "sha256": "ab" * 32, "index": "os/1.0/x.index.json"}
+    return json.dumps(
+        {
+            "version": "1.0",
+            "hardware": ["pi4"],
+            "system_format": "erofs",
+            "created": 0,
+            "images": {name.value: entry for name in images},
+        }
+    ).encode()
+
+
+def test_boot_image_per_slot():
+    manifest = load_manifest(_manifest(list(ImageName)))
+    assert manifest.boot_for("a") is ImageName.BOOT
+    assert manifest.boot_for("b") is ImageName.BOOT_B
+    assert load_manifest(dump_manifest(manifest)) == manifest
+
+
+def test_manifest_without_slot_b_boot_refuses_slot_b():
+    manifest = load_manifest(_manifest([ImageName.BOOT, ImageName.SYSTEM]))
+    assert manifest.boot_for("a") is ImageName.BOOT
+    with pytest.raises(FormatError, match="no boot image for slot b"):
+        manifest.boot_for("b")
+
+
+def test_manifest_needs_boot_and_system():
+    with pytest.raises(FormatError, match="lacks images: system"):
+        load_manifest(_manifest([ImageName.BOOT, ImageName.BOOT_B]))

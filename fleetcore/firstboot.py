@@ -1,0 +1,61 @@
+"""The first-boot ``fleet.yaml`` the flasher drops on the config partition.
+
+Written by ``fleet-image flash`` on the build host, read by the updater on first boot
+(enrollment with the Overlord, hostname, optional Wi-Fi). Device-safe: pydantic and PyYAML only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fleetcore.errors import FormatError
+
+FILENAME = "fleet.yaml"
+# Where the running device mounts the config partition (PARTLABEL=config).
+CONFIG_MOUNT = Path("/boot/config")
+HOSTNAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WiFi(_Strict):
+    ssid: str = Field(min_length=1, max_length=32)
+    psk: str | None = Field(
+        default=None, min_length=8, max_length=63, description="WPA2 passphrase; none: open"
+    )
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 regulatory domain")
+    hidden: bool = False
+
+
+class FirstBoot(_Strict):
+    """Per-device settings the image cannot carry: the same image goes to every card."""
+
+    format: Literal[1] = 1
+    overlord_url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    enrollment_token: str = Field(min_length=16, max_length=512, pattern=r"^\S+$")
+    hostname: str = Field(pattern=HOSTNAME_RE)
+    wifi: WiFi | None = None
+
+
+def load_firstboot(data: bytes) -> FirstBoot:
+    try:
+        raw = yaml.safe_load(data)
+        return FirstBoot.model_validate(raw)
+    except yaml.YAMLError as err:
+        raise FormatError(f"invalid {FILENAME}: not YAML ({err})") from err
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise FormatError(f"invalid {FILENAME}: {where}: {first['msg']}") from err
+
+
+def dump_firstboot(config: FirstBoot) -> bytes:
+    return yaml.safe_dump(
+        config.model_dump(mode="json", exclude_none=True), sort_keys=True
+    ).encode()

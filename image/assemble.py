@@ -1,0 +1,190 @@
+"""``fleet-image assemble``: a rootfs folder becomes an A/B disk image and an OTA release.
+
+Everything is built in a hidden folder beside OUT and renamed into place at the end, so a
+failure leaves no partial output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetcore.release import Hardware, ImageName, Manifest
+from fleetcore.version import Version
+from image import disk, filesystems, release
+from image.errors import InputError, LayoutError
+from image.filesystems import SystemSpec
+from image.layout import (
+    MIB,
+    Layout,
+    Sizes,
+    Slot,
+    autoboot_txt,
+    boot_label,
+    cmdline_txt,
+    derived_uuid,
+    plan,
+    system_label,
+)
+from image.progress import step
+
+BOOT_FILES = Path("boot/firmware")
+DEFAULT_CMDLINE = "console=serial0,115200 console=tty1"
+DISK_IMAGE = "disk.img"
+RELEASE_DIR = "release"
+
+
+@dataclass(frozen=True)
+class Request:
+    rootfs: Path
+    out: Path
+    version: Version
+    hardware: Sequence[Hardware]
+    sizes: Sizes
+    system: SystemSpec
+    epoch: int
+
+
+def source_date_epoch() -> int:
+    """SOURCE_DATE_EPOCH from the environment; 0 without it, so builds are reproducible."""
+    text = os.environ.get("SOURCE_DATE_EPOCH", "0")
+    if not text.isdigit():
+        raise InputError(f"SOURCE_DATE_EPOCH must be a number of seconds, not {text!r}")
+    return int(text)
+
+
+def assemble(req: Request) -> Manifest:
+    """Build OUT/disk.img and OUT/release/ from the rootfs."""
+    _check_input(req)
+    layout = plan(req.sizes, seed=f"{req.version}:{req.epoch}")
+    with _staging(req.out) as stage:
+        manifest = _build(req, layout, stage)
+    return manifest
+
+
+def _check_input(req: Request) -> None:
+    if not req.rootfs.is_dir():
+        raise InputError(f"rootfs {req.rootfs} is not a folder")
+    if not (req.rootfs / BOOT_FILES).is_dir():
+        raise InputError(
+            f"rootfs {req.rootfs} has no {BOOT_FILES}/",
+            hint="the boot partition is filled from DIR/boot/firmware (Raspberry Pi OS layout)",
+        )
+    if req.out.exists() and (not req.out.is_dir() or any(req.out.iterdir())):
+        raise InputError(f"output {req.out} already exists and is not empty")
+
+
+@contextlib.contextmanager
+def _staging(out: Path) -> Iterator[Path]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield stage
+        if out.exists():
+            out.rmdir()
+        (stage / "result").rename(out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
+    work, result = stage / "work", stage / "result"
+    work.mkdir()
+    (result / RELEASE_DIR).mkdir(parents=True)
+    seed = f"{req.version}:{req.epoch}"
+
+    system_img = work / "system.img"
+    with step(f"system image ({req.system})"):
+        filesystems.make_system(
+            system_img,
+            src=req.rootfs,
+            spec=req.system,
+            epoch=req.epoch,
+            fs_uuid=derived_uuid(seed, "fs:system"),
+            exclude=[str(BOOT_FILES)],
+        )
+    slot_size = layout.get(system_label(Slot.A)).size
+    if system_img.stat().st_size > slot_size:
+        raise LayoutError(
+            f"system image is {_mib(system_img.stat().st_size)} MiB but slot {system_label(Slot.A)}"
+            f" has {slot_size // MIB} MiB",
+            hint="raise it with --sizes system=SIZE",
+        )
+
+    boot_imgs = {slot: work / f"{boot_label(slot)}.vfat" for slot in Slot}
+    with step("boot partitions"):
+        for slot, img in boot_imgs.items():
+            filesystems.make_vfat(
+                img,
+                size=layout.get(boot_label(slot)).size,
+                label=boot_label(slot),
+                volume_id=derived_uuid(seed, f"fs:{boot_label(slot)}")[:8],
+                content=_boot_tree(req, work, slot),
+                epoch=req.epoch,
+            )
+
+    config_img, data_img = work / "config.vfat", work / "data.ext4"
+    config_tree = work / "config-tree"
+    config_tree.mkdir()
+    (config_tree / "autoboot.txt").write_text(autoboot_txt())
+    filesystems.make_vfat(
+        config_img,
+        size=layout.get("config").size,
+        label="config",
+        volume_id=derived_uuid(seed, "fs:config")[:8],
+        content=config_tree,
+        epoch=req.epoch,
+    )
+    filesystems.make_ext4(
+        data_img,
+        size=layout.get("data").size,
+        label="data",
+        fs_uuid=derived_uuid(seed, "fs:data"),
+        epoch=req.epoch,
+    )
+
+    disk_img = result / DISK_IMAGE
+    with step("disk image"):
+        disk.create(disk_img, layout)
+        for label, img in [
+            ("config", config_img),
+            (boot_label(Slot.A), boot_imgs[Slot.A]),
+            (boot_label(Slot.B), boot_imgs[Slot.B]),
+            (system_label(Slot.A), system_img),
+            ("data", data_img),
+        ]:
+            disk.write_partition(disk_img, layout.get(label), img)
+
+    with step("release chunks"):
+        return release.write(
+            result / RELEASE_DIR,
+            version=req.version,
+            hardware=req.hardware,
+            system_format=req.system.format,
+            created=req.epoch,
+            images={
+                ImageName.BOOT: boot_imgs[Slot.A],
+                ImageName.BOOT_B: boot_imgs[Slot.B],
+                ImageName.SYSTEM: system_img,
+            },
+        )
+
+
+def _boot_tree(req: Request, work: Path, slot: Slot) -> Path:
+    """A copy of the rootfs's boot files with this slot's cmdline.txt."""
+    tree = work / f"{boot_label(slot)}-tree"
+    src = req.rootfs / BOOT_FILES
+    shutil.copytree(src, tree, symlinks=False)
+    base = src / "cmdline.txt"
+    text = base.read_text() if base.is_file() else DEFAULT_CMDLINE
+    (tree / "cmdline.txt").write_text(cmdline_txt(text, slot, req.system.format.value))
+    return tree
+
+
+def _mib(size: int) -> int:
+    return -(-size // MIB)

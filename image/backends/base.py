@@ -1,0 +1,31 @@
+"""The interface every rootfs backend implements, and the inputs they share."""
+
+from __future__ import annotations
+
+import abc
+from enum import StrEnum
+from pathlib import Path
+
+from image.config import BuildConfig
+
+# The repository checkout this package runs from: pi-gen-config/ and the updater unit live here.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+STAGE_DIR = SOURCE_ROOT / "pi-gen-config" / "stage-fleet"
+UPDATER_UNIT = SOURCE_ROOT / "updater" / "systemd" / "fleet-updater.service"
+ROOTFS = "rootfs"
+
+
+class BackendName(StrEnum):
+    DEBOOTSTRAP = "debootstrap"
+    PI_GEN = "pi-gen"
+
+
+class Backend(abc.ABC):
+    """Builds a fleet rootfs folder (with ``boot/firmware``) that ``assemble`` turns into a disk."""
+
+    def __init__(self, config: BuildConfig) -> None:
+        self.config = config
+
+    @abc.abstractmethod
+    def build(self, out: Path) -> Path:
+        """Build the rootfs into ``out/rootfs`` and return that path."""

@@ -1,0 +1,92 @@
+"""``fleet-image``: build a rootfs, assemble the A/B disk image and release, inspect, flash."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fleetcore.cli import run_main, setup_logging
+from fleetcore.errors import VersionError
+from fleetcore.release import Hardware
+from fleetcore.version import Version
+from image import assemble, config, flash, inspect
+from image.backends import BACKENDS, BackendName
+from image.errors import InputError
+from image.filesystems import SystemSpec
+from image.layout import Sizes
+
+PROG = "fleet-image"
+
+
+def _hardware(text: str) -> tuple[Hardware, ...]:
+    try:
+        return tuple(Hardware(item.strip()) for item in text.split(",") if item.strip())
+    except ValueError as err:
+        known = ", ".join(h.value for h in Hardware)
+        raise InputError(f"invalid hardware list {text!r}: expected some of {known}") from err
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    build = sub.add_parser("build", help="build a fleet rootfs folder (OUT/rootfs)")
+    build.add_argument("--backend", choices=[b.value for b in BackendName], required=True)
+    build.add_argument("--config", type=Path, required=True, help="build config (YAML)")
+    build.add_argument("--out", type=Path, required=True)
+
+    asm = sub.add_parser("assemble", help="make OUT/disk.img and OUT/release/ from a rootfs")
+    asm.add_argument("--rootfs", type=Path, required=True)
+    asm.add_argument("--out", type=Path, required=True)
+    asm.add_argument("--version", required=True)
+    asm.add_argument("--hardware", default="pi4,pi5", help="comma list (default pi4,pi5)")
+    asm.add_argument("--sizes", default="", help="MiB per partition: boot=256M,system=1536M,...")
+    asm.add_argument("--system", default="erofs:lz4hc", help="system image FORMAT[:COMPRESSION]")
+
+    ins = sub.add_parser("inspect", help="show layout, versions and hashes of an image or release")
+    ins.add_argument("path", type=Path)
+
+    fl = sub.add_parser("flash", help="write a disk image with its first-boot fleet.yaml")
+    fl.add_argument("image", type=Path)
+    target = fl.add_mutually_exclusive_group(required=True)
+    target.add_argument("--device", type=Path, help="block device such as /dev/sdX")
+    target.add_argument("--out", type=Path, help="write a personalised image file instead")
+    fl.add_argument("--config", type=Path, required=True, help="first-boot fleet.yaml")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    setup_logging(args.verbose)
+    return run_main(PROG, lambda: _dispatch(args))
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "build":
+        backend = BACKENDS[BackendName(args.backend)](config.load(args.config))
+        rootfs = backend.build(args.out)
+        print(rootfs)
+    elif args.command == "assemble":
+        try:
+            version = Version(args.version)
+        except VersionError as err:
+            raise InputError(str(err)) from err
+        manifest = assemble.assemble(
+            assemble.Request(
+                rootfs=args.rootfs,
+                out=args.out,
+                version=version,
+                hardware=_hardware(args.hardware),
+                sizes=Sizes.parse(args.sizes),
+                system=SystemSpec.parse(args.system),
+                epoch=assemble.source_date_epoch(),
+            )
+        )
+        print(f"{args.out / assemble.DISK_IMAGE} and release {manifest.version} written")
+    elif args.command == "inspect":
+        sys.stdout.write(inspect.describe(args.path))
+    else:
+        flash.flash(args.image, config_file=args.config, device=args.device, out=args.out)
+    return 0

@@ -1,0 +1,166 @@
+"""Filesystem images made from folders without mounting anything (so it runs unprivileged).
+
+vfat via mkfs.vfat + mtools, the system image via mkfs.erofs or mksquashfs, ext4 via
+``mke2fs -d``. Every tool gets fixed ids and timestamps so equal inputs give equal bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from fleetcore.errors import CommandError
+from fleetcore.release import SystemFormat
+from fleetcore.run import run
+from image.errors import LayoutError
+from image.layout import MIB
+
+# FAT clusters plus directory entries: what the boot files need beyond their own bytes.
+_VFAT_OVERHEAD = 1.1
+_VFAT_RESERVED = 2 * MIB
+
+
+class Compression(StrEnum):
+    NONE = "none"
+    LZ4 = "lz4"
+    LZ4HC = "lz4hc"
+    ZSTD = "zstd"
+    XZ = "xz"
+    GZIP = "gzip"
+
+
+_SUPPORTED = {
+    SystemFormat.EROFS: {Compression.NONE, Compression.LZ4, Compression.LZ4HC},
+    SystemFormat.SQUASHFS: {
+        Compression.NONE,
+        Compression.LZ4,
+        Compression.ZSTD,
+        Compression.XZ,
+        Compression.GZIP,
+    },
+}
+
+
+class SystemSpec(BaseModel):
+    """How the read-only system image is made (chosen by bench/bench_delta.py, ADR 0010)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: SystemFormat = SystemFormat.EROFS
+    compression: Compression = Compression.LZ4HC
+
+    @classmethod
+    def parse(cls, text: str) -> SystemSpec:
+        """Parse ``erofs``, ``erofs:lz4hc`` or ``squashfs:zstd``."""
+        fmt, _, comp = text.partition(":")
+        try:
+            spec = cls(format=SystemFormat(fmt), compression=Compression(comp or "lz4hc"))
+        except ValueError as err:
+            raise LayoutError(
+                f"invalid system image spec {text!r}: expected FORMAT[:COMPRESSION], "
+                "for example erofs:lz4hc or squashfs:zstd"
+            ) from err
+        if spec.compression not in _SUPPORTED[spec.format]:
+            raise LayoutError(f"{spec.format} cannot use {spec.compression} compression here")
+        return spec
+
+    def __str__(self) -> str:
+        return f"{self.format.value}:{self.compression.value}"
+
+
+def tree_size(root: Path) -> int:
+    """Bytes of the regular files below ``root`` (symlinks not followed)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(dirpath, name)
+            if not path.is_symlink():
+                total += path.stat().st_size
+    return total
+
+
+def clamp_mtimes(root: Path, epoch: int) -> None:
+    """Set every mtime below ``root`` (and root itself) to ``epoch``."""
+    for dirpath, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            os.utime(Path(dirpath, name), (epoch, epoch), follow_symlinks=False)
+    os.utime(root, (epoch, epoch))
+
+
+def make_vfat(
+    out: Path, *, size: int, label: str, volume_id: str, content: Path | None, epoch: int
+) -> None:
+    """A FAT32/16 image of ``size`` bytes holding the files below ``content``."""
+    if content is not None:
+        needed = int(tree_size(content) * _VFAT_OVERHEAD) + _VFAT_RESERVED
+        if needed > size:
+            raise LayoutError(
+                f"boot files need about {needed // MIB} MiB but the {label} partition has "
+                f"{size // MIB} MiB",
+                hint="raise it with --sizes boot=SIZE (or config=SIZE)",
+            )
+    out.unlink(missing_ok=True)
+    with out.open("wb") as handle:
+        handle.truncate(size)
+    run(["mkfs.vfat", "--invariant", "-i", volume_id, "-n", label.upper()[:11], out])
+    if content is None:
+        return
+    clamp_mtimes(content, epoch)
+    entries = sorted(content.iterdir())
+    if not entries:
+        return
+    env = {"MTOOLS_SKIP_CHECK": "1", "SOURCE_DATE_EPOCH": str(epoch)}
+    try:
+        run(["mcopy", "-i", out, "-s", "-m", "-p", "-Q", *entries, "::/"], env=env)
+    except CommandError as err:
+        if "disk full" in err.stderr.lower():
+            raise LayoutError(
+                f"boot files do not fit the {label} partition ({size // MIB} MiB)"
+            ) from err
+        raise
+
+
+def make_system(
+    out: Path, *, src: Path, spec: SystemSpec, epoch: int, fs_uuid: str, exclude: Sequence[str]
+) -> None:
+    """The read-only system image of ``src`` without the paths in ``exclude`` (relative)."""
+    out.unlink(missing_ok=True)
+    if spec.format is SystemFormat.EROFS:
+        argv: list[str | Path] = ["mkfs.erofs", "--quiet", f"-T{epoch}", f"-U{fs_uuid}"]
+        if spec.compression is not Compression.NONE:
+            argv.append(f"-z{spec.compression.value}")
+        argv += [f"--exclude-regex=^{path}/." for path in exclude]
+        run([*argv, out, src])
+        return
+    argv = [
+        "mksquashfs", src, out, "-reproducible", "-no-progress", "-quiet",
+        "-b", "128K",
+    ]  # fmt: skip
+    if spec.compression is Compression.NONE:
+        argv += ["-noI", "-noD", "-noF", "-noX"]
+    else:
+        argv += ["-comp", spec.compression.value]
+    if exclude:
+        argv += ["-wildcards", "-e", *(f"{path}/*" for path in exclude)]
+    # mksquashfs refuses -mkfs-time/-all-time when SOURCE_DATE_EPOCH is set, and it sets both.
+    run(argv, env={"SOURCE_DATE_EPOCH": str(epoch)})
+
+
+def make_ext4(out: Path, *, size: int, label: str, fs_uuid: str, epoch: int) -> None:
+    """An empty ext4 image of ``size`` bytes.
+
+    Empty on purpose: ``mke2fs -d`` copies each source inode's ctime, which no caller can fix,
+    so a populated image would differ between builds. The device lays out /data itself.
+    """
+    out.unlink(missing_ok=True)
+    run(
+        [
+            "mke2fs", "-q", "-F", "-t", "ext4", "-L", label, "-U", fs_uuid,
+            "-E", f"hash_seed={fs_uuid},root_owner=0:0", out, f"{size // 1024}k",
+        ],
+        env={"E2FSPROGS_FAKE_TIME": str(epoch)},
+    )  # fmt: skip

@@ -1,0 +1,30 @@
+#!/bin/bash -e
+# Writable identity files are symlinks into /data, which the initramfs mounts before systemd
+# starts (scripts/init-bottom/fleet-data), so PID 1 already reads the persistent machine-id.
+# Mount points of the config partition, /data and the bind mounts from /data (see fstab).
+install -d /data /boot/config /boot/firmware /var/lib/docker /var/lib/containerd \
+	/var/lib/systemd /var/log
+ln -sfn /data/etc/machine-id /etc/machine-id
+ln -sfn /data/etc/hostname /etc/hostname
+rm -f /var/lib/dbus/machine-id
+ln -sfn /etc/machine-id /var/lib/dbus/machine-id
+# ssh host keys are generated on the device (fleet-hostkeys.service), never baked into the image.
+rm -f /etc/ssh/ssh_host_*
+systemctl disable regenerate_ssh_host_keys.service 2>/dev/null || true
+systemctl enable fleet-hostkeys.service
+# Swap files, resize-on-boot and apt timers make no sense on a read-only image.
+for unit in dphys-swapfile.service apt-daily.timer apt-daily-upgrade.timer \
+	man-db.timer e2scrub_reclaim.timer; do
+	systemctl disable "$unit" 2>/dev/null || true
+done
+systemctl mask systemd-machine-id-commit.service
+# Regenerate the initramfs with the fleet hook and module list (the kernel hooks copy it to
+# /boot/firmware).
+for kdir in /lib/modules/*; do
+	version="$(basename "$kdir")"
+	if [ -e "/boot/initrd.img-$version" ]; then
+		update-initramfs -u -k "$version"
+	else
+		update-initramfs -c -k "$version"
+	fi
+done

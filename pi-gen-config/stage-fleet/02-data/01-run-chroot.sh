@@ -1,0 +1,2 @@
+#!/bin/bash -e
+systemctl enable fleet-grow-data.service

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+import pytest
+
+from fleetcore.errors import FormatError
+from fleetcore.firstboot import dump_firstboot, load_firstboot
+
+FIXTURES = Path(__file__).parents[1] / "image" / "fixtures"
+
+
+def test_known_good_round_trips():
+    cfg = load_firstboot((FIXTURES / "fleet.yaml").read_bytes())
+    assert cfg.hostname == "cam-entrance-01"
+    assert cfg.wifi is not None and cfg.wifi.country == "DE"
+    assert load_firstboot(dump_firstboot(cfg)) == cfg
+
+
+def test_wifi_is_optional():
+    cfg = load_firstboot(
+        b"overlord_url: http://10.0.0.2:8000\nenrollment_token: abcdefghijklmnop\nhostname: a\n"
+    )
+    assert cfg.wifi is None
+    assert b"wifi" not in dump_firstboot(cfg)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("fleet-bad-token.yaml", "enrollment_token"), ("fleet-unknown-key.yaml", "wi-fi")],
+)
+def test_known_bad(name: str, expected: str):
+    with pytest.raises(FormatError, match=expected):
+        load_firstboot((FIXTURES / name).read_bytes())
+
+
+@pytest.mark.parametrize("data", [b"[1, 2", b"- a list\n", b""])
+def test_not_a_mapping(data: bytes):
+    with pytest.raises(FormatError, match=r"invalid fleet\.yaml"):
+        load_firstboot(data)

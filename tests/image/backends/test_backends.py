@@ -1,0 +1,69 @@
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from image import config
+from image.backends.debootstrap import DebootstrapBackend, _boot_files
+from image.backends.pigen import PiGenBackend
+from image.errors import BuildError, InputError
+from tests.image.conftest import FIXTURES
+
+
+def _config(tmp_path: Path, **extra: object) -> config.BuildConfig:
+    return config.load(FIXTURES / "build.yaml").model_copy(update={"cache_dir": tmp_path, **extra})
+
+
+def test_cache_key_follows_inputs(tmp_path: Path):
+    base = DebootstrapBackend(_config(tmp_path))
+    same = DebootstrapBackend(_config(tmp_path))
+    other = DebootstrapBackend(_config(tmp_path, packages=("jq", "curl")))
+    mirror = DebootstrapBackend(_config(tmp_path, mirror="http://mirror.example/debian"))
+    assert base.cache_key() == same.cache_key()
+    assert len({base.cache_key(), other.cache_key(), mirror.cache_key()}) == 3
+
+
+def test_boot_files_get_fixed_names(tmp_path: Path):
+    rootfs = tmp_path / "r"
+    (rootfs / "lib/modules/6.1.0-9-arm64").mkdir(parents=True)
+    firmware = rootfs / "boot/firmware"
+    firmware.mkdir(parents=True)
+    (firmware / "vmlinuz-6.1.0-9-arm64").write_bytes(b"kernel")
+    (firmware / "initrd.img-6.1.0-9-arm64").write_bytes(b"initrd")
+    (firmware / "config.txt").write_text(
+        "arm_64bit=1\nkernel=vmlinuz-6.1.0-9-arm64\ninitramfs initrd.img-6.1.0-9-arm64\n"
+    )
+    _boot_files(rootfs)
+    assert sorted(p.name for p in firmware.iterdir()) == [
+        "cmdline.txt",
+        "config.txt",
+        "initrd.img",
+        "vmlinuz",
+    ]
+    assert (firmware / "config.txt").read_text() == (
+        "arm_64bit=1\nkernel=vmlinuz\ninitramfs initrd.img followkernel\n"
+    )
+
+
+def test_boot_files_need_a_kernel(tmp_path: Path):
+    (tmp_path / "lib/modules").mkdir(parents=True)
+    with pytest.raises(BuildError, match="no kernel"):
+        _boot_files(tmp_path)
+
+
+def test_pi_gen_needs_a_checkout(tmp_path: Path):
+    with pytest.raises(InputError, match="pi-gen checkout"):
+        PiGenBackend(_config(tmp_path)).build(tmp_path / "out")
+
+
+def test_pi_gen_export_is_unpacked(tmp_path: Path):
+    tree = tmp_path / "tree"
+    (tree / "boot/firmware").mkdir(parents=True)
+    (tree / "etc").mkdir()
+    (tree / "etc/os-release").write_text("ID=raspbian\n")
+    tar = tmp_path / "export.tar"
+    subprocess.run(["tar", "-C", tree, "-cf", tar, "."], check=True)
+    rootfs = PiGenBackend(_config(tmp_path))._unpack(tar, tmp_path / "out")
+    assert (rootfs / "etc/os-release").read_text() == "ID=raspbian\n"
+    with pytest.raises(BuildError, match="export step"):
+        PiGenBackend(_config(tmp_path))._unpack(tmp_path / "missing.tar", tmp_path / "out2")

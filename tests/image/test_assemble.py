@@ -1,0 +1,181 @@
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fleetcore.release import ImageName
+from image import assemble, chunkstore, disk, release
+from image.cli import main
+from image.filesystems import SystemSpec
+from image.layout import MIB, SECTOR
+from tests.image.conftest import EPOCH, SMALL, Built, make_rootfs, request
+from tests.image.test_layout import DESIGN_AUTOBOOT
+
+LABELS = ["config", "boot_a", "boot_b", "system_a", "system_b", "data"]
+
+
+def _part(built: Built, label: str) -> tuple[int, int]:
+    for p in disk.read_table(built.disk)["partitions"]:
+        if p["name"] == label:
+            return p["start"] * SECTOR, p["size"] * SECTOR
+    raise AssertionError(label)
+
+
+def _fat_file(image: Path, offset: int, name: str) -> str:
+    return subprocess.run(
+        ["mtype", "-i", f"{image}@@{offset}", f"::/{name}"],
+        capture_output=True,
+        check=True,
+        env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"},
+    ).stdout.decode()
+
+
+def _read(image: Path, offset: int, size: int) -> bytes:
+    with image.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read(size)
+
+
+def test_partition_table(built: Built):
+    table = disk.read_table(built.disk)
+    assert table["label"] == "gpt"
+    parts = table["partitions"]
+    assert [p["name"] for p in parts] == LABELS
+    sizes = [SMALL.config, SMALL.boot, SMALL.boot, SMALL.system, SMALL.system, SMALL.data]
+    assert [p["size"] * SECTOR for p in parts] == [s * MIB for s in sizes]
+    assert all(p["start"] * SECTOR % MIB == 0 for p in parts)
+    assert parts[3]["type"] == "B921B045-1DF0-41C3-AF44-4C6F280D3FAE"
+
+
+def test_autoboot_txt_is_the_design_text(built: Built):
+    assert _fat_file(built.disk, _part(built, "config")[0], "autoboot.txt") == DESIGN_AUTOBOOT
+
+
+@pytest.mark.parametrize("slot", ["a", "b"])
+def test_each_cmdline_names_its_own_system(built: Built, slot: str):
+    text = _fat_file(built.disk, _part(built, f"boot_{slot}")[0], "cmdline.txt")
+    args = text.split()
+    assert f"root=PARTLABEL=system_{slot}" in args
+    assert [a for a in args if a.startswith("root=")] == [f"root=PARTLABEL=system_{slot}"]
+    assert "ro" in args and "rw" not in args
+    assert "console=serial0,115200" in args
+
+
+def test_boot_files_copied(built: Built):
+    offset = _part(built, "boot_a")[0]
+    assert "kernel=vmlinuz" in _fat_file(built.disk, offset, "config.txt")
+
+
+def test_slot_a_populated_slot_b_empty(built: Built):
+    start, size = _part(built, "system_a")
+    assert _read(built.disk, start + 1024, 4)[:4] == b"\xe2\xe1\xf5\xe0"  # erofs magic
+    start, size = _part(built, "system_b")
+    assert _read(built.disk, start, size) == bytes(size)
+
+
+def test_chunk_indexes_reassemble_the_images(built: Built, tmp_path: Path):
+    manifest = release.read_manifest(built.release)
+    assert set(manifest.images) == set(ImageName)
+    where = {
+        ImageName.BOOT: "boot_a",
+        ImageName.BOOT_B: "boot_b",
+        ImageName.SYSTEM: "system_a",
+    }
+    for name, label in where.items():
+        index = chunkstore.load_index_file(built.release / release.index_file(name))
+        assert index.image_sha256 == manifest.images[name].sha256
+        out = tmp_path / f"{name}.img"
+        chunkstore.reassemble(index, built.release, out)
+        start, _size = _part(built, label)
+        assert out.read_bytes() == _read(built.disk, start, index.image_size)
+
+
+def test_reproducible(built: Built, tmp_path: Path):
+    copy = tmp_path / "rootfs-copy"
+    shutil.copytree(built.rootfs, copy)
+    again = tmp_path / "again"
+    assemble.assemble(request(copy, again))
+    assert (again / "disk.img").read_bytes() == built.disk.read_bytes()
+    for path in sorted(built.release.rglob("*")):
+        twin = again / "release" / path.relative_to(built.release)
+        assert twin.exists(), twin
+        if path.is_file():
+            assert twin.read_bytes() == path.read_bytes(), path
+
+
+def test_epoch_is_recorded(built: Built):
+    assert release.read_manifest(built.release).created == EPOCH
+
+
+def _fails_cleanly(capsys, argv: list[str], out: Path, expected: str) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("fleet-image: error: ")]
+    assert len(errors) == 1
+    assert expected in errors[0]
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if ".partial" in p.name]
+
+
+def test_missing_rootfs(tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    argv = ["assemble", "--rootfs", str(tmp_path / "nope"), "--out", str(out), "--version", "1.0"]
+    _fails_cleanly(capsys, argv, out, "is not a folder")
+
+
+def test_rootfs_larger_than_slot(tmp_path: Path, capsys):
+    rootfs = make_rootfs(tmp_path / "big", extra_bytes=10 * MIB)
+    out = tmp_path / "out"
+    argv = [
+        "assemble", "--rootfs", str(rootfs), "--out", str(out), "--version", "1.0",
+        "--sizes", "config=4M,boot=16M,system=8M,data=16M",
+    ]  # fmt: skip
+    _fails_cleanly(capsys, argv, out, "system image is")
+
+
+def test_boot_files_larger_than_boot_partition(tmp_path: Path, capsys):
+    rootfs = make_rootfs(tmp_path / "bigboot")
+    (rootfs / "boot/firmware/huge.bin").write_bytes(bytes(20 * MIB))
+    out = tmp_path / "out"
+    argv = [
+        "assemble", "--rootfs", str(rootfs), "--out", str(out), "--version", "1.0",
+        "--sizes", "config=4M,boot=16M,system=24M,data=16M",
+    ]  # fmt: skip
+    _fails_cleanly(capsys, argv, out, "boot files need")
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--sizes", "boot=lots"], "invalid size"),
+        (["--system", "ext4"], "invalid system image spec"),
+        (["--hardware", "pi3"], "invalid hardware list"),
+    ],
+)
+def test_malformed_arguments(rootfs: Path, tmp_path: Path, capsys, extra, expected):
+    out = tmp_path / "out"
+    argv = ["assemble", "--rootfs", str(rootfs), "--out", str(out), "--version", "1.0", *extra]
+    _fails_cleanly(capsys, argv, out, expected)
+
+
+def test_bad_version(rootfs: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    argv = ["assemble", "--rootfs", str(rootfs), "--out", str(out), "--version", "1.0-rc1"]
+    _fails_cleanly(capsys, argv, out, "invalid version")
+
+
+def test_rootfs_without_boot_files(tmp_path: Path, capsys):
+    (tmp_path / "bare/etc").mkdir(parents=True)
+    out = tmp_path / "out"
+    argv = ["assemble", "--rootfs", str(tmp_path / "bare"), "--out", str(out), "--version", "1"]
+    _fails_cleanly(capsys, argv, out, "boot/firmware")
+
+
+def test_squashfs_system(rootfs: Path, tmp_path: Path):
+    out = tmp_path / "sq"
+    manifest = assemble.assemble(request(rootfs, out, system=SystemSpec.parse("squashfs:zstd")))
+    assert manifest.system_format.value == "squashfs"
+    start, _size = _part(Built(rootfs, out), "system_a")
+    assert _read(out / "disk.img", start, 4) == b"hsqs"

@@ -1,0 +1,108 @@
+"""A real debootstrap build (arm64 under qemu-user): slow, so one build per test session.
+
+The base rootfs comes from the content-keyed cache when it is warm (default
+/var/cache/metrica-fleet/rootfs, or FLEET_IMAGE_CACHE); a cold cache builds it (~6 min).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from image.backends.base import UPDATER_UNIT
+from image.cli import main
+from image.config import DEFAULT_CACHE
+from tests.image.conftest import FIXTURES
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def built_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if os.geteuid() != 0:
+        pytest.fail(
+            "the debootstrap build needs root (chroot, mounts): run it through scripts/test"
+        )
+    work = tmp_path_factory.mktemp("debootstrap")
+    cache = Path(os.environ.get("FLEET_IMAGE_CACHE", DEFAULT_CACHE))
+    config = work / "build.yaml"
+    config.write_text(
+        f"root_json: {FIXTURES / 'root.json'}\nhostname: metrica-ci\ncache_dir: {cache}\n"
+    )
+    out = work / "out"
+    assert (
+        main(["build", "--backend", "debootstrap", "--config", str(config), "--out", str(out)]) == 0
+    )
+    return out / "rootfs"
+
+
+def test_updater_installed(built_rootfs: Path):
+    venv = built_rootfs / "opt/metrica-fleet"
+    assert (venv / "bin/fleet-updater").is_file()
+    site = venv / "lib/python3.11/site-packages"
+    for package in (
+        "updater",
+        "fleetcore",
+        "signing",
+        "tuf",
+        "securesystemslib",
+        "zstandard",
+        "httpx",
+    ):
+        assert (site / package).is_dir(), package
+    # aarch64 wheels, not the build host's
+    (so,) = (site / "zstandard").glob("backend_c*.so")
+    assert "aarch64" in so.name
+    assert not (venv / "bin/pip").exists()
+
+
+def test_updater_unit_and_root_json(built_rootfs: Path):
+    unit = built_rootfs / "etc/systemd/system/fleet-updater.service"
+    assert unit.read_bytes() == UPDATER_UNIT.read_bytes()
+    assert (
+        built_rootfs / "etc/systemd/system/multi-user.target.wants/fleet-updater.service"
+    ).is_symlink()
+    assert (built_rootfs / "etc/metrica-fleet/root.json").read_bytes() == (
+        FIXTURES / "root.json"
+    ).read_bytes()
+
+
+def test_boot_files_for_pi_and_qemu(built_rootfs: Path):
+    firmware = built_rootfs / "boot/firmware"
+    for name in (
+        "vmlinuz",
+        "initrd.img",
+        "config.txt",
+        "cmdline.txt",
+        "start4.elf",
+        "bcm2711-rpi-4-b.dtb",
+    ):
+        assert (firmware / name).is_file(), name
+    config = (firmware / "config.txt").read_text().splitlines()
+    assert "kernel=vmlinuz" in config and "initramfs initrd.img followkernel" in config
+
+
+def test_initramfs_is_small_and_mounts_data(built_rootfs: Path):
+    initrd = built_rootfs / "boot/firmware/initrd.img"
+    listing = subprocess.run(
+        f"zstdcat {initrd} | cpio -t --quiet", shell=True, capture_output=True, check=True
+    ).stdout.decode()
+    assert "scripts/init-bottom/fleet-data" in listing
+    for module in ("erofs.ko", "virtio_blk.ko", "ext4.ko", "sdhci-iproc.ko"):
+        assert module in listing, module
+    assert initrd.stat().st_size < 16 * 2**20
+
+
+def test_read_only_root_layout(built_rootfs: Path):
+    etc = built_rootfs / "etc"
+    assert (etc / "machine-id").readlink() == Path("/data/etc/machine-id")
+    assert (etc / "hostname").readlink() == Path("/data/etc/hostname")
+    fstab = (etc / "fstab").read_text()
+    assert "PARTLABEL=data" in fstab and "/var/lib/docker" in fstab
+    assert '"data-root": "/data/var/lib/docker"' in (etc / "docker/daemon.json").read_text()
+    assert (built_rootfs / "usr/share/metrica-fleet/hostname").read_text().strip() == "metrica-ci"
+    assert not list(etc.glob("ssh/ssh_host_*"))
+    assert not (built_rootfs / "usr/sbin/policy-rc.d").exists()
