@@ -1,0 +1,110 @@
+"""The agent against a real HTTP Overlord: enrolment, ETag polling, reports, offline queue."""
+
+from __future__ import annotations
+
+import random
+
+import yaml
+
+from fleetcore.version import Version
+from fleetcore.wire import EventKind, Slot, UpdateState
+from tests.updater.device import SimDevice
+from updater.agent import Agent
+from updater.config import load_config
+from updater.engine import Outcome
+from updater.overlord import OverlordClient
+from updater.queue import EventQueue
+
+
+def setup_device(device: SimDevice, server, **extra) -> None:
+    device.roots.fleet_yaml.write_text(
+        yaml.safe_dump(
+            {"overlord_url": server.url, "enrollment_token": "enrol-me", "hostname": "cam-07"}
+        )
+    )
+    device.roots.data_config.parent.mkdir(parents=True, exist_ok=True)
+    device.roots.data_config.write_text(
+        yaml.safe_dump(
+            {"repository_url": server.tuf_url, "poll_min_s": 30, "poll_max_s": 120, **extra}
+        )
+    )
+
+
+def make_agent(device: SimDevice) -> Agent:
+    engine = device.engine()
+    config = load_config(device.roots)
+    return Agent(
+        roots=device.roots,
+        config=config,
+        engine=engine,
+        events=engine.events,
+        client=OverlordClient(config.overlord_url, timeout=5),
+        rng=random.Random(7),
+    )
+
+
+def kinds(server):
+    return [e["kind"] for e in server.events]
+
+
+def test_enrol_poll_update_and_report(device, server):
+    setup_device(device, server)
+    agent = make_agent(device)
+    wait = agent.cycle()
+    assert 30 <= wait <= 120
+    assert server.devices == {"dev-1": "token-dev-1"}
+    assert device.roots.identity_file.stat().st_mode & 0o777 == 0o600
+    assert "enrol-me" not in device.roots.fleet_yaml.read_text()  # secret left the FAT
+    assert kinds(server) == ["enrolled"]
+    beat = server.heartbeats[-1]
+    assert (beat.image_version, beat.booted_slot, beat.committed_slot) == (
+        Version("1.0.0"),
+        Slot.A,
+        Slot.A,
+    )
+
+    agent.cycle()  # nothing changed: the desired state answers 304
+    assert server.requests.count("/api/v1/devices/dev-1/desired-state") == 2
+
+    server.set_desired("2.0.0")
+    agent.cycle()
+    assert agent.engine.store.load().state is UpdateState.TRIAL_REBOOT
+    device.power_on()
+    agent = make_agent(device)  # a new process after the reboot, same identity on /data
+    agent.cycle()
+    assert server.devices == {"dev-1": "token-dev-1"}
+    beat = server.heartbeats[-1]
+    assert beat.image_version == Version("2.0.0")
+    assert (beat.booted_slot, beat.committed_slot) == (Slot.B, Slot.B)
+    assert beat.update_state is UpdateState.COMMITTED
+    assert "update-committed" in kinds(server)
+    seqs = [e["seq"] for e in server.events]
+    assert seqs == sorted(seqs)
+
+
+def test_offline_queue_is_bounded_and_flushed_in_order(device, server):
+    setup_device(device, server, queue_max_items=5)
+    agent = make_agent(device)
+    agent.cycle()
+    server.down = True
+    waits = [agent.cycle() for _ in range(3)]
+    assert waits[0] < waits[2] and waits[2] <= 240  # backs off while the Overlord is down
+    for n in range(8):
+        agent.events.put(EventKind.INSTALL_PROGRESS, message=str(n))
+    server.down = False
+    agent.cycle()
+    received = server.events
+    assert received[1]["kind"] == "telemetry-dropped"
+    assert received[1]["data"]["dropped"] == 3
+    assert [e["message"] for e in received[2:]] == ["3", "4", "5", "6", "7"]
+    assert server.heartbeats[-1].dropped_events == 3
+    assert len(EventQueue(device.roots.queue_dir, max_items=5)) == 0
+
+
+def test_device_keeps_its_slot_while_the_overlord_is_down(device, server):
+    setup_device(device, server)
+    server.down = True
+    agent = make_agent(device)
+    agent.cycle()
+    assert agent.engine.resume() is Outcome.IDLE
+    assert device.booted() == (Slot.A, False)

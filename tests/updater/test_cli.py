@@ -1,0 +1,87 @@
+"""``fleet-updater`` commands on a simulated device, including a USB install."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from fleetcore.wire import Slot
+from tests.updater.device import SimDevice
+from updater.cli import main
+
+
+def cli(device: SimDevice, *args: str) -> list[str]:
+    r = device.roots
+    return [
+        "--root",
+        str(r.root),
+        "--data",
+        str(r.data),
+        "--boot-config",
+        str(r.boot_config),
+        "--device-tree",
+        str(r.device_tree),
+        "--sys",
+        str(r.sys),
+        "--proc",
+        str(r.proc),
+        *args,
+    ]
+
+
+def test_status_json(device, capsys):
+    assert main(cli(device, "status", "--json")) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["state"] == "idle"
+    assert info["running_version"] == "1.0.0"
+    assert (info["booted_slot"], info["committed_slot"]) == ("a", "a")
+
+
+def test_status_human(device, capsys):
+    assert main(cli(device, "status")) == 0
+    out = capsys.readouterr().out
+    assert "running version" in out and "1.0.0" in out
+
+
+def test_usb_install_then_commit(device, repo, tmp_path, capsys):
+    usb = tmp_path / "usb"
+    shutil.copytree(repo.path, usb)
+    assert main(cli(device, "install", str(usb))) == 0
+    assert "install of 2.0.0: rebooting" in capsys.readouterr().out
+    device.power_on()
+    assert device.booted() == (Slot.B, True)
+    assert main(cli(device, "commit")) == 1  # the trial has not started: nothing to commit
+    assert "nothing to commit" in capsys.readouterr().err
+
+
+def test_manual_rollback_of_a_trial(device, repo, tmp_path, capsys):
+    usb = tmp_path / "usb"
+    shutil.copytree(repo.path, usb)
+    main(cli(device, "install", str(usb)))
+    device.power_on()
+    engine = device.engine()
+    state = engine.store.load()
+    assert state.state.value == "trial-reboot"
+    assert main(cli(device, "rollback")) == 0
+    assert "rolled back" in capsys.readouterr().out
+    device.power_on()
+    assert device.booted() == (Slot.A, False)
+    device.settle()
+    assert device.engine().store.load().last_failure == "rolled back by an operator"
+
+
+def test_errors_are_one_line_with_a_hint(device, capsys):
+    (device.roots.data_config).parent.mkdir(parents=True, exist_ok=True)
+    device.roots.data_config.write_text("bogus: 1\n")
+    assert main(cli(device, "status")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("fleet-updater: error: invalid updater configuration at bogus")
+    assert err[1].startswith("fleet-updater: hint:")
+
+
+@pytest.mark.parametrize("command", [["install"], ["install", "x", "--version", "2.0.0"]])
+def test_install_needs_exactly_one_source(device, command):
+    with pytest.raises(SystemExit):
+        main(cli(device, *command))

@@ -1,0 +1,191 @@
+"""The daemon: enrol, resume any update, poll desired state, report, sleep; forever.
+
+Polls are jittered between ``poll_min_s`` and ``poll_max_s`` (or the interval the Overlord
+asks for); while the Overlord is unreachable the wait doubles up to
+``offline_backoff_max_s``. Events go through the on-disk queue, so nothing said while offline
+is lost unless the queue overflows, and that is reported too.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from fleetcore.version import Version
+from fleetcore.wire import (
+    EventBatch,
+    EventKind,
+    Health,
+    Heartbeat,
+    RegisterRequest,
+    RoleStatus,
+    UpdateState,
+)
+from updater.config import UpdaterConfig
+from updater.engine import Engine, Outcome
+from updater.errors import ConfigError, UpdaterError
+from updater.firstboot import move_secrets
+from updater.lock import updater_lock
+from updater.notify import Notifier
+from updater.overlord import Identity, OverlordClient, OverlordRejected, OverlordUnreachable
+from updater.paths import Roots
+from updater.queue import EventQueue
+
+log = logging.getLogger(__name__)
+
+RoleReporter = Callable[[], list[RoleStatus]]
+
+
+class Agent:
+    def __init__(
+        self,
+        *,
+        roots: Roots,
+        config: UpdaterConfig,
+        engine: Engine,
+        events: EventQueue,
+        client: OverlordClient,
+        notifier: Notifier | None = None,
+        roles: RoleReporter = list,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.roots, self.config, self.engine, self.events = roots, config, engine, events
+        self.client = client
+        self.notifier = notifier or Notifier()
+        self.roles = roles
+        self.rng = rng or random.Random()  # noqa: S311 - poll jitter, not security
+        self.etag: str | None = None
+        self.backoff = config.poll_min_s
+        self.failed_version: Version | None = None
+        self.desired_version: Version | None = None
+        self.interval: float | None = None
+        self.client.identity = Identity.load(roots.identity_file)
+
+    # -- one cycle ---------------------------------------------------------------------------
+
+    def cycle(self) -> float:
+        """Do one round of work; return how long to sleep before the next one."""
+        outcome = self.engine.resume()
+        if outcome is Outcome.REBOOTING:
+            return self.config.poll_max_s
+        try:
+            self.enroll()
+            self.flush()
+            self.client.heartbeat(self.heartbeat())
+            desired, self.etag = self.client.desired_state(self.etag)
+        except OverlordUnreachable as err:
+            self.backoff = min(self.backoff * 2, self.config.offline_backoff_max_s)
+            log.warning("%s; next try in about %.0f s", err, self.backoff)
+            return self.backoff * self.rng.uniform(0.5, 1.0)
+        self.backoff = self.config.poll_min_s
+        if desired is not None:  # a 200: the desired state changed, failures may be retried
+            self.failed_version = None
+            self.desired_version = desired.os.version if desired.os else None
+            self.interval = float(desired.poll_interval_s) if desired.poll_interval_s else None
+        if self.desired_version is not None:
+            self.apply(self.desired_version)
+        self.flush_quietly()
+        if self.interval is not None:
+            return self.interval
+        return self.rng.uniform(self.config.poll_min_s, self.config.poll_max_s)
+
+    def apply(self, version: Version) -> None:
+        if version == self.failed_version:
+            return
+        source = self.config.release_url
+        if source is None:
+            raise ConfigError("no release repository: set overlord_url or repository_url")
+        try:
+            outcome = self.engine.start(version, source)
+        except UpdaterError as err:
+            log.error("cannot update to %s: %s", version, err)
+            self.events.put(EventKind.INSTALL_FAILED, version=version, reason=str(err))
+            self.failed_version = version
+            return
+        if self.engine.store.load().state is UpdateState.FAILED:
+            self.failed_version = version
+        log.info("update to %s: %s", version, outcome.value)
+
+    def enroll(self) -> None:
+        if self.client.identity is not None:
+            return
+        if not self.config.enrollment_token or not self.config.hostname:
+            raise ConfigError(
+                "not enrolled and no enrollment token",
+                hint="put overlord_url, enrollment_token and hostname in fleet.yaml",
+            )
+        booted = self.engine.boot_state()
+        try:
+            identity = self.client.register(
+                RegisterRequest(
+                    enrollment_token=self.config.enrollment_token,
+                    hostname=self.config.hostname,
+                    hardware=self.engine.hardware,
+                    image_version=self.engine.running_version(),
+                    booted_slot=booted.slot,
+                )
+            )
+        except OverlordRejected as err:
+            raise ConfigError(f"enrolment refused: {err}") from err
+        identity.save(self.roots.identity_file)
+        move_secrets(self.roots.fleet_yaml, self.roots.firstboot_copy)
+        self.events.put(EventKind.ENROLLED, message=f"device {identity.device_id}")
+
+    def heartbeat(self) -> Heartbeat:
+        state = self.engine.store.load()
+        booted = self.engine.boot_state()
+        health = {
+            UpdateState.ROLLED_BACK: Health.DEGRADED,
+            UpdateState.FAILED: Health.DEGRADED,
+            UpdateState.COMMITTED: Health.HEALTHY,
+        }.get(state.state, Health.UNKNOWN)
+        return Heartbeat(
+            image_version=self.engine.running_version(state),
+            booted_slot=booted.slot,
+            committed_slot=self.engine.committed_slot(),
+            update_state=state.state,
+            roles=self.roles(),
+            health=health,
+            free_data_bytes=shutil.disk_usage(self.roots.data).free,
+            uptime_s=time.monotonic(),
+            dropped_events=self.events.dropped_total,
+        )
+
+    def flush(self) -> None:
+        """Send queued events in order, oldest first, until the queue is empty."""
+        while batch := self.events.pending():
+            ack = self.client.send_events(EventBatch(events=batch))
+            self.events.ack(ack.last_seq)
+            if ack.last_seq < batch[-1].seq:
+                break
+
+    def flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except OverlordUnreachable as err:
+            log.info("events stay queued: %s", err)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run_forever(self, *, watchdog_s: float | None, lock: Path) -> None:
+        self.notifier.ready()
+        while True:
+            try:
+                with updater_lock(lock, wait=True):
+                    wait = self.cycle()
+            except UpdaterError as err:
+                log.error("%s", err)
+                wait = self.config.poll_max_s
+            state = self.engine.store.load().state.value
+            self.notifier.status(f"{state}; next poll in {wait:.0f} s")
+            self._sleep(wait, watchdog_s)
+
+    def _sleep(self, seconds: float, watchdog_s: float | None) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            self.notifier.watchdog()
+            time.sleep(min(left, watchdog_s or left))

@@ -1,0 +1,199 @@
+"""``fleet-updater``: the daemon and the operator's commands on a device."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleetcore.cli import run_main, setup_logging
+from fleetcore.errors import VersionError
+from fleetcore.version import Version
+from updater import autoboot
+from updater.agent import Agent
+from updater.config import UpdaterConfig, load_config
+from updater.engine import Engine, Outcome
+from updater.errors import ConfigError
+from updater.firmware import open_firmware
+from updater.health import HealthChecker
+from updater.install import Progress
+from updater.lock import updater_lock
+from updater.notify import Notifier, watchdog_interval
+from updater.overlord import OverlordClient
+from updater.paths import Roots
+from updater.queue import EventQueue
+from updater.sources import directory_source
+
+PROG = "fleet-updater"
+
+
+@dataclass
+class Device:
+    roots: Roots
+    config: UpdaterConfig
+    engine: Engine
+    events: EventQueue
+
+    @property
+    def lock_path(self) -> Path:
+        return self.roots.fleet / "lock"
+
+
+def open_device(roots: Roots, notifier: Notifier | None = None) -> Device:
+    config = load_config(roots)
+    events = EventQueue(roots.queue_dir, max_items=config.queue_max_items)
+    ping = notifier.watchdog if notifier else (lambda: None)
+    engine = Engine(
+        roots=roots,
+        config=config,
+        firmware=open_firmware(config.firmware, roots),
+        events=events,
+        health=HealthChecker(config.health, roots, ping=ping),
+        tick=ping,
+    )
+    return Device(roots, config, engine, events)
+
+
+def status(device: Device) -> dict[str, Any]:
+    state = device.engine.store.load()
+    booted = device.engine.boot_state()
+    progress_path = device.roots.install_dir / "progress.json"
+    progress = (
+        Progress.model_validate_json(progress_path.read_bytes()).model_dump(mode="json")
+        if progress_path.exists()
+        else None
+    )
+    return {
+        "state": state.state.value,
+        "running_version": str(device.engine.running_version(state)),
+        "booted_slot": booted.slot.value,
+        "trial_boot": booted.tryboot,
+        "committed_slot": autoboot.read(device.roots.autoboot).committed.value,
+        "target_version": str(state.target_version) if state.target_version else None,
+        "target_slot": state.target_slot.value if state.target_slot else None,
+        "slot_versions": {k.value: str(v) for k, v in state.slot_versions.items()},
+        "version_floor": str(state.version_floor) if state.version_floor else None,
+        "bad_versions": [str(v) for v in state.bad_versions],
+        "trial_attempts": state.trial_attempts,
+        "last_failure": state.last_failure,
+        "install_progress": progress,
+        "queued_events": len(device.events),
+        "dropped_events": device.events.dropped_total,
+    }
+
+
+def _print_status(info: dict[str, Any]) -> None:
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if isinstance(value, dict | list):
+            value = json.dumps(value) if value else "-"
+        print(f"{key.replace('_', ' '):<{width}}  {'-' if value is None else value}")
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=PROG, description="Metrica Fleet device updater")
+    ap.add_argument("-v", "--verbose", action="count", default=0)
+    env = Roots.from_env()
+    for flag, default, text in (
+        ("--root", env.root, "root of the running image"),
+        ("--data", env.data, "data partition mount"),
+        ("--boot-config", env.boot_config, "config partition mount (autoboot.txt, fleet.yaml)"),
+        ("--device-tree", env.device_tree, "device tree (tryboot state)"),
+        ("--sys", env.sys, "sysfs mount"),
+        ("--proc", env.proc, "procfs mount"),
+    ):
+        ap.add_argument(flag, type=Path, default=default, help=f"{text} (default {default})")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="the daemon: poll the Overlord and apply updates")
+    st = sub.add_parser("status", help="show the update state")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    inst = sub.add_parser("install", help="install a signed release now")
+    what = inst.add_mutually_exclusive_group(required=True)
+    what.add_argument("file", nargs="?", type=Path, help="a copy of the release repository (USB)")
+    what.add_argument("--version", type=Version, help="a version from the configured repository")
+    sub.add_parser("commit", help="commit the running trial without waiting for health checks")
+    sub.add_parser("rollback", help="fail the running trial and reboot into the committed slot")
+    return ap
+
+
+def _body(argv: list[str] | None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.verbose)
+    roots = Roots(
+        root=args.root,
+        data=args.data,
+        boot_config=args.boot_config,
+        device_tree=args.device_tree,
+        sys=args.sys,
+        proc=args.proc,
+    )
+    if args.command == "run":
+        return _run(roots)
+    device = open_device(roots)
+    if args.command == "status":
+        info = status(device)
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            _print_status(info)
+        return 0
+    with updater_lock(device.lock_path, wait=False):
+        if args.command == "install":
+            if args.file is not None:
+                source = directory_source(args.file)
+                version = newest_release(args.file)
+            else:
+                if device.config.release_url is None:
+                    raise ConfigError("no release repository configured for --version")
+                source, version = device.config.release_url, args.version
+            outcome = device.engine.start(version, source)
+            print(f"{PROG}: install of {version}: {outcome.value}")
+            return 0 if outcome is not Outcome.WAITING else 1
+        if args.command == "commit":
+            device.engine.commit_now()
+            print(f"{PROG}: committed")
+            return 0
+        outcome = device.engine.rollback_now()
+        print(f"{PROG}: rolled back: {outcome.value}")
+        return 0
+
+
+def newest_release(repo: Path) -> Version:
+    """The newest OS release in a repository copy: the highest ``targets/os/<version>``.
+
+    Only a hint of what to ask for: the version is then verified through TUF like any other.
+    """
+    versions = []
+    for entry in (repo / "targets" / "os").glob("*"):
+        try:
+            versions.append(Version(entry.name))
+        except VersionError:
+            continue
+    if not versions:
+        raise ConfigError(f"{repo} holds no OS release (targets/os/<version>/)")
+    return max(versions)
+
+
+def _run(roots: Roots) -> int:
+    notifier = Notifier()
+    device = open_device(roots, notifier)
+    if device.config.overlord_url is None:
+        raise ConfigError("no overlord_url configured", hint="fleet.yaml or updater.yaml sets it")
+    client = OverlordClient(device.config.overlord_url, timeout=device.config.request_timeout_s)
+    agent = Agent(
+        roots=roots,
+        config=device.config,
+        engine=device.engine,
+        events=device.events,
+        client=client,
+        notifier=notifier,
+    )
+    agent.run_forever(watchdog_s=watchdog_interval(), lock=device.lock_path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(PROG, lambda: _body(argv if argv is not None else sys.argv[1:]))

@@ -1,0 +1,167 @@
+"""Typed updater configuration, layered and validated once.
+
+Layers, later ones winning key by key: the image's ``/etc/metrica-fleet/updater.yaml``, the
+device's overrides ``/data/fleet/updater.yaml``, then the first-boot ``fleet.yaml`` (or its
+copy on /data once enrolment moved it off the FAT partition). Unknown keys are rejected in
+every layer, so a typo fails loudly instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fleetcore.release import Hardware
+from updater.errors import ConfigError
+from updater.firstboot import FirstBoot, load_firstboot
+from updater.paths import Roots
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FirmwareBackend(StrEnum):
+    TRYBOOT = "tryboot"
+    SIMULATED = "simulated"
+
+
+class CheckLevel(StrEnum):
+    """greenboot's split: a failed required check fails the trial, a wanted one only warns."""
+
+    REQUIRED = "required"
+    WANTED = "wanted"
+    OFF = "off"
+
+
+class FirmwareConfig(_Strict):
+    backend: FirmwareBackend = FirmwareBackend.TRYBOOT
+    reboot_command: tuple[str, ...] = ("systemctl", "reboot")
+    tryboot_command: tuple[str, ...] = ("reboot", "0 tryboot")
+
+
+class HealthConfig(_Strict):
+    deadline_s: float = Field(default=300.0, gt=0)
+    check_timeout_s: float = Field(default=60.0, gt=0)
+    required_units: tuple[str, ...] = ()
+    wanted_units: tuple[str, ...] = ()
+    docker: CheckLevel = CheckLevel.REQUIRED
+    roles: CheckLevel = CheckLevel.WANTED
+
+
+class TransferConfig(_Strict):
+    parallel_fetches: int = Field(default=4, ge=1, le=16)
+    retries: int = Field(default=6, ge=0)
+    backoff_initial_s: float = Field(default=0.5, gt=0)
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=30.0, gt=0)
+    checkpoint_bytes: int = Field(default=16 << 20, gt=0)
+    max_image_bytes: int = Field(default=8 << 30, gt=0)
+    min_free_data_bytes: int = Field(default=64 << 20, ge=0)
+
+
+class UpdaterConfig(_Strict):
+    overlord_url: str | None = None
+    repository_url: str | None = Field(
+        default=None, description="release repository; defaults to <overlord_url>/tuf"
+    )
+    enrollment_token: str | None = None
+    hostname: str | None = None
+    hardware: Hardware | None = Field(default=None, description="detected when unset")
+    disk: Path | None = Field(default=None, description="boot disk; found by PARTLABEL if unset")
+    trust_root: Path = Path("/etc/metrica-fleet/root.json")
+    poll_min_s: float = Field(default=30.0, gt=0)
+    poll_max_s: float = Field(default=120.0, gt=0)
+    offline_backoff_max_s: float = Field(default=900.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    queue_max_items: int = Field(default=1000, ge=1)
+    max_trial_attempts: int = Field(default=3, ge=1)
+    firmware: FirmwareConfig = FirmwareConfig()
+    health: HealthConfig = HealthConfig()
+    transfer: TransferConfig = TransferConfig()
+
+    @model_validator(mode="after")
+    def _poll_range(self) -> UpdaterConfig:
+        if self.poll_min_s > self.poll_max_s:
+            raise ValueError("poll_min_s must not exceed poll_max_s")
+        return self
+
+    @property
+    def release_url(self) -> str | None:
+        if self.repository_url:
+            return self.repository_url.rstrip("/")
+        if self.overlord_url:
+            return f"{self.overlord_url.rstrip('/')}/tuf"
+        return None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _validate(data: dict[str, Any], sources: list[Path]) -> UpdaterConfig:
+    try:
+        return UpdaterConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "top level"
+        raise ConfigError(
+            f"invalid updater configuration at {where}: {first['msg']}",
+            hint=f"layers read: {', '.join(str(s) for s in sources) or 'none'}",
+        ) from err
+
+
+def firstboot_layer(first: FirstBoot | None) -> dict[str, Any]:
+    if first is None:
+        return {}
+    layer: dict[str, Any] = {"overlord_url": first.overlord_url, "hostname": first.hostname}
+    if first.enrollment_token:
+        layer["enrollment_token"] = first.enrollment_token
+    return layer
+
+
+def load_config(roots: Roots) -> UpdaterConfig:
+    """Merge the layers below ``roots`` and validate the result."""
+    data: dict[str, Any] = {}
+    sources = []
+    for path in (roots.image_config, roots.data_config):
+        layer = _read_yaml(path)
+        if layer:
+            sources.append(path)
+            # Validate each layer alone too, so an error names the file that holds it.
+            _validate(_merge(data, layer), [*sources])
+        data = _merge(data, layer)
+    first_path = roots.fleet_yaml if roots.fleet_yaml.exists() else roots.firstboot_copy
+    first = load_firstboot(first_path) if first_path.exists() else None
+    if first is not None:
+        sources.append(first_path)
+    data = _merge(data, firstboot_layer(first))
+    return _validate(data, sources)

@@ -1,0 +1,446 @@
+"""The update state machine (Mender style): each state is saved before its side effect.
+
+    idle -> downloading -> installing -> verifying -> trial-reboot ~reboot~> trial
+         -> committing -> committed
+    any install step -> failed               (the active slot was never touched)
+    trial-reboot / trial / committing -> rolled-back ~reboot into the old slot~> reported
+
+:meth:`Engine.resume` is called at every start of the agent and continues whatever the saved
+state says, looking at the firmware's boot state and the boot id to tell "the agent
+restarted" from "the device rebooted". A power cut anywhere leaves the device on a committed
+slot: the tryboot flag is volatile and autoboot.txt names the committed slot until commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from enum import StrEnum
+
+from fleetcore.release import Hardware, ImageName
+from fleetcore.version import Version
+from fleetcore.wire import EventKind, Slot, UpdateState
+from signing.errors import DownloadError, VerificationError
+from signing.rollback import check_upgrade, raise_floor
+from updater import autoboot
+from updater.chunkindex import CompactIndex
+from updater.config import UpdaterConfig
+from updater.disk import BootDisk, find_boot_disk
+from updater.errors import (
+    FirmwareError,
+    InstallError,
+    StateError,
+    TransferError,
+    VersionRejected,
+)
+from updater.firmware import BootState, Firmware
+from updater.health import HealthChecker
+from updater.install import ProgressFile, Seed, SlotWriter, verify_slot
+from updater.paths import Roots
+from updater.queue import EventQueue
+from updater.release import fetch_release, keep_as_seed, load_seed_indexes, load_stored
+from updater.slots import other
+from updater.sources import ReleaseSource, open_source
+from updater.state import StateStore, UpdaterState
+
+log = logging.getLogger(__name__)
+
+IN_PROGRESS = frozenset(
+    {
+        UpdateState.DOWNLOADING,
+        UpdateState.INSTALLING,
+        UpdateState.VERIFYING,
+        UpdateState.TRIAL_REBOOT,
+        UpdateState.TRIAL,
+        UpdateState.COMMITTING,
+    }
+)
+_BEFORE_REBOOT = frozenset({UpdateState.DOWNLOADING, UpdateState.INSTALLING, UpdateState.VERIFYING})
+PROGRESS_FILE = "progress.json"
+
+
+class Outcome(StrEnum):
+    IDLE = "idle"  # nothing in progress
+    WAITING = "waiting"  # in progress, blocked on the network: resume later
+    REBOOTING = "rebooting"  # a reboot was requested; the agent waits to be stopped
+
+
+def detect_hardware(roots: Roots) -> Hardware:
+    try:
+        model = (roots.device_tree / "model").read_bytes().rstrip(b"\0").decode()
+    except OSError:
+        model = ""
+    if "Raspberry Pi 5" in model or "Raspberry Pi Compute Module 5" in model:
+        return Hardware.PI5
+    if "Raspberry Pi" in model:
+        return Hardware.PI4
+    return Hardware.QEMU
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        roots: Roots,
+        config: UpdaterConfig,
+        firmware: Firmware,
+        events: EventQueue,
+        health: HealthChecker,
+        store: StateStore | None = None,
+        tick: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.roots = roots
+        self.config = config
+        self.firmware = firmware
+        self.events = events
+        self.health = health
+        self.store = store or StateStore(roots.state_file)
+        self.tick = tick
+        self.hardware = config.hardware or detect_hardware(roots)
+        self._disk: BootDisk | None = None
+        self.last_stats: dict[str, int] = {}
+
+    # -- facts about the running device -------------------------------------------------
+
+    @property
+    def disk(self) -> BootDisk:
+        if self._disk is None:
+            self._disk = BootDisk.open(self.config.disk or find_boot_disk(self.roots))
+        return self._disk
+
+    def boot_state(self) -> BootState:
+        return self.firmware.boot_state()
+
+    def boot_id(self) -> str:
+        try:
+            return self.roots.boot_id_file.read_text().strip()
+        except OSError as err:
+            raise FirmwareError(f"cannot read the boot id {self.roots.boot_id_file}") from err
+
+    def committed_slot(self) -> Slot:
+        return autoboot.read(self.roots.autoboot).committed
+
+    def running_version(self, state: UpdaterState | None = None) -> Version:
+        state = state or self.store.load()
+        known = state.slot_versions.get(self.boot_state().slot)
+        return known if known is not None else self._image_version()
+
+    def _image_version(self) -> Version:
+        """The version the running image says it is (``/etc/metrica-fleet/version``)."""
+        try:
+            return Version(self.roots.image_version_file.read_text().strip())
+        except OSError as err:
+            raise StateError(
+                f"cannot tell the running version: {self.roots.image_version_file} unreadable"
+            ) from err
+
+    def load(self) -> UpdaterState:
+        state = self.store.load()
+        booted = self.boot_state()
+        if booted.slot not in state.slot_versions and not booted.tryboot:
+            state.slot_versions[booted.slot] = self.running_version(state)
+            self.store.save(state)
+        return state
+
+    # -- entry points ----------------------------------------------------------------------
+
+    def start(self, version: Version, source: str) -> Outcome:
+        """Begin installing ``version`` from ``source`` unless it is done or under way."""
+        state = self.load()
+        if state.state in IN_PROGRESS:
+            if state.target_version == version or state.state not in _BEFORE_REBOOT:
+                return self.resume()
+            log.info("abandoning the install of %s for %s", state.target_version, version)
+        booted = self.boot_state()
+        running = self.running_version(state)
+        if version == running and self.committed_slot() == booted.slot:
+            return Outcome.IDLE
+        if state.is_bad(version):
+            raise VersionRejected(f"release {version} is marked bad on this device")
+        check_upgrade(version, installed=running, floor=state.version_floor)
+        target = other(booted.slot)
+        state.target_version, state.target_slot, state.source = version, target, source
+        state.last_failure, state.rollback_unreported = None, False
+        stored = self.roots.install_dir / "manifest.json"
+        if state.slot_versions.get(target) == version and stored.exists():
+            state.state = UpdateState.VERIFYING
+        else:
+            state.slot_versions.pop(target, None)
+            state.state = UpdateState.DOWNLOADING
+        self.store.save(state)
+        self.events.put(EventKind.UPDATE_AVAILABLE, version=version, message=f"slot {target}")
+        return self.resume()
+
+    def resume(self) -> Outcome:
+        """Continue from the saved state until the update needs a reboot, waits or ends."""
+        while True:
+            state = self.load()
+            step = self._steps().get(state.state)
+            if step is None:
+                return Outcome.IDLE
+            try:
+                outcome = step(state)
+            except (TransferError, DownloadError) as err:
+                log.warning("update of %s waits for the network: %s", state.target_version, err)
+                return Outcome.WAITING
+            except (InstallError, VerificationError, FirmwareError) as err:
+                if state.state not in _BEFORE_REBOOT:
+                    raise
+                self._fail(state, str(err))
+                return Outcome.IDLE
+            if outcome is not None:
+                return outcome
+
+    def _steps(self) -> dict[UpdateState, Callable[[UpdaterState], Outcome | None]]:
+        return {
+            UpdateState.DOWNLOADING: self._download,
+            UpdateState.INSTALLING: self._install,
+            UpdateState.VERIFYING: self._verify,
+            UpdateState.TRIAL_REBOOT: self._trial_reboot,
+            UpdateState.TRIAL: self._trial,
+            UpdateState.COMMITTING: self._committing,
+            UpdateState.ROLLED_BACK: self._rolled_back,
+        }
+
+    # -- install -----------------------------------------------------------------------------
+
+    def _download(self, state: UpdaterState) -> None:
+        assert state.target_version is not None and state.source is not None
+        source = self._open(state.source)
+        try:
+            release = fetch_release(
+                source.reader,
+                state.target_version,
+                self.roots.install_dir,
+                hardware=self.hardware,
+                installed=self.running_version(state),
+                floor=state.version_floor,
+                bad=state.bad_versions,
+            )
+        finally:
+            source.close()
+        shutil.rmtree(self.roots.slot_dir(self._target(state)), ignore_errors=True)
+        state.target_floor = release.floor
+        state.state = UpdateState.INSTALLING
+        self.store.save(state)
+        self.events.put(EventKind.INSTALL_STARTED, version=state.target_version)
+
+    def _target(self, state: UpdaterState) -> Slot:
+        assert state.target_slot is not None
+        if state.target_slot == self.boot_state().slot:
+            raise InstallError(f"slot {state.target_slot} is the running slot; not installing")
+        return state.target_slot
+
+    def _open(self, source: str) -> ReleaseSource:
+        return open_source(
+            source,
+            roots=self.roots,
+            trust_root=self.config.trust_root,
+            transfer=self.config.transfer,
+        )
+
+    def _install(self, state: UpdaterState) -> None:
+        assert state.target_version is not None and state.source is not None
+        target, active = self._target(state), self.boot_state().slot
+        manifest, indexes = load_stored(self.roots.install_dir, state.target_version)
+        seed_dirs = [self.roots.slot_dir(active)]
+        if state.slot_versions.get(active) == self._image_version():
+            seed_dirs.append(self.roots.image_indexes)
+        seed_indexes = [CompactIndex.from_index(i) for i in load_seed_indexes(*seed_dirs)]
+        compact = {image: CompactIndex.from_index(indexes[image]) for image in ImageName}
+        del indexes
+        source = self._open(state.source)
+        seed = Seed(self.disk, active, seed_indexes) if seed_indexes else None
+        reported: dict[ImageName, int] = {}
+
+        def progress(image: ImageName, done: int, total: int) -> None:
+            self.tick()
+            tenth = done * 10 // max(total, 1)
+            if tenth > reported.get(image, -1):
+                reported[image] = tenth
+                self.events.put(
+                    EventKind.INSTALL_PROGRESS,
+                    version=state.target_version,
+                    data={"image": image.value, "bytes": done, "total": total},
+                )
+
+        writer = SlotWriter(
+            disk=self.disk,
+            roots=self.roots,
+            active=active,
+            target=target,
+            source=source.chunks,
+            seed=seed,
+            config=self.config.transfer,
+            progress=ProgressFile(self.roots.install_dir / PROGRESS_FILE),
+            on_progress=progress,
+            tick=self.tick,
+        )
+        try:
+            writer.check_space(manifest, data=self.roots.data)
+            writer.install(state.target_version, compact)
+        finally:
+            source.close()
+            if seed is not None:
+                seed.close()
+            self.last_stats = {
+                "fetched_chunks": source.chunks.fetched_chunks,
+                "fetched_bytes": source.chunks.fetched_bytes,
+                "seeded_chunks": writer.stats.seeded_chunks,
+                "present_chunks": writer.stats.present_chunks,
+            }
+        state.state = UpdateState.VERIFYING
+        self.store.save(state)
+
+    def _verify(self, state: UpdaterState) -> Outcome:
+        assert state.target_version is not None
+        target = self._target(state)
+        manifest, _ = load_stored(self.roots.install_dir, state.target_version)
+        try:
+            verify_slot(self.disk, target, manifest)
+        except InstallError:
+            ProgressFile(self.roots.install_dir / PROGRESS_FILE).clear()
+            raise
+        keep_as_seed(self.roots.install_dir, self.roots.slot_dir(target))
+        ProgressFile(self.roots.install_dir / PROGRESS_FILE).clear()
+        state.slot_versions[target] = state.target_version
+        state.trial_attempts[str(state.target_version)] = state.attempts(state.target_version) + 1
+        state.state = UpdateState.TRIAL_REBOOT
+        state.reboot_boot_id = self.boot_id()
+        self.store.save(state)
+        return self._request_trial(state)
+
+    def _fail(self, state: UpdaterState, reason: str) -> None:
+        log.error("update to %s failed: %s", state.target_version, reason)
+        state.state = UpdateState.FAILED
+        state.last_failure = reason
+        self.store.save(state)
+        self.events.put(EventKind.INSTALL_FAILED, version=state.target_version, reason=reason)
+
+    # -- trial and commit ----------------------------------------------------------------------
+
+    def _request_trial(self, state: UpdaterState) -> Outcome:
+        active = self.boot_state().slot
+        autoboot.write(self.roots.autoboot, autoboot.Autoboot(committed=active))
+        log.info(
+            "rebooting into slot %s for a trial of %s", state.target_slot, state.target_version
+        )
+        self.firmware.request_trial_reboot()
+        return Outcome.REBOOTING
+
+    def _trial_reboot(self, state: UpdaterState) -> Outcome | None:
+        booted, boot_id = self.boot_state(), self.boot_id()
+        if boot_id == state.reboot_boot_id and booted.slot != state.target_slot:
+            return self._request_trial(state)  # the agent restarted before the reboot happened
+        if booted.tryboot and booted.slot == state.target_slot:
+            state.state = UpdateState.TRIAL
+            state.trial_boot_id = boot_id
+            state.trial_deadline = time.time() + self.config.health.deadline_s
+            self.store.save(state)
+            self.events.put(EventKind.TRIAL_STARTED, version=state.target_version)
+            return None
+        return self._trial_failed(
+            state,
+            "the trial boot did not start or ended early (power cut, crash or watchdog reset)",
+            booted,
+        )
+
+    def _trial(self, state: UpdaterState) -> Outcome | None:
+        booted = self.boot_state()
+        if not (booted.tryboot and booted.slot == state.target_slot) or (
+            self.boot_id() != state.trial_boot_id
+        ):
+            return self._trial_failed(
+                state,
+                "the trial boot ended before health checks passed (power cut, crash or "
+                "watchdog reset)",
+                booted,
+            )
+        left = (state.trial_deadline or 0) - time.time()
+        if left <= 0:
+            return self._trial_failed(
+                state, "health checks did not finish before the deadline", booted
+            )
+        report = self.health.run(left)
+        if not report.ok:
+            return self._trial_failed(state, f"health check failed: {report.reason()}", booted)
+        state.state = UpdateState.COMMITTING
+        self.store.save(state)
+        return None
+
+    def _committing(self, state: UpdaterState) -> Outcome | None:
+        assert state.target_version is not None and state.target_slot is not None
+        booted = self.boot_state()
+        if booted.slot != state.target_slot:
+            return self._trial_failed(
+                state, "the device left the trial slot before the commit", booted
+            )
+        autoboot.write(self.roots.autoboot, autoboot.Autoboot(committed=state.target_slot))
+        floor = raise_floor(state.version_floor, state.target_floor)
+        state.version_floor = raise_floor(floor, state.target_version)
+        state.trial_attempts.pop(str(state.target_version), None)
+        state.state = UpdateState.COMMITTED
+        self.store.save(state)
+        self.events.put(
+            EventKind.UPDATE_COMMITTED,
+            version=state.target_version,
+            message=f"slot {state.target_slot} committed",
+        )
+        return Outcome.IDLE
+
+    def _trial_failed(self, state: UpdaterState, reason: str, booted: BootState) -> Outcome | None:
+        assert state.target_version is not None
+        log.error("trial of %s failed: %s", state.target_version, reason)
+        version = state.target_version
+        if state.attempts(version) >= self.config.max_trial_attempts and not state.is_bad(version):
+            state.bad_versions.append(version)
+            reason = f"{reason}; marked bad after {state.attempts(version)} trial attempts"
+            self.events.put(EventKind.VERSION_MARKED_BAD, version=version, reason=reason)
+        state.state = UpdateState.ROLLED_BACK
+        state.last_failure = reason
+        state.rollback_unreported = True
+        in_trial = booted.slot == state.target_slot
+        state.reboot_boot_id = self.boot_id() if in_trial else None
+        self.store.save(state)
+        return None
+
+    def _rolled_back(self, state: UpdaterState) -> Outcome:
+        booted = self.boot_state()
+        if booted.slot == state.target_slot and booted.slot != self.committed_slot():
+            log.warning("rolling back: rebooting into the committed slot")
+            self.firmware.reboot()
+            return Outcome.REBOOTING
+        if state.rollback_unreported:
+            self.events.put(
+                EventKind.ROLLBACK,
+                version=state.target_version,
+                reason=state.last_failure,
+                message=f"running slot {booted.slot} again",
+            )
+            state.rollback_unreported = False
+            self.store.save(state)
+        return Outcome.IDLE
+
+    # -- manual control (CLI) --------------------------------------------------------------
+
+    def commit_now(self) -> None:
+        """Commit a running trial without waiting for the health checks."""
+        state = self.load()
+        if state.state is not UpdateState.TRIAL:
+            raise StateError(f"nothing to commit: the updater is {state.state.value}")
+        state.state = UpdateState.COMMITTING
+        self.store.save(state)
+        self._committing(state)
+
+    def rollback_now(self, reason: str = "rolled back by an operator") -> Outcome:
+        """End a running trial as failed and reboot into the committed slot."""
+        state = self.load()
+        if state.state not in {UpdateState.TRIAL, UpdateState.TRIAL_REBOOT}:
+            raise StateError(
+                f"nothing to roll back: the updater is {state.state.value}",
+                hint="a committed release is replaced by installing a newer one",
+            )
+        self._trial_failed(state, reason, self.boot_state())
+        return self.resume()

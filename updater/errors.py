@@ -1,0 +1,61 @@
+"""The updater's exception tree: one root, subtrees by where the failure comes from."""
+
+from __future__ import annotations
+
+from fleetcore.errors import FleetError
+
+
+class UpdaterError(FleetError):
+    """Root of every updater/ failure."""
+
+
+class ConfigError(UpdaterError):
+    """A configuration layer is missing, unreadable or invalid."""
+
+
+class StateError(UpdaterError):
+    """The persisted state on /data is unreadable or a transition is not allowed."""
+
+
+class DiskError(UpdaterError):
+    """The boot disk or one of its partitions cannot be found, read or written."""
+
+
+class ActiveSlotError(DiskError):
+    """A write was aimed at the slot the device is running from. Nothing was written."""
+
+
+class FirmwareError(UpdaterError):
+    """The bootloader state cannot be read or a trial boot cannot be requested."""
+
+
+class InstallError(UpdaterError):
+    """An update could not be installed; the active slot is untouched."""
+
+
+class ChunkError(InstallError):
+    """A chunk could not be fetched or does not match its signed hash."""
+
+
+class TransferError(InstallError):
+    """The release server is unreachable for now; the install resumes on a later attempt."""
+
+
+class ImageMismatch(InstallError):
+    """A written slot does not read back as the signed image."""
+
+
+class SpaceError(InstallError):
+    """An image exceeds its partition, the configured size cap, or free space on /data."""
+
+
+class VersionRejected(InstallError):
+    """A version is marked bad on this device or built for other hardware."""
+
+
+class OverlordError(UpdaterError):
+    """The Overlord could not be reached or answered something unexpected."""
+
+
+class HealthError(UpdaterError):
+    """A health check could not be run."""

@@ -1,0 +1,42 @@
+"""The firmware interface every backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from fleetcore.run import run
+from fleetcore.wire import Slot
+from updater.config import FirmwareConfig
+from updater.paths import Roots
+from updater.slots import slot_of
+
+
+@dataclass(frozen=True)
+class BootState:
+    """What the firmware booted: a boot partition number and whether it was a trial boot."""
+
+    boot_partition: int
+    tryboot: bool
+
+    @property
+    def slot(self) -> Slot:
+        return slot_of(self.boot_partition)
+
+
+class Firmware(ABC):
+    def __init__(self, config: FirmwareConfig, roots: Roots) -> None:
+        self.config = config
+        self.roots = roots
+
+    @abstractmethod
+    def boot_state(self) -> BootState:
+        """The partition this boot came from and the one-shot tryboot flag."""
+
+    @abstractmethod
+    def request_trial_reboot(self) -> None:
+        """Reboot once into autoboot.txt's ``[tryboot]`` partition."""
+
+    def reboot(self) -> None:
+        """Reboot normally, into autoboot.txt's ``[all]`` partition."""
+        run(list(self.config.reboot_command))

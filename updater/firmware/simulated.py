@@ -1,0 +1,71 @@
+"""The simulated firmware shared with the QEMU harness and the fleet simulator.
+
+Contract, all on the config partition mount (``/boot/config``):
+
+- ``simfw/boot.json`` = ``{"boot_partition": N, "tryboot": bool}``, written by the firmware
+  before each boot; the device reads its boot state from it.
+- The device requests a one-shot trial boot by creating ``simfw/tryboot`` (atomically,
+  fsynced), then reboots with the configured command.
+- At the next boot the firmware deletes ``simfw/tryboot`` and, if it was there, boots
+  autoboot.txt's ``[tryboot]`` partition, else ``[all]``.
+
+:func:`firmware_boot` is that firmware side, for harnesses written in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fleetcore.atomic import atomic_write, fsync_dir
+from fleetcore.run import run
+from updater import autoboot
+from updater.errors import FirmwareError
+from updater.firmware.base import BootState, Firmware
+
+STATE_DIR = "simfw"
+BOOT_FILE = "boot.json"
+TRYBOOT_FLAG = "tryboot"
+
+
+def _read_boot_file(path: Path) -> BootState:
+    try:
+        raw = json.loads(path.read_bytes())
+        partition, tryboot = raw["boot_partition"], raw["tryboot"]
+    except FileNotFoundError as err:
+        raise FirmwareError(f"{path} is missing: the simulated firmware did not boot us") from err
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise FirmwareError(f"{path} is not a simulated firmware boot record: {err}") from err
+    if not isinstance(partition, int) or not isinstance(tryboot, bool):
+        raise FirmwareError(f"{path}: boot_partition must be an integer and tryboot a boolean")
+    return BootState(boot_partition=partition, tryboot=tryboot)
+
+
+def firmware_boot(config_mount: Path) -> BootState:
+    """Play the firmware at power-on: consume the tryboot flag, pick and record a partition."""
+    state_dir = config_mount / STATE_DIR
+    state_dir.mkdir(exist_ok=True)
+    flag = state_dir / TRYBOOT_FLAG
+    tryboot = flag.exists()
+    if tryboot:
+        flag.unlink()
+        fsync_dir(state_dir)
+    data = (config_mount / "autoboot.txt").read_bytes()
+    state = BootState(boot_partition=autoboot.partition_for(data, tryboot=tryboot), tryboot=tryboot)
+    record = {"boot_partition": state.boot_partition, "tryboot": state.tryboot}
+    atomic_write(state_dir / BOOT_FILE, json.dumps(record).encode())
+    return state
+
+
+class SimulatedFirmware(Firmware):
+    @property
+    def _state_dir(self) -> Path:
+        return self.roots.boot_config / STATE_DIR
+
+    def boot_state(self) -> BootState:
+        return _read_boot_file(self._state_dir / BOOT_FILE)
+
+    def request_trial_reboot(self) -> None:
+        self._state_dir.mkdir(exist_ok=True)
+        atomic_write(self._state_dir / TRYBOOT_FLAG, b"1\n")
+        run(list(self.config.reboot_command))

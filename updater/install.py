@@ -1,0 +1,283 @@
+"""Write a release into the inactive slot: sequential, seeded, resumable, verified.
+
+For each image (boot, then system) the chunks are written in order. A chunk the active slot
+already holds (the seed: that slot's chunk index kept on /data) is copied locally after its
+bytes are re-hashed; the rest are fetched a few at a time over keep-alive connections. Every
+``checkpoint_bytes`` the partition is fsynced and the next chunk number saved, so an
+interrupted install resumes there; chunks past the checkpoint that already reached the disk
+are recognised by hash and not fetched again. Memory is bounded by the fetch window, not by
+the image size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fleetcore.atomic import atomic_write
+from fleetcore.release import ImageName, Manifest
+from fleetcore.version import Version
+from fleetcore.wire import Slot
+from updater.chunkindex import CompactIndex, SeedMap
+from updater.chunks import ChunkSource
+from updater.config import TransferConfig
+from updater.disk import BootDisk, PartitionIO
+from updater.errors import ImageMismatch, SpaceError
+from updater.paths import Roots
+
+log = logging.getLogger(__name__)
+
+IMAGE_ORDER = (ImageName.BOOT, ImageName.SYSTEM)
+_READ = 1 << 20
+
+ProgressCallback = Callable[[ImageName, int, int], None]
+
+
+class Progress(BaseModel):
+    """How far the install of ``version`` into ``slot`` got: durable on /data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Version
+    slot: Slot
+    done: list[ImageName] = []
+    image: ImageName = ImageName.BOOT
+    next_chunk: int = 0
+
+
+class ProgressFile:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self, version: Version, slot: Slot) -> Progress:
+        try:
+            progress = Progress.model_validate(json.loads(self.path.read_bytes()))
+        except (OSError, ValueError, ValidationError):
+            return Progress(version=version, slot=slot)
+        if progress.version != version or progress.slot != slot:
+            return Progress(version=version, slot=slot)
+        return progress
+
+    def save(self, progress: Progress) -> None:
+        atomic_write(self.path, progress.model_dump_json().encode())
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class Seed:
+    """Chunks of the active slot, read from its partitions and re-verified before use."""
+
+    def __init__(self, disk: BootDisk, active: Slot, indexes: list[CompactIndex]) -> None:
+        self.map = SeedMap(indexes)
+        self.readers = {
+            image: PartitionIO(disk.slot_partition(image.value, active), writable=False)
+            for image in self.map.images
+        }
+
+    def read(self, digest: bytes) -> bytes | None:
+        found = self.map.find(digest)
+        if found is None:
+            return None
+        image, offset, size = found
+        data = self.readers[image].read(offset, size)
+        if hashlib.sha256(data).digest() != digest:
+            log.warning("seed chunk %s changed on the active slot; fetching it", digest.hex())
+            return None
+        return data
+
+    def close(self) -> None:
+        for reader in self.readers.values():
+            reader.close()
+
+
+class Origin(StrEnum):
+    PRESENT = "present"
+    SEED = "seed"
+    FETCH = "fetch"
+
+
+@dataclass
+class InstallStats:
+    seeded_chunks: int = 0
+    present_chunks: int = 0
+    fetched_chunks: int = 0
+    written_bytes: int = 0
+
+
+@dataclass
+class _Pending:
+    number: int
+    origin: Origin
+    future: Future[None] | None = None
+
+
+class SlotWriter:
+    """Installs images into the inactive slot's partitions; never opens the active slot."""
+
+    def __init__(
+        self,
+        *,
+        disk: BootDisk,
+        roots: Roots,
+        active: Slot,
+        target: Slot,
+        source: ChunkSource,
+        seed: Seed | None,
+        config: TransferConfig,
+        progress: ProgressFile,
+        on_progress: ProgressCallback | None = None,
+        tick: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.disk, self.roots, self.active, self.target = disk, roots, active, target
+        self.source, self.seed, self.config = source, seed, config
+        self.progress_file = progress
+        self.on_progress = on_progress
+        self.tick = tick
+        self.stats = InstallStats()
+
+    def check_space(self, manifest: Manifest, *, data: Path) -> None:
+        """Refuse images larger than their partition or the cap, and a nearly full /data."""
+        free = shutil.disk_usage(data).free
+        if free < self.config.min_free_data_bytes:
+            raise SpaceError(
+                f"{data} has {free} bytes free, below the {self.config.min_free_data_bytes} "
+                "the updater keeps for its state and queue"
+            )
+        for image in IMAGE_ORDER:
+            size = manifest.images[image].size
+            part = self.disk.slot_partition(image.value, self.target)
+            if size > part.size:
+                raise SpaceError(
+                    f"{image} image is {size} bytes; partition {part.label} has {part.size}"
+                )
+            if size > self.config.max_image_bytes:
+                raise SpaceError(
+                    f"{image} image is {size} bytes, above the cap of {self.config.max_image_bytes}"
+                )
+
+    def install(self, version: Version, indexes: dict[ImageName, CompactIndex]) -> None:
+        progress = self.progress_file.load(version, self.target)
+        for image in IMAGE_ORDER:
+            if image in progress.done:
+                continue
+            start = progress.next_chunk if progress.image == image else 0
+            progress.image, progress.next_chunk = image, start
+            self._write_image(indexes[image], progress)
+            progress.done.append(image)
+            progress.next_chunk = 0
+            self.progress_file.save(progress)
+
+    def _write_image(self, index: CompactIndex, progress: Progress) -> None:
+        part = self.disk.slot_partition(index.image.value, self.target)
+        first = progress.next_chunk
+        # After an interruption, chunks past the checkpoint may already be on disk: fetched
+        # chunks are written by the fetch threads as they arrive. Probe that stretch by hash
+        # (also at chunk 0: the process may have died before its first checkpoint).
+        probe_end = 0
+        if first < len(index):
+            window_bytes = 2 * self.config.parallel_fetches * max(index.sizes)
+            probe_end = index.offsets[first] + self.config.checkpoint_bytes + window_bytes
+        with (
+            self.disk.open_for_write(part, active=self.active, roots=self.roots) as out,
+            ThreadPoolExecutor(self.config.parallel_fetches, "chunk-fetch") as pool,
+        ):
+            window: deque[_Pending] = deque()
+            ahead = first
+            since_checkpoint = 0
+            try:
+                for number in range(first, len(index)):
+                    while ahead < len(index) and len(window) < 2 * self.config.parallel_fetches:
+                        origin = self._origin(index, ahead, out, index.offsets[ahead] < probe_end)
+                        pending = _Pending(ahead, origin)
+                        if origin is Origin.FETCH:
+                            pending.future = pool.submit(self._fetch_into, out, index, ahead)
+                        window.append(pending)
+                        ahead += 1
+                    self.tick()
+                    pending = window.popleft()
+                    assert pending.number == number
+                    self._place(index, pending, out)
+                    progress.next_chunk = number + 1
+                    since_checkpoint += index.sizes[number]
+                    if since_checkpoint >= self.config.checkpoint_bytes:
+                        self._checkpoint(out, progress, index)
+                        since_checkpoint = 0
+            finally:
+                for pending in window:
+                    if pending.future is not None:
+                        pending.future.cancel()
+                self._checkpoint(out, progress, index)
+
+    def _fetch_into(self, out: PartitionIO, index: CompactIndex, number: int) -> None:
+        """Fetch a chunk and write it at once, so a chunk that arrived is never fetched again."""
+        data = self.source.get(index.digest(number).hex(), index.sizes[number])
+        out.write(index.offsets[number], data)
+
+    def _origin(self, index: CompactIndex, number: int, out: PartitionIO, probe: bool) -> Origin:
+        digest = index.digest(number)
+        if probe:
+            data = out.read(index.offsets[number], index.sizes[number])
+            if hashlib.sha256(data).digest() == digest:
+                return Origin.PRESENT
+        if self.seed is not None and self.seed.map.find(digest) is not None:
+            return Origin.SEED
+        return Origin.FETCH
+
+    def _place(self, index: CompactIndex, pending: _Pending, out: PartitionIO) -> None:
+        number, size = pending.number, index.sizes[pending.number]
+        if pending.origin is Origin.PRESENT:
+            self.stats.present_chunks += 1
+            return
+        if pending.origin is Origin.SEED:
+            assert self.seed is not None
+            data = self.seed.read(index.digest(number))
+            if data is not None:
+                out.write(index.offsets[number], data)
+                self.stats.seeded_chunks += 1
+                self.stats.written_bytes += size
+                return
+            self._fetch_into(out, index, number)
+        else:
+            assert pending.future is not None
+            pending.future.result()
+        self.stats.fetched_chunks += 1
+        self.stats.written_bytes += size
+
+    def _checkpoint(self, out: PartitionIO, progress: Progress, index: CompactIndex) -> None:
+        out.sync()
+        self.progress_file.save(progress)
+        if self.on_progress is not None and progress.next_chunk > 0:
+            last = progress.next_chunk - 1
+            done = index.offsets[last] + index.sizes[last]
+            self.on_progress(index.image, done, index.image_size)
+
+
+def verify_slot(disk: BootDisk, slot: Slot, manifest: Manifest) -> None:
+    """Read the written images back and compare them with the signed image hashes."""
+    for image in IMAGE_ORDER:
+        entry = manifest.images[image]
+        part = disk.slot_partition(image.value, slot)
+        digest = hashlib.sha256()
+        with PartitionIO(part, writable=False) as reader:
+            pos = 0
+            while pos < entry.size:
+                length = min(_READ, entry.size - pos)
+                digest.update(reader.read(pos, length))
+                pos += length
+        if digest.hexdigest() != entry.sha256:
+            raise ImageMismatch(
+                f"{part.label} does not read back as the signed {image} image of "
+                f"{manifest.version} (sha256 {digest.hexdigest()[:16]}..., "
+                f"signed {entry.sha256[:16]}...)"
+            )

@@ -1,0 +1,115 @@
+"""Every filesystem location the updater touches, derived from a few configurable roots.
+
+Tests and the fleet simulator run a whole device in a temp directory by moving the roots.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetcore.wire import Slot
+
+
+@dataclass(frozen=True)
+class Roots:
+    """The mount points a device has; each can be moved for tests and simulation."""
+
+    root: Path = Path("/")
+    data: Path = Path("/data")
+    boot_config: Path = Path("/boot/config")
+    device_tree: Path = Path("/proc/device-tree")
+    sys: Path = Path("/sys")
+    proc: Path = Path("/proc")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Roots:
+        """Roots from ``FLEET_ROOT``, ``FLEET_DATA``, ``FLEET_BOOT_CONFIG``, ``FLEET_DEVICE_TREE``,
+        ``FLEET_SYS`` and ``FLEET_PROC`` when set."""
+        env = os.environ if environ is None else environ
+        default = cls()
+        return cls(
+            root=Path(env.get("FLEET_ROOT", default.root)),
+            data=Path(env.get("FLEET_DATA", default.data)),
+            boot_config=Path(env.get("FLEET_BOOT_CONFIG", default.boot_config)),
+            device_tree=Path(env.get("FLEET_DEVICE_TREE", default.device_tree)),
+            sys=Path(env.get("FLEET_SYS", default.sys)),
+            proc=Path(env.get("FLEET_PROC", default.proc)),
+        )
+
+    def under_root(self, path: Path) -> Path:
+        """An absolute path of the running image, moved below ``root``."""
+        return self.root / path.relative_to("/") if path.is_absolute() else self.root / path
+
+    @property
+    def boot_id_file(self) -> Path:
+        """Changes at every boot: tells "rebooted since" from "agent restarted"."""
+        return self.proc / "sys" / "kernel" / "random" / "boot_id"
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc" / "metrica-fleet"
+
+    @property
+    def image_config(self) -> Path:
+        return self.etc / "updater.yaml"
+
+    @property
+    def image_version_file(self) -> Path:
+        return self.etc / "version"
+
+    @property
+    def image_indexes(self) -> Path:
+        """The running image's own chunk indexes, shipped in it: the seed of the first update."""
+        return self.etc / "release"
+
+    @property
+    def fleet_yaml(self) -> Path:
+        return self.boot_config / "fleet.yaml"
+
+    @property
+    def autoboot(self) -> Path:
+        return self.boot_config / "autoboot.txt"
+
+    @property
+    def fleet(self) -> Path:
+        """The updater's own directory on the data partition."""
+        return self.data / "fleet"
+
+    @property
+    def data_config(self) -> Path:
+        return self.fleet / "updater.yaml"
+
+    @property
+    def state_file(self) -> Path:
+        return self.fleet / "state.json"
+
+    @property
+    def identity_file(self) -> Path:
+        return self.fleet / "identity.json"
+
+    @property
+    def firstboot_copy(self) -> Path:
+        return self.fleet / "firstboot.yaml"
+
+    @property
+    def tuf_metadata(self) -> Path:
+        return self.fleet / "tuf"
+
+    @property
+    def install_dir(self) -> Path:
+        """The release being installed: verified manifest, indexes and write progress."""
+        return self.fleet / "install"
+
+    def slot_dir(self, slot: Slot) -> Path:
+        """What a slot holds: its verified chunk indexes, the seed for the next install."""
+        return self.fleet / "slots" / slot.value
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.fleet / "queue"
+
+    @property
+    def health_dirs(self) -> tuple[Path, Path]:
+        return (self.etc / "health.d", self.fleet / "health.d")

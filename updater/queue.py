@@ -1,0 +1,154 @@
+"""The bounded on-disk queue of events waiting for the Overlord.
+
+An append-only journal (one JSON event per line, fsynced) plus a small atomically replaced
+cursor file: the next sequence number, the last one the Overlord acknowledged and the count
+of events dropped. When more than ``max_items`` are pending the oldest are dropped and
+counted; the count goes out as a ``telemetry-dropped`` event and in every heartbeat. Events
+are flushed strictly in order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from fleetcore.atomic import atomic_write, fsync_dir
+from fleetcore.version import Version
+from fleetcore.wire import Event, EventKind
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "events.jsonl"
+CURSOR = "cursor.json"
+
+
+class Cursor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    next_seq: int = 1
+    acked_seq: int = 0
+    dropped_total: int = 0
+    dropped_unreported: int = 0
+
+
+class EventQueue:
+    def __init__(self, directory: Path, *, max_items: int) -> None:
+        self.dir = directory
+        self.max_items = max_items
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cursor = self._load_cursor()
+        self._pending = self._load_journal()
+
+    @property
+    def dropped_total(self) -> int:
+        return self.cursor.dropped_total
+
+    def _load_cursor(self) -> Cursor:
+        try:
+            return Cursor.model_validate(json.loads((self.dir / CURSOR).read_bytes()))
+        except FileNotFoundError:
+            return Cursor()
+        except (OSError, ValueError, ValidationError) as err:
+            log.warning("event queue cursor unreadable (%s); starting a new one", err)
+            return Cursor()
+
+    def _load_journal(self) -> list[Event]:
+        events: list[Event] = []
+        try:
+            lines = (self.dir / JOURNAL).read_bytes().split(b"\n")
+        except FileNotFoundError:
+            return events
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                event = Event.model_validate_json(line)
+            except ValidationError:
+                log.warning("skipping a torn or corrupt queued event")
+                continue
+            if event.seq > self.cursor.acked_seq:
+                events.append(event)
+            self.cursor.next_seq = max(self.cursor.next_seq, event.seq + 1)
+        self._rewrite(events)
+        return events
+
+    def _rewrite(self, events: list[Event]) -> None:
+        data = b"".join(e.model_dump_json().encode() + b"\n" for e in events)
+        atomic_write(self.dir / JOURNAL, data)
+
+    def _save_cursor(self) -> None:
+        atomic_write(self.dir / CURSOR, self.cursor.model_dump_json().encode())
+
+    def put(
+        self,
+        kind: EventKind,
+        *,
+        version: Version | None = None,
+        message: str = "",
+        reason: str | None = None,
+        data: dict[str, str | int | float | bool | None] | None = None,
+    ) -> Event:
+        event = Event(
+            seq=self.cursor.next_seq,
+            time=datetime.now(UTC),
+            kind=kind,
+            version=version,
+            message=message[:4096],
+            reason=reason[:4096] if reason else None,
+            data=data or {},
+        )
+        self.cursor.next_seq += 1
+        self._pending.append(event)
+        if len(self._pending) > self.max_items:
+            overflow = len(self._pending) - self.max_items
+            del self._pending[:overflow]
+            self.cursor.dropped_total += overflow
+            self.cursor.dropped_unreported += overflow
+            self._rewrite(self._pending)
+        else:
+            path = self.dir / JOURNAL
+            fresh = not path.exists()
+            with path.open("ab") as handle:
+                handle.write(event.model_dump_json().encode() + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            if fresh:
+                fsync_dir(self.dir)
+        self._save_cursor()
+        return event
+
+    def pending(self, limit: int = 1000) -> list[Event]:
+        """The oldest unacknowledged events, in order, a ``telemetry-dropped`` notice first.
+
+        The notice takes the sequence number of the last dropped event, so the stream stays
+        strictly increasing and acknowledging a prefix never skips an unsent event.
+        """
+        if self.cursor.dropped_unreported and self._pending:
+            count = self.cursor.dropped_unreported
+            notice = Event(
+                seq=self._pending[0].seq - 1,
+                time=datetime.now(UTC),
+                kind=EventKind.TELEMETRY_DROPPED,
+                message=f"{count} queued events were dropped while offline",
+                data={"dropped": count, "dropped_total": self.cursor.dropped_total},
+            )
+            self._pending.insert(0, notice)
+            self.cursor.dropped_unreported = 0
+            self._rewrite(self._pending)
+            self._save_cursor()
+        return self._pending[:limit]
+
+    def ack(self, last_seq: int) -> None:
+        """Forget every event up to and including ``last_seq``."""
+        self._pending = [e for e in self._pending if e.seq > last_seq]
+        self.cursor.acked_seq = max(self.cursor.acked_seq, last_seq)
+        self._save_cursor()
+        self._rewrite(self._pending)
+
+    def __len__(self) -> int:
+        return len(self._pending)
