@@ -63,5 +63,7 @@ class Version:
                 raise ValueError(str(err)) from err
 
         return core_schema.no_info_plain_validator_function(
-            parse, serialization=core_schema.plain_serializer_function_ser_schema(str)
+            parse,
+            serialization=core_schema.plain_serializer_function_ser_schema(str),
+            json_schema_input_schema=core_schema.str_schema(pattern=_VERSION_RE.pattern),
         )

@@ -1,0 +1,183 @@
+"""The ASGI application: routers of every domain, error mapping, metrics, static TUF files."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fleetcore.wire import TUF_PREFIX
+from overlord import __version__
+from overlord.auth.routes import router as auth_router
+from overlord.context import AppContext
+from overlord.dashboard.routes import LoginRequired
+from overlord.dashboard.routes import router as dashboard_router
+from overlord.dashboard.routes import static_files as dashboard_static
+from overlord.db import is_disconnect, unit_of_work
+from overlord.deps import Ctx
+from overlord.devices.routes import router as devices_router
+from overlord.errors import DatabaseUnavailable, RequestError
+from overlord.events.routes import router as events_router
+from overlord.metrics.collector import FleetCollector
+from overlord.releases.routes import router as releases_router
+from overlord.rollouts.routes import router as rollouts_router
+from overlord.scheduler import Scheduler
+from overlord.settings import Settings
+from overlord.tuf.routes import router as tuf_router
+
+log = logging.getLogger(__name__)
+
+
+class _LatencyMiddleware:
+    """Observes fleet_http_request_duration_seconds by route template, not raw path."""
+
+    def __init__(self, app: ASGIApp, ctx: AppContext) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def record_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None)
+            if template is None:
+                path: str = scope.get("path", "")
+                template = TUF_PREFIX if path.startswith(TUF_PREFIX + "/") else "unmatched"
+            self.ctx.metrics.request_duration.labels(
+                method=scope["method"], route=template, status=str(status)
+            ).observe(time.perf_counter() - start)
+
+
+def _error_body(err: Exception, hint: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"detail": str(err)}
+    if hint:
+        body["hint"] = hint
+    return body
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestError)
+    async def request_error(_request: Request, err: RequestError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if err.status_code == 401 else None
+        return JSONResponse(
+            _error_body(err, err.hint), status_code=err.status_code, headers=headers
+        )
+
+    @app.exception_handler(LoginRequired)
+    async def login_required(request: Request, _err: LoginRequired) -> Response:
+        if request.url.path.startswith("/dashboard/fragments/") or request.url.path.endswith(
+            "/timeline"
+        ):
+            return Response(status_code=401)
+        return RedirectResponse("/dashboard/login", status_code=303)
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_down(request: Request, err: DatabaseUnavailable) -> JSONResponse:
+        request.app.state.ctx.mark_database_down()
+        return JSONResponse(
+            _error_body(err, "the Overlord retries by itself; try again shortly"),
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(IntegrityError)
+    async def integrity(_request: Request, err: IntegrityError) -> JSONResponse:
+        return JSONResponse({"detail": "conflicting concurrent change, retry"}, status_code=409)
+
+    @app.exception_handler(DBAPIError)
+    async def dbapi(request: Request, err: DBAPIError) -> JSONResponse:
+        if not is_disconnect(err):
+            raise err
+        request.app.state.ctx.mark_database_down()
+        return JSONResponse(
+            {"detail": "the database is unreachable"}, status_code=503, headers={"Retry-After": "5"}
+        )
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    settings = settings or Settings()
+    ctx = AppContext.create(settings, engine=engine)
+    ctx.metrics.registry.register(FleetCollector(sessions=ctx.sessions, settings=settings))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        scheduler = Scheduler(ctx) if settings.run_scheduler else None
+        if scheduler is not None:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+            ctx.engine.dispose()
+
+    app = FastAPI(
+        title="Metrica Fleet Overlord",
+        version=__version__,
+        lifespan=lifespan,
+        description="Device registry, staged rollouts and the TUF release repository.",
+    )
+    app.state.ctx = ctx
+    _install_error_handlers(app)
+    for router in (
+        devices_router,
+        rollouts_router,
+        releases_router,
+        events_router,
+        auth_router,
+        tuf_router,
+        dashboard_router,
+    ):
+        app.include_router(router)
+
+    @app.get("/health", tags=["meta"])
+    def health(ctx: Ctx) -> dict[str, str]:
+        """Liveness plus database reachability (the API keeps serving cached reads without it)."""
+        try:
+            with unit_of_work(ctx.sessions) as session:
+                session.execute(text("SELECT 1"))
+            database = "ok"
+        except DatabaseUnavailable:
+            database = "unreachable"
+        return {
+            "status": "ok" if database == "ok" else "degraded",
+            "database": database,
+            "version": __version__,
+        }
+
+    @app.get("/metrics", tags=["meta"], response_class=Response)
+    def metrics(ctx: Ctx) -> Response:
+        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.mount(TUF_PREFIX, StaticFiles(directory=settings.repo_dir, check_dir=False), name="tuf")
+    app.mount("/static", dashboard_static, name="static")
+    app.add_middleware(_LatencyMiddleware, ctx=ctx)
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn factory for multi-worker serving."""
+    return create_app()

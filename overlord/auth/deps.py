@@ -1,0 +1,81 @@
+"""Who may call what: device credentials, operator roles, dashboard sessions."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from overlord.auth import service
+from overlord.auth.models import KeyRole
+from overlord.auth.service import Principal
+from overlord.auth.tokens import digest
+from overlord.context import AppContext
+from overlord.db import unit_of_work
+from overlord.deps import Ctx
+from overlord.errors import AuthError, Forbidden, RateLimited
+
+SESSION_COOKIE = "overlord_session"
+_bearer = HTTPBearer(auto_error=False)
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _principal_for_token(ctx: AppContext, token: str) -> Principal | None:
+    key = digest(token)
+    cached = ctx.principals.get(key, max_age_s=ctx.settings.auth_cache_ttl_s)
+    if cached is not None:
+        return cached
+    with unit_of_work(ctx.sessions) as session:
+        principal = service.resolve_token(session, token=token)
+    if principal is not None:
+        ctx.principals.put(key, principal)
+    return principal
+
+
+def authenticate(request: Request, ctx: Ctx, credentials: BearerCredentials) -> Principal:
+    """The caller behind a bearer token or a dashboard session cookie."""
+    principal = None
+    if credentials is not None:
+        principal = _principal_for_token(ctx, credentials.credentials)
+    elif cookie := request.cookies.get(SESSION_COOKIE):
+        with unit_of_work(ctx.sessions) as session:
+            principal = service.resolve_session(session, cookie=cookie)
+    if principal is None:
+        if not ctx.anonymous_limiter.allow(client_address(request)):
+            raise RateLimited("too many unauthenticated requests")
+        raise AuthError("a valid bearer token is required")
+    return principal
+
+
+Caller = Annotated[Principal, Depends(authenticate)]
+
+
+def device_caller(device_id: str, caller: Caller, ctx: Ctx) -> Principal:
+    """A device credential, only for its own device."""
+    if caller.role is not KeyRole.DEVICE or caller.device_id != device_id:
+        raise Forbidden("this credential is not the device's own")
+    if not ctx.device_limiter.allow(device_id):
+        raise RateLimited(f"device {device_id} is over its request rate")
+    return caller
+
+
+DeviceCaller = Annotated[Principal, Depends(device_caller)]
+
+
+def _require(role: KeyRole) -> object:
+    def check(caller: Caller) -> Principal:
+        if not caller.at_least(role):
+            raise Forbidden(f"this needs the {role.value} role or higher")
+        return caller
+
+    return Depends(check)
+
+
+Viewer = Annotated[Principal, _require(KeyRole.VIEWER)]
+Operator = Annotated[Principal, _require(KeyRole.OPERATOR)]
+Admin = Annotated[Principal, _require(KeyRole.ADMIN)]

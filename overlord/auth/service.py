@@ -1,0 +1,107 @@
+"""Credentials and dashboard sessions."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from overlord.auth.models import OPERATOR_RANK, ApiKey, DashboardSession, KeyRole
+from overlord.auth.tokens import digest, new_token
+from overlord.db import utcnow
+from overlord.errors import NotFound
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key's role, and for a device credential, its device."""
+
+    key_id: int
+    role: KeyRole
+    device_id: str | None = None
+
+    def at_least(self, role: KeyRole) -> bool:
+        return OPERATOR_RANK.get(self.role, 0) >= OPERATOR_RANK[role]
+
+
+def create_key(
+    session: Session,
+    *,
+    role: KeyRole,
+    name: str = "",
+    device_id: str | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """A new credential; the token is returned once and only its digest is stored."""
+    token = new_token(role)
+    key = ApiKey(
+        token_hash=digest(token), role=role, name=name, device_id=device_id, expires_at=expires_at
+    )
+    session.add(key)
+    session.flush()
+    return key, token
+
+
+def resolve_token(session: Session, *, token: str) -> Principal | None:
+    key = session.scalar(select(ApiKey).where(ApiKey.token_hash == digest(token)))
+    if key is None or key.revoked_at is not None:
+        return None
+    if key.expires_at is not None and key.expires_at <= utcnow():
+        return None
+    return Principal(key_id=key.id, role=key.role, device_id=key.device_id)
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
+
+
+def revoke_key(session: Session, *, key_id: int) -> None:
+    result = session.execute(
+        update(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFound(f"no active key {key_id}")
+
+
+def revoke_device_keys(session: Session, *, device_id: str) -> None:
+    session.execute(
+        update(ApiKey)
+        .where(ApiKey.device_id == device_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+
+
+def open_session(session: Session, *, principal: Principal, ttl_s: int) -> str:
+    """A dashboard session for an operator key; returns the cookie value."""
+    cookie = secrets.token_urlsafe(32)
+    session.add(
+        DashboardSession(
+            session_hash=digest(cookie),
+            api_key_id=principal.key_id,
+            expires_at=utcnow() + timedelta(seconds=ttl_s),
+        )
+    )
+    return cookie
+
+
+def resolve_session(session: Session, *, cookie: str) -> Principal | None:
+    row = session.execute(
+        select(ApiKey, DashboardSession.expires_at)
+        .join(DashboardSession, DashboardSession.api_key_id == ApiKey.id)
+        .where(DashboardSession.session_hash == digest(cookie))
+    ).first()
+    if row is None:
+        return None
+    key, expires_at = row
+    if expires_at <= utcnow() or key.revoked_at is not None:
+        return None
+    return Principal(key_id=key.id, role=key.role)
+
+
+def close_session(session: Session, *, cookie: str) -> None:
+    session.execute(delete(DashboardSession).where(DashboardSession.session_hash == digest(cookie)))

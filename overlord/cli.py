@@ -1,0 +1,270 @@
+"""``overlord``: serve the API, migrate the database, manage tokens, releases, rollouts, devices."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import uvicorn
+from pydantic import BaseModel, ValidationError
+
+from fleetcore.cli import run_main, setup_logging
+from overlord import migrate
+from overlord.auth import service as auth_service
+from overlord.auth.models import KeyRole
+from overlord.db import make_engine, make_sessionmaker, unit_of_work, utcnow
+from overlord.devices import service as devices_service
+from overlord.devices.models import AdminStatus
+from overlord.devices.schemas import DeviceFilter
+from overlord.errors import ConfigError
+from overlord.releases import service as releases_service
+from overlord.rollouts import service as rollouts_service
+from overlord.rollouts.schemas import RolloutCreate, Selector
+from overlord.settings import Settings
+from signing.targets import TargetKind
+
+PROG = "overlord"
+_TOKEN_ROLES = [r.value for r in KeyRole if r is not KeyRole.DEVICE]
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise ConfigError(f"invalid OVERLORD_* settings: {err.errors()[0]['msg']}") from err
+
+
+def _print(data: Any) -> None:
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    elif isinstance(data, list):
+        data = [d.model_dump(mode="json") if isinstance(d, BaseModel) else d for d in data]
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+
+    settings = _settings()
+    if settings.is_sqlite:
+        # The embedded default needs zero setup: create or upgrade the schema on start.
+        migrate.upgrade(make_engine(settings.database_url))
+    uvicorn.run(
+        "overlord.app:create_app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="info" if args.verbose else "warning",
+        access_log=bool(args.verbose),
+    )
+
+
+def cmd_db_upgrade(_args: argparse.Namespace) -> None:
+    migrate.upgrade(make_engine(_settings().database_url))
+    print("database schema is up to date")
+
+
+def _session_factory() -> Callable[[], Any]:
+    settings = _settings()
+    factory = make_sessionmaker(make_engine(settings.database_url))
+    return lambda: unit_of_work(factory)
+
+
+def cmd_token_create(args: argparse.Namespace) -> None:
+    with _session_factory()() as session:
+        _key, token = auth_service.create_key(session, role=KeyRole(args.role), name=args.name)
+    print(token)
+
+
+def cmd_token_list(_args: argparse.Namespace) -> None:
+    with _session_factory()() as session:
+        keys = auth_service.list_keys(session)
+        _print(
+            [
+                {
+                    "id": k.id,
+                    "role": k.role.value,
+                    "name": k.name,
+                    "device_id": k.device_id,
+                    "revoked": k.revoked_at is not None,
+                }
+                for k in keys
+            ]
+        )
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> None:
+    with _session_factory()() as session:
+        auth_service.revoke_key(session, key_id=args.id)
+
+
+def cmd_release_list(args: argparse.Namespace) -> None:
+    settings = _settings()
+    kind = TargetKind(args.kind) if args.kind else None
+    _print(
+        [
+            releases_service.to_public(r)
+            for r in releases_service.list_releases(repo_dir=settings.repo_dir, kind=kind)
+        ]
+    )
+
+
+def cmd_rollout_create(args: argparse.Namespace) -> None:
+    settings = _settings()
+    labels = dict(item.split("=", 1) for item in args.label)
+    spec = RolloutCreate.model_validate(
+        {
+            "name": args.name,
+            "kind": args.kind,
+            "role": args.role,
+            "version": args.version,
+            "selector": Selector.model_validate(
+                {"group": args.group, "labels": labels, "hardware": args.hardware}
+            ),
+            "canary_devices": args.canary,
+            "stages": args.stages,
+            "success_window_s": args.success_window,
+            "failure_threshold": args.failure_threshold,
+            "start": not args.paused,
+        }
+    )
+    with _session_factory()() as session:
+        rollout = rollouts_service.create_rollout(session, spec=spec, repo_dir=settings.repo_dir)
+        _print(rollouts_service.to_public(session, rollout))
+
+
+def cmd_rollout_list(_args: argparse.Namespace) -> None:
+    with _session_factory()() as session:
+        _print(
+            [
+                rollouts_service.to_public(session, r)
+                for r in rollouts_service.list_rollouts(session)
+            ]
+        )
+
+
+def _rollout_action(action: Callable[..., Any]) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        with _session_factory()() as session:
+            _print(rollouts_service.to_public(session, action(session, rollout_id=args.id)))
+
+    return run
+
+
+def cmd_device_list(args: argparse.Namespace) -> None:
+    settings = _settings()
+    with _session_factory()() as session:
+        items, total = devices_service.list_devices(
+            session,
+            filters=DeviceFilter(
+                image_version=args.image_version, role=args.role, label=args.label
+            ),
+            limit=args.limit,
+            offset=0,
+            offline_after_s=settings.offline_after_s,
+        )
+        _print({"total": total, "items": [i.model_dump(mode="json") for i in items]})
+
+
+def cmd_device_status(args: argparse.Namespace) -> None:
+    settings = _settings()
+    with _session_factory()() as session:
+        device = devices_service.set_admin_status(
+            session, device_id=args.id, status=AdminStatus(args.status)
+        )
+        _print(
+            devices_service.to_public(
+                device, now=utcnow(), offline_after_s=settings.offline_after_s
+            )
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API (migrates SQLite on start)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
+    db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+
+    token = sub.add_parser("token", help="credentials").add_subparsers(dest="token", required=True)
+    create = token.add_parser("create", help="create a token and print it once")
+    create.add_argument("--role", required=True, choices=_TOKEN_ROLES)
+    create.add_argument("--name", default="")
+    create.set_defaults(func=cmd_token_create)
+    token.add_parser("list").set_defaults(func=cmd_token_list)
+    revoke = token.add_parser("revoke")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(func=cmd_token_revoke)
+
+    release = sub.add_parser("release", help="signed releases").add_subparsers(
+        dest="release", required=True
+    )
+    rel_list = release.add_parser("list")
+    rel_list.add_argument("--kind", choices=[k.value for k in TargetKind])
+    rel_list.set_defaults(func=cmd_release_list)
+
+    rollout = sub.add_parser("rollout", help="staged rollouts").add_subparsers(
+        dest="rollout", required=True
+    )
+    ro_create = rollout.add_parser("create")
+    ro_create.add_argument("name")
+    ro_create.add_argument("--kind", choices=["os", "role"], default="os")
+    ro_create.add_argument("--role")
+    ro_create.add_argument("--version", required=True)
+    ro_create.add_argument("--group")
+    ro_create.add_argument("--label", action="append", default=[], help="key=value, repeatable")
+    ro_create.add_argument("--hardware", action="append", default=[])
+    ro_create.add_argument("--canary", type=int, default=1)
+    ro_create.add_argument("--stages", type=int, nargs="+", default=[10, 50, 100])
+    ro_create.add_argument("--success-window", type=int, default=600)
+    ro_create.add_argument("--failure-threshold", type=float, default=0.05)
+    ro_create.add_argument("--paused", action="store_true", help="create without starting")
+    ro_create.set_defaults(func=cmd_rollout_create)
+    rollout.add_parser("list").set_defaults(func=cmd_rollout_list)
+    for verb, action in (
+        ("pause", rollouts_service.pause),
+        ("resume", rollouts_service.resume),
+        ("abort", rollouts_service.abort),
+    ):
+        cmd = rollout.add_parser(verb)
+        cmd.add_argument("id", type=int)
+        cmd.set_defaults(func=_rollout_action(action))
+
+    device = sub.add_parser("device", help="the device registry").add_subparsers(
+        dest="device", required=True
+    )
+    dev_list = device.add_parser("list")
+    dev_list.add_argument("--image-version")
+    dev_list.add_argument("--role")
+    dev_list.add_argument("--label")
+    dev_list.add_argument("--limit", type=int, default=100)
+    dev_list.set_defaults(func=cmd_device_list)
+    dev_status = device.add_parser("status")
+    dev_status.add_argument("id")
+    dev_status.add_argument("status", choices=[s.value for s in AdminStatus])
+    dev_status.set_defaults(func=cmd_device_status)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+
+    def body() -> None:
+        try:
+            args.func(args)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"invalid input at {where}: {first['msg']}") from err
+
+    return run_main(PROG, body)

@@ -1,0 +1,62 @@
+"""Per-process state of one API replica: connections, read caches and metric objects.
+
+Nothing here is coordination state: a second replica builds its own and both stay correct,
+because every decision that must be made once (rollout steps, timestamp signing) goes through
+a lease row in the database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from overlord.auth.ratelimit import RateLimiter
+from overlord.auth.service import Principal
+from overlord.cache import TTLCache
+from overlord.db import make_engine, make_sessionmaker
+from overlord.devices.schemas import CachedDesiredState
+from overlord.metrics.registry import Metrics
+from overlord.settings import Settings
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    metrics: Metrics
+    device_limiter: RateLimiter
+    anonymous_limiter: RateLimiter
+    principals: TTLCache[str, Principal] = field(default_factory=TTLCache)
+    desired: TTLCache[str, CachedDesiredState] = field(default_factory=TTLCache)
+    replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    database_down_until: float = 0.0
+
+    def mark_database_down(self) -> None:
+        """Skip database reads for a moment, so cached answers are not delayed by timeouts."""
+        self.database_down_until = time.monotonic() + self.settings.outage_backoff_s
+
+    def database_suspect(self) -> bool:
+        return time.monotonic() < self.database_down_until
+
+    @classmethod
+    def create(cls, settings: Settings, *, engine: Engine | None = None) -> AppContext:
+        engine = engine or make_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            metrics=Metrics(),
+            device_limiter=RateLimiter(
+                rate_per_s=settings.device_rate_per_s, burst=settings.device_rate_burst
+            ),
+            anonymous_limiter=RateLimiter(
+                rate_per_s=settings.anonymous_rate_per_s, burst=settings.anonymous_rate_burst
+            ),
+        )

@@ -1,0 +1,176 @@
+"""The version dashboard: server-rendered pages whose sections refresh by polling fragments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from starlette.staticfiles import StaticFiles
+
+from overlord.auth import service as auth_service
+from overlord.auth.deps import SESSION_COOKIE, client_address
+from overlord.auth.models import KeyRole
+from overlord.auth.service import Principal
+from overlord.dashboard import service
+from overlord.db import unit_of_work
+from overlord.deps import Ctx, DbSession
+from overlord.devices import service as devices_service
+from overlord.devices.schemas import DeviceFilter, FleetStatus
+from overlord.errors import AuthError, RateLimited
+from overlord.rollouts import service as rollouts_service
+
+_HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=_HERE / "templates")
+static_files = StaticFiles(directory=_HERE / "static")
+router = APIRouter(include_in_schema=False)
+REFRESH_S = 5
+PAGE_SIZE = 50
+
+
+class LoginRequired(AuthError):
+    """No dashboard session: the page handler redirects to the login form."""
+
+
+def viewer_session(request: Request, ctx: Ctx) -> Principal:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    principal = None
+    if cookie:
+        with unit_of_work(ctx.sessions) as session:
+            principal = auth_service.resolve_session(session, cookie=cookie)
+    if principal is None:
+        raise LoginRequired("log in to the dashboard")
+    return principal
+
+
+DashboardUser = Annotated[Principal, Depends(viewer_session)]
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse("/dashboard", status_code=303)
+
+
+@router.get("/dashboard/login", response_class=HTMLResponse)
+def login_form(request: Request, error: str | None = None) -> Response:
+    return templates.TemplateResponse(request, "login.html", {"error": error})
+
+
+@router.post("/dashboard/login")
+def login(
+    request: Request, ctx: Ctx, session: DbSession, token: Annotated[str, Form(max_length=200)]
+) -> Response:
+    if not ctx.anonymous_limiter.allow(client_address(request)):
+        raise RateLimited("too many login attempts")
+    principal = auth_service.resolve_token(session, token=token.strip())
+    if principal is None or not principal.at_least(KeyRole.VIEWER):
+        return templates.TemplateResponse(
+            request,
+            "login.html",
+            {"error": "That token is unknown, revoked, or not an operator token."},
+            status_code=401,
+        )
+    cookie = auth_service.open_session(
+        session, principal=principal, ttl_s=ctx.settings.session_ttl_s
+    )
+    response = RedirectResponse("/dashboard", status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=ctx.settings.session_ttl_s,
+        httponly=True,
+        samesite="strict",
+        secure=ctx.settings.secure_cookies,
+    )
+    return response
+
+
+@router.post("/dashboard/logout")
+def logout(request: Request, session: DbSession) -> Response:
+    if cookie := request.cookies.get(SESSION_COOKIE):
+        auth_service.close_session(session, cookie=cookie)
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+def _fleet_context(
+    ctx: Ctx, session: DbSession, status: FleetStatus | None, page: int
+) -> dict[str, object]:
+    devices, total = devices_service.list_devices(
+        session,
+        filters=DeviceFilter(status=status),
+        limit=PAGE_SIZE,
+        offset=page * PAGE_SIZE,
+        offline_after_s=ctx.settings.offline_after_s,
+    )
+    return {
+        "summary": service.fleet_summary(session, offline_after_s=ctx.settings.offline_after_s),
+        "rollouts": [
+            rollouts_service.to_public(session, r) for r in rollouts_service.list_rollouts(session)
+        ],
+        "devices": devices,
+        "devices_total": total,
+        "status_filter": status.value if status else "",
+        "page": page,
+        "pages": max(1, -(-total // PAGE_SIZE)),
+        "statuses": list(FleetStatus),
+        "refresh_s": REFRESH_S,
+    }
+
+
+StatusQuery = Annotated[FleetStatus | None, Query(alias="status")]
+PageQuery = Annotated[int, Query(ge=0, le=100_000)]
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def index(
+    request: Request,
+    user: DashboardUser,
+    ctx: Ctx,
+    session: DbSession,
+    status: StatusQuery = None,
+    page: PageQuery = 0,
+) -> Response:
+    context = _fleet_context(ctx, session, status, page) | {"user": user}
+    return templates.TemplateResponse(request, "index.html", context)
+
+
+@router.get("/dashboard/fragments/{name}", response_class=HTMLResponse)
+def fragment(
+    name: str,
+    request: Request,
+    _user: DashboardUser,
+    ctx: Ctx,
+    session: DbSession,
+    status: StatusQuery = None,
+    page: PageQuery = 0,
+) -> Response:
+    if name not in {"fleet", "rollouts", "devices"}:
+        return Response(status_code=404)
+    context = _fleet_context(ctx, session, status, page)
+    return templates.TemplateResponse(request, f"_{name}.html", context)
+
+
+@router.get("/dashboard/devices/{device_id}", response_class=HTMLResponse)
+def device(
+    device_id: str, request: Request, user: DashboardUser, ctx: Ctx, session: DbSession
+) -> Response:
+    page = service.device_page(
+        session, device_id=device_id, offline_after_s=ctx.settings.offline_after_s
+    )
+    return templates.TemplateResponse(
+        request, "device.html", {"page": page, "user": user, "refresh_s": REFRESH_S}
+    )
+
+
+@router.get("/dashboard/devices/{device_id}/timeline", response_class=HTMLResponse)
+def device_timeline(
+    device_id: str, request: Request, _user: DashboardUser, ctx: Ctx, session: DbSession
+) -> Response:
+    page = service.device_page(
+        session, device_id=device_id, offline_after_s=ctx.settings.offline_after_s
+    )
+    return templates.TemplateResponse(request, "_device_live.html", {"page": page})

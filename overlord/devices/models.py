@@ -1,0 +1,74 @@
+"""The device registry: one row per device, its heartbeats and its desired state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fleetcore.wire import Health, Slot, UpdateState
+from overlord.db import BIG_ID, Base, str_enum, utcnow
+
+
+class AdminStatus(StrEnum):
+    """What an operator decided about a device (PATCH /devices/{id}/status)."""
+
+    ACTIVE = "active"
+    QUARANTINED = "quarantined"
+    DECOMMISSIONED = "decommissioned"
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(253))
+    hardware: Mapped[str] = mapped_column(String(16))
+    serial: Mapped[str | None] = mapped_column(String(64), unique=True)
+    group_name: Mapped[str | None] = mapped_column(
+        ForeignKey("deployment_configs.name", ondelete="SET NULL"), index=True
+    )
+    labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    admin_status: Mapped[AdminStatus] = mapped_column(
+        str_enum(AdminStatus), default=AdminStatus.ACTIVE
+    )
+    enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen: Mapped[datetime | None] = mapped_column(index=True)
+    image_version: Mapped[str] = mapped_column(String(40), index=True)
+    booted_slot: Mapped[Slot] = mapped_column(str_enum(Slot))
+    committed_slot: Mapped[Slot | None] = mapped_column(str_enum(Slot))
+    update_state: Mapped[UpdateState] = mapped_column(
+        str_enum(UpdateState), default=UpdateState.IDLE
+    )
+    health: Mapped[Health] = mapped_column(str_enum(Health), default=Health.UNKNOWN)
+    roles: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # ",name," and ",key=value," lists, so role and label filters are portable LIKE queries.
+    role_index: Mapped[str] = mapped_column(String(2000), default=",")
+    label_index: Mapped[str] = mapped_column(String(4000), default=",")
+    safe_mode: Mapped[bool] = mapped_column(default=False)
+    free_data_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    uptime_s: Mapped[float | None]
+    dropped_events: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_event_seq: Mapped[int] = mapped_column(BigInteger, default=-1)
+    desired_os_version: Mapped[str | None] = mapped_column(String(40))
+    desired_roles: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # Set while the device takes part in an unfinished rollout, so heartbeats skip the lookup.
+    open_update: Mapped[bool] = mapped_column(default=False)
+
+
+class DeviceHeartbeat(Base):
+    """Heartbeat history, pruned after ``heartbeat_retention_days``."""
+
+    __tablename__ = "device_heartbeats"
+    __table_args__ = (Index("ix_device_heartbeats_device_time", "device_id", "received_at"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    image_version: Mapped[str] = mapped_column(String(40))
+    update_state: Mapped[UpdateState] = mapped_column(str_enum(UpdateState))
+    health: Mapped[Health] = mapped_column(str_enum(Health))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)

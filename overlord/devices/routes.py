@@ -1,0 +1,179 @@
+"""Device endpoints: the fixed device wire API plus operator queries and controls."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+
+from fleetcore.wire import (
+    API_PREFIX,
+    EventAck,
+    EventBatch,
+    Heartbeat,
+    RegisterRequest,
+    RegisterResponse,
+)
+from overlord.auth.deps import Admin, DeviceCaller, Operator, Viewer, client_address
+from overlord.db import unit_of_work, utcnow
+from overlord.deps import Ctx, DbSession
+from overlord.devices import service
+from overlord.devices.schemas import (
+    CachedDesiredState,
+    DeviceAttributesUpdate,
+    DeviceFilter,
+    DevicePage,
+    DevicePublic,
+    DeviceStatusUpdate,
+    FleetStatus,
+)
+from overlord.errors import DatabaseUnavailable, RateLimited
+from overlord.events import service as events_service
+from overlord.events.schemas import DeviceEventPage, DeviceEventPublic
+from overlord.rollouts import service as rollouts_service
+
+router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
+
+
+@router.post("/register", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
+def register(
+    body: RegisterRequest, request: Request, ctx: Ctx, session: DbSession
+) -> RegisterResponse:
+    if not ctx.anonymous_limiter.allow(client_address(request)):
+        raise RateLimited("too many enrolment attempts from this address")
+    return service.register(session, request=body)
+
+
+@router.get(
+    "/{device_id}/desired-state",
+    responses={200: {"model": None}, 304: {"description": "unchanged since If-None-Match"}},
+)
+def desired_state(
+    device_id: str,
+    _caller: DeviceCaller,
+    ctx: Ctx,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """What the device should run. Served from this replica's cache while the database is down."""
+    state = ctx.desired.get(device_id, max_age_s=ctx.settings.cache_ttl_s)
+    if state is None:
+        state = _load_desired(ctx, device_id)
+    headers = {"ETag": state.etag, "Cache-Control": "no-cache"}
+    if if_none_match is not None and state.etag in {t.strip() for t in if_none_match.split(",")}:
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(content=state.body, media_type="application/json", headers=headers)
+
+
+def _load_desired(ctx: Ctx, device_id: str) -> CachedDesiredState:
+    if not ctx.database_suspect():
+        try:
+            with unit_of_work(ctx.sessions) as session:
+                state = service.desired_state(
+                    session,
+                    device_id=device_id,
+                    default_poll_interval_s=ctx.settings.poll_interval_s,
+                )
+        except DatabaseUnavailable:
+            ctx.mark_database_down()
+        else:
+            ctx.desired.put(device_id, state)
+            return state
+    stale = ctx.desired.get(device_id, max_age_s=None)
+    if stale is None:
+        raise DatabaseUnavailable("the database is unreachable and this device is not cached")
+    return stale
+
+
+@router.post("/{device_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
+def heartbeat(
+    device_id: str, body: Heartbeat, _caller: DeviceCaller, ctx: Ctx, session: DbSession
+) -> Response:
+    device = service.record_heartbeat(session, device_id=device_id, heartbeat=body)
+    rollouts_service.observe_heartbeat(session, device=device, heartbeat=body)
+    session.commit()
+    ctx.metrics.heartbeats.inc()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{device_id}/events", response_model=EventAck)
+def post_events(
+    device_id: str, body: EventBatch, _caller: DeviceCaller, ctx: Ctx, session: DbSession
+) -> EventAck:
+    device = service.get_device(session, device_id=device_id)
+    ack, fresh = events_service.ingest(session, device=device, events=body.events)
+    rollouts_service.observe_events(session, device=device, events=fresh)
+    session.commit()
+    for event in fresh:
+        counted = events_service.OUTCOME_OF_EVENT.get(event.kind)
+        if counted is not None:
+            ctx.metrics.update_outcomes.labels(kind=counted[0], outcome=counted[1]).inc()
+    return ack
+
+
+@router.get("", response_model=DevicePage)
+def list_devices(
+    _caller: Viewer,
+    ctx: Ctx,
+    session: DbSession,
+    status_: Annotated[FleetStatus | None, Query(alias="status")] = None,
+    image_version: Annotated[str | None, Query(max_length=40)] = None,
+    role: Annotated[str | None, Query(max_length=64)] = None,
+    label: Annotated[str | None, Query(max_length=128, description="key=value")] = None,
+    group: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> DevicePage:
+    items, total = service.list_devices(
+        session,
+        filters=DeviceFilter(
+            status=status_, image_version=image_version, role=role, label=label, group=group
+        ),
+        limit=limit,
+        offset=offset,
+        offline_after_s=ctx.settings.offline_after_s,
+    )
+    return DevicePage(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{device_id}", response_model=DevicePublic)
+def get_device(device_id: str, _caller: Viewer, ctx: Ctx, session: DbSession) -> DevicePublic:
+    device = service.get_device(session, device_id=device_id)
+    return service.to_public(device, now=utcnow(), offline_after_s=ctx.settings.offline_after_s)
+
+
+@router.patch("/{device_id}", response_model=DevicePublic)
+def update_device(
+    device_id: str, body: DeviceAttributesUpdate, _caller: Operator, ctx: Ctx, session: DbSession
+) -> DevicePublic:
+    device = service.update_attributes(session, device_id=device_id, update=body)
+    ctx.desired.drop(device_id)
+    return service.to_public(device, now=utcnow(), offline_after_s=ctx.settings.offline_after_s)
+
+
+@router.patch("/{device_id}/status", response_model=DevicePublic)
+def set_status(
+    device_id: str, body: DeviceStatusUpdate, _caller: Admin, ctx: Ctx, session: DbSession
+) -> DevicePublic:
+    device = service.set_admin_status(session, device_id=device_id, status=body.status)
+    ctx.desired.drop(device_id)
+    return service.to_public(device, now=utcnow(), offline_after_s=ctx.settings.offline_after_s)
+
+
+@router.get("/{device_id}/events", response_model=DeviceEventPage)
+def list_events(
+    device_id: str,
+    _caller: Viewer,
+    session: DbSession,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> DeviceEventPage:
+    service.get_device(session, device_id=device_id)
+    rows, total = events_service.list_events(
+        session, device_id=device_id, limit=limit, offset=offset
+    )
+    return DeviceEventPage(
+        items=[DeviceEventPublic.model_validate(r) for r in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )

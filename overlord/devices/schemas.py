@@ -1,0 +1,103 @@
+"""Operator-facing device schemas (the device's own wire models live in fleetcore.wire)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from fleetcore.wire import Health, Slot, UpdateState
+from overlord.devices.models import AdminStatus
+
+LabelPart = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
+GroupName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+class FleetStatus(StrEnum):
+    """A device's status as the dashboard and ``fleet_devices`` report it."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+    UPDATING = "updating"
+    FAILED = "failed"
+    SAFE_MODE = "safe_mode"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeviceAttributesUpdate(_In):
+    """PATCH /devices/{id}: labels replace the old set; an explicit null group clears it."""
+
+    labels: dict[LabelPart, LabelPart] | None = Field(default=None, max_length=32)
+    group: GroupName | None = None
+
+
+class DeviceStatusUpdate(_In):
+    status: AdminStatus
+
+
+class RoleStatusPublic(BaseModel):
+    name: str
+    version: str | None
+    health: Health
+    safe_mode: bool = False
+
+
+class DevicePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    hostname: str
+    hardware: str
+    serial: str | None
+    group: str | None
+    labels: dict[str, str]
+    admin_status: AdminStatus
+    status: FleetStatus
+    enrolled_at: datetime
+    last_seen: datetime | None
+    image_version: str
+    booted_slot: Slot
+    committed_slot: Slot | None
+    update_state: UpdateState
+    health: Health
+    roles: list[RoleStatusPublic]
+    safe_mode: bool
+    free_data_bytes: int | None
+    uptime_s: float | None
+    dropped_events: int
+    desired_os_version: str | None
+    desired_roles: dict[str, str]
+
+
+class DevicePage(BaseModel):
+    items: list[DevicePublic]
+    total: int
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class DeviceFilter:
+    status: FleetStatus | None = None
+    image_version: str | None = None
+    role: str | None = None
+    label: str | None = None
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class CachedDesiredState:
+    """A desired-state answer as served: the body bytes and their ETag."""
+
+    body: bytes
+    etag: str
+
+
+def role_statuses(raw: list[dict[str, Any]]) -> list[RoleStatusPublic]:
+    return [RoleStatusPublic.model_validate(r) for r in raw]

@@ -1,0 +1,287 @@
+"""Device registry: enrolment, heartbeats, desired state and the operator's queries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, delete, func, not_, select
+from sqlalchemy.orm import Session
+
+from fleetcore.release import manifest_target, role_target
+from fleetcore.version import Version
+from fleetcore.wire import (
+    DesiredOS,
+    DesiredRole,
+    DesiredState,
+    Heartbeat,
+    RegisterRequest,
+    RegisterResponse,
+    UpdateState,
+)
+from overlord.auth import service as auth_service
+from overlord.auth.models import KeyRole
+from overlord.db import utcnow
+from overlord.devices.models import AdminStatus, Device, DeviceHeartbeat
+from overlord.devices.schemas import (
+    CachedDesiredState,
+    DeviceAttributesUpdate,
+    DeviceFilter,
+    DevicePublic,
+    FleetStatus,
+    role_statuses,
+)
+from overlord.errors import AuthError, NotFound
+from overlord.rollouts.models import DeploymentConfig
+
+ACTIVE_UPDATE_STATES = frozenset(
+    {
+        UpdateState.DOWNLOADING,
+        UpdateState.INSTALLING,
+        UpdateState.VERIFYING,
+        UpdateState.TRIAL_REBOOT,
+        UpdateState.TRIAL,
+        UpdateState.COMMITTING,
+    }
+)
+FAILED_UPDATE_STATES = frozenset({UpdateState.FAILED, UpdateState.ROLLED_BACK})
+
+
+def fleet_status(
+    *,
+    last_seen: datetime | None,
+    safe_mode: bool,
+    update_state: UpdateState,
+    now: datetime,
+    offline_after_s: int,
+) -> FleetStatus:
+    """Pure status rule, mirrored in SQL by :func:`status_clause`."""
+    if last_seen is None or last_seen < now - timedelta(seconds=offline_after_s):
+        return FleetStatus.OFFLINE
+    if safe_mode:
+        return FleetStatus.SAFE_MODE
+    if update_state in FAILED_UPDATE_STATES:
+        return FleetStatus.FAILED
+    if update_state in ACTIVE_UPDATE_STATES:
+        return FleetStatus.UPDATING
+    return FleetStatus.ONLINE
+
+
+def status_clause(
+    status: FleetStatus, *, now: datetime, offline_after_s: int
+) -> ColumnElement[bool]:
+    cutoff = now - timedelta(seconds=offline_after_s)
+    online = and_(Device.last_seen.is_not(None), Device.last_seen >= cutoff)
+    if status is FleetStatus.OFFLINE:
+        return not_(online)
+    if status is FleetStatus.SAFE_MODE:
+        return and_(online, Device.safe_mode.is_(True))
+    live = and_(online, Device.safe_mode.is_(False))
+    if status is FleetStatus.FAILED:
+        return and_(live, Device.update_state.in_(FAILED_UPDATE_STATES))
+    if status is FleetStatus.UPDATING:
+        return and_(live, Device.update_state.in_(ACTIVE_UPDATE_STATES))
+    return and_(live, Device.update_state.not_in(FAILED_UPDATE_STATES | ACTIVE_UPDATE_STATES))
+
+
+def to_public(device: Device, *, now: datetime, offline_after_s: int) -> DevicePublic:
+    return DevicePublic(
+        id=device.id,
+        hostname=device.hostname,
+        hardware=device.hardware,
+        serial=device.serial,
+        group=device.group_name,
+        labels=device.labels,
+        admin_status=device.admin_status,
+        status=fleet_status(
+            last_seen=device.last_seen,
+            safe_mode=device.safe_mode,
+            update_state=device.update_state,
+            now=now,
+            offline_after_s=offline_after_s,
+        ),
+        enrolled_at=device.enrolled_at,
+        last_seen=device.last_seen,
+        image_version=device.image_version,
+        booted_slot=device.booted_slot,
+        committed_slot=device.committed_slot,
+        update_state=device.update_state,
+        health=device.health,
+        roles=role_statuses(device.roles),
+        safe_mode=device.safe_mode,
+        free_data_bytes=device.free_data_bytes,
+        uptime_s=device.uptime_s,
+        dropped_events=device.dropped_events,
+        desired_os_version=device.desired_os_version,
+        desired_roles=device.desired_roles,
+    )
+
+
+def get_device(session: Session, *, device_id: str) -> Device:
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFound(f"no device {device_id}")
+    return device
+
+
+def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
+    """Enrol a device with an enrollment token; a known serial re-enrols the same device."""
+    principal = auth_service.resolve_token(session, token=request.enrollment_token)
+    if principal is None or principal.role is not KeyRole.ENROLLMENT:
+        raise AuthError("the enrollment token is unknown, revoked or expired")
+    device = None
+    if request.serial is not None:
+        device = session.scalar(select(Device).where(Device.serial == request.serial))
+    if device is None:
+        device = Device(id=f"dev-{secrets.token_hex(8)}", serial=request.serial)
+        session.add(device)
+    else:
+        auth_service.revoke_device_keys(session, device_id=device.id)
+    device.hostname = request.hostname
+    device.hardware = request.hardware.value
+    device.image_version = str(request.image_version)
+    device.booted_slot = request.booted_slot
+    device.admin_status = AdminStatus.ACTIVE
+    device.last_seen = utcnow()
+    session.flush()
+    _key, token = auth_service.create_key(
+        session, role=KeyRole.DEVICE, name=request.hostname, device_id=device.id
+    )
+    return RegisterResponse(device_id=device.id, device_token=token)
+
+
+def record_heartbeat(session: Session, *, device_id: str, heartbeat: Heartbeat) -> Device:
+    device = get_device(session, device_id=device_id)
+    now = utcnow()
+    roles = [r.model_dump(mode="json") for r in heartbeat.roles]
+    device.last_seen = now
+    device.image_version = str(heartbeat.image_version)
+    device.booted_slot = heartbeat.booted_slot
+    device.committed_slot = heartbeat.committed_slot
+    device.update_state = heartbeat.update_state
+    device.health = heartbeat.health
+    device.roles = roles
+    device.role_index = "," + "".join(f"{r.name}," for r in heartbeat.roles)
+    device.safe_mode = any(r.safe_mode for r in heartbeat.roles)
+    device.free_data_bytes = heartbeat.free_data_bytes
+    device.uptime_s = heartbeat.uptime_s
+    device.dropped_events = heartbeat.dropped_events
+    session.add(
+        DeviceHeartbeat(
+            device_id=device_id,
+            received_at=now,
+            image_version=device.image_version,
+            update_state=heartbeat.update_state,
+            health=heartbeat.health,
+            payload=heartbeat.model_dump(mode="json"),
+        )
+    )
+    return device
+
+
+def desired_state(
+    session: Session, *, device_id: str, default_poll_interval_s: int
+) -> CachedDesiredState:
+    """What the device should run, serialised once with its ETag."""
+    device = get_device(session, device_id=device_id)
+    poll = default_poll_interval_s
+    if device.group_name is not None:
+        group = session.get(DeploymentConfig, device.group_name)
+        if group is not None and group.poll_interval_s is not None:
+            poll = group.poll_interval_s
+    if device.admin_status is not AdminStatus.ACTIVE:
+        state = DesiredState(poll_interval_s=poll)
+    else:
+        os_version = device.desired_os_version
+        state = DesiredState(
+            os=DesiredOS(version=Version(os_version), manifest_target=manifest_target(os_version))
+            if os_version
+            else None,
+            roles=[
+                DesiredRole(name=name, version=Version(version), target=role_target(name, version))
+                for name, version in sorted(device.desired_roles.items())
+            ],
+            poll_interval_s=poll,
+        )
+    body = json.dumps(state.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+    return CachedDesiredState(body=body.encode(), etag=etag)
+
+
+def list_devices(
+    session: Session,
+    *,
+    filters: DeviceFilter,
+    limit: int,
+    offset: int,
+    offline_after_s: int,
+) -> tuple[list[DevicePublic], int]:
+    now = utcnow()
+    clauses: list[ColumnElement[bool]] = []
+    if filters.status is not None:
+        clauses.append(status_clause(filters.status, now=now, offline_after_s=offline_after_s))
+    if filters.image_version is not None:
+        clauses.append(Device.image_version == filters.image_version)
+    if filters.role is not None:
+        clauses.append(Device.role_index.contains(f",{filters.role},", autoescape=True))
+    if filters.label is not None:
+        clauses.append(Device.label_index.contains(f",{filters.label},", autoescape=True))
+    if filters.group is not None:
+        clauses.append(Device.group_name == filters.group)
+    total = session.scalar(select(func.count()).select_from(Device).where(*clauses)) or 0
+    rows = session.scalars(
+        select(Device)
+        .where(*clauses)
+        .order_by(Device.hostname, Device.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [to_public(d, now=now, offline_after_s=offline_after_s) for d in rows], total
+
+
+def set_admin_status(session: Session, *, device_id: str, status: AdminStatus) -> Device:
+    device = get_device(session, device_id=device_id)
+    device.admin_status = status
+    if status is AdminStatus.DECOMMISSIONED:
+        auth_service.revoke_device_keys(session, device_id=device_id)
+    return device
+
+
+def update_attributes(
+    session: Session, *, device_id: str, update: DeviceAttributesUpdate
+) -> Device:
+    device = get_device(session, device_id=device_id)
+    if update.labels is not None:
+        device.labels = dict(sorted(update.labels.items()))
+        device.label_index = "," + "".join(f"{k}={v}," for k, v in device.labels.items())
+    if "group" in update.model_fields_set:
+        if update.group is not None and session.get(DeploymentConfig, update.group) is None:
+            raise NotFound(
+                f"no device group {update.group}", hint="create it with PUT /groups/{name}"
+            )
+        device.group_name = update.group
+    return device
+
+
+def prune_heartbeats(session: Session, *, retention_days: int) -> int:
+    """Delete heartbeat history past the retention period; returns rows removed."""
+    cutoff = utcnow() - timedelta(days=retention_days)
+    result = session.execute(delete(DeviceHeartbeat).where(DeviceHeartbeat.received_at < cutoff))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def heartbeat_history(session: Session, *, device_id: str, limit: int) -> list[DeviceHeartbeat]:
+    return list(
+        session.scalars(
+            select(DeviceHeartbeat)
+            .where(DeviceHeartbeat.device_id == device_id)
+            .order_by(DeviceHeartbeat.received_at.desc())
+            .limit(limit)
+        )
+    )
+
+
+def known_label(key: str, value: str) -> ColumnElement[bool]:
+    return Device.label_index.contains(f",{key}={value},", autoescape=True)

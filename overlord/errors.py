@@ -1,0 +1,63 @@
+"""The Overlord's exception tree; HTTP handlers map each branch to one status code."""
+
+from __future__ import annotations
+
+from fleetcore.errors import FleetError
+
+
+class OverlordError(FleetError):
+    """Root of every Overlord failure."""
+
+
+class ConfigError(OverlordError):
+    """Settings or the environment are unusable."""
+
+
+class DatabaseUnavailable(OverlordError):
+    """The database cannot be reached; writes are refused until it is back."""
+
+
+class RequestError(OverlordError):
+    """A client asked for something the Overlord refuses; carries an HTTP status."""
+
+    status_code = 400
+
+
+class NotFound(RequestError):
+    status_code = 404
+
+
+class Conflict(RequestError):
+    status_code = 409
+
+
+class InvalidRequest(RequestError):
+    status_code = 422
+
+
+class AuthError(RequestError):
+    """Missing or unknown credential."""
+
+    status_code = 401
+
+
+class Forbidden(RequestError):
+    """A valid credential without the right to do this."""
+
+    status_code = 403
+
+
+class RateLimited(RequestError):
+    status_code = 429
+
+
+class PublishRejected(RequestError):
+    """An uploaded release failed verification; nothing was published."""
+
+    status_code = 422
+
+
+class RepositoryMissing(RequestError):
+    """No TUF repository is configured at the Overlord's repository directory."""
+
+    status_code = 503

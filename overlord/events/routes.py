@@ -1,0 +1,50 @@
+"""Alerts the Overlord raised (rollout halts, rollbacks, safe mode) and their rules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from fleetcore.wire import API_PREFIX
+from overlord.auth.deps import Admin, Operator, Viewer
+from overlord.deps import DbSession
+from overlord.events import service
+from overlord.events.models import AlertKind
+from overlord.events.schemas import AlertPublic, AlertRulePublic, AlertRuleUpdate
+
+router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
+
+
+@router.get("/alerts", response_model=list[AlertPublic])
+def list_alerts(
+    _caller: Viewer,
+    session: DbSession,
+    open_only: Annotated[bool, Query(alias="open")] = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AlertPublic]:
+    return [
+        AlertPublic.model_validate(a)
+        for a in service.list_alerts(session, open_only=open_only, limit=limit)
+    ]
+
+
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertPublic)
+def resolve_alert(
+    alert_id: Annotated[int, Path(ge=1, le=2**62)], _caller: Operator, session: DbSession
+) -> AlertPublic:
+    return AlertPublic.model_validate(service.resolve_alert(session, alert_id=alert_id))
+
+
+@router.get("/alert-rules", response_model=list[AlertRulePublic])
+def list_rules(_caller: Viewer, session: DbSession) -> list[AlertRulePublic]:
+    return [AlertRulePublic.model_validate(r) for r in service.list_rules(session)]
+
+
+@router.put("/alert-rules/{kind}", response_model=AlertRulePublic)
+def set_rule(
+    kind: AlertKind, body: AlertRuleUpdate, _caller: Admin, session: DbSession
+) -> AlertRulePublic:
+    return AlertRulePublic.model_validate(
+        service.set_rule(session, kind=kind, enabled=body.enabled)
+    )

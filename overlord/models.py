@@ -1,0 +1,22 @@
+"""Every table, imported in one place for Alembic and ``create_all`` in tests."""
+
+from overlord.auth.models import ApiKey, DashboardSession, Lease
+from overlord.db import Base
+from overlord.devices.models import Device, DeviceHeartbeat
+from overlord.events.models import Alert, AlertRule, DeviceEvent
+from overlord.rollouts.models import DeploymentConfig, DeploymentRollout, DeviceUpdate
+
+__all__ = [
+    "Alert",
+    "AlertRule",
+    "ApiKey",
+    "Base",
+    "DashboardSession",
+    "DeploymentConfig",
+    "DeploymentRollout",
+    "Device",
+    "DeviceEvent",
+    "DeviceHeartbeat",
+    "DeviceUpdate",
+    "Lease",
+]

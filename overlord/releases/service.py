@@ -1,0 +1,84 @@
+"""Releases read from the served repository's ``targets.json`` (signed, so authoritative)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tuf.api.exceptions import RepositoryError as TufRepositoryError
+from tuf.api.metadata import Metadata, Targets
+from tuf.api.serialization import DeserializationError
+
+from fleetcore.release import manifest_target, role_target
+from fleetcore.version import Version
+from overlord.errors import NotFound, RepositoryMissing
+from overlord.releases.models import Release
+from overlord.releases.schemas import ReleasePublic
+from signing.errors import VerificationError
+from signing.targets import TargetCustom, TargetKind
+
+
+def list_releases(*, repo_dir: Path, kind: TargetKind | None = None) -> list[Release]:
+    """Every target with Metrica custom metadata, newest version first within each name."""
+    path = repo_dir / "metadata" / "targets.json"
+    if not path.exists():
+        raise RepositoryMissing(
+            f"no TUF repository at {repo_dir}",
+            hint="publish one with fleet-sign init and the publish API",
+        )
+    try:
+        md = Metadata[Targets].from_file(str(path))
+    except (OSError, DeserializationError, TufRepositoryError) as err:
+        raise RepositoryMissing(f"{path} is unreadable: {err}") from err
+    releases = []
+    for name, info in md.signed.targets.items():
+        try:
+            custom = TargetCustom.from_custom(info.custom, target=name)
+        except VerificationError:
+            continue
+        if custom is None:
+            continue
+        if custom.kind is TargetKind.OS:
+            release_name = "os"
+            if name != manifest_target(custom.version):
+                continue
+        else:
+            parts = name.split("/")
+            if len(parts) != 3 or name != role_target(parts[1], custom.version):
+                continue
+            release_name = parts[1]
+        if kind is not None and custom.kind is not kind:
+            continue
+        releases.append(
+            Release(
+                kind=custom.kind,
+                name=release_name,
+                version=custom.version,
+                target=name,
+                length=info.length,
+                sha256=info.hashes.get("sha256", ""),
+                hardware=tuple(h.value for h in custom.hardware),
+                version_floor=custom.version_floor,
+            )
+        )
+    releases.sort(key=lambda r: (r.kind, r.name, r.version), reverse=True)
+    return releases
+
+
+def find_release(*, repo_dir: Path, kind: TargetKind, name: str, version: Version) -> Release:
+    for release in list_releases(repo_dir=repo_dir, kind=kind):
+        if release.name == name and release.version == version:
+            return release
+    raise NotFound(f"no signed {kind.value} release {name} {version} in the repository")
+
+
+def to_public(release: Release) -> ReleasePublic:
+    return ReleasePublic(
+        kind=release.kind,
+        name=release.name,
+        version=str(release.version),
+        target=release.target,
+        length=release.length,
+        sha256=release.sha256,
+        hardware=list(release.hardware),
+        version_floor=str(release.version_floor) if release.version_floor else None,
+    )

@@ -1,0 +1,141 @@
+"""Pure rollout rules: stage sizes, maintenance windows, outcomes, the halt decision."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from datetime import datetime, time
+
+from fleetcore.wire import EventKind, Health, UpdateState
+from overlord.rollouts.models import Outcome, ReleaseKind
+
+FINISHED = frozenset({Outcome.SUCCEEDED, Outcome.FAILED})
+
+
+def stage_count(stages: list[int]) -> int:
+    """The canary plus one stage per percentage."""
+    return 1 + len(stages)
+
+
+def stage_label(stage: int, stages: list[int]) -> str:
+    if stage == 0:
+        return "canary"
+    if stage > len(stages):
+        return "done"
+    return f"{stages[stage - 1]}%"
+
+
+def stage_target(*, stage: int, total: int, canary: int, stages: list[int]) -> int:
+    """How many devices in all must have been admitted once ``stage`` is fully rolled."""
+    if stage == 0:
+        return min(canary, total)
+    return max(min(canary, total), math.ceil(total * stages[stage - 1] / 100))
+
+
+def in_window(now: datetime, start: time | None, end: time | None) -> bool:
+    """Is ``now`` (UTC) inside [start, end)? A window may wrap past midnight; none means always."""
+    if start is None or end is None:
+        return True
+    current = now.time().replace(tzinfo=None)
+    if start < end:
+        return start <= current < end
+    return current >= start or current < end
+
+
+def admission_order(rollout_name: str, device_id: str) -> str:
+    """A stable pseudo-random order, so a rollout picks the same canaries on every replica."""
+    return hashlib.sha256(f"{rollout_name}/{device_id}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StageTally:
+    admitted: int
+    failed: int
+
+    @property
+    def failure_ratio(self) -> float:
+        return self.failed / self.admitted if self.admitted else 0.0
+
+
+def should_halt(tally: StageTally, threshold: float) -> bool:
+    return tally.failed > 0 and tally.failure_ratio > threshold
+
+
+_OS_FAILED = frozenset({EventKind.ROLLBACK, EventKind.INSTALL_FAILED, EventKind.VERSION_MARKED_BAD})
+_OS_UPDATING = frozenset(
+    {
+        EventKind.UPDATE_AVAILABLE,
+        EventKind.DOWNLOAD_PROGRESS,
+        EventKind.INSTALL_STARTED,
+        EventKind.INSTALL_PROGRESS,
+        EventKind.TRIAL_STARTED,
+    }
+)
+_ROLE_FAILED = frozenset({EventKind.ROLE_FAILED, EventKind.ROLE_ROLLBACK})
+
+
+def outcome_from_event(
+    *,
+    kind: ReleaseKind,
+    role: str | None,
+    version: str,
+    event_kind: EventKind,
+    event_version: str | None,
+    event_role: object,
+) -> Outcome | None:
+    """What an event says about a device's part in a rollout, or None if it says nothing."""
+    if event_version != version:
+        return None
+    if kind is ReleaseKind.OS:
+        if event_kind is EventKind.UPDATE_COMMITTED:
+            return Outcome.SUCCEEDED
+        if event_kind in _OS_FAILED:
+            return Outcome.FAILED
+        if event_kind in _OS_UPDATING:
+            return Outcome.UPDATING
+        return None
+    if event_role is not None and event_role != role:
+        return None
+    if event_kind is EventKind.ROLE_APPLIED:
+        return Outcome.SUCCEEDED
+    if event_kind in _ROLE_FAILED:
+        return Outcome.FAILED
+    return None
+
+
+def outcome_from_heartbeat(
+    *,
+    kind: ReleaseKind,
+    role: str | None,
+    version: str,
+    image_version: str,
+    update_state: UpdateState,
+    roles: list[dict[str, object]],
+) -> Outcome | None:
+    """What a heartbeat says: running the target healthy is success; mid-update is updating."""
+    if kind is ReleaseKind.OS:
+        if image_version == version and update_state in {UpdateState.IDLE, UpdateState.COMMITTED}:
+            return Outcome.SUCCEEDED
+        if update_state in {UpdateState.DOWNLOADING, UpdateState.INSTALLING, UpdateState.TRIAL}:
+            return Outcome.UPDATING
+        return None
+    for status in roles:
+        if status.get("name") == role and status.get("version") == version:
+            if status.get("health") == Health.HEALTHY.value:
+                return Outcome.SUCCEEDED
+            return Outcome.UPDATING
+    return None
+
+
+def next_outcome(current: Outcome, observed: Outcome) -> Outcome:
+    """Outcomes only move forward, except that a failure overrides an earlier success."""
+    if current is Outcome.FAILED:
+        return current
+    if observed is Outcome.FAILED:
+        return observed
+    if current is Outcome.SUCCEEDED:
+        return current
+    if observed is Outcome.UPDATING and current is not Outcome.PENDING:
+        return current
+    return observed

@@ -1,0 +1,121 @@
+"""Rollout and device-group schemas (Create / Update / Public)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from fleetcore.release import Hardware
+from fleetcore.version import Version
+from overlord.devices.schemas import GroupName, LabelPart
+from overlord.rollouts.models import Outcome, ReleaseKind, RolloutState
+
+RolloutName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+RoleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Selector(_In):
+    """Which devices a rollout targets: all conditions must hold."""
+
+    group: GroupName | None = None
+    labels: dict[LabelPart, LabelPart] = Field(default_factory=dict, max_length=16)
+    hardware: list[Hardware] = Field(default_factory=list)
+
+
+class RolloutCreate(_In):
+    name: RolloutName
+    kind: ReleaseKind
+    role: RoleName | None = Field(default=None, description="role name, for kind=role")
+    version: Version
+    selector: Selector = Field(default_factory=Selector)
+    canary_devices: int = Field(default=1, ge=1, le=1000)
+    stages: list[int] = Field(
+        default_factory=lambda: [10, 50, 100],
+        min_length=1,
+        max_length=20,
+        description="percentages of the selected devices after the canary; the last is 100",
+    )
+    success_window_s: int = Field(default=600, ge=0, le=7 * 86400)
+    failure_threshold: float = Field(default=0.05, ge=0, le=1)
+    start: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RolloutCreate:
+        if (self.kind is ReleaseKind.ROLE) != (self.role is not None):
+            raise ValueError("a role rollout names its role; an os rollout does not")
+        if any(not 1 <= s <= 100 for s in self.stages):
+            raise ValueError("stage percentages are between 1 and 100")
+        if self.stages != sorted(set(self.stages)) or self.stages[-1] != 100:
+            raise ValueError("stage percentages strictly increase and end at 100")
+        return self
+
+
+class RolloutPublic(BaseModel):
+    id: int
+    name: str
+    kind: ReleaseKind
+    role: str | None
+    version: str
+    target: str
+    selector: Selector
+    canary_devices: int
+    stages: list[int]
+    success_window_s: int
+    failure_threshold: float
+    state: RolloutState
+    current_stage: int
+    stage_label: str
+    halt_reason: str | None
+    devices: dict[Outcome, int]
+    failure_ratio: float
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeviceUpdatePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    device_id: str
+    stage: int
+    outcome: Outcome
+    reason: str | None
+    admitted_at: datetime
+    finished_at: datetime | None
+
+
+class GroupUpdate(_In):
+    """PUT /groups/{name}: the maintenance window (UTC, may wrap midnight) and poll interval."""
+
+    description: str = Field(default="", max_length=2000)
+    window_start: time | None = None
+    window_end: time | None = None
+    poll_interval_s: int | None = Field(default=None, ge=5, le=3600)
+
+    @model_validator(mode="after")
+    def _window_pair(self) -> GroupUpdate:
+        if (self.window_start is None) != (self.window_end is None):
+            raise ValueError("a maintenance window needs both window_start and window_end")
+        if self.window_start is not None and self.window_start == self.window_end:
+            raise ValueError("an empty maintenance window never opens")
+        if any(
+            t is not None and t.tzinfo is not None for t in (self.window_start, self.window_end)
+        ):
+            raise ValueError("maintenance window times are UTC, written without an offset")
+        return self
+
+
+class GroupPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    description: str
+    window_start: time | None
+    window_end: time | None
+    poll_interval_s: int | None
+    devices: int = 0

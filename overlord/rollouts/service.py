@@ -1,0 +1,491 @@
+"""Rollouts: creation, operator controls, device outcomes and the stage engine."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from fleetcore.version import Version
+from fleetcore.wire import Event, Heartbeat
+from overlord.db import utcnow
+from overlord.devices.models import AdminStatus, Device
+from overlord.devices.service import known_label
+from overlord.errors import Conflict, NotFound
+from overlord.events import service as events_service
+from overlord.events.models import AlertKind
+from overlord.releases import service as releases_service
+from overlord.rollouts import plan
+from overlord.rollouts.models import (
+    TERMINAL_STATES,
+    DeploymentConfig,
+    DeploymentRollout,
+    DeviceUpdate,
+    Outcome,
+    ReleaseKind,
+    RolloutState,
+)
+from overlord.rollouts.schemas import (
+    GroupPublic,
+    GroupUpdate,
+    RolloutCreate,
+    RolloutPublic,
+    Selector,
+)
+from signing.targets import TargetKind
+
+ACTIVE_STATES = frozenset({RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.HALTED})
+
+
+def create_rollout(session: Session, *, spec: RolloutCreate, repo_dir: Path) -> DeploymentRollout:
+    """A rollout of a signed release; at most one unfinished rollout per release name."""
+    kind = TargetKind(spec.kind.value)
+    release = releases_service.find_release(
+        repo_dir=repo_dir, kind=kind, name=spec.role or "os", version=spec.version
+    )
+    if session.scalar(select(DeploymentRollout.id).where(DeploymentRollout.name == spec.name)):
+        raise Conflict(f"a rollout named {spec.name} exists")
+    clash = session.scalar(
+        select(DeploymentRollout.name).where(
+            DeploymentRollout.kind == spec.kind,
+            DeploymentRollout.role_name.is_(None)
+            if spec.role is None
+            else DeploymentRollout.role_name == spec.role,
+            DeploymentRollout.state.in_(ACTIVE_STATES | {RolloutState.PENDING}),
+        )
+    )
+    if clash is not None:
+        raise Conflict(
+            f"rollout {clash} of the same release line is unfinished",
+            hint="complete or abort it first",
+        )
+    if (
+        spec.selector.group is not None
+        and session.get(DeploymentConfig, spec.selector.group) is None
+    ):
+        raise NotFound(f"no device group {spec.selector.group}")
+    rollout = DeploymentRollout(
+        name=spec.name,
+        kind=spec.kind,
+        role_name=spec.role,
+        version=str(spec.version),
+        target=release.target,
+        selector_group=spec.selector.group,
+        selector_labels=dict(spec.selector.labels),
+        selector_hardware=[h.value for h in spec.selector.hardware],
+        canary_devices=spec.canary_devices,
+        stages=list(spec.stages),
+        success_window_s=spec.success_window_s,
+        failure_threshold=spec.failure_threshold,
+        state=RolloutState.RUNNING if spec.start else RolloutState.PENDING,
+        current_stage=0,
+    )
+    session.add(rollout)
+    session.flush()
+    return rollout
+
+
+def get_rollout(session: Session, *, rollout_id: int) -> DeploymentRollout:
+    rollout = session.get(DeploymentRollout, rollout_id)
+    if rollout is None:
+        raise NotFound(f"no rollout {rollout_id}")
+    return rollout
+
+
+def list_rollouts(
+    session: Session, *, state: RolloutState | None = None
+) -> list[DeploymentRollout]:
+    query = select(DeploymentRollout).order_by(DeploymentRollout.id.desc())
+    if state is not None:
+        query = query.where(DeploymentRollout.state == state)
+    return list(session.scalars(query))
+
+
+def pause(session: Session, *, rollout_id: int) -> DeploymentRollout:
+    rollout = get_rollout(session, rollout_id=rollout_id)
+    _require_state(rollout, {RolloutState.RUNNING}, "pause")
+    rollout.state = RolloutState.PAUSED
+    return rollout
+
+
+def resume(session: Session, *, rollout_id: int) -> DeploymentRollout:
+    """Start a pending rollout, continue a paused one, or override a halt."""
+    rollout = get_rollout(session, rollout_id=rollout_id)
+    _require_state(
+        rollout, {RolloutState.PENDING, RolloutState.PAUSED, RolloutState.HALTED}, "resume"
+    )
+    if rollout.state is RolloutState.HALTED:
+        events_service.resolve_alerts(session, subject=f"rollout/{rollout.name}")
+        # The operator accepts the failures so far: judge the stage afresh from here on.
+        for row in _stage_rows(session, rollout):
+            if row.outcome is Outcome.FAILED:
+                row.stage = -1
+    rollout.state = RolloutState.RUNNING
+    rollout.halt_reason = None
+    return rollout
+
+
+def abort(session: Session, *, rollout_id: int) -> DeploymentRollout:
+    rollout = get_rollout(session, rollout_id=rollout_id)
+    if rollout.state in TERMINAL_STATES:
+        raise Conflict(f"rollout {rollout.name} is already {rollout.state.value}")
+    _withdraw_unstarted(session, rollout)
+    rollout.state = RolloutState.ABORTED
+    return rollout
+
+
+def _require_state(rollout: DeploymentRollout, allowed: set[RolloutState], verb: str) -> None:
+    if rollout.state not in allowed:
+        raise Conflict(f"cannot {verb} rollout {rollout.name}: it is {rollout.state.value}")
+
+
+def to_public(session: Session, rollout: DeploymentRollout) -> RolloutPublic:
+    counts: Counter[Outcome] = Counter()
+    for outcome, count in session.execute(
+        select(DeviceUpdate.outcome, func.count())
+        .where(DeviceUpdate.rollout_id == rollout.id)
+        .group_by(DeviceUpdate.outcome)
+    ):
+        counts[outcome] = count
+    return RolloutPublic(
+        id=rollout.id,
+        name=rollout.name,
+        kind=rollout.kind,
+        role=rollout.role_name,
+        version=rollout.version,
+        target=rollout.target,
+        selector=Selector(
+            group=rollout.selector_group,
+            labels=rollout.selector_labels,
+            hardware=rollout.selector_hardware,  # type: ignore[arg-type]
+        ),
+        canary_devices=rollout.canary_devices,
+        stages=rollout.stages,
+        success_window_s=rollout.success_window_s,
+        failure_threshold=rollout.failure_threshold,
+        state=rollout.state,
+        current_stage=rollout.current_stage,
+        stage_label=plan.stage_label(rollout.current_stage, rollout.stages),
+        halt_reason=rollout.halt_reason,
+        devices={o: counts.get(o, 0) for o in Outcome},
+        failure_ratio=stage_tally(session, rollout).failure_ratio,
+        created_at=rollout.created_at,
+        updated_at=rollout.updated_at,
+    )
+
+
+def device_updates(session: Session, *, rollout_id: int) -> list[DeviceUpdate]:
+    get_rollout(session, rollout_id=rollout_id)
+    return list(
+        session.scalars(
+            select(DeviceUpdate)
+            .where(DeviceUpdate.rollout_id == rollout_id)
+            .order_by(DeviceUpdate.admitted_at, DeviceUpdate.id)
+        )
+    )
+
+
+# Observing devices ------------------------------------------------------------------------
+
+
+def _open_rows(session: Session, device_id: str) -> list[tuple[DeviceUpdate, DeploymentRollout]]:
+    return [
+        (row, rollout)
+        for row, rollout in session.execute(
+            select(DeviceUpdate, DeploymentRollout)
+            .join(DeploymentRollout, DeploymentRollout.id == DeviceUpdate.rollout_id)
+            .where(
+                DeviceUpdate.device_id == device_id,
+                DeploymentRollout.state.not_in(TERMINAL_STATES),
+            )
+        )
+    ]
+
+
+def _apply(row: DeviceUpdate, observed: Outcome | None, reason: str | None, now: datetime) -> None:
+    if observed is None:
+        return
+    outcome = plan.next_outcome(row.outcome, observed)
+    if outcome is row.outcome:
+        return
+    row.outcome = outcome
+    if outcome in plan.FINISHED:
+        row.finished_at = now
+        if outcome is Outcome.FAILED:
+            row.reason = reason or "the device reported a failure without a reason"
+
+
+def observe_heartbeat(session: Session, *, device: Device, heartbeat: Heartbeat) -> None:
+    if not device.open_update:
+        return
+    now = utcnow()
+    rows = _open_rows(session, device.id)
+    for row, rollout in rows:
+        _apply(
+            row,
+            plan.outcome_from_heartbeat(
+                kind=rollout.kind,
+                role=rollout.role_name,
+                version=rollout.version,
+                image_version=str(heartbeat.image_version),
+                update_state=heartbeat.update_state,
+                roles=[r.model_dump(mode="json") for r in heartbeat.roles],
+            ),
+            None,
+            now,
+        )
+    device.open_update = any(row.outcome not in plan.FINISHED for row, _ in rows)
+
+
+def observe_events(session: Session, *, device: Device, events: list[Event]) -> None:
+    if not events:
+        return
+    now = utcnow()
+    for row, rollout in _open_rows(session, device.id):
+        for event in sorted(events, key=lambda e: e.seq):
+            _apply(
+                row,
+                plan.outcome_from_event(
+                    kind=rollout.kind,
+                    role=rollout.role_name,
+                    version=rollout.version,
+                    event_kind=event.kind,
+                    event_version=str(event.version) if event.version is not None else None,
+                    event_role=event.data.get("role"),
+                ),
+                event.reason or event.message or None,
+                now,
+            )
+
+
+# The engine ---------------------------------------------------------------------------------
+
+
+def _stage_rows(session: Session, rollout: DeploymentRollout) -> list[DeviceUpdate]:
+    return list(
+        session.scalars(
+            select(DeviceUpdate).where(
+                DeviceUpdate.rollout_id == rollout.id,
+                DeviceUpdate.stage == rollout.current_stage,
+            )
+        )
+    )
+
+
+def stage_tally(session: Session, rollout: DeploymentRollout) -> plan.StageTally:
+    rows = _stage_rows(session, rollout)
+    return plan.StageTally(
+        admitted=len(rows), failed=sum(r.outcome is Outcome.FAILED for r in rows)
+    )
+
+
+def _selected(session: Session, rollout: DeploymentRollout) -> list[Device]:
+    query = select(Device).where(Device.admin_status == AdminStatus.ACTIVE)
+    if rollout.selector_group is not None:
+        query = query.where(Device.group_name == rollout.selector_group)
+    for key, value in rollout.selector_labels.items():
+        query = query.where(known_label(key, value))
+    if rollout.selector_hardware:
+        query = query.where(Device.hardware.in_(rollout.selector_hardware))
+    return list(session.scalars(query))
+
+
+def _needs_update(rollout: DeploymentRollout, device: Device) -> bool:
+    target = Version(rollout.version)
+    if rollout.kind is ReleaseKind.OS:
+        return Version(device.image_version) < target
+    for status in device.roles:
+        if status.get("name") == rollout.role_name and status.get("version") == rollout.version:
+            return False
+    return True
+
+
+def _desire(device: Device, rollout: DeploymentRollout) -> str | None:
+    """Point the device at the rollout's release; returns what it wanted before."""
+    if rollout.kind is ReleaseKind.OS:
+        previous = device.desired_os_version
+        device.desired_os_version = rollout.version
+        return previous
+    assert rollout.role_name is not None
+    roles = dict(device.desired_roles)
+    previous_role = roles.get(rollout.role_name)
+    roles[rollout.role_name] = rollout.version
+    device.desired_roles = roles
+    return previous_role
+
+
+def _undesire(device: Device, rollout: DeploymentRollout, previous: str | None) -> None:
+    if rollout.kind is ReleaseKind.OS:
+        if device.desired_os_version == rollout.version:
+            device.desired_os_version = previous
+        return
+    assert rollout.role_name is not None
+    roles = dict(device.desired_roles)
+    if roles.get(rollout.role_name) == rollout.version:
+        if previous is None:
+            roles.pop(rollout.role_name)
+        else:
+            roles[rollout.role_name] = previous
+        device.desired_roles = roles
+
+
+def _withdraw_unstarted(session: Session, rollout: DeploymentRollout) -> None:
+    """Devices admitted but not yet started go back to what they wanted before.
+
+    Their rows are dropped, so they neither count as failures nor block re-admission when
+    an operator resumes a halted rollout.
+    """
+    for row in session.scalars(
+        select(DeviceUpdate).where(
+            DeviceUpdate.rollout_id == rollout.id, DeviceUpdate.outcome == Outcome.PENDING
+        )
+    ):
+        device = session.get(Device, row.device_id)
+        if device is not None:
+            _undesire(device, rollout, row.previous_version)
+            device.open_update = False
+        session.delete(row)
+    session.flush()
+
+
+def _admit(session: Session, rollout: DeploymentRollout, now: datetime) -> tuple[int, int]:
+    """Admit devices up to the current stage's size; returns (admitted, wanted) in all."""
+    admitted = set(
+        session.scalars(select(DeviceUpdate.device_id).where(DeviceUpdate.rollout_id == rollout.id))
+    )
+    candidates = [
+        d for d in _selected(session, rollout) if d.id not in admitted and _needs_update(rollout, d)
+    ]
+    wanted = plan.stage_target(
+        stage=rollout.current_stage,
+        total=len(admitted) + len(candidates),
+        canary=rollout.canary_devices,
+        stages=rollout.stages,
+    )
+    if len(admitted) >= wanted:
+        return len(admitted), wanted
+    windows = {
+        g.name: (g.window_start, g.window_end) for g in session.scalars(select(DeploymentConfig))
+    }
+    candidates.sort(key=lambda d: plan.admission_order(rollout.name, d.id))
+    count = len(admitted)
+    for device in candidates[: wanted - count]:
+        start, end = windows.get(device.group_name or "", (None, None))
+        if not plan.in_window(now, start, end):
+            continue
+        session.add(
+            DeviceUpdate(
+                rollout_id=rollout.id,
+                device_id=device.id,
+                stage=rollout.current_stage,
+                previous_version=_desire(device, rollout),
+                admitted_at=now,
+            )
+        )
+        device.open_update = True
+        count += 1
+    session.flush()
+    return count, wanted
+
+
+def _halt(session: Session, rollout: DeploymentRollout, tally: plan.StageTally) -> None:
+    reasons = Counter(
+        r.reason for r in _stage_rows(session, rollout) if r.outcome is Outcome.FAILED
+    )
+    top = "; ".join(f"{reason} (x{n})" for reason, n in reasons.most_common(3))
+    stage = plan.stage_label(rollout.current_stage, rollout.stages)
+    rollout.halt_reason = (
+        f"{stage} stage: {tally.failed} of {tally.admitted} devices failed "
+        f"({tally.failure_ratio:.0%} > {rollout.failure_threshold:.0%}): {top}"
+    )
+    rollout.state = RolloutState.HALTED
+    _withdraw_unstarted(session, rollout)
+    if events_service.rule_enabled(session, kind=AlertKind.ROLLOUT_HALTED):
+        events_service.raise_alert(
+            session,
+            kind=AlertKind.ROLLOUT_HALTED,
+            subject=f"rollout/{rollout.name}",
+            message=f"rollout {rollout.name} halted: {rollout.halt_reason}",
+        )
+
+
+def step(session: Session, *, rollout: DeploymentRollout, now: datetime) -> None:
+    """Advance one running rollout as far as its devices allow."""
+    if rollout.state is not RolloutState.RUNNING:
+        return
+    admitted, wanted = _admit(session, rollout, now)
+    tally = stage_tally(session, rollout)
+    if plan.should_halt(tally, rollout.failure_threshold):
+        _halt(session, rollout, tally)
+        return
+    settled = admitted >= wanted and all(
+        r.outcome in plan.FINISHED for r in _stage_rows(session, rollout)
+    )
+    if not settled:
+        rollout.stage_settled_at = None
+        return
+    if rollout.stage_settled_at is None:
+        rollout.stage_settled_at = now
+    if (now - rollout.stage_settled_at).total_seconds() < rollout.success_window_s:
+        return
+    rollout.stage_settled_at = None
+    if rollout.current_stage + 1 >= plan.stage_count(rollout.stages):
+        rollout.state = RolloutState.COMPLETED
+        return
+    rollout.current_stage += 1
+    _admit(session, rollout, now)
+
+
+def tick(session: Session, *, now: datetime | None = None) -> None:
+    """One engine pass over every running rollout (run under the engine lease)."""
+    now = now or utcnow()
+    for rollout in list_rollouts(session, state=RolloutState.RUNNING):
+        step(session, rollout=rollout, now=now)
+
+
+# Device groups -------------------------------------------------------------------------------
+
+
+def put_group(session: Session, *, name: str, update: GroupUpdate) -> DeploymentConfig:
+    group = session.get(DeploymentConfig, name)
+    if group is None:
+        group = DeploymentConfig(name=name)
+        session.add(group)
+    group.description = update.description
+    group.window_start = update.window_start
+    group.window_end = update.window_end
+    group.poll_interval_s = update.poll_interval_s
+    session.flush()
+    return group
+
+
+def list_groups(session: Session) -> list[GroupPublic]:
+    counts = {
+        name: count
+        for name, count in session.execute(
+            select(Device.group_name, func.count()).group_by(Device.group_name)
+        )
+    }
+    return [
+        GroupPublic(
+            name=g.name,
+            description=g.description,
+            window_start=g.window_start,
+            window_end=g.window_end,
+            poll_interval_s=g.poll_interval_s,
+            devices=counts.get(g.name, 0),
+        )
+        for g in session.scalars(select(DeploymentConfig).order_by(DeploymentConfig.name))
+    ]
+
+
+def delete_group(session: Session, *, name: str) -> None:
+    group = session.get(DeploymentConfig, name)
+    if group is None:
+        raise NotFound(f"no device group {name}")
+    if session.scalar(select(func.count()).select_from(Device).where(Device.group_name == name)):
+        raise Conflict(f"device group {name} still has devices")
+    session.delete(group)

@@ -1,0 +1,93 @@
+"""Background jobs, run by whichever replica holds the ``scheduler`` lease.
+
+Jobs: the rollout engine (every ``engine_interval_s``), snapshot+timestamp re-signing (when
+the served timestamp is older than ``timestamp_refresh_s``), heartbeat retention (hourly).
+A replica that loses the database or the lease simply stops running them until it has both
+again; a standby replica takes over within ``lease_ttl_s`` when the holder dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from overlord import leases
+from overlord.context import AppContext
+from overlord.db import unit_of_work
+from overlord.devices import service as devices_service
+from overlord.errors import OverlordError
+from overlord.rollouts import service as rollouts_service
+from overlord.tuf import service as tuf_service
+from overlord.tuf.models import WRITE_LEASE
+from signing.errors import SigningError
+
+log = logging.getLogger(__name__)
+SCHEDULER_LEASE = "scheduler"
+_PRUNE_EVERY_S = 3600.0
+
+
+class Scheduler:
+    def __init__(self, ctx: AppContext) -> None:
+        self._ctx = ctx
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="overlord-scheduler", daemon=True)
+        self._last_prune = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._ctx.settings.engine_interval_s):
+            try:
+                self.run_once()
+            except Exception:
+                # A database outage or a bad repository must not kill the thread; it retries.
+                log.exception("scheduler pass failed")
+
+    def run_once(self) -> bool:
+        """One pass if this replica holds (or wins) the lease; returns whether it ran."""
+        ctx = self._ctx
+        with unit_of_work(ctx.sessions) as session:
+            if not leases.try_acquire(
+                session,
+                name=SCHEDULER_LEASE,
+                holder=ctx.replica_id,
+                ttl_s=max(ctx.settings.lease_ttl_s, 3 * ctx.settings.engine_interval_s),
+            ):
+                return False
+        with unit_of_work(ctx.sessions) as session:
+            rollouts_service.tick(session)
+        self._refresh_timestamp()
+        if time.monotonic() - self._last_prune >= _PRUNE_EVERY_S:
+            with unit_of_work(ctx.sessions) as session:
+                removed = devices_service.prune_heartbeats(
+                    session, retention_days=ctx.settings.heartbeat_retention_days
+                )
+            log.info("pruned %d heartbeats", removed)
+            self._last_prune = time.monotonic()
+        return True
+
+    def _refresh_timestamp(self) -> None:
+        ctx = self._ctx
+        if tuf_service.timestamp_age_s(ctx.settings.repo_dir) is None:
+            return
+        try:
+            with leases.held(
+                ctx.sessions,
+                name=WRITE_LEASE,
+                holder=f"{ctx.replica_id}/scheduler",
+                ttl_s=120,
+                wait_s=0,
+            ):
+                tuf_service.refresh_if_due(
+                    repo_dir=ctx.settings.repo_dir,
+                    keys_dir=ctx.settings.keys_dir,
+                    interval_s=ctx.settings.timestamp_refresh_s,
+                )
+        except (OverlordError, SigningError) as err:
+            log.warning("timestamp refresh skipped: %s", err)

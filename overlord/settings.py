@@ -1,0 +1,47 @@
+"""Typed settings, read from ``OVERLORD_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the Overlord reads from its environment; unknown keys are rejected."""
+
+    model_config = SettingsConfigDict(env_prefix="OVERLORD_", extra="forbid", frozen=True)
+
+    database_url: str = "sqlite:///./overlord.db"
+    repo_dir: Path = Field(
+        default=Path("./overlord-repo"), description="TUF repository: metadata/, targets/, chunks/"
+    )
+    keys_dir: Path = Field(
+        default=Path("./overlord-keys"), description="online snapshot and timestamp keys"
+    )
+    poll_interval_s: int = Field(default=60, ge=5, le=3600)
+    offline_after_s: int = Field(default=300, ge=10)
+    heartbeat_retention_days: int = Field(default=14, ge=1)
+    timestamp_refresh_s: int = Field(default=3600, ge=10)
+    engine_interval_s: float = Field(default=10.0, gt=0)
+    lease_ttl_s: int = Field(default=30, ge=5)
+    cache_ttl_s: float = Field(
+        default=2.0, ge=0, description="how long a replica may answer from its desired-state cache"
+    )
+    outage_backoff_s: float = Field(
+        default=2.0, ge=0, description="after a lost database, answer reads from cache this long"
+    )
+    auth_cache_ttl_s: float = Field(default=10.0, ge=0)
+    device_rate_per_s: float = Field(default=5.0, gt=0)
+    device_rate_burst: int = Field(default=30, ge=1)
+    anonymous_rate_per_s: float = Field(default=2.0, gt=0)
+    anonymous_rate_burst: int = Field(default=20, ge=1)
+    session_ttl_s: int = Field(default=12 * 3600, ge=60)
+    secure_cookies: bool = False
+    run_scheduler: bool = True
+    max_upload_bytes: int = Field(default=8 << 30, ge=1)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,94 @@
+"""The publish API; the repository itself is mounted as static files at /tuf (see app.py)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Request, status
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from fleetcore.wire import API_PREFIX
+from overlord import leases
+from overlord.auth.deps import Operator
+from overlord.deps import Ctx
+from overlord.errors import PublishRejected
+from overlord.tuf import service
+from overlord.tuf.models import CHUNK_FIELD, SIGNED_TARGETS_FIELD, TARGET_FIELD, WRITE_LEASE
+from overlord.tuf.schemas import PublishResult
+
+router = APIRouter(prefix=f"{API_PREFIX}/tuf", tags=["tuf"])
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_MAX_PARTS = 200_000
+_PUBLISH_DESCRIPTION = f"""Publish a release signed offline.
+
+multipart/form-data with: `{SIGNED_TARGETS_FIELD}` = the new signed targets metadata;
+one `{TARGET_FIELD}<target name>` file per new target (manifest, indexes, role bundles);
+one `{CHUNK_FIELD}<sha256>` file per new chunk (zstd). Nothing is served unless the targets
+signature verifies against root's targets keys and every file matches its signed hashes.
+"""
+
+
+@router.post(
+    "/publish",
+    response_model=PublishResult,
+    status_code=status.HTTP_201_CREATED,
+    description=_PUBLISH_DESCRIPTION,
+)
+async def publish(request: Request, caller: Operator, ctx: Ctx) -> PublishResult:
+    form = await request.form(max_files=_MAX_PARTS, max_fields=_MAX_PARTS)
+    try:
+        signed = form.get(SIGNED_TARGETS_FIELD)
+        if not isinstance(signed, UploadFile):
+            raise PublishRejected(f"the {SIGNED_TARGETS_FIELD!r} file part is missing")
+        signed_bytes = await signed.read()
+        with tempfile.TemporaryDirectory(prefix="overlord-publish-") as tmp:
+            uploads: dict[str, Path] = {}
+            chunks: dict[str, Path] = {}
+            for index, (field, value) in enumerate(form.multi_items()):
+                if field == SIGNED_TARGETS_FIELD:
+                    continue
+                if not isinstance(value, UploadFile):
+                    raise PublishRejected(f"form field {field!r} must be a file")
+                dest = Path(tmp) / str(index)
+                await run_in_threadpool(_spool, value, dest)
+                if field.startswith(TARGET_FIELD):
+                    uploads[field.removeprefix(TARGET_FIELD)] = dest
+                elif field.startswith(CHUNK_FIELD) and _SHA256.match(
+                    field.removeprefix(CHUNK_FIELD)
+                ):
+                    chunks[field.removeprefix(CHUNK_FIELD)] = dest
+                else:
+                    raise PublishRejected(f"unexpected form field {field!r}")
+            return await run_in_threadpool(
+                _publish_locked, ctx, caller.key_id, signed_bytes, uploads, chunks
+            )
+    finally:
+        await form.close()
+
+
+def _spool(upload: UploadFile, dest: Path) -> None:
+    with dest.open("wb") as out:
+        shutil.copyfileobj(upload.file, out, 1 << 20)
+
+
+def _publish_locked(
+    ctx: Ctx, key_id: int, signed: bytes, uploads: dict[str, Path], chunks: dict[str, Path]
+) -> PublishResult:
+    with leases.held(
+        ctx.sessions,
+        name=WRITE_LEASE,
+        holder=f"{ctx.replica_id}/publish/{key_id}",
+        ttl_s=600,
+        wait_s=30,
+    ):
+        return service.publish(
+            repo_dir=ctx.settings.repo_dir,
+            keys_dir=ctx.settings.keys_dir,
+            signed_targets=signed,
+            uploads=uploads,
+            chunks=chunks,
+        )

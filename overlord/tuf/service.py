@@ -1,0 +1,84 @@
+"""Publishing offline-signed releases and keeping snapshot and timestamp fresh."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from fleetcore.errors import FormatError
+from fleetcore.release import chunk_path, load_index
+from overlord.errors import PublishRejected, RepositoryMissing
+from overlord.tuf.models import timestamp_path
+from overlord.tuf.schemas import PublishResult
+from signing.errors import SigningError
+from signing.keys import KeyStore
+from signing.repository import accept_signed_targets, refresh_timestamp, store_chunk
+
+log = logging.getLogger(__name__)
+
+
+def _online_keys(keys_dir: Path) -> KeyStore:
+    try:
+        return KeyStore.open(keys_dir)
+    except SigningError as err:
+        raise RepositoryMissing(str(err), hint=err.hint) from err
+
+
+def publish(
+    *,
+    repo_dir: Path,
+    keys_dir: Path,
+    signed_targets: bytes,
+    uploads: Mapping[str, Path],
+    chunks: Mapping[str, Path],
+) -> PublishResult:
+    """Verify and publish: chunks by hash, indexes complete, targets signature and hashes.
+
+    Chunks are content-addressed, so storing verified ones before the metadata check cannot
+    expose anything: no signed index points at them until the targets metadata is accepted.
+    """
+    if not (repo_dir / "metadata" / "root.json").exists():
+        raise RepositoryMissing(f"no TUF repository at {repo_dir}", hint="run fleet-sign init")
+    keys = _online_keys(keys_dir)
+    new_chunks = 0
+    try:
+        for digest, path in chunks.items():
+            new_chunks += store_chunk(repo_dir, digest, path.read_bytes())
+        for name, path in uploads.items():
+            if name.endswith(".index.json"):
+                _check_index_chunks(repo_dir, name, path)
+        md = accept_signed_targets(repo_dir, keys, signed_targets, uploads)
+    except (SigningError, FormatError) as err:
+        raise PublishRejected(f"publish rejected: {err}") from err
+    return PublishResult(
+        targets_version=md.signed.version, targets=sorted(md.signed.targets), new_chunks=new_chunks
+    )
+
+
+def _check_index_chunks(repo_dir: Path, name: str, path: Path) -> None:
+    index = load_index(path.read_bytes())
+    missing = [c.sha256 for c in index.chunks if not (repo_dir / chunk_path(c.sha256)).exists()]
+    if missing:
+        raise PublishRejected(
+            f"index {name} names {len(missing)} chunks that are neither uploaded nor stored, "
+            f"first {missing[0]}"
+        )
+
+
+def timestamp_age_s(repo_dir: Path) -> float | None:
+    try:
+        return time.time() - timestamp_path(repo_dir).stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def refresh_if_due(*, repo_dir: Path, keys_dir: Path, interval_s: float) -> bool:
+    """Re-sign snapshot and timestamp when the served timestamp is older than ``interval_s``."""
+    age = timestamp_age_s(repo_dir)
+    if age is None or age < interval_s:
+        return False
+    refresh_timestamp(repo_dir, _online_keys(keys_dir))
+    log.info("re-signed snapshot and timestamp of %s", repo_dir)
+    return True

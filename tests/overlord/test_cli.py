@@ -1,0 +1,52 @@
+"""The ``overlord`` command: migrations, tokens and the admin commands, on SQLite."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from overlord.cli import main
+from tests.overlord.tufrepo import Repo
+
+
+@pytest.fixture
+def env(tmp_path: Path, repo: Repo, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("OVERLORD_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("OVERLORD_REPO_DIR", str(repo.path))
+    monkeypatch.setenv("OVERLORD_KEYS_DIR", str(repo.keydir))
+    assert main(["db", "upgrade"]) == 0
+    return tmp_path
+
+
+def test_token_create_prints_a_token(env, capsys):
+    capsys.readouterr()
+    assert main(["token", "create", "--role", "operator", "--name", "ci"]) == 0
+    assert capsys.readouterr().out.startswith("mfo_")
+    assert main(["token", "list"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["role"] == "operator"
+
+
+def test_release_and_rollout_commands(env, capsys):
+    capsys.readouterr()
+    assert main(["release", "list", "--kind", "os"]) == 0
+    versions = [r["version"] for r in json.loads(capsys.readouterr().out)]
+    assert versions == ["1.1.0", "1.0.0"]
+    assert main(["rollout", "create", "spring", "--version", "1.1.0", "--stages", "25", "100"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert created["state"] == "running" and created["stages"] == [25, 100]
+    assert main(["rollout", "pause", str(created["id"])]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "paused"
+    assert main(["rollout", "abort", str(created["id"])]) == 0
+    assert main(["device", "list"]) == 0
+
+
+def test_expected_failures_are_one_line(env, capsys):
+    capsys.readouterr()
+    assert main(["rollout", "create", "x", "--version", "9.9.9"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("overlord: error: no signed os release") and "Traceback" not in err
+    assert main(["rollout", "create", "x", "--version", "1.1.0", "--stages", "50"]) == 1
+    assert "end at 100" in capsys.readouterr().err
+    assert main(["device", "status", "nope", "quarantined"]) == 1

@@ -1,0 +1,166 @@
+"""The version dashboard in headless Chromium (Debian's chromium and chromedriver)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.ui import WebDriverWait
+
+from fleetcore.wire import EventKind, RoleStatus, UpdateState
+from overlord import migrate
+from overlord.auth.models import KeyRole
+from overlord.db import make_engine
+from tests.overlord.conftest import create_token, events, heartbeat
+from tests.overlord.servers import overlord_process
+from tests.overlord.tufrepo import make_repo
+
+pytestmark = pytest.mark.integration
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1400,1000",
+]
+
+
+@pytest.fixture
+def browser():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("chromium and chromium-driver are needed: see scripts/apt-packages.txt")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(2)
+    yield driver
+    driver.quit()
+
+
+def _seed(base: str, url: str) -> tuple[str, dict[str, str], str]:
+    enrollment = create_token(url, KeyRole.ENROLLMENT)
+    admin = {"Authorization": f"Bearer {create_token(url, KeyRole.ADMIN)}"}
+    devices = []
+    for i in range(6):
+        resp = httpx.post(
+            f"{base}/api/v1/devices/register",
+            json={
+                "enrollment_token": enrollment,
+                "hostname": f"cam-{i:02d}",
+                "hardware": "pi4",
+                "serial": f"D{i}",
+                "image_version": "1.0.0",
+                "booted_slot": "a",
+            },
+        )
+        body = resp.json()
+        auth = {"Authorization": f"Bearer {body['device_token']}"}
+        camera = RoleStatus.model_validate(
+            {"name": "camera", "version": "2.0.0", "health": "healthy" if i else "unhealthy"}
+        )
+        version = "1.1.0" if i < 2 else "1.0.0"
+        state = UpdateState.IDLE if i != 3 else UpdateState.INSTALLING
+        httpx.post(
+            f"{base}/api/v1/devices/{body['device_id']}/heartbeat",
+            json=heartbeat(version, state=state, roles=[camera]),
+            headers=auth,
+        )
+        devices.append((body["device_id"], auth))
+    resp = httpx.post(
+        f"{base}/api/v1/rollouts",
+        json={
+            "name": "spring",
+            "kind": "os",
+            "version": "1.1.0",
+            "canary_devices": 1,
+            "stages": [100],
+            "success_window_s": 0,
+        },
+        headers=admin,
+    )
+    assert resp.status_code == 201, resp.text
+    deadline = time.monotonic() + 20
+    while True:
+        targeted = [
+            (d, a)
+            for d, a in devices
+            if httpx.get(f"{base}/api/v1/devices/{d}/desired-state", headers=a).json().get("os")
+        ]
+        if targeted or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert targeted, "the engine never admitted a canary"
+    canary, auth = targeted[0]
+    httpx.post(
+        f"{base}/api/v1/devices/{canary}/events",
+        json=events(
+            (1, EventKind.INSTALL_STARTED, "1.1.0", None),
+            (2, EventKind.ROLLBACK, "1.1.0", "trial boot: docker.service failed health check"),
+        ),
+        headers=auth,
+    )
+    return canary, auth, create_token(url, KeyRole.VIEWER)
+
+
+def test_dashboard_shows_versions_rollouts_and_device_timelines(browser, tmp_path: Path):
+    repo = make_repo(tmp_path / "tuf")
+    repo.add_os("1.0.0")
+    repo.add_os("1.1.0")
+    url = f"sqlite:///{tmp_path / 'dash.db'}"
+    migrate.upgrade(make_engine(url))
+    env = {
+        "OVERLORD_DATABASE_URL": url,
+        "OVERLORD_REPO_DIR": str(repo.path),
+        "OVERLORD_KEYS_DIR": str(repo.keydir),
+        "OVERLORD_ENGINE_INTERVAL_S": "0.5",
+        "OVERLORD_CACHE_TTL_S": "0",
+    }
+    shots = Path(os.environ.get("OVERLORD_SCREENSHOT_DIR", tmp_path))
+    with overlord_process(env, log=tmp_path / "dash.log") as base:
+        canary, auth, viewer = _seed(base, url)
+        wait = WebDriverWait(browser, 20)
+        browser.get(f"{base}/dashboard")
+        assert "/dashboard/login" in browser.current_url
+        browser.find_element(By.ID, "token").send_keys("not-a-token")
+        browser.find_element(By.ID, "login-submit").click()
+        assert "unknown" in browser.find_element(By.ID, "login-error").text
+        browser.find_element(By.ID, "token").send_keys(viewer)
+        browser.find_element(By.ID, "login-submit").click()
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "images"), "1.1.0"))
+        assert browser.find_element(By.ID, "total-devices").text == "6"
+        assert "camera" in browser.find_element(By.ID, "roles").text
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "rollouts"), "Halted"))
+        assert "docker.service failed health check" in browser.find_element(By.ID, "rollouts").text
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#device-table tr")) == 7
+        browser.save_screenshot(str(shots / "dashboard-fleet.png"))
+
+        browser.get(f"{base}/dashboard/devices/{canary}")
+        assert "docker.service failed health check" in browser.find_element(By.ID, "rollbacks").text
+        timeline = browser.find_element(By.ID, "timeline").text
+        assert "rollback" in timeline and "install-started" in timeline
+        # Live update: a new event shows up without reloading the page.
+        httpx.post(
+            f"{base}/api/v1/devices/{canary}/events",
+            json=events((3, EventKind.SAFE_MODE_ENTERED, None, "camera role failed 3 times")),
+            headers=auth,
+        )
+        wait.until(
+            expected_conditions.text_to_be_present_in_element(
+                (By.ID, "timeline"), "safe-mode-entered"
+            )
+        )
+        browser.save_screenshot(str(shots / "dashboard-device.png"))

@@ -1,0 +1,100 @@
+"""The pure rollout rules."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+
+import pytest
+
+from fleetcore.wire import EventKind, UpdateState
+from overlord.rollouts import plan
+from overlord.rollouts.models import Outcome, ReleaseKind
+
+
+@pytest.mark.parametrize(
+    ("stage", "total", "expected"),
+    [(0, 40, 1), (1, 40, 4), (2, 40, 20), (3, 40, 40), (1, 3, 1), (0, 0, 0), (1, 5, 1)],
+)
+def test_stage_targets_grow_from_canary_to_everyone(stage, total, expected):
+    assert plan.stage_target(stage=stage, total=total, canary=1, stages=[10, 50, 100]) == expected
+
+
+def test_stage_labels():
+    assert [plan.stage_label(i, [10, 100]) for i in range(4)] == ["canary", "10%", "100%", "done"]
+
+
+@pytest.mark.parametrize(
+    ("now", "start", "end", "inside"),
+    [
+        (time(2, 30), time(2, 0), time(4, 0), True),
+        (time(4, 0), time(2, 0), time(4, 0), False),
+        (time(23, 30), time(22, 0), time(3, 0), True),
+        (time(2, 59), time(22, 0), time(3, 0), True),
+        (time(12, 0), time(22, 0), time(3, 0), False),
+        (time(12, 0), None, None, True),
+    ],
+)
+def test_maintenance_windows_wrap_midnight(now, start, end, inside):
+    moment = datetime(2026, 1, 1, now.hour, now.minute, tzinfo=UTC)
+    assert plan.in_window(moment, start, end) is inside
+
+
+def test_halt_only_past_the_threshold():
+    assert not plan.should_halt(plan.StageTally(admitted=20, failed=1), 0.05)
+    assert plan.should_halt(plan.StageTally(admitted=19, failed=1), 0.05)
+    assert plan.should_halt(plan.StageTally(admitted=1, failed=1), 0.05)
+    assert not plan.should_halt(plan.StageTally(admitted=0, failed=0), 0.0)
+
+
+def test_events_map_to_outcomes_for_their_version_only():
+    def os_event(kind, version="2.0"):
+        return plan.outcome_from_event(
+            kind=ReleaseKind.OS,
+            role=None,
+            version="2.0",
+            event_kind=kind,
+            event_version=version,
+            event_role=None,
+        )
+
+    assert os_event(EventKind.UPDATE_COMMITTED) is Outcome.SUCCEEDED
+    assert os_event(EventKind.ROLLBACK) is Outcome.FAILED
+    assert os_event(EventKind.INSTALL_STARTED) is Outcome.UPDATING
+    assert os_event(EventKind.ROLLBACK, "1.9") is None
+    role = plan.outcome_from_event(
+        kind=ReleaseKind.ROLE,
+        role="camera",
+        version="3",
+        event_kind=EventKind.ROLE_ROLLBACK,
+        event_version="3",
+        event_role="audio",
+    )
+    assert role is None
+
+
+def test_heartbeat_on_target_version_is_success():
+    outcome = plan.outcome_from_heartbeat(
+        kind=ReleaseKind.OS,
+        role=None,
+        version="2.0",
+        image_version="2.0",
+        update_state=UpdateState.IDLE,
+        roles=[],
+    )
+    assert outcome is Outcome.SUCCEEDED
+    role = plan.outcome_from_heartbeat(
+        kind=ReleaseKind.ROLE,
+        role="camera",
+        version="3",
+        image_version="2.0",
+        update_state=UpdateState.IDLE,
+        roles=[{"name": "camera", "version": "3", "health": "healthy"}],
+    )
+    assert role is Outcome.SUCCEEDED
+
+
+def test_outcomes_move_forward_and_failure_wins():
+    assert plan.next_outcome(Outcome.PENDING, Outcome.UPDATING) is Outcome.UPDATING
+    assert plan.next_outcome(Outcome.SUCCEEDED, Outcome.UPDATING) is Outcome.SUCCEEDED
+    assert plan.next_outcome(Outcome.SUCCEEDED, Outcome.FAILED) is Outcome.FAILED
+    assert plan.next_outcome(Outcome.FAILED, Outcome.SUCCEEDED) is Outcome.FAILED
