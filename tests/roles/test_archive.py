@@ -1,0 +1,113 @@
+"""Packing bundles as tar.zst targets and unpacking them safely."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from updater.roles.archive import extract, pack
+from updater.roles.bundle import load_bundle
+from updater.roles.errors import ArchiveError, BundleError
+
+from .helpers import GOOD, REPO, make_bundle
+
+
+def zst_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    path.write_bytes(zstandard.ZstdCompressor().compress(raw.getvalue()))
+    return path
+
+
+def member(name: str, *, kind: bytes = tarfile.REGTYPE, data: bytes = b"x", link: str = ""):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    if kind == tarfile.REGTYPE:
+        info.size = len(data)
+        return info, data
+    return info, None
+
+
+def test_pack_then_extract_round_trips(tmp_path):
+    pack(GOOD, tmp_path / "a.tar.zst")
+    extract(tmp_path / "a.tar.zst", tmp_path / "out")
+    bundle = load_bundle(tmp_path / "out")
+    assert bundle.spec.name == "webapp"
+    assert (tmp_path / "out" / "config" / "start.sh").read_bytes() == (
+        GOOD / "config" / "start.sh"
+    ).read_bytes()
+
+
+def test_pack_is_reproducible(tmp_path):
+    copy = make_bundle(tmp_path / "copy")
+    pack(GOOD, tmp_path / "a.tar.zst")
+    pack(copy, tmp_path / "b.tar.zst")
+    assert (tmp_path / "a.tar.zst").read_bytes() == (tmp_path / "b.tar.zst").read_bytes()
+
+
+def test_pack_refuses_an_invalid_bundle(tmp_path):
+    with pytest.raises(BundleError, match="no healthcheck"):
+        pack(Path(__file__).parent / "fixtures" / "bad" / "no-healthcheck", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_pack_refuses_a_placeholder_digest(tmp_path):
+    with pytest.raises(BundleError, match="placeholder digest"):
+        pack(REPO / "roles" / "audio-player", tmp_path / "audio.tar.zst")
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ([member("../evil")], "escapes the bundle"),
+        ([member("config/../../evil")], "escapes the bundle"),
+        ([member("/etc/evil")], "absolute"),
+        ([member("config/l", kind=tarfile.SYMTYPE, link="../../etc/passwd")], "escapes"),
+        ([member("config/l", kind=tarfile.SYMTYPE, link="/etc/passwd")], "is absolute"),
+        ([member("role.yaml"), member("h", kind=tarfile.LNKTYPE, link="role.yaml")], "hard link"),
+        ([member("dev", kind=tarfile.CHRTYPE)], "device node"),
+        ([member("blk", kind=tarfile.BLKTYPE)], "device node"),
+        ([member("fifo", kind=tarfile.FIFOTYPE)], "device node, fifo"),
+    ],
+    ids=[
+        "parent",
+        "nested-parent",
+        "absolute",
+        "link-out",
+        "link-abs",
+        "hardlink",
+        "chr",
+        "blk",
+        "fifo",
+    ],
+)
+def test_unsafe_archives_are_refused(tmp_path, members, message):
+    archive = zst_tar(tmp_path / "bad.tar.zst", members)
+    with pytest.raises(ArchiveError, match=message):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "evil").exists()
+
+
+def test_size_cap(tmp_path):
+    archive = zst_tar(tmp_path / "big.tar.zst", [member("big", data=b"\0" * 200_000)])
+    with pytest.raises(ArchiveError, match="larger than"):
+        extract(archive, tmp_path / "out", max_bytes=100_000)
+
+
+def test_member_cap(tmp_path):
+    archive = zst_tar(tmp_path / "many.tar.zst", [member(f"f{i}") for i in range(20)])
+    with pytest.raises(ArchiveError, match="more than 10 members"):
+        extract(archive, tmp_path / "out", max_members=10)
+
+
+def test_not_an_archive(tmp_path):
+    (tmp_path / "junk.tar.zst").write_bytes(b"not zstd at all")
+    with pytest.raises(ArchiveError, match=r"not a valid tar\.zst"):
+        extract(tmp_path / "junk.tar.zst", tmp_path / "out")

@@ -1,0 +1,157 @@
+"""The role manager against the real Docker engine: apply, upgrade, rollback, safe mode."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from fleetcore.release import role_target
+from fleetcore.version import Version
+from fleetcore.wire import DesiredRole, Health
+from updater.roles.archive import pack
+from updater.roles.manager import Outcome
+
+from .helpers import make_bundle
+
+pytestmark = pytest.mark.integration
+
+
+def publish(harness, version: str, *, healthy: bool = True) -> tuple[DesiredRole, Path]:
+    """Pack a webapp bundle the way the build host does; return its desired-state entry."""
+    source = make_bundle(
+        harness.tmp / f"src-{version}", image=harness.image, version=version, healthy=healthy
+    )
+    archive = harness.tmp / f"webapp-{version}.tar.zst"
+    pack(source, archive)
+    desired = DesiredRole(
+        name="webapp", version=Version(version), target=role_target("webapp", version)
+    )
+    return desired, archive
+
+
+def fetcher(archives: dict[str, Path]):
+    def fetch(role: DesiredRole) -> Path:
+        return archives[str(role.version)]
+
+    return fetch
+
+
+def page(harness, version: str) -> str:
+    return (harness.config.root / "webapp" / "state" / "www" / "index.html").read_text()
+
+
+def test_apply_then_upgrade(harness):
+    (harness.tmp / "role-config").mkdir()
+    (harness.tmp / "role-config" / "webapp.yaml").write_text("greeting: hi there\n")
+    v1, a1 = publish(harness, "1.0.0")
+    v2, a2 = publish(harness, "1.1.0")
+    fetch = fetcher({"1.0.0": a1, "1.1.0": a2})
+    manager = harness.manager()
+
+    assert manager.apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+    assert "hi there from webapp 1.0.0 on test-device" in page(harness, "1.0.0")
+    [status] = manager.status()
+    assert (status.version, status.health) == (Version("1.0.0"), Health.HEALTHY)
+    assert manager.apply([v1], fetch) == {"webapp": Outcome.UNCHANGED}
+
+    assert manager.apply([v2], fetch) == {"webapp": Outcome.APPLIED}
+    role = harness.config.root / "webapp"
+    assert (role / "current").readlink() == Path("1.1.0")
+    assert (role / "previous").readlink() == Path("1.0.0")
+    assert "webapp 1.1.0" in page(harness, "1.1.0")
+    assert harness.kinds() == ["role-applied", "role-applied"]
+    env = (role / "1.1.0" / ".env").read_text()
+    assert "GREETING=hi there" in env and f"ROLE_STATE={role / 'state'}" in env
+
+
+def test_failing_health_check_rolls_back(harness):
+    v1, a1 = publish(harness, "1.0.0")
+    v2, a2 = publish(harness, "2.0.0", healthy=False)
+    fetch = fetcher({"1.0.0": a1, "2.0.0": a2})
+    manager = harness.manager()
+    assert manager.apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+
+    assert manager.apply([v2], fetch) == {"webapp": Outcome.ROLLED_BACK}
+    role = harness.config.root / "webapp"
+    assert (role / "current").readlink() == Path("1.0.0")
+    [status] = manager.status()
+    assert (status.version, status.health) == (Version("1.0.0"), Health.HEALTHY)
+    assert harness.kinds() == ["role-applied", "role-failed", "role-rollback"]
+    assert "unhealthy" in (harness.events[1].reason or "")
+    # The bad version is not retried: the device keeps running 1.0.0 quietly.
+    assert manager.apply([v2], fetch) == {"webapp": Outcome.UNCHANGED}
+    assert len(harness.events) == 3
+
+
+def test_crash_loop_enters_safe_mode_and_a_healthy_version_leaves_it(harness):
+    v1, a1 = publish(harness, "1.0.0")
+    v2, a2 = publish(harness, "1.0.1")
+    fetch = fetcher({"1.0.0": a1, "1.0.1": a2})
+    manager = harness.manager()
+    assert manager.apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+
+    # The running role starts crashing: every restart exits at once.
+    www = harness.config.root / "webapp" / "state" / "www"
+    (www / "crash").write_text("")
+    harness.crash()
+    assert manager.apply([v1], fetch) == {"webapp": Outcome.FAILED}
+    assert manager.apply([v1], fetch) == {"webapp": Outcome.FAILED}
+    assert harness.kinds()[-1] == "safe-mode-entered"
+
+    statuses = {s.name: s for s in manager.status()}
+    assert statuses["webapp"].safe_mode and statuses["webapp"].health is Health.UNHEALTHY
+    assert statuses["safe-mode"].health is Health.HEALTHY
+    port = next(p.port for p in _safe_mode_ports(harness))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=5) as reply:
+        served = json.load(reply)
+    assert served["device_id"] == "test-device" and served["safe_mode"] is True
+    assert "crash-looping" in served["last_errors"][0]["error"]
+    # The tripping version is not retried while in safe mode.
+    assert manager.apply([v1], fetch) == {"webapp": Outcome.SKIPPED}
+
+    (www / "crash").unlink()
+    assert manager.apply([v2], fetch) == {"webapp": Outcome.APPLIED}
+    assert harness.kinds()[-2:] == ["role-applied", "safe-mode-left"]
+    assert {s.name for s in manager.status()} == {"webapp"}
+
+
+def _safe_mode_ports(harness):
+    from updater.roles.bundle import load_bundle
+
+    return load_bundle(harness.config.safe_mode_bundle).spec.ports
+
+
+class PowerCut(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("step", "runs_after_reboot"),
+    [("previous-linked", "1.0.0"), ("current-temp", "1.0.0"), ("current-linked", "2.0.0")],
+)
+def test_power_cut_during_the_swap_leaves_a_runnable_role(harness, step, runs_after_reboot):
+    v1, a1 = publish(harness, "1.0.0")
+    v2, a2 = publish(harness, "2.0.0")
+    fetch = fetcher({"1.0.0": a1, "2.0.0": a2})
+    assert harness.manager().apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+
+    def cut(name: str) -> None:
+        if name == step:
+            raise PowerCut(name)
+
+    with pytest.raises(PowerCut):
+        harness.manager(checkpoint=cut).apply([v2], fetch)
+    harness.cleanup()  # the power cut took every container with it
+
+    rebooted = harness.manager()
+    rebooted.resume()
+    [status] = rebooted.status()
+    assert (status.version, status.health) == (Version(runs_after_reboot), Health.HEALTHY)
+    assert f"webapp {runs_after_reboot}" in page(harness, runs_after_reboot)
+
+    rebooted.apply([v2], fetch)
+    [status] = rebooted.status()
+    assert (status.version, status.health) == (Version("2.0.0"), Health.HEALTHY)

@@ -1,0 +1,86 @@
+"""Role-manager decisions that end before Docker is involved."""
+
+from __future__ import annotations
+
+from fleetcore.errors import FleetError
+from fleetcore.version import Version
+from fleetcore.wire import DesiredRole, EventKind
+from updater.roles.archive import pack
+from updater.roles.manager import ManagerConfig, Outcome, RoleManager
+from updater.roles.state import load_state
+
+from .helpers import REPO, make_bundle
+
+
+def manager(tmp_path, events):
+    config = ManagerConfig(
+        device_id="d", root=tmp_path / "roles", safe_mode_bundle=REPO / "safe-mode"
+    )
+    return RoleManager(config, on_event=events.append)
+
+
+def desired(version="1.0.0", name="webapp"):
+    return DesiredRole(name=name, version=Version(version), target=f"roles/{name}/{version}")
+
+
+def test_a_bundle_that_is_not_the_desired_version_is_marked_bad(tmp_path):
+    events = []
+    pack(make_bundle(tmp_path / "good"), tmp_path / "1.0.0.tar.zst")
+    fetched = []
+
+    def fetch(role):
+        fetched.append(role.version)
+        return tmp_path / "1.0.0.tar.zst"
+
+    mgr = manager(tmp_path, events)
+    assert mgr.apply([desired("2.0.0")], fetch) == {"webapp": Outcome.FAILED}
+    assert events[0].kind is EventKind.ROLE_FAILED
+    assert "bundle is webapp 1.0.0, expected webapp 2.0.0" in (events[0].reason or "")
+    assert load_state(tmp_path / "roles" / ".roles-state.json").roles["webapp"].bad_versions == [
+        Version("2.0.0")
+    ]
+    assert mgr.apply([desired("2.0.0")], fetch) == {"webapp": Outcome.SKIPPED}
+    assert fetched == [Version("2.0.0")]
+    assert not (tmp_path / "roles" / "webapp" / "current").exists()
+
+
+def test_a_missing_device_fails_without_marking_the_version_bad(tmp_path):
+    events = []
+    bundle = make_bundle(tmp_path / "b")
+    role = (bundle / "role.yaml").read_text()
+    (bundle / "role.yaml").write_text(
+        role.replace("state:\n", "devices:\n  - path: /dev/fleet-test-absent\nstate:\n")
+    )
+    compose = (bundle / "compose.yaml").read_text()
+    (bundle / "compose.yaml").write_text(
+        compose.replace(
+            "    init: true\n",
+            "    init: true\n    devices:\n      - /dev/fleet-test-absent:/dev/x\n",
+        )
+    )
+    pack(bundle, tmp_path / "b.tar.zst")
+    mgr = manager(tmp_path, events)
+    assert mgr.apply([desired()], lambda role: tmp_path / "b.tar.zst") == {"webapp": Outcome.FAILED}
+    assert "needs /dev/fleet-test-absent" in (events[0].reason or "")
+    state = load_state(tmp_path / "roles" / ".roles-state.json")
+    assert state.roles["webapp"].bad_versions == []
+    assert state.roles["webapp"].failures == 0
+
+
+def test_a_fetch_failure_is_reported_and_retried(tmp_path):
+    events = []
+
+    def fetch(role):
+        raise FleetError("download failed: connection refused")
+
+    mgr = manager(tmp_path, events)
+    assert mgr.apply([desired()], fetch) == {"webapp": Outcome.FAILED}
+    assert events[0].message == "cannot stage bundle"
+    assert load_state(tmp_path / "roles" / ".roles-state.json").roles["webapp"].bad_versions == []
+
+
+def test_the_safe_mode_name_cannot_be_assigned(tmp_path):
+    events = []
+    outcome = manager(tmp_path, events).apply([desired(name="safe-mode")], lambda role: tmp_path)
+    assert outcome == {"safe-mode": Outcome.FAILED}
+    assert events[0].message == "invalid role name"

@@ -1,0 +1,93 @@
+"""``docker compose`` behind one small interface: the v2 plugin, or Debian's docker-compose v1.
+
+v2 waits for health itself (``up --wait``); v1 has no ``--wait``, so the manager's health gate
+(:mod:`.health`) polls ``docker inspect`` instead. The gate runs after both, so the two
+backends end in the same check.
+"""
+
+from __future__ import annotations
+
+import shutil
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from fleetcore.errors import CommandError
+from fleetcore.run import run
+from updater.roles.errors import EngineError
+from updater.roles.spec import ENV_FILE, OVERRIDE_FILE
+
+
+class ComposeFlavor(StrEnum):
+    AUTO = "auto"
+    V2 = "v2"
+    V1 = "v1"
+
+
+@dataclass(frozen=True)
+class Project:
+    """One compose project: a role version's directory run under a fixed project name."""
+
+    name: str
+    directory: Path
+    compose_file: str
+
+    def files(self) -> list[Path]:
+        return [self.directory / self.compose_file, self.directory / OVERRIDE_FILE]
+
+
+class Compose(ABC):
+    """Start and stop a project; ``up`` returns once containers exist (v1) or are healthy (v2)."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+
+    def _base(self, project: Project) -> list[str]:
+        argv = [*self.argv, "--project-name", project.name]
+        argv += ["--project-directory", str(project.directory)]
+        for path in project.files():
+            argv += ["--file", str(path)]
+        return [*argv, "--env-file", str(project.directory / ENV_FILE)]
+
+    def _run(self, argv: list[str], timeout: float) -> None:
+        try:
+            run(argv, timeout=timeout)
+        except CommandError as err:
+            raise EngineError(f"{' '.join(argv[:2])} failed: {err}") from err
+
+    @abstractmethod
+    def up_argv(self, project: Project, *, recreate: bool) -> list[str]: ...
+
+    def up(self, project: Project, *, timeout_s: float, recreate: bool = False) -> None:
+        self._run(self.up_argv(project, recreate=recreate), timeout_s)
+
+    def down(self, project: Project, *, timeout_s: float = 120) -> None:
+        self._run([*self._base(project), "down", "--remove-orphans"], timeout_s)
+
+
+class ComposeV2(Compose):
+    def up_argv(self, project: Project, *, recreate: bool) -> list[str]:
+        argv = [*self._base(project), "up", "--detach", "--wait", "--remove-orphans"]
+        return [*argv, "--force-recreate"] if recreate else argv
+
+
+class ComposeV1(Compose):
+    def up_argv(self, project: Project, *, recreate: bool) -> list[str]:
+        argv = [*self._base(project), "up", "--detach", "--remove-orphans"]
+        return [*argv, "--force-recreate"] if recreate else argv
+
+
+def detect(flavor: ComposeFlavor = ComposeFlavor.AUTO) -> Compose:
+    """The compose implementation to use: v2 when the plugin answers, else v1."""
+    if flavor is not ComposeFlavor.V1 and shutil.which("docker"):
+        probe = run(["docker", "compose", "version"], check=False)
+        if probe.returncode == 0:
+            return ComposeV2(["docker", "compose"])
+    if flavor is not ComposeFlavor.V2 and shutil.which("docker-compose"):
+        return ComposeV1(["docker-compose"])
+    wanted = "docker compose v2" if flavor is ComposeFlavor.V2 else "docker compose"
+    raise EngineError(
+        f"{wanted} is not installed",
+        hint="install the docker compose plugin (or Debian's docker-compose)",
+    )

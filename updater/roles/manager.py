@@ -1,0 +1,669 @@
+"""The device role manager: stage, swap, start, health-gate, roll back, and safe mode.
+
+The updater's main loop calls :meth:`RoleManager.apply` with the Overlord's desired roles and a
+``fetch`` callable that returns a TUF-verified bundle archive, and :meth:`RoleManager.status`
+for heartbeats. Outcomes of one role apply:
+
+- the desired version passes the health gate: ``ROLE_APPLIED``; a safe mode that this role
+  tripped is left;
+- it fails and ``previous`` passes: ``ROLE_FAILED`` then ``ROLE_ROLLBACK``; the version is
+  marked bad and not retried (a bad release is fixed by publishing a newer one);
+- nothing of the role runs healthy (no previous, the rollback failed too, or the running
+  version crash-loops): a *failure*. ``safe_mode_after`` consecutive failures stop the role
+  and start the safe-mode stack; a healthy apply of another version leaves safe mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from fleetcore.atomic import atomic_write
+from fleetcore.errors import FleetError
+from fleetcore.version import Version
+from fleetcore.wire import DesiredRole, EventKind, Health, RoleStatus
+from updater.roles import envfile, health
+from updater.roles.archive import MAX_BUNDLE_BYTES, extract
+from updater.roles.bundle import Bundle, load_bundle
+from updater.roles.compose import Compose, ComposeFlavor, Project, detect
+from updater.roles.errors import (
+    BundleError,
+    DeviceMissing,
+    EngineError,
+    HealthGateFailed,
+    RoleError,
+)
+from updater.roles.layout import (
+    Checkpoint,
+    RoleLayout,
+    begin_staging,
+    no_checkpoint,
+    point,
+    prune,
+    publish_staging,
+    swap,
+)
+from updater.roles.spec import (
+    ENV_FILE,
+    ENV_TEMPLATE,
+    OVERRIDE_FILE,
+    ROLE_NAME_RE,
+    SAFE_MODE_ROLE,
+)
+from updater.roles.state import STATE_FILE, ManagerState, SafeModeRecord, load_state, save_state
+from updater.roles.statuspage import PageData, write_page
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".lock"
+STATUS_PAGE_STATE = "www"
+ROLE_LABEL = "org.metrica.role"
+VERSION_LABEL = "org.metrica.role.version"
+# compose may have to pull images before it can start anything; the gate deadline runs after.
+_UP_SLACK_S = 600
+
+
+class ManagerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    device_id: str = Field(min_length=1)
+    root: Path = Path("/data/roles")
+    safe_mode_bundle: Path = Path("/opt/metrica-fleet/safe-mode")
+    role_config_dir: Path = Path("/data/fleet/roles")
+    safe_mode_after: int = Field(default=3, ge=1, le=20)
+    compose: ComposeFlavor = ComposeFlavor.AUTO
+    project_prefix: str = Field(default="", pattern=r"^[a-z0-9_-]{0,30}$")
+    max_bundle_bytes: int = Field(default=MAX_BUNDLE_BYTES, gt=0)
+    poll_s: float = Field(default=0.5, gt=0, le=10)
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"
+    ROLLED_BACK = "rolled-back"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class RoleEvent:
+    """A role event for the updater's event queue (``fleetcore.wire.Event``)."""
+
+    kind: EventKind
+    role: str
+    version: Version | None
+    message: str
+    reason: str | None = None
+
+    def data(self) -> dict[str, str]:
+        return {"role": self.role}
+
+
+Fetch = Callable[[DesiredRole], Path]
+EventSink = Callable[[RoleEvent], None]
+
+
+def _ignore_event(event: RoleEvent) -> None:
+    log.info("%s %s %s: %s", event.kind.value, event.role, event.version, event.message)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class RoleManager:
+    def __init__(
+        self,
+        config: ManagerConfig,
+        *,
+        on_event: EventSink = _ignore_event,
+        compose: Compose | None = None,
+        inspector: health.Inspector | None = None,
+        checkpoint: Checkpoint = no_checkpoint,
+    ) -> None:
+        self.config = config
+        self.on_event = on_event
+        self._compose = compose
+        self.inspector = inspector or health.Inspector()
+        self.checkpoint = checkpoint
+
+    # ----------------------------------------------------------------- public API
+
+    def apply(self, desired: Sequence[DesiredRole], fetch: Fetch) -> dict[str, Outcome]:
+        """Converge the device's roles on ``desired``; roles not listed are stopped."""
+        outcomes: dict[str, Outcome] = {}
+        with self._locked() as state:
+            for role in desired:
+                if role.name == SAFE_MODE_ROLE or not _valid_name(role.name):
+                    self._emit(EventKind.ROLE_FAILED, role.name, role.version, "invalid role name")
+                    outcomes[role.name] = Outcome.FAILED
+                    continue
+                outcomes[role.name] = self._apply_role(state, role, fetch)
+            wanted = {role.name for role in desired}
+            for name in self._installed():
+                if name not in wanted:
+                    self._remove(state, name)
+            self._refresh_page(state)
+        return outcomes
+
+    def apply_local(self, source: Path) -> Outcome:
+        """Apply a bundle folder or archive by hand (``fleet-updater roles apply``)."""
+        if source.is_dir():
+            spec = load_bundle(source).spec
+        else:
+            with _scratch(self.config.root) as scratch:
+                extract(source, scratch, max_bytes=self.config.max_bundle_bytes)
+                spec = load_bundle(scratch).spec
+        desired = DesiredRole(name=spec.name, version=spec.version, target=str(source))
+        with self._locked() as state:
+            record = state.role(spec.name)
+            if spec.version in record.bad_versions:
+                record.bad_versions.remove(spec.version)
+            outcome = self._apply_role(state, desired, lambda _role: source)
+            self._refresh_page(state)
+        return outcome
+
+    def resume(self) -> None:
+        """At agent start: finish or undo an interrupted swap, and start every role."""
+        with self._locked() as state:
+            for name in self._installed():
+                layout = self._layout(name)
+                record = state.role(name)
+                current = layout.current_version()
+                safe = state.safe_mode
+                if current is None or (safe.active and (safe.manual or safe.role == name)):
+                    continue
+                if record.pending is not None and record.pending == current:
+                    self._activate(state, layout, current)
+                else:
+                    record.pending = None
+                    self._keep_running(state, layout)
+            if state.safe_mode.active:
+                self._start_safe_mode(state)
+            self._refresh_page(state)
+
+    def status(self) -> list[RoleStatus]:
+        """Role versions and health for the heartbeat (and the safe-mode status page)."""
+        state = load_state(self._state_path)
+        statuses = []
+        for name in self._installed():
+            layout = self._layout(name)
+            version = layout.current_version()
+            tripped = state.safe_mode.active and state.safe_mode.role == name
+            health_now = Health.UNHEALTHY if tripped else self._health(layout)
+            statuses.append(
+                RoleStatus(
+                    name=name, version=version, health=health_now, safe_mode=state.safe_mode.active
+                )
+            )
+        if state.safe_mode.active:
+            layout = self._layout(SAFE_MODE_ROLE)
+            statuses.append(
+                RoleStatus(
+                    name=SAFE_MODE_ROLE,
+                    version=layout.current_version(),
+                    health=self._health(layout),
+                    safe_mode=True,
+                )
+            )
+            self._write_page(state, statuses)
+        return statuses
+
+    def enter_safe_mode(self, reason: str) -> None:
+        """On demand (operator or Overlord): stop every role and start the safe-mode stack."""
+        with self._locked() as state:
+            self._enter(state, reason=reason, manual=True)
+
+    def leave_safe_mode(self) -> None:
+        """Stop the safe-mode stack and start the roles again."""
+        with self._locked() as state:
+            if not state.safe_mode.active:
+                return
+            self._leave(state)
+            for name in self._installed():
+                self._keep_running(state, self._layout(name))
+
+    # ----------------------------------------------------------------- one role
+
+    def _apply_role(self, state: ManagerState, desired: DesiredRole, fetch: Fetch) -> Outcome:
+        name, version = desired.name, desired.version
+        record = state.role(name)
+        safe = state.safe_mode
+        if safe.active and safe.manual:
+            return Outcome.SKIPPED
+        layout = self._layout(name)
+        tripped = safe.active and safe.role == name
+        current = layout.current_version()
+        if current == version and record.pending is None:
+            return Outcome.SKIPPED if tripped else self._keep_running(state, layout)
+        if version in record.bad_versions or (tripped and safe.version == version):
+            if current is None or tripped:
+                return Outcome.SKIPPED
+            return self._keep_running(state, layout)
+        return self._install(state, layout, desired, fetch)
+
+    def _install(
+        self, state: ManagerState, layout: RoleLayout, desired: DesiredRole, fetch: Fetch
+    ) -> Outcome:
+        name, version = desired.name, desired.version
+        record = state.role(name)
+        try:
+            if layout.has_version(version):
+                bundle = load_bundle(layout.version_dir(version), staged=True)
+                self._write_runtime_files(layout, layout.version_dir(version), bundle)
+            else:
+                bundle = self._stage(layout, fetch(desired), version)
+            self.checkpoint("staged")
+            self._preflight(bundle)
+        except BundleError as err:
+            record.bad_versions.append(version)
+            self._record_error(state, name, f"{version}: {err}")
+            self._emit(EventKind.ROLE_FAILED, name, version, "bundle rejected", str(err))
+            return Outcome.FAILED
+        except FleetError as err:
+            self._record_error(state, name, f"{version}: {err}")
+            self._emit(EventKind.ROLE_FAILED, name, version, "cannot stage bundle", str(err))
+            return Outcome.FAILED
+        record.pending = version
+        self._save(state)
+        self.checkpoint("pending")
+        swap(layout, version, self.checkpoint)
+        return self._activate(state, layout, version)
+
+    def _activate(self, state: ManagerState, layout: RoleLayout, version: Version) -> Outcome:
+        """``current`` names ``version``: start it; on failure roll back to ``previous``."""
+        name = layout.name
+        record = state.role(name)
+        try:
+            self._start(layout, version)
+        except (HealthGateFailed, EngineError, BundleError) as err:
+            record.pending = None
+            self._emit(EventKind.ROLE_FAILED, name, version, "health gate failed", str(err))
+            self._record_error(state, name, f"{version}: {err}")
+            previous = layout.previous_version()
+            if previous is None or previous == version:
+                self._stop(layout, version)
+                self._count_failure(state, name, version, err)
+                return Outcome.FAILED
+            record.bad_versions.append(version)
+            self._stop(layout, version)
+            point(layout.current, str(previous))
+            self._save(state)
+            return self._roll_back(state, layout, version, previous, err)
+        record.pending = None
+        record.failures = 0
+        prune(layout)
+        self._emit(EventKind.ROLE_APPLIED, name, version, f"{name} {version} is healthy")
+        if state.safe_mode.active and not state.safe_mode.manual and state.safe_mode.role == name:
+            self._leave(state)
+        self._save(state)
+        return Outcome.APPLIED
+
+    def _roll_back(
+        self,
+        state: ManagerState,
+        layout: RoleLayout,
+        failed: Version,
+        previous: Version,
+        cause: RoleError,
+    ) -> Outcome:
+        name = layout.name
+        try:
+            self._start(layout, previous)
+        except (HealthGateFailed, EngineError, BundleError) as err:
+            self._emit(EventKind.ROLE_FAILED, name, previous, "rollback failed", str(err))
+            self._record_error(state, name, f"{previous}: {err}")
+            self._stop(layout, previous)
+            self._count_failure(state, name, previous, err)
+            return Outcome.FAILED
+        state.role(name).failures = 0
+        self._emit(
+            EventKind.ROLE_ROLLBACK,
+            name,
+            previous,
+            f"{name} rolled back from {failed} to {previous}",
+            str(cause),
+        )
+        self._save(state)
+        return Outcome.ROLLED_BACK
+
+    def _keep_running(self, state: ManagerState, layout: RoleLayout) -> Outcome:
+        """The role is where it should be: check it runs, restart it once if it does not."""
+        version = layout.current_version()
+        if version is None:
+            return Outcome.SKIPPED
+        record = state.role(layout.name)
+        try:
+            bundle = load_bundle(layout.version_dir(version), staged=True)
+            project = self._project(layout, version, bundle)
+            containers = self.inspector.containers(project.name)
+            verdict = health.judge(containers, bundle.services, strict=False)
+            if verdict.phase is health.Phase.WAITING and containers:
+                health.wait_healthy(
+                    self.inspector,
+                    project.name,
+                    bundle.services,
+                    timeout_s=bundle.spec.health.timeout_s,
+                    strict=False,
+                    poll_s=self.config.poll_s,
+                )
+            elif verdict.phase is not health.Phase.HEALTHY:
+                raise HealthGateFailed(verdict.reason)
+        except (HealthGateFailed, EngineError, BundleError) as err:
+            log.warning("role %s %s is not healthy (%s); restarting it", layout.name, version, err)
+        else:
+            if record.failures:
+                record.failures = 0
+                self._save(state)
+            return Outcome.UNCHANGED
+        try:
+            self._start(layout, version)
+        except (HealthGateFailed, EngineError, BundleError) as err:
+            self._emit(EventKind.ROLE_FAILED, layout.name, version, "restart failed", str(err))
+            self._record_error(state, layout.name, f"{version}: {err}")
+            self._count_failure(state, layout.name, version, err)
+            return Outcome.FAILED
+        record.failures = 0
+        self._emit(EventKind.ROLE_APPLIED, layout.name, version, "restarted and healthy")
+        self._save(state)
+        return Outcome.APPLIED
+
+    def _count_failure(
+        self, state: ManagerState, name: str, version: Version, err: RoleError
+    ) -> None:
+        record = state.role(name)
+        record.failures += 1
+        self._save(state)
+        if record.failures >= self.config.safe_mode_after and not state.safe_mode.active:
+            self._enter(
+                state,
+                reason=f"role {name} {version} failed {record.failures} times in a row: {err}",
+                manual=False,
+                role=name,
+                version=version,
+            )
+
+    def _remove(self, state: ManagerState, name: str) -> None:
+        """A role no longer assigned: stop it and drop its versions, keep its state/ data."""
+        layout = self._layout(name)
+        current = layout.current_version()
+        if current is not None:
+            self._stop(layout, current)
+        for entry in layout.dir.iterdir():
+            if entry.name == "state":
+                continue
+            if entry.is_symlink() or entry.is_file():
+                entry.unlink()
+            else:
+                shutil.rmtree(entry)
+        state.roles.pop(name, None)
+        self._save(state)
+        log.info("role %s removed; its state directory is kept", name)
+
+    # ----------------------------------------------------------------- safe mode
+
+    def _enter(
+        self,
+        state: ManagerState,
+        *,
+        reason: str,
+        manual: bool,
+        role: str | None = None,
+        version: Version | None = None,
+    ) -> None:
+        state.safe_mode = SafeModeRecord(
+            active=True, manual=manual, reason=reason, role=role, version=version, since=_now()
+        )
+        self._save(state)
+        for name in [role] if role else self._installed():
+            layout = self._layout(name)
+            current = layout.current_version()
+            if current is not None:
+                self._stop(layout, current)
+        self._start_safe_mode(state)
+        self._emit(EventKind.SAFE_MODE_ENTERED, role or SAFE_MODE_ROLE, version, reason)
+
+    def _leave(self, state: ManagerState) -> None:
+        layout = self._layout(SAFE_MODE_ROLE)
+        current = layout.current_version()
+        if current is not None:
+            self._stop(layout, current)
+        reason = state.safe_mode.reason
+        state.safe_mode = SafeModeRecord()
+        for record in state.roles.values():
+            record.failures = 0
+        self._save(state)
+        self._emit(EventKind.SAFE_MODE_LEFT, SAFE_MODE_ROLE, None, "safe mode left", reason or None)
+
+    def _start_safe_mode(self, state: ManagerState) -> None:
+        """Stage the safe-mode stack from the OS image if needed, write the page, start it."""
+        layout = self._layout(SAFE_MODE_ROLE)
+        try:
+            spec = load_bundle(self.config.safe_mode_bundle).spec
+            if not layout.has_version(spec.version):
+                self._stage(layout, self.config.safe_mode_bundle, spec.version)
+            swap(layout, spec.version)
+            self._refresh_page(state)
+            self._start(layout, spec.version)
+        except (FleetError, OSError) as err:
+            log.error("safe-mode stack did not start: %s", err)
+            self._record_error(state, SAFE_MODE_ROLE, str(err))
+            self._save(state)
+
+    def _refresh_page(self, state: ManagerState) -> None:
+        if state.safe_mode.active:
+            statuses = [
+                RoleStatus(
+                    name=name,
+                    version=self._layout(name).current_version(),
+                    health=Health.UNKNOWN,
+                    safe_mode=True,
+                )
+                for name in self._installed()
+            ]
+            self._write_page(state, statuses)
+
+    def _write_page(self, state: ManagerState, statuses: list[RoleStatus]) -> None:
+        errors = [
+            (name, record.last_error)
+            for name, record in sorted(state.roles.items())
+            if record.last_error
+        ]
+        page = PageData(
+            device_id=self.config.device_id,
+            generated=_now(),
+            safe_mode=state.safe_mode.active,
+            reason=state.safe_mode.reason,
+            roles=statuses,
+            errors=errors,
+        )
+        write_page(self._layout(SAFE_MODE_ROLE).state_dir / STATUS_PAGE_STATE, page)
+
+    # ----------------------------------------------------------------- plumbing
+
+    @property
+    def compose(self) -> Compose:
+        if self._compose is None:
+            self._compose = detect(self.config.compose)
+        return self._compose
+
+    @property
+    def _state_path(self) -> Path:
+        return self.config.root / STATE_FILE
+
+    def _layout(self, name: str) -> RoleLayout:
+        return RoleLayout(self.config.root, name)
+
+    def _installed(self) -> list[str]:
+        """Roles with a ``current`` link, safe mode excluded, in name order."""
+        if not self.config.root.is_dir():
+            return []
+        return sorted(
+            entry.name
+            for entry in self.config.root.iterdir()
+            if entry.name != SAFE_MODE_ROLE
+            and _valid_name(entry.name)
+            and (entry / "current").is_symlink()
+        )
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[ManagerState]:
+        self.config.root.mkdir(parents=True, exist_ok=True)
+        with (self.config.root / LOCK_FILE).open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            state = load_state(self._state_path)
+            yield state
+            self._save(state)
+
+    def _save(self, state: ManagerState) -> None:
+        save_state(self._state_path, state)
+
+    def _emit(
+        self,
+        kind: EventKind,
+        role: str,
+        version: Version | None,
+        message: str,
+        reason: str | None = None,
+    ) -> None:
+        self.on_event(
+            RoleEvent(kind=kind, role=role, version=version, message=message, reason=reason)
+        )
+
+    def _record_error(self, state: ManagerState, name: str, error: str) -> None:
+        record = state.role(name)
+        record.last_error = error[:500]
+        record.last_error_at = _now()
+
+    def _stage(self, layout: RoleLayout, source: Path, version: Version) -> Bundle:
+        staging = begin_staging(layout, version)
+        if source.is_dir():
+            shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
+        else:
+            extract(source, staging, max_bytes=self.config.max_bundle_bytes)
+        bundle = load_bundle(staging)
+        if bundle.spec.name != layout.name or bundle.spec.version != version:
+            raise BundleError(
+                f"bundle is {bundle.spec.name} {bundle.spec.version}, "
+                f"expected {layout.name} {version}"
+            )
+        self._write_runtime_files(layout, staging, bundle)
+        final = publish_staging(layout, staging, version)
+        return Bundle(path=final, spec=bundle.spec, compose=bundle.compose)
+
+    def _role_config(self, name: str) -> dict[str, Any]:
+        path = self.config.role_config_dir / f"{name}.yaml"
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except yaml.YAMLError as err:
+            raise RoleError(f"{path} is not valid YAML") from err
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise RoleError(f"{path} must hold a mapping")
+        return data
+
+    def _write_runtime_files(self, layout: RoleLayout, directory: Path, bundle: Bundle) -> None:
+        spec = bundle.spec
+        owned = {
+            "ROLE_NAME": spec.name,
+            "ROLE_VERSION": str(spec.version),
+            "ROLE_STATE": str(layout.state_dir.absolute()),
+            "DEVICE_ID": self.config.device_id,
+        }
+        context = {
+            "device": {"id": self.config.device_id},
+            "role": {"name": spec.name, "version": str(spec.version), "state": owned["ROLE_STATE"]},
+            "config": self._role_config(spec.name),
+        }
+        template = (directory / ENV_TEMPLATE).read_text(encoding="utf-8")
+        text = envfile.render(template, context=context, owned=owned)
+        atomic_write(directory / ENV_FILE, text.encode(), mode=0o600)
+        labels = {ROLE_LABEL: spec.name, VERSION_LABEL: str(spec.version)}
+        override = {
+            "services": {
+                service: {
+                    "mem_limit": limits.memory,
+                    "cpus": limits.cpus,
+                    "pids_limit": limits.pids,
+                    "labels": labels,
+                }
+                for service, limits in sorted(spec.limits.items())
+            }
+        }
+        atomic_write(directory / OVERRIDE_FILE, yaml.safe_dump(override, sort_keys=True).encode())
+
+    def _preflight(self, bundle: Bundle) -> None:
+        for device in bundle.spec.devices:
+            if not Path(device.path).exists():
+                raise DeviceMissing(
+                    f"{bundle.spec.name} needs {device.path}, which this device lacks",
+                    hint=device.description or None,
+                )
+
+    def _project(self, layout: RoleLayout, version: Version, bundle: Bundle) -> Project:
+        return Project(
+            name=f"{self.config.project_prefix}{layout.name}",
+            directory=layout.version_dir(version),
+            compose_file=bundle.spec.compose,
+        )
+
+    def _start(self, layout: RoleLayout, version: Version) -> None:
+        bundle = load_bundle(layout.version_dir(version), staged=True)
+        for name in bundle.spec.state:
+            (layout.state_dir / name).mkdir(parents=True, exist_ok=True)
+        project = self._project(layout, version, bundle)
+        timeout = bundle.spec.health.timeout_s
+        self.checkpoint("compose-up")
+        self.compose.up(project, timeout_s=timeout + _UP_SLACK_S, recreate=True)
+        health.wait_healthy(
+            self.inspector,
+            project.name,
+            bundle.services,
+            timeout_s=timeout,
+            poll_s=self.config.poll_s,
+        )
+
+    def _stop(self, layout: RoleLayout, version: Version) -> None:
+        try:
+            bundle = load_bundle(layout.version_dir(version), staged=True)
+            self.compose.down(self._project(layout, version, bundle))
+        except (EngineError, BundleError) as err:
+            log.error("cannot stop role %s %s: %s", layout.name, version, err)
+
+    def _health(self, layout: RoleLayout) -> Health:
+        version = layout.current_version()
+        if version is None:
+            return Health.UNKNOWN
+        try:
+            bundle = load_bundle(layout.version_dir(version), staged=True)
+            project = self._project(layout, version, bundle)
+            return health.summarize(self.inspector.containers(project.name), bundle.services)
+        except (EngineError, BundleError):
+            return Health.UNKNOWN
+
+
+def _valid_name(name: str) -> bool:
+    return re.match(ROLE_NAME_RE, name) is not None
+
+
+@contextlib.contextmanager
+def _scratch(root: Path) -> Iterator[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=root) as tmp:
+        yield Path(tmp)

@@ -1,0 +1,68 @@
+"""The role manager's persisted state: failure counts, bad versions, pending swaps, safe mode.
+
+Written atomically before each side effect it describes (Mender-style), so a restart after a
+power cut knows an apply was under way and re-checks the role instead of trusting it.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from fleetcore.atomic import atomic_write
+from fleetcore.version import Version
+from updater.roles.errors import StateError
+
+STATE_FILE = ".roles-state.json"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RoleRecord(_Model):
+    failures: int = Field(default=0, ge=0, description="consecutive failures to run the role")
+    bad_versions: list[Version] = Field(default_factory=list)
+    pending: Version | None = Field(default=None, description="version being switched to")
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+
+class SafeModeRecord(_Model):
+    active: bool = False
+    manual: bool = False
+    reason: str | None = None
+    role: str | None = Field(default=None, description="the role whose failures tripped it")
+    version: Version | None = None
+    since: datetime | None = None
+
+
+class ManagerState(_Model):
+    format: Literal[1] = 1
+    roles: dict[str, RoleRecord] = Field(default_factory=dict)
+    safe_mode: SafeModeRecord = Field(default_factory=SafeModeRecord)
+
+    def role(self, name: str) -> RoleRecord:
+        return self.roles.setdefault(name, RoleRecord())
+
+
+def load_state(path: Path) -> ManagerState:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return ManagerState()
+    try:
+        return ManagerState.model_validate(json.loads(data))
+    except (ValueError, ValidationError) as err:
+        raise StateError(
+            f"{path} is corrupt: {err.__class__.__name__}",
+            hint="move it aside; the manager re-checks every role on the next run",
+        ) from err
+
+
+def save_state(path: Path, state: ManagerState) -> None:
+    atomic_write(path, state.model_dump_json(indent=2).encode() + b"\n")
