@@ -1,0 +1,1 @@
+"""A Raspberry Pi firmware stand-in for qemu-system-aarch64: autoboot.txt, tryboot, watchdog."""

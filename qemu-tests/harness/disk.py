@@ -1,0 +1,134 @@
+"""The disk image seen from outside: GPT partitions (``sfdisk -J``) and FAT files (mtools).
+
+Nothing is mounted: mtools reads and writes a FAT filesystem at a byte offset inside the image
+(``-i IMAGE@@OFFSET``), which is how a firmware that only knows FAT sees the card.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetcore.errors import CommandError
+from fleetcore.run import run
+from harness.errors import DiskError
+
+# mtools refuses FAT images whose geometry does not match a floppy's unless told not to check.
+MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "MTOOLS_NO_VFAT": "0"}
+
+
+@dataclass(frozen=True)
+class Partition:
+    number: int
+    label: str
+    start: int
+    """Byte offset of the partition in the image."""
+    size: int
+    """Size in bytes."""
+
+
+def partitions(image: Path) -> list[Partition]:
+    """The GPT partitions of ``image``, in table order."""
+    try:
+        out = run(["sfdisk", "-J", image]).stdout
+        table = json.loads(out)["partitiontable"]
+    except (CommandError, ValueError, KeyError) as err:
+        raise DiskError(f"{image}: no readable partition table") from err
+    sector = int(table.get("sectorsize", 512))
+    found = []
+    for entry in table.get("partitions", []):
+        node = str(entry["node"])
+        number = int(node[len(str(image)) :].lstrip("p"))
+        found.append(
+            Partition(
+                number=number,
+                label=str(entry.get("name", "")),
+                start=int(entry["start"]) * sector,
+                size=int(entry["size"]) * sector,
+            )
+        )
+    return found
+
+
+def partition(image: Path, *, number: int | None = None, label: str | None = None) -> Partition:
+    """One partition of ``image``, by number or by PARTLABEL."""
+    for part in partitions(image):
+        if part.number == number or (label is not None and part.label == label):
+            return part
+    wanted = f"number {number}" if number is not None else f"PARTLABEL {label}"
+    raise DiskError(f"{image}: no partition with {wanted}")
+
+
+class FatVolume:
+    """A FAT filesystem inside a disk image, read and written with mtools."""
+
+    def __init__(self, image: Path, part: Partition) -> None:
+        self.image = image
+        self.part = part
+        self._drive = f"{image}@@{part.start}"
+
+    def _mtools(self, argv: list[str | Path], *, check: bool = True) -> bytes:
+        try:
+            return run([argv[0], "-i", self._drive, *argv[1:]], env=MTOOLS_ENV, check=check).stdout
+        except CommandError as err:
+            raise DiskError(f"partition {self.part.number} ({self.part.label}): {err}") from err
+
+    def exists(self, path: str) -> bool:
+        probe = run(["mdir", "-b", "-i", self._drive, f"::/{path}"], env=MTOOLS_ENV, check=False)
+        return probe.returncode == 0
+
+    def read(self, path: str) -> bytes | None:
+        """The content of ``path``, or None when it does not exist."""
+        if not self.exists(path):
+            return None
+        return self._mtools(["mcopy", "-n", f"::/{path}", "-"])
+
+    def copy_out(self, path: str, dest: Path) -> None:
+        self._mtools(["mcopy", "-n", "-o", f"::/{path}", dest])
+
+    def list(self, directory: str = "") -> list[str]:
+        """Names of the entries directly in ``directory``."""
+        out = self._mtools(["mdir", "-b", f"::/{directory}"], check=False).decode()
+        names = []
+        for line in out.splitlines():
+            entry = line.strip().rstrip("/")
+            if entry.startswith("::/"):
+                names.append(entry.rsplit("/", 1)[-1])
+        return names
+
+    def mkdir(self, directory: str) -> None:
+        parts = [p for p in directory.split("/") if p]
+        for depth in range(1, len(parts) + 1):
+            sub = "/".join(parts[:depth])
+            if not self.exists(sub):
+                self._mtools(["mmd", f"::/{sub}"])
+
+    def write(self, path: str, data: bytes) -> None:
+        """Create or replace ``path`` (parent directories are created)."""
+        parent = path.rpartition("/")[0]
+        if parent:
+            self.mkdir(parent)
+        with tempfile.TemporaryDirectory(prefix="fat-write-") as tmp:
+            local = Path(tmp) / "data"
+            local.write_bytes(data)
+            self._mtools(["mcopy", "-o", local, f"::/{path}"])
+
+    def put(self, local: Path, path: str) -> None:
+        """Copy the host file ``local`` to ``path``."""
+        parent = path.rpartition("/")[0]
+        if parent:
+            self.mkdir(parent)
+        self._mtools(["mcopy", "-o", local, f"::/{path}"])
+
+    def delete(self, path: str) -> bool:
+        """Remove ``path``; return whether it existed."""
+        if not self.exists(path):
+            return False
+        self._mtools(["mdel", f"::/{path}"])
+        return True
+
+
+def fat_volume(image: Path, *, number: int | None = None, label: str | None = None) -> FatVolume:
+    return FatVolume(image, partition(image, number=number, label=label))

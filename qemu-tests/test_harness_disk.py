@@ -1,0 +1,70 @@
+"""Partition lookup and FAT access without mounting, on a small real GPT image."""
+
+from __future__ import annotations
+
+import pytest
+from harness.disk import fat_volume, partition, partitions
+from harness.errors import DiskError
+
+from fleetcore.run import run
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def image(tmp_path):
+    path = tmp_path / "disk.img"
+    with path.open("wb") as handle:
+        handle.truncate(12 * MIB)
+    table = "label: gpt\nsize=4MiB, name=config\nsize=6MiB, name=boot_a\n"
+    run(["sfdisk", "--quiet", path], input=table.encode())
+    for part in partitions(path):
+        run(["mkfs.vfat", f"--offset={part.start // 512}", path, str(part.size // 1024)])
+    return path
+
+
+def test_partitions_are_read_from_the_gpt(image):
+    found = partitions(image)
+
+    assert [(p.number, p.label) for p in found] == [(1, "config"), (2, "boot_a")]
+    assert found[0].start == MIB
+    assert found[1].size == 6 * MIB
+
+
+def test_lookup_by_label_and_number(image):
+    assert partition(image, label="boot_a").number == 2
+    assert partition(image, number=1).label == "config"
+    with pytest.raises(DiskError):
+        partition(image, label="system_a")
+
+
+def test_not_a_disk_image(tmp_path):
+    junk = tmp_path / "junk.img"
+    junk.write_bytes(b"\0" * 4096)
+
+    with pytest.raises(DiskError):
+        partitions(junk)
+
+
+def test_fat_files_round_trip_in_their_own_partition(image, tmp_path):
+    config = fat_volume(image, label="config")
+    boot = fat_volume(image, label="boot_a")
+
+    config.write("simfw/boot.json", b'{"x": 1}\n')
+    boot.write("cmdline.txt", b"console=ttyAMA0\n")
+
+    assert config.read("simfw/boot.json") == b'{"x": 1}\n'
+    assert config.list("simfw") == ["boot.json"]
+    assert config.read("cmdline.txt") is None
+    assert boot.list() == ["cmdline.txt"]
+    assert config.delete("simfw/boot.json")
+    assert not config.delete("simfw/boot.json")
+    assert config.read("simfw/boot.json") is None
+
+    binary = bytes(range(256)) * 64
+    local = tmp_path / "blob"
+    local.write_bytes(binary)
+    boot.put(local, "vmlinuz-test")
+    boot.copy_out("vmlinuz-test", tmp_path / "back")
+    assert (tmp_path / "back").read_bytes() == binary
+    assert boot.read("vmlinuz-test") == binary
