@@ -7,7 +7,7 @@ import json
 import pytest
 from harness import autoboot
 from harness.board import SimulatedPi
-from harness.disk import fat_volume
+from harness.disk import ext4_volume, fat_volume
 from harness.firmware import BOOT_STATE, TRYBOOT_FLAG, Reason
 from harness.qemu import End, PowerCut
 from harness.testdisk import set_plan
@@ -145,3 +145,19 @@ def test_flag_left_before_power_on_is_dropped(pi: SimulatedPi, card):
     assert record.flag_dropped
     assert (record.partition, record.tryboot) == (A, False)
     assert config_file(pi, TRYBOOT_FLAG) is None
+
+
+def test_synced_guest_state_on_data_survives_a_power_cut_and_is_read_unmounted(
+    pi: SimulatedPi, card
+):
+    set_plan(card, "boot_a", normal="healthy record boot-a request-tryboot reboot", tryboot="")
+    set_plan(card, "boot_b", normal="poweroff", tryboot="record trial-b sleep 600")
+
+    pi.boot()
+    cut = pi.boot(power_cut=PowerCut(marker="guest: recorded trial-b"))
+
+    assert cut.end is End.POWER_CUT
+
+    assert ext4_volume(card, label="data").read("/guest-log.txt") == b"boot-a\ntrial-b\n"
+    assert ext4_volume(card, label="system_a").read("/partition-label") == b"system_a\n"
+    assert ext4_volume(card, label="data").read("/missing") is None

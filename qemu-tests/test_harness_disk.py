@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from harness.disk import fat_volume, partition, partitions
+from harness.disk import ext4_volume, fat_volume, partition, partitions
 from harness.errors import DiskError
 
 from fleetcore.run import run
@@ -68,3 +68,23 @@ def test_fat_files_round_trip_in_their_own_partition(image, tmp_path):
     boot.copy_out("vmlinuz-test", tmp_path / "back")
     assert (tmp_path / "back").read_bytes() == binary
     assert boot.read("vmlinuz-test") == binary
+
+
+def test_ext4_files_are_read_at_their_offset(tmp_path):
+    path = tmp_path / "disk.img"
+    with path.open("wb") as handle:
+        handle.truncate(12 * MIB)
+    run(["sfdisk", "--quiet", path], input=b"label: gpt\nsize=2MiB, name=config\nname=data\n")
+    tree = tmp_path / "tree"
+    (tree / "fleet").mkdir(parents=True)
+    (tree / "fleet" / "state.json").write_bytes(b'{"slot": "b"}')
+    data = partition(path, label="data")
+    offset, size = f"offset={data.start}", f"{data.size // 1024}k"
+    run(["mke2fs", "-q", "-t", "ext4", "-d", tree, "-E", offset, path, size])
+
+    volume = ext4_volume(path, label="data")
+
+    assert volume.read("/fleet/state.json") == b'{"slot": "b"}'
+    assert volume.read("/fleet/missing.json") is None
+    with pytest.raises(DiskError):
+        ext4_volume(path, label="config").read("/anything")

@@ -9,9 +9,12 @@ cached one is never stale.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +144,14 @@ class DebianCache:
         self.root = root
         self.apt = Apt(root / "apt")
         self._prepared = False
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Serialise fetching and unpacking between test runs sharing the cache."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with (self.root / ".lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
 
     def _apt(self) -> Apt:
         if not self._prepared:

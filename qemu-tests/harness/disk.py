@@ -1,7 +1,9 @@
-"""The disk image seen from outside: GPT partitions (``sfdisk -J``) and FAT files (mtools).
+"""The disk image seen from outside: GPT partitions (``sfdisk -J``), FAT and ext4 files.
 
 Nothing is mounted: mtools reads and writes a FAT filesystem at a byte offset inside the image
-(``-i IMAGE@@OFFSET``), which is how a firmware that only knows FAT sees the card.
+(``-i IMAGE@@OFFSET``), which is how a firmware that only knows FAT sees the card; debugfs
+reads an ext4 filesystem at an offset (``IMAGE?offset=N``), so a test can inspect what the
+guest left on /data.
 """
 
 from __future__ import annotations
@@ -132,3 +134,32 @@ class FatVolume:
 
 def fat_volume(image: Path, *, number: int | None = None, label: str | None = None) -> FatVolume:
     return FatVolume(image, partition(image, number=number, label=label))
+
+
+class Ext4Volume:
+    """An ext4 filesystem inside a disk image, read with debugfs (read-only)."""
+
+    def __init__(self, image: Path, part: Partition) -> None:
+        self.image = image
+        self.part = part
+        self._device = f"{image}?offset={part.start}"
+
+    def _debugfs(self, request: str) -> tuple[bytes, str]:
+        try:
+            proc = run(["debugfs", "-R", request, self._device])
+        except CommandError as err:
+            raise DiskError(f"partition {self.part.number} ({self.part.label}): {err}") from err
+        return proc.stdout, proc.stderr.decode(errors="replace")
+
+    def read(self, path: str) -> bytes | None:
+        """The content of ``path`` (absolute in the filesystem), or None when it is missing."""
+        # debugfs exits 0 whatever the request did; a lookup failure shows only on stderr.
+        _, stat_err = self._debugfs(f"stat {path}")
+        if "not found" in stat_err or "File not found" in stat_err:
+            return None
+        data, _ = self._debugfs(f"cat {path}")
+        return data
+
+
+def ext4_volume(image: Path, *, label: str) -> Ext4Volume:
+    return Ext4Volume(image, partition(image, label=label))

@@ -27,8 +27,11 @@ GUEST_MODULES = (
     "nls_ascii",
     "nls_utf8",
     "virtio_net",
+    "crc32c_generic",
+    "ext4",
 )
-"""What the busybox guest needs from the Debian kernel's modules: the card and the network."""
+"""What the busybox guest needs from the Debian kernel's modules: the card (vfat, and ext4
+for /data, whose checksums need crc32c loaded first) and the network."""
 
 HEALTHY_MARKER = "guest: healthy on partition"
 CMDLINE = "console=ttyAMA0 rdinit=/init panic=0"
@@ -67,8 +70,9 @@ class GuestAssets:
 
 def guest_assets(cache: DebianCache) -> GuestAssets:
     """The real Debian arm64 kernel and busybox-static, fetched once and cached by content."""
-    kernel_root = cache.unpacked(cache.kernel_package(), kind="kernel")
-    busybox_root = cache.unpacked(cache.package("busybox-static"), kind="busybox")
+    with cache.lock():
+        kernel_root = cache.unpacked(cache.kernel_package(), kind="kernel")
+        busybox_root = cache.unpacked(cache.package("busybox-static"), kind="busybox")
     kernels = sorted((kernel_root / "boot").glob("vmlinuz-*"))
     versions = sorted((kernel_root / "lib" / "modules").iterdir())
     if len(kernels) != 1 or len(versions) != 1:
@@ -189,8 +193,8 @@ def build_disk(image: Path, assets: GuestAssets, initrd: bytes) -> None:
 def set_plan(image: Path, label: str, *, normal: str, tryboot: str) -> None:
     """What the guest on boot partition ``label`` does in a normal boot and in a trial boot.
 
-    Actions, in order: healthy, say WORD, sleep N, request-tryboot, commit, net-up,
-    fetch PATH, hang, panic, reboot, poweroff (see ``guest/init``).
+    Actions, in order: healthy, say WORD, sleep N, request-tryboot, commit, record WORD,
+    net-up, fetch PATH, hang, panic, reboot, poweroff (see ``guest/init``).
     """
     plan = f"normal: {normal}\ntryboot: {tryboot}\n"
     FatVolume(image, partition(image, label=label)).write(PLAN, plan.encode())
