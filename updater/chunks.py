@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import random
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import zstandard
 
 from fleetcore.release import chunk_path, max_compressed_size
 from updater.config import TransferConfig
 from updater.errors import ChunkError, TransferError
+from updater.pipeline import BodyTooLong, PipelinedConnection, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -38,23 +40,33 @@ def decode_chunk(compressed: bytes, *, sha256: str, size: int) -> bytes:
     return plain
 
 
+Request = tuple[str, int]  # (sha256, size of the uncompressed chunk)
+
+
 class ChunkSource(ABC):
-    """Fetch one compressed chunk; counts what it fetched so tests can prove no refetch."""
+    """Fetch compressed chunks and hand out verified bytes; counts what it fetched."""
 
     def __init__(self) -> None:
         self.fetched_chunks = 0
         self.fetched_bytes = 0
         self._lock = threading.Lock()
 
+    def get_many(self, requests: list[Request]) -> Iterator[bytes]:
+        """The verified bytes of each requested chunk, in order."""
+        wanted = [(sha256, max_compressed_size(size)) for sha256, size in requests]
+        for (sha256, size), compressed in zip(requests, self._fetch_many(wanted), strict=False):
+            with self._lock:
+                self.fetched_chunks += 1
+                self.fetched_bytes += len(compressed)
+            yield decode_chunk(compressed, sha256=sha256, size=size)
+
     def get(self, sha256: str, size: int) -> bytes:
-        compressed = self._fetch(sha256, max_compressed_size(size))
-        with self._lock:
-            self.fetched_chunks += 1
-            self.fetched_bytes += len(compressed)
-        return decode_chunk(compressed, sha256=sha256, size=size)
+        (data,) = self.get_many([(sha256, size)])
+        return data
 
     @abstractmethod
-    def _fetch(self, sha256: str, limit: int) -> bytes: ...
+    def _fetch_many(self, wanted: list[tuple[str, int]]) -> Iterator[bytes]:
+        """Compressed bytes of each (sha256, length cap), in order."""
 
     @abstractmethod
     def close(self) -> None:
@@ -68,71 +80,89 @@ class DirectoryChunkSource(ChunkSource):
         super().__init__()
         self.base = base
 
-    def _fetch(self, sha256: str, limit: int) -> bytes:
-        path = self.base / chunk_path(sha256)
-        try:
-            with path.open("rb") as handle:
-                data = handle.read(limit + 1)
-        except OSError as err:
-            raise ChunkError(f"chunk {sha256} missing from {self.base}: {err.strerror}") from err
-        if len(data) > limit:
-            raise ChunkError(f"chunk {sha256} in {self.base} is larger than possible")
-        return data
+    def _fetch_many(self, wanted: list[tuple[str, int]]) -> Iterator[bytes]:
+        for sha256, limit in wanted:
+            path = self.base / chunk_path(sha256)
+            try:
+                with path.open("rb") as handle:
+                    data = handle.read(limit + 1)
+            except OSError as err:
+                raise ChunkError(
+                    f"chunk {sha256} missing from {self.base}: {err.strerror}"
+                ) from err
+            if len(data) > limit:
+                raise ChunkError(f"chunk {sha256} in {self.base} is larger than possible")
+            yield data
 
     def close(self) -> None:
         """Nothing stays open between chunks."""
 
 
 class HttpChunkSource(ChunkSource):
-    """The chunk store below ``base_url``, over one keep-alive connection pool.
+    """The chunk store below ``base_url``: pipelined GETs on a few keep-alive connections.
 
-    Transport errors and 5xx answers are retried with jittered exponential backoff; after the
-    retries :class:`TransferError` says "try again later" and the install resumes then.
-    A 404 or wrong bytes are not transient and fail the install.
+    A broken connection, a timeout or a 5xx answer is retried (the unanswered requests are
+    resent on a new connection) with jittered exponential backoff; after ``retries`` failures
+    in a row :class:`TransferError` says "try again later" and the install resumes then. A
+    404 or wrong bytes are not transient and fail the install.
     """
 
     def __init__(self, base_url: str, config: TransferConfig) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/")
         self.config = config
-        limits = httpx.Limits(
-            max_connections=config.parallel_fetches,
-            max_keepalive_connections=config.parallel_fetches,
-        )
-        self.client = httpx.Client(timeout=config.timeout_s, limits=limits)
+        self._idle: queue.SimpleQueue[PipelinedConnection] = queue.SimpleQueue()
+        self._all: list[PipelinedConnection] = []
 
-    def _fetch(self, sha256: str, limit: int) -> bytes:
-        url = f"{self.base_url}/{chunk_path(sha256)}"
+    def _connection(self) -> PipelinedConnection:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            conn = PipelinedConnection(self.base_url, timeout=self.config.timeout_s)
+            with self._lock:
+                self._all.append(conn)
+            return conn
+
+    def _fetch_many(self, wanted: list[tuple[str, int]]) -> Iterator[bytes]:
+        remaining = list(wanted)
+        failures = 0
         delay = self.config.backoff_initial_s
-        for attempt in range(self.config.retries + 1):
+        while remaining:
+            conn = self._connection()
+            batch = list(remaining)
             try:
-                return self._get(url, limit)
-            except (httpx.TransportError, _ServerError) as err:
-                if attempt == self.config.retries:
+                answers = conn.get_many(
+                    [chunk_path(sha256) for sha256, _ in batch], [limit for _, limit in batch]
+                )
+                for (sha256, _), (status, body) in zip(batch, answers, strict=False):
+                    if status >= 500:
+                        raise ProtocolError(f"chunk store answered HTTP {status}")
+                    if status != 200:
+                        conn.close()
+                        raise ChunkError(f"chunk {sha256}: chunk store answered HTTP {status}")
+                    remaining.pop(0)
+                    failures, delay = 0, self.config.backoff_initial_s
+                    yield body
+            except BodyTooLong as err:
+                conn.close()
+                raise ChunkError(f"chunk {remaining[0][0]} is longer than possible: {err}") from err
+            except OSError as err:  # includes ProtocolError, timeouts, refused connections
+                conn.close()
+                failures += 1
+                if failures > self.config.retries:
                     raise TransferError(
-                        f"chunk store unreachable after {attempt + 1} attempts: {err}"
+                        f"chunk store unreachable after {failures} attempts: {err}"
                     ) from err
-                log.info("chunk fetch failed (%s); retrying in %.1f s", err, delay)
+                log.info("chunk fetch failed (%s); retrying in %.2f s", err, delay)
                 time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter only
                 delay = min(delay * 2, self.config.backoff_max_s)
-        raise AssertionError("unreachable")
-
-    def _get(self, url: str, limit: int) -> bytes:
-        with self.client.stream("GET", url) as response:
-            if response.status_code >= 500:
-                raise _ServerError(f"{url}: HTTP {response.status_code}")
-            if response.status_code != 200:
-                raise ChunkError(f"{url}: HTTP {response.status_code}")
-            data = bytearray()
-            for block in response.iter_bytes():
-                data += block
-                if len(data) > limit:
-                    raise ChunkError(f"{url} is longer than any chunk of its size can be")
-            return bytes(data)
+                continue
+            except BaseException:
+                conn.close()
+                raise
+            self._idle.put(conn)
 
     def close(self) -> None:
-        self.client.close()
-
-
-class _ServerError(Exception):
-    """A 5xx answer: the server is up but failing, worth a retry."""
+        with self._lock:
+            for conn in self._all:
+                conn.close()

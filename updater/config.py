@@ -54,12 +54,13 @@ class HealthConfig(_Strict):
 
 
 class TransferConfig(_Strict):
-    parallel_fetches: int = Field(default=4, ge=1, le=16)
+    parallel_fetches: int = Field(default=3, ge=1, le=16, description="connections")
+    pipeline_depth: int = Field(default=16, ge=1, le=128, description="GETs in flight each")
     retries: int = Field(default=6, ge=0)
     backoff_initial_s: float = Field(default=0.5, gt=0)
     backoff_max_s: float = Field(default=30.0, gt=0)
     timeout_s: float = Field(default=30.0, gt=0)
-    checkpoint_bytes: int = Field(default=16 << 20, gt=0)
+    checkpoint_bytes: int = Field(default=64 << 20, gt=0)
     max_image_bytes: int = Field(default=8 << 30, gt=0)
     min_free_data_bytes: int = Field(default=64 << 20, ge=0)
 

@@ -59,14 +59,15 @@ class ProgressFile:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def load(self, version: Version, slot: Slot) -> Progress:
+    def load(self, version: Version, slot: Slot) -> tuple[Progress, bool]:
+        """The saved progress of this install, and whether there was any."""
         try:
             progress = Progress.model_validate(json.loads(self.path.read_bytes()))
         except (OSError, ValueError, ValidationError):
-            return Progress(version=version, slot=slot)
+            return Progress(version=version, slot=slot), False
         if progress.version != version or progress.slot != slot:
-            return Progress(version=version, slot=slot)
-        return progress
+            return Progress(version=version, slot=slot), False
+        return progress, True
 
     def save(self, progress: Progress) -> None:
         atomic_write(self.path, progress.model_dump_json().encode())
@@ -167,26 +168,29 @@ class SlotWriter:
                 )
 
     def install(self, version: Version, indexes: dict[ImageName, CompactIndex]) -> None:
-        progress = self.progress_file.load(version, self.target)
+        progress, saved = self.progress_file.load(version, self.target)
         for image in IMAGE_ORDER:
             if image in progress.done:
                 continue
-            start = progress.next_chunk if progress.image == image else 0
-            progress.image, progress.next_chunk = image, start
-            self._write_image(indexes[image], progress)
+            resuming = saved and progress.image == image
+            if not resuming:  # durable before the first write, so a restart knows to probe
+                progress.image, progress.next_chunk = image, 0
+                self.progress_file.save(progress)
+            self._write_image(indexes[image], progress, probe=resuming)
             progress.done.append(image)
             progress.next_chunk = 0
             self.progress_file.save(progress)
 
-    def _write_image(self, index: CompactIndex, progress: Progress) -> None:
+    def _write_image(self, index: CompactIndex, progress: Progress, *, probe: bool) -> None:
         part = self.disk.slot_partition(index.image.value, self.target)
         first = progress.next_chunk
+        depth = self.config.pipeline_depth
+        window_limit = 2 * self.config.parallel_fetches * depth
         # After an interruption, chunks past the checkpoint may already be on disk: fetched
-        # chunks are written by the fetch threads as they arrive. Probe that stretch by hash
-        # (also at chunk 0: the process may have died before its first checkpoint).
+        # chunks are written by the fetch threads as they arrive. Probe that stretch by hash.
         probe_end = 0
-        if first < len(index):
-            window_bytes = 2 * self.config.parallel_fetches * max(index.sizes)
+        if probe and first < len(index):
+            window_bytes = window_limit * max(index.sizes)
             probe_end = index.offsets[first] + self.config.checkpoint_bytes + window_bytes
         with (
             self.disk.open_for_write(part, active=self.active, roots=self.roots) as out,
@@ -195,15 +199,35 @@ class SlotWriter:
             window: deque[_Pending] = deque()
             ahead = first
             since_checkpoint = 0
+
+            def refill() -> None:
+                """Top the window up in one go, so fetches leave in batches of ``depth``."""
+                nonlocal ahead
+                batch: list[_Pending] = []
+
+                def send() -> None:
+                    if batch:
+                        numbers = [p.number for p in batch]
+                        future = pool.submit(self._fetch_into, out, index, numbers)
+                        for pending in batch:
+                            pending.future = future
+                        batch.clear()
+
+                while ahead < len(index) and len(window) < window_limit:
+                    origin = self._origin(index, ahead, out, index.offsets[ahead] < probe_end)
+                    pending = _Pending(ahead, origin)
+                    window.append(pending)
+                    ahead += 1
+                    if origin is Origin.FETCH:
+                        batch.append(pending)
+                        if len(batch) >= depth:
+                            send()
+                send()
+
             try:
                 for number in range(first, len(index)):
-                    while ahead < len(index) and len(window) < 2 * self.config.parallel_fetches:
-                        origin = self._origin(index, ahead, out, index.offsets[ahead] < probe_end)
-                        pending = _Pending(ahead, origin)
-                        if origin is Origin.FETCH:
-                            pending.future = pool.submit(self._fetch_into, out, index, ahead)
-                        window.append(pending)
-                        ahead += 1
+                    if len(window) <= window_limit // 2:
+                        refill()
                     self.tick()
                     pending = window.popleft()
                     assert pending.number == number
@@ -219,10 +243,11 @@ class SlotWriter:
                         pending.future.cancel()
                 self._checkpoint(out, progress, index)
 
-    def _fetch_into(self, out: PartitionIO, index: CompactIndex, number: int) -> None:
-        """Fetch a chunk and write it at once, so a chunk that arrived is never fetched again."""
-        data = self.source.get(index.digest(number).hex(), index.sizes[number])
-        out.write(index.offsets[number], data)
+    def _fetch_into(self, out: PartitionIO, index: CompactIndex, numbers: list[int]) -> None:
+        """Fetch chunks and write each at once, so a chunk that arrived is never fetched again."""
+        requests = [(index.digest(n).hex(), index.sizes[n]) for n in numbers]
+        for number, data in zip(numbers, self.source.get_many(requests), strict=True):
+            out.write(index.offsets[number], data)
 
     def _origin(self, index: CompactIndex, number: int, out: PartitionIO, probe: bool) -> Origin:
         digest = index.digest(number)
@@ -247,7 +272,7 @@ class SlotWriter:
                 self.stats.seeded_chunks += 1
                 self.stats.written_bytes += size
                 return
-            self._fetch_into(out, index, number)
+            self._fetch_into(out, index, [number])
         else:
             assert pending.future is not None
             pending.future.result()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.updater.device import SimDevice
@@ -23,15 +24,11 @@ class KillingSource(ChunkSource):
         self.inner = inner
         self.kill_after = kill_after
 
-    def _fetch(self, sha256: str, limit: int) -> bytes:
-        if self.inner.fetched_bytes >= self.kill_after:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner._fetch(sha256, limit)
-
-    def get(self, sha256: str, size: int) -> bytes:
-        data = super().get(sha256, size)
-        self.inner.fetched_bytes = self.fetched_bytes
-        return data
+    def _fetch_many(self, wanted: list[tuple[str, int]]) -> Iterator[bytes]:
+        for one in wanted:
+            if self.fetched_bytes >= self.kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+            yield from self.inner._fetch_many([one])
 
     def close(self) -> None:
         self.inner.close()

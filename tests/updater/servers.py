@@ -67,6 +67,7 @@ class FleetServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out at once, as nginx does
 
             def log_message(self, *args: object) -> None:
                 return

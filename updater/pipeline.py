@@ -1,0 +1,159 @@
+"""A minimal HTTP/1.1 client that pipelines GETs on one keep-alive connection.
+
+Chunks are small (tens of KiB) and many; a full HTTP client spends more time per request
+than the bytes take to arrive (measured in docs/adr/0023-chunk-transfer.md). Sending a batch
+of GETs back to back and reading the responses in order (RFC 9112 section 9.3.2) removes the
+round trip and most of the per-request work. Only what a static file server or CDN answers
+to a plain GET is understood: status line, headers, and a body framed by Content-Length,
+chunked transfer coding or connection close.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import BinaryIO, cast
+from urllib.parse import urlsplit
+
+USER_AGENT = "metrica-fleet"
+_MAX_LINE = 8192
+_MAX_HEADERS = 100
+_ERROR_BODY_CAP = 1 << 20
+
+
+class ProtocolError(OSError):
+    """The connection broke or the server answered something that is not HTTP/1.1."""
+
+
+class BodyTooLong(Exception):
+    """A body longer than the caller allows; the connection is no longer usable."""
+
+
+class PipelinedConnection:
+    def __init__(self, base_url: str, *, timeout: float) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {base_url}")
+        self.tls = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.tls else 80)
+        self.host_header = parts.netloc.rpartition("@")[2]
+        self.prefix = parts.path.rstrip("/")
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self.reader: BinaryIO | None = None
+
+    def _connect(self) -> BinaryIO:
+        if self.reader is not None:
+            return self.reader
+        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.tls:
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
+        self.sock = sock
+        reader = cast(BinaryIO, sock.makefile("rb", buffering=1 << 18))
+        self.reader = reader
+        return reader
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = self.reader = None
+
+    def get_many(self, paths: list[str], limits: list[int]) -> Iterator[tuple[int, bytes]]:
+        """Send every GET, then yield (status, body) in order.
+
+        Raises :class:`ProtocolError` when the connection ends early; the caller resends
+        the requests not yet answered on a new connection.
+        """
+        reader = self._connect()
+        assert self.sock is not None
+        request = b"".join(
+            f"GET {self.prefix}/{path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+            f"User-Agent: {USER_AGENT}\r\nAccept-Encoding: identity\r\n\r\n".encode()
+            for path in paths
+        )
+        self.sock.sendall(request)
+        for limit in limits:
+            status, headers = self._head(reader)
+            cap = limit if status == 200 else _ERROR_BODY_CAP
+            body = self._body(reader, headers, cap)
+            if headers.get("connection", "").lower() == "close":
+                self.close()
+                yield status, body
+                raise ProtocolError("the server closed the connection")
+            yield status, body
+
+    @staticmethod
+    def _line(reader: BinaryIO) -> bytes:
+        line = reader.readline(_MAX_LINE + 1)
+        if not line:
+            raise ProtocolError("the server closed the connection")
+        if len(line) > _MAX_LINE:
+            raise ProtocolError("header line too long")
+        return line
+
+    def _head(self, reader: BinaryIO) -> tuple[int, dict[str, str]]:
+        status_line = self._line(reader).split(None, 2)
+        if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
+            raise ProtocolError(f"not an HTTP/1.x status line: {status_line!r}")
+        try:
+            status = int(status_line[1])
+        except ValueError as err:
+            raise ProtocolError(f"bad status code {status_line[1]!r}") from err
+        headers: dict[str, str] = {}
+        for _ in range(_MAX_HEADERS):
+            line = self._line(reader)
+            if line in (b"\r\n", b"\n"):
+                if status == 100:  # an interim answer: the real one follows
+                    return self._head(reader)
+                return status, headers
+            name, sep, value = line.decode("latin-1").partition(":")
+            if not sep:
+                raise ProtocolError(f"malformed header line {line!r}")
+            headers[name.strip().lower()] = value.strip()
+        raise ProtocolError("too many headers")
+
+    def _body(self, reader: BinaryIO, headers: dict[str, str], cap: int) -> bytes:
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            return self._chunked(reader, cap)
+        if "content-length" in headers:
+            try:
+                length = int(headers["content-length"])
+            except ValueError as err:
+                raise ProtocolError("bad Content-Length") from err
+            if length > cap:
+                self.close()
+                raise BodyTooLong(f"{length} bytes announced, at most {cap} expected")
+            body = reader.read(length)
+            if len(body) != length:
+                raise ProtocolError("the server closed the connection mid-body")
+            return body
+        body = reader.read(cap + 1)  # framed by connection close
+        self.close()
+        if len(body) > cap:
+            raise BodyTooLong(f"more than {cap} bytes")
+        return body
+
+    def _chunked(self, reader: BinaryIO, cap: int) -> bytes:
+        body = bytearray()
+        while True:
+            try:
+                size = int(self._line(reader).split(b";", 1)[0].strip(), 16)
+            except ValueError as err:
+                raise ProtocolError("bad chunk size line") from err
+            if size == 0:
+                while self._line(reader) not in (b"\r\n", b"\n"):
+                    continue
+                return bytes(body)
+            if len(body) + size > cap:
+                self.close()
+                raise BodyTooLong(f"more than {cap} bytes")
+            piece = reader.read(size)
+            if len(piece) != size:
+                raise ProtocolError("the server closed the connection mid-chunk")
+            body += piece
+            self._line(reader)
