@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetcore.wire import TUF_PREFIX
@@ -33,6 +32,7 @@ from overlord.releases.routes import router as releases_router
 from overlord.rollouts.routes import router as rollouts_router
 from overlord.scheduler import Scheduler
 from overlord.settings import Settings
+from overlord.tuf.routes import RepositoryFiles
 from overlord.tuf.routes import router as tuf_router
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     def metrics(ctx: Ctx) -> Response:
         return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.mount(TUF_PREFIX, StaticFiles(directory=settings.repo_dir, check_dir=False), name="tuf")
+    app.mount(TUF_PREFIX, RepositoryFiles(directory=settings.repo_dir, check_dir=False), name="tuf")
     app.mount("/static", dashboard_static, name="static")
     app.add_middleware(_LatencyMiddleware, ctx=ctx)
     return app

@@ -12,7 +12,7 @@ from overlord.context import AppContext
 from overlord.db import unit_of_work
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     ctx: AppContext = request.app.state.ctx
     return ctx
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from overlord.auth import service
 from overlord.auth.models import KeyRole
@@ -14,7 +15,7 @@ from overlord.auth.tokens import digest
 from overlord.context import AppContext
 from overlord.db import unit_of_work
 from overlord.deps import Ctx
-from overlord.errors import AuthError, Forbidden, RateLimited
+from overlord.errors import AuthError, DatabaseUnavailable, Forbidden, RateLimited
 
 SESSION_COOKIE = "overlord_session"
 _bearer = HTTPBearer(auto_error=False)
@@ -25,26 +26,40 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _principal_for_token(ctx: AppContext, token: str) -> Principal | None:
-    key = digest(token)
-    cached = ctx.principals.get(key, max_age_s=ctx.settings.auth_cache_ttl_s)
-    if cached is not None:
-        return cached
+def _load_principal(ctx: AppContext, key: str, token: str) -> Principal | None:
+    """Resolve a token in the database; while it is down, trust this replica's last answer."""
+    if not ctx.database_suspect():
+        try:
+            with unit_of_work(ctx.sessions) as session:
+                principal = service.resolve_token(session, token=token)
+        except DatabaseUnavailable:
+            ctx.mark_database_down()
+        else:
+            if principal is not None:
+                ctx.principals.put(key, principal)
+            return principal
+    return ctx.principals.get(key, max_age_s=None)
+
+
+def _session_principal(ctx: AppContext, cookie: str) -> Principal | None:
     with unit_of_work(ctx.sessions) as session:
-        principal = service.resolve_token(session, token=token)
-    if principal is not None:
-        ctx.principals.put(key, principal)
-    return principal
+        return service.resolve_session(session, cookie=cookie)
 
 
-def authenticate(request: Request, ctx: Ctx, credentials: BearerCredentials) -> Principal:
-    """The caller behind a bearer token or a dashboard session cookie."""
+async def authenticate(request: Request, ctx: Ctx, credentials: BearerCredentials) -> Principal:
+    """The caller behind a bearer token or a dashboard session cookie.
+
+    Async so that the hot path (a cached token) never leaves the event loop; database
+    look-ups run in the thread pool.
+    """
     principal = None
     if credentials is not None:
-        principal = _principal_for_token(ctx, credentials.credentials)
+        key = digest(credentials.credentials)
+        principal = ctx.principals.get(key, max_age_s=ctx.settings.auth_cache_ttl_s)
+        if principal is None:
+            principal = await run_in_threadpool(_load_principal, ctx, key, credentials.credentials)
     elif cookie := request.cookies.get(SESSION_COOKIE):
-        with unit_of_work(ctx.sessions) as session:
-            principal = service.resolve_session(session, cookie=cookie)
+        principal = await run_in_threadpool(_session_principal, ctx, cookie)
     if principal is None:
         if not ctx.anonymous_limiter.allow(client_address(request)):
             raise RateLimited("too many unauthenticated requests")
@@ -55,7 +70,7 @@ def authenticate(request: Request, ctx: Ctx, credentials: BearerCredentials) -> 
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
-def device_caller(device_id: str, caller: Caller, ctx: Ctx) -> Principal:
+async def device_caller(device_id: str, caller: Caller, ctx: Ctx) -> Principal:
     """A device credential, only for its own device."""
     if caller.role is not KeyRole.DEVICE or caller.device_id != device_id:
         raise Forbidden("this credential is not the device's own")
@@ -68,7 +83,7 @@ DeviceCaller = Annotated[Principal, Depends(device_caller)]
 
 
 def _require(role: KeyRole) -> object:
-    def check(caller: Caller) -> Principal:
+    async def check(caller: Caller) -> Principal:
         if not caller.at_least(role):
             raise Forbidden(f"this needs the {role.value} role or higher")
         return caller

@@ -7,7 +7,7 @@ import json
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, func, not_, select
+from sqlalchemy import ColumnElement, and_, delete, func, insert, not_, select, update
 from sqlalchemy.orm import Session
 
 from fleetcore.release import manifest_target, role_target
@@ -152,56 +152,72 @@ def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
     return RegisterResponse(device_id=device.id, device_token=token)
 
 
-def record_heartbeat(session: Session, *, device_id: str, heartbeat: Heartbeat) -> Device:
-    device = get_device(session, device_id=device_id)
+def record_heartbeat(session: Session, *, device_id: str, heartbeat: Heartbeat) -> bool:
+    """Store a heartbeat in two statements; returns whether the device has an open update."""
     now = utcnow()
-    roles = [r.model_dump(mode="json") for r in heartbeat.roles]
-    device.last_seen = now
-    device.image_version = str(heartbeat.image_version)
-    device.booted_slot = heartbeat.booted_slot
-    device.committed_slot = heartbeat.committed_slot
-    device.update_state = heartbeat.update_state
-    device.health = heartbeat.health
-    device.roles = roles
-    device.role_index = "," + "".join(f"{r.name}," for r in heartbeat.roles)
-    device.safe_mode = any(r.safe_mode for r in heartbeat.roles)
-    device.free_data_bytes = heartbeat.free_data_bytes
-    device.uptime_s = heartbeat.uptime_s
-    device.dropped_events = heartbeat.dropped_events
-    session.add(
-        DeviceHeartbeat(
+    open_update = session.execute(
+        update(Device)
+        .where(Device.id == device_id)
+        .values(
+            last_seen=now,
+            image_version=str(heartbeat.image_version),
+            booted_slot=heartbeat.booted_slot,
+            committed_slot=heartbeat.committed_slot,
+            update_state=heartbeat.update_state,
+            health=heartbeat.health,
+            roles=[r.model_dump(mode="json") for r in heartbeat.roles],
+            role_index="," + "".join(f"{r.name}," for r in heartbeat.roles),
+            safe_mode=any(r.safe_mode for r in heartbeat.roles),
+            free_data_bytes=heartbeat.free_data_bytes,
+            uptime_s=heartbeat.uptime_s,
+            dropped_events=heartbeat.dropped_events,
+        )
+        .returning(Device.open_update)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if open_update is None:
+        raise NotFound(f"no device {device_id}")
+    session.execute(
+        insert(DeviceHeartbeat).values(
             device_id=device_id,
             received_at=now,
-            image_version=device.image_version,
+            image_version=str(heartbeat.image_version),
             update_state=heartbeat.update_state,
             health=heartbeat.health,
             payload=heartbeat.model_dump(mode="json"),
         )
     )
-    return device
+    return bool(open_update)
 
 
 def desired_state(
     session: Session, *, device_id: str, default_poll_interval_s: int
 ) -> CachedDesiredState:
-    """What the device should run, serialised once with its ETag."""
-    device = get_device(session, device_id=device_id)
-    poll = default_poll_interval_s
-    if device.group_name is not None:
-        group = session.get(DeploymentConfig, device.group_name)
-        if group is not None and group.poll_interval_s is not None:
-            poll = group.poll_interval_s
-    if device.admin_status is not AdminStatus.ACTIVE:
+    """What the device should run, serialised once with its ETag (one indexed query)."""
+    row = session.execute(
+        select(
+            Device.admin_status,
+            Device.desired_os_version,
+            Device.desired_roles,
+            DeploymentConfig.poll_interval_s,
+        )
+        .outerjoin(DeploymentConfig, DeploymentConfig.name == Device.group_name)
+        .where(Device.id == device_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no device {device_id}")
+    admin_status, os_version, roles, group_poll = row
+    poll = group_poll if group_poll is not None else default_poll_interval_s
+    if admin_status is not AdminStatus.ACTIVE:
         state = DesiredState(poll_interval_s=poll)
     else:
-        os_version = device.desired_os_version
         state = DesiredState(
             os=DesiredOS(version=Version(os_version), manifest_target=manifest_target(os_version))
             if os_version
             else None,
             roles=[
                 DesiredRole(name=name, version=Version(version), target=role_target(name, version))
-                for name, version in sorted(device.desired_roles.items())
+                for name, version in sorted(roles.items())
             ],
             poll_interval_s=poll,
         )

@@ -333,7 +333,7 @@ def _undesire(device: Device, rollout: DeploymentRollout, previous: str | None) 
 
 
 def _withdraw_unstarted(session: Session, rollout: DeploymentRollout) -> None:
-    """Devices admitted but not yet started go back to what they wanted before.
+    """Devices admitted but not yet started, and failed ones, go back to what they wanted.
 
     Their rows are dropped, so they neither count as failures nor block re-admission when
     an operator resumes a halted rollout.
@@ -348,6 +348,15 @@ def _withdraw_unstarted(session: Session, rollout: DeploymentRollout) -> None:
             _undesire(device, rollout, row.previous_version)
             device.open_update = False
         session.delete(row)
+    # Devices that failed stop being pointed at the release, so they do not retry it.
+    for row in session.scalars(
+        select(DeviceUpdate).where(
+            DeviceUpdate.rollout_id == rollout.id, DeviceUpdate.outcome == Outcome.FAILED
+        )
+    ):
+        device = session.get(Device, row.device_id)
+        if device is not None:
+            _undesire(device, rollout, row.previous_version)
     session.flush()
 
 

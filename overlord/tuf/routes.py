@@ -7,9 +7,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
+from starlette.staticfiles import StaticFiles
 
 from fleetcore.wire import API_PREFIX
 from overlord import leases
@@ -92,3 +93,12 @@ def _publish_locked(
             uploads=uploads,
             chunks=chunks,
         )
+
+
+class RepositoryFiles(StaticFiles):
+    """The repository directory as static files; 404 until something is published there."""
+
+    async def check_config(self) -> None:
+        if self.directory is None or not Path(self.directory).is_dir():
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no release repository is published")
+        await super().check_config()

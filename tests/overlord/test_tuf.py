@@ -142,3 +142,15 @@ def test_the_write_lease_has_one_holder(overlord: Overlord):
     with unit_of_work(ctx.sessions) as session:
         # An expired lease is free for the taking.
         assert leases.try_acquire(session, name="tuf-write", holder="replica-3", ttl_s=60)
+
+
+def test_no_repository_yet_is_a_404(database_url, tmp_path):
+    from tests.overlord.conftest import make_overlord
+    from tests.overlord.tufrepo import Repo
+
+    missing = Repo(tmp_path / "nothing", tmp_path / "nokeys", None)  # type: ignore[arg-type]
+    overlord = make_overlord(database_url, missing)
+    with overlord.client:
+        assert overlord.client.get("/tuf/metadata/root.json").status_code == 404
+        resp = overlord.client.get("/api/v1/releases", headers=overlord.as_admin())
+        assert resp.status_code == 503 and "no TUF repository" in resp.json()["detail"]
