@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.tools import DEPLOY_DIR, find_tool, run_tool
+from tests.ops.tools import DEPLOY_DIR, find_tool, make_self_signed_cert, run_tool
 
 CONF = DEPLOY_DIR / "nginx" / "nginx.conf"
 
@@ -21,27 +21,7 @@ def prefix(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "htpasswd").mkdir()
     (root / "logs").mkdir()
     shutil.copy(CONF, root / "nginx.conf")
-    result = run_tool(
-        [
-            find_tool("openssl"),
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=overlord.test",
-            "-keyout",
-            root / "tls" / "privkey.pem",
-            "-out",
-            root / "tls" / "fullchain.pem",
-        ]
-    )
-    assert result.returncode == 0, result.stderr
+    make_self_signed_cert(root / "tls")
     return root
 
 

@@ -46,3 +46,15 @@ def load_yaml(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text())
     assert isinstance(data, dict), f"{path} is not a YAML mapping"
     return data
+
+
+def make_self_signed_cert(tls_dir: Path) -> Path:
+    """A throwaway EC certificate for 127.0.0.1 as tls_dir/fullchain.pem (+ privkey.pem)."""
+    cert = tls_dir / "fullchain.pem"
+    argv = [find_tool("openssl"), "req", "-x509", "-newkey", "ec"]
+    argv += ["-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
+    argv += ["-subj", "/CN=overlord.test", "-addext", "subjectAltName=IP:127.0.0.1"]
+    argv += ["-keyout", str(tls_dir / "privkey.pem"), "-out", str(cert)]
+    result = run_tool(argv)
+    assert result.returncode == 0, result.stderr
+    return cert

@@ -115,6 +115,17 @@ url_with_dbname() {
     printf '%s/%s%s' "${url%/*}" "$db" "$query"
 }
 
-# Services that run the Overlord's code (stopped during a restore).
+# Services that run the Overlord's code (stopped during a restore); what devices need; the
+# observability services, whose failure must not stop the rest.
 OVERLORD_SERVICES=(overlord scheduler)
-ALL_SERVICES=(postgres overlord scheduler prometheus alertmanager grafana loki node-exporter nginx)
+CORE_SERVICES=(postgres overlord scheduler nginx)
+OBSERVABILITY_SERVICES=(prometheus alertmanager grafana loki node-exporter)
+
+# Wait for the core services (fail if they do not come up), then for observability (warn only).
+wait_stack_healthy() {
+    local timeout=$1
+    wait_healthy "$timeout" "${CORE_SERVICES[@]}"
+    if ! (wait_healthy "$timeout" "${OBSERVABILITY_SERVICES[@]}"); then
+        say "warning: the Overlord is up, but monitoring is not healthy (see the error above)"
+    fi
+}

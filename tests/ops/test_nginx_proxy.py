@@ -1,0 +1,197 @@
+"""The nginx config serving real requests: TLS, routes to the right upstream, limits, auth.
+
+nginx runs from the real config with three edits for a test host: loopback ports instead of
+80/443/8081, and upstream addresses instead of the compose service names (those need Docker's
+DNS). The upstreams are small HTTP servers that echo what they received.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.ops.tools import DEPLOY_DIR, find_tool, make_self_signed_cert, run_tool
+
+pytestmark = pytest.mark.integration
+
+CONF = DEPLOY_DIR / "nginx" / "nginx.conf"
+
+
+class Echo(BaseHTTPRequestHandler):
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        body = json.dumps(
+            {
+                "upstream": self.server.name,  # type: ignore[attr-defined]
+                "path": self.path,
+                "forwarded_for": self.headers.get("X-Forwarded-For"),
+                "forwarded_proto": self.headers.get("X-Forwarded-Proto"),
+                "authorization": self.headers.get("Authorization"),
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def edit(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[dict[str, int]]:
+    servers = {}
+    for name in ("overlord", "grafana", "loki"):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+        server.name = name  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers[name] = server
+    yield {name: server.server_address[1] for name, server in servers.items()}
+    for server in servers.values():
+        server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def nginx(
+    tmp_path_factory: pytest.TempPathFactory, upstreams: dict[str, int]
+) -> Iterator[tuple[str, str, Path]]:
+    """nginx serving the stack's config; yields the HTTPS and HTTP base URLs and the CA file."""
+    root = tmp_path_factory.mktemp("nginx-live")
+    for folder in ("tls", "htpasswd", "logs"):
+        (root / folder).mkdir()
+    https, http = free_port(), free_port()
+    text = CONF.read_text()
+    text = edit(text, "listen 443 ssl http2", f"listen 127.0.0.1:{https} ssl http2")
+    text = edit(text, "listen 80 default_server", f"listen 127.0.0.1:{http} default_server")
+    text = edit(text, "listen 127.0.0.1:8081", f"listen 127.0.0.1:{free_port()}")
+    for name, conf_port in (("overlord", 8000), ("grafana", 3000), ("loki", 3100)):
+        text = edit(text, f"http://{name}:{conf_port};", f"http://127.0.0.1:{upstreams[name]};")
+    (root / "nginx.conf").write_text(text)
+    cert = make_self_signed_cert(root / "tls")
+    hashed = run_tool(
+        [find_tool("openssl"), "passwd", "-apr1", "-stdin"], input="s3cret"
+    ).stdout.strip()
+    (root / "htpasswd" / "loki-push.htpasswd").write_text(f"fleet-device:{hashed}\n")
+    # Workers run as nobody by default and could not read the htpasswd file in pytest's
+    # root-only temporary folder; in the container the file is mounted world-readable.
+    settings = f"daemon off; pid {root}/nginx.pid; user root;"
+    proc = subprocess.Popen(
+        [find_tool("nginx"), "-p", root, "-c", root / "nginx.conf", "-g", settings],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", https), timeout=0.1).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                threading.Event().wait(0.05)
+        yield f"https://127.0.0.1:{https}", f"http://127.0.0.1:{http}", cert
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def client(nginx: tuple[str, str, Path]) -> Iterator[httpx.Client]:
+    base, _, cert = nginx
+    trust = ssl.create_default_context(cafile=str(cert))
+    with httpx.Client(base_url=base, verify=trust, timeout=10) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    ("path", "upstream"),
+    [
+        ("/api/v1/devices/d1/desired-state", "overlord"),
+        ("/health", "overlord"),
+        ("/tuf/metadata/timestamp.json", "overlord"),
+        ("/dashboard", "overlord"),
+        ("/dashboard/devices/d1", "overlord"),
+        ("/static/dashboard.css", "overlord"),
+        ("/openapi.json", "overlord"),
+        ("/grafana/api/health", "grafana"),
+    ],
+)
+def test_routes_reach_their_upstream_with_the_path_intact(
+    client: httpx.Client, path: str, upstream: str
+):
+    answer = client.get(path)
+    assert answer.status_code == 200
+    echoed = answer.json()
+    assert (echoed["upstream"], echoed["path"]) == (upstream, path)
+    assert echoed["forwarded_for"] == "127.0.0.1"
+    assert echoed["forwarded_proto"] == "https"
+
+
+@pytest.mark.parametrize(
+    "path", ["/metrics", "/prometheus/", "/alertmanager/", "/loki/api/v1/query"]
+)
+def test_internal_paths_are_not_served(client: httpx.Client, path: str):
+    assert client.get(path).status_code == 404
+
+
+def test_root_goes_to_the_dashboard(client: httpx.Client):
+    answer = client.get("/")
+    assert answer.status_code == 302
+    assert answer.headers["location"].endswith("/dashboard")
+
+
+def test_plain_http_redirects_to_https(nginx: tuple[str, str, Path]):
+    _, http, _ = nginx
+    answer = httpx.get(f"{http}/api/v1/devices", headers={"Host": "overlord.test"})
+    assert answer.status_code == 308
+    assert answer.headers["location"] == "https://overlord.test/api/v1/devices"
+
+
+def test_log_push_needs_the_device_credential(client: httpx.Client):
+    assert client.post("/loki/api/v1/push", content=b"{}").status_code == 401
+    assert client.post("/loki/api/v1/push", auth=("fleet-device", "wrong")).status_code == 401
+    answer = client.post("/loki/api/v1/push", content=b"{}", auth=("fleet-device", "s3cret"))
+    assert answer.status_code == 200
+    assert answer.json()["upstream"] == "loki"
+
+
+def test_enrollment_is_rate_limited(client: httpx.Client):
+    # 1 request/s with a burst of 20: a quick series of 60 must run into 429s.
+    codes = [client.post("/api/v1/devices/register", content=b"{}").status_code for _ in range(60)]
+    assert codes[0] == 200
+    assert 429 in codes
+
+
+def test_tls_versions_below_1_2_are_refused(nginx: tuple[str, str, Path]):
+    base, _, _ = nginx
+    port = base.rsplit(":", 1)[1]
+    result = run_tool(
+        [find_tool("openssl"), "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_1"],
+        input="",
+    )
+    assert result.returncode != 0
