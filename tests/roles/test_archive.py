@@ -111,3 +111,16 @@ def test_not_an_archive(tmp_path):
     (tmp_path / "junk.tar.zst").write_bytes(b"not zstd at all")
     with pytest.raises(ArchiveError, match=r"not a valid tar\.zst"):
         extract(tmp_path / "junk.tar.zst", tmp_path / "out")
+
+
+def test_extract_without_the_stdlib_data_filter(tmp_path, monkeypatch):
+    """Pi OS's Python 3.11 may predate PEP 706: the own checks and mode clamp still apply."""
+    monkeypatch.delattr(tarfile, "data_filter")
+    info, data = member("config/tool", data=b"#!/bin/sh\n")
+    info.mode = 0o4777
+    archive = zst_tar(tmp_path / "a.tar.zst", [(info, data)])
+    extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "config" / "tool").stat().st_mode & 0o7777 == 0o755
+    bad = zst_tar(tmp_path / "b.tar.zst", [member("../evil")])
+    with pytest.raises(ArchiveError, match="escapes"):
+        extract(bad, tmp_path / "out2")

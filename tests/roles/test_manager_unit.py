@@ -2,21 +2,51 @@
 
 from __future__ import annotations
 
+import pytest
+import yaml
+
 from fleetcore.errors import FleetError
 from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, EventKind
 from updater.roles.archive import pack
+from updater.roles.bundle import load_bundle
+from updater.roles.errors import BundleError, TemplateError
 from updater.roles.manager import ManagerConfig, Outcome, RoleManager
 from updater.roles.state import load_state
 
 from .helpers import REPO, make_bundle
 
+SHIPPED = sorted(p.parent for p in (REPO / "roles").glob("*/role.yaml"))
 
-def manager(tmp_path, events):
+
+class Engine:
+    """Stands in for the engine's availability probe only: these decisions end before Docker."""
+
+    def __init__(self, up=True):
+        self.up = up
+
+    def available(self):
+        return self.up
+
+
+def manager(tmp_path, events, *, engine_up=True):
     config = ManagerConfig(
         device_id="d", root=tmp_path / "roles", safe_mode_bundle=REPO / "safe-mode"
     )
-    return RoleManager(config, on_event=events.append)
+    return RoleManager(config, on_event=events.append, inspector=Engine(engine_up))
+
+
+def test_nothing_is_attempted_while_the_engine_is_down(tmp_path):
+    events = []
+
+    def fetch(role):
+        raise AssertionError("must not fetch")
+
+    assert manager(tmp_path, events, engine_up=False).apply([desired()], fetch) == {
+        "webapp": Outcome.SKIPPED
+    }
+    assert events == []
+    assert not (tmp_path / "roles" / ".roles-state.json").exists()
 
 
 def desired(version="1.0.0", name="webapp"):
@@ -84,3 +114,43 @@ def test_the_safe_mode_name_cannot_be_assigned(tmp_path):
     outcome = manager(tmp_path, events).apply([desired(name="safe-mode")], lambda role: tmp_path)
     assert outcome == {"safe-mode": Outcome.FAILED}
     assert events[0].message == "invalid role name"
+
+
+@pytest.mark.parametrize("role", SHIPPED, ids=lambda p: p.name)
+def test_shipped_roles_stage_and_compose_accepts_them(tmp_path, role):
+    """Staging renders .env and the limits override and asks compose to parse the result."""
+    config_dir = tmp_path / "role-config"
+    config_dir.mkdir()
+    (config_dir / "system.yaml").write_text("loki_url: http://loki.example:3100/loki/api/v1/push\n")
+    mgr = RoleManager(
+        ManagerConfig(
+            device_id="d",
+            root=tmp_path / "roles",
+            safe_mode_bundle=REPO / "safe-mode",
+            role_config_dir=config_dir,
+        )
+    )
+    spec = load_bundle(role).spec
+    bundle = mgr.stage(spec.name, role, spec.version)
+    staged = tmp_path / "roles" / spec.name / str(spec.version)
+    assert bundle.path == staged
+    assert f"ROLE_STATE={tmp_path / 'roles' / spec.name / 'state'}" in (staged / ".env").read_text()
+    override = yaml.safe_load((staged / "fleet.override.yaml").read_text())
+    assert set(override["services"]) == set(spec.limits)
+
+
+def test_staging_rejects_a_bundle_compose_cannot_parse(tmp_path):
+    bundle = make_bundle(tmp_path / "b")
+    compose = (bundle / "compose.yaml").read_text()
+    broken = compose.replace("      retries: 2\n", "      retries: two\n")
+    (bundle / "compose.yaml").write_text(broken)
+    mgr = manager(tmp_path, [])
+    with pytest.raises(BundleError, match="docker compose rejects the bundle"):
+        mgr.stage("webapp", bundle, Version("1.0.0"))
+    assert not (tmp_path / "roles" / "webapp" / "1.0.0").exists()
+
+
+def test_missing_required_config_names_the_value(tmp_path):
+    mgr = manager(tmp_path, [])
+    with pytest.raises(TemplateError, match="loki_url"):
+        mgr.stage("system", REPO / "roles" / "system", Version("1.0.0"))

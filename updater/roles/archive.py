@@ -96,6 +96,17 @@ def _check_member(member: tarfile.TarInfo) -> str:
     return normal
 
 
+def _extract(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    """Extract one checked member; Python's "data" filter too where it exists (3.11.4+)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extract(member, dest, filter="data")
+        return
+    # Older 3.11 (the Pi OS bookworm interpreter may lack PEP 706): _check_member already
+    # refused everything the filter would, so only drop set-id bits and group/other write.
+    member.mode &= 0o755
+    tar.extract(member, dest, set_attrs=not member.issym())
+
+
 def extract(
     archive: Path,
     dest: Path,
@@ -119,7 +130,7 @@ def extract(
                     total += member.size
                     if total > max_bytes:
                         raise ArchiveError(f"bundle archive is larger than {max_bytes} bytes")
-                    tar.extract(member, dest, filter="data")
+                    _extract(tar, member, dest)
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as err:
         raise ArchiveError(f"{archive.name} is not a valid tar.zst bundle: {err}") from err
     except OSError as err:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from fleetcore.errors import CommandError
 from fleetcore.run import run
-from updater.roles.errors import EngineError
+from updater.roles.errors import BundleError, EngineError
 from updater.roles.spec import ENV_FILE, OVERRIDE_FILE
 
 
@@ -55,6 +55,16 @@ class Compose(ABC):
             run(argv, timeout=timeout)
         except CommandError as err:
             raise EngineError(f"{' '.join(argv[:2])} failed: {err}") from err
+
+    def check(self, project: Project, *, timeout_s: float = 60) -> None:
+        """Let compose parse the project (schema, interpolation) without touching containers."""
+        argv = [*self._base(project), "config", "--quiet"]
+        try:
+            run(argv, timeout=timeout_s)
+        except CommandError as err:
+            if err.returncode is None:
+                raise EngineError(f"{argv[0]} failed: {err}") from err
+            raise BundleError(f"docker compose rejects the bundle: {err}") from err
 
     @abstractmethod
     def up_argv(self, project: Project, *, recreate: bool) -> list[str]: ...

@@ -35,3 +35,8 @@ class DeviceMissing(RoleError):
 
 class StateError(RoleError):
     """The role manager's persisted state cannot be read."""
+
+
+class TargetRefused(BundleError):
+    """Verified metadata says this target must not be installed here (kind, version, hardware,
+    or a downgrade); permanent for that version, so the manager marks it bad."""

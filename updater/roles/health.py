@@ -111,6 +111,13 @@ class Inspector:
     def __init__(self, docker: str = "docker") -> None:
         self.docker = docker
 
+    def available(self) -> bool:
+        """Whether the engine answers; while it does not, nothing can be judged."""
+        return (
+            run([self.docker, "info", "--format", "{{.ServerVersion}}"], check=False).returncode
+            == 0
+        )
+
     def containers(self, project: str) -> list[Container]:
         try:
             ids = run(

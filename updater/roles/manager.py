@@ -26,25 +26,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from fleetcore.atomic import atomic_write
 from fleetcore.errors import FleetError
 from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, EventKind, Health, RoleStatus
-from updater.roles import envfile, health
+from updater.roles import health, runtime
 from updater.roles.archive import MAX_BUNDLE_BYTES, extract
 from updater.roles.bundle import Bundle, load_bundle
 from updater.roles.compose import Compose, ComposeFlavor, Project, detect
 from updater.roles.errors import (
     BundleError,
-    DeviceMissing,
     EngineError,
     HealthGateFailed,
     RoleError,
+    StateError,
 )
 from updater.roles.layout import (
     Checkpoint,
@@ -57,21 +54,23 @@ from updater.roles.layout import (
     swap,
 )
 from updater.roles.spec import (
-    ENV_FILE,
-    ENV_TEMPLATE,
-    OVERRIDE_FILE,
     ROLE_NAME_RE,
     SAFE_MODE_ROLE,
 )
-from updater.roles.state import STATE_FILE, ManagerState, SafeModeRecord, load_state, save_state
+from updater.roles.state import (
+    STATE_FILE,
+    ManagerState,
+    SafeModeRecord,
+    load_or_reset,
+    load_state,
+    save_state,
+)
 from updater.roles.statuspage import PageData, write_page
 
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
 STATUS_PAGE_STATE = "www"
-ROLE_LABEL = "org.metrica.role"
-VERSION_LABEL = "org.metrica.role.version"
 # compose may have to pull images before it can start anything; the gate deadline runs after.
 _UP_SLACK_S = 600
 
@@ -143,8 +142,15 @@ class RoleManager:
     # ----------------------------------------------------------------- public API
 
     def apply(self, desired: Sequence[DesiredRole], fetch: Fetch) -> dict[str, Outcome]:
-        """Converge the device's roles on ``desired``; roles not listed are stopped."""
+        """Converge the device's roles on ``desired``; roles not listed are stopped.
+
+        While the Docker engine does not answer, nothing is attempted or counted: an engine
+        outage is not a role failure and must not lead to safe mode.
+        """
         outcomes: dict[str, Outcome] = {}
+        if not self.inspector.available():
+            log.error("docker engine is not answering; roles left as they are")
+            return {role.name: Outcome.SKIPPED for role in desired}
         with self._locked() as state:
             for role in desired:
                 if role.name == SAFE_MODE_ROLE or not _valid_name(role.name):
@@ -178,6 +184,8 @@ class RoleManager:
 
     def resume(self) -> None:
         """At agent start: finish or undo an interrupted swap, and start every role."""
+        if not self.inspector.available():
+            raise EngineError("docker engine is not answering", hint="systemctl status docker")
         with self._locked() as state:
             for name in self._installed():
                 layout = self._layout(name)
@@ -197,7 +205,10 @@ class RoleManager:
 
     def status(self) -> list[RoleStatus]:
         """Role versions and health for the heartbeat (and the safe-mode status page)."""
-        state = load_state(self._state_path)
+        try:
+            state = load_state(self._state_path)
+        except StateError:
+            state = ManagerState()  # the next apply() sets the corrupt file aside
         statuses = []
         for name in self._installed():
             layout = self._layout(name)
@@ -221,6 +232,10 @@ class RoleManager:
             )
             self._write_page(state, statuses)
         return statuses
+
+    def installed_version(self, name: str) -> Version | None:
+        """The version ``current`` names for role ``name``, if any."""
+        return self._layout(name).current_version()
 
     def enter_safe_mode(self, reason: str) -> None:
         """On demand (operator or Overlord): stop every role and start the safe-mode stack."""
@@ -265,11 +280,12 @@ class RoleManager:
                 bundle = load_bundle(layout.version_dir(version), staged=True)
                 self._write_runtime_files(layout, layout.version_dir(version), bundle)
             else:
-                bundle = self._stage(layout, fetch(desired), version)
+                bundle = self.stage(name, fetch(desired), version)
             self.checkpoint("staged")
-            self._preflight(bundle)
+            runtime.check_devices(bundle)
+            runtime.ensure_images(bundle)
         except BundleError as err:
-            record.bad_versions.append(version)
+            record.mark_bad(version)
             self._record_error(state, name, f"{version}: {err}")
             self._emit(EventKind.ROLE_FAILED, name, version, "bundle rejected", str(err))
             return Outcome.FAILED
@@ -298,7 +314,7 @@ class RoleManager:
                 self._stop(layout, version)
                 self._count_failure(state, name, version, err)
                 return Outcome.FAILED
-            record.bad_versions.append(version)
+            record.mark_bad(version)
             self._stop(layout, version)
             point(layout.current, str(previous))
             self._save(state)
@@ -454,7 +470,7 @@ class RoleManager:
         try:
             spec = load_bundle(self.config.safe_mode_bundle).spec
             if not layout.has_version(spec.version):
-                self._stage(layout, self.config.safe_mode_bundle, spec.version)
+                self.stage(SAFE_MODE_ROLE, self.config.safe_mode_bundle, spec.version)
             swap(layout, spec.version)
             self._refresh_page(state)
             self._start(layout, spec.version)
@@ -524,7 +540,7 @@ class RoleManager:
         self.config.root.mkdir(parents=True, exist_ok=True)
         with (self.config.root / LOCK_FILE).open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            state = load_state(self._state_path)
+            state = load_or_reset(self._state_path)
             yield state
             self._save(state)
 
@@ -548,7 +564,13 @@ class RoleManager:
         record.last_error = error[:500]
         record.last_error_at = _now()
 
-    def _stage(self, layout: RoleLayout, source: Path, version: Version) -> Bundle:
+    def stage(self, name: str, source: Path, version: Version) -> Bundle:
+        """Unpack (archive) or copy (folder) ``source`` into ``<root>/<name>/<version>/``.
+
+        The bundle is validated, its ``.env`` and limits override written, and compose asked to
+        parse it, all before the version directory appears; nothing runs and no link changes.
+        """
+        layout = self._layout(name)
         staging = begin_staging(layout, version)
         if source.is_dir():
             shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
@@ -561,65 +583,30 @@ class RoleManager:
                 f"expected {layout.name} {version}"
             )
         self._write_runtime_files(layout, staging, bundle)
+        self.compose.check(self._project(layout, version, bundle, directory=staging))
         final = publish_staging(layout, staging, version)
         return Bundle(path=final, spec=bundle.spec, compose=bundle.compose)
 
-    def _role_config(self, name: str) -> dict[str, Any]:
-        path = self.config.role_config_dir / f"{name}.yaml"
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except yaml.YAMLError as err:
-            raise RoleError(f"{path} is not valid YAML") from err
-        if data is None:
-            return {}
-        if not isinstance(data, dict):
-            raise RoleError(f"{path} must hold a mapping")
-        return data
-
     def _write_runtime_files(self, layout: RoleLayout, directory: Path, bundle: Bundle) -> None:
-        spec = bundle.spec
-        owned = {
-            "ROLE_NAME": spec.name,
-            "ROLE_VERSION": str(spec.version),
-            "ROLE_STATE": str(layout.state_dir.absolute()),
-            "DEVICE_ID": self.config.device_id,
-        }
-        context = {
-            "device": {"id": self.config.device_id},
-            "role": {"name": spec.name, "version": str(spec.version), "state": owned["ROLE_STATE"]},
-            "config": self._role_config(spec.name),
-        }
-        template = (directory / ENV_TEMPLATE).read_text(encoding="utf-8")
-        text = envfile.render(template, context=context, owned=owned)
-        atomic_write(directory / ENV_FILE, text.encode(), mode=0o600)
-        labels = {ROLE_LABEL: spec.name, VERSION_LABEL: str(spec.version)}
-        override = {
-            "services": {
-                service: {
-                    "mem_limit": limits.memory,
-                    "cpus": limits.cpus,
-                    "pids_limit": limits.pids,
-                    "labels": labels,
-                }
-                for service, limits in sorted(spec.limits.items())
-            }
-        }
-        atomic_write(directory / OVERRIDE_FILE, yaml.safe_dump(override, sort_keys=True).encode())
+        runtime.write_runtime_files(
+            directory,
+            bundle,
+            state_dir=layout.state_dir,
+            device_id=self.config.device_id,
+            config=runtime.load_role_config(self.config.role_config_dir, layout.name),
+        )
 
-    def _preflight(self, bundle: Bundle) -> None:
-        for device in bundle.spec.devices:
-            if not Path(device.path).exists():
-                raise DeviceMissing(
-                    f"{bundle.spec.name} needs {device.path}, which this device lacks",
-                    hint=device.description or None,
-                )
-
-    def _project(self, layout: RoleLayout, version: Version, bundle: Bundle) -> Project:
+    def _project(
+        self,
+        layout: RoleLayout,
+        version: Version,
+        bundle: Bundle,
+        *,
+        directory: Path | None = None,
+    ) -> Project:
         return Project(
             name=f"{self.config.project_prefix}{layout.name}",
-            directory=layout.version_dir(version),
+            directory=directory or layout.version_dir(version),
             compose_file=bundle.spec.compose,
         )
 

@@ -25,6 +25,8 @@ CONFIG_DIR = "config"
 ENV_FILE = ".env"
 OVERRIDE_FILE = "fleet.override.yaml"
 SAFE_MODE_ROLE = "safe-mode"
+# The safe-mode status page's port: it must stay free while other roles run beside safe mode.
+SAFE_MODE_PORT = 8088
 
 ROLE_NAME_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 SERVICE_NAME_RE = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -114,6 +116,12 @@ class RoleSpec(_Strict):
     health: HealthSpec = HealthSpec()
     limits: dict[ServiceName, Limits] = Field(min_length=1)
     privileges: tuple[Privilege, ...] = ()
+
+    @model_validator(mode="after")
+    def _safe_mode_port_free(self) -> RoleSpec:
+        if self.name != SAFE_MODE_ROLE and any(p.port == SAFE_MODE_PORT for p in self.ports):
+            raise ValueError(f"port {SAFE_MODE_PORT} is reserved for the safe-mode status page")
+        return self
 
     @model_validator(mode="after")
     def _images_pinned(self) -> RoleSpec:

@@ -7,6 +7,7 @@ power cut knows an apply was under way and re-checks the role instead of trustin
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -19,9 +20,14 @@ from updater.roles.errors import StateError
 
 STATE_FILE = ".roles-state.json"
 
+log = logging.getLogger(__name__)
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+MAX_BAD_VERSIONS = 20
 
 
 class RoleRecord(_Model):
@@ -30,6 +36,11 @@ class RoleRecord(_Model):
     pending: Version | None = Field(default=None, description="version being switched to")
     last_error: str | None = None
     last_error_at: datetime | None = None
+
+    def mark_bad(self, version: Version) -> None:
+        """Never retry ``version``; only the most recent bad versions are remembered."""
+        if version not in self.bad_versions:
+            self.bad_versions = [*self.bad_versions, version][-MAX_BAD_VERSIONS:]
 
 
 class SafeModeRecord(_Model):
@@ -48,6 +59,20 @@ class ManagerState(_Model):
 
     def role(self, name: str) -> RoleRecord:
         return self.roles.setdefault(name, RoleRecord())
+
+
+def load_or_reset(path: Path) -> ManagerState:
+    """The state, or a fresh one when the file is corrupt (kept aside for a post-mortem).
+
+    An unattended device must not stop managing roles over an unreadable file: with a fresh
+    state every role is re-checked on its health, which is safe, only less informed.
+    """
+    try:
+        return load_state(path)
+    except StateError as err:
+        log.error("%s; starting from a fresh state", err)
+        path.replace(path.with_name(path.name + ".corrupt"))
+        return ManagerState()
 
 
 def load_state(path: Path) -> ManagerState:

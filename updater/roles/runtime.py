@@ -1,0 +1,102 @@
+"""What a staged role needs on this device: its rendered files, its devices and its images.
+
+- ``.env`` from the template and ``/data/fleet/roles/<role>.yaml``, plus the manager-owned
+  variables, and ``fleet.override.yaml`` carrying ``role.yaml``'s limits and labels;
+- the host devices ``role.yaml`` declares;
+- every image present in the engine before the swap, pulled if it is a registry reference, so
+  a network failure delays an update instead of failing (and condemning) the new version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleetcore.atomic import atomic_write
+from fleetcore.errors import CommandError
+from fleetcore.run import run
+from updater.roles import envfile
+from updater.roles.bundle import Bundle
+from updater.roles.errors import DeviceMissing, EngineError, RoleError
+from updater.roles.spec import ENV_FILE, ENV_TEMPLATE, OVERRIDE_FILE
+
+ROLE_LABEL = "org.metrica.role"
+VERSION_LABEL = "org.metrica.role.version"
+PULL_TIMEOUT_S = 1800
+
+
+def load_role_config(config_dir: Path, name: str) -> dict[str, Any]:
+    """The device's values for role ``name`` (template context ``config``); empty if none."""
+    path = config_dir / f"{name}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except yaml.YAMLError as err:
+        raise RoleError(f"{path} is not valid YAML") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RoleError(f"{path} must hold a mapping")
+    return data
+
+
+def write_runtime_files(
+    directory: Path, bundle: Bundle, *, state_dir: Path, device_id: str, config: dict[str, Any]
+) -> None:
+    """Write ``.env`` and ``fleet.override.yaml`` into the bundle copy at ``directory``."""
+    spec = bundle.spec
+    owned = {
+        "ROLE_NAME": spec.name,
+        "ROLE_VERSION": str(spec.version),
+        "ROLE_STATE": str(state_dir.absolute()),
+        "DEVICE_ID": device_id,
+    }
+    context = {
+        "device": {"id": device_id},
+        "role": {"name": spec.name, "version": str(spec.version), "state": owned["ROLE_STATE"]},
+        "config": config,
+    }
+    template = (directory / ENV_TEMPLATE).read_text(encoding="utf-8")
+    text = envfile.render(template, context=context, owned=owned)
+    atomic_write(directory / ENV_FILE, text.encode(), mode=0o600)
+    labels = {ROLE_LABEL: spec.name, VERSION_LABEL: str(spec.version)}
+    override = {
+        "services": {
+            service: {
+                "mem_limit": limits.memory,
+                "cpus": limits.cpus,
+                "pids_limit": limits.pids,
+                "labels": labels,
+            }
+            for service, limits in sorted(spec.limits.items())
+        }
+    }
+    atomic_write(directory / OVERRIDE_FILE, yaml.safe_dump(override, sort_keys=True).encode())
+
+
+def check_devices(bundle: Bundle) -> None:
+    for device in bundle.spec.devices:
+        if not Path(device.path).exists():
+            raise DeviceMissing(
+                f"{bundle.spec.name} needs {device.path}, which this device lacks",
+                hint=device.description or None,
+            )
+
+
+def ensure_images(bundle: Bundle, *, docker: str = "docker") -> None:
+    """Make every image of the bundle present locally; pull registry references if missing."""
+    for image in bundle.spec.images:
+        if run([docker, "image", "inspect", image], check=False).returncode == 0:
+            continue
+        if image.startswith("sha256:"):
+            raise RoleError(
+                f"image {image} is not loaded on this device",
+                hint="images pinned by ID must be preloaded (docker load) into the OS image",
+            )
+        try:
+            run([docker, "pull", image], timeout=PULL_TIMEOUT_S)
+        except CommandError as err:
+            raise EngineError(f"cannot pull {image}: {err}") from err
