@@ -26,10 +26,16 @@ from updater.pipeline import BodyTooLong, PipelinedConnection, ProtocolError
 log = logging.getLogger(__name__)
 
 
+_local = threading.local()
+
+
 def decode_chunk(compressed: bytes, *, sha256: str, size: int) -> bytes:
     """Decompress one chunk and check it is exactly the signed bytes."""
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:  # one decompression context per thread, reused for every chunk
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
     try:
-        plain = zstandard.ZstdDecompressor().decompress(compressed, max_output_size=size)
+        plain = dctx.decompress(compressed, max_output_size=size)
     except zstandard.ZstdError as err:
         raise ChunkError(f"chunk {sha256} is not a valid zstd frame of {size} bytes") from err
     if len(plain) != size or hashlib.sha256(plain).hexdigest() != sha256:

@@ -11,8 +11,7 @@ from fleetcore.release import ImageName, load_index
 from fleetcore.version import Version
 from fleetcore.wire import EventKind, Slot, UpdateState
 from signing.errors import DowngradeRefused
-from tests.updater.conftest import v1_images, v2_images
-from tests.updater.device import SimDevice
+from tests.updater.conftest import v1_device, v1_images, v2_images
 from tests.updater.releases import ReleaseRepo, image_bytes
 from tests.updater.servers import FleetServer
 from updater.engine import Outcome
@@ -35,13 +34,7 @@ def own_server(own_repo):
 
 
 def make_device(tmp_path, repo):
-    return SimDevice.create(
-        tmp_path / "device",
-        images=v1_images(),
-        version="1.0.0",
-        root_json=repo.root_json,
-        release_dir=repo.base / "build" / "release-1.0.0",
-    )
+    return v1_device(tmp_path / "device", repo)
 
 
 def events(device):
