@@ -60,7 +60,8 @@ class ChunkSource(ABC):
     def get_many(self, requests: list[Request]) -> Iterator[bytes]:
         """The verified bytes of each requested chunk, in order."""
         wanted = [(sha256, max_compressed_size(size)) for sha256, size in requests]
-        for (sha256, size), compressed in zip(requests, self._fetch_many(wanted), strict=False):
+        # strict: run the fetch generator to its end, so it returns its connection to the pool
+        for (sha256, size), compressed in zip(requests, self._fetch_many(wanted), strict=True):
             with self._lock:
                 self.fetched_chunks += 1
                 self.fetched_bytes += len(compressed)
@@ -160,7 +161,7 @@ class HttpChunkSource(ChunkSource):
                         f"chunk store unreachable after {failures} attempts: {err}"
                     ) from err
                 log.info("chunk fetch failed (%s); retrying in %.2f s", err, delay)
-                time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter only
+                time.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.config.backoff_max_s)
                 continue
             except BaseException:

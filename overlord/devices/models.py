@@ -55,6 +55,9 @@ class Device(Base):
     last_event_seq: Mapped[int] = mapped_column(BigInteger, default=-1)
     desired_os_version: Mapped[str | None] = mapped_column(String(40))
     desired_roles: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # An operator asked the device to run its safe-mode stack (DesiredState.safe_mode).
+    desired_safe_mode: Mapped[bool] = mapped_column(default=False)
+    node_exporter: Mapped[str | None] = mapped_column(String(261))
     # Set while the device takes part in an unfinished rollout, so heartbeats skip the lookup.
     open_update: Mapped[bool] = mapped_column(default=False)
 

@@ -7,7 +7,7 @@ import json
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, not_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, not_, select, update
 from sqlalchemy.orm import Session
 
 from fleetcore.release import manifest_target, role_target
@@ -23,7 +23,7 @@ from fleetcore.wire import (
 )
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
-from overlord.db import utcnow
+from overlord.db import Base, utcnow
 from overlord.devices.models import AdminStatus, Device, DeviceHeartbeat
 from overlord.devices.schemas import (
     CachedDesiredState,
@@ -116,6 +116,8 @@ def to_public(device: Device, *, now: datetime, offline_after_s: int) -> DeviceP
         dropped_events=device.dropped_events,
         desired_os_version=device.desired_os_version,
         desired_roles=device.desired_roles,
+        desired_safe_mode=device.desired_safe_mode,
+        node_exporter=device.node_exporter,
     )
 
 
@@ -152,42 +154,78 @@ def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
     return RegisterResponse(device_id=device.id, device_token=token)
 
 
-def record_heartbeat(session: Session, *, device_id: str, heartbeat: Heartbeat) -> bool:
-    """Store a heartbeat in two statements; returns whether the device has an open update."""
+def record_heartbeats(
+    session: Session, *, items: list[tuple[str, Heartbeat]]
+) -> tuple[set[str], set[str]]:
+    """Store a batch of heartbeats in three statements (group commit).
+
+    Returns (devices with an open rollout update, unknown device ids).
+    """
     now = utcnow()
-    open_update = session.execute(
-        update(Device)
-        .where(Device.id == device_id)
-        .values(
-            last_seen=now,
-            image_version=str(heartbeat.image_version),
-            booted_slot=heartbeat.booted_slot,
-            committed_slot=heartbeat.committed_slot,
-            update_state=heartbeat.update_state,
-            health=heartbeat.health,
-            roles=[r.model_dump(mode="json") for r in heartbeat.roles],
-            role_index="," + "".join(f"{r.name}," for r in heartbeat.roles),
-            safe_mode=any(r.safe_mode for r in heartbeat.roles),
-            free_data_bytes=heartbeat.free_data_bytes,
-            uptime_s=heartbeat.uptime_s,
-            dropped_events=heartbeat.dropped_events,
+    devices = Base.metadata.tables[Device.__tablename__]
+    ids = {device_id for device_id, _ in items}
+    found = {
+        device_id: bool(open_update)
+        for device_id, open_update in session.execute(
+            select(Device.id, Device.open_update).where(Device.id.in_(ids))
         )
-        .returning(Device.open_update)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    if open_update is None:
-        raise NotFound(f"no device {device_id}")
-    session.execute(
-        insert(DeviceHeartbeat).values(
-            device_id=device_id,
-            received_at=now,
-            image_version=str(heartbeat.image_version),
-            update_state=heartbeat.update_state,
-            health=heartbeat.health,
-            payload=heartbeat.model_dump(mode="json"),
+    }
+    rows = [(device_id, hb) for device_id, hb in items if device_id in found]
+    if rows:
+        connection = session.connection()
+        connection.execute(
+            update(devices)
+            .where(devices.c.id == bindparam("b_id"))
+            .values(
+                last_seen=bindparam("b_last_seen"),
+                image_version=bindparam("b_image_version"),
+                booted_slot=bindparam("b_booted_slot"),
+                committed_slot=bindparam("b_committed_slot"),
+                update_state=bindparam("b_update_state"),
+                health=bindparam("b_health"),
+                roles=bindparam("b_roles"),
+                role_index=bindparam("b_role_index"),
+                safe_mode=bindparam("b_safe_mode"),
+                free_data_bytes=bindparam("b_free_data_bytes"),
+                uptime_s=bindparam("b_uptime_s"),
+                dropped_events=bindparam("b_dropped_events"),
+                node_exporter=bindparam("b_node_exporter"),
+            ),
+            [
+                {
+                    "b_id": device_id,
+                    "b_last_seen": now,
+                    "b_image_version": str(hb.image_version),
+                    "b_booted_slot": hb.booted_slot,
+                    "b_committed_slot": hb.committed_slot,
+                    "b_update_state": hb.update_state,
+                    "b_health": hb.health,
+                    "b_roles": [r.model_dump(mode="json") for r in hb.roles],
+                    "b_role_index": "," + "".join(f"{r.name}," for r in hb.roles),
+                    "b_safe_mode": any(r.safe_mode for r in hb.roles),
+                    "b_free_data_bytes": hb.free_data_bytes,
+                    "b_uptime_s": hb.uptime_s,
+                    "b_dropped_events": hb.dropped_events,
+                    "b_node_exporter": hb.node_exporter,
+                }
+                for device_id, hb in rows
+            ],
         )
-    )
-    return bool(open_update)
+        connection.execute(
+            insert(Base.metadata.tables[DeviceHeartbeat.__tablename__]),
+            [
+                {
+                    "device_id": device_id,
+                    "received_at": now,
+                    "image_version": str(hb.image_version),
+                    "update_state": hb.update_state,
+                    "health": hb.health,
+                    "payload": hb.model_dump(mode="json"),
+                }
+                for device_id, hb in rows
+            ],
+        )
+    return {d for d, is_open in found.items() if is_open}, ids - set(found)
 
 
 def desired_state(
@@ -199,6 +237,7 @@ def desired_state(
             Device.admin_status,
             Device.desired_os_version,
             Device.desired_roles,
+            Device.desired_safe_mode,
             DeploymentConfig.poll_interval_s,
         )
         .outerjoin(DeploymentConfig, DeploymentConfig.name == Device.group_name)
@@ -206,7 +245,7 @@ def desired_state(
     ).one_or_none()
     if row is None:
         raise NotFound(f"no device {device_id}")
-    admin_status, os_version, roles, group_poll = row
+    admin_status, os_version, roles, safe_mode, group_poll = row
     poll = group_poll if group_poll is not None else default_poll_interval_s
     if admin_status is not AdminStatus.ACTIVE:
         state = DesiredState(poll_interval_s=poll)
@@ -219,6 +258,7 @@ def desired_state(
                 DesiredRole(name=name, version=Version(version), target=role_target(name, version))
                 for name, version in sorted(roles.items())
             ],
+            safe_mode=safe_mode,
             poll_interval_s=poll,
         )
     body = json.dumps(state.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -272,6 +312,8 @@ def update_attributes(
     if update.labels is not None:
         device.labels = dict(sorted(update.labels.items()))
         device.label_index = "," + "".join(f"{k}={v}," for k, v in device.labels.items())
+    if update.safe_mode is not None:
+        device.desired_safe_mode = update.safe_mode
     if "group" in update.model_fields_set:
         if update.group is not None and session.get(DeploymentConfig, update.group) is None:
             raise NotFound(
@@ -279,6 +321,26 @@ def update_attributes(
             )
         device.group_name = update.group
     return device
+
+
+def scrape_targets(session: Session) -> list[dict[str, object]]:
+    """Prometheus HTTP service discovery: one group per active device with a node exporter."""
+    rows = session.execute(
+        select(Device.id, Device.hardware, Device.group_name, Device.node_exporter)
+        .where(Device.node_exporter.is_not(None), Device.admin_status == AdminStatus.ACTIVE)
+        .order_by(Device.id)
+    )
+    return [
+        {
+            "targets": [address],
+            "labels": {
+                "__meta_fleet_device_id": device_id,
+                "__meta_fleet_hardware": hardware,
+                "__meta_fleet_group": group or "",
+            },
+        }
+        for device_id, hardware, group, address in rows
+    ]
 
 
 def prune_heartbeats(session: Session, *, retention_days: int) -> int:

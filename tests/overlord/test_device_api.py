@@ -147,3 +147,47 @@ def test_decommissioning_revokes_the_device(overlord: Overlord):
         ).status_code
         == 401
     )
+
+
+def test_prometheus_discovery_lists_reported_node_exporters(overlord: Overlord):
+    device_id, auth = overlord.enroll("SD1")
+    quiet_id, quiet_auth = overlord.enroll("SD2")
+    hb = heartbeat() | {"node_exporter": "10.8.0.5:9100"}
+    assert (
+        overlord.client.post(
+            f"/api/v1/devices/{device_id}/heartbeat", json=hb, headers=auth
+        ).status_code
+        == 204
+    )
+    overlord.client.post(
+        f"/api/v1/devices/{quiet_id}/heartbeat", json=heartbeat(), headers=quiet_auth
+    )
+    resp = overlord.client.get("/api/v1/sd/prometheus", headers=overlord.as_admin())
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/json"
+    assert resp.json() == [
+        {
+            "targets": ["10.8.0.5:9100"],
+            "labels": {
+                "__meta_fleet_device_id": device_id,
+                "__meta_fleet_hardware": "pi4",
+                "__meta_fleet_group": "",
+            },
+        }
+    ]
+    assert overlord.client.get("/api/v1/sd/prometheus", headers=auth).status_code == 403
+
+
+def test_operator_can_request_safe_mode(overlord: Overlord):
+    device_id, auth = overlord.enroll("SM1")
+    url = f"/api/v1/devices/{device_id}/desired-state"
+    assert (
+        DesiredState.model_validate(overlord.client.get(url, headers=auth).json()).safe_mode
+        is False
+    )
+    resp = overlord.client.patch(
+        f"/api/v1/devices/{device_id}", json={"safe_mode": True}, headers=overlord.as_admin()
+    )
+    assert resp.status_code == 200 and resp.json()["desired_safe_mode"] is True
+    assert (
+        DesiredState.model_validate(overlord.client.get(url, headers=auth).json()).safe_mode is True
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import yaml
 import zstandard
 
 from fleetcore.release import ImageName, load_index
@@ -150,7 +151,9 @@ def test_trials_are_bounded_then_the_version_is_marked_bad(device, server):
         assert device.engine().store.load().attempts(Version("2.0.0")) == attempt
     state = device.engine().store.load()
     assert state.is_bad(Version("2.0.0"))
-    assert EventKind.VERSION_MARKED_BAD in [kind for kind, _ in events(device)]
+    reported = [kind for kind, _ in events(device)]
+    assert EventKind.VERSION_MARKED_BAD in reported
+    assert reported.count(EventKind.ROLLBACK) == 3  # every failed trial, reported once
     with pytest.raises(VersionRejected, match="marked bad"):
         device.engine().start(Version("2.0.0"), server.tuf_url)
     # Retried trials reuse the verified slot: the chunks came once.
@@ -171,3 +174,20 @@ def test_power_cut_during_trial_counts_as_a_failed_attempt(device, server):
     state = device.engine().store.load()
     assert state.state is UpdateState.ROLLED_BACK
     assert "ended before health checks passed" in state.last_failure
+
+
+@pytest.mark.parametrize(
+    ("transfer", "message"),
+    [
+        ({"max_image_bytes": 1 << 20}, "above the cap of 1048576"),
+        ({"min_free_data_bytes": 1 << 60}, "free, below the"),
+    ],
+)
+def test_size_and_free_space_caps(device, server, transfer, message):
+    device.roots.data_config.parent.mkdir(parents=True, exist_ok=True)
+    device.roots.data_config.write_text(yaml.safe_dump({"transfer": transfer}))
+    assert device.engine().start(Version("2.0.0"), server.tuf_url) is Outcome.IDLE
+    state = device.engine().store.load()
+    assert state.state is UpdateState.FAILED
+    assert message in state.last_failure
+    assert server.fetched_chunks() == 0
