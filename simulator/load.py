@@ -128,7 +128,7 @@ async def _timed(stats: OpStats, request: Awaitable[httpx.Response]) -> httpx.Re
     return response
 
 
-async def _enroll(
+async def enroll(
     client: httpx.AsyncClient, plan: LoadPlan, index: int, stats: OpStats
 ) -> SimDevice:
     body = RegisterRequest(
@@ -156,11 +156,11 @@ async def run_load(plan: LoadPlan) -> LoadReport:
     async with httpx.AsyncClient(base_url=plan.base_url, limits=limits, timeout=30.0) as client:
         gate = asyncio.Semaphore(plan.concurrency)
 
-        async def enroll(i: int) -> SimDevice:
+        async def enroll_one(i: int) -> SimDevice:
             async with gate:
-                return await _enroll(client, plan, i, ops[Operation.ENROLL])
+                return await enroll(client, plan, i, ops[Operation.ENROLL])
 
-        devices = await asyncio.gather(*(enroll(i) for i in range(plan.devices)))
+        devices = await asyncio.gather(*(enroll_one(i) for i in range(plan.devices)))
         heartbeat = _heartbeat(plan.image_version)
         rng = random.Random(plan.seed)
         schedule = [
