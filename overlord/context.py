@@ -19,6 +19,7 @@ from overlord.auth.ratelimit import RateLimiter
 from overlord.auth.service import Principal
 from overlord.cache import TTLCache
 from overlord.db import make_engine, make_read_sessionmaker, make_sessionmaker
+from overlord.devices.changes import ChangeFollower
 from overlord.devices.ingest import HeartbeatWriter
 from overlord.devices.schemas import CachedDesiredState
 from overlord.metrics.registry import Metrics
@@ -40,9 +41,11 @@ class AppContext:
 
     database_down_until: float = 0.0
     heartbeats: HeartbeatWriter = field(init=False)
+    changes: ChangeFollower = field(init=False)
 
     def __post_init__(self) -> None:
         self.heartbeats = HeartbeatWriter(self)
+        self.changes = ChangeFollower(self.desired, poll_s=self.settings.change_poll_s)
 
     def mark_database_down(self) -> None:
         """Skip database reads for a moment, so cached answers are not delayed by timeouts."""

@@ -75,3 +75,17 @@ class DeviceHeartbeat(Base):
     update_state: Mapped[UpdateState] = mapped_column(str_enum(UpdateState))
     health: Mapped[Health] = mapped_column(str_enum(Health))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DesiredStateChange(Base):
+    """A change of some device's desired state (``device_id`` null: possibly every device).
+
+    Written by a session hook whenever a column a desired state is built from changes, and
+    read by every replica a few times a second to drop its cached answers.
+    """
+
+    __tablename__ = "desired_state_changes"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    device_id: Mapped[str | None] = mapped_column(String(32))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

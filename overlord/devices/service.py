@@ -24,6 +24,9 @@ from fleetcore.wire import (
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
 from overlord.db import Base, utcnow
+
+# Imported for its side effect: the session hook that writes the desired-state change log.
+from overlord.devices import changes as _changes  # noqa: F401
 from overlord.devices.models import AdminStatus, Device, DeviceHeartbeat
 from overlord.devices.schemas import (
     CachedDesiredState,

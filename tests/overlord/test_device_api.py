@@ -191,3 +191,37 @@ def test_operator_can_request_safe_mode(overlord: Overlord):
     assert (
         DesiredState.model_validate(overlord.client.get(url, headers=auth).json()).safe_mode is True
     )
+
+
+def test_cached_desired_state_follows_the_change_log(database_url, repo):
+    """A replica answering from memory still sees a change another replica made."""
+    from tests.overlord.conftest import make_overlord
+
+    replica = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=0)
+    other = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=0)
+    with replica.client, other.client:
+        device_id, auth = replica.enroll("CL1")
+        url = f"/api/v1/devices/{device_id}/desired-state"
+        first = replica.client.get(url, headers=auth)
+        assert (
+            replica.client.get(
+                url, headers=auth | {"If-None-Match": first.headers["etag"]}
+            ).status_code
+            == 304
+        )
+        other.client.put(
+            "/api/v1/groups/fast", json={"poll_interval_s": 15}, headers=other.as_admin()
+        )
+        other.client.patch(
+            f"/api/v1/devices/{device_id}", json={"group": "fast"}, headers=other.as_admin()
+        )
+        changed = replica.client.get(url, headers=auth | {"If-None-Match": first.headers["etag"]})
+        assert changed.status_code == 200
+        assert DesiredState.model_validate(changed.json()).poll_interval_s == 15
+        etag = changed.headers["etag"]
+        other.client.put(
+            "/api/v1/groups/fast", json={"poll_interval_s": 20}, headers=other.as_admin()
+        )
+        again = replica.client.get(url, headers=auth | {"If-None-Match": etag})
+        assert again.status_code == 200
+        assert DesiredState.model_validate(again.json()).poll_interval_s == 20
