@@ -57,6 +57,7 @@ class LightDevice:
     seq: int = 0
     committed_at: dict[str, float] = field(default_factory=dict)
     errors: int = 0
+    cycles: int = 0
 
     @property
     def headers(self) -> dict[str, str]:
@@ -88,6 +89,7 @@ class LightFleet:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self.client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0)
         self.stop = asyncio.Event()
+        self.started = time.monotonic()
 
     async def enroll(self, enrollment_token: str, count: int, version: Version) -> None:
         plan = LoadPlan(
@@ -109,8 +111,15 @@ class LightFleet:
         """Monotonic times at which devices committed ``version``, sorted."""
         return sorted(t for d in self.devices if (t := d.committed_at.get(str(version))))
 
+    def achieved_poll_s(self) -> float:
+        """The mean time between a device's cycles so far: above ``poll_s`` when overloaded."""
+        cycles = sum(d.cycles for d in self.devices)
+        elapsed = time.monotonic() - self.started
+        return len(self.devices) * elapsed / cycles if cycles else float("nan")
+
     async def run(self) -> None:
         """Run every device until :attr:`stop` is set."""
+        self.started = time.monotonic()
         await asyncio.gather(
             *(self._device(d, random.Random(i)) for i, d in enumerate(self.devices))
         )
@@ -139,6 +148,7 @@ class LightFleet:
             raise SimulatorError(f"POST {path}: {response.status_code}")
 
     async def _cycle(self, device: LightDevice, rng: random.Random) -> None:
+        device.cycles += 1
         await self._post("heartbeat", device, device.heartbeat())
         headers = dict(device.headers)
         if device.etag:
