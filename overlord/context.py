@@ -8,6 +8,7 @@ a lease row in the database.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,9 @@ class AppContext:
     anonymous_limiter: RateLimiter
     principals: TTLCache[str, Principal] = field(default_factory=TTLCache)
     desired: TTLCache[str, CachedDesiredState] = field(default_factory=TTLCache)
-    replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    replica_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    )
 
     database_down_until: float = 0.0
     heartbeats: HeartbeatWriter = field(init=False)

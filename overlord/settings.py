@@ -45,7 +45,6 @@ class Settings(BaseSettings):
     session_ttl_s: int = Field(default=12 * 3600, ge=60)
     secure_cookies: bool = False
     run_scheduler: bool = True
-    max_upload_bytes: int = Field(default=8 << 30, ge=1)
 
     @property
     def is_sqlite(self) -> bool:

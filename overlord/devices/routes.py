@@ -28,6 +28,7 @@ from overlord.devices.schemas import (
     DevicePublic,
     DeviceStatusUpdate,
     FleetStatus,
+    LabelCount,
 )
 from overlord.errors import DatabaseUnavailable, RateLimited
 from overlord.events import service as events_service
@@ -36,6 +37,7 @@ from overlord.rollouts import service as rollouts_service
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
 sd_router = APIRouter(prefix=f"{API_PREFIX}/sd", tags=["devices"])
+labels_router = APIRouter(prefix=API_PREFIX, tags=["devices"])
 
 
 @router.post("/register", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
@@ -119,6 +121,12 @@ def post_events(device_id: str, body: EventBatch, _caller: DeviceCaller, ctx: Ct
         if counted is not None:
             ctx.metrics.update_outcomes.labels(kind=counted[0], outcome=counted[1]).inc()
     return ack
+
+
+@labels_router.get("/labels", response_model=list[LabelCount])
+def list_labels(_caller: Viewer, session: DbSession) -> list[LabelCount]:
+    """Labels in use across the fleet (set them with PATCH /devices/{id})."""
+    return service.label_counts(session)
 
 
 @sd_router.get("/prometheus")

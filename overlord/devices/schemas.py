@@ -80,6 +80,12 @@ class DevicePublic(BaseModel):
     node_exporter: str | None
 
 
+class LabelCount(BaseModel):
+    key: str
+    value: str
+    devices: int
+
+
 class DevicePage(BaseModel):
     items: list[DevicePublic]
     total: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections import Counter
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, not_, select, update
@@ -34,6 +35,7 @@ from overlord.devices.schemas import (
     DeviceFilter,
     DevicePublic,
     FleetStatus,
+    LabelCount,
     role_statuses,
 )
 from overlord.errors import AuthError, NotFound
@@ -324,6 +326,14 @@ def update_attributes(
             )
         device.group_name = update.group
     return device
+
+
+def label_counts(session: Session) -> list[LabelCount]:
+    """Every label in use, with how many devices carry it."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for labels in session.scalars(select(Device.labels)):
+        counts.update(labels.items())
+    return [LabelCount(key=k, value=v, devices=n) for (k, v), n in sorted(counts.items())]
 
 
 def scrape_targets(session: Session) -> list[dict[str, object]]:

@@ -225,3 +225,35 @@ def test_cached_desired_state_follows_the_change_log(database_url, repo):
         again = replica.client.get(url, headers=auth | {"If-None-Match": etag})
         assert again.status_code == 200
         assert DesiredState.model_validate(again.json()).poll_interval_s == 20
+
+
+def test_labels_filters_and_pagination(overlord: Overlord):
+    ids = [overlord.enroll(f"LB{i}", hostname=f"pi-{i}")[0] for i in range(5)]
+    admin = overlord.as_admin()
+    for device_id in ids[:3]:
+        assert (
+            overlord.client.patch(
+                f"/api/v1/devices/{device_id}", json={"labels": {"site": "north"}}, headers=admin
+            ).status_code
+            == 200
+        )
+    overlord.client.patch(
+        f"/api/v1/devices/{ids[3]}", json={"labels": {"site": "south"}}, headers=admin
+    )
+    assert overlord.client.get("/api/v1/labels", headers=admin).json() == [
+        {"key": "site", "value": "north", "devices": 3},
+        {"key": "site", "value": "south", "devices": 1},
+    ]
+    north = overlord.client.get("/api/v1/devices?label=site=north&limit=2", headers=admin).json()
+    assert north["total"] == 3 and len(north["items"]) == 2
+    rest = overlord.client.get(
+        "/api/v1/devices?label=site=north&limit=2&offset=2", headers=admin
+    ).json()
+    assert len(rest["items"]) == 1
+    assert overlord.client.get("/api/v1/devices?status=offline", headers=admin).json()["total"] == 0
+    assert overlord.client.get("/api/v1/devices?status=online", headers=admin).json()["total"] == 5
+    assert (
+        overlord.client.get("/api/v1/devices?image_version=1.0.0", headers=admin).json()["total"]
+        == 5
+    )
+    assert overlord.client.get("/api/v1/devices?role=camera", headers=admin).json()["total"] == 0
