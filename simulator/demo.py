@@ -332,7 +332,7 @@ def _run_fleet(
         result = DemoResult(
             rollout=rollout,
             expected=expected,
-            versions=dict(operator.versions()),
+            versions=_settled_versions(operator, rollout, len(devices)),
             failing=len(failing),
             elapsed_s=elapsed,
             crashed=fleet.crashed(),
@@ -347,6 +347,23 @@ def _run_fleet(
     finally:
         operator.close()
         fleet.close()
+
+
+def _settled_versions(
+    operator: OperatorClient, rollout: RolloutPublic, devices: int, wait_s: float = 15.0
+) -> dict[str, int]:
+    """Versions the devices report; after a completed rollout, once the last heartbeats came.
+
+    A device's commit event can complete the rollout a cycle before its heartbeat carries
+    the new version, so the count is retried for a few seconds.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        versions = dict(operator.versions())
+        settled = versions.get(str(NEW), 0) == devices
+        if rollout.state is not RolloutState.COMPLETED or settled or time.monotonic() > deadline:
+            return versions
+        time.sleep(0.5)
 
 
 # -- command line ---------------------------------------------------------------------------
