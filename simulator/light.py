@@ -57,6 +57,7 @@ class LightDevice:
     seq: int = 0
     committed_at: dict[str, float] = field(default_factory=dict)
     errors: int = 0
+    last_error: str | None = None
     cycles: int = 0
 
     @property
@@ -132,8 +133,9 @@ class LightFleet:
         while not self.stop.is_set():
             try:
                 await self._cycle(device, rng)
-            except (httpx.HTTPError, SimulatorError):
+            except (httpx.HTTPError, SimulatorError) as err:
                 device.errors += 1
+                device.last_error = f"{type(err).__name__}: {err}"
             try:
                 await asyncio.wait_for(
                     self.stop.wait(), timeout=self.timing.draw(rng, self.timing.poll_s)
