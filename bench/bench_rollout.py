@@ -77,7 +77,12 @@ async def scenario(args: argparse.Namespace, work: Path, url: str) -> list[Rollo
                     policy=policy,
                     scale=args.scale,
                 )
-                print(f"{policy.name}: 95% after {figure.to_fraction_s / 60:.1f} min", flush=True)
+                achieved = fleet.achieved_poll_s() * args.scale
+                print(
+                    f"{policy.name}: 95% after {figure.to_fraction_s / 60:.1f} min "
+                    f"(mean poll interval so far {achieved:.0f} s, asked {POLL_S:.0f} s)",
+                    flush=True,
+                )
                 figures.append(figure)
             fleet.stop.set()
             await runner
