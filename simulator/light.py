@@ -55,6 +55,7 @@ class LightDevice:
     etag: str | None = None
     desired: Version | None = None
     seq: int = 0
+    outbox: list[Event] = field(default_factory=list)
     committed_at: dict[str, float] = field(default_factory=dict)
     errors: int = 0
     last_error: str | None = None
@@ -75,12 +76,13 @@ class LightDevice:
             uptime_s=60.0,
         ).model_dump(mode="json")
 
-    def events(self, *kinds: EventKind, version: Version) -> dict[str, object]:
-        batch = []
+    def queue(self, *kinds: EventKind, version: Version) -> None:
+        """Queue events as the agent's on-disk queue does; they are sent until acknowledged."""
         for kind in kinds:
             self.seq += 1
-            batch.append(Event(seq=self.seq, time=datetime.now(UTC), kind=kind, version=version))
-        return EventBatch(events=batch).model_dump(mode="json")
+            self.outbox.append(
+                Event(seq=self.seq, time=datetime.now(UTC), kind=kind, version=version)
+            )
 
 
 class LightFleet:
@@ -149,8 +151,15 @@ class LightFleet:
         if response.status_code >= 400:
             raise SimulatorError(f"POST {path}: {response.status_code}")
 
+    async def _flush(self, device: LightDevice) -> None:
+        if device.outbox:
+            batch = EventBatch(events=device.outbox).model_dump(mode="json")
+            await self._post("events", device, batch)
+            device.outbox = []
+
     async def _cycle(self, device: LightDevice, rng: random.Random) -> None:
         device.cycles += 1
+        await self._flush(device)
         await self._post("heartbeat", device, device.heartbeat())
         headers = dict(device.headers)
         if device.etag:
@@ -169,15 +178,13 @@ class LightFleet:
 
     async def _update(self, device: LightDevice, target: Version, rng: random.Random) -> None:
         device.state = UpdateState.INSTALLING
-        events = device.events(
-            EventKind.UPDATE_AVAILABLE, EventKind.INSTALL_STARTED, version=target
-        )
-        await self._post("events", device, events)
+        device.queue(EventKind.UPDATE_AVAILABLE, EventKind.INSTALL_STARTED, version=target)
+        await self._flush(device)
         await asyncio.sleep(self.timing.draw(rng, self.timing.install_s))
         device.state = UpdateState.COMMITTED
         device.slot = Slot.B if device.slot is Slot.A else Slot.A
         device.version = target
-        events = device.events(EventKind.TRIAL_STARTED, EventKind.UPDATE_COMMITTED, version=target)
-        await self._post("events", device, events)
         device.committed_at[str(target)] = time.monotonic()
+        device.queue(EventKind.TRIAL_STARTED, EventKind.UPDATE_COMMITTED, version=target)
+        await self._flush(device)
         await self._post("heartbeat", device, device.heartbeat())
