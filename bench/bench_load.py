@@ -1,0 +1,110 @@
+"""Load mode against the Overlord on PostgreSQL with 2 workers, beside a bare-app baseline.
+
+    FLEET_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:55432/postgres \\
+        .venv/bin/python bench/bench_load.py [--devices 1000] [--requests 6000] [--rounds 3]
+
+``simulator.load`` enrolls ``--devices`` devices, then drives heartbeats and desired-state
+polls (``If-None-Match``: 304 once a device has its ETag), closed loop with ``--concurrency``
+requests in flight. The baseline is ``bench/load_baseline.py``, a bare FastAPI app on the
+same uvicorn settings, driven by the same generator in the same run; rounds alternate between
+the two and the medians are printed with their ratio. Traffic stays on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
+
+from overlord.auth.models import KeyRole  # noqa: E402
+from simulator.load import LoadPlan, LoadReport, Operation, run_load  # noqa: E402
+from simulator.server import serve  # noqa: E402
+from simulator.site import prepare_site  # noqa: E402
+
+WORKERS = 2
+
+
+@contextmanager
+def database(pg_url: str) -> Iterator[str]:
+    name = f"bench_load_{uuid.uuid4().hex[:10]}"
+    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def figures(report: LoadReport) -> dict[str, float]:
+    return {
+        "heartbeats/s": report.rate(Operation.HEARTBEAT),
+        "heartbeat p99 ms": report.ops[Operation.HEARTBEAT].percentile(99) * 1000,
+        "304 polls/s": report.rate(Operation.POLL, 304),
+        "poll p99 ms": report.ops[Operation.POLL].percentile(99) * 1000,
+        "errors": float(sum(s.errors for s in report.ops.values())),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--requests", type=int, default=6000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    pg_url = os.environ.get("FLEET_TEST_PG_URL")
+    if not pg_url:
+        sys.exit("set FLEET_TEST_PG_URL to a PostgreSQL server (see the README's test section)")
+    runs: dict[str, list[dict[str, float]]] = {"overlord": [], "baseline": []}
+    with tempfile.TemporaryDirectory() as tmp, database(pg_url) as url:
+        site = prepare_site(Path(tmp), url)
+        token = site.token(KeyRole.ENROLLMENT, "bench_load")
+        overlord = serve(
+            env=site.env(run_scheduler=False), workers=WORKERS, log=Path(tmp) / "overlord.log"
+        )
+        baseline = serve(
+            "load_baseline:app", env={"PYTHONPATH": str(BENCH)}, workers=WORKERS, factory=False
+        )
+        with overlord as overlord_url, baseline as baseline_url:
+            for n in range(args.rounds):
+                for name, base in (("overlord", overlord_url), ("baseline", baseline_url)):
+                    plan = LoadPlan(
+                        base_url=base,
+                        enrollment_token=token,
+                        devices=args.devices,
+                        requests=args.requests,
+                        concurrency=args.concurrency,
+                        seed=n,
+                    )
+                    report = asyncio.run(run_load(plan))
+                    runs[name].append(figures(report))
+                    print(f"round {n + 1} {name}:\n{report.summary()}", flush=True)
+    print(
+        f"\nmedians of {args.rounds} rounds, {WORKERS} uvicorn workers, PostgreSQL, "
+        f"{args.devices} devices, {args.concurrency} requests in flight:"
+    )
+    print(f"{'figure':<18} {'overlord':>10} {'baseline':>10} {'ratio':>7}")
+    for key in runs["overlord"][0]:
+        ours = statistics.median(r[key] for r in runs["overlord"])
+        theirs = statistics.median(r[key] for r in runs["baseline"])
+        ratio = f"{ours / theirs:7.2f}" if theirs else "      -"
+        print(f"{key:<18} {ours:>10.1f} {theirs:>10.1f} {ratio}")
+
+
+if __name__ == "__main__":
+    main()

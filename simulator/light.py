@@ -1,0 +1,190 @@
+"""Lightweight devices for rollouts at scale: they follow desired state over the wire API only.
+
+Each device is an asyncio task: heartbeat, poll desired state (ETag), and when the Overlord
+points it at a newer OS version, report the update as the real agent does (``update-available``,
+``install-started``, ``trial-started``, then ``update-committed``) after ``install_s``; no
+disk is written. Thousands of them run in one process; the real updater's figure comes from
+the demo with a smaller fleet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+
+from fleetcore.version import Version
+from fleetcore.wire import (
+    API_PREFIX,
+    DesiredState,
+    Event,
+    EventBatch,
+    EventKind,
+    Health,
+    Heartbeat,
+    Slot,
+    UpdateState,
+)
+from simulator.errors import SimulatorError
+from simulator.load import LoadPlan, OpStats, enroll
+
+
+@dataclass(frozen=True)
+class LightTiming:
+    """Seconds between agent cycles and for an install; both jittered by ``jitter``."""
+
+    poll_s: float = 1.0
+    install_s: float = 2.0
+    jitter: float = 0.5
+
+    def draw(self, rng: random.Random, seconds: float) -> float:
+        return seconds * rng.uniform(1 - self.jitter, 1 + self.jitter)
+
+
+@dataclass
+class LightDevice:
+    device_id: str
+    token: str
+    version: Version
+    slot: Slot = Slot.A
+    state: UpdateState = UpdateState.IDLE
+    etag: str | None = None
+    desired: Version | None = None
+    seq: int = 0
+    outbox: list[Event] = field(default_factory=list)
+    committed_at: dict[str, float] = field(default_factory=dict)
+    errors: int = 0
+    last_error: str | None = None
+    cycles: int = 0
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def heartbeat(self) -> dict[str, object]:
+        return Heartbeat(
+            image_version=self.version,
+            booted_slot=self.slot,
+            committed_slot=self.slot,
+            update_state=self.state,
+            health=Health.HEALTHY,
+            free_data_bytes=8 << 30,
+            uptime_s=60.0,
+        ).model_dump(mode="json")
+
+    def queue(self, *kinds: EventKind, version: Version) -> None:
+        """Queue events as the agent's on-disk queue does; they are sent until acknowledged."""
+        for kind in kinds:
+            self.seq += 1
+            self.outbox.append(
+                Event(seq=self.seq, time=datetime.now(UTC), kind=kind, version=version)
+            )
+
+
+class LightFleet:
+    def __init__(self, base_url: str, timing: LightTiming, *, connections: int = 64) -> None:
+        self.timing = timing
+        self.devices: list[LightDevice] = []
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        self.client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0)
+        self.stop = asyncio.Event()
+        self.started = time.monotonic()
+
+    async def enroll(self, enrollment_token: str, count: int, version: Version) -> None:
+        plan = LoadPlan(
+            base_url=str(self.client.base_url),
+            enrollment_token=enrollment_token,
+            devices=count,
+            image_version=str(version),
+        )
+        stats, gate = OpStats(), asyncio.Semaphore(32)
+
+        async def one(i: int) -> LightDevice:
+            async with gate:
+                sim = await enroll(self.client, plan, i, stats)
+            return LightDevice(sim.device_id, sim.token, version)
+
+        self.devices = list(await asyncio.gather(*(one(i) for i in range(count))))
+
+    def committed(self, version: Version) -> list[float]:
+        """Monotonic times at which devices committed ``version``, sorted."""
+        return sorted(t for d in self.devices if (t := d.committed_at.get(str(version))))
+
+    def achieved_poll_s(self) -> float:
+        """The mean time between a device's cycles so far: above ``poll_s`` when overloaded."""
+        cycles = sum(d.cycles for d in self.devices)
+        elapsed = time.monotonic() - self.started
+        return len(self.devices) * elapsed / cycles if cycles else float("nan")
+
+    async def run(self) -> None:
+        """Run every device until :attr:`stop` is set."""
+        self.started = time.monotonic()
+        await asyncio.gather(
+            *(self._device(d, random.Random(i)) for i, d in enumerate(self.devices))
+        )
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _device(self, device: LightDevice, rng: random.Random) -> None:
+        await asyncio.sleep(rng.uniform(0, self.timing.poll_s))  # spread the first cycle
+        while not self.stop.is_set():
+            try:
+                await self._cycle(device, rng)
+            except (httpx.HTTPError, SimulatorError) as err:
+                device.errors += 1
+                device.last_error = f"{type(err).__name__}: {err}"
+            try:
+                await asyncio.wait_for(
+                    self.stop.wait(), timeout=self.timing.draw(rng, self.timing.poll_s)
+                )
+            except TimeoutError:
+                continue
+
+    async def _post(self, path: str, device: LightDevice, body: dict[str, object]) -> None:
+        url = f"{API_PREFIX}/devices/{device.device_id}/{path}"
+        response = await self.client.post(url, headers=device.headers, json=body)
+        if response.status_code >= 400:
+            raise SimulatorError(f"POST {path}: {response.status_code}")
+
+    async def _flush(self, device: LightDevice) -> None:
+        if device.outbox:
+            batch = EventBatch(events=device.outbox).model_dump(mode="json")
+            await self._post("events", device, batch)
+            device.outbox = []
+
+    async def _cycle(self, device: LightDevice, rng: random.Random) -> None:
+        device.cycles += 1
+        await self._flush(device)
+        await self._post("heartbeat", device, device.heartbeat())
+        headers = dict(device.headers)
+        if device.etag:
+            headers["If-None-Match"] = device.etag
+        response = await self.client.get(
+            f"{API_PREFIX}/devices/{device.device_id}/desired-state", headers=headers
+        )
+        if response.status_code == 200:
+            device.etag = response.headers.get("ETag")
+            desired = DesiredState.model_validate(response.json())
+            device.desired = desired.os.version if desired.os else None
+        elif response.status_code != 304:
+            raise SimulatorError(f"desired-state: {response.status_code}")
+        if device.desired is not None and device.version < device.desired:
+            await self._update(device, device.desired, rng)
+
+    async def _update(self, device: LightDevice, target: Version, rng: random.Random) -> None:
+        device.state = UpdateState.INSTALLING
+        device.queue(EventKind.UPDATE_AVAILABLE, EventKind.INSTALL_STARTED, version=target)
+        await self._flush(device)
+        await asyncio.sleep(self.timing.draw(rng, self.timing.install_s))
+        device.state = UpdateState.COMMITTED
+        device.slot = Slot.B if device.slot is Slot.A else Slot.A
+        device.version = target
+        device.committed_at[str(target)] = time.monotonic()
+        device.queue(EventKind.TRIAL_STARTED, EventKind.UPDATE_COMMITTED, version=target)
+        await self._flush(device)
+        await self._post("heartbeat", device, device.heartbeat())

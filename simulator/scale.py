@@ -1,0 +1,103 @@
+"""Rollouts at scale: how long from publishing a release until most of a fleet has committed it.
+
+The clock starts when the release is signed into the repository; the rollout is created at
+once. Real fleets take hours (60 s polls, 600 s success windows), so benchmarks run with
+every time constant divided by one ``scale`` and report the measured time multiplied back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetcore.version import Version
+from overlord.rollouts.models import ReleaseKind, RolloutState
+from overlord.rollouts.schemas import RolloutCreate
+from simulator.errors import SimulatorError
+from simulator.light import LightFleet
+from simulator.operator import OperatorClient
+from simulator.releases import publish
+from simulator.site import Site
+
+FINAL = frozenset({RolloutState.COMPLETED, RolloutState.HALTED, RolloutState.ABORTED})
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    canary: int
+    stages: tuple[int, ...]
+    success_window_s: float
+
+    @classmethod
+    def default_staged(cls) -> Policy:
+        """The Overlord's defaults (``RolloutCreate``): canary 1, 10/50/100 %, 600 s windows."""
+        spec = RolloutCreate(name="defaults", kind=ReleaseKind.OS, version=Version("1"))
+        return cls("default staged", spec.canary_devices, tuple(spec.stages), spec.success_window_s)
+
+
+@dataclass(frozen=True)
+class RolloutFigure:
+    policy: str
+    devices: int
+    fraction: float
+    to_fraction_s: float
+    to_all_s: float
+    state: RolloutState
+
+
+async def measure_rollout(
+    *,
+    site: Site,
+    operator: OperatorClient,
+    fleet: LightFleet,
+    build: Path,
+    version: Version,
+    policy: Policy,
+    scale: float = 1.0,
+    fraction: float = 0.95,
+    timeout_s: float = 1800.0,
+) -> RolloutFigure:
+    """Publish ``build``, roll it out under ``policy`` and time the fleet's commits."""
+    wanted = math.ceil(fraction * len(fleet.devices))
+    started = time.monotonic()
+    await asyncio.to_thread(publish, site.repo_dir, site.keys, build)
+    spec = RolloutCreate(
+        name=f"{policy.name.replace(' ', '-')}-{version}",
+        kind=ReleaseKind.OS,
+        version=version,
+        canary_devices=policy.canary,
+        stages=list(policy.stages),
+        success_window_s=max(0, round(policy.success_window_s / scale)),
+    )
+    rollout = await asyncio.to_thread(operator.create_rollout, spec)
+    to_fraction: float | None = None
+    while True:
+        await asyncio.sleep(0.25)
+        committed = fleet.committed(version)
+        if to_fraction is None and len(committed) >= wanted:
+            to_fraction = committed[wanted - 1] - started
+        rollout = await asyncio.to_thread(operator.rollout, rollout.id)
+        if rollout.state in FINAL and len(committed) == len(fleet.devices):
+            break
+        if rollout.state in FINAL - {RolloutState.COMPLETED}:
+            raise SimulatorError(
+                f"rollout {rollout.name} {rollout.state.value}: {rollout.halt_reason}"
+            )
+        if time.monotonic() - started > timeout_s:
+            raise SimulatorError(
+                f"rollout {rollout.name}: {len(committed)} of {len(fleet.devices)} committed "
+                f"after {timeout_s:.0f} s ({rollout.state.value}, {rollout.stage_label} stage)"
+            )
+    assert to_fraction is not None
+    return RolloutFigure(
+        policy=policy.name,
+        devices=len(fleet.devices),
+        fraction=fraction,
+        to_fraction_s=to_fraction * scale,
+        to_all_s=(fleet.committed(version)[-1] - started) * scale,
+        state=rollout.state,
+    )

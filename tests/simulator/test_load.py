@@ -1,0 +1,68 @@
+"""Load mode against a real Overlord (uvicorn subprocess, 2 workers) on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from overlord.auth.models import KeyRole
+from overlord.db import make_engine
+from overlord.devices.models import Device
+from simulator.errors import SimulatorError
+from simulator.load import LoadPlan, LoadReport, Operation, OpStats, run_load
+from simulator.server import serve
+from simulator.site import prepare_site
+
+
+def test_percentiles_pick_ranks_of_the_sorted_latencies():
+    stats = OpStats(latencies=[0.005, 0.001, 0.004, 0.002, 0.003])
+    assert stats.percentile(50) == 0.003
+    assert stats.percentile(100) == 0.005
+    assert stats.percentile(1) == 0.001
+
+
+def test_rate_counts_one_status_or_all():
+    stats = OpStats(latencies=[0.1] * 4)
+    stats.statuses.update({200: 1, 304: 3})
+    report = LoadReport(
+        elapsed_s=2.0, ops={op: OpStats() for op in Operation} | {Operation.POLL: stats}
+    )
+    assert report.rate(Operation.POLL) == 2.0
+    assert report.rate(Operation.POLL, 304) == 1.5
+    assert "304x3" in report.summary()
+
+
+@pytest.mark.integration
+def test_load_mode_drives_heartbeats_and_etag_polls(pg_database: str, tmp_path: Path):
+    site = prepare_site(tmp_path, pg_database)
+    enrollment = site.token(KeyRole.ENROLLMENT, "load test")
+    env = site.env(run_scheduler=False)
+    with serve(env=env, workers=2, log=tmp_path / "overlord.log") as base:
+        plan = LoadPlan(
+            base_url=base, enrollment_token=enrollment, devices=40, requests=1200, concurrency=8
+        )
+        report = asyncio.run(run_load(plan))
+    heartbeats, polls = report.ops[Operation.HEARTBEAT], report.ops[Operation.POLL]
+    assert report.ops[Operation.ENROLL].statuses == {201: 40}
+    assert heartbeats.errors == 0 and polls.errors == 0
+    assert len(heartbeats.latencies) + len(polls.latencies) == 1200
+    assert set(heartbeats.statuses) == {204}
+    # Each device's first poll is a 200 with an ETag; the rest are answered 304.
+    assert polls.statuses[200] <= 40
+    assert polls.statuses[304] == len(polls.latencies) - polls.statuses[200] > 0
+    engine = make_engine(pg_database)
+    with engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Device)) == 40
+    engine.dispose()
+
+
+@pytest.mark.integration
+def test_load_mode_fails_clearly_on_a_wrong_enrollment_token(pg_database: str, tmp_path: Path):
+    site = prepare_site(tmp_path, pg_database)
+    with serve(env=site.env(run_scheduler=False), log=tmp_path / "overlord.log") as base:
+        plan = LoadPlan(base_url=base, enrollment_token="wrong", devices=2, requests=10)
+        with pytest.raises(SimulatorError, match="enrollment of sim-0000"):
+            asyncio.run(run_load(plan))

@@ -1,0 +1,62 @@
+"""Lightweight devices follow a staged rollout to the end on a real Overlord on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from fleetcore.version import Version
+from overlord.auth.models import KeyRole
+from overlord.rollouts.models import RolloutState
+from simulator.light import LightFleet, LightTiming
+from simulator.operator import OperatorClient
+from simulator.releases import build_release
+from simulator.scale import Policy, measure_rollout
+from simulator.server import serve
+from simulator.site import prepare_site
+
+
+def test_default_policy_is_the_overlords():
+    policy = Policy.default_staged()
+    assert (policy.canary, policy.stages, policy.success_window_s) == (1, (10, 50, 100), 600)
+
+
+@pytest.mark.integration
+def test_light_fleet_commits_a_staged_rollout(pg_database: str, tmp_path: Path):
+    site = prepare_site(tmp_path, pg_database)
+    enrollment = site.token(KeyRole.ENROLLMENT, "scale test")
+    admin = site.token(KeyRole.ADMIN, "scale test")
+    build = build_release(tmp_path, Version("2.0.0"))
+    env = site.env(engine_interval_s=0.5, cache_ttl_s=0.2)
+
+    async def scenario(url: str) -> None:
+        fleet = LightFleet(url, LightTiming(poll_s=0.5, install_s=0.5))
+        operator = OperatorClient(url, admin)
+        try:
+            await fleet.enroll(enrollment, 40, Version("1.0.0"))
+            runner = asyncio.create_task(fleet.run())
+            figure = await measure_rollout(
+                site=site,
+                operator=operator,
+                fleet=fleet,
+                build=build,
+                version=Version("2.0.0"),
+                policy=Policy("staged", 1, (10, 50, 100), 1),
+                timeout_s=120,
+            )
+            fleet.stop.set()
+            await runner
+            versions = operator.versions()
+        finally:
+            operator.close()
+            await fleet.close()
+        assert figure.state is RolloutState.COMPLETED
+        assert 0 < figure.to_fraction_s <= figure.to_all_s
+        assert len(fleet.committed(Version("2.0.0"))) == 40
+        assert [d.last_error for d in fleet.devices if d.errors] == []
+        assert versions == {"2.0.0": 40}
+
+    with serve(env=env, workers=2, log=tmp_path / "overlord.log") as url:
+        asyncio.run(scenario(url))
