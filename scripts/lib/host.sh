@@ -14,13 +14,12 @@ need_root() {
     [ "$(id -u)" -eq 0 ] || die "this step needs root (apt, services, loop devices); run it with sudo"
 }
 
-install_apt_packages() {
-    local list="$REPO_ROOT/scripts/apt-packages.txt" missing=() pkg
-    while read -r pkg; do
-        [ -z "$pkg" ] && continue
+install_packages() {
+    local missing=() pkg
+    for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
             || missing+=("$pkg")
-    done < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' "$list")
+    done
     if [ "${#missing[@]}" -eq 0 ]; then
         say "host packages: all present"
         return
@@ -30,6 +29,13 @@ install_apt_packages() {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+install_apt_packages() {
+    local packages
+    mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' \
+        "$REPO_ROOT/scripts/apt-packages.txt")
+    install_packages "${packages[@]}"
 }
 
 ensure_venv() {
