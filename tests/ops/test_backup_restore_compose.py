@@ -112,6 +112,21 @@ def wait_healthy(docker: str, container: str) -> None:
     pytest.fail(f"postgres container not healthy: {status}")
 
 
+def remove_project(docker: str, project: str) -> None:
+    """What `compose down --volumes` does, with the (much faster) docker CLI."""
+    label = f"label=com.docker.compose.project={project}"
+    for kind, listing in (
+        ("container", ["ps", "-aq"]),
+        ("volume", ["volume", "ls", "-q"]),
+        ("network", ["network", "ls", "-q"]),
+    ):
+        ids = run_tool([docker, *listing, "--filter", label]).stdout.split()
+        if ids:
+            force = ["--force"] if kind != "network" else []
+            result = run_tool([docker, kind, "rm", *force, *ids])
+            assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture(scope="module")
 def stack(docker_engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("compose-stack")
@@ -136,7 +151,7 @@ def stack(docker_engine: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         wait_healthy(docker_engine, postgres)
         yield stack
     finally:
-        stack.compose("down", "--volumes", "--remove-orphans", "--timeout", "5")
+        remove_project(docker_engine, stack.project)
         run_tool([docker_engine, "image", "rm", "--force", image])
 
 

@@ -184,3 +184,24 @@ def test_images_must_be_present_or_pullable(harness):
     missing = make_bundle(harness.tmp / "missing", image="sha256:" + "e" * 64)
     with pytest.raises(RoleError, match="is not loaded on this device"):
         ensure_images(load_bundle(missing))
+
+
+def test_the_overlord_ends_only_the_safe_mode_it_asked_for(harness):
+    v1, a1 = publish(harness, "1.0.0")
+    manager = harness.manager()
+    assert manager.apply([v1], fetcher({"1.0.0": a1})) == {"webapp": Outcome.APPLIED}
+
+    manager.follow_desired_safe_mode(True)
+    statuses = {s.name: s for s in manager.status()}
+    assert statuses["safe-mode"].health is Health.HEALTHY
+    assert statuses["webapp"].health is Health.UNHEALTHY
+    manager.follow_desired_safe_mode(True)  # every poll repeats the request: no change
+    assert harness.kinds().count("safe-mode-entered") == 1
+
+    manager.follow_desired_safe_mode(False)
+    assert [s.health for s in manager.status()] == [Health.HEALTHY]
+    assert harness.kinds()[-2:] == ["safe-mode-left", "role-applied"]
+
+    manager.enter_safe_mode("bench maintenance")
+    manager.follow_desired_safe_mode(False)
+    assert {s.name for s in manager.status()} == {"webapp", "safe-mode"}

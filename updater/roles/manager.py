@@ -238,18 +238,30 @@ class RoleManager:
         return self._layout(name).current_version()
 
     def enter_safe_mode(self, reason: str) -> None:
-        """On demand (operator or Overlord): stop every role and start the safe-mode stack."""
+        """On demand (operator): stop every role and start the safe-mode stack."""
         with self._locked() as state:
             self._enter(state, reason=reason, manual=True)
 
     def leave_safe_mode(self) -> None:
         """Stop the safe-mode stack and start the roles again."""
         with self._locked() as state:
-            if not state.safe_mode.active:
-                return
-            self._leave(state)
-            for name in self._installed():
-                self._keep_running(state, self._layout(name))
+            if state.safe_mode.active:
+                self._leave_and_restart(state)
+
+    def follow_desired_safe_mode(self, wanted: bool) -> None:
+        """Apply ``DesiredState.safe_mode`` on every poll.
+
+        The Overlord's request behaves like an operator's, but the Overlord only ends a safe
+        mode it asked for itself: an operator's or one tripped by failures stays.
+        """
+        with self._locked() as state:
+            safe = state.safe_mode
+            if wanted and not (safe.active and safe.manual):
+                self._enter(
+                    state, reason="requested by the Overlord", manual=True, by_overlord=True
+                )
+            elif not wanted and safe.active and safe.by_overlord:
+                self._leave_and_restart(state)
 
     # ----------------------------------------------------------------- one role
 
@@ -437,11 +449,18 @@ class RoleManager:
         *,
         reason: str,
         manual: bool,
+        by_overlord: bool = False,
         role: str | None = None,
         version: Version | None = None,
     ) -> None:
         state.safe_mode = SafeModeRecord(
-            active=True, manual=manual, reason=reason, role=role, version=version, since=_now()
+            active=True,
+            manual=manual,
+            by_overlord=by_overlord,
+            reason=reason,
+            role=role,
+            version=version,
+            since=_now(),
         )
         self._save(state)
         for name in [role] if role else self._installed():
@@ -451,6 +470,11 @@ class RoleManager:
                 self._stop(layout, current)
         self._start_safe_mode(state)
         self._emit(EventKind.SAFE_MODE_ENTERED, role or SAFE_MODE_ROLE, version, reason)
+
+    def _leave_and_restart(self, state: ManagerState) -> None:
+        self._leave(state)
+        for name in self._installed():
+            self._keep_running(state, self._layout(name))
 
     def _leave(self, state: ManagerState) -> None:
         layout = self._layout(SAFE_MODE_ROLE)

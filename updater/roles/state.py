@@ -46,6 +46,7 @@ class RoleRecord(_Model):
 class SafeModeRecord(_Model):
     active: bool = False
     manual: bool = False
+    by_overlord: bool = Field(default=False, description="requested through the desired state")
     reason: str | None = None
     role: str | None = Field(default=None, description="the role whose failures tripped it")
     version: Version | None = None

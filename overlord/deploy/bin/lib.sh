@@ -67,13 +67,19 @@ compose() {
         --env-file "$ENV_FILE" -p "${COMPOSE_PROJECT_NAME:-metrica-fleet}" "$@"
 }
 
+# Containers of one service of this project, by the labels compose v1 and v2 both set.
+service_containers() {
+    docker ps -q --filter "label=com.docker.compose.project=${COMPOSE_PROJECT_NAME:-metrica-fleet}" \
+        --filter "label=com.docker.compose.service=$1" --filter "label=com.docker.compose.oneoff=False"
+}
+
 # Wait until every container of the given services reports healthy.
 wait_healthy() {
     local timeout=$1 service ids id status deadline
     shift
     deadline=$((SECONDS + timeout))
     for service in "$@"; do
-        ids=$(compose ps -q "$service")
+        ids=$(service_containers "$service")
         [ -n "$ids" ] || die "service $service has no container" "look at: bin/logs $service"
         for id in $ids; do
             while :; do
