@@ -179,3 +179,14 @@ def test_squashfs_system(rootfs: Path, tmp_path: Path):
     assert manifest.system_format.value == "squashfs"
     start, _size = _part(Built(rootfs, out), "system_a")
     assert _read(out / "disk.img", start, 4) == b"hsqs"
+
+
+def test_system_image_is_the_rootfs_without_boot_files(built: Built, tmp_path: Path):
+    index = chunkstore.load_index_file(built.release / release.index_file(ImageName.SYSTEM))
+    image = tmp_path / "system.erofs"
+    chunkstore.reassemble(index, built.release, image)
+    tree = tmp_path / "tree"
+    subprocess.run(["fsck.erofs", f"--extract={tree}", image], capture_output=True, check=True)
+    assert (tree / "usr/bin/tool7").read_bytes() == (built.rootfs / "usr/bin/tool7").read_bytes()
+    assert (tree / "boot/firmware").is_dir()
+    assert list((tree / "boot/firmware").iterdir()) == []

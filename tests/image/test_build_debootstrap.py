@@ -85,11 +85,25 @@ def test_boot_files_for_pi_and_qemu(built_rootfs: Path):
     assert "kernel=vmlinuz" in config and "initramfs initrd.img followkernel" in config
 
 
+def _cpio_names(data: bytes) -> list[str]:
+    """Member names of a newc cpio archive (no cpio binary on the test host)."""
+    names, pos = [], 0
+    while data[pos : pos + 6] == b"070701":
+        size = int(data[pos + 54 : pos + 62], 16)
+        namesize = int(data[pos + 94 : pos + 102], 16)
+        name = data[pos + 110 : pos + 110 + namesize - 1].decode()
+        if name == "TRAILER!!!":
+            break
+        names.append(name)
+        pos = (pos + 110 + namesize + 3) & ~3
+        pos = (pos + size + 3) & ~3
+    return names
+
+
 def test_initramfs_is_small_and_mounts_data(built_rootfs: Path):
     initrd = built_rootfs / "boot/firmware/initrd.img"
-    listing = subprocess.run(
-        f"zstdcat {initrd} | cpio -t --quiet", shell=True, capture_output=True, check=True
-    ).stdout.decode()
+    data = subprocess.run(["zstdcat", initrd], capture_output=True, check=True).stdout
+    listing = "\n".join(_cpio_names(data))
     assert "scripts/init-bottom/fleet-data" in listing
     for module in ("erofs.ko", "virtio_blk.ko", "ext4.ko", "sdhci-iproc.ko"):
         assert module in listing, module
