@@ -26,10 +26,16 @@ from updater.pipeline import BodyTooLong, PipelinedConnection, ProtocolError
 log = logging.getLogger(__name__)
 
 
+_local = threading.local()
+
+
 def decode_chunk(compressed: bytes, *, sha256: str, size: int) -> bytes:
     """Decompress one chunk and check it is exactly the signed bytes."""
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:  # one decompression context per thread, reused for every chunk
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
     try:
-        plain = zstandard.ZstdDecompressor().decompress(compressed, max_output_size=size)
+        plain = dctx.decompress(compressed, max_output_size=size)
     except zstandard.ZstdError as err:
         raise ChunkError(f"chunk {sha256} is not a valid zstd frame of {size} bytes") from err
     if len(plain) != size or hashlib.sha256(plain).hexdigest() != sha256:
@@ -54,7 +60,8 @@ class ChunkSource(ABC):
     def get_many(self, requests: list[Request]) -> Iterator[bytes]:
         """The verified bytes of each requested chunk, in order."""
         wanted = [(sha256, max_compressed_size(size)) for sha256, size in requests]
-        for (sha256, size), compressed in zip(requests, self._fetch_many(wanted), strict=False):
+        # strict: run the fetch generator to its end, so it returns its connection to the pool
+        for (sha256, size), compressed in zip(requests, self._fetch_many(wanted), strict=True):
             with self._lock:
                 self.fetched_chunks += 1
                 self.fetched_bytes += len(compressed)

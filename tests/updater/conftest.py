@@ -51,12 +51,17 @@ def server(repo: ReleaseRepo) -> Iterator[FleetServer]:
     fleet.close()
 
 
-@pytest.fixture
-def device(tmp_path: Path, repo: ReleaseRepo) -> SimDevice:
+def v1_device(base: Path, repo: ReleaseRepo) -> SimDevice:
+    """A freshly flashed device running 1.0.0 from slot a, trusting ``repo``'s root."""
     return SimDevice.create(
-        tmp_path / "device",
+        base,
         images=v1_images(),
         version="1.0.0",
         root_json=repo.root_json,
         release_dir=repo.base / "build" / "release-1.0.0",
     )
+
+
+@pytest.fixture
+def device(tmp_path: Path, repo: ReleaseRepo) -> SimDevice:
+    return v1_device(tmp_path / "device", repo)

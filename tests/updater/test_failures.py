@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import yaml
 import zstandard
 
 from fleetcore.release import ImageName, load_index
 from fleetcore.version import Version
 from fleetcore.wire import EventKind, Slot, UpdateState
 from signing.errors import DowngradeRefused
-from tests.updater.conftest import v1_images, v2_images
-from tests.updater.device import SimDevice
+from tests.updater.conftest import v1_device, v1_images, v2_images
 from tests.updater.releases import ReleaseRepo, image_bytes
 from tests.updater.servers import FleetServer
 from updater.engine import Outcome
@@ -35,13 +35,7 @@ def own_server(own_repo):
 
 
 def make_device(tmp_path, repo):
-    return SimDevice.create(
-        tmp_path / "device",
-        images=v1_images(),
-        version="1.0.0",
-        root_json=repo.root_json,
-        release_dir=repo.base / "build" / "release-1.0.0",
-    )
+    return v1_device(tmp_path / "device", repo)
 
 
 def events(device):
@@ -178,3 +172,20 @@ def test_power_cut_during_trial_counts_as_a_failed_attempt(device, server):
     state = device.engine().store.load()
     assert state.state is UpdateState.ROLLED_BACK
     assert "ended before health checks passed" in state.last_failure
+
+
+@pytest.mark.parametrize(
+    ("transfer", "message"),
+    [
+        ({"max_image_bytes": 1 << 20}, "above the cap of 1048576"),
+        ({"min_free_data_bytes": 1 << 60}, "free, below the"),
+    ],
+)
+def test_size_and_free_space_caps(device, server, transfer, message):
+    device.roots.data_config.parent.mkdir(parents=True, exist_ok=True)
+    device.roots.data_config.write_text(yaml.safe_dump({"transfer": transfer}))
+    assert device.engine().start(Version("2.0.0"), server.tuf_url) is Outcome.IDLE
+    state = device.engine().store.load()
+    assert state.state is UpdateState.FAILED
+    assert message in state.last_failure
+    assert server.fetched_chunks() == 0

@@ -13,7 +13,7 @@ import pytest
 
 from fleetcore.version import Version
 from fleetcore.wire import Slot, UpdateState
-from tests.updater.conftest import v1_images, v2_images
+from tests.updater.conftest import v1_device, v1_images, v2_images
 from tests.updater.device import SimDevice
 from updater.engine import Outcome
 from updater.state import StateStore, UpdaterState
@@ -80,13 +80,7 @@ def fresh_device(tmp_path, repo):
     count = iter(range(1000))
 
     def make() -> SimDevice:
-        return SimDevice.create(
-            tmp_path / f"device-{next(count)}",
-            images=v1_images(),
-            version="1.0.0",
-            root_json=repo.root_json,
-            release_dir=repo.base / "build" / "release-1.0.0",
-        )
+        return v1_device(tmp_path / f"device-{next(count)}", repo)
 
     return make
 
