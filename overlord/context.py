@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from overlord.auth.ratelimit import RateLimiter
 from overlord.auth.service import Principal
 from overlord.cache import TTLCache
-from overlord.db import make_engine, make_sessionmaker
+from overlord.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from overlord.devices.schemas import CachedDesiredState
 from overlord.metrics.registry import Metrics
 from overlord.settings import Settings
@@ -29,6 +29,7 @@ class AppContext:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    reads: sessionmaker[Session]
     metrics: Metrics
     device_limiter: RateLimiter
     anonymous_limiter: RateLimiter
@@ -52,6 +53,7 @@ class AppContext:
             settings=settings,
             engine=engine,
             sessions=make_sessionmaker(engine),
+            reads=make_read_sessionmaker(engine),
             metrics=Metrics(),
             device_limiter=RateLimiter(
                 rate_per_s=settings.device_rate_per_s, burst=settings.device_rate_burst

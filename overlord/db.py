@@ -69,7 +69,12 @@ def utcnow() -> datetime:
 
 
 def make_engine(url: str) -> Engine:
-    """An engine that notices a dead server (pre-ping) and reconnects by itself."""
+    """An engine that reconnects by itself after the server was lost.
+
+    No pre-ping (it would cost a round trip per request): the first statement on a dead
+    connection fails as a disconnect, SQLAlchemy then invalidates the whole pool, and the
+    next checkout connects afresh.
+    """
     if url.startswith("sqlite"):
         memory = url in {"sqlite://", "sqlite:///:memory:"}
         engine = create_engine(
@@ -81,7 +86,7 @@ def make_engine(url: str) -> Engine:
         return engine
     return create_engine(
         url,
-        pool_pre_ping=True,
+        pool_recycle=1800,
         pool_size=10,
         max_overflow=10,
         pool_timeout=5,
@@ -99,6 +104,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for single-statement reads on the hot path: autocommit, no BEGIN/COMMIT."""
+    return sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 def is_disconnect(err: DBAPIError) -> bool:

@@ -30,7 +30,7 @@ def _load_principal(ctx: AppContext, key: str, token: str) -> Principal | None:
     """Resolve a token in the database; while it is down, trust this replica's last answer."""
     if not ctx.database_suspect():
         try:
-            with unit_of_work(ctx.sessions) as session:
+            with unit_of_work(ctx.reads) as session:
                 principal = service.resolve_token(session, token=token)
         except DatabaseUnavailable:
             ctx.mark_database_down()

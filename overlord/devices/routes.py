@@ -71,7 +71,7 @@ async def desired_state(
 def _load_desired(ctx: Ctx, device_id: str) -> CachedDesiredState:
     if not ctx.database_suspect():
         try:
-            with unit_of_work(ctx.sessions) as session:
+            with unit_of_work(ctx.reads) as session:
                 state = service.desired_state(
                     session,
                     device_id=device_id,
