@@ -44,15 +44,7 @@ class Hardware(StrEnum):
 
 
 class ImageName(StrEnum):
-    """The images of a release.
-
-    ``boot`` is slot A's boot partition and ``boot_b`` slot B's: they differ only in
-    cmdline.txt, which names the slot's own system partition, so they share all but a chunk or
-    two. Write :meth:`Manifest.boot_for` of the target slot, never ``boot`` blindly.
-    """
-
     BOOT = "boot"
-    BOOT_B = "boot_b"
     SYSTEM = "system"
 
 
@@ -117,6 +109,27 @@ class ImageEntry(_Strict):
     index: str = Field(description="TUF target name of the image's chunk index")
 
 
+class BytePatch(_Strict):
+    offset: int = Field(ge=0)
+    data: str = Field(pattern=r"^([0-9a-f]{2})+$", description="hex bytes written at offset")
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data) // 2
+
+
+class SlotVariant(_Strict):
+    """An image as written to slot B: the indexed (slot A) image with a few bytes replaced.
+
+    Each boot partition's cmdline.txt names its own system partition, so slot B's boot image
+    differs from slot A's in a handful of bytes (that name, the FAT label and serial). The
+    patches ride in the signed manifest; the result is checked against ``sha256``.
+    """
+
+    sha256: Sha256
+    patches: tuple[BytePatch, ...] = Field(max_length=64)
+
+
 class Manifest(_Strict):
     """What an OS release contains; the TUF target ``os/<version>/manifest.json``."""
 
@@ -127,21 +140,45 @@ class Manifest(_Strict):
     system_format: SystemFormat
     created: int = Field(ge=0, description="SOURCE_DATE_EPOCH of the build")
     images: dict[ImageName, ImageEntry]
+    slot_b: dict[ImageName, SlotVariant] = Field(
+        default_factory=dict, description="images that differ when written to slot B"
+    )
 
     @model_validator(mode="after")
     def _both_images(self) -> Manifest:
-        missing = {ImageName.BOOT, ImageName.SYSTEM} - set(self.images)
+        missing = set(ImageName) - set(self.images)
         if missing:
             raise ValueError(f"manifest lacks images: {', '.join(sorted(missing))}")
+        for name, variant in self.slot_b.items():
+            pos = 0
+            for patch in variant.patches:
+                if patch.offset < pos or patch.end > self.images[name].size:
+                    raise ValueError(f"slot_b patches of {name} overlap or leave the image")
+                pos = patch.end
         return self
 
-    def boot_for(self, slot: Literal["a", "b"]) -> ImageName:
-        """The boot image to write into ``boot_<slot>``."""
-        if slot == "a":
-            return ImageName.BOOT
-        if ImageName.BOOT_B not in self.images:
-            raise FormatError(f"release {self.version} has no boot image for slot b")
-        return ImageName.BOOT_B
+    def written(
+        self, image: ImageName, slot: Literal["a", "b"]
+    ) -> tuple[str, tuple[BytePatch, ...]]:
+        """SHA-256 of ``image`` as written into ``slot``, and the patches that make it."""
+        variant = self.slot_b.get(image) if slot == "b" else None
+        if variant is None:
+            return self.images[image].sha256, ()
+        return variant.sha256, variant.patches
+
+
+def apply_patches(block: bytes, offset: int, patches: tuple[BytePatch, ...]) -> bytes:
+    """``block`` (the image's bytes from ``offset``) with the patches that touch it applied."""
+    end = offset + len(block)
+    touching = [p for p in patches if p.offset < end and p.end > offset]
+    if not touching:
+        return block
+    out = bytearray(block)
+    for patch in touching:
+        data = bytes.fromhex(patch.data)
+        lo, hi = max(patch.offset, offset), min(patch.end, end)
+        out[lo - offset : hi - offset] = data[lo - patch.offset : hi - patch.offset]
+    return bytes(out)
 
 
 def manifest_target(version: Version | str) -> str:

@@ -167,11 +167,8 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
             hardware=req.hardware,
             system_format=req.system.format,
             created=req.epoch,
-            images={
-                ImageName.BOOT: boot_imgs[Slot.A],
-                ImageName.BOOT_B: boot_imgs[Slot.B],
-                ImageName.SYSTEM: system_img,
-            },
+            images={ImageName.BOOT: boot_imgs[Slot.A], ImageName.SYSTEM: system_img},
+            slot_b={ImageName.BOOT: boot_imgs[Slot.B]},
         )
 
 

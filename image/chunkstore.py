@@ -21,7 +21,7 @@ DEFAULT_CHUNKER = Chunker(min_size=16 * 1024, avg_size=64 * 1024, max_size=256 *
 DEFAULT_LEVEL = 12
 
 
-def _hash_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(2**20):
@@ -51,7 +51,7 @@ def cut(
     return ChunkIndex(
         image=name,
         image_size=size,
-        image_sha256=_hash_file(image),
+        image_sha256=sha256_file(image),
         chunker=chunker,
         chunks=tuple(chunks),
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from fleetcore.errors import CommandError, FormatError
@@ -53,7 +52,7 @@ def describe_disk(path: Path) -> str:
     except CommandError as err:
         raise InputError(f"{path} has no readable partition table") from err
     lines = [f"disk {path}: {path.stat().st_size} bytes, {table['label']} {table.get('id', '')}"]
-    lines.append(f"  sha256 {_sha256(path)}")
+    lines.append(f"  sha256 {chunkstore.sha256_file(path)}")
     for part in table.get("partitions", []):
         start, size = part["start"] * SECTOR, part["size"] * SECTOR
         fstype = _fstype(path, start)
@@ -67,14 +66,6 @@ def describe_disk(path: Path) -> str:
                 body = text.strip().replace("\n", "\n      ")
                 lines.append(f"    {name}:\n      {body}")
     return "\n".join(lines) + "\n"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(4 * MIB):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fstype(path: Path, offset: int) -> str:

@@ -19,6 +19,7 @@ from overlord.auth.ratelimit import RateLimiter
 from overlord.auth.service import Principal
 from overlord.cache import TTLCache
 from overlord.db import make_engine, make_read_sessionmaker, make_sessionmaker
+from overlord.devices.ingest import HeartbeatWriter
 from overlord.devices.schemas import CachedDesiredState
 from overlord.metrics.registry import Metrics
 from overlord.settings import Settings
@@ -38,6 +39,10 @@ class AppContext:
     replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     database_down_until: float = 0.0
+    heartbeats: HeartbeatWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.heartbeats = HeartbeatWriter(self)
 
     def mark_database_down(self) -> None:
         """Skip database reads for a moment, so cached answers are not delayed by timeouts."""

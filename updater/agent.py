@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fleetcore.errors import FleetError
 from fleetcore.version import Version
 from fleetcore.wire import (
     EventBatch,
@@ -27,7 +28,7 @@ from fleetcore.wire import (
 )
 from updater.config import UpdaterConfig
 from updater.engine import Engine, Outcome
-from updater.errors import ConfigError, UpdaterError
+from updater.errors import ConfigError
 from updater.firstboot import move_secrets
 from updater.lock import updater_lock
 from updater.notify import Notifier
@@ -57,7 +58,7 @@ class Agent:
         self.client = client
         self.notifier = notifier or Notifier()
         self.roles = roles
-        self.rng = rng or random.Random()  # noqa: S311 - poll jitter, not security
+        self.rng = rng or random.Random()
         self.etag: str | None = None
         self.backoff = config.poll_min_s
         self.failed_version: Version | None = None
@@ -101,7 +102,8 @@ class Agent:
             raise ConfigError("no release repository: set overlord_url or repository_url")
         try:
             outcome = self.engine.start(version, source)
-        except UpdaterError as err:
+        except FleetError as err:  # refused (downgrade, marked bad) or broken: not retried
+            # until the desired state changes
             log.error("cannot update to %s: %s", version, err)
             self.events.put(EventKind.INSTALL_FAILED, version=version, reason=str(err))
             self.failed_version = version
@@ -177,7 +179,7 @@ class Agent:
             try:
                 with updater_lock(lock, wait=True):
                     wait = self.cycle()
-            except UpdaterError as err:
+            except FleetError as err:  # expected failures: say so, keep running, try later
                 log.error("%s", err)
                 wait = self.config.poll_max_s
             state = self.engine.store.load().state.value

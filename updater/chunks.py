@@ -161,7 +161,7 @@ class HttpChunkSource(ChunkSource):
                         f"chunk store unreachable after {failures} attempts: {err}"
                     ) from err
                 log.info("chunk fetch failed (%s); retrying in %.2f s", err, delay)
-                time.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter only
+                time.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.config.backoff_max_s)
                 continue
             except BaseException:

@@ -149,6 +149,11 @@ class Engine:
     def start(self, version: Version, source: str) -> Outcome:
         """Begin installing ``version`` from ``source`` unless it is done or under way."""
         state = self.load()
+        if state.state is UpdateState.ROLLED_BACK:  # report it (or finish it) first
+            outcome = self.resume()
+            if outcome is not Outcome.IDLE:
+                return outcome
+            state = self.load()
         if state.state in IN_PROGRESS:
             if state.target_version == version or state.state not in _BEFORE_REBOOT:
                 return self.resume()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from overlord.auth import service
@@ -14,12 +13,9 @@ from overlord.auth.service import Principal
 from overlord.auth.tokens import digest
 from overlord.context import AppContext
 from overlord.db import unit_of_work
-from overlord.deps import Ctx
 from overlord.errors import AuthError, DatabaseUnavailable, Forbidden, RateLimited
 
 SESSION_COOKIE = "overlord_session"
-_bearer = HTTPBearer(auto_error=False)
-BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 def client_address(request: Request) -> str:
@@ -46,18 +42,25 @@ def _session_principal(ctx: AppContext, cookie: str) -> Principal | None:
         return service.resolve_session(session, cookie=cookie)
 
 
-async def authenticate(request: Request, ctx: Ctx, credentials: BearerCredentials) -> Principal:
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+async def authenticate(request: Request) -> Principal:
     """The caller behind a bearer token or a dashboard session cookie.
 
-    Async so that the hot path (a cached token) never leaves the event loop; database
-    look-ups run in the thread pool.
+    One flat, async dependency, so that the hot path (a cached token) costs no dependency
+    tree and never leaves the event loop; database look-ups run in the thread pool.
     """
+    ctx: AppContext = request.app.state.ctx
     principal = None
-    if credentials is not None:
-        key = digest(credentials.credentials)
+    token = bearer_token(request)
+    if token is not None:
+        key = digest(token)
         principal = ctx.principals.get(key, max_age_s=ctx.settings.auth_cache_ttl_s)
         if principal is None:
-            principal = await run_in_threadpool(_load_principal, ctx, key, credentials.credentials)
+            principal = await run_in_threadpool(_load_principal, ctx, key, token)
     elif cookie := request.cookies.get(SESSION_COOKIE):
         principal = await run_in_threadpool(_session_principal, ctx, cookie)
     if principal is None:
@@ -70,8 +73,10 @@ async def authenticate(request: Request, ctx: Ctx, credentials: BearerCredential
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
-async def device_caller(device_id: str, caller: Caller, ctx: Ctx) -> Principal:
+async def device_caller(device_id: str, request: Request) -> Principal:
     """A device credential, only for its own device."""
+    caller = await authenticate(request)
+    ctx: AppContext = request.app.state.ctx
     if caller.role is not KeyRole.DEVICE or caller.device_id != device_id:
         raise Forbidden("this credential is not the device's own")
     if not ctx.device_limiter.allow(device_id):

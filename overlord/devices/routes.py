@@ -16,6 +16,7 @@ from fleetcore.wire import (
     RegisterResponse,
 )
 from overlord.auth.deps import Admin, DeviceCaller, Operator, Viewer, client_address
+from overlord.context import AppContext
 from overlord.db import unit_of_work, utcnow
 from overlord.deps import Ctx, DbSession
 from overlord.devices import service
@@ -52,13 +53,14 @@ def register(
 async def desired_state(
     device_id: str,
     _caller: DeviceCaller,
-    ctx: Ctx,
+    request: Request,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """What the device should run. Served from this replica's cache while the database is down.
 
     A fresh cache entry is answered without leaving the event loop (the cheap 304 path).
     """
+    ctx: AppContext = request.app.state.ctx
     state = ctx.desired.get(device_id, max_age_s=ctx.settings.cache_ttl_s)
     if state is None:
         state = await run_in_threadpool(_load_desired, ctx, device_id)
@@ -89,13 +91,8 @@ def _load_desired(ctx: Ctx, device_id: str) -> CachedDesiredState:
 
 
 @router.post("/{device_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
-def heartbeat(device_id: str, body: Heartbeat, _caller: DeviceCaller, ctx: Ctx) -> Response:
-    with unit_of_work(ctx.sessions) as session:
-        open_update = service.record_heartbeat(session, device_id=device_id, heartbeat=body)
-        if open_update:
-            device = service.get_device(session, device_id=device_id)
-            rollouts_service.observe_heartbeat(session, device=device, heartbeat=body)
-    ctx.metrics.heartbeats.inc()
+async def heartbeat(device_id: str, body: Heartbeat, _caller: DeviceCaller, ctx: Ctx) -> Response:
+    await ctx.heartbeats.submit(device_id, body)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -7,7 +7,7 @@ import json
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, not_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, not_, select, update
 from sqlalchemy.orm import Session
 
 from fleetcore.release import manifest_target, role_target
@@ -23,7 +23,7 @@ from fleetcore.wire import (
 )
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
-from overlord.db import utcnow
+from overlord.db import Base, utcnow
 from overlord.devices.models import AdminStatus, Device, DeviceHeartbeat
 from overlord.devices.schemas import (
     CachedDesiredState,
@@ -152,42 +152,76 @@ def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
     return RegisterResponse(device_id=device.id, device_token=token)
 
 
-def record_heartbeat(session: Session, *, device_id: str, heartbeat: Heartbeat) -> bool:
-    """Store a heartbeat in two statements; returns whether the device has an open update."""
+def record_heartbeats(
+    session: Session, *, items: list[tuple[str, Heartbeat]]
+) -> tuple[set[str], set[str]]:
+    """Store a batch of heartbeats in three statements (group commit).
+
+    Returns (devices with an open rollout update, unknown device ids).
+    """
     now = utcnow()
-    open_update = session.execute(
-        update(Device)
-        .where(Device.id == device_id)
-        .values(
-            last_seen=now,
-            image_version=str(heartbeat.image_version),
-            booted_slot=heartbeat.booted_slot,
-            committed_slot=heartbeat.committed_slot,
-            update_state=heartbeat.update_state,
-            health=heartbeat.health,
-            roles=[r.model_dump(mode="json") for r in heartbeat.roles],
-            role_index="," + "".join(f"{r.name}," for r in heartbeat.roles),
-            safe_mode=any(r.safe_mode for r in heartbeat.roles),
-            free_data_bytes=heartbeat.free_data_bytes,
-            uptime_s=heartbeat.uptime_s,
-            dropped_events=heartbeat.dropped_events,
+    devices = Base.metadata.tables[Device.__tablename__]
+    ids = {device_id for device_id, _ in items}
+    found = {
+        device_id: bool(open_update)
+        for device_id, open_update in session.execute(
+            select(Device.id, Device.open_update).where(Device.id.in_(ids))
         )
-        .returning(Device.open_update)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    if open_update is None:
-        raise NotFound(f"no device {device_id}")
-    session.execute(
-        insert(DeviceHeartbeat).values(
-            device_id=device_id,
-            received_at=now,
-            image_version=str(heartbeat.image_version),
-            update_state=heartbeat.update_state,
-            health=heartbeat.health,
-            payload=heartbeat.model_dump(mode="json"),
+    }
+    rows = [(device_id, hb) for device_id, hb in items if device_id in found]
+    if rows:
+        connection = session.connection()
+        connection.execute(
+            update(devices)
+            .where(devices.c.id == bindparam("b_id"))
+            .values(
+                last_seen=bindparam("b_last_seen"),
+                image_version=bindparam("b_image_version"),
+                booted_slot=bindparam("b_booted_slot"),
+                committed_slot=bindparam("b_committed_slot"),
+                update_state=bindparam("b_update_state"),
+                health=bindparam("b_health"),
+                roles=bindparam("b_roles"),
+                role_index=bindparam("b_role_index"),
+                safe_mode=bindparam("b_safe_mode"),
+                free_data_bytes=bindparam("b_free_data_bytes"),
+                uptime_s=bindparam("b_uptime_s"),
+                dropped_events=bindparam("b_dropped_events"),
+            ),
+            [
+                {
+                    "b_id": device_id,
+                    "b_last_seen": now,
+                    "b_image_version": str(hb.image_version),
+                    "b_booted_slot": hb.booted_slot,
+                    "b_committed_slot": hb.committed_slot,
+                    "b_update_state": hb.update_state,
+                    "b_health": hb.health,
+                    "b_roles": [r.model_dump(mode="json") for r in hb.roles],
+                    "b_role_index": "," + "".join(f"{r.name}," for r in hb.roles),
+                    "b_safe_mode": any(r.safe_mode for r in hb.roles),
+                    "b_free_data_bytes": hb.free_data_bytes,
+                    "b_uptime_s": hb.uptime_s,
+                    "b_dropped_events": hb.dropped_events,
+                }
+                for device_id, hb in rows
+            ],
         )
-    )
-    return bool(open_update)
+        connection.execute(
+            insert(Base.metadata.tables[DeviceHeartbeat.__tablename__]),
+            [
+                {
+                    "device_id": device_id,
+                    "received_at": now,
+                    "image_version": str(hb.image_version),
+                    "update_state": hb.update_state,
+                    "health": hb.health,
+                    "payload": hb.model_dump(mode="json"),
+                }
+                for device_id, hb in rows
+            ],
+        )
+    return {d for d, is_open in found.items() if is_open}, ids - set(found)
 
 
 def desired_state(

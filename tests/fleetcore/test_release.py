@@ -9,6 +9,7 @@ from fleetcore.release import (
     Chunker,
     ChunkIndex,
     ImageName,
+    apply_patches,
     chunk_path,
     dump_index,
     dump_manifest,
@@ -58,8 +59,8 @@ def test_chunk_path():
         chunk_path("../etc/passwd")
 
 
-def _manifest(images: list[ImageName]) -> bytes:
-    entry = {"size": 1, "sha256": "ab" * 32, "index": "os/1.0/x.index.json"}
+def _manifest(images: list[ImageName], **extra: object) -> bytes:
+    entry = {"size": 100, "sha256": "ab" * 32, "index": "os/1.0/x.index.json"}
     return json.dumps(
         {
             "version": "1.0",
@@ -67,24 +68,48 @@ def _manifest(images: list[ImageName]) -> bytes:
             "system_format": "erofs",
             "created": 0,
             "images": {name.value: entry for name in images},
+            **extra,
         }
     ).encode()
 
 
-def test_boot_image_per_slot():
-    manifest = load_manifest(_manifest(list(ImageName)))
-    assert manifest.boot_for("a") is ImageName.BOOT
-    assert manifest.boot_for("b") is ImageName.BOOT_B
+def _slot_b(*patches: tuple[int, str]) -> dict[str, object]:
+    return {
+        "slot_b": {
+            "boot": {
+                "sha256": "cd" * 32,
+                "patches": [{"offset": o, "data": d} for o, d in patches],
+            }
+        }
+    }
+
+
+def test_slot_b_variant():
+    manifest = load_manifest(_manifest(list(ImageName), **_slot_b((3, "6162"), (90, "ff"))))
+    assert manifest.written(ImageName.BOOT, "a") == ("ab" * 32, ())
+    sha, patches = manifest.written(ImageName.BOOT, "b")
+    assert sha == "cd" * 32 and [p.offset for p in patches] == [3, 90]
+    assert manifest.written(ImageName.SYSTEM, "b") == ("ab" * 32, ())
     assert load_manifest(dump_manifest(manifest)) == manifest
 
 
-def test_manifest_without_slot_b_boot_refuses_slot_b():
-    manifest = load_manifest(_manifest([ImageName.BOOT, ImageName.SYSTEM]))
-    assert manifest.boot_for("a") is ImageName.BOOT
-    with pytest.raises(FormatError, match="no boot image for slot b"):
-        manifest.boot_for("b")
+@pytest.mark.parametrize(
+    "patches", [((3, "6162"), (4, "ff")), ((99, "6162"),), ((0, "6"),), ((0, "zz"),)]
+)
+def test_slot_b_patches_must_fit(patches):
+    with pytest.raises(FormatError):
+        load_manifest(_manifest(list(ImageName), **_slot_b(*patches)))
+
+
+def test_apply_patches_across_blocks():
+    manifest = load_manifest(_manifest(list(ImageName), **_slot_b((3, "414243"), (9, "5a"))))
+    _sha, patches = manifest.written(ImageName.BOOT, "b")
+    image = bytes(12)
+    blocks = [apply_patches(image[o : o + 4], o, patches) for o in range(0, 12, 4)]
+    assert b"".join(blocks) == b"\0\0\0ABC\0\0\0Z\0\0"
+    assert apply_patches(b"xyz", 20, patches) == b"xyz"
 
 
 def test_manifest_needs_boot_and_system():
     with pytest.raises(FormatError, match="lacks images: system"):
-        load_manifest(_manifest([ImageName.BOOT, ImageName.BOOT_B]))
+        load_manifest(_manifest([ImageName.BOOT]))

@@ -1,10 +1,11 @@
+import hashlib
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from fleetcore.release import ImageName
+from fleetcore.release import ImageName, apply_patches
 from image import assemble, chunkstore, disk, release
 from image.cli import main
 from image.filesystems import SystemSpec
@@ -77,18 +78,34 @@ def test_slot_a_populated_slot_b_empty(built: Built):
 def test_chunk_indexes_reassemble_the_images(built: Built, tmp_path: Path):
     manifest = release.read_manifest(built.release)
     assert set(manifest.images) == set(ImageName)
-    where = {
-        ImageName.BOOT: "boot_a",
-        ImageName.BOOT_B: "boot_b",
-        ImageName.SYSTEM: "system_a",
-    }
-    for name, label in where.items():
+    for name, label in [(ImageName.BOOT, "boot_a"), (ImageName.SYSTEM, "system_a")]:
         index = chunkstore.load_index_file(built.release / release.index_file(name))
         assert index.image_sha256 == manifest.images[name].sha256
         out = tmp_path / f"{name}.img"
         chunkstore.reassemble(index, built.release, out)
         start, _size = _part(built, label)
         assert out.read_bytes() == _read(built.disk, start, index.image_size)
+
+
+def test_slot_b_boot_is_slot_a_boot_plus_manifest_patches(built: Built, tmp_path: Path):
+    manifest = release.read_manifest(built.release)
+    sha, patches = manifest.written(ImageName.BOOT, "b")
+    assert 0 < len(patches) <= 8
+    assert sum(len(p.data) // 2 for p in patches) < 64
+    index = chunkstore.load_index_file(built.release / release.index_file(ImageName.BOOT))
+    out = tmp_path / "boot.img"
+    chunkstore.reassemble(index, built.release, out)
+    # Apply chunk by chunk, as the updater streams them.
+    data = out.read_bytes()
+    written = b"".join(
+        apply_patches(data[off : off + c.size], off, patches)
+        for off, c in zip(index.offsets(), index.chunks, strict=True)
+    )
+    start, size = _part(built, "boot_b")
+    assert written == _read(built.disk, start, size)
+    assert hashlib.sha256(written).hexdigest() == sha
+    assert manifest.written(ImageName.BOOT, "a") == (manifest.images[ImageName.BOOT].sha256, ())
+    assert manifest.written(ImageName.SYSTEM, "b")[1] == ()
 
 
 def test_reproducible(built: Built, tmp_path: Path):

@@ -108,3 +108,16 @@ def test_device_keeps_its_slot_while_the_overlord_is_down(device, server):
     agent.cycle()
     assert agent.engine.resume() is Outcome.IDLE
     assert device.booted() == (Slot.A, False)
+
+
+def test_desired_downgrade_is_refused_once_and_reported(device, server):
+    setup_device(device, server)
+    agent = make_agent(device)
+    server.set_desired("0.5.0")
+    agent.cycle()
+    agent.cycle()
+    failures = [e for e in server.events if e["kind"] == "install-failed"]
+    assert len(failures) == 1
+    assert "lower than the installed 1.0.0" in failures[0]["reason"]
+    assert server.fetched_chunks() == 0
+    assert agent.engine.store.load().state is UpdateState.IDLE
