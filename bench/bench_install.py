@@ -59,10 +59,10 @@ httpd.serve_forever()
 CHILD = r"""
 import json, sys
 from pathlib import Path
-from fleetcore.release import ImageName, load_index
+from fleetcore.release import ImageName
 from fleetcore.version import Version
 from fleetcore.wire import Slot
-from updater.chunkindex import CompactIndex
+from updater.chunkindex import load_compact
 from updater.chunks import HttpChunkSource
 from updater.config import TransferConfig
 from updater.disk import BootDisk, PartitionIO
@@ -72,13 +72,12 @@ import hashlib, time
 
 disk_path, url, release, seed_dir, work = sys.argv[1:6]
 disk = BootDisk.open(Path(disk_path))
-indexes = {i: load_index((Path(release) / f"{i.value}.index.json").read_bytes()) for i in ImageName}
-compact = {i: CompactIndex.from_index(x) for i, x in indexes.items()}
-del indexes
+compact = {i: load_compact((Path(release) / f"{i.value}.index.json").read_bytes())
+           for i in ImageName}
 seed = None
 if seed_dir != "-":
-    seed_idx = [CompactIndex.from_index(load_index((Path(seed_dir) / f"{i.value}.index.json")
-                .read_bytes())) for i in ImageName]
+    seed_idx = [load_compact((Path(seed_dir) / f"{i.value}.index.json").read_bytes())
+                for i in ImageName]
     seed = Seed(disk, Slot.A, seed_idx)
 source = HttpChunkSource(url, TransferConfig())
 progress = ProgressFile(Path(work) / "progress.json")

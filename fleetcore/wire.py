@@ -114,6 +114,12 @@ class Heartbeat(_Request):
     free_data_bytes: int = Field(ge=0)
     uptime_s: float = Field(ge=0)
     dropped_events: int = Field(default=0, ge=0, description="queued items lost while offline")
+    node_exporter: str | None = Field(
+        default=None,
+        max_length=261,
+        pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$",
+        description="host:port where the Overlord's Prometheus reaches this device's node exporter",
+    )
 
 
 class Event(_Request):

@@ -25,6 +25,7 @@ from overlord.dashboard.routes import router as dashboard_router
 from overlord.dashboard.routes import static_files as dashboard_static
 from overlord.db import is_disconnect, unit_of_work
 from overlord.deps import Ctx
+from overlord.devices.routes import labels_router, sd_router
 from overlord.devices.routes import router as devices_router
 from overlord.errors import DatabaseUnavailable, RequestError
 from overlord.events.routes import router as events_router
@@ -164,6 +165,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     _install_error_handlers(app)
     for router in (
         devices_router,
+        sd_router,
+        labels_router,
         rollouts_router,
         releases_router,
         events_router,

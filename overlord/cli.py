@@ -66,6 +66,11 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> None:
     print("database schema is up to date")
 
 
+def cmd_db_revision(args: argparse.Namespace) -> None:
+    """Developer tool: autogenerate a migration from the models against the configured DB."""
+    migrate.revise(make_engine(_settings().database_url), args.message)
+
+
 def _session_factory() -> Callable[[], Any]:
     settings = _settings()
     factory = make_sessionmaker(make_engine(settings.database_url))
@@ -194,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
     db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)
+    revision = db.add_parser("revision", help="autogenerate a migration (developers)")
+    revision.add_argument("message")
+    revision.set_defaults(func=cmd_db_revision)
 
     token = sub.add_parser("token", help="credentials").add_subparsers(dest="token", required=True)
     create = token.add_parser("create", help="create a token and print it once")

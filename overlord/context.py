@@ -8,6 +8,7 @@ a lease row in the database.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from overlord.auth.ratelimit import RateLimiter
 from overlord.auth.service import Principal
 from overlord.cache import TTLCache
 from overlord.db import make_engine, make_read_sessionmaker, make_sessionmaker
+from overlord.devices.changes import ChangeFollower
 from overlord.devices.ingest import HeartbeatWriter
 from overlord.devices.schemas import CachedDesiredState
 from overlord.metrics.registry import Metrics
@@ -36,13 +38,17 @@ class AppContext:
     anonymous_limiter: RateLimiter
     principals: TTLCache[str, Principal] = field(default_factory=TTLCache)
     desired: TTLCache[str, CachedDesiredState] = field(default_factory=TTLCache)
-    replica_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    replica_id: str = field(
+        default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    )
 
     database_down_until: float = 0.0
     heartbeats: HeartbeatWriter = field(init=False)
+    changes: ChangeFollower = field(init=False)
 
     def __post_init__(self) -> None:
         self.heartbeats = HeartbeatWriter(self)
+        self.changes = ChangeFollower(self.desired, poll_s=self.settings.change_poll_s)
 
     def mark_database_down(self) -> None:
         """Skip database reads for a moment, so cached answers are not delayed by timeouts."""

@@ -2,7 +2,7 @@
 
 from overlord.auth.models import ApiKey, DashboardSession, Lease
 from overlord.db import Base
-from overlord.devices.models import Device, DeviceHeartbeat
+from overlord.devices.models import DesiredStateChange, Device, DeviceHeartbeat
 from overlord.events.models import Alert, AlertRule, DeviceEvent
 from overlord.rollouts.models import DeploymentConfig, DeploymentRollout, DeviceUpdate
 
@@ -14,6 +14,7 @@ __all__ = [
     "DashboardSession",
     "DeploymentConfig",
     "DeploymentRollout",
+    "DesiredStateChange",
     "Device",
     "DeviceEvent",
     "DeviceHeartbeat",

@@ -15,6 +15,7 @@ import time
 from overlord import leases
 from overlord.context import AppContext
 from overlord.db import unit_of_work
+from overlord.devices import changes
 from overlord.devices import service as devices_service
 from overlord.errors import OverlordError
 from overlord.rollouts import service as rollouts_service
@@ -68,6 +69,7 @@ class Scheduler:
                 removed = devices_service.prune_heartbeats(
                     session, retention_days=ctx.settings.heartbeat_retention_days
                 )
+                changes.prune(session)
             log.info("pruned %d heartbeats", removed)
             self._last_prune = time.monotonic()
         return True

@@ -27,7 +27,12 @@ class Settings(BaseSettings):
     engine_interval_s: float = Field(default=10.0, gt=0)
     lease_ttl_s: int = Field(default=30, ge=5)
     cache_ttl_s: float = Field(
-        default=2.0, ge=0, description="how long a replica may answer from its desired-state cache"
+        default=300.0,
+        ge=0,
+        description="longest a replica answers a desired state from memory without re-reading it",
+    )
+    change_poll_s: float = Field(
+        default=0.5, ge=0, description="how often a replica reads the desired-state change log"
     )
     outage_backoff_s: float = Field(
         default=2.0, ge=0, description="after a lost database, answer reads from cache this long"
@@ -40,7 +45,6 @@ class Settings(BaseSettings):
     session_ttl_s: int = Field(default=12 * 3600, ge=60)
     secure_cookies: bool = False
     run_scheduler: bool = True
-    max_upload_bytes: int = Field(default=8 << 30, ge=1)
 
     @property
     def is_sqlite(self) -> bool:

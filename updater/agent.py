@@ -12,18 +12,17 @@ import logging
 import random
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from fleetcore.errors import FleetError
 from fleetcore.version import Version
 from fleetcore.wire import (
+    DesiredState,
     EventBatch,
     EventKind,
     Health,
     Heartbeat,
     RegisterRequest,
-    RoleStatus,
     UpdateState,
 )
 from updater.config import UpdaterConfig
@@ -35,10 +34,9 @@ from updater.notify import Notifier
 from updater.overlord import Identity, OverlordClient, OverlordRejected, OverlordUnreachable
 from updater.paths import Roots
 from updater.queue import EventQueue
+from updater.rolesync import RoleSync
 
 log = logging.getLogger(__name__)
-
-RoleReporter = Callable[[], list[RoleStatus]]
 
 
 class Agent:
@@ -51,7 +49,7 @@ class Agent:
         events: EventQueue,
         client: OverlordClient,
         notifier: Notifier | None = None,
-        roles: RoleReporter = list,
+        roles: RoleSync | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.roots, self.config, self.engine, self.events = roots, config, engine, events
@@ -63,6 +61,7 @@ class Agent:
         self.backoff = config.poll_min_s
         self.failed_version: Version | None = None
         self.desired_version: Version | None = None
+        self.desired: DesiredState | None = None
         self.interval: float | None = None
         self.client.identity = Identity.load(roots.identity_file)
 
@@ -84,11 +83,13 @@ class Agent:
             return self.backoff * self.rng.uniform(0.5, 1.0)
         self.backoff = self.config.poll_min_s
         if desired is not None:  # a 200: the desired state changed, failures may be retried
+            self.desired = desired
             self.failed_version = None
             self.desired_version = desired.os.version if desired.os else None
             self.interval = float(desired.poll_interval_s) if desired.poll_interval_s else None
         if self.desired_version is not None:
             self.apply(self.desired_version)
+        self.sync_roles()
         self.flush_quietly()
         if self.interval is not None:
             return self.interval
@@ -111,6 +112,15 @@ class Agent:
         if self.engine.store.load().state is UpdateState.FAILED:
             self.failed_version = version
         log.info("update to %s: %s", version, outcome.value)
+
+    def sync_roles(self) -> None:
+        """Converge roles on the last desired state; a role failure never stops the agent."""
+        if self.roles is None or self.desired is None:
+            return
+        try:
+            self.roles.sync(self.desired)
+        except FleetError as err:
+            log.error("roles: %s", err)
 
     def enroll(self) -> None:
         if self.client.identity is not None:
@@ -150,7 +160,7 @@ class Agent:
             booted_slot=booted.slot,
             committed_slot=self.engine.committed_slot(),
             update_state=state.state,
-            roles=self.roles(),
+            roles=self.roles.status() if self.roles else [],
             health=health,
             free_data_bytes=shutil.disk_usage(self.roots.data).free,
             uptime_s=time.monotonic(),

@@ -1,16 +1,22 @@
 """A chunk index in compact form: digests in one bytes buffer, sizes and offsets in arrays.
 
 A parsed :class:`fleetcore.release.ChunkIndex` costs hundreds of bytes per chunk in Python
-objects; this costs about 48, so memory stays small for multi-GiB images.
+objects (and more while JSON and pydantic build it); this costs about 48, so memory stays
+small for multi-GiB images. :func:`load_compact` reads the canonical JSON that
+``fleetcore.release.dump_index`` writes without building per-chunk objects, and falls back to
+the full model for any other spelling, so both paths apply the same validation.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
+import re
 from array import array
 from dataclasses import dataclass
 
-from fleetcore.release import ChunkIndex, ImageName
+from fleetcore.errors import FormatError
+from fleetcore.release import Chunk, ChunkIndex, ImageName, load_index
 
 DIGEST = 32
 
@@ -41,6 +47,9 @@ class CompactIndex:
     def __len__(self) -> int:
         return len(self.sizes)
 
+    def max_size(self) -> int:
+        return max(self.sizes, default=0)
+
     def digest(self, i: int) -> bytes:
         return self.digests[i * DIGEST : (i + 1) * DIGEST]
 
@@ -68,3 +77,46 @@ class SeedMap:
             image, offset, size = self._rows[at]
             return self.images[image], offset, size
         return None
+
+
+_CHUNKS_KEY = b'"chunks":['
+_CHUNK = re.compile(rb'\{"sha256":"([0-9a-f]{64})","size":([1-9][0-9]{0,11})\}(,|$)')
+
+
+def load_compact(data: bytes) -> CompactIndex:
+    """Parse and validate a chunk index straight into compact form."""
+    start = data.find(_CHUNKS_KEY)
+    end = data.find(b"]", start) if start >= 0 else -1
+    if start < 0 or end < 0:
+        return CompactIndex.from_index(load_index(data))
+    region = data[start + len(_CHUNKS_KEY) : end]
+    digests, sizes, offsets = bytearray(), array("Q"), array("Q")
+    pos = expected = 0
+    for match in _CHUNK.finditer(region):
+        if match.start() != expected:
+            return CompactIndex.from_index(load_index(data))  # not canonical: full parse
+        expected = match.end()
+        digests += bytes.fromhex(match.group(1).decode())
+        size = int(match.group(2))
+        sizes.append(size)
+        offsets.append(pos)
+        pos += size
+    if expected != len(region):
+        return CompactIndex.from_index(load_index(data))
+    try:
+        header = json.loads(data[: start + len(_CHUNKS_KEY)] + data[end:])
+        # fleetcore's model validates every header field; one stand-in chunk of the whole
+        # size satisfies its "sizes add up" rule, which is checked below for the real chunks.
+        if isinstance(header, dict) and header.get("image_size"):
+            stand_in = Chunk(sha256="0" * 64, size=header["image_size"])
+            header["chunks"] = [stand_in.model_dump()]
+        model = ChunkIndex.model_validate(header)
+    except ValueError as err:  # pydantic's ValidationError is a ValueError
+        raise FormatError(f"invalid chunk index: {err}") from err
+    if pos != model.image_size:
+        raise FormatError(
+            f"invalid chunk index: chunk sizes add up to {pos}, image_size is {model.image_size}"
+        )
+    return CompactIndex(
+        model.image, model.image_size, model.image_sha256, bytes(digests), sizes, offsets
+    )

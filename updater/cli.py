@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 from fleetcore.cli import run_main, setup_logging
 from fleetcore.errors import VersionError
 from fleetcore.version import Version
+from signing.client import ReleaseClient
 from updater import autoboot
 from updater.agent import Agent
 from updater.config import UpdaterConfig, load_config
@@ -25,9 +28,13 @@ from updater.notify import Notifier, watchdog_interval
 from updater.overlord import OverlordClient
 from updater.paths import Roots
 from updater.queue import EventQueue
-from updater.sources import directory_source
+from updater.roles import cli as roles_cli
+from updater.roles.manager import ManagerConfig, RoleManager
+from updater.rolesync import RoleSync
+from updater.sources import directory_source, open_source
 
 PROG = "fleet-updater"
+SAFE_MODE_BUNDLE = Path("/opt/metrica-fleet/safe-mode")
 
 
 @dataclass
@@ -36,6 +43,7 @@ class Device:
     config: UpdaterConfig
     engine: Engine
     events: EventQueue
+    roles: RoleSync
 
     @property
     def lock_path(self) -> Path:
@@ -46,15 +54,41 @@ def open_device(roots: Roots, notifier: Notifier | None = None) -> Device:
     config = load_config(roots)
     events = EventQueue(roots.queue_dir, max_items=config.queue_max_items)
     ping = notifier.watchdog if notifier else (lambda: None)
+    health = HealthChecker(config.health, roots, ping=ping)
     engine = Engine(
         roots=roots,
         config=config,
         firmware=open_firmware(config.firmware, roots),
         events=events,
-        health=HealthChecker(config.health, roots, ping=ping),
+        health=health,
         tick=ping,
     )
-    return Device(roots, config, engine, events)
+    roles = RoleSync(
+        manager=RoleManager(
+            ManagerConfig(
+                device_id=config.hostname or socket.gethostname(),
+                root=roots.data / "roles",
+                role_config_dir=roots.fleet / "roles",
+                safe_mode_bundle=roots.under_root(SAFE_MODE_BUNDLE),
+            )
+        ),
+        events=events,
+        open_client=lambda: _release_reader(roots, config),
+        cache_dir=roots.fleet / "role-cache",
+        hardware=engine.hardware,
+    )
+    health.role_hook = roles.health
+    return Device(roots, config, engine, events, roles)
+
+
+def _release_reader(roots: Roots, config: UpdaterConfig) -> ReleaseClient:
+    if config.release_url is None:
+        raise ConfigError("no release repository: set overlord_url or repository_url")
+    source = open_source(
+        config.release_url, roots=roots, trust_root=config.trust_root, transfer=config.transfer
+    )
+    source.close()
+    return source.reader
 
 
 def status(device: Device) -> dict[str, Any]:
@@ -116,12 +150,16 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--version", type=Version, help="a version from the configured repository")
     sub.add_parser("commit", help="commit the running trial without waiting for health checks")
     sub.add_parser("rollback", help="fail the running trial and reboot into the committed slot")
+    roles_cli.register(sub)
     return ap
 
 
 def _body(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.verbose)
+    if args.command == "roles":
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
     roots = Roots(
         root=args.root,
         data=args.data,
@@ -190,6 +228,7 @@ def _run(roots: Roots) -> int:
         events=device.events,
         client=client,
         notifier=notifier,
+        roles=device.roles,
     )
     agent.run_forever(watchdog_s=watchdog_interval(), lock=device.lock_path)
     return 0

@@ -25,10 +25,10 @@ from fleetcore.wire import EventKind, Slot, UpdateState
 from signing.errors import DownloadError, VerificationError
 from signing.rollback import check_upgrade, raise_floor
 from updater import autoboot
-from updater.chunkindex import CompactIndex
 from updater.config import UpdaterConfig
 from updater.disk import BootDisk, find_boot_disk
 from updater.errors import (
+    DiskError,
     FirmwareError,
     InstallError,
     StateError,
@@ -190,7 +190,7 @@ class Engine:
             except (TransferError, DownloadError) as err:
                 log.warning("update of %s waits for the network: %s", state.target_version, err)
                 return Outcome.WAITING
-            except (InstallError, VerificationError, FirmwareError) as err:
+            except (InstallError, VerificationError, FirmwareError, DiskError) as err:
                 if state.state not in _BEFORE_REBOOT:
                     raise
                 self._fail(state, str(err))
@@ -253,9 +253,7 @@ class Engine:
         seed_dirs = [self.roots.slot_dir(active)]
         if state.slot_versions.get(active) == self._image_version():
             seed_dirs.append(self.roots.image_indexes)
-        seed_indexes = [CompactIndex.from_index(i) for i in load_seed_indexes(*seed_dirs)]
-        compact = {image: CompactIndex.from_index(indexes[image]) for image in ImageName}
-        del indexes
+        seed_indexes = load_seed_indexes(*seed_dirs)
         source = self._open(state.source)
         seed = Seed(self.disk, active, seed_indexes) if seed_indexes else None
         reported: dict[ImageName, int] = {}
@@ -285,7 +283,7 @@ class Engine:
         )
         try:
             writer.check_space(manifest, data=self.roots.data)
-            writer.install(state.target_version, compact)
+            writer.install(state.target_version, indexes)
         finally:
             source.close()
             if seed is not None:

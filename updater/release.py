@@ -14,11 +14,9 @@ from typing import Protocol
 from fleetcore.atomic import atomic_write
 from fleetcore.errors import FormatError
 from fleetcore.release import (
-    ChunkIndex,
     Hardware,
     ImageName,
     Manifest,
-    load_index,
     load_manifest,
     manifest_target,
 )
@@ -27,6 +25,7 @@ from signing.client import TrustedTarget
 from signing.errors import TargetMismatch
 from signing.rollback import check_upgrade
 from signing.targets import TargetCustom, TargetKind
+from updater.chunkindex import CompactIndex, load_compact
 from updater.errors import InstallError, VersionRejected
 
 MANIFEST_FILE = "manifest.json"
@@ -43,7 +42,7 @@ class TargetReader(Protocol):
 @dataclass(frozen=True)
 class Release:
     manifest: Manifest
-    indexes: dict[ImageName, ChunkIndex]
+    indexes: dict[ImageName, CompactIndex]
     floor: Version | None
 
 
@@ -78,7 +77,7 @@ def check_candidate(
 
 
 def check_release(
-    manifest: Manifest, indexes: dict[ImageName, ChunkIndex], version: Version
+    manifest: Manifest, indexes: dict[ImageName, CompactIndex], version: Version
 ) -> None:
     if manifest.version != version:
         raise VersionRejected(f"manifest of {version} describes version {manifest.version}")
@@ -114,7 +113,7 @@ def fetch_release(
             image: reader.read(reader.get_target(manifest.images[image].index))
             for image in ImageName
         }
-        indexes = {image: load_index(data) for image, data in raw_indexes.items()}
+        indexes = {image: load_compact(data) for image, data in raw_indexes.items()}
     except FormatError as err:
         raise InstallError(f"release {version} is signed but malformed: {err}") from err
     check_release(manifest, indexes, version)
@@ -128,11 +127,11 @@ def fetch_release(
     return Release(manifest, indexes, target.custom.version_floor)
 
 
-def load_stored(src: Path, version: Version) -> tuple[Manifest, dict[ImageName, ChunkIndex]]:
+def load_stored(src: Path, version: Version) -> tuple[Manifest, dict[ImageName, CompactIndex]]:
     """The verified release files kept in ``src`` by :func:`fetch_release`."""
     try:
         manifest = load_manifest((src / MANIFEST_FILE).read_bytes())
-        indexes = {i: load_index((src / index_file(i)).read_bytes()) for i in ImageName}
+        indexes = {i: load_compact((src / index_file(i)).read_bytes()) for i in ImageName}
     except OSError as err:
         raise InstallError(f"the stored release in {src} is incomplete: {err.strerror}") from err
     except FormatError as err:
@@ -148,7 +147,7 @@ def keep_as_seed(src: Path, slot_dir: Path) -> None:
         atomic_write(slot_dir / index_file(image), (src / index_file(image)).read_bytes())
 
 
-def load_seed_indexes(*dirs: Path) -> list[ChunkIndex]:
+def load_seed_indexes(*dirs: Path) -> list[CompactIndex]:
     """The chunk indexes of what a slot holds, from the first directory that has them.
 
     Empty when unknown: then nothing is seeded. The indexes need no trust of their own: every
@@ -158,7 +157,7 @@ def load_seed_indexes(*dirs: Path) -> list[ChunkIndex]:
         out = []
         for image in ImageName:
             try:
-                out.append(load_index((directory / index_file(image)).read_bytes()))
+                out.append(load_compact((directory / index_file(image)).read_bytes()))
             except (OSError, FormatError):
                 continue
         if out:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from overlord.devices.schemas import DevicePublic
 from overlord.events.schemas import DeviceEventPublic
-from overlord.rollouts.schemas import DeviceUpdatePublic, RolloutPublic
+from overlord.rollouts.schemas import DeviceUpdatePublic
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,3 @@ class DevicePage:
     events: list[DeviceEventPublic]
     rollbacks: list[DeviceEventPublic]
     updates: list[tuple[str, DeviceUpdatePublic]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class RolloutsView:
-    rollouts: list[RolloutPublic]

@@ -15,6 +15,7 @@ from overlord.auth.deps import SESSION_COOKIE, client_address
 from overlord.auth.models import KeyRole
 from overlord.auth.service import Principal
 from overlord.dashboard import service
+from overlord.dashboard.schemas import LoginForm
 from overlord.db import unit_of_work
 from overlord.deps import Ctx, DbSession
 from overlord.devices import service as devices_service
@@ -60,11 +61,11 @@ def login_form(request: Request, error: str | None = None) -> Response:
 
 @router.post("/dashboard/login")
 def login(
-    request: Request, ctx: Ctx, session: DbSession, token: Annotated[str, Form(max_length=200)]
+    request: Request, ctx: Ctx, session: DbSession, form: Annotated[LoginForm, Form()]
 ) -> Response:
     if not ctx.anonymous_limiter.allow(client_address(request)):
         raise RateLimited("too many login attempts")
-    principal = auth_service.resolve_token(session, token=token.strip())
+    principal = auth_service.resolve_token(session, token=form.token.strip())
     if principal is None or not principal.at_least(KeyRole.VIEWER):
         return templates.TemplateResponse(
             request,

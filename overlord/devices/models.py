@@ -55,6 +55,9 @@ class Device(Base):
     last_event_seq: Mapped[int] = mapped_column(BigInteger, default=-1)
     desired_os_version: Mapped[str | None] = mapped_column(String(40))
     desired_roles: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    # An operator asked the device to run its safe-mode stack (DesiredState.safe_mode).
+    desired_safe_mode: Mapped[bool] = mapped_column(default=False)
+    node_exporter: Mapped[str | None] = mapped_column(String(261))
     # Set while the device takes part in an unfinished rollout, so heartbeats skip the lookup.
     open_update: Mapped[bool] = mapped_column(default=False)
 
@@ -72,3 +75,17 @@ class DeviceHeartbeat(Base):
     update_state: Mapped[UpdateState] = mapped_column(str_enum(UpdateState))
     health: Mapped[Health] = mapped_column(str_enum(Health))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class DesiredStateChange(Base):
+    """A change of some device's desired state (``device_id`` null: possibly every device).
+
+    Written by a session hook whenever a column a desired state is built from changes, and
+    read by every replica a few times a second to drop its cached answers.
+    """
+
+    __tablename__ = "desired_state_changes"
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True)
+    device_id: Mapped[str | None] = mapped_column(String(32))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -28,6 +28,7 @@ from overlord.devices.schemas import (
     DevicePublic,
     DeviceStatusUpdate,
     FleetStatus,
+    LabelCount,
 )
 from overlord.errors import DatabaseUnavailable, RateLimited
 from overlord.events import service as events_service
@@ -35,6 +36,8 @@ from overlord.events.schemas import DeviceEventPage, DeviceEventPublic
 from overlord.rollouts import service as rollouts_service
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
+sd_router = APIRouter(prefix=f"{API_PREFIX}/sd", tags=["devices"])
+labels_router = APIRouter(prefix=API_PREFIX, tags=["devices"])
 
 
 @router.post("/register", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
@@ -56,11 +59,15 @@ async def desired_state(
     request: Request,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """What the device should run. Served from this replica's cache while the database is down.
+    """What the device should run, with an ETag; ``If-None-Match`` answers 304.
 
-    A fresh cache entry is answered without leaving the event loop (the cheap 304 path).
+    Answers come from this replica's cache, kept in step with other replicas through the
+    desired-state change log, so an unchanged device is answered without a query (the cheap
+    304 path). While the database is down the cache answers whatever its age.
     """
     ctx: AppContext = request.app.state.ctx
+    if ctx.changes.due() and not ctx.database_suspect():
+        await run_in_threadpool(_follow_changes, ctx)
     state = ctx.desired.get(device_id, max_age_s=ctx.settings.cache_ttl_s)
     if state is None:
         state = await run_in_threadpool(_load_desired, ctx, device_id)
@@ -68,6 +75,13 @@ async def desired_state(
     if if_none_match is not None and state.etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return Response(content=state.body, media_type="application/json", headers=headers)
+
+
+def _follow_changes(ctx: AppContext) -> None:
+    try:
+        ctx.changes.follow(ctx.reads)
+    except DatabaseUnavailable:
+        ctx.mark_database_down()
 
 
 def _load_desired(ctx: Ctx, device_id: str) -> CachedDesiredState:
@@ -107,6 +121,18 @@ def post_events(device_id: str, body: EventBatch, _caller: DeviceCaller, ctx: Ct
         if counted is not None:
             ctx.metrics.update_outcomes.labels(kind=counted[0], outcome=counted[1]).inc()
     return ack
+
+
+@labels_router.get("/labels", response_model=list[LabelCount])
+def list_labels(_caller: Viewer, session: DbSession) -> list[LabelCount]:
+    """Labels in use across the fleet (set them with PATCH /devices/{id})."""
+    return service.label_counts(session)
+
+
+@sd_router.get("/prometheus")
+def prometheus_targets(_caller: Viewer, session: DbSession) -> list[dict[str, object]]:
+    """Prometheus HTTP service discovery of the devices' node exporters (ops stack)."""
+    return service.scrape_targets(session)
 
 
 @router.get("", response_model=DevicePage)

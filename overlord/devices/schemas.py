@@ -35,6 +35,9 @@ class DeviceAttributesUpdate(_In):
 
     labels: dict[LabelPart, LabelPart] | None = Field(default=None, max_length=32)
     group: GroupName | None = None
+    safe_mode: bool | None = Field(
+        default=None, description="ask the device to run (true) or leave (false) its safe mode"
+    )
 
 
 class DeviceStatusUpdate(_In):
@@ -73,6 +76,14 @@ class DevicePublic(BaseModel):
     dropped_events: int
     desired_os_version: str | None
     desired_roles: dict[str, str]
+    desired_safe_mode: bool
+    node_exporter: str | None
+
+
+class LabelCount(BaseModel):
+    key: str
+    value: str
+    devices: int
 
 
 class DevicePage(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections import Counter
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, not_, select, update
@@ -24,6 +25,9 @@ from fleetcore.wire import (
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
 from overlord.db import Base, utcnow
+
+# Imported for its side effect: the session hook that writes the desired-state change log.
+from overlord.devices import changes as _changes  # noqa: F401
 from overlord.devices.models import AdminStatus, Device, DeviceHeartbeat
 from overlord.devices.schemas import (
     CachedDesiredState,
@@ -31,6 +35,7 @@ from overlord.devices.schemas import (
     DeviceFilter,
     DevicePublic,
     FleetStatus,
+    LabelCount,
     role_statuses,
 )
 from overlord.errors import AuthError, NotFound
@@ -116,6 +121,8 @@ def to_public(device: Device, *, now: datetime, offline_after_s: int) -> DeviceP
         dropped_events=device.dropped_events,
         desired_os_version=device.desired_os_version,
         desired_roles=device.desired_roles,
+        desired_safe_mode=device.desired_safe_mode,
+        node_exporter=device.node_exporter,
     )
 
 
@@ -187,6 +194,7 @@ def record_heartbeats(
                 free_data_bytes=bindparam("b_free_data_bytes"),
                 uptime_s=bindparam("b_uptime_s"),
                 dropped_events=bindparam("b_dropped_events"),
+                node_exporter=bindparam("b_node_exporter"),
             ),
             [
                 {
@@ -203,6 +211,7 @@ def record_heartbeats(
                     "b_free_data_bytes": hb.free_data_bytes,
                     "b_uptime_s": hb.uptime_s,
                     "b_dropped_events": hb.dropped_events,
+                    "b_node_exporter": hb.node_exporter,
                 }
                 for device_id, hb in rows
             ],
@@ -233,6 +242,7 @@ def desired_state(
             Device.admin_status,
             Device.desired_os_version,
             Device.desired_roles,
+            Device.desired_safe_mode,
             DeploymentConfig.poll_interval_s,
         )
         .outerjoin(DeploymentConfig, DeploymentConfig.name == Device.group_name)
@@ -240,7 +250,7 @@ def desired_state(
     ).one_or_none()
     if row is None:
         raise NotFound(f"no device {device_id}")
-    admin_status, os_version, roles, group_poll = row
+    admin_status, os_version, roles, safe_mode, group_poll = row
     poll = group_poll if group_poll is not None else default_poll_interval_s
     if admin_status is not AdminStatus.ACTIVE:
         state = DesiredState(poll_interval_s=poll)
@@ -253,6 +263,7 @@ def desired_state(
                 DesiredRole(name=name, version=Version(version), target=role_target(name, version))
                 for name, version in sorted(roles.items())
             ],
+            safe_mode=safe_mode,
             poll_interval_s=poll,
         )
     body = json.dumps(state.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
@@ -306,6 +317,8 @@ def update_attributes(
     if update.labels is not None:
         device.labels = dict(sorted(update.labels.items()))
         device.label_index = "," + "".join(f"{k}={v}," for k, v in device.labels.items())
+    if update.safe_mode is not None:
+        device.desired_safe_mode = update.safe_mode
     if "group" in update.model_fields_set:
         if update.group is not None and session.get(DeploymentConfig, update.group) is None:
             raise NotFound(
@@ -313,6 +326,34 @@ def update_attributes(
             )
         device.group_name = update.group
     return device
+
+
+def label_counts(session: Session) -> list[LabelCount]:
+    """Every label in use, with how many devices carry it."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for labels in session.scalars(select(Device.labels)):
+        counts.update(labels.items())
+    return [LabelCount(key=k, value=v, devices=n) for (k, v), n in sorted(counts.items())]
+
+
+def scrape_targets(session: Session) -> list[dict[str, object]]:
+    """Prometheus HTTP service discovery: one group per active device with a node exporter."""
+    rows = session.execute(
+        select(Device.id, Device.hardware, Device.group_name, Device.node_exporter)
+        .where(Device.node_exporter.is_not(None), Device.admin_status == AdminStatus.ACTIVE)
+        .order_by(Device.id)
+    )
+    return [
+        {
+            "targets": [address],
+            "labels": {
+                "__meta_fleet_device_id": device_id,
+                "__meta_fleet_hardware": hardware,
+                "__meta_fleet_group": group or "",
+            },
+        }
+        for device_id, hardware, group, address in rows
+    ]
 
 
 def prune_heartbeats(session: Session, *, retention_days: int) -> int:

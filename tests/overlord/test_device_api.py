@@ -147,3 +147,113 @@ def test_decommissioning_revokes_the_device(overlord: Overlord):
         ).status_code
         == 401
     )
+
+
+def test_prometheus_discovery_lists_reported_node_exporters(overlord: Overlord):
+    device_id, auth = overlord.enroll("SD1")
+    quiet_id, quiet_auth = overlord.enroll("SD2")
+    hb = heartbeat() | {"node_exporter": "10.8.0.5:9100"}
+    assert (
+        overlord.client.post(
+            f"/api/v1/devices/{device_id}/heartbeat", json=hb, headers=auth
+        ).status_code
+        == 204
+    )
+    overlord.client.post(
+        f"/api/v1/devices/{quiet_id}/heartbeat", json=heartbeat(), headers=quiet_auth
+    )
+    resp = overlord.client.get("/api/v1/sd/prometheus", headers=overlord.as_admin())
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/json"
+    assert resp.json() == [
+        {
+            "targets": ["10.8.0.5:9100"],
+            "labels": {
+                "__meta_fleet_device_id": device_id,
+                "__meta_fleet_hardware": "pi4",
+                "__meta_fleet_group": "",
+            },
+        }
+    ]
+    assert overlord.client.get("/api/v1/sd/prometheus", headers=auth).status_code == 403
+
+
+def test_operator_can_request_safe_mode(overlord: Overlord):
+    device_id, auth = overlord.enroll("SM1")
+    url = f"/api/v1/devices/{device_id}/desired-state"
+    assert (
+        DesiredState.model_validate(overlord.client.get(url, headers=auth).json()).safe_mode
+        is False
+    )
+    resp = overlord.client.patch(
+        f"/api/v1/devices/{device_id}", json={"safe_mode": True}, headers=overlord.as_admin()
+    )
+    assert resp.status_code == 200 and resp.json()["desired_safe_mode"] is True
+    assert (
+        DesiredState.model_validate(overlord.client.get(url, headers=auth).json()).safe_mode is True
+    )
+
+
+def test_cached_desired_state_follows_the_change_log(database_url, repo):
+    """A replica answering from memory still sees a change another replica made."""
+    from tests.overlord.conftest import make_overlord
+
+    replica = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=0)
+    other = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=0)
+    with replica.client, other.client:
+        device_id, auth = replica.enroll("CL1")
+        url = f"/api/v1/devices/{device_id}/desired-state"
+        first = replica.client.get(url, headers=auth)
+        assert (
+            replica.client.get(
+                url, headers=auth | {"If-None-Match": first.headers["etag"]}
+            ).status_code
+            == 304
+        )
+        other.client.put(
+            "/api/v1/groups/fast", json={"poll_interval_s": 15}, headers=other.as_admin()
+        )
+        other.client.patch(
+            f"/api/v1/devices/{device_id}", json={"group": "fast"}, headers=other.as_admin()
+        )
+        changed = replica.client.get(url, headers=auth | {"If-None-Match": first.headers["etag"]})
+        assert changed.status_code == 200
+        assert DesiredState.model_validate(changed.json()).poll_interval_s == 15
+        etag = changed.headers["etag"]
+        other.client.put(
+            "/api/v1/groups/fast", json={"poll_interval_s": 20}, headers=other.as_admin()
+        )
+        again = replica.client.get(url, headers=auth | {"If-None-Match": etag})
+        assert again.status_code == 200
+        assert DesiredState.model_validate(again.json()).poll_interval_s == 20
+
+
+def test_labels_filters_and_pagination(overlord: Overlord):
+    ids = [overlord.enroll(f"LB{i}", hostname=f"pi-{i}")[0] for i in range(5)]
+    admin = overlord.as_admin()
+    for device_id in ids[:3]:
+        assert (
+            overlord.client.patch(
+                f"/api/v1/devices/{device_id}", json={"labels": {"site": "north"}}, headers=admin
+            ).status_code
+            == 200
+        )
+    overlord.client.patch(
+        f"/api/v1/devices/{ids[3]}", json={"labels": {"site": "south"}}, headers=admin
+    )
+    assert overlord.client.get("/api/v1/labels", headers=admin).json() == [
+        {"key": "site", "value": "north", "devices": 3},
+        {"key": "site", "value": "south", "devices": 1},
+    ]
+    north = overlord.client.get("/api/v1/devices?label=site=north&limit=2", headers=admin).json()
+    assert north["total"] == 3 and len(north["items"]) == 2
+    rest = overlord.client.get(
+        "/api/v1/devices?label=site=north&limit=2&offset=2", headers=admin
+    ).json()
+    assert len(rest["items"]) == 1
+    assert overlord.client.get("/api/v1/devices?status=offline", headers=admin).json()["total"] == 0
+    assert overlord.client.get("/api/v1/devices?status=online", headers=admin).json()["total"] == 5
+    assert (
+        overlord.client.get("/api/v1/devices?image_version=1.0.0", headers=admin).json()["total"]
+        == 5
+    )
+    assert overlord.client.get("/api/v1/devices?role=camera", headers=admin).json()["total"] == 0

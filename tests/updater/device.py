@@ -173,9 +173,12 @@ class SimDevice:
         device.power_on()
         return device
 
-    def power_on(self) -> None:
-        """The firmware starts: consume the tryboot flag, pick a partition, new boot id."""
-        firmware_boot(self.roots.boot_config)
+    def power_on(self, *, requested_reboot: bool = True) -> None:
+        """The firmware starts: consume the tryboot flag, pick a partition, new boot id.
+
+        ``requested_reboot=False`` is a power cut: the volatile tryboot flag is lost.
+        """
+        firmware_boot(self.roots.boot_config, requested_reboot=requested_reboot)
         self.roots.boot_id_file.write_text(str(uuid.uuid4()) + "\n")
 
     def engine(

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
+import yaml
 
 from fleetcore.wire import Slot
 from tests.updater.device import SimDevice
@@ -85,3 +90,36 @@ def test_errors_are_one_line_with_a_hint(device, capsys):
 def test_install_needs_exactly_one_source(device, command):
     with pytest.raises(SystemExit):
         main(cli(device, *command))
+
+
+def test_run_daemon_notifies_ready_and_enrolls(device, server, tmp_path):
+    """``fleet-updater run`` as systemd starts it: READY=1 on the notify socket, then a poll."""
+    device.roots.fleet_yaml.write_text(
+        yaml.safe_dump(
+            {"overlord_url": server.url, "enrollment_token": "enrol-me", "hostname": "cam-07"}
+        )
+    )
+    notify = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(notify))
+        sock.settimeout(30)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from updater.cli import main; raise SystemExit(main())",
+                *cli(device, "run"),
+            ],
+            env={"NOTIFY_SOCKET": str(notify), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
+        )
+        try:
+            assert sock.recv(100) == b"READY=1"
+            deadline = time.monotonic() + 30
+            while not server.heartbeats and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert server.devices == {"dev-1": "token-dev-1"}
+            assert server.heartbeats[0].booted_slot is Slot.A
+            assert sock.recv(100).startswith(b"STATUS=idle; next poll in")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from fleetcore.run import run, run_text
 from fleetcore.wire import Slot
 from tests.updater.device import LAYOUT, make_disk
 from updater.disk import BootDisk, PartitionIO
@@ -45,3 +48,30 @@ def test_a_disk_without_the_layout_is_refused(tmp_path):
     image.write_bytes(b"\0" * (1 << 20))
     with pytest.raises(DiskError):
         BootDisk.open(image)
+
+
+@pytest.mark.integration
+def test_loop_device_disk(tmp_path, require_root):
+    """The same layer on a real block device: a loop device over the GPT image."""
+    image = tmp_path / "disk.img"
+    make_disk(image)
+    file_disk = BootDisk.open(image)
+    loop = run_text(["losetup", "--find", "--show", "--partscan", str(image)]).strip()
+    try:
+        disk = BootDisk.open(Path(loop))
+        target = disk.slot_partition("boot", Slot.B)
+        # With partition nodes (udev) each partition is its own device at offset 0;
+        # without them (containers) it is a byte range of the loop device.
+        assert target.path == Path(f"{loop}p3") or (
+            target.path == Path(loop) and target.offset == file_disk.partitions["boot_b"].offset
+        )
+        roots = Roots(root=tmp_path)
+        with disk.open_for_write(target, active=Slot.A, roots=roots) as io:
+            io.write(0, b"written through the block device")
+            io.sync()
+        with pytest.raises(ActiveSlotError):
+            disk.open_for_write(disk.slot_partition("system", Slot.A), active=Slot.A, roots=roots)
+    finally:
+        run(["losetup", "--detach", loop])
+    with PartitionIO(file_disk.partitions["boot_b"], writable=False) as io:
+        assert io.read(0, 32) == b"written through the block device"

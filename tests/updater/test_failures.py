@@ -168,7 +168,7 @@ def test_power_cut_during_trial_counts_as_a_failed_attempt(device, server):
     state.state = UpdateState.TRIAL  # ...the agent entered the trial, then the power went
     state.trial_boot_id = device.roots.boot_id_file.read_text().strip()
     engine.store.save(state)
-    device.power_on()  # the volatile tryboot flag is gone: the committed slot boots
+    device.power_on(requested_reboot=False)  # the tryboot flag is gone: committed slot boots
     assert device.booted() == (Slot.A, False)
     assert device.settle() == [Outcome.IDLE]
     state = device.engine().store.load()

@@ -79,6 +79,10 @@ def test_simulated_contract_round_trip(tmp_path, roots):
     assert not (roots.boot_config / "simfw" / "tryboot").exists()  # one-shot
     assert firmware.boot_state().slot is Slot.B
     assert firmware_boot(roots.boot_config).boot_partition == 2  # power cycle: back to [all]
+    firmware.request_trial_reboot()
+    lost = firmware_boot(roots.boot_config, requested_reboot=False)  # power cut before reboot
+    assert (lost.boot_partition, lost.tryboot) == (2, False)
+    assert not (roots.boot_config / "simfw" / "tryboot").exists()
 
 
 def test_simulated_without_boot_record_explains(tmp_path, roots):

@@ -7,7 +7,8 @@ Contract, all on the config partition mount (``/boot/config``):
 - The device requests a one-shot trial boot by creating ``simfw/tryboot`` (atomically,
   fsynced), then reboots with the configured command.
 - At the next boot the firmware deletes ``simfw/tryboot`` and, if it was there, boots
-  autoboot.txt's ``[tryboot]`` partition, else ``[all]``.
+  autoboot.txt's ``[tryboot]`` partition, else ``[all]``. After a power cut, crash or
+  watchdog reset the flag is dropped unused (the real one is volatile).
 
 :func:`firmware_boot` is that firmware side, for harnesses written in Python.
 """
@@ -41,13 +42,17 @@ def _read_boot_file(path: Path) -> BootState:
     return BootState(boot_partition=partition, tryboot=tryboot)
 
 
-def firmware_boot(config_mount: Path) -> BootState:
-    """Play the firmware at power-on: consume the tryboot flag, pick and record a partition."""
+def firmware_boot(config_mount: Path, *, requested_reboot: bool = True) -> BootState:
+    """Play the firmware at a boot: consume the tryboot flag, pick and record a partition.
+
+    ``requested_reboot`` is False after a power cut, crash or watchdog reset: the real flag
+    lives in RAM and is lost then, so the file is dropped unused.
+    """
     state_dir = config_mount / STATE_DIR
     state_dir.mkdir(exist_ok=True)
     flag = state_dir / TRYBOOT_FLAG
-    tryboot = flag.exists()
-    if tryboot:
+    tryboot = flag.exists() and requested_reboot
+    if flag.exists():
         flag.unlink()
         fsync_dir(state_dir)
     data = (config_mount / "autoboot.txt").read_bytes()

@@ -1,0 +1,101 @@
+"""Cross-replica invalidation of cached desired states.
+
+A session hook records a :class:`DesiredStateChange` whenever a column that a desired state is
+built from changes, in the same transaction. Each replica reads the log every
+``change_poll_s`` and drops the cached answers it names, so a replica may keep answering
+unchanged devices from memory indefinitely (the cheap 304) while a change reaches it within
+``change_poll_s``. Reads overlap by ``OVERLAP`` so that a transaction committing late, or a
+modest clock difference between replicas, is not missed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, event, inspect, select
+from sqlalchemy.orm import Session
+
+from overlord.cache import TTLCache
+from overlord.db import unit_of_work, utcnow
+from overlord.devices.models import DesiredStateChange, Device
+from overlord.devices.schemas import CachedDesiredState
+from overlord.rollouts.models import DeploymentConfig
+
+OVERLAP = timedelta(seconds=10)
+RETENTION = timedelta(hours=1)
+_DEVICE_COLUMNS = (
+    "desired_os_version",
+    "desired_roles",
+    "desired_safe_mode",
+    "admin_status",
+    "group_name",
+)
+_GROUP_COLUMNS = ("poll_interval_s",)
+
+
+def _changed(obj: object, columns: tuple[str, ...]) -> bool:
+    state = inspect(obj)
+    return any(state.attrs[c].history.has_changes() for c in columns)
+
+
+@event.listens_for(Session, "before_flush")
+def _record_changes(session: Session, _context: Any, _instances: Any) -> None:
+    changes = []
+    for obj in session.dirty:
+        if isinstance(obj, Device) and _changed(obj, _DEVICE_COLUMNS):
+            changes.append(DesiredStateChange(device_id=obj.id))
+        elif isinstance(obj, DeploymentConfig) and _changed(obj, _GROUP_COLUMNS):
+            changes.append(DesiredStateChange(device_id=None))
+    if any(isinstance(obj, DeploymentConfig) for obj in session.deleted):
+        changes.append(DesiredStateChange(device_id=None))
+    session.add_all(changes)
+
+
+class ChangeFollower:
+    """Keeps one replica's desired-state cache in step with the change log."""
+
+    def __init__(self, cache: TTLCache[str, CachedDesiredState], *, poll_s: float) -> None:
+        self._cache = cache
+        self._poll_s = poll_s
+        self._lock = threading.Lock()
+        self._next_poll = 0.0
+        self._since: datetime | None = None
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._next_poll
+
+    def follow(self, sessions: Any) -> None:
+        """Read changes since the last look (minus the overlap) and drop what they name."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            started = utcnow()
+            if self._since is None:
+                # Nothing is cached before the first look, so only later changes matter.
+                self._since = started
+            with unit_of_work(sessions) as session:
+                devices = set(
+                    session.scalars(
+                        select(DesiredStateChange.device_id).where(
+                            DesiredStateChange.changed_at > self._since - OVERLAP
+                        )
+                    )
+                )
+            if None in devices:
+                self._cache.clear()
+            for device_id in devices - {None}:
+                assert device_id is not None
+                self._cache.drop(device_id)
+            self._since = started
+            self._next_poll = time.monotonic() + self._poll_s
+        finally:
+            self._lock.release()
+
+
+def prune(session: Session) -> None:
+    session.execute(
+        delete(DesiredStateChange).where(DesiredStateChange.changed_at < utcnow() - RETENTION)
+    )

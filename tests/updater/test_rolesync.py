@@ -1,0 +1,55 @@
+"""The agent's bridge to the role manager, on a real RoleManager in a temp directory."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetcore.release import Hardware
+from fleetcore.version import Version
+from fleetcore.wire import DesiredState, EventKind
+from updater.cli import main
+from updater.queue import EventQueue
+from updater.roles.manager import ManagerConfig, RoleEvent, RoleManager
+from updater.rolesync import RoleSync
+
+
+def _sync(tmp_path) -> tuple[RoleSync, EventQueue]:
+    def no_client():
+        raise AssertionError("a device without roles must not open the release repository")
+
+    events = EventQueue(tmp_path / "queue", max_items=10)
+    manager = RoleManager(ManagerConfig(device_id="dev-1", root=tmp_path / "roles"))
+    sync = RoleSync(
+        manager=manager,
+        events=events,
+        open_client=no_client,
+        cache_dir=tmp_path / "cache",
+        hardware=Hardware.PI4,
+    )
+    return sync, events
+
+
+def test_no_roles_assigned_and_none_installed_is_a_no_op(tmp_path):
+    sync, events = _sync(tmp_path)
+    sync.sync(DesiredState())
+    assert sync.status() == []
+    assert sync.health() == []
+    assert len(events) == 0
+
+
+def test_role_events_reach_the_queue(tmp_path):
+    sync, events = _sync(tmp_path)
+    sync.manager.on_event(
+        RoleEvent(EventKind.ROLE_ROLLBACK, "camera", Version("1.2.0"), "rolled back", "unhealthy")
+    )
+    (event,) = events.pending()
+    assert event.kind is EventKind.ROLE_ROLLBACK
+    assert event.version == Version("1.2.0")
+    assert event.reason == "unhealthy"
+    assert event.data == {"role": "camera"}
+
+
+@pytest.mark.parametrize("role", ["system", "zigbee-hub"])
+def test_fleet_updater_roles_validate(role, capsys):
+    assert main(["roles", "validate", f"roles/{role}"]) == 0
+    assert capsys.readouterr().out.startswith(f"roles/{role}: ok ({role} ")

@@ -1,0 +1,66 @@
+"""The bridge between the agent and the role manager: desired roles in, role status out.
+
+The agent calls :meth:`RoleSync.sync` on every poll with the newest desired state (so a crash
+loop is noticed even while nothing changes), :meth:`RoleSync.status` for heartbeats, and the
+trial health checks call :meth:`RoleSync.health`. A device with no roles assigned and none
+installed never touches Docker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from fleetcore.release import Hardware
+from fleetcore.wire import DesiredState, Health, RoleStatus
+from signing.client import ReleaseClient
+from updater.queue import EventQueue
+from updater.roles.fetch import TufRoleFetcher
+from updater.roles.manager import RoleEvent, RoleManager
+
+
+class RoleSync:
+    def __init__(
+        self,
+        *,
+        manager: RoleManager,
+        events: EventQueue,
+        open_client: Callable[[], ReleaseClient],
+        cache_dir: Path,
+        hardware: Hardware,
+    ) -> None:
+        self.manager = manager
+        self.events = events
+        self.open_client = open_client
+        self.cache_dir = cache_dir
+        self.hardware = hardware
+        manager.on_event = self._queue
+
+    def _queue(self, event: RoleEvent) -> None:
+        self.events.put(
+            event.kind,
+            version=event.version,
+            message=event.message,
+            reason=event.reason,
+            data=dict(event.data()),
+        )
+
+    def sync(self, desired: DesiredState) -> None:
+        if not desired.roles and not desired.safe_mode and not self.manager.status():
+            return
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        fetch = TufRoleFetcher(
+            self.open_client(),
+            self.cache_dir,
+            hardware=self.hardware,
+            installed=self.manager.installed_version,
+        )
+        self.manager.apply(desired.roles, fetch)
+        self.manager.follow_desired_safe_mode(desired.safe_mode)
+
+    def status(self) -> list[RoleStatus]:
+        return self.manager.status()
+
+    def health(self) -> list[tuple[str, bool, str]]:
+        """For the trial's health checks: every installed role must be healthy."""
+        return [(s.name, s.health is Health.HEALTHY, s.health.value) for s in self.status()]
