@@ -1,13 +1,14 @@
 """The first-boot ``fleet.yaml`` the flasher drops on the config partition.
 
 Written by ``fleet-image flash`` on the build host, read by the updater on first boot
-(enrollment with the Overlord, hostname, optional Wi-Fi). Device-safe: pydantic and PyYAML only.
+(enrollment with the Overlord, hostname, optional Wi-Fi). After enrolment the updater keeps the
+full file on /data and rewrites the FAT copy :meth:`FirstBoot.without_secrets`, so the token is
+optional here; the flasher insists on one. Device-safe: pydantic and PyYAML only.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -17,7 +18,6 @@ from fleetcore.errors import FormatError
 FILENAME = "fleet.yaml"
 # Where the running device mounts the config partition (PARTLABEL=config).
 CONFIG_MOUNT = Path("/boot/config")
-HOSTNAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 
 
 class _Strict(BaseModel):
@@ -27,20 +27,25 @@ class _Strict(BaseModel):
 class WiFi(_Strict):
     ssid: str = Field(min_length=1, max_length=32)
     psk: str | None = Field(
-        default=None, min_length=8, max_length=63, description="WPA2 passphrase; none: open"
+        default=None,
+        min_length=8,
+        max_length=64,
+        description="WPA2 passphrase (8-63 characters) or raw key (64 hex digits); none: open",
     )
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166 regulatory domain")
-    hidden: bool = False
+    country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$", description="ISO 3166")
 
 
 class FirstBoot(_Strict):
     """Per-device settings the image cannot carry: the same image goes to every card."""
 
-    format: Literal[1] = 1
-    overlord_url: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
-    enrollment_token: str = Field(min_length=16, max_length=512, pattern=r"^\S+$")
-    hostname: str = Field(pattern=HOSTNAME_RE)
+    overlord_url: str = Field(pattern=r"^https?://")
+    enrollment_token: str | None = Field(default=None, min_length=1)
+    hostname: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
     wifi: WiFi | None = None
+
+    def without_secrets(self) -> FirstBoot:
+        wifi = self.wifi.model_copy(update={"psk": None}) if self.wifi else None
+        return self.model_copy(update={"enrollment_token": None, "wifi": wifi})
 
 
 def load_firstboot(data: bytes) -> FirstBoot:

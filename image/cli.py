@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     asm.add_argument("--version", required=True)
     asm.add_argument("--hardware", default="pi4,pi5", help="comma list (default pi4,pi5)")
     asm.add_argument("--sizes", default="", help="MiB per partition: boot=256M,system=1536M,...")
-    asm.add_argument("--system", default="erofs:lz4hc", help="system image FORMAT[:COMPRESSION]")
+    asm.add_argument("--system", default="squashfs:zstd", help="system image FORMAT[:COMPRESSION]")
 
     ins = sub.add_parser("inspect", help="show layout, versions and hashes of an image or release")
     ins.add_argument("path", type=Path)

@@ -50,15 +50,18 @@ class SystemSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format: SystemFormat = SystemFormat.EROFS
-    compression: Compression = Compression.LZ4HC
+    format: SystemFormat = SystemFormat.SQUASHFS
+    compression: Compression = Compression.ZSTD
 
     @classmethod
     def parse(cls, text: str) -> SystemSpec:
-        """Parse ``erofs``, ``erofs:lz4hc`` or ``squashfs:zstd``."""
+        """Parse ``squashfs``, ``squashfs:zstd`` or ``erofs:lz4hc`` (default compression zstd
+        for squashfs, lz4hc for erofs)."""
         fmt, _, comp = text.partition(":")
         try:
-            spec = cls(format=SystemFormat(fmt), compression=Compression(comp or "lz4hc"))
+            fs = SystemFormat(fmt)
+            default = Compression.ZSTD if fs is SystemFormat.SQUASHFS else Compression.LZ4HC
+            spec = cls(format=fs, compression=Compression(comp) if comp else default)
         except ValueError as err:
             raise LayoutError(
                 f"invalid system image spec {text!r}: expected FORMAT[:COMPRESSION], "

@@ -31,11 +31,14 @@ def flash(image: Path, *, config_file: Path, device: Path | None, out: Path | No
     if not image.is_file():
         raise InputError(f"disk image {image} does not exist")
     try:
-        firstboot = dump_firstboot(load_firstboot(config_file.read_bytes()))
+        first = load_firstboot(config_file.read_bytes())
     except OSError as err:
         raise InputError(f"cannot read {config_file}: {err.strerror}") from err
     except FormatError as err:
         raise InputError(str(err)) from err
+    if first.enrollment_token is None:
+        raise InputError(f"{config_file} has no enrollment_token: the device could not enrol")
+    firstboot = dump_firstboot(first)
     table = _partitions(image)
     if device is not None:
         size = blockdev.check_target(device)

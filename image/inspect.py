@@ -43,6 +43,10 @@ def describe_release(path: Path) -> str:
             f"  {name.value}: {entry.size} bytes sha256 {entry.sha256}\n"
             f"    {len(index.chunks)} chunks, {stored} bytes compressed, index {entry.index}"
         )
+        sha, patches = manifest.written(name, "b")
+        if patches:
+            size = sum(len(p.data) // 2 for p in patches)
+            lines.append(f"    slot b: {len(patches)} patches ({size} bytes) -> sha256 {sha}")
     return "\n".join(lines) + "\n"
 
 

@@ -165,6 +165,7 @@ class Agent:
             free_data_bytes=shutil.disk_usage(self.roots.data).free,
             uptime_s=time.monotonic(),
             dropped_events=self.events.dropped_total,
+            node_exporter=self.config.node_exporter,
         )
 
     def flush(self) -> None:

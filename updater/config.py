@@ -80,6 +80,11 @@ class UpdaterConfig(_Strict):
     offline_backoff_max_s: float = Field(default=900.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0)
     queue_max_items: int = Field(default=1000, ge=1)
+    node_exporter: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$",
+        description="host:port where the Overlord's Prometheus reaches this device's node exporter",
+    )
     max_trial_attempts: int = Field(default=3, ge=1)
     firmware: FirmwareConfig = FirmwareConfig()
     health: HealthConfig = HealthConfig()

@@ -25,7 +25,7 @@ def test_wifi_is_optional():
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("fleet-bad-token.yaml", "enrollment_token"), ("fleet-unknown-key.yaml", "wi-fi")],
+    [("fleet-bad-hostname.yaml", "hostname"), ("fleet-unknown-key.yaml", "wi-fi")],
 )
 def test_known_bad(name: str, expected: str):
     with pytest.raises(FormatError, match=expected):
@@ -36,3 +36,20 @@ def test_known_bad(name: str, expected: str):
 def test_not_a_mapping(data: bytes):
     with pytest.raises(FormatError, match=r"invalid fleet\.yaml"):
         load_firstboot(data)
+
+
+def test_without_secrets_still_loads():
+    cfg = load_firstboot((FIXTURES / "fleet.yaml").read_bytes())
+    stripped = load_firstboot(dump_firstboot(cfg.without_secrets()))
+    assert stripped.enrollment_token is None
+    assert stripped.wifi is not None and stripped.wifi.psk is None
+    assert stripped.hostname == cfg.hostname
+
+
+def test_flasher_output_is_read_by_the_updater(tmp_path):
+    from updater.firstboot import load_firstboot as updater_load
+
+    cfg = load_firstboot((FIXTURES / "fleet.yaml").read_bytes())
+    path = tmp_path / "fleet.yaml"
+    path.write_bytes(dump_firstboot(cfg))
+    assert updater_load(path).model_dump() == cfg.model_dump()

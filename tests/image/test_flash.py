@@ -37,19 +37,16 @@ def test_out_file_gets_fleet_yaml(built: Built, tmp_path: Path):
     )
 
 
-def test_bad_fleet_yaml_writes_nothing(built: Built, tmp_path: Path, capsys):
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [("fleet-bad-hostname.yaml", "hostname"), ("fleet-no-token.yaml", "no enrollment_token")],
+)
+def test_bad_fleet_yaml_writes_nothing(built: Built, tmp_path: Path, capsys, fixture, expected):
     out = tmp_path / "personal.img"
-    argv = [
-        "flash",
-        str(built.disk),
-        "--out",
-        str(out),
-        "--config",
-        str(FIXTURES / "fleet-bad-token.yaml"),
-    ]
+    argv = ["flash", str(built.disk), "--out", str(out), "--config", str(FIXTURES / fixture)]
     assert main(argv) == 1
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and "enrollment_token" in err[0]
+    assert len(err) == 1 and expected in err[0]
     assert list(tmp_path.iterdir()) == []
 
 

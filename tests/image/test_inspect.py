@@ -11,7 +11,7 @@ def test_inspect_disk(built: Built, capsys):
         assert label in out
     assert "root=PARTLABEL=system_b" in out
     assert "tryboot_a_b=1" in out
-    assert "erofs" in out and "ext4" in out
+    assert "squashfs" in out and "ext4" in out
 
 
 def test_inspect_release(built: Built, capsys):
@@ -20,6 +20,7 @@ def test_inspect_release(built: Built, capsys):
     assert f"release {VERSION}" in out
     assert f"os/{VERSION}/system.index.json" in out
     assert "pi4, pi5" in out
+    assert "slot b: " in out
 
 
 def test_inspect_nothing(tmp_path: Path, capsys):

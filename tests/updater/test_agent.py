@@ -121,3 +121,9 @@ def test_desired_downgrade_is_refused_once_and_reported(device, server):
     assert "lower than the installed 1.0.0" in failures[0]["reason"]
     assert server.fetched_chunks() == 0
     assert agent.engine.store.load().state is UpdateState.IDLE
+
+
+def test_heartbeat_names_the_node_exporter_for_service_discovery(device, server):
+    setup_device(device, server, node_exporter="10.8.0.5:9100")
+    make_agent(device).cycle()
+    assert server.heartbeats[-1].node_exporter == "10.8.0.5:9100"
