@@ -1,0 +1,25 @@
+"""A personalised SD card: v1 flashed with `fleet-image flash --out` and a `fleet.yaml`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from harness.qemu import GUEST_SERVICE_ADDRESS
+
+from fleetcore.run import run
+
+HOSTNAME = "e2e-pi"
+OVERLORD_URL = f"http://{GUEST_SERVICE_ADDRESS}/"
+"""Where the guest reaches the host's Overlord through the harness's loopback relay."""
+
+
+def flash(disk: Path, out: Path, enrollment_token: str) -> Path:
+    config = out.with_name("fleet.yaml")
+    config.write_text(
+        f"overlord_url: {OVERLORD_URL}\nenrollment_token: {enrollment_token}\n"
+        f"hostname: {HOSTNAME}\n"
+    )
+    tool = Path(sys.executable).with_name("fleet-image")
+    run([tool, "flash", disk, "--out", out, "--config", config], timeout=900)
+    return out

@@ -1,0 +1,132 @@
+"""The real fleet image, built once, and the release versions the scenarios install.
+
+`fleet-image build --backend debootstrap` makes one rootfs (its base comes from the image
+builder's content-keyed cache). Each version is a copy of that rootfs with the QEMU test layer
+(`QEMU_LAYER`) and the version's own change, assembled with `fleet-image assemble` and
+published with `fleet-sign add-release`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetcore.run import run
+
+# What the QEMU board needs beyond the shipped image, as files below the rootfs:
+# - updater.yaml: the simulated firmware backend (the harness plays the Pi firmware), the
+#   hardware the virt board cannot report, no docker health check (the image ships no
+#   dockerd), and short polls so a scenario does not wait minutes for the next poll;
+# - a unit drop-in that copies the updater's log (at INFO, -v) to the serial console, where
+#   the harness and a failed test's report read it.
+UPDATER_YAML = """\
+hardware: pi4
+poll_min_s: 5
+poll_max_s: 10
+offline_backoff_max_s: 20
+firmware:
+  backend: simulated
+health:
+  deadline_s: 240
+  docker: "off"
+"""
+CONSOLE_DROPIN = """\
+[Service]
+ExecStart=
+ExecStart=/opt/metrica-fleet/bin/fleet-updater -v run
+StandardOutput=journal+console
+StandardError=journal+console
+"""
+QEMU_LAYER = {
+    "etc/metrica-fleet/updater.yaml": UPDATER_YAML,
+    "etc/systemd/system/fleet-updater.service.d/10-qemu-console.conf": CONSOLE_DROPIN,
+}
+VERSION_FILE = "etc/metrica-fleet/version"
+FAILING_CHECK = "etc/metrica-fleet/health.d/required.d/50-e2e-broken"
+FAILING_CHECK_SCRIPT = """\
+#!/bin/sh
+echo "e2e: this release fails its health check on purpose" >&2
+exit 1
+"""
+
+Change = Callable[[Path], None]
+
+
+def no_change(rootfs: Path) -> None:
+    """v1 and v2 differ only in their version."""
+
+
+def failing_health_check(rootfs: Path) -> None:
+    """A required health check that always fails: the trial must fall back."""
+    _write(rootfs / FAILING_CHECK, FAILING_CHECK_SCRIPT, executable=True)
+
+
+def without_init(rootfs: Path) -> None:
+    """No /sbin/init: the initramfs cannot hand over, the boot never becomes healthy."""
+    (rootfs / "sbin/init").unlink()
+
+
+@dataclass(frozen=True)
+class Release:
+    version: str
+    out: Path
+
+    @property
+    def disk(self) -> Path:
+        return self.out / "disk.img"
+
+    @property
+    def release_dir(self) -> Path:
+        return self.out / "release"
+
+
+def fleet_image() -> Path:
+    """`fleet-image` of this checkout's venv (the one running the tests)."""
+    return Path(sys.executable).with_name("fleet-image")
+
+
+def build_rootfs(workdir: Path, root_json: Path) -> Path:
+    """`fleet-image build --backend debootstrap`: the real image's rootfs, in ``workdir``."""
+    config = workdir / "build.yaml"
+    config.write_text(f"root_json: {root_json}\nhostname: metrica-e2e\n")
+    out = workdir / "build"
+    started = time.monotonic()
+    run(
+        [fleet_image(), "build", "--backend", "debootstrap",
+         "--config", config, "--out", out],
+        timeout=3600,
+    )  # fmt: skip
+    print(f"fleet-image build: {time.monotonic() - started:.0f} s")
+    return out / "rootfs"
+
+
+def assemble(base: Path, workdir: Path, version: str, change: Change = no_change) -> Release:
+    """A copy of ``base`` with the QEMU layer, the version stamp and ``change``, assembled."""
+    rootfs = workdir / f"rootfs-{version}"
+    if rootfs.exists():
+        shutil.rmtree(rootfs)
+    run(["cp", "-a", "--reflink=auto", base, rootfs])
+    for relative, text in QEMU_LAYER.items():
+        _write(rootfs / relative, text)
+    _write(rootfs / VERSION_FILE, f"{version}\n")
+    change(rootfs)
+    out = workdir / f"image-{version}"
+    started = time.monotonic()
+    run(
+        [fleet_image(), "assemble", "--rootfs", rootfs, "--out", out,
+         "--version", version],
+        timeout=1800,
+    )  # fmt: skip
+    print(f"fleet-image assemble {version}: {time.monotonic() - started:.0f} s")
+    shutil.rmtree(rootfs)
+    return Release(version, out)
+
+
+def _write(path: Path, text: str, *, executable: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o755 if executable else 0o644)
