@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetcore.atomic import atomic_write
 from fleetcore.release import Hardware, ImageName, Manifest
 from fleetcore.version import Version
 from image import disk, filesystems, release
@@ -34,6 +35,8 @@ from image.layout import (
 from image.progress import step
 
 BOOT_FILES = Path("boot/firmware")
+# Where the updater reads the running image version (updater.paths.Roots.image_version_file).
+VERSION_FILE = Path("etc/metrica-fleet/version")
 DEFAULT_CMDLINE = "console=serial0,115200 console=tty1"
 DISK_IMAGE = "disk.img"
 RELEASE_DIR = "release"
@@ -98,6 +101,10 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
     (result / RELEASE_DIR).mkdir(parents=True)
     seed = f"{req.version}:{req.epoch}"
 
+    # The updater reads the running version from the image itself: stamp it in first.
+    version_file = req.rootfs / VERSION_FILE
+    version_file.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(version_file, f"{req.version}\n".encode())
     system_img = work / "system.img"
     with step(f"system image ({req.system})"):
         filesystems.make_system(

@@ -10,7 +10,7 @@ from image import assemble, chunkstore, disk, release
 from image.cli import main
 from image.filesystems import SystemSpec
 from image.layout import MIB, SECTOR
-from tests.image.conftest import EPOCH, SMALL, Built, make_rootfs, request
+from tests.image.conftest import EPOCH, SMALL, VERSION, Built, make_rootfs, request
 from tests.image.test_layout import DESIGN_AUTOBOOT
 
 LABELS = ["config", "boot_a", "boot_b", "system_a", "system_b", "data"]
@@ -210,3 +210,5 @@ def test_system_image_is_the_rootfs_without_boot_files(built: Built, tmp_path: P
     assert (tree / "usr/bin/tool7").read_bytes() == (built.rootfs / "usr/bin/tool7").read_bytes()
     assert (tree / "boot/firmware").is_dir()
     assert list((tree / "boot/firmware").iterdir()) == []
+    # The updater reads the running version from the image (Roots.image_version_file).
+    assert (tree / "etc/metrica-fleet/version").read_text() == f"{VERSION}\n"
