@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from simulator.server import free_port
 from tests.ops.contract import documented_metrics, exposed_metrics, used_metrics
-from tests.overlord.servers import free_port
 
 
 def test_rules_and_dashboards_match_a_live_overlord(tmp_path):

@@ -1,74 +1,20 @@
-"""Real Overlord processes (uvicorn) and a cuttable TCP proxy for failure tests."""
+"""Real Overlord processes (simulator.server) and a cuttable TCP proxy for failure tests."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
+from simulator.server import free_port, serve
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
 def overlord_process(
     env: dict[str, str], *, port: int | None = None, workers: int = 1, log: Path | None = None
-) -> Iterator[str]:
+) -> contextlib.AbstractContextManager[str]:
     """``uvicorn overlord.app:create_app_from_env`` on loopback; yields its base URL."""
-    port = port or free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "overlord.app:create_app_from_env",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    out = log.open("wb") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(argv, env=os.environ | env, stdout=out, stderr=out)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"overlord exited with {proc.returncode}")
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("overlord did not answer /health within 60 s")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if log:
-            out.close()  # type: ignore[union-attr]
+    return serve(env=env, port=port, workers=workers, log=log)
 
 
 class TcpProxy:
