@@ -36,6 +36,68 @@ install_apt_packages() {
     mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' \
         "$REPO_ROOT/scripts/apt-packages.txt")
     install_packages "${packages[@]}"
+    install_compose_v2
+}
+
+# Docker Compose v2 as the docker CLI plugin (`docker compose`), which devices run. Debian 12
+# ships only compose v1 (`docker-compose`, kept installed: the role tests run against both).
+# The plugin comes from Debian's next release, fetched with a private apt configuration (its
+# own sources, lists and cache), so the system's sources never name that release: apt checks
+# the .deb against the signed Packages index, and only its static binary is installed.
+COMPOSE_V2_SUITE="${FLEET_COMPOSE_V2_SUITE:-trixie}"
+COMPOSE_V2_PLUGIN=/usr/local/lib/docker/cli-plugins/docker-compose
+
+compose_v2_version() {
+    local version
+    version=$("$COMPOSE_V2_PLUGIN" version --short 2>/dev/null) || return 1
+    case "${version#v}" in
+        2.*) printf '%s\n' "${version#v}" ;;
+        *) return 1 ;;
+    esac
+}
+
+install_compose_v2() {
+    local version
+    if version=$(compose_v2_version); then
+        say "docker compose v2: $version present"
+        return
+    fi
+    need_root
+    say "docker compose v2: fetching docker-compose from Debian $COMPOSE_V2_SUITE"
+    local apt_root="$STATE_DIR/apt-$COMPOSE_V2_SUITE" work arch
+    arch=$(dpkg --print-architecture)
+    mkdir -p "$apt_root"/{lists/partial,cache/archives/partial,sources.list.d,preferences.d}
+    touch "$apt_root/status"
+    printf 'deb [arch=%s signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s %s main\n' \
+        "$arch" "http://deb.debian.org/debian" "$COMPOSE_V2_SUITE" > "$apt_root/sources.list"
+    local apt_opts=(
+        -o "Dir::Etc::SourceList=$apt_root/sources.list"
+        -o "Dir::Etc::SourceParts=$apt_root/sources.list.d"
+        -o "Dir::Etc::Preferences=$apt_root/preferences"
+        -o "Dir::Etc::PreferencesParts=$apt_root/preferences.d"
+        -o "Dir::State::Lists=$apt_root/lists"
+        -o "Dir::State::Status=$apt_root/status"
+        -o "Dir::Cache=$apt_root/cache"
+        -o "APT::Architecture=$arch"
+        -o "APT::Architectures::=$arch"
+        -o "Acquire::Languages=none"
+        -o "APT::Sandbox::User=root"
+    )
+    apt-get "${apt_opts[@]}" -qq update
+    work=$(mktemp -d)
+    # shellcheck disable=SC2064  # expand $work now: the trap runs after the local is gone
+    trap "rm -rf '$work'" RETURN
+    (cd "$work" && apt-get "${apt_opts[@]}" -qq download docker-compose)
+    dpkg-deb -x "$work"/docker-compose_*.deb "$work/root"
+    local binary
+    binary=$(find "$work/root" -type f -name docker-compose -perm -u+x | head -n 1)
+    [ -n "$binary" ] || die "the $COMPOSE_V2_SUITE docker-compose package holds no docker-compose binary"
+    install -d "$(dirname "$COMPOSE_V2_PLUGIN")"
+    install -m 0755 "$binary" "$COMPOSE_V2_PLUGIN.new"
+    mv -f "$COMPOSE_V2_PLUGIN.new" "$COMPOSE_V2_PLUGIN"
+    version=$(compose_v2_version) || die "$COMPOSE_V2_PLUGIN does not report a compose v2 version"
+    docker compose version >/dev/null 2>&1 || die "docker does not find the compose plugin at $COMPOSE_V2_PLUGIN"
+    say "docker compose v2: $version installed"
 }
 
 ensure_venv() {
@@ -57,7 +119,7 @@ ensure_venv() {
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         say "venv: installing metrica-fleet[all]"
         "$VENV/bin/python" -m pip install -q --upgrade pip
-        "$VENV/bin/python" -m pip install -q -e "$REPO_ROOT[all]"
+        "$VENV/bin/python" -m pip install -q -e "${REPO_ROOT}[all]"
         echo "$want" > "$stamp"
     else
         say "venv: up to date"
@@ -67,7 +129,7 @@ ensure_venv() {
 start_postgres() {
     need_root
     local bin pgdata="$STATE_DIR/postgres" sock="$STATE_DIR/pgsock"
-    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    bin=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -type d -name bin 2>/dev/null | sort -V | tail -n 1)
     [ -n "$bin" ] || die "PostgreSQL server binaries not found under /usr/lib/postgresql"
     mkdir -p "$STATE_DIR" "$sock"
     chown postgres:postgres "$sock"
@@ -97,8 +159,8 @@ start_dockerd() {
     say "dockerd: starting"
     mkdir -p "$STATE_DIR"
     nohup dockerd --host unix:///var/run/docker.sock >"$STATE_DIR/dockerd.log" 2>&1 &
-    local i
-    for i in $(seq 1 60); do
+    local _
+    for _ in $(seq 1 60); do
         docker info >/dev/null 2>&1 && return
         sleep 1
     done

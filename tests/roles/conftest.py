@@ -3,6 +3,10 @@
 There is no registry: the image is ``docker import`` of a root filesystem holding Debian's
 busybox-static, and bundles refer to it by its image ID (``sha256:<id>``), the local form of
 digest pinning the validator accepts.
+
+Every test using ``harness`` runs twice: with the compose v2 plugin (``docker compose``, what
+devices run; scripts/lib/host.sh installs it) and with Debian's docker-compose v1. A missing
+flavour fails the test.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from updater.roles.compose import ComposeFlavor
 from updater.roles.manager import ManagerConfig, RoleEvent, RoleManager
 
 from .helpers import REPO
@@ -86,10 +91,11 @@ def _safe_mode_copy(dest: Path, image: str) -> Path:
 
 
 class Harness:
-    def __init__(self, tmp: Path, image: str, docker: str) -> None:
+    def __init__(self, tmp: Path, image: str, docker: str, flavor: ComposeFlavor) -> None:
         self.tmp = tmp
         self.image = image
         self.docker = docker
+        self.flavor = flavor
         self.prefix = f"rt{secrets.token_hex(3)}-"
         self.events: list[RoleEvent] = []
         self.config = ManagerConfig(
@@ -100,6 +106,7 @@ class Harness:
             safe_mode_after=2,
             project_prefix=self.prefix,
             poll_s=0.2,
+            compose=flavor,
         )
 
     def manager(self, checkpoint: Callable[[str], None] | None = None) -> RoleManager:
@@ -174,9 +181,11 @@ class Harness:
             )
 
 
-@pytest.fixture
-def harness(tmp_path: Path, busybox_image: str, docker_engine: str) -> Iterator[Harness]:
-    h = Harness(tmp_path, busybox_image, docker_engine)
+@pytest.fixture(params=[ComposeFlavor.V2, ComposeFlavor.V1], ids=["compose-v2", "compose-v1"])
+def harness(
+    request: pytest.FixtureRequest, tmp_path: Path, busybox_image: str, docker_engine: str
+) -> Iterator[Harness]:
+    h = Harness(tmp_path, busybox_image, docker_engine, request.param)
     try:
         yield h
     finally:

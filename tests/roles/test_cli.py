@@ -58,6 +58,7 @@ def test_apply_status_and_manual_safe_mode(harness, capsys):
         "--role-config-dir", str(harness.tmp / "none"),
         "--device-id", "cli-device",
         "--project-prefix", harness.prefix,
+        "--compose", harness.flavor.value,
     ]  # fmt: skip
     assert run_cli("apply", str(bundle), *common) == 0
     assert capsys.readouterr().out == "applied\n"

@@ -47,7 +47,7 @@ def test_v2_is_preferred_and_waits(fake_path, tmp_path):
     fake_cli(fake_path, "docker-compose", log, v2=False)
     compose = detect()
     assert isinstance(compose, ComposeV2)
-    compose.up(PROJECT, timeout_s=30)
+    compose.up(PROJECT, timeout_s=30, wait_s=20)
     lines = log.read_text().splitlines()
     assert lines[-1].split()[1:] == [
         "compose",
@@ -55,6 +55,8 @@ def test_v2_is_preferred_and_waits(fake_path, tmp_path):
         "up",
         "--detach",
         "--wait",
+        "--wait-timeout",
+        "20",
         "--remove-orphans",
     ]
 
@@ -65,7 +67,7 @@ def test_v1_when_the_plugin_is_missing(fake_path, tmp_path):
     fake_cli(fake_path, "docker-compose", log, v2=False)
     compose = detect()
     assert isinstance(compose, ComposeV1)
-    compose.up(PROJECT, timeout_s=30, recreate=True)
+    compose.up(PROJECT, timeout_s=30, wait_s=20, recreate=True)
     compose.down(PROJECT)
     up, down = log.read_text().splitlines()[-2:]
     assert up.split()[1:] == [*BASE, "up", "--detach", "--remove-orphans", "--force-recreate"]
@@ -82,7 +84,7 @@ def test_forcing_v2_without_the_plugin_fails(fake_path, tmp_path):
 def test_failure_is_an_engine_error(fake_path, tmp_path):
     fake_cli(fake_path, "docker-compose", tmp_path / "log", v2=False, status=1)
     with pytest.raises(EngineError, match="docker-compose"):
-        ComposeV1(["docker-compose"]).up(PROJECT, timeout_s=30)
+        ComposeV1(["docker-compose"]).up(PROJECT, timeout_s=30, wait_s=20)
 
 
 def test_nothing_installed(fake_path):

@@ -13,6 +13,7 @@ from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, Health
 from updater.roles.archive import pack
 from updater.roles.bundle import load_bundle
+from updater.roles.compose import ComposeFlavor
 from updater.roles.errors import RoleError
 from updater.roles.manager import Outcome
 from updater.roles.runtime import ensure_images
@@ -53,6 +54,7 @@ def test_apply_then_upgrade(harness):
     v2, a2 = publish(harness, "1.1.0")
     fetch = fetcher({"1.0.0": a1, "1.1.0": a2})
     manager = harness.manager()
+    assert manager.compose.waits is (harness.flavor is ComposeFlavor.V2)
 
     assert manager.apply([v1], fetch) == {"webapp": Outcome.APPLIED}
     assert "hi there from webapp 1.0.0 on test-device" in page(harness, "1.0.0")

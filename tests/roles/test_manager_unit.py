@@ -10,6 +10,7 @@ from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, EventKind
 from updater.roles.archive import pack
 from updater.roles.bundle import load_bundle
+from updater.roles.compose import ComposeFlavor
 from updater.roles.errors import BundleError, TemplateError
 from updater.roles.manager import ManagerConfig, Outcome, RoleManager
 from updater.roles.state import load_state
@@ -116,9 +117,10 @@ def test_the_safe_mode_name_cannot_be_assigned(tmp_path):
     assert events[0].message == "invalid role name"
 
 
+@pytest.mark.parametrize("flavor", [ComposeFlavor.V2, ComposeFlavor.V1], ids=lambda f: f.value)
 @pytest.mark.parametrize("role", SHIPPED, ids=lambda p: p.name)
-def test_shipped_roles_stage_and_compose_accepts_them(tmp_path, role):
-    """Staging renders .env and the limits override and asks compose to parse the result."""
+def test_shipped_roles_stage_and_compose_accepts_them(tmp_path, role, flavor):
+    """Staging renders .env and the limits override and asks compose (v2 and v1) to parse it."""
     config_dir = tmp_path / "role-config"
     config_dir.mkdir()
     (config_dir / "system.yaml").write_text("loki_url: http://loki.example:3100/loki/api/v1/push\n")
@@ -128,6 +130,7 @@ def test_shipped_roles_stage_and_compose_accepts_them(tmp_path, role):
             root=tmp_path / "roles",
             safe_mode_bundle=REPO / "safe-mode",
             role_config_dir=config_dir,
+            compose=flavor,
         )
     )
     spec = load_bundle(role).spec

@@ -1,12 +1,14 @@
 """``docker compose`` behind one small interface: the v2 plugin, or Debian's docker-compose v1.
 
-v2 waits for health itself (``up --wait``); v1 has no ``--wait``, so the manager's health gate
-(:mod:`.health`) polls ``docker inspect`` instead. The gate runs after both, so the two
-backends end in the same check.
+v2 waits for health itself (``up --wait --wait-timeout``) and exits non-zero when a container
+is unhealthy, exited or still starting at the deadline; v1 has no ``--wait``, so the manager's
+health gate (:mod:`.health`) polls ``docker inspect`` instead. The gate runs after both (and
+explains a failed v2 wait), so the two backends end in the same check.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -40,6 +42,9 @@ class Project:
 class Compose(ABC):
     """Start and stop a project; ``up`` returns once containers exist (v1) or are healthy (v2)."""
 
+    #: whether ``up`` itself waits for health, so that its failure can be a failed gate
+    waits: bool = False
+
     def __init__(self, argv: list[str]) -> None:
         self.argv = argv
 
@@ -67,23 +72,29 @@ class Compose(ABC):
             raise BundleError(f"docker compose rejects the bundle: {err}") from err
 
     @abstractmethod
-    def up_argv(self, project: Project, *, recreate: bool) -> list[str]: ...
+    def up_argv(self, project: Project, *, wait_s: float, recreate: bool) -> list[str]: ...
 
-    def up(self, project: Project, *, timeout_s: float, recreate: bool = False) -> None:
-        self._run(self.up_argv(project, recreate=recreate), timeout_s)
+    def up(
+        self, project: Project, *, timeout_s: float, wait_s: float, recreate: bool = False
+    ) -> None:
+        """Create and start the project; ``wait_s`` bounds a v2 health wait."""
+        self._run(self.up_argv(project, wait_s=wait_s, recreate=recreate), timeout_s)
 
     def down(self, project: Project, *, timeout_s: float = 120) -> None:
         self._run([*self._base(project), "down", "--remove-orphans"], timeout_s)
 
 
 class ComposeV2(Compose):
-    def up_argv(self, project: Project, *, recreate: bool) -> list[str]:
-        argv = [*self._base(project), "up", "--detach", "--wait", "--remove-orphans"]
+    waits = True
+
+    def up_argv(self, project: Project, *, wait_s: float, recreate: bool) -> list[str]:
+        argv = [*self._base(project), "up", "--detach", "--wait"]
+        argv += ["--wait-timeout", str(max(1, math.ceil(wait_s))), "--remove-orphans"]
         return [*argv, "--force-recreate"] if recreate else argv
 
 
 class ComposeV1(Compose):
-    def up_argv(self, project: Project, *, recreate: bool) -> list[str]:
+    def up_argv(self, project: Project, *, wait_s: float, recreate: bool) -> list[str]:
         argv = [*self._base(project), "up", "--detach", "--remove-orphans"]
         return [*argv, "--force-recreate"] if recreate else argv
 

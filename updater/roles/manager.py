@@ -641,7 +641,10 @@ class RoleManager:
         project = self._project(layout, version, bundle)
         timeout = bundle.spec.health.timeout_s
         self.checkpoint("compose-up")
-        self.compose.up(project, timeout_s=timeout + _UP_SLACK_S, recreate=True)
+        try:
+            self.compose.up(project, timeout_s=timeout + _UP_SLACK_S, wait_s=timeout, recreate=True)
+        except EngineError as err:
+            raise self._explain_up_failure(project, bundle, timeout, err) from err
         health.wait_healthy(
             self.inspector,
             project.name,
@@ -649,6 +652,23 @@ class RoleManager:
             timeout_s=timeout,
             poll_s=self.config.poll_s,
         )
+
+    def _explain_up_failure(
+        self, project: Project, bundle: Bundle, timeout_s: float, err: EngineError
+    ) -> RoleError:
+        """The gate's verdict on a failed ``up``: v2's ``--wait`` fails on health too.
+
+        A container that exited, restarts or is unhealthy (or, after a waiting ``up``, is still
+        starting) is a failed health gate with the gate's own reason, the same one v1 gives;
+        anything else stays the engine error compose reported.
+        """
+        containers = self.inspector.containers(project.name)
+        verdict = health.judge(containers, bundle.services)
+        if verdict.phase is health.Phase.FAILED:
+            return HealthGateFailed(verdict.reason)
+        if verdict.phase is health.Phase.WAITING and containers and self.compose.waits:
+            return HealthGateFailed(f"not healthy after {timeout_s:g} s: {verdict.reason}")
+        return err
 
     def _stop(self, layout: RoleLayout, version: Version) -> None:
         try:
