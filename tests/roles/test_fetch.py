@@ -75,12 +75,14 @@ def desired(version):
 def test_fetches_the_verified_bundle(tmp_path, repo):
     path, keys, url = repo
     publish(tmp_path, path, keys, "1.0.0")
-    publish(tmp_path, path, keys, "1.1.0")
+    publish(tmp_path, path, keys, "1.1.0", floor="1.1.0")
     fetch = fetcher(tmp_path, url, installed=Version("1.0.0"))
     first = fetch(desired("1.0.0"))
-    assert first.read_bytes() == (tmp_path / "webapp-1.0.0.tar.zst").read_bytes()
+    assert first.archive.read_bytes() == (tmp_path / "webapp-1.0.0.tar.zst").read_bytes()
+    assert first.floor is None
     second = fetch(desired("1.1.0"))
-    assert [p.name for p in (tmp_path / "cache").iterdir()] == [second.name]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [second.archive.name]
+    assert second.floor == Version("1.1.0")  # the manager keeps it for every later start
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from updater.roles.archive import pack
 from updater.roles.bundle import load_bundle
 from updater.roles.compose import ComposeFlavor
 from updater.roles.errors import RoleError
-from updater.roles.manager import Outcome
+from updater.roles.manager import FetchedBundle, Outcome
 from updater.roles.runtime import ensure_images
 
 from .helpers import make_bundle
@@ -36,9 +36,10 @@ def publish(harness, version: str, *, healthy: bool = True) -> tuple[DesiredRole
     return desired, archive
 
 
-def fetcher(archives: dict[str, Path]):
-    def fetch(role: DesiredRole) -> Path:
-        return archives[str(role.version)]
+def fetcher(archives: dict[str, Path], floors: dict[str, str] | None = None):
+    def fetch(role: DesiredRole) -> FetchedBundle:
+        floor = (floors or {}).get(str(role.version))
+        return FetchedBundle(archives[str(role.version)], Version(floor) if floor else None)
 
     return fetch
 
@@ -207,3 +208,62 @@ def test_the_overlord_ends_only_the_safe_mode_it_asked_for(harness):
     manager.enter_safe_mode("bench maintenance")
     manager.follow_desired_safe_mode(False)
     assert {s.name for s in manager.status()} == {"webapp", "safe-mode"}
+
+
+# Anti-rollback does not depend on the compose flavour: these run on v2 (what devices run).
+v2_only = pytest.mark.parametrize("harness", [ComposeFlavor.V2], indirect=True, ids=["compose-v2"])
+
+
+@v2_only
+def test_anti_rollback_covers_staged_versions_and_rollbacks(harness):
+    v1, a1 = publish(harness, "1.0.0")
+    v2, a2 = publish(harness, "2.0.0")
+    v3, a3 = publish(harness, "3.0.0", healthy=False)
+    # 3.0.0's signed metadata declares the floor 3.0.0 (say, 2.0.0 has a security hole).
+    fetch = fetcher({"1.0.0": a1, "2.0.0": a2, "3.0.0": a3}, floors={"3.0.0": "3.0.0"})
+    manager = harness.manager()
+    assert manager.apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+    assert manager.apply([v2], fetch) == {"webapp": Outcome.APPLIED}
+
+    # 1.0.0 is still staged as `previous`, so it needs no fetch, but it is a downgrade.
+    assert manager.apply([v1], fetch) == {"webapp": Outcome.FAILED}
+    assert harness.events[-1].message == "bundle rejected"
+    assert "lower than 2.0.0, which already passed its health gate" in (
+        harness.events[-1].reason or ""
+    )
+    [status] = manager.status()
+    assert (status.version, status.health) == (Version("2.0.0"), Health.HEALTHY)
+
+    # 3.0.0 fails its gate; rolling back to 2.0.0 would run a version below the floor.
+    assert manager.apply([v3], fetch) == {"webapp": Outcome.FAILED}
+    failed, refused = harness.events[-2:]
+    assert (failed.message, refused.message) == ("health gate failed", "rollback refused")
+    assert refused.version == Version("2.0.0")
+    assert "below this device's version floor 3.0.0" in (refused.reason or "")
+    assert "role-rollback" not in harness.kinds()
+    [status] = manager.status()
+    assert status.version == Version("3.0.0") and status.health is not Health.HEALTHY
+
+
+@v2_only
+def test_leaving_safe_mode_does_not_restart_a_version_below_a_newer_floor(harness):
+    v1, a1 = publish(harness, "1.0.0")
+    wrong = DesiredRole(
+        name="webapp", version=Version("1.1.0"), target=role_target("webapp", "1.1.0")
+    )
+    # 1.1.0's signed metadata raises the floor, but its archive holds another version.
+    fetch = fetcher({"1.0.0": a1, "1.1.0": a1}, floors={"1.1.0": "1.1.0"})
+    manager = harness.manager()
+    assert manager.apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+    assert manager.apply([wrong], fetch) == {"webapp": Outcome.FAILED}
+    assert harness.events[-1].message == "bundle rejected"
+    # The running 1.0.0 is not stopped for it, but it is never started again.
+    assert manager.status()[0].health is Health.HEALTHY
+
+    manager.enter_safe_mode("bench maintenance")
+    manager.leave_safe_mode()
+    assert harness.kinds()[-2:] == ["safe-mode-left", "role-failed"]
+    assert harness.events[-1].message == "restart failed"
+    assert "below this device's version floor 1.1.0" in (harness.events[-1].reason or "")
+    [status] = manager.status()
+    assert (status.version, status.health) == (Version("1.0.0"), Health.UNHEALTHY)

@@ -12,7 +12,7 @@ from updater.roles.archive import pack
 from updater.roles.bundle import load_bundle
 from updater.roles.compose import ComposeFlavor
 from updater.roles.errors import BundleError, TemplateError
-from updater.roles.manager import ManagerConfig, Outcome, RoleManager
+from updater.roles.manager import FetchedBundle, ManagerConfig, Outcome, RoleManager
 from updater.roles.state import load_state
 
 from .helpers import REPO, make_bundle
@@ -61,7 +61,7 @@ def test_a_bundle_that_is_not_the_desired_version_is_marked_bad(tmp_path):
 
     def fetch(role):
         fetched.append(role.version)
-        return tmp_path / "1.0.0.tar.zst"
+        return FetchedBundle(tmp_path / "1.0.0.tar.zst")
 
     mgr = manager(tmp_path, events)
     assert mgr.apply([desired("2.0.0")], fetch) == {"webapp": Outcome.FAILED}
@@ -91,7 +91,9 @@ def test_a_missing_device_fails_without_marking_the_version_bad(tmp_path):
     )
     pack(bundle, tmp_path / "b.tar.zst")
     mgr = manager(tmp_path, events)
-    assert mgr.apply([desired()], lambda role: tmp_path / "b.tar.zst") == {"webapp": Outcome.FAILED}
+    assert mgr.apply([desired()], lambda role: FetchedBundle(tmp_path / "b.tar.zst")) == {
+        "webapp": Outcome.FAILED
+    }
     assert "needs /dev/fleet-test-absent" in (events[0].reason or "")
     state = load_state(tmp_path / "roles" / ".roles-state.json")
     assert state.roles["webapp"].bad_versions == []
@@ -112,7 +114,9 @@ def test_a_fetch_failure_is_reported_and_retried(tmp_path):
 
 def test_the_safe_mode_name_cannot_be_assigned(tmp_path):
     events = []
-    outcome = manager(tmp_path, events).apply([desired(name="safe-mode")], lambda role: tmp_path)
+    outcome = manager(tmp_path, events).apply(
+        [desired(name="safe-mode")], lambda role: FetchedBundle(tmp_path)
+    )
     assert outcome == {"safe-mode": Outcome.FAILED}
     assert events[0].message == "invalid role name"
 

@@ -2,7 +2,9 @@
 
 The Overlord only names a role and version; everything trusted comes from TUF. The target
 must be signed as a role of exactly that version for this hardware, and must not go below the
-installed version of the role or the floor the signed metadata declares.
+installed version of the role or the floor the signed metadata declares. The floor goes back
+to the manager with the archive: it keeps it and applies it to every later start of the role
+(rollbacks to ``previous`` included).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from signing.errors import DowngradeRefused
 from signing.rollback import check_upgrade
 from signing.targets import TargetKind
 from updater.roles.errors import TargetRefused
+from updater.roles.manager import FetchedBundle
 
 
 class TufRoleFetcher:
@@ -36,7 +39,7 @@ class TufRoleFetcher:
         self.hardware = hardware
         self.installed = installed
 
-    def __call__(self, role: DesiredRole) -> Path:
+    def __call__(self, role: DesiredRole) -> FetchedBundle:
         name = role_target(role.name, role.version)
         if role.target != name:
             raise TargetRefused(f"desired state names target {role.target!r}, expected {name!r}")
@@ -59,4 +62,4 @@ class TufRoleFetcher:
         for stale in self.cache_dir.glob(f"{role.name}-*.tar.zst"):
             stale.unlink()
         dest = self.cache_dir / f"{role.name}-{role.version}.tar.zst"
-        return self.client.download(target, dest)
+        return FetchedBundle(self.client.download(target, dest), floor=custom.version_floor)

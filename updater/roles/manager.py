@@ -8,9 +8,14 @@ for heartbeats. Outcomes of one role apply:
   tripped is left;
 - it fails and ``previous`` passes: ``ROLE_FAILED`` then ``ROLE_ROLLBACK``; the version is
   marked bad and not retried (a bad release is fixed by publishing a newer one);
-- nothing of the role runs healthy (no previous, the rollback failed too, or the running
-  version crash-loops): a *failure*. ``safe_mode_after`` consecutive failures stop the role
-  and start the safe-mode stack; a healthy apply of another version leaves safe mode.
+- nothing of the role runs healthy (no previous, the rollback failed or was refused, or the
+  running version crash-loops): a *failure*. ``safe_mode_after`` consecutive failures stop the
+  role and start the safe-mode stack; a healthy apply of another version leaves safe mode.
+
+Anti-rollback holds for every start, not only for fetched versions: a version is never started
+(installed, re-selected from disk, rolled back to, restarted, or restarted when safe mode
+ends) if it is marked bad, lower than the highest version that passed the health gate here, or
+below the highest version floor that signed metadata declared for the role.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from fleetcore.errors import FleetError
 from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, EventKind, Health, RoleStatus
+from signing.errors import DowngradeRefused
+from signing.rollback import check_upgrade, raise_floor
 from updater.roles import health, runtime
 from updater.roles.archive import MAX_BUNDLE_BYTES, extract
 from updater.roles.bundle import Bundle, load_bundle
@@ -42,6 +49,7 @@ from updater.roles.errors import (
     HealthGateFailed,
     RoleError,
     StateError,
+    TargetRefused,
 )
 from updater.roles.layout import (
     Checkpoint,
@@ -60,6 +68,7 @@ from updater.roles.spec import (
 from updater.roles.state import (
     STATE_FILE,
     ManagerState,
+    RoleRecord,
     SafeModeRecord,
     load_or_reset,
     load_state,
@@ -111,7 +120,16 @@ class RoleEvent:
         return {"role": self.role}
 
 
-Fetch = Callable[[DesiredRole], Path]
+@dataclass(frozen=True)
+class FetchedBundle:
+    """What ``fetch`` returns: the verified archive (or folder) and the version floor that the
+    target's signed metadata declares for the role, which the manager keeps from then on."""
+
+    archive: Path
+    floor: Version | None = None
+
+
+Fetch = Callable[[DesiredRole], FetchedBundle]
 EventSink = Callable[[RoleEvent], None]
 
 
@@ -178,7 +196,7 @@ class RoleManager:
             record = state.role(spec.name)
             if spec.version in record.bad_versions:
                 record.bad_versions.remove(spec.version)
-            outcome = self._apply_role(state, desired, lambda _role: source)
+            outcome = self._apply_role(state, desired, lambda _role: FetchedBundle(source))
             self._refresh_page(state)
         return outcome
 
@@ -289,10 +307,14 @@ class RoleManager:
         record = state.role(name)
         try:
             if layout.has_version(version):
+                _check_startable(record, version)
                 bundle = load_bundle(layout.version_dir(version), staged=True)
                 self._write_runtime_files(layout, layout.version_dir(version), bundle)
             else:
-                bundle = self.stage(name, fetch(desired), version)
+                fetched = fetch(desired)
+                record.floor = raise_floor(record.floor, fetched.floor)
+                _check_startable(record, version)
+                bundle = self.stage(name, fetched.archive, version)
             self.checkpoint("staged")
             runtime.check_devices(bundle)
             runtime.ensure_images(bundle)
@@ -316,13 +338,18 @@ class RoleManager:
         name = layout.name
         record = state.role(name)
         try:
-            self._start(layout, version)
+            self._start(state, layout, version)
         except (HealthGateFailed, EngineError, BundleError) as err:
             record.pending = None
             self._emit(EventKind.ROLE_FAILED, name, version, "health gate failed", str(err))
             self._record_error(state, name, f"{version}: {err}")
             previous = layout.previous_version()
-            if previous is None or previous == version:
+            if previous == version:
+                previous = None
+            if previous is not None and (refused := _refusal(record, previous)) is not None:
+                self._emit(EventKind.ROLE_FAILED, name, previous, "rollback refused", str(refused))
+                previous = None
+            if previous is None:
                 self._stop(layout, version)
                 self._count_failure(state, name, version, err)
                 return Outcome.FAILED
@@ -333,6 +360,7 @@ class RoleManager:
             return self._roll_back(state, layout, version, previous, err)
         record.pending = None
         record.failures = 0
+        record.confirm(version)
         prune(layout)
         self._emit(EventKind.ROLE_APPLIED, name, version, f"{name} {version} is healthy")
         if state.safe_mode.active and not state.safe_mode.manual and state.safe_mode.role == name:
@@ -350,7 +378,7 @@ class RoleManager:
     ) -> Outcome:
         name = layout.name
         try:
-            self._start(layout, previous)
+            self._start(state, layout, previous)
         except (HealthGateFailed, EngineError, BundleError) as err:
             self._emit(EventKind.ROLE_FAILED, name, previous, "rollback failed", str(err))
             self._record_error(state, name, f"{previous}: {err}")
@@ -398,7 +426,7 @@ class RoleManager:
                 self._save(state)
             return Outcome.UNCHANGED
         try:
-            self._start(layout, version)
+            self._start(state, layout, version)
         except (HealthGateFailed, EngineError, BundleError) as err:
             self._emit(EventKind.ROLE_FAILED, layout.name, version, "restart failed", str(err))
             self._record_error(state, layout.name, f"{version}: {err}")
@@ -437,7 +465,10 @@ class RoleManager:
                 entry.unlink()
             else:
                 shutil.rmtree(entry)
-        state.roles.pop(name, None)
+        floor = state.role(name).floor
+        state.roles.pop(name)
+        if floor is not None:  # a signed floor outlives the role: re-adding it cannot go below
+            state.roles[name] = RoleRecord(floor=floor)
         self._save(state)
         log.info("role %s removed; its state directory is kept", name)
 
@@ -497,7 +528,7 @@ class RoleManager:
                 self.stage(SAFE_MODE_ROLE, self.config.safe_mode_bundle, spec.version)
             swap(layout, spec.version)
             self._refresh_page(state)
-            self._start(layout, spec.version)
+            self._start(state, layout, spec.version)
         except (FleetError, OSError) as err:
             log.error("safe-mode stack did not start: %s", err)
             self._record_error(state, SAFE_MODE_ROLE, str(err))
@@ -634,7 +665,10 @@ class RoleManager:
             compose_file=bundle.spec.compose,
         )
 
-    def _start(self, layout: RoleLayout, version: Version) -> None:
+    def _start(self, state: ManagerState, layout: RoleLayout, version: Version) -> None:
+        record = state.roles.get(layout.name)
+        if record is not None:
+            _check_startable(record, version)
         bundle = load_bundle(layout.version_dir(version), staged=True)
         for name in bundle.spec.state:
             (layout.state_dir / name).mkdir(parents=True, exist_ok=True)
@@ -687,6 +721,29 @@ class RoleManager:
             return health.summarize(self.inspector.containers(project.name), bundle.services)
         except (EngineError, BundleError):
             return Health.UNKNOWN
+
+
+def _refusal(record: RoleRecord, version: Version) -> TargetRefused | None:
+    """Why ``version`` must not start, by the rule a fresh install follows; None if it may."""
+    if version in record.bad_versions:
+        return TargetRefused(f"refusing version {version}: it failed its health gate here")
+    if record.confirmed is not None and version < record.confirmed:
+        return TargetRefused(
+            f"refusing version {version}: it is lower than {record.confirmed}, which "
+            "already passed its health gate here",
+            hint="a bad release is fixed by publishing a newer version",
+        )
+    try:
+        check_upgrade(version, installed=version, floor=record.floor)
+    except DowngradeRefused as err:
+        return TargetRefused(str(err), hint=err.hint)
+    return None
+
+
+def _check_startable(record: RoleRecord, version: Version) -> None:
+    refused = _refusal(record, version)
+    if refused is not None:
+        raise refused
 
 
 def _valid_name(name: str) -> bool:

@@ -34,8 +34,19 @@ class RoleRecord(_Model):
     failures: int = Field(default=0, ge=0, description="consecutive failures to run the role")
     bad_versions: list[Version] = Field(default_factory=list)
     pending: Version | None = Field(default=None, description="version being switched to")
+    floor: Version | None = Field(
+        default=None, description="highest version floor signed metadata declared for the role"
+    )
+    confirmed: Version | None = Field(
+        default=None, description="highest version that passed the health gate here"
+    )
     last_error: str | None = None
     last_error_at: datetime | None = None
+
+    def confirm(self, version: Version) -> None:
+        """``version`` passed the health gate: nothing below it may start again."""
+        if self.confirmed is None or version > self.confirmed:
+            self.confirmed = version
 
     def mark_bad(self, version: Version) -> None:
         """Never retry ``version``; only the most recent bad versions are remembered."""
