@@ -86,7 +86,7 @@ install_compose_v2() {
     apt-get "${apt_opts[@]}" -qq update
     work=$(mktemp -d)
     # shellcheck disable=SC2064  # expand $work now: the trap runs after the local is gone
-    trap "rm -rf '$work'" RETURN
+    trap "rm -rf '$work'; trap - RETURN" RETURN
     (cd "$work" && apt-get "${apt_opts[@]}" -qq download docker-compose)
     dpkg-deb -x "$work"/docker-compose_*.deb "$work/root"
     local binary

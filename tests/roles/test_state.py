@@ -44,3 +44,14 @@ def test_bad_versions_are_bounded_and_unique():
     record.mark_bad(Version(f"1.{MAX_BAD_VERSIONS + 4}"))
     assert len(record.bad_versions) == MAX_BAD_VERSIONS
     assert record.bad_versions[-1] == Version(f"1.{MAX_BAD_VERSIONS + 4}")
+
+
+def test_confirmed_only_rises_and_a_session_1_state_file_still_loads(tmp_path):
+    record = RoleRecord()
+    record.confirm(Version("2.0.0"))
+    record.confirm(Version("1.0.0"))  # a rollback ran an older version: the mark stays
+    assert record.confirmed == Version("2.0.0")
+    old = tmp_path / "old.json"
+    old.write_text('{"format": 1, "roles": {"webapp": {"failures": 1, "bad_versions": []}}}')
+    loaded = load_state(old).roles["webapp"]
+    assert (loaded.floor, loaded.confirmed, loaded.failures) == (None, None, 1)
