@@ -161,3 +161,9 @@ def test_missing_required_config_names_the_value(tmp_path):
     mgr = manager(tmp_path, [])
     with pytest.raises(TemplateError, match="loki_url"):
         mgr.stage("system", REPO / "roles" / "system", Version("1.0.0"))
+
+
+@pytest.mark.parametrize("prefix", ["_t", "-t", "T"])
+def test_project_prefix_is_a_valid_compose_v2_project_name_start(prefix):
+    with pytest.raises(ValueError, match="project_prefix"):
+        ManagerConfig(device_id="d", project_prefix=prefix)

@@ -93,7 +93,8 @@ class ManagerConfig(BaseModel):
     role_config_dir: Path = Path("/data/fleet/roles")
     safe_mode_after: int = Field(default=3, ge=1, le=20)
     compose: ComposeFlavor = ComposeFlavor.AUTO
-    project_prefix: str = Field(default="", pattern=r"^[a-z0-9_-]{0,30}$")
+    # compose v2 wants project names to start with a lowercase letter or digit
+    project_prefix: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9_-]{0,29})?$")
     max_bundle_bytes: int = Field(default=MAX_BUNDLE_BYTES, gt=0)
     poll_s: float = Field(default=0.5, gt=0, le=10)
 
