@@ -85,7 +85,11 @@ def _release_reader(roots: Roots, config: UpdaterConfig) -> ReleaseClient:
     if config.release_url is None:
         raise ConfigError("no release repository: set overlord_url or repository_url")
     source = open_source(
-        config.release_url, roots=roots, trust_root=config.trust_root, transfer=config.transfer
+        config.release_url,
+        roots=roots,
+        trust_root=config.trust_root,
+        transfer=config.transfer,
+        proxies=config.proxy_rules(),
     )
     source.close()
     return source.reader
@@ -220,7 +224,11 @@ def _run(roots: Roots) -> int:
     device = open_device(roots, notifier)
     if device.config.overlord_url is None:
         raise ConfigError("no overlord_url configured", hint="fleet.yaml or updater.yaml sets it")
-    client = OverlordClient(device.config.overlord_url, timeout=device.config.request_timeout_s)
+    client = OverlordClient(
+        device.config.overlord_url,
+        timeout=device.config.request_timeout_s,
+        proxies=device.config.proxy_rules(),
+    )
     agent = Agent(
         roots=roots,
         config=device.config,

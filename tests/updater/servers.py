@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,8 +20,10 @@ from fleetcore.wire import API_PREFIX, TUF_PREFIX, EventBatch, Heartbeat, Regist
 
 
 class FleetServer:
-    def __init__(self, repo: Path) -> None:
+    def __init__(self, repo: Path, *, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: serve https with this server context instead of plain http."""
         self.repo = repo
+        self.scheme = "https" if tls else "http"
         self.lock = threading.Lock()
         self.requests: list[str] = []
         self.down = False
@@ -35,13 +38,15 @@ class FleetServer:
         self.last_seq = 0
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self.scheme}://{host!s}:{port}"
 
     @property
     def tuf_url(self) -> str:
