@@ -142,6 +142,7 @@ def parser() -> argparse.ArgumentParser:
         ("--device-tree", env.device_tree, "device tree (tryboot state)"),
         ("--sys", env.sys, "sysfs mount"),
         ("--proc", env.proc, "procfs mount"),
+        ("--dev", env.dev, "device nodes (disk/by-partlabel links)"),
     ):
         ap.add_argument(flag, type=Path, default=default, help=f"{text} (default {default})")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -171,6 +172,7 @@ def _body(argv: list[str] | None) -> int:
         device_tree=args.device_tree,
         sys=args.sys,
         proc=args.proc,
+        dev=args.dev,
     )
     if args.command == "run":
         return _run(roots)
