@@ -27,6 +27,7 @@ from updater.lock import updater_lock
 from updater.notify import Notifier, watchdog_interval
 from updater.overlord import OverlordClient
 from updater.paths import Roots
+from updater.personalise import Personaliser
 from updater.queue import EventQueue
 from updater.roles import cli as roles_cli
 from updater.roles.manager import ManagerConfig, RoleManager
@@ -239,6 +240,7 @@ def _run(roots: Roots) -> int:
         client=client,
         notifier=notifier,
         roles=device.roles,
+        personaliser=Personaliser(roots),
     )
     agent.run_forever(watchdog_s=watchdog_interval(), lock=device.lock_path)
     return 0

@@ -101,6 +101,21 @@ class Roots:
         return self.fleet / "firstboot.yaml"
 
     @property
+    def hostname_file(self) -> Path:
+        """What the image's /etc/hostname links to."""
+        return self.data / "etc" / "hostname"
+
+    @property
+    def nm_connections(self) -> Path:
+        """Where the image's /etc/NetworkManager/system-connections lives."""
+        return self.data / "etc" / "NetworkManager" / "system-connections"
+
+    @property
+    def wifi_country_file(self) -> Path:
+        """What the image's /etc/modprobe.d/metrica-wifi-country.conf links to."""
+        return self.data / "etc" / "modprobe.d" / "metrica-wifi-country.conf"
+
+    @property
     def tuf_metadata(self) -> Path:
         return self.fleet / "tuf"
 
