@@ -99,7 +99,10 @@ def nm_keyfile(wifi: WiFi) -> bytes:
     return "\n".join(lines).encode()
 
 
-def country_options(country: str) -> bytes:
+def country_options(country: str | None) -> bytes:
+    """The modprobe.d file; present without a country too, so the image's link resolves."""
+    if country is None:
+        return b"# fleet.yaml sets no Wi-Fi country: the kernel's default domain applies\n"
     return f"options cfg80211 ieee80211_regdom={country}\n".encode()
 
 
@@ -163,7 +166,9 @@ class Personaliser:
         if socket.gethostname() == name:
             return
         if self.tool("hostnamectl") is not None:
-            self._command("hostnamectl", "set-hostname", name)
+            # Transient only: hostnamed cannot replace /etc/hostname on the read-only root,
+            # and it prefers the static name it reads there (the file just written).
+            self._command("hostnamectl", "set-hostname", "--transient", name)
         elif self.roots.root == Path("/"):  # only the real device's kernel, never a test's
             try:
                 socket.sethostname(name)
@@ -173,16 +178,14 @@ class Personaliser:
     def apply_wifi(self, wifi: WiFi | None, *, runtime: bool) -> None:
         keyfile = self.roots.nm_connections / f"{CONNECTION_ID}.nmconnection"
         country_file = self.roots.wifi_country_file
-        if wifi is None:
-            changed = _remove(keyfile)
-            _remove(country_file)
-        else:
-            changed = _write(keyfile, nm_keyfile(wifi), mode=0o600)
-            if wifi.country is None:
-                _remove(country_file)
-            elif _write(country_file, country_options(wifi.country)) or runtime:
-                self._command("iw", "reg", "set", wifi.country)
-                self._command("rfkill", "unblock", "wifi")
+        country = wifi.country if wifi else None
+        country_changed = _write(country_file, country_options(country))
+        if country is not None and (country_changed or runtime):
+            self._command("iw", "reg", "set", country)
+            self._command("rfkill", "unblock", "wifi")
+        changed = (
+            _remove(keyfile) if wifi is None else _write(keyfile, nm_keyfile(wifi), mode=0o600)
+        )
         if changed:
             log.info("Wi-Fi connection %s %s", keyfile, "written" if wifi else "removed")
         if changed or (runtime and wifi is not None):
