@@ -27,6 +27,7 @@ class ForwardProxy:
         self.requests: list[str] = []
         self.authorizations: list[str | None] = []
         self.bytes_to_client = 0
+        self.upstreams: set[tuple[str, int]] = set()  # local (host, port) of each upstream
         self.closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -36,6 +37,11 @@ class ForwardProxy:
 
     def close(self) -> None:
         self.closed = True
+        # shutdown() first: close() alone does not wake the thread blocked in accept(), and
+        # the kernel keeps that socket listening, so it would capture a later test's
+        # connections to the same port number.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
 
     def targets(self, method: str) -> list[str]:
@@ -74,6 +80,12 @@ class ForwardProxy:
             self.requests.append(request_line)
             self.authorizations.append(auth)
 
+    def _connect(self, host: str, port: int) -> socket.socket:
+        upstream = socket.create_connection((host, port))
+        with self.lock:
+            self.upstreams.add(upstream.getsockname()[:2])
+        return upstream
+
     def _pump_back(self, upstream: socket.socket, client: socket.socket) -> None:
         try:
             while data := upstream.recv(65536):
@@ -96,7 +108,7 @@ class ForwardProxy:
                 self._record(f"{method} {target}", head[1:])
                 if method == "CONNECT":
                     host, _, port = target.rpartition(":")
-                    upstream = socket.create_connection((host, int(port)))
+                    upstream = self._connect(host, int(port))
                     client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                     threading.Thread(
                         target=self._pump_back, args=(upstream, client), daemon=True
@@ -107,7 +119,7 @@ class ForwardProxy:
                     return
                 parts = urlsplit(target)
                 if upstream is None:
-                    upstream = socket.create_connection((parts.hostname, parts.port or 80))
+                    upstream = self._connect(parts.hostname or "", parts.port or 80)
                     threading.Thread(
                         target=self._pump_back, args=(upstream, client), daemon=True
                     ).start()

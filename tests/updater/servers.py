@@ -36,6 +36,7 @@ class FleetServer:
         self.heartbeats: list[Heartbeat] = []
         self.events: list[dict[str, object]] = []
         self.last_seq = 0
+        self.peers: set[tuple[str, int]] = set()  # (host, port) of every client connection
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         if tls is not None:
@@ -76,6 +77,11 @@ class FleetServer:
 
             def log_message(self, *args: object) -> None:
                 return
+
+            def setup(self) -> None:
+                super().setup()
+                with server.lock:
+                    server.peers.add(self.client_address[:2])
 
             def _refuse(self) -> bool:
                 with server.lock:

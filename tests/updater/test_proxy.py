@@ -120,6 +120,7 @@ def test_install_goes_through_the_proxy_of_the_environment(device, server, proxy
     chunks = {f"{server.tuf_url}/{path}" for path in server.chunk_requests}
     assert chunks and chunks <= set(through_proxy)  # absolute-form, every chunk
     assert f"{server.tuf_url}/metadata/timestamp.json" in through_proxy  # TUF too
+    assert server.peers <= proxy.upstreams
 
 
 def test_configured_proxy_beats_a_dead_environment_proxy(device, server, proxy, monkeypatch):
@@ -129,14 +130,16 @@ def test_configured_proxy_beats_a_dead_environment_proxy(device, server, proxy, 
     assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
     assert server.fetched_chunks() > 0
     assert len(proxy.targets("GET")) >= server.fetched_chunks()
+    assert server.peers <= proxy.upstreams
 
 
 def test_no_proxy_reaches_the_server_directly(device, server, proxy, monkeypatch):
-    monkeypatch.setenv("HTTP_PROXY", DEAD_PROXY)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.0/8")
     engine = device.engine()
     assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
     assert server.fetched_chunks() > 0
+    assert proxy.requests == []
 
 
 def test_https_goes_through_a_connect_tunnel(tmp_path, repo, proxy, monkeypatch):
@@ -157,7 +160,9 @@ def test_https_goes_through_a_connect_tunnel(tmp_path, repo, proxy, monkeypatch)
     host = server.tuf_url.split("/")[2]
     assert set(proxy.targets("CONNECT")) == {host}
     assert proxy.targets("GET") == []  # nothing in clear text
-    assert proxy.bytes_to_client > server.chunk_bytes  # the chunks came back through the tunnel
+    # Every connection the server saw, chunks and metadata alike, was one of the proxy's.
+    assert server.peers and server.peers <= proxy.upstreams
+    assert proxy.bytes_to_client > 0
 
 
 def test_overlord_client_uses_the_same_rules(server, proxy):
