@@ -1,7 +1,8 @@
 """The first-boot ``fleet.yaml`` the flasher drops on the config partition.
 
 Written by ``fleet-image flash`` on the build host, read by the updater on first boot
-(enrollment with the Overlord, hostname, optional Wi-Fi). After enrolment the updater keeps the
+(enrollment with the Overlord, hostname, optional Wi-Fi); the one model of the file, which
+``updater.firstboot`` reads too. After enrolment the updater keeps the
 full file on /data and rewrites the FAT copy :meth:`FirstBoot.without_secrets`, so the token is
 optional here; the flasher insists on one. Device-safe: pydantic and PyYAML only.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fleetcore.errors import FormatError
 
@@ -33,6 +34,19 @@ class WiFi(_Strict):
         description="WPA2 passphrase (8-63 characters) or raw key (64 hex digits); none: open",
     )
     country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$", description="ISO 3166")
+
+    @field_validator("psk")
+    @classmethod
+    def _wpa_key(cls, psk: str | None) -> str | None:
+        """What WPA2-PSK accepts (IEEE 802.11i): 8-63 printable ASCII, or 64 hex digits."""
+        if psk is None:
+            return None
+        if len(psk) == 64:
+            if any(c not in "0123456789abcdefABCDEF" for c in psk):
+                raise ValueError("a 64-character key must be hexadecimal")
+        elif any(not " " <= c <= "~" for c in psk):
+            raise ValueError("a passphrase must be printable ASCII")
+        return psk
 
 
 class FirstBoot(_Strict):

@@ -33,6 +33,7 @@ from updater.lock import updater_lock
 from updater.notify import Notifier
 from updater.overlord import Identity, OverlordClient, OverlordRejected, OverlordUnreachable
 from updater.paths import Roots
+from updater.personalise import Personaliser
 from updater.queue import EventQueue
 from updater.rolesync import RoleSync
 
@@ -50,12 +51,14 @@ class Agent:
         client: OverlordClient,
         notifier: Notifier | None = None,
         roles: RoleSync | None = None,
+        personaliser: Personaliser | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.roots, self.config, self.engine, self.events = roots, config, engine, events
         self.client = client
         self.notifier = notifier or Notifier()
         self.roles = roles
+        self.personaliser = personaliser
         self.rng = rng or random.Random()
         self.etag: str | None = None
         self.backoff = config.poll_min_s
@@ -69,6 +72,7 @@ class Agent:
 
     def cycle(self) -> float:
         """Do one round of work; return how long to sleep before the next one."""
+        self.personalise()  # first: Wi-Fi may be what reaches the Overlord
         outcome = self.engine.resume()
         if outcome is Outcome.REBOOTING:
             return self.config.poll_max_s
@@ -121,6 +125,15 @@ class Agent:
             self.roles.sync(self.desired)
         except FleetError as err:
             log.error("roles: %s", err)
+
+    def personalise(self) -> None:
+        """Apply hostname and Wi-Fi from fleet.yaml; a failure never stops the agent."""
+        if self.personaliser is None:
+            return
+        try:
+            self.personaliser.apply(enrolled=self.client.identity is not None)
+        except (FleetError, OSError) as err:
+            log.error("applying fleet.yaml: %s", err)
 
     def enroll(self) -> None:
         if self.client.identity is not None:

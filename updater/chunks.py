@@ -22,6 +22,7 @@ from fleetcore.release import chunk_path, max_compressed_size
 from updater.config import TransferConfig
 from updater.errors import ChunkError, TransferError
 from updater.pipeline import BodyTooLong, PipelinedConnection, ProtocolError
+from updater.proxy import Proxy
 
 log = logging.getLogger(__name__)
 
@@ -111,13 +112,17 @@ class HttpChunkSource(ChunkSource):
     A broken connection, a timeout or a 5xx answer is retried (the unanswered requests are
     resent on a new connection) with jittered exponential backoff; after ``retries`` failures
     in a row :class:`TransferError` says "try again later" and the install resumes then. A
-    404 or wrong bytes are not transient and fail the install.
+    404 or wrong bytes are not transient and fail the install. ``proxy`` is the one
+    :meth:`updater.proxy.ProxyRules.for_url` chose for ``base_url``, or none.
     """
 
-    def __init__(self, base_url: str, config: TransferConfig) -> None:
+    def __init__(
+        self, base_url: str, config: TransferConfig, *, proxy: Proxy | None = None
+    ) -> None:
         super().__init__()
         self.base_url = base_url.rstrip("/")
         self.config = config
+        self.proxy = proxy
         self._idle: queue.SimpleQueue[PipelinedConnection] = queue.SimpleQueue()
         self._all: list[PipelinedConnection] = []
 
@@ -125,7 +130,9 @@ class HttpChunkSource(ChunkSource):
         try:
             return self._idle.get_nowait()
         except queue.Empty:
-            conn = PipelinedConnection(self.base_url, timeout=self.config.timeout_s)
+            conn = PipelinedConnection(
+                self.base_url, timeout=self.config.timeout_s, proxy=self.proxy
+            )
             with self._lock:
                 self._all.append(conn)
             return conn

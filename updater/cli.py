@@ -27,6 +27,7 @@ from updater.lock import updater_lock
 from updater.notify import Notifier, watchdog_interval
 from updater.overlord import OverlordClient
 from updater.paths import Roots
+from updater.personalise import Personaliser
 from updater.queue import EventQueue
 from updater.roles import cli as roles_cli
 from updater.roles.manager import ManagerConfig, RoleManager
@@ -85,7 +86,11 @@ def _release_reader(roots: Roots, config: UpdaterConfig) -> ReleaseClient:
     if config.release_url is None:
         raise ConfigError("no release repository: set overlord_url or repository_url")
     source = open_source(
-        config.release_url, roots=roots, trust_root=config.trust_root, transfer=config.transfer
+        config.release_url,
+        roots=roots,
+        trust_root=config.trust_root,
+        transfer=config.transfer,
+        proxies=config.proxy_rules(),
     )
     source.close()
     return source.reader
@@ -138,6 +143,7 @@ def parser() -> argparse.ArgumentParser:
         ("--device-tree", env.device_tree, "device tree (tryboot state)"),
         ("--sys", env.sys, "sysfs mount"),
         ("--proc", env.proc, "procfs mount"),
+        ("--dev", env.dev, "device nodes (disk/by-partlabel links)"),
     ):
         ap.add_argument(flag, type=Path, default=default, help=f"{text} (default {default})")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -167,6 +173,7 @@ def _body(argv: list[str] | None) -> int:
         device_tree=args.device_tree,
         sys=args.sys,
         proc=args.proc,
+        dev=args.dev,
     )
     if args.command == "run":
         return _run(roots)
@@ -220,7 +227,11 @@ def _run(roots: Roots) -> int:
     device = open_device(roots, notifier)
     if device.config.overlord_url is None:
         raise ConfigError("no overlord_url configured", hint="fleet.yaml or updater.yaml sets it")
-    client = OverlordClient(device.config.overlord_url, timeout=device.config.request_timeout_s)
+    client = OverlordClient(
+        device.config.overlord_url,
+        timeout=device.config.request_timeout_s,
+        proxies=device.config.proxy_rules(),
+    )
     agent = Agent(
         roots=roots,
         config=device.config,
@@ -229,6 +240,7 @@ def _run(roots: Roots) -> int:
         client=client,
         notifier=notifier,
         roles=device.roles,
+        personaliser=Personaliser(roots),
     )
     agent.run_forever(watchdog_s=watchdog_interval(), lock=device.lock_path)
     return 0

@@ -8,6 +8,7 @@ every layer, so a typo fails loudly instead of being ignored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from fleetcore.release import Hardware
 from updater.errors import ConfigError
 from updater.firstboot import FirstBoot, load_firstboot
 from updater.paths import Roots
+from updater.proxy import Proxy, ProxyRules
 
 
 class _Strict(BaseModel):
@@ -65,6 +67,26 @@ class TransferConfig(_Strict):
     min_free_data_bytes: int = Field(default=64 << 20, ge=0)
 
 
+class ProxyConfig(_Strict):
+    """Overrides the proxy environment variables (see :mod:`updater.proxy`)."""
+
+    url: str | None = Field(
+        default=None, description="http://[user:pass@]host:port for http:// and https://"
+    )
+    no_proxy: tuple[str, ...] | None = Field(
+        default=None, description="hosts, domains, IPs or CIDRs reached directly; * for all"
+    )
+
+    @model_validator(mode="after")
+    def _parses(self) -> ProxyConfig:
+        if self.url is not None:
+            try:
+                Proxy.parse(self.url)
+            except ConfigError as err:
+                raise ValueError(str(err)) from err
+        return self
+
+
 class UpdaterConfig(_Strict):
     overlord_url: str | None = None
     repository_url: str | None = Field(
@@ -89,12 +111,17 @@ class UpdaterConfig(_Strict):
     firmware: FirmwareConfig = FirmwareConfig()
     health: HealthConfig = HealthConfig()
     transfer: TransferConfig = TransferConfig()
+    proxy: ProxyConfig = ProxyConfig()
 
     @model_validator(mode="after")
     def _poll_range(self) -> UpdaterConfig:
         if self.poll_min_s > self.poll_max_s:
             raise ValueError("poll_min_s must not exceed poll_max_s")
         return self
+
+    def proxy_rules(self, environ: Mapping[str, str] | None = None) -> ProxyRules:
+        """This configuration's proxy over the process environment's (``os.environ``)."""
+        return ProxyRules.resolve(self.proxy.url, self.proxy.no_proxy, environ)
 
     @property
     def release_url(self) -> str | None:

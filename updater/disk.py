@@ -143,16 +143,51 @@ class BootDisk:
 
 
 def find_boot_disk(roots: Roots) -> Path:
-    """The disk that holds the partition labelled ``data``, through sysfs."""
-    by_label = roots.root / "dev" / "disk" / "by-partlabel" / "data"
+    """The disk the device runs from, as a device node below ``roots.dev``.
+
+    First the disk holding the partition the root filesystem is mounted from (its ``st_dev``
+    through ``/sys/dev/block``): on a Pi that is the running system partition, so a second
+    card with the same labels in a USB reader is never taken for the boot disk. When the root
+    is not on a partition (an overlay, a simulator's directory), the disk holding the
+    partition labelled ``data`` through udev's ``/dev/disk/by-partlabel``.
+    """
+    disk = _disk_of_root(roots)
+    if disk is not None:
+        return disk
+    by_label = roots.by_partlabel / "data"
     try:
         node = by_label.resolve(strict=True)
     except OSError as err:
         raise DiskError(
             f"no partition labelled data ({by_label})", hint="set disk: in updater.yaml"
         ) from err
-    sys_entry = (roots.sys / "class" / "block" / node.name).resolve()
-    parent = sys_entry.parent.name
-    if not (roots.sys / "class" / "block" / parent).exists():
+    parent = _parent_disk(roots.sys / "class" / "block" / node.name)
+    if parent is None:
         raise DiskError(f"cannot find the disk that holds {node}")
-    return roots.root / "dev" / parent
+    # The disk node sits beside the partition node udev links to (/dev/mmcblk0p6 -> mmcblk0).
+    return node.parent / parent
+
+
+def _parent_disk(sys_entry: Path) -> str | None:
+    """The kernel name of the disk a partition's sysfs entry belongs to."""
+    try:
+        resolved = sys_entry.resolve(strict=True)
+    except OSError:
+        return None
+    if not (resolved / "partition").is_file():
+        return None
+    return resolved.parent.name
+
+
+def _disk_of_root(roots: Roots) -> Path | None:
+    st_dev = roots.root.stat().st_dev
+    entry = roots.sys / "dev" / "block" / f"{os.major(st_dev)}:{os.minor(st_dev)}"
+    parent = _parent_disk(entry)
+    if parent is None:
+        return None
+    node = roots.dev / parent
+    try:
+        is_block = stat.S_ISBLK(node.stat().st_mode)
+    except OSError:
+        return None
+    return node if is_block else None

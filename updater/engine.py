@@ -244,6 +244,7 @@ class Engine:
             roots=self.roots,
             trust_root=self.config.trust_root,
             transfer=self.config.transfer,
+            proxies=self.config.proxy_rules(),
         )
 
     def _install(self, state: UpdaterState) -> None:

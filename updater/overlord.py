@@ -1,8 +1,15 @@
-"""The device side of the Overlord API (``fleetcore.wire``) over httpx."""
+"""The device side of the Overlord API (``fleetcore.wire``) over httpx.
+
+httpx's own reading of the proxy environment is switched off (``trust_env=False``): the proxy
+comes from :class:`updater.proxy.ProxyRules`, as for every other connection of the device, and
+TLS trusts the system store (plus ``SSL_CERT_FILE``/``SSL_CERT_DIR``), as the chunk pipeline
+and the TUF fetcher do.
+"""
 
 from __future__ import annotations
 
 import json
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -21,6 +28,7 @@ from fleetcore.wire import (
     RegisterResponse,
 )
 from updater.errors import OverlordError
+from updater.proxy import ProxyRules
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -55,12 +63,30 @@ class Identity:
             raise OverlordError(f"device identity {path} is unreadable: {err}") from err
 
 
+def _proxy_headers(authorization: str | None) -> dict[str, str] | None:
+    return {"Proxy-Authorization": authorization} if authorization else None
+
+
 class OverlordClient:
     def __init__(
-        self, base_url: str, *, timeout: float, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        proxies: ProxyRules | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``proxies`` defaults to the process environment's."""
+        proxy = (proxies or ProxyRules.resolve()).for_url(base_url)
         self.http = httpx.Client(
-            base_url=f"{base_url.rstrip('/')}{API_PREFIX}", timeout=timeout, transport=transport
+            base_url=f"{base_url.rstrip('/')}{API_PREFIX}",
+            timeout=timeout,
+            transport=transport,
+            proxy=httpx.Proxy(proxy.url, headers=_proxy_headers(proxy.authorization))
+            if proxy
+            else None,
+            verify=ssl.create_default_context(),
+            trust_env=False,
         )
         self.identity: Identity | None = None
 

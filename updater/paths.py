@@ -22,11 +22,12 @@ class Roots:
     device_tree: Path = Path("/proc/device-tree")
     sys: Path = Path("/sys")
     proc: Path = Path("/proc")
+    dev: Path = Path("/dev")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Roots:
         """Roots from ``FLEET_ROOT``, ``FLEET_DATA``, ``FLEET_BOOT_CONFIG``, ``FLEET_DEVICE_TREE``,
-        ``FLEET_SYS`` and ``FLEET_PROC`` when set."""
+        ``FLEET_SYS``, ``FLEET_PROC`` and ``FLEET_DEV`` when set."""
         env = os.environ if environ is None else environ
         default = cls()
         return cls(
@@ -36,11 +37,17 @@ class Roots:
             device_tree=Path(env.get("FLEET_DEVICE_TREE", default.device_tree)),
             sys=Path(env.get("FLEET_SYS", default.sys)),
             proc=Path(env.get("FLEET_PROC", default.proc)),
+            dev=Path(env.get("FLEET_DEV", default.dev)),
         )
 
     def under_root(self, path: Path) -> Path:
         """An absolute path of the running image, moved below ``root``."""
         return self.root / path.relative_to("/") if path.is_absolute() else self.root / path
+
+    @property
+    def by_partlabel(self) -> Path:
+        """udev's links from GPT partition names to partition nodes."""
+        return self.dev / "disk" / "by-partlabel"
 
     @property
     def boot_id_file(self) -> Path:
@@ -92,6 +99,21 @@ class Roots:
     @property
     def firstboot_copy(self) -> Path:
         return self.fleet / "firstboot.yaml"
+
+    @property
+    def hostname_file(self) -> Path:
+        """What the image's /etc/hostname links to."""
+        return self.data / "etc" / "hostname"
+
+    @property
+    def nm_connections(self) -> Path:
+        """Where the image's /etc/NetworkManager/system-connections lives."""
+        return self.data / "etc" / "NetworkManager" / "system-connections"
+
+    @property
+    def wifi_country_file(self) -> Path:
+        """What the image's /etc/modprobe.d/metrica-wifi-country.conf links to."""
+        return self.data / "etc" / "modprobe.d" / "metrica-wifi-country.conf"
 
     @property
     def tuf_metadata(self) -> Path:

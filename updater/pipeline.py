@@ -6,6 +6,10 @@ of GETs back to back and reading the responses in order (RFC 9112 section 9.3.2)
 round trip and most of the per-request work. Only what a static file server or CDN answers
 to a plain GET is understood: status line, headers, and a body framed by Content-Length,
 chunked transfer coding or connection close.
+
+Through a forward proxy (:mod:`updater.proxy`), http:// requests go to the proxy in absolute
+form (RFC 9112 section 3.2.2) and https:// ones through a CONNECT tunnel (RFC 9110 section
+9.3.6), so TLS is still negotiated with, and verified against, the real server.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import ssl
 from collections.abc import Iterator
 from typing import BinaryIO, cast
 from urllib.parse import urlsplit
+
+from updater.proxy import Proxy
 
 USER_AGENT = "metrica-fleet"
 _MAX_LINE = 8192
@@ -31,7 +37,7 @@ class BodyTooLong(Exception):
 
 
 class PipelinedConnection:
-    def __init__(self, base_url: str, *, timeout: float) -> None:
+    def __init__(self, base_url: str, *, timeout: float, proxy: Proxy | None = None) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in {"http", "https"} or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {base_url}")
@@ -41,20 +47,46 @@ class PipelinedConnection:
         self.host_header = parts.netloc.rpartition("@")[2]
         self.prefix = parts.path.rstrip("/")
         self.timeout = timeout
+        self.proxy = proxy
+        # Absolute form through a plain proxy; origin form to the server or inside a tunnel.
+        self.target_prefix = self.prefix
+        if proxy is not None and not self.tls:
+            self.target_prefix = f"http://{self.host_header}{self.prefix}"
         self.sock: socket.socket | None = None
         self.reader: BinaryIO | None = None
 
     def _connect(self) -> BinaryIO:
         if self.reader is not None:
             return self.reader
-        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        peer = (self.proxy.host, self.proxy.port) if self.proxy else (self.host, self.port)
+        sock = socket.create_connection(peer, timeout=self.timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.tls:
+            if self.proxy is not None:
+                self._tunnel(sock, self.proxy)
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
         self.sock = sock
         reader = cast(BinaryIO, sock.makefile("rb", buffering=1 << 18))
         self.reader = reader
         return reader
+
+    def _tunnel(self, sock: socket.socket, proxy: Proxy) -> None:
+        """Ask the proxy for a byte tunnel to the server; TLS then runs inside it."""
+        authority = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        head = f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n"
+        if proxy.authorization:
+            head += f"Proxy-Authorization: {proxy.authorization}\r\n"
+        sock.sendall(f"{head}User-Agent: {USER_AGENT}\r\n\r\n".encode())
+        # Unbuffered: the TLS handshake that follows must find every byte still in the socket.
+        reader = cast(BinaryIO, sock.makefile("rb", buffering=0))
+        try:
+            status, _ = self._head(reader)
+        except ProtocolError:
+            sock.close()
+            raise
+        if not 200 <= status < 300:
+            sock.close()
+            raise ProtocolError(f"proxy {proxy.url} refused CONNECT {authority}: HTTP {status}")
 
     def close(self) -> None:
         if self.reader is not None:
@@ -71,9 +103,12 @@ class PipelinedConnection:
         """
         reader = self._connect()
         assert self.sock is not None
+        extra = ""
+        if self.proxy is not None and not self.tls and self.proxy.authorization:
+            extra = f"Proxy-Authorization: {self.proxy.authorization}\r\n"
         request = b"".join(
-            f"GET {self.prefix}/{path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
-            f"User-Agent: {USER_AGENT}\r\nAccept-Encoding: identity\r\n\r\n".encode()
+            f"GET {self.target_prefix}/{path} HTTP/1.1\r\nHost: {self.host_header}\r\n"
+            f"User-Agent: {USER_AGENT}\r\nAccept-Encoding: identity\r\n{extra}\r\n".encode()
             for path in paths
         )
         self.sock.sendall(request)

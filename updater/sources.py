@@ -17,7 +17,9 @@ from signing.client import ReleaseClient
 from updater.chunks import ChunkSource, DirectoryChunkSource, HttpChunkSource
 from updater.config import TransferConfig
 from updater.errors import ConfigError
+from updater.fetcher import ProxyAwareFetcher
 from updater.paths import Roots
+from updater.proxy import ProxyRules
 
 DIRECTORY_SCHEME = "dir://"
 _READ = 1 << 16
@@ -57,9 +59,17 @@ def directory_source(path: Path) -> str:
 
 
 def open_source(
-    source: str, *, roots: Roots, trust_root: Path, transfer: TransferConfig
+    source: str,
+    *,
+    roots: Roots,
+    trust_root: Path,
+    transfer: TransferConfig,
+    proxies: ProxyRules,
 ) -> ReleaseSource:
-    """``source`` is an http(s) URL of the repository or ``dir://`` plus a directory."""
+    """``source`` is an http(s) URL of the repository or ``dir://`` plus a directory.
+
+    Metadata and chunks of an http(s) source take the proxy ``proxies`` gives for it.
+    """
     bootstrap = None
     if not (roots.tuf_metadata / "root.json").exists():
         try:
@@ -80,10 +90,11 @@ def open_source(
         return ReleaseSource(client, DirectoryChunkSource(base))
     if not source.startswith(("http://", "https://")):
         raise ConfigError(f"unsupported release source {source!r}")
+    proxy = proxies.for_url(source)
     client = ReleaseClient(
         metadata_dir=roots.tuf_metadata,
         base_url=source,
         bootstrap_root=bootstrap,
-        socket_timeout=transfer.timeout_s,
+        fetcher=ProxyAwareFetcher(proxy=proxy, timeout=transfer.timeout_s),
     )
-    return ReleaseSource(client, HttpChunkSource(source, transfer))
+    return ReleaseSource(client, HttpChunkSource(source, transfer, proxy=proxy))

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fleetcore.errors import FormatError
 from fleetcore.firstboot import dump_firstboot, load_firstboot
@@ -53,3 +54,26 @@ def test_flasher_output_is_read_by_the_updater(tmp_path):
     path = tmp_path / "fleet.yaml"
     path.write_bytes(dump_firstboot(cfg))
     assert updater_load(path).model_dump() == cfg.model_dump()
+
+
+@pytest.mark.parametrize(
+    ("psk", "ok"),
+    [
+        ("correct horse", True),
+        ("a" * 63, True),
+        ("0123456789abcdef" * 4, True),
+        ("g" * 64, False),
+        ("short", False),
+        ("tab\tinside", False),
+        ("caf\u00e9-latte", False),
+    ],
+)
+def test_wifi_key_is_what_wpa2_accepts(psk: str, ok: bool):
+    data = {"overlord_url": "http://o", "hostname": "a", "wifi": {"ssid": "s", "psk": psk}}
+    text = yaml.safe_dump(data).encode()
+    if ok:
+        loaded = load_firstboot(text)
+        assert loaded.wifi is not None and loaded.wifi.psk == psk
+    else:
+        with pytest.raises(FormatError, match="psk"):
+            load_firstboot(text)

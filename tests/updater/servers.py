@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import json
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,8 +20,10 @@ from fleetcore.wire import API_PREFIX, TUF_PREFIX, EventBatch, Heartbeat, Regist
 
 
 class FleetServer:
-    def __init__(self, repo: Path) -> None:
+    def __init__(self, repo: Path, *, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: serve https with this server context instead of plain http."""
         self.repo = repo
+        self.scheme = "https" if tls else "http"
         self.lock = threading.Lock()
         self.requests: list[str] = []
         self.down = False
@@ -33,15 +36,18 @@ class FleetServer:
         self.heartbeats: list[Heartbeat] = []
         self.events: list[dict[str, object]] = []
         self.last_seq = 0
+        self.peers: set[tuple[str, int]] = set()  # (host, port) of every client connection
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self.scheme}://{host!s}:{port}"
 
     @property
     def tuf_url(self) -> str:
@@ -71,6 +77,11 @@ class FleetServer:
 
             def log_message(self, *args: object) -> None:
                 return
+
+            def setup(self) -> None:
+                super().setup()
+                with server.lock:
+                    server.peers.add(self.client_address[:2])
 
             def _refuse(self) -> bool:
                 with server.lock:

@@ -2,45 +2,11 @@
 
 from __future__ import annotations
 
-import random
-
-import yaml
-
 from fleetcore.version import Version
 from fleetcore.wire import EventKind, Slot, UpdateState
-from tests.updater.device import SimDevice
-from updater.agent import Agent
-from updater.config import load_config
+from tests.updater.agents import make_agent, setup_device
 from updater.engine import Outcome
-from updater.overlord import OverlordClient
 from updater.queue import EventQueue
-
-
-def setup_device(device: SimDevice, server, **extra) -> None:
-    device.roots.fleet_yaml.write_text(
-        yaml.safe_dump(
-            {"overlord_url": server.url, "enrollment_token": "enrol-me", "hostname": "cam-07"}
-        )
-    )
-    device.roots.data_config.parent.mkdir(parents=True, exist_ok=True)
-    device.roots.data_config.write_text(
-        yaml.safe_dump(
-            {"repository_url": server.tuf_url, "poll_min_s": 30, "poll_max_s": 120, **extra}
-        )
-    )
-
-
-def make_agent(device: SimDevice) -> Agent:
-    engine = device.engine()
-    config = load_config(device.roots)
-    return Agent(
-        roots=device.roots,
-        config=config,
-        engine=engine,
-        events=engine.events,
-        client=OverlordClient(config.overlord_url, timeout=5),
-        rng=random.Random(7),
-    )
 
 
 def kinds(server):

@@ -7,7 +7,7 @@ import pytest
 from fleetcore.run import run, run_text
 from fleetcore.wire import Slot
 from tests.updater.device import LAYOUT, make_disk
-from updater.disk import BootDisk, PartitionIO
+from updater.disk import BootDisk, PartitionIO, find_boot_disk
 from updater.errors import ActiveSlotError, DiskError
 from updater.paths import Roots
 
@@ -75,3 +75,29 @@ def test_loop_device_disk(tmp_path, require_root):
         run(["losetup", "--detach", loop])
     with PartitionIO(file_disk.partitions["boot_b"], writable=False) as io:
         assert io.read(0, 32) == b"written through the block device"
+
+
+def fake_sysfs_partition(sys: Path, disk: str, part: str) -> None:
+    """sysfs as the kernel lays it out: class/block/<part> links into the disk's folder."""
+    folder = sys / "devices" / "platform" / "emmc" / "block" / disk / part
+    folder.mkdir(parents=True)
+    (folder / "partition").write_text("6\n")
+    (sys / "class" / "block").mkdir(parents=True)
+    (sys / "class" / "block" / part).symlink_to(folder)
+
+
+def test_boot_disk_through_udev_partlabel_links(tmp_path):
+    dev, sys = tmp_path / "dev", tmp_path / "sys"
+    fake_sysfs_partition(sys, "mmcblk0", "mmcblk0p6")
+    (dev / "disk" / "by-partlabel").mkdir(parents=True)
+    (dev / "mmcblk0p6").touch()
+    (dev / "disk" / "by-partlabel" / "data").symlink_to("../../mmcblk0p6")
+    roots = Roots(root=tmp_path, dev=dev, sys=sys)  # the root is no partition here
+    assert find_boot_disk(roots) == dev / "mmcblk0"
+
+
+def test_no_boot_disk_says_how_to_name_it(tmp_path):
+    roots = Roots(root=tmp_path, dev=tmp_path / "dev", sys=tmp_path / "sys")
+    with pytest.raises(DiskError, match="no partition labelled data") as err:
+        find_boot_disk(roots)
+    assert err.value.hint == "set disk: in updater.yaml"

@@ -8,6 +8,7 @@ import threading
 import pytest
 
 from updater.pipeline import BodyTooLong, PipelinedConnection, ProtocolError
+from updater.proxy import Proxy
 
 
 def serve(answers: list[bytes]) -> tuple[str, list[bytes]]:
@@ -77,3 +78,27 @@ def test_truncated_body_is_a_protocol_error():
     url, _ = serve([b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"])
     with pytest.raises(ProtocolError, match="mid-body"):
         list(PipelinedConnection(url, timeout=5).get_many(["a"], [100]))
+
+
+def test_through_a_proxy_requests_are_in_absolute_form_with_credentials():
+    proxy_url, received = serve([ok(b"one"), ok(b"two")])
+    proxy = Proxy.parse(proxy_url.removesuffix("/tuf").replace("http://", "http://u:pw@"))
+    conn = PipelinedConnection("http://repo.example:8080/tuf", timeout=5, proxy=proxy)
+    assert list(conn.get_many(["a", "b"], [10, 10])) == [(200, b"one"), (200, b"two")]
+    first, second = received[0].split(b"\r\n\r\n")[:2]
+    assert first.startswith(b"GET http://repo.example:8080/tuf/a HTTP/1.1\r\n")
+    assert b"\r\nHost: repo.example:8080\r\n" in first
+    assert b"\r\nProxy-Authorization: Basic dTpwdw==" in first
+    assert second.startswith(b"GET http://repo.example:8080/tuf/b HTTP/1.1\r\n")
+    conn.close()
+
+
+def test_a_refused_connect_is_a_protocol_error_naming_the_proxy():
+    proxy_url, received = serve([b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n"])
+    proxy = Proxy.parse(proxy_url.removesuffix("/tuf"))
+    conn = PipelinedConnection("https://repo.example/tuf", timeout=5, proxy=proxy)
+    with pytest.raises(ProtocolError, match=r"refused CONNECT repo\.example:443: HTTP 407"):
+        list(conn.get_many(["a"], [10]))
+    assert received[0].startswith(
+        b"CONNECT repo.example:443 HTTP/1.1\r\nHost: repo.example:443\r\n"
+    )

@@ -20,3 +20,10 @@ def test_unit_is_notify_with_a_watchdog_longer_than_the_longest_retry():
     worst = (transfer.retries + 1) * transfer.timeout_s + transfer.backoff_max_s
     assert int(service["WatchdogSec"]) > worst
     assert "/data" in unit["Unit"]["RequiresMountsFor"]
+
+
+def test_unit_reads_an_optional_environment_file_on_data():
+    """The root is read-only: proxy variables come from /data, and the file may be absent."""
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.read(UNIT)
+    assert unit["Service"]["EnvironmentFile"] == "-/data/fleet/environment"

@@ -1,0 +1,60 @@
+"""The TUF metadata and target fetcher, connecting the way :mod:`updater.proxy` decided.
+
+python-tuf's own urllib3 fetcher reads the proxy environment by itself and knows nothing of
+the updater configuration, so the device would have two proxy rules. This one gets its
+proxy (or none) from :class:`updater.proxy.ProxyRules`, like the chunk pipeline and the
+Overlord client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import urllib3
+from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalError
+from tuf.ngclient import FetcherInterface
+
+from signing.client import USER_AGENT
+from updater.proxy import Proxy
+
+_READ = 1 << 16
+
+
+class ProxyAwareFetcher(FetcherInterface):
+    def __init__(self, *, proxy: Proxy | None, timeout: float) -> None:
+        self.timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        headers = {"User-Agent": USER_AGENT}
+        retries = urllib3.Retry(total=0, redirect=3, raise_on_redirect=False)
+        self.pool: urllib3.PoolManager
+        if proxy is None:
+            self.pool = urllib3.PoolManager(headers=headers, retries=retries)
+        else:
+            auth = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+            self.pool = urllib3.ProxyManager(
+                proxy.url, headers=headers, proxy_headers=auth, retries=retries
+            )
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        try:
+            response = self.pool.request("GET", url, preload_content=False, timeout=self.timeout)
+        except urllib3.exceptions.MaxRetryError as err:
+            if isinstance(err.reason, urllib3.exceptions.TimeoutError):
+                raise SlowRetrievalError(f"{url}: {err.reason}") from err
+            raise DownloadError(f"{url}: {err.reason}") from err
+        except urllib3.exceptions.HTTPError as err:
+            raise DownloadError(f"{url}: {err}") from err
+        if response.status >= 400:
+            response.release_conn()
+            raise DownloadHTTPError(f"{url}: HTTP {response.status}", response.status)
+        return self._body(response)
+
+    @staticmethod
+    def _body(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+        try:
+            yield from response.stream(_READ)
+        except urllib3.exceptions.ReadTimeoutError as err:
+            raise SlowRetrievalError(str(err)) from err
+        except urllib3.exceptions.HTTPError as err:
+            raise DownloadError(str(err)) from err
+        finally:
+            response.release_conn()
