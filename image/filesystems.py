@@ -141,7 +141,7 @@ def make_system(
         return
     argv = [
         "mksquashfs", src, out, "-reproducible", "-no-progress", "-quiet",
-        "-b", "128K",
+        "-b", "128K", "-processors", str(os.cpu_count() or 1),
     ]  # fmt: skip
     if spec.compression is Compression.NONE:
         argv += ["-noI", "-noD", "-noF", "-noX"]
@@ -153,17 +153,44 @@ def make_system(
     run(argv, env={"SOURCE_DATE_EPOCH": str(epoch)})
 
 
-def make_ext4(out: Path, *, size: int, label: str, fs_uuid: str, epoch: int) -> None:
-    """An empty ext4 image of ``size`` bytes.
+def make_ext4(
+    out: Path, *, size: int, label: str, fs_uuid: str, epoch: int, content: Path | None = None
+) -> None:
+    """An ext4 image of ``size`` bytes, holding the files below ``content`` (root-owned).
 
-    Empty on purpose: ``mke2fs -d`` copies each source inode's ctime, which no caller can fix,
-    so a populated image would differ between builds. The device lays out /data itself.
+    ``mke2fs -d`` copies each source inode's ctime (which no caller can pin) and owner, so every
+    inode copied in gets its times, owner and group fixed afterwards with ``debugfs``.
     """
     out.unlink(missing_ok=True)
+    env = {"E2FSPROGS_FAKE_TIME": str(epoch)}
+    populate: list[str | Path] = ["-d", content] if content is not None else []
     run(
         [
             "mke2fs", "-q", "-F", "-t", "ext4", "-L", label, "-U", fs_uuid,
-            "-E", f"hash_seed={fs_uuid},root_owner=0:0", out, f"{size // 1024}k",
+            "-E", f"hash_seed={fs_uuid},root_owner=0:0", *populate, out, f"{size // 1024}k",
         ],
-        env={"E2FSPROGS_FAKE_TIME": str(epoch)},
+        env=env,
     )  # fmt: skip
+    if content is None:
+        return
+    script = "".join(
+        f'sif "{path}" {field} {value}\n'
+        for path in _ext4_paths(content)
+        for field, value in [
+            ("atime", f"@{epoch}"), ("mtime", f"@{epoch}"), ("ctime", f"@{epoch}"),
+            ("crtime", f"@{epoch}"), ("uid", "0"), ("gid", "0"),
+        ]
+    )  # fmt: skip
+    run(["debugfs", "-w", "-f", "-", out], input=script.encode(), env=env)
+
+
+def _ext4_paths(content: Path) -> list[str]:
+    """``/``, mke2fs's ``/lost+found`` and every path below ``content``, sorted."""
+    paths = ["/", "/lost+found"]
+    for dirpath, dirs, files in os.walk(content):
+        for name in [*dirs, *files]:
+            rel = Path(dirpath, name).relative_to(content).as_posix()
+            if '"' in rel or "\n" in rel:
+                raise LayoutError(f"cannot place {rel!r} on an ext4 image")
+            paths.append(f"/{rel}")
+    return sorted(paths)

@@ -7,13 +7,12 @@ unpacks as the rootfs for ``fleet-image assemble``.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from pathlib import Path
 
 from fleetcore.errors import CommandError
 from fleetcore.run import run
-from image.backends import wheelhouse
+from image.backends import wheelhouse, workdir
 from image.backends.base import ROOTFS, SOURCE_ROOT, UPDATER_UNIT, Backend
 from image.errors import BuildError, InputError
 from image.progress import step
@@ -23,7 +22,7 @@ EXPORT_NAME = "metrica-fleet-rootfs.tar"
 
 
 class PiGenBackend(Backend):
-    def build(self, out: Path) -> Path:
+    def _build(self, out: Path) -> Path:
         checkout = self.config.pi_gen_dir
         if checkout is None or not (checkout / "build.sh").is_file():
             raise InputError(
@@ -51,27 +50,13 @@ class PiGenBackend(Backend):
     def _unpack(self, tar: Path, out: Path) -> Path:
         if not tar.is_file():
             raise BuildError(f"pi-gen left no {tar}: did stage-fleet's export step run?")
-        target, partial = out / ROOTFS, out / f".{ROOTFS}.partial"
-        for stale in (partial, target):
-            if stale.exists():
-                shutil.rmtree(stale)
-        partial.mkdir(parents=True)
-        try:
-            with step(f"unpack {tar.name}"):
-                run(
-                    [
-                        "tar",
-                        "-xpf",
-                        tar,
-                        "--xattrs",
-                        "--xattrs-include=*",
-                        "--numeric-owner",
-                        "-C",
-                        partial,
-                    ]
-                )
-            partial.replace(target)
-        finally:
-            if partial.exists():
-                shutil.rmtree(partial)
+        target = out / ROOTFS
+        with workdir.partial_output(target) as partial, step(f"unpack {tar.name}"):
+            partial.mkdir()
+            run(
+                [
+                    "tar", "-xpf", tar, "--xattrs", "--xattrs-include=*", "--numeric-owner",
+                    "-C", partial,
+                ]
+            )  # fmt: skip
         return target

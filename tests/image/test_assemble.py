@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fleetcore.release import ImageName, apply_patches
+from fleetcore.release import SLOT_INDEX_DIR, ImageName, apply_patches
 from image import assemble, chunkstore, disk, release
 from image.cli import main
 from image.filesystems import SystemSpec
@@ -107,6 +107,32 @@ def test_slot_b_boot_is_slot_a_boot_plus_manifest_patches(built: Built, tmp_path
     assert hashlib.sha256(written).hexdigest() == sha
     assert manifest.written(ImageName.BOOT, "a") == (manifest.images[ImageName.BOOT].sha256, ())
     assert manifest.written(ImageName.SYSTEM, "b")[1] == ()
+
+
+def test_data_partition_holds_slot_a_indexes(built: Built, tmp_path: Path):
+    """The updater seeds its first install from these (updater.paths.Roots.slot_dir)."""
+    start, size = _part(built, "data")
+    data = tmp_path / "data.ext4"
+    data.write_bytes(_read(built.disk, start, size))
+    slot_a = f"/{SLOT_INDEX_DIR}/a"
+    listing = _debugfs(data, f"ls -l {slot_a}")
+    for image in ImageName:
+        name = release.index_file(image)
+        assert name in listing
+        dumped = tmp_path / name
+        _debugfs(data, f"dump {slot_a}/{name} {dumped}")
+        assert dumped.read_bytes() == (built.release / name).read_bytes()
+    for path in ["/", "/lost+found", slot_a, f"{slot_a}/{release.index_file(ImageName.SYSTEM)}"]:
+        stat = _debugfs(data, f"stat {path}")
+        assert "User:     0   Group:     0" in stat
+        for field in ("ctime", "atime", "mtime", "crtime"):
+            assert f"{field}: {EPOCH:#x}:00000000" in stat, (path, stat)
+
+
+def _debugfs(image: Path, request: str) -> str:
+    return subprocess.run(
+        ["debugfs", "-R", request, image], capture_output=True, check=True
+    ).stdout.decode()
 
 
 def test_reproducible(built: Built, tmp_path: Path):
