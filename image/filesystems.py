@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from fleetcore.errors import CommandError
 from fleetcore.release import SystemFormat
@@ -45,6 +45,14 @@ _SUPPORTED = {
 }
 
 
+# Compressions whose level can be chosen, with the tools' ranges.
+_LEVELS = {
+    (SystemFormat.SQUASHFS, Compression.ZSTD): (1, 22),
+    (SystemFormat.SQUASHFS, Compression.GZIP): (1, 9),
+    (SystemFormat.EROFS, Compression.LZ4HC): (1, 12),
+}
+
+
 class SystemSpec(BaseModel):
     """How the read-only system image is made (chosen by bench/bench_delta.py, ADR 0010)."""
 
@@ -52,27 +60,41 @@ class SystemSpec(BaseModel):
 
     format: SystemFormat = SystemFormat.SQUASHFS
     compression: Compression = Compression.ZSTD
+    level: int | None = Field(default=None, description="compression level; the tool's default")
 
     @classmethod
     def parse(cls, text: str) -> SystemSpec:
-        """Parse ``squashfs``, ``squashfs:zstd`` or ``erofs:lz4hc`` (default compression zstd
-        for squashfs, lz4hc for erofs)."""
-        fmt, _, comp = text.partition(":")
+        """Parse ``squashfs``, ``squashfs:zstd``, ``squashfs:zstd:6`` or ``erofs:lz4hc``
+        (default compression zstd for squashfs, lz4hc for erofs)."""
+        fmt, _, rest = text.partition(":")
+        comp, _, level = rest.partition(":")
         try:
             fs = SystemFormat(fmt)
             default = Compression.ZSTD if fs is SystemFormat.SQUASHFS else Compression.LZ4HC
-            spec = cls(format=fs, compression=Compression(comp) if comp else default)
+            spec = cls(
+                format=fs,
+                compression=Compression(comp) if comp else default,
+                level=int(level) if level else None,
+            )
         except ValueError as err:
             raise LayoutError(
-                f"invalid system image spec {text!r}: expected FORMAT[:COMPRESSION], "
-                "for example erofs:lz4hc or squashfs:zstd"
+                f"invalid system image spec {text!r}: expected FORMAT[:COMPRESSION[:LEVEL]], "
+                "for example erofs:lz4hc or squashfs:zstd:6"
             ) from err
         if spec.compression not in _SUPPORTED[spec.format]:
             raise LayoutError(f"{spec.format} cannot use {spec.compression} compression here")
+        if spec.level is not None:
+            low, high = _LEVELS.get((spec.format, spec.compression), (0, -1))
+            if not low <= spec.level <= high:
+                raise LayoutError(
+                    f"{spec.format}:{spec.compression} takes no compression level "
+                    f"{spec.level}" + (f" (levels {low}-{high})" if low <= high else "")
+                )
         return spec
 
     def __str__(self) -> str:
-        return f"{self.format.value}:{self.compression.value}"
+        level = "" if self.level is None else f":{self.level}"
+        return f"{self.format.value}:{self.compression.value}{level}"
 
 
 def tree_size(root: Path) -> int:
@@ -135,7 +157,8 @@ def make_system(
     if spec.format is SystemFormat.EROFS:
         argv: list[str | Path] = ["mkfs.erofs", "--quiet", f"-T{epoch}", f"-U{fs_uuid}"]
         if spec.compression is not Compression.NONE:
-            argv.append(f"-z{spec.compression.value}")
+            level = "" if spec.level is None else f",{spec.level}"
+            argv.append(f"-z{spec.compression.value}{level}")
         argv += [f"--exclude-regex=^{path}/." for path in exclude]
         run([*argv, out, src])
         return
@@ -147,6 +170,8 @@ def make_system(
         argv += ["-noI", "-noD", "-noF", "-noX"]
     else:
         argv += ["-comp", spec.compression.value]
+        if spec.level is not None:
+            argv += ["-Xcompression-level", str(spec.level)]
     if exclude:
         argv += ["-wildcards", "-e", *(f"{path}/*" for path in exclude)]
     # mksquashfs refuses -mkfs-time/-all-time when SOURCE_DATE_EPOCH is set, and it sets both.

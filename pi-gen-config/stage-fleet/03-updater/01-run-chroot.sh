@@ -1,5 +1,7 @@
 #!/bin/bash -e
-# Offline install from the wheelhouse: no network needed here, and it pins what ships.
+# Offline install from the wheelhouse: no network needed here, and it pins what ships. The
+# build host's pip settings (PIP_* variables reach the chroot) do not apply.
+unset "${!PIP_@}"
 python3 -m venv /opt/metrica-fleet
 /opt/metrica-fleet/bin/python -m pip install --quiet --no-index --no-compile \
 	--find-links /tmp/fleet-wheels 'metrica-fleet[device]'

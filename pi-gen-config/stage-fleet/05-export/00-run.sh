@@ -16,8 +16,12 @@ if [ -x "${ROOTFS_DIR}/usr/sbin/NetworkManager" ]; then
 fi
 out="${DEPLOY_DIR:?}/${IMG_NAME:-metrica-fleet}-rootfs.tar"
 install -d "${DEPLOY_DIR}"
-tar -C "${ROOTFS_DIR}" --numeric-owner --xattrs --xattrs-include='*' --acls \
-	--one-file-system --exclude='./proc/*' --exclude='./sys/*' --exclude='./dev/*' \
-	--exclude='./run/*' --exclude='./tmp/*' -cf "${out}.tmp" .
+# pi-gen's on_chroot leaves /proc, /sys, /dev, /dev/pts, /run and /tmp mounted until the stage
+# ends; tar would read the mounted /sys (and fail: "file changed as we read it"). A plain
+# (non-recursive) bind mount of the rootfs shows the empty mount point folders instead.
+view="$(mktemp -d)"
+mount --bind "${ROOTFS_DIR}" "${view}"
+trap 'umount "${view}" && rmdir "${view}"' EXIT
+tar -C "${view}" --numeric-owner --xattrs --xattrs-include='*' --acls -cf "${out}.tmp" .
 mv "${out}.tmp" "${out}"
 echo "fleet rootfs exported to ${out}"
