@@ -233,7 +233,11 @@ def test_erofs_system(rootfs: Path, tmp_path: Path):
 
 @pytest.mark.parametrize(
     ("text", "flag"),
-    [("squashfs:zstd:3", "compression-level 3"), ("erofs:lz4hc:9", None)],
+    [
+        ("squashfs:zstd:3", "compression-level 3"),
+        ("squashfs:zstd", "compression-level 6"),  # the fleet's default, ADR 0010
+        ("erofs:lz4hc:9", None),
+    ],
 )
 def test_compression_level(rootfs: Path, tmp_path: Path, text: str, flag: str | None):
     spec = SystemSpec.parse(text)
