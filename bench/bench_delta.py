@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -33,7 +34,7 @@ from image.filesystems import SystemSpec
 EPOCH = 1700000000
 SPECS = ["erofs:lz4hc", "erofs:none", "squashfs:zstd"]
 # Every chunker is measured on the first spec; the others use the default chunker only.
-DEFAULT_ROW = ("16k/64k/256k", chunkstore.DEFAULT_CHUNKER)
+DEFAULT_CHUNKER = "16k/64k/256k"
 CHUNKERS = {
     "16k/64k/256k": Chunker(min_size=16 * 1024, avg_size=64 * 1024, max_size=256 * 1024),
     "4k/16k/64k": Chunker(min_size=4 * 1024, avg_size=16 * 1024, max_size=64 * 1024),
@@ -97,6 +98,14 @@ def main() -> None:
     parser.add_argument("--package", default="htop")
     parser.add_argument("--specs", default=",".join(SPECS))
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temp dir)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="mkfs runs per image; the median time is printed"
+    )
+    parser.add_argument(
+        "--first-chunkers",
+        default=",".join(CHUNKERS),
+        help="chunker settings measured on the first spec (the others use the default)",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-delta-", dir=args.work))
@@ -113,28 +122,35 @@ def main() -> None:
         print(f"\none-package change: {change}; chunk store zstd level {ZSTD_LEVEL}\n")
         header = (
             f"{'system image':<14} {'chunker':<13} {'image MiB':>9} {'seeded MiB':>10} "
-            f"{'full MiB':>9} {'seeded/full':>11} {'patch MiB':>9} {'whole MiB':>9} {'mkfs s':>6}"
+            f"{'full MiB':>9} {'seeded/full':>11} {'patch MiB':>9} {'whole MiB':>9} "
+            f"{'mkfs s':>6} {'load':>5}"
         )
         print(header)
         print("-" * len(header))
         for text in args.specs.split(","):
             spec = SystemSpec.parse(text)
             images = {}
-            start = time.monotonic()
-            for name, root in (("old", args.rootfs), ("new", new_root)):
-                images[name] = work / f"{name}.{spec.format.value}"
-                filesystems.make_system(
-                    images[name], src=root, spec=spec, epoch=EPOCH,
-                    fs_uuid="11111111-2222-4333-8444-555555555555", exclude=["boot/firmware"],
-                )  # fmt: skip
-            mkfs = (time.monotonic() - start) / 2
+            times = []
+            for _ in range(args.repeat):
+                for name, root in (("old", args.rootfs), ("new", new_root)):
+                    images[name] = work / f"{name}.{spec.format.value}"
+                    start = time.monotonic()
+                    filesystems.make_system(
+                        images[name], src=root, spec=spec, epoch=EPOCH,
+                        fs_uuid="11111111-2222-4333-8444-555555555555", exclude=["boot/firmware"],
+                    )  # fmt: skip
+                    times.append(time.monotonic() - start)
+            mkfs = statistics.median(times)
+            load = os.getloadavg()[0]
             patch = zstd_size(
                 [f"-{ZSTD_LEVEL}", "--long=30", f"--patch-from={images['old']}"],
                 images["new"],
                 work / "patch.zst",
             )
             whole = zstd_size([f"-{ZSTD_LEVEL}", "--long=30"], images["new"], work / "whole.zst")
-            chunkers = CHUNKERS if text == args.specs.split(",")[0] else dict([DEFAULT_ROW])
+            first = text == args.specs.split(",")[0]
+            wanted = args.first_chunkers.split(",") if first else [DEFAULT_CHUNKER]
+            chunkers = {label: CHUNKERS[label] for label in wanted}
             for label, chunker in chunkers.items():
                 store = work / f"store-{spec.format.value}-{label.replace('/', '_')}"
                 old = chunkstore.cut(
@@ -149,7 +165,7 @@ def main() -> None:
                 sizes = f"{mib(new.image_size):>9} {mib(seeded):>10} {mib(full):>9}"
                 print(
                     f"{text:<14} {label:<13} {sizes} {seeded / full:>10.1%} "
-                    f"{mib(patch):>9} {mib(whole):>9} {mkfs:>6.1f}",
+                    f"{mib(patch):>9} {mib(whole):>9} {mkfs:>6.1f} {load:>5.1f}",
                     flush=True,
                 )
                 shutil.rmtree(store)

@@ -31,6 +31,11 @@ Sha256 = Annotated[str, Field(pattern=SHA256_RE)]
 _SHA256 = re.compile(SHA256_RE)
 _M = TypeVar("_M", bound=BaseModel)
 
+# Where a device keeps the chunk indexes of what each slot holds, relative to the root of its
+# data partition: ``<SLOT_INDEX_DIR>/<slot>/<image>.index.json``. The updater keeps each slot's
+# after writing it; the image builder puts slot A's there, so the first update is seeded.
+SLOT_INDEX_DIR = "fleet/slots"
+
 # zstd's worst-case expansion of incompressible input (ZSTD_COMPRESSBOUND), plus frame header.
 _ZSTD_SLACK = 1024
 

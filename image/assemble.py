@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetcore.atomic import atomic_write
-from fleetcore.release import Hardware, ImageName, Manifest
+from fleetcore.release import SLOT_INDEX_DIR, Hardware, ImageName, Manifest
 from fleetcore.version import Version
 from image import disk, filesystems, release
 from image.errors import InputError, LayoutError
@@ -135,6 +135,17 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
                 epoch=req.epoch,
             )
 
+    with step("release chunks"):
+        manifest = release.write(
+            result / RELEASE_DIR,
+            version=req.version,
+            hardware=req.hardware,
+            system_format=req.system.format,
+            created=req.epoch,
+            images={ImageName.BOOT: boot_imgs[Slot.A], ImageName.SYSTEM: system_img},
+            slot_b={ImageName.BOOT: boot_imgs[Slot.B]},
+        )
+
     config_img, data_img = work / "config.vfat", work / "data.ext4"
     config_tree = work / "config-tree"
     config_tree.mkdir()
@@ -153,6 +164,7 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
         label="data",
         fs_uuid=derived_uuid(seed, "fs:data"),
         epoch=req.epoch,
+        content=_data_tree(work, result / RELEASE_DIR),
     )
 
     disk_img = result / DISK_IMAGE
@@ -166,17 +178,21 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
             ("data", data_img),
         ]:
             disk.write_partition(disk_img, layout.get(label), img)
+    return manifest
 
-    with step("release chunks"):
-        return release.write(
-            result / RELEASE_DIR,
-            version=req.version,
-            hardware=req.hardware,
-            system_format=req.system.format,
-            created=req.epoch,
-            images={ImageName.BOOT: boot_imgs[Slot.A], ImageName.SYSTEM: system_img},
-            slot_b={ImageName.BOOT: boot_imgs[Slot.B]},
-        )
+
+def _data_tree(work: Path, release_dir: Path) -> Path:
+    """What the data partition starts with: slot A's chunk indexes, where the updater looks
+    for the seed of the next install (so the first update downloads only what changed)."""
+    tree = work / "data-tree"
+    slot_dir = tree / SLOT_INDEX_DIR / Slot.A.value
+    slot_dir.mkdir(parents=True)
+    for image in ImageName:
+        name = release.index_file(image)
+        shutil.copyfile(release_dir / name, slot_dir / name)
+    for path in [tree, *tree.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return tree
 
 
 def _boot_tree(req: Request, work: Path, slot: Slot) -> Path:

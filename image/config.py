@@ -35,7 +35,7 @@ class BuildConfig(BaseModel):
 
 
 def load(path: Path) -> BuildConfig:
-    """Load and validate a build config; relative paths become relative to its folder."""
+    """Load and validate a build config; relative paths become absolute, taken from its folder."""
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as err:
@@ -50,8 +50,12 @@ def load(path: Path) -> BuildConfig:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "top level"
         raise InputError(f"build config {path}: {where}: {first['msg']}") from err
-    base = path.parent
-    updates: dict[str, Path] = {"root_json": base / config.root_json}
+    # Absolute paths: stage scripts and pi-gen run in other working folders.
+    base = path.resolve().parent
+    updates: dict[str, Path] = {
+        "root_json": base / config.root_json,
+        "cache_dir": base / config.cache_dir,
+    }
     if config.pi_gen_dir is not None:
         updates["pi_gen_dir"] = base / config.pi_gen_dir
     config = config.model_copy(update=updates)

@@ -27,3 +27,7 @@ class FlashError(ImageError):
 
 class UnsafeTargetError(FlashError):
     """The flash target is mounted or holds the running system."""
+
+
+class BuildInterrupted(BuildError):
+    """SIGTERM, SIGINT or SIGHUP stopped a build; its mounts and partial output are gone."""

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetcore.release import SLOT_INDEX_DIR
 from fleetcore.wire import Slot
 
 
@@ -126,7 +127,7 @@ class Roots:
 
     def slot_dir(self, slot: Slot) -> Path:
         """What a slot holds: its verified chunk indexes, the seed for the next install."""
-        return self.fleet / "slots" / slot.value
+        return self.data / SLOT_INDEX_DIR / slot.value
 
     @property
     def queue_dir(self) -> Path:

@@ -6,6 +6,7 @@ import abc
 from enum import StrEnum
 from pathlib import Path
 
+from image.backends import workdir
 from image.config import BuildConfig
 
 # The repository checkout this package runs from: pi-gen-config/ and the updater unit live here.
@@ -26,6 +27,16 @@ class Backend(abc.ABC):
     def __init__(self, config: BuildConfig) -> None:
         self.config = config
 
-    @abc.abstractmethod
     def build(self, out: Path) -> Path:
-        """Build the rootfs into ``out/rootfs`` and return that path."""
+        """Build the rootfs into ``out/rootfs`` and return that (absolute) path.
+
+        ``out`` is made absolute first: stage scripts run in other folders. SIGINT, SIGTERM and
+        SIGHUP become :class:`image.errors.BuildInterrupted`, so mounts and partial output are
+        cleaned up on the way out.
+        """
+        with workdir.signals_raise():
+            return self._build(out.resolve())
+
+    @abc.abstractmethod
+    def _build(self, out: Path) -> Path:
+        """Build into ``out/rootfs`` (``out`` is absolute)."""

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fleetcore.run import run
+from image.backends import mounts
 
 _MOUNTS = [
     (["-t", "proc", "proc"], "proc"),
@@ -18,17 +19,17 @@ _MOUNTS = [
 
 @contextlib.contextmanager
 def mounted(rootfs: Path) -> Iterator[Path]:
-    done: list[Path] = []
+    """Mount the pseudo filesystems in ``rootfs``; on the way out (an error or a signal turned
+    into one included) unmount everything below it, lazily if something still holds it."""
+    rootfs = rootfs.resolve()
     try:
         for args, target in _MOUNTS:
             path = rootfs / target
             path.mkdir(parents=True, exist_ok=True)
             run(["mount", *args, path])
-            done.append(path)
         yield rootfs
     finally:
-        for path in reversed(done):
-            run(["umount", "--lazy", path], check=False)
+        mounts.unmount_under(rootfs)
 
 
 def chroot_argv(rootfs: Path, *argv: str) -> list[str]:

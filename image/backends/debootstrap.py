@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fleetcore.errors import CommandError
 from fleetcore.run import run
-from image.backends import chroot, stages, wheelhouse
+from image.backends import chroot, mounts, stages, wheelhouse, workdir
 from image.backends.base import ROOTFS, STAGE_DIR, UPDATER_UNIT, Backend
 from image.errors import BuildError
 from image.progress import step
@@ -56,26 +56,19 @@ DHCP=yes
 CMDLINE = "console=tty1 console=ttyS1,115200 console=ttyAMA0,115200 net.ifnames=0\n"
 KERNEL = "vmlinuz"
 INITRD = "initrd.img"
+# Base builds in progress: .partial-<pid>-<random> in the cache folder.
+_PARTIAL = ".partial-"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "INITRD": "No"}
 
 
 class DebootstrapBackend(Backend):
-    def build(self, out: Path) -> Path:
+    def _build(self, out: Path) -> Path:
         base = self._base()
         target = out / ROOTFS
-        partial = out / f".{ROOTFS}.partial"
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in (partial, target):
-            if stale.exists():
-                shutil.rmtree(stale)
-        try:
+        with workdir.partial_output(target) as partial:
             with step("copy cached base rootfs"):
                 run(["cp", "-a", "--reflink=auto", base, partial])
             self._customise(partial)
-            partial.rename(target)
-        finally:
-            if partial.exists():
-                shutil.rmtree(partial)
         return target
 
     # -- base layer -------------------------------------------------------------------------
@@ -98,15 +91,14 @@ class DebootstrapBackend(Backend):
             print(f"fleet-image: base rootfs from cache {entry}", file=sys.stderr)
             return rootfs
         self.config.cache_dir.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".partial-", dir=self.config.cache_dir))
+        _remove_dead_partials(self.config.cache_dir)
+        work = Path(tempfile.mkdtemp(prefix=f"{_PARTIAL}{os.getpid()}-", dir=self.config.cache_dir))
         try:
             self._build_base(work / ROOTFS)
-            if entry.exists():
-                shutil.rmtree(entry)
+            mounts.remove_tree(entry)
             work.rename(entry)
         finally:
-            if work.exists():
-                shutil.rmtree(work)
+            mounts.remove_tree(work)
         return rootfs
 
     def _build_base(self, rootfs: Path) -> None:
@@ -182,6 +174,14 @@ class DebootstrapBackend(Backend):
             run(argv, env=env, capture=False)
         except CommandError as err:
             raise BuildError(f"{err}", hint="see the output above for the failing step") from err
+
+
+def _remove_dead_partials(cache_dir: Path) -> None:
+    """Delete (unmounting first) base builds left by processes that no longer run."""
+    for partial in cache_dir.glob(f"{_PARTIAL}*"):
+        pid = partial.name.removeprefix(_PARTIAL).split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            mounts.remove_tree(partial)
 
 
 def _copy_resolv_conf(rootfs: Path) -> None:

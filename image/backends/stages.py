@@ -1,8 +1,12 @@
-"""Run a pi-gen stage folder the way pi-gen does, outside pi-gen.
+"""Run a pi-gen stage folder the way pi-gen's build.sh does, outside pi-gen.
 
-For each sub-stage (sorted ``NN-name`` folders) pi-gen runs ``NN-run.sh`` on the host with
-ROOTFS_DIR set and its folder as working directory, and feeds ``NN-run-chroot.sh`` to bash in
-the chroot. Package lists (``NN-packages``) are installed by the caller beforehand.
+pi-gen (``run_stage`` and ``run_sub_stage`` in build.sh, RPi-Distro/pi-gen bookworm-arm64)
+runs every sub-stage folder without a ``SKIP`` file, in name order; within one it goes through
+the prefixes 00..99 and for each runs ``NN-run.sh`` on the host (only if it is executable,
+with ROOTFS_DIR set and the sub-stage as working directory), then feeds ``NN-run-chroot.sh``
+to ``bash -e`` in the chroot. Package lists (``NN-packages``) are installed by the caller
+beforehand; a stage using pi-gen features this runner lacks (debconf, ``-packages-nr``,
+quilt patches) is refused rather than half-run.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from image.errors import BuildError
 from image.progress import step
 
 PACKAGE_LIST = "00-packages"
+SKIP = "SKIP"
+# pi-gen features this runner does not emulate: NN-debconf, NN-packages-nr, NN-patches/.
+_UNSUPPORTED = ("-debconf", "-packages-nr", "-patches")
 
 
 def substages(stage: Path) -> list[Path]:
@@ -32,16 +39,36 @@ def package_lists(stage: Path) -> list[str]:
     return names
 
 
+def scripts(sub: Path) -> list[Path]:
+    """The sub-stage's scripts in pi-gen's order: per prefix, run.sh before run-chroot.sh."""
+    found = []
+    for prefix in (f"{i:02d}" for i in range(100)):
+        for unsupported in _UNSUPPORTED:
+            if (sub / f"{prefix}{unsupported}").exists():
+                raise BuildError(f"{sub.name}/{prefix}{unsupported}: not supported outside pi-gen")
+        host = sub / f"{prefix}-run.sh"
+        if host.is_file():
+            if not host.stat().st_mode & 0o100:
+                # pi-gen would skip it silently; fail here so CI catches it.
+                raise BuildError(f"{sub.name}/{host.name} is not executable: pi-gen skips it")
+            found.append(host)
+        chroot = sub / f"{prefix}-run-chroot.sh"
+        if chroot.is_file():
+            found.append(chroot)
+    return found
+
+
 def run_stage(
     stage: Path, rootfs: Path, env: Mapping[str, str], *, skip: frozenset[str] = frozenset()
 ) -> None:
     """Run the host and chroot scripts of every sub-stage not named in ``skip``."""
+    rootfs = rootfs.resolve()
     full_env = {**env, "ROOTFS_DIR": str(rootfs)}
     for sub in substages(stage):
-        if sub.name in skip:
+        if sub.name in skip or (sub / SKIP).exists():
             continue
         with step(f"stage {stage.name}/{sub.name}"):
-            for script in sorted(sub.glob("[0-9][0-9]-run*.sh")):
+            for script in scripts(sub):
                 try:
                     if script.name.endswith("-run-chroot.sh"):
                         run(
@@ -50,7 +77,7 @@ def run_stage(
                             env=full_env,
                         )
                     else:
-                        run(["/bin/bash", "-e", script], env=full_env, cwd=sub)
+                        run([f"./{script.name}"], env=full_env, cwd=sub)
                 except CommandError as err:
                     raise BuildError(
                         f"stage script {sub.name}/{script.name} failed: {err}"

@@ -1,12 +1,13 @@
 import hashlib
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
-from fleetcore.release import ImageName, apply_patches
-from image import assemble, chunkstore, disk, release
+from fleetcore.release import SLOT_INDEX_DIR, ImageName, apply_patches
+from image import assemble, chunkstore, disk, filesystems, release
 from image.cli import main
 from image.filesystems import SystemSpec
 from image.layout import MIB, SECTOR
@@ -109,6 +110,32 @@ def test_slot_b_boot_is_slot_a_boot_plus_manifest_patches(built: Built, tmp_path
     assert manifest.written(ImageName.SYSTEM, "b")[1] == ()
 
 
+def test_data_partition_holds_slot_a_indexes(built: Built, tmp_path: Path):
+    """The updater seeds its first install from these (updater.paths.Roots.slot_dir)."""
+    start, size = _part(built, "data")
+    data = tmp_path / "data.ext4"
+    data.write_bytes(_read(built.disk, start, size))
+    slot_a = f"/{SLOT_INDEX_DIR}/a"
+    listing = _debugfs(data, f"ls -l {slot_a}")
+    for image in ImageName:
+        name = release.index_file(image)
+        assert name in listing
+        dumped = tmp_path / name
+        _debugfs(data, f"dump {slot_a}/{name} {dumped}")
+        assert dumped.read_bytes() == (built.release / name).read_bytes()
+    for path in ["/", "/lost+found", slot_a, f"{slot_a}/{release.index_file(ImageName.SYSTEM)}"]:
+        stat = _debugfs(data, f"stat {path}")
+        assert "User:     0   Group:     0" in stat
+        for field in ("ctime", "atime", "mtime", "crtime"):
+            assert f"{field}: {EPOCH:#x}:00000000" in stat, (path, stat)
+
+
+def _debugfs(image: Path, request: str) -> str:
+    return subprocess.run(
+        ["debugfs", "-R", request, image], capture_output=True, check=True
+    ).stdout.decode()
+
+
 def test_reproducible(built: Built, tmp_path: Path):
     copy = tmp_path / "rootfs-copy"
     shutil.copytree(built.rootfs, copy)
@@ -169,6 +196,9 @@ def test_boot_files_larger_than_boot_partition(tmp_path: Path, capsys):
     [
         (["--sizes", "boot=lots"], "invalid size"),
         (["--system", "ext4"], "invalid system image spec"),
+        (["--system", "squashfs:zstd:23"], "levels 1-22"),
+        (["--system", "squashfs:xz:6"], "takes no compression level"),
+        (["--system", "erofs:lz4hc:fast"], "invalid system image spec"),
         (["--hardware", "pi3"], "invalid hardware list"),
     ],
 )
@@ -199,6 +229,28 @@ def test_erofs_system(rootfs: Path, tmp_path: Path):
     assert _read(out / "disk.img", start + 1024, 4) == b"\xe2\xe1\xf5\xe0"  # erofs magic
     text = _fat_file(out / "disk.img", _part(Built(rootfs, out), "boot_b")[0], "cmdline.txt")
     assert "rootfstype=erofs" in text.split()
+
+
+@pytest.mark.parametrize(
+    ("text", "flag"),
+    [
+        ("squashfs:zstd:3", "compression-level 3"),
+        ("squashfs:zstd", "compression-level 6"),  # the fleet's default, ADR 0010
+        ("erofs:lz4hc:9", None),
+    ],
+)
+def test_compression_level(rootfs: Path, tmp_path: Path, text: str, flag: str | None):
+    spec = SystemSpec.parse(text)
+    assert str(spec) == text
+    image = tmp_path / "system.img"
+    filesystems.make_system(
+        image, src=rootfs, spec=spec, epoch=EPOCH, fs_uuid=str(uuid.UUID(int=1)), exclude=[]
+    )
+    if flag is not None:
+        info = subprocess.run(["unsquashfs", "-s", image], capture_output=True, check=True)
+        assert flag in info.stdout.decode()
+    else:
+        assert _read(image, 1024, 4) == b"\xe2\xe1\xf5\xe0"  # erofs magic
 
 
 def test_system_image_is_the_rootfs_without_boot_files(built: Built, tmp_path: Path):

@@ -14,6 +14,16 @@ def test_good_config_resolves_paths_relative_to_file():
     assert cfg.cache_dir == config.DEFAULT_CACHE
 
 
+def test_relative_config_path_gives_absolute_paths(tmp_path: Path, monkeypatch):
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg/root.json").write_text("{}")
+    (tmp_path / "cfg/build.yaml").write_text("root_json: root.json\ncache_dir: cache\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = config.load(Path("cfg/build.yaml"))
+    assert cfg.root_json == tmp_path / "cfg/root.json"
+    assert cfg.cache_dir == tmp_path / "cfg/cache"
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

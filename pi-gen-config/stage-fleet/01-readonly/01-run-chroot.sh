@@ -3,9 +3,12 @@
 # starts (scripts/init-bottom/fleet-data), so PID 1 already reads the persistent machine-id.
 # Mount points of the config partition, /data and the bind mounts from /data (see fstab).
 install -d /data /boot/config /boot/firmware /var/lib/docker /var/lib/containerd \
-	/var/lib/systemd /var/log
+	/var/lib/systemd /var/lib/NetworkManager /var/log /etc/NetworkManager
 ln -sfn /data/etc/machine-id /etc/machine-id
 ln -sfn /data/etc/hostname /etc/hostname
+# NetworkManager keyfiles (the first-boot Wi-Fi from fleet.yaml, nmcli changes) live on /data.
+rm -rf /etc/NetworkManager/system-connections
+ln -sfn /data/etc/NetworkManager/system-connections /etc/NetworkManager/system-connections
 rm -f /var/lib/dbus/machine-id
 ln -sfn /etc/machine-id /var/lib/dbus/machine-id
 # ssh host keys are generated on the device (fleet-hostkeys.service), never baked into the image.
@@ -13,8 +16,9 @@ rm -f /etc/ssh/ssh_host_*
 systemctl disable regenerate_ssh_host_keys.service 2>/dev/null || true
 systemctl enable fleet-hostkeys.service
 # Swap files, resize-on-boot and apt timers make no sense on a read-only image.
+# resize2fs_once (pi-gen stage2) would resize the root: the root is a read-only system slot.
 for unit in dphys-swapfile.service apt-daily.timer apt-daily-upgrade.timer \
-	man-db.timer e2scrub_reclaim.timer; do
+	man-db.timer e2scrub_reclaim.timer resize2fs_once.service; do
 	systemctl disable "$unit" 2>/dev/null || true
 done
 systemctl mask systemd-machine-id-commit.service

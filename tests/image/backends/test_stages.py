@@ -6,18 +6,24 @@ from image.backends import stages
 from image.backends.base import STAGE_DIR
 from image.errors import BuildError
 
+SHEBANG = "#!/bin/bash -e\n"
+
 
 def _stage(tmp_path: Path) -> Path:
     stage = tmp_path / "stage-x"
     (stage / "00-one").mkdir(parents=True)
     (stage / "00-one/00-packages").write_text("jq curl # tools\nhtop\n")
-    (stage / "00-one/00-run.sh").write_text('echo "one $FLEET_THING" >> "$ROOTFS_DIR/log"\n')
+    one = 'echo "one $FLEET_THING" >> "$ROOTFS_DIR/log"\n'
+    (stage / "00-one/00-run.sh").write_text(SHEBANG + one)
     (stage / "01-two").mkdir()
-    (stage / "01-two/00-run.sh").write_text('test -f ./marker\necho two >> "$ROOTFS_DIR/log"\n')
+    two = 'test -f ./marker\necho two >> "$ROOTFS_DIR/log"\n'
+    (stage / "01-two/00-run.sh").write_text(SHEBANG + two)
     (stage / "01-two/marker").write_text("")
     (stage / "02-skip").mkdir()
-    (stage / "02-skip/00-run.sh").write_text('echo skipped >> "$ROOTFS_DIR/log"\n')
+    (stage / "02-skip/00-run.sh").write_text(SHEBANG + 'echo skipped >> "$ROOTFS_DIR/log"\n')
     (stage / "files").mkdir()
+    for script in stage.rglob("*.sh"):
+        script.chmod(0o755)
     return stage
 
 
@@ -32,9 +38,48 @@ def test_host_scripts_run_in_order_in_their_folder(tmp_path: Path):
     assert (rootfs / "log").read_text() == "one x\ntwo\n"
 
 
+def test_relative_rootfs_reaches_scripts_absolute(tmp_path: Path, monkeypatch):
+    """fleet-image build --out with a relative path: scripts run in their own folders."""
+    (tmp_path / "rootfs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    stages.run_stage(_stage(tmp_path), Path("rootfs"), {"FLEET_THING": "rel"})
+    assert (tmp_path / "rootfs/log").read_text() == "one rel\ntwo\nskipped\n"
+
+
+def test_skip_file_and_order_as_in_pi_gen(tmp_path: Path):
+    stage = _stage(tmp_path)
+    (stage / "02-skip/SKIP").write_text("")
+    (stage / "01-two/00-run-chroot.sh").write_text("true\n")
+    assert [p.name for p in stages.scripts(stage / "01-two")] == [
+        "00-run.sh",
+        "00-run-chroot.sh",
+    ]
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    (stage / "01-two/00-run-chroot.sh").unlink()
+    stages.run_stage(stage, rootfs, {"FLEET_THING": "x"})
+    assert (rootfs / "log").read_text() == "one x\ntwo\n"
+
+
+def test_non_executable_run_script_is_refused(tmp_path: Path):
+    """pi-gen would skip it without a word."""
+    stage = _stage(tmp_path)
+    (stage / "01-two/00-run.sh").chmod(0o644)
+    with pytest.raises(BuildError, match="not executable"):
+        stages.run_stage(stage, tmp_path, {})
+
+
+@pytest.mark.parametrize("name", ["00-debconf", "00-packages-nr", "00-patches"])
+def test_unsupported_pi_gen_features_are_refused(tmp_path: Path, name: str):
+    stage = _stage(tmp_path)
+    (stage / "01-two" / name).write_text("")
+    with pytest.raises(BuildError, match="not supported outside pi-gen"):
+        stages.run_stage(stage, tmp_path, {})
+
+
 def test_failing_script_names_itself(tmp_path: Path):
     stage = _stage(tmp_path)
-    (stage / "01-two/00-run.sh").write_text("exit 3\n")
+    (stage / "01-two/00-run.sh").write_text("#!/bin/sh\nexit 3\n")
     with pytest.raises(BuildError, match=r"01-two/00-run\.sh"):
         stages.run_stage(stage, tmp_path, {})
 
