@@ -27,7 +27,7 @@ from image.backends.debootstrap import DebootstrapBackend
 from image.backends.pigen import BRANCH, EXPORT_NAME, PiGenBackend
 from tests.image.conftest import FIXTURES
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.pigen]
 
 PI_GEN_GIT = "https://github.com/RPi-Distro/pi-gen"
 # Sources pi-gen's own functions, then runs one stage the way build.sh's main loop does.
