@@ -162,7 +162,8 @@ def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
 def record_heartbeats(
     session: Session, *, items: list[tuple[str, Heartbeat]]
 ) -> tuple[set[str], set[str]]:
-    """Store a batch of heartbeats in three statements (group commit).
+    """Store a batch of heartbeats in three statements (group commit): one look-up, one
+    update per device (the newest heartbeat when a device appears twice), one history insert.
 
     Returns (devices with an open rollout update, unknown device ids).
     """
@@ -176,6 +177,7 @@ def record_heartbeats(
         )
     }
     rows = [(device_id, hb) for device_id, hb in items if device_id in found]
+    latest = dict(rows)  # a device heard twice in one batch: its row takes the newest
     if rows:
         connection = session.connection()
         connection.execute(
@@ -213,7 +215,7 @@ def record_heartbeats(
                     "b_dropped_events": hb.dropped_events,
                     "b_node_exporter": hb.node_exporter,
                 }
-                for device_id, hb in rows
+                for device_id, hb in latest.items()
             ],
         )
         connection.execute(

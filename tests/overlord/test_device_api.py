@@ -197,8 +197,9 @@ def test_cached_desired_state_follows_the_change_log(database_url, repo):
     """A replica answering from memory still sees a change another replica made."""
     from tests.overlord.conftest import make_overlord
 
-    replica = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=0)
-    other = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=0)
+    replica = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=60)
+    other = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=60)
+    keeper = replica.client.app.state.ctx.keeper  # type: ignore[attr-defined]
     with replica.client, other.client:
         device_id, auth = replica.enroll("CL1")
         url = f"/api/v1/devices/{device_id}/desired-state"
@@ -215,6 +216,7 @@ def test_cached_desired_state_follows_the_change_log(database_url, repo):
         other.client.patch(
             f"/api/v1/devices/{device_id}", json={"group": "fast"}, headers=other.as_admin()
         )
+        keeper.catch_up()  # what its thread does every change_poll_s
         changed = replica.client.get(url, headers=auth | {"If-None-Match": first.headers["etag"]})
         assert changed.status_code == 200
         assert DesiredState.model_validate(changed.json()).poll_interval_s == 15
@@ -222,6 +224,7 @@ def test_cached_desired_state_follows_the_change_log(database_url, repo):
         other.client.put(
             "/api/v1/groups/fast", json={"poll_interval_s": 20}, headers=other.as_admin()
         )
+        keeper.catch_up()
         again = replica.client.get(url, headers=auth | {"If-None-Match": etag})
         assert again.status_code == 200
         assert DesiredState.model_validate(again.json()).poll_interval_s == 20
