@@ -111,15 +111,16 @@ class CacheKeeper:
                     self._stop.wait(self._poll_s)
             except Exception as err:  # a lost database: retry after a pause, never die
                 self.live = False
-                log.warning("cache invalidation interrupted: %s", err)
+                log.warning("cache invalidation interrupted: %r", err)
                 self._stop.wait(_RECONNECT_S)
 
     def _listen(self) -> None:
         raw = self._engine.raw_connection()
-        raw.detach()  # a dedicated connection for as long as it lives, outside the pool
         conn = raw.driver_connection
+        raw.detach()  # a dedicated connection for as long as it lives, outside the pool
         try:
-            assert conn is not None
+            if conn is None:
+                raise RuntimeError("the pool gave no driver connection")
             conn.autocommit = True
             conn.execute(f"LISTEN {CHANNEL}")
             # Revocations may have been missed while nobody listened.
@@ -128,7 +129,10 @@ class CacheKeeper:
             while not self._stop.is_set():
                 for note in conn.notifies(timeout=self._poll_s):
                     self.handle(note.payload)
-                self._follow_changes()
+                try:
+                    self._follow_changes()
+                except Exception as err:  # the listener itself is fine; try again next time
+                    log.warning("reading the desired-state change log failed: %r", err)
         finally:
             self.live = False
             raw.close()
