@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fleetcore.wire import Heartbeat
 from overlord.db import unit_of_work
-from overlord.devices import service
+from overlord.devices import heartbeats, service
 from overlord.errors import NotFound, Overloaded
 from overlord.rollouts import service as rollouts_service
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from overlord.context import AppContext
 
 MAX_BATCH = 500
+WRITERS = 2  # batches committing at once per worker: one gathers while another commits
 
 _Item = tuple[str, Heartbeat, "asyncio.Future[None]"]
 
@@ -61,15 +62,24 @@ class HeartbeatWriter:
             self._queue = self._task = None
 
     async def _run(self, queue: asyncio.Queue[_Item]) -> None:
+        slots = asyncio.Semaphore(WRITERS)
+        running: set[asyncio.Task[None]] = set()
         while True:
+            await slots.acquire()
             batch = [await queue.get()]
             while len(batch) < MAX_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
-            try:
-                await self._store(batch)
-            finally:
-                for _ in batch:
-                    queue.task_done()
+            task = asyncio.get_running_loop().create_task(self._store_batch(queue, batch))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            task.add_done_callback(lambda _t: slots.release())
+
+    async def _store_batch(self, queue: asyncio.Queue[_Item], batch: list[_Item]) -> None:
+        try:
+            await self._store(batch)
+        finally:
+            for _ in batch:
+                queue.task_done()
 
     async def _store(self, batch: list[_Item]) -> None:
         try:
@@ -90,7 +100,7 @@ class HeartbeatWriter:
 
     def _write(self, items: list[tuple[str, Heartbeat]]) -> set[str]:
         with unit_of_work(self._ctx.sessions) as session:
-            open_updates, missing = service.record_heartbeats(session, items=items)
+            open_updates, missing = heartbeats.record(session, items=items)
             for device_id, heartbeat in items:
                 if device_id in open_updates:
                     device = service.get_device(session, device_id=device_id)
