@@ -35,6 +35,8 @@ _DEVICE_COLUMNS = (
     "group_name",
 )
 _GROUP_COLUMNS = ("poll_interval_s",)
+# Past this many devices changed in one flush, one "every device" notification is cheaper.
+_MAX_NOTIFIES = 50
 
 
 def _changed(obj: object, columns: tuple[str, ...]) -> bool:
@@ -53,10 +55,13 @@ def _record_changes(session: Session, _context: Any, _instances: Any) -> None:
     if any(isinstance(obj, DeploymentConfig) for obj in session.deleted):
         changes.append(DesiredStateChange(device_id=None))
     session.add_all(changes)
-    for message in {
+    messages = {
         invalidation.device(c.device_id) if c.device_id else invalidation.ALL_DEVICES
         for c in changes
-    }:
+    }
+    if len(messages) > _MAX_NOTIFIES:  # e.g. a rollout stage admitting many devices at once
+        messages = {invalidation.ALL_DEVICES}
+    for message in messages:
         invalidation.announce(session, message)
 
 
