@@ -59,8 +59,10 @@ def test_load_mode_drives_heartbeats_and_etag_polls(pg_database: str, tmp_path: 
     assert heartbeats.errors == 0 and polls.errors == 0
     assert len(heartbeats.latencies) + len(polls.latencies) == 1200
     assert set(heartbeats.statuses) == {204}
-    # Each device's first poll is a 200 with an ETag; the rest are answered 304.
-    assert polls.statuses[200] <= 40
+    # Each device's first poll is a 200 with an ETag; the rest are answered 304. A device's
+    # next poll may go out before its first answer arrived (closed loop, 8 in flight), so a
+    # few devices may see a second 200.
+    assert polls.statuses[200] <= 40 + plan.concurrency
     assert polls.statuses[304] == len(polls.latencies) - polls.statuses[200] > 0
     engine = make_engine(pg_database)
     with engine.connect() as conn:
