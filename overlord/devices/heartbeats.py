@@ -102,7 +102,9 @@ def _record_postgresql(
     session: Session, payloads: list[tuple[str, dict[str, Any]]], now: datetime
 ) -> dict[str, bool]:
     latest = dict(payloads)
-    state = [{"id": device_id, **_state(p)} for device_id, p in latest.items()]
+    # In id order, the order the ORM flushes device updates in (the rollout engine), so the
+    # two lock rows in the same order and do not deadlock.
+    state = [{"id": device_id, **_state(latest[device_id])} for device_id in sorted(latest)]
     history = [
         {
             "id": device_id,
@@ -143,7 +145,7 @@ def _record_portable(
         ),
         [
             {"b_id": device_id, "b_last_seen": now} | {f"b_{c}": v for c, v in _state(p).items()}
-            for device_id, p in dict(rows).items()
+            for device_id, p in sorted(dict(rows).items())
         ],
     )
     connection.execute(

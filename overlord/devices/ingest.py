@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from fleetcore.wire import Heartbeat
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from overlord.context import AppContext
 
 MAX_BATCH = 500
+_ATTEMPTS = 3
 WRITERS = 2  # batches committing at once per worker: one gathers while another commits
 
 _Item = tuple[str, Heartbeat, "asyncio.Future[None]"]
@@ -99,6 +101,19 @@ class HeartbeatWriter:
         self._ctx.metrics.heartbeats.inc(sum(d not in missing for d, _hb, _done in batch))
 
     def _write(self, items: list[tuple[str, Heartbeat]]) -> set[str]:
+        """Store one batch; a transaction PostgreSQL rolled back (a deadlock with another
+        writer, SQLSTATE class 40) is retried, as the server asks."""
+        attempt = 1
+        while True:
+            try:
+                return self._write_once(items)
+            except DBAPIError as err:
+                rolled_back = str(getattr(err.orig, "sqlstate", "")).startswith("40")
+                if not rolled_back or attempt >= _ATTEMPTS:
+                    raise
+                attempt += 1
+
+    def _write_once(self, items: list[tuple[str, Heartbeat]]) -> set[str]:
         with unit_of_work(self._ctx.sessions) as session:
             open_updates, missing = heartbeats.record(session, items=items)
             for device_id, heartbeat in items:

@@ -260,3 +260,26 @@ def test_labels_filters_and_pagination(overlord: Overlord):
         == 5
     )
     assert overlord.client.get("/api/v1/devices?role=camera", headers=admin).json()["total"] == 0
+
+
+def test_a_heartbeat_batch_rolled_back_by_the_server_is_retried(overlord: Overlord, monkeypatch):
+    from sqlalchemy.exc import DBAPIError
+
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    writer = overlord.client.app.state.ctx.heartbeats  # type: ignore[attr-defined]
+    write_once = writer._write_once
+    failures = [DBAPIError("UPDATE devices", {}, Deadlock("deadlock detected"))]
+
+    def flaky(items):
+        if failures:
+            raise failures.pop()
+        return write_once(items)
+
+    monkeypatch.setattr(writer, "_write_once", flaky)
+    device_id, auth = overlord.enroll("RETRY1")
+    resp = overlord.client.post(
+        f"/api/v1/devices/{device_id}/heartbeat", json=heartbeat(), headers=auth
+    )
+    assert resp.status_code == 204 and failures == []
