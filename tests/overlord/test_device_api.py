@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import DBAPIError
+
 from fleetcore.wire import DesiredState, EventAck, EventKind, RoleStatus, UpdateState
 from overlord.auth.models import KeyRole
 from tests.overlord.conftest import Overlord, events, heartbeat
@@ -263,8 +265,6 @@ def test_labels_filters_and_pagination(overlord: Overlord):
 
 
 def test_a_heartbeat_batch_rolled_back_by_the_server_is_retried(overlord: Overlord, monkeypatch):
-    from sqlalchemy.exc import DBAPIError
-
     class Deadlock(Exception):
         sqlstate = "40P01"
 
