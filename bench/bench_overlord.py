@@ -1,17 +1,25 @@
-"""Overlord throughput on PostgreSQL with 2 uvicorn workers, each figure beside a baseline.
+"""Overlord throughput on PostgreSQL with 2 uvicorn workers, each figure beside baselines.
 
     FLEET_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:55432/postgres \\
-        .venv/bin/python bench/bench_overlord.py [--seconds 5] [--rounds 3]
+        .venv/bin/python bench/bench_overlord.py [--seconds 5] [--rounds 3] [--routes]
 
 Scenarios (targets from the Overlord issue):
 - heartbeat ingestion: POST /api/v1/devices/{id}/heartbeat, >= 2,000/s at p99 <= 100 ms;
 - desired-state polls answered 304: GET .../desired-state with If-None-Match, >= 5,000/s.
 
-The baseline is a bare FastAPI app on the same uvicorn settings (2 workers) whose endpoints
-return 204 and 304 without any work, measured by the same load generator in the same run: the
-ratio says how much of the ceiling on this machine the Overlord reaches. All load stays on
-loopback. Devices are enrolled directly in the database; the per-device rate limit is lifted
-because the benchmark compresses a fleet's minutes into seconds.
+Baselines, served by the same uvicorn settings (2 workers, uvloop, httptools) and driven by
+the same load generator in the same run (``bench/load_baseline.py``): ``fastapi``, a bare
+FastAPI app whose endpoints answer 204 and 304 without any work, and ``asgi``, the same
+answers from a bare ASGI callable (the server stack's ceiling). ``--routes`` also measures
+the Overlord with its fast path switched off (``OVERLORD_FAST_PATH=false``, ADR 0033).
+
+The load generator is ``simulator.load.blast`` in a child process, 32 keep-alive
+connections; each round warms up with 3 unmeasured passes over the 1,000 devices (so every
+worker has every credential cached, as in a fleet's steady state) and then measures for
+``--seconds``. Rounds alternate between the servers; the medians are printed with the ratio
+to each baseline, and each round's one-minute load average (the machine is shared). Devices
+are enrolled directly in the database; the per-device rate limit is lifted because the
+benchmark compresses a fleet's minutes into seconds. All traffic stays on loopback.
 """
 
 from __future__ import annotations
@@ -23,125 +31,55 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import psycopg
-from fastapi import FastAPI, Response
 from sqlalchemy.engine import make_url
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
 
-from overlord import migrate  # noqa: E402
+from fleetcore.wire import API_PREFIX  # noqa: E402
 from overlord.auth import service as auth_service  # noqa: E402
 from overlord.auth.models import KeyRole  # noqa: E402
 from overlord.db import make_engine, make_sessionmaker, unit_of_work  # noqa: E402
 from overlord.devices.models import Device  # noqa: E402
-from tests.overlord.conftest import heartbeat  # noqa: E402
-from tests.overlord.servers import free_port, overlord_process  # noqa: E402
-from tests.overlord.tufrepo import make_repo  # noqa: E402
+from simulator.load import (  # noqa: E402
+    BlastPlan,
+    BlastResult,
+    HttpConnection,
+    blast_in_subprocess,
+    heartbeat_body,
+    http_request,
+)
+from simulator.server import serve  # noqa: E402
+from simulator.site import prepare_site  # noqa: E402
 
 DEVICES = 1000
 CONCURRENCY = 32
-
-baseline_app = FastAPI()
-
-
-@baseline_app.post("/api/v1/devices/{device_id}/heartbeat", status_code=204)
-def _baseline_heartbeat(device_id: str) -> Response:
-    return Response(status_code=204)
+WORKERS = 2
+TARGETS = {"heartbeat": 2000, "desired-state 304": 5000}
+EXPECTED = {"heartbeat": 204, "desired-state 304": 304}
 
 
-@baseline_app.get("/api/v1/devices/{device_id}/desired-state")
-def _baseline_desired(device_id: str) -> Response:
-    return Response(status_code=304, headers={"ETag": '"x"'})
-
-
-# A minimal keep-alive HTTP/1.1 client: httpx would make the client, not the server, the limit.
-async def _read_response(reader: asyncio.StreamReader) -> int:
-    head = await reader.readuntil(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    if length:
-        await reader.readexactly(length)
-    return status
-
-
-async def _worker(
-    port: int,
-    requests: list[bytes],
-    stop_at: float,
-    latencies: list[float],
-    statuses: dict[int, int],
-    offset: int,
-) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    i = offset
+@contextmanager
+def database(pg_url: str) -> Iterator[str]:
+    name = f"overlord_bench_{uuid.uuid4().hex[:8]}"
+    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        while time.perf_counter() < stop_at:
-            request = requests[i % len(requests)]
-            i += 1
-            start = time.perf_counter()
-            writer.write(request)
-            status = await _read_response(reader)
-            latencies.append(time.perf_counter() - start)
-            statuses[status] = statuses.get(status, 0) + 1
+        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        writer.close()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-async def _load(
-    port: int, requests: list[bytes], seconds: float
-) -> tuple[float, float, float, dict[int, int]]:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-    stop_at = time.perf_counter() + seconds
-    started = time.perf_counter()
-    step = max(1, len(requests) // CONCURRENCY)
-    await asyncio.gather(
-        *(
-            _worker(port, requests, stop_at, latencies, statuses, n * step)
-            for n in range(CONCURRENCY)
-        )
-    )
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    p50 = latencies[len(latencies) // 2]
-    p99 = latencies[int(len(latencies) * 0.99)]
-    return len(latencies) / elapsed, p50, p99, statuses
-
-
-def _measure(port: int, requests: list[bytes], seconds: float, rounds: int) -> dict[str, float]:
-    asyncio.run(
-        _load(port, requests, 1.0)
-    )  # warm-up: connections, caches, JIT-free but lazy imports
-    results = [asyncio.run(_load(port, requests, seconds)) for _ in range(rounds)]
-    bad = {s: n for r in results for s, n in r[3].items() if s not in {204, 304}}
-    if bad:
-        raise SystemExit(f"unexpected statuses during the run: {bad}")
-    return {
-        "rps": statistics.median(r[0] for r in results),
-        "p50_ms": 1000 * statistics.median(r[1] for r in results),
-        "p99_ms": 1000 * statistics.median(r[2] for r in results),
-    }
-
-
-def _request(method: str, path: str, headers: dict[str, str], body: bytes = b"") -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
-    lines += [f"{k}: {v}" for k, v in headers.items()]
-    if body:
-        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-def _enroll(url: str) -> list[tuple[str, str]]:
+def enroll(url: str) -> list[tuple[str, str]]:
+    """``DEVICES`` devices with their credentials, written straight to the database."""
     engine = make_engine(url)
     devices = []
     with unit_of_work(make_sessionmaker(engine)) as session:
@@ -161,133 +99,109 @@ def _enroll(url: str) -> list[tuple[str, str]]:
     return devices
 
 
-def _etags(base: str, devices: list[tuple[str, str]]) -> list[str]:
-    import httpx
-
-    with httpx.Client() as client:
-        return [
-            client.get(
-                f"{base}/api/v1/devices/{d}/desired-state", headers={"Authorization": f"Bearer {t}"}
-            ).headers["etag"]
-            for d, t in devices
-        ]
-
-
-def _baseline(
-    port: int, fn: Callable[[], dict[str, dict[str, float]]]
-) -> dict[str, dict[str, float]]:
-    import subprocess
-
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "bench_overlord:baseline_app",
-        "--app-dir",
-        str(Path(__file__).parent),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "2",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    proc = subprocess.Popen(argv, env=os.environ | {"PYTHONPATH": str(REPO_ROOT)})
+async def _etags(port: int, requests: list[bytes]) -> list[str]:
+    conn = await HttpConnection.open("127.0.0.1", port)
     try:
-        import httpx
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.post(f"http://127.0.0.1:{port}/api/v1/devices/x/heartbeat")
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        return fn()
+        return [(await conn.exchange(r))[1][b"etag"].decode() for r in requests]
     finally:
-        proc.terminate()
-        proc.wait()
+        conn.close()
+
+
+def scenarios(port: int, devices: list[tuple[str, str]]) -> dict[str, list[bytes]]:
+    """The prepared requests of both scenarios against one server (its own ETags)."""
+    body = json.dumps(heartbeat_body("1.0.0")).encode()
+    auth = [{"Authorization": f"Bearer {token}"} for _d, token in devices]
+    beats = [
+        http_request("POST", f"{API_PREFIX}/devices/{d}/heartbeat", a, body)
+        for (d, _t), a in zip(devices, auth, strict=True)
+    ]
+    paths = [f"{API_PREFIX}/devices/{d}/desired-state" for d, _t in devices]
+    first = [http_request("GET", p, a) for p, a in zip(paths, auth, strict=True)]
+    etags = asyncio.run(_etags(port, first))
+    polls = [
+        http_request("GET", p, a | {"If-None-Match": e})
+        for p, a, e in zip(paths, auth, etags, strict=True)
+    ]
+    return {"heartbeat": beats, "desired-state 304": polls}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--routes", action="store_true", help="also without the fast path")
     args = parser.parse_args()
     pg_url = os.environ.get("FLEET_TEST_PG_URL")
     if not pg_url:
         raise SystemExit("set FLEET_TEST_PG_URL to a PostgreSQL server URL")
-    name = f"overlord_bench_{uuid.uuid4().hex[:8]}"
-    admin_url = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        migrate.upgrade(make_engine(url))
-        devices = _enroll(url)
-        with tempfile.TemporaryDirectory() as tmp:
-            repo = make_repo(Path(tmp) / "tuf")
-            env = {
-                "OVERLORD_DATABASE_URL": url,
-                "OVERLORD_REPO_DIR": str(repo.path),
-                "OVERLORD_KEYS_DIR": str(repo.keydir),
-                "OVERLORD_DEVICE_RATE_PER_S": "1000000",
-                "OVERLORD_DEVICE_RATE_BURST": "1000000",
-                "PYTHONPATH": str(REPO_ROOT),
-            }
-            body = json.dumps(heartbeat()).encode()
-            beats = [
-                _request(
-                    "POST", f"/api/v1/devices/{d}/heartbeat", {"Authorization": f"Bearer {t}"}, body
-                )
-                for d, t in devices
-            ]
-            with overlord_process(env, workers=2) as base:
-                port = int(base.rsplit(":", 1)[1])
-                etags = _etags(base, devices)
-                polls = [
-                    _request(
-                        "GET",
-                        f"/api/v1/devices/{d}/desired-state",
-                        {"Authorization": f"Bearer {t}", "If-None-Match": e},
-                    )
-                    for (d, t), e in zip(devices, etags, strict=True)
-                ]
-                overlord = {
-                    "heartbeat": _measure(port, beats, args.seconds, args.rounds),
-                    "desired-state 304": _measure(port, polls, args.seconds, args.rounds),
-                }
-            base_port = free_port()
-            baseline = _baseline(
-                base_port,
-                lambda: {
-                    "heartbeat": _measure(base_port, beats, args.seconds, args.rounds),
-                    "desired-state 304": _measure(base_port, polls, args.seconds, args.rounds),
-                },
-            )
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    targets = {"heartbeat": 2000, "desired-state 304": 5000}
-    print(
-        f"Overlord on PostgreSQL, 2 uvicorn workers, {CONCURRENCY} keep-alive connections, "
-        f"{DEVICES} devices, median of {args.rounds} x {args.seconds:.0f} s, {os.cpu_count()} CPUs"
-    )
-    print(
-        f"{'scenario':<20}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'baseline req/s':>16}{'ratio':>8}{'target/s':>10}"
-    )
-    for scenario, figures in overlord.items():
-        ratio = figures["rps"] / baseline[scenario]["rps"]
-        print(
-            f"{scenario:<20}{figures['rps']:>9.0f}{figures['p50_ms']:>9.1f}{figures['p99_ms']:>9.1f}"
-            f"{baseline[scenario]['rps']:>16.0f}{ratio:>8.2f}{targets[scenario]:>10}"
+    results: dict[tuple[str, str], list[BlastResult]] = {}
+    with tempfile.TemporaryDirectory() as tmp, database(pg_url) as url, ExitStack() as stack:
+        site = prepare_site(Path(tmp), url)
+        devices = enroll(url)
+        env = site.env(run_scheduler=False)
+        baseline_env = {"PYTHONPATH": str(BENCH)}
+        servers = {"overlord": serve(env=env, workers=WORKERS, log=Path(tmp) / "overlord.log")}
+        if args.routes:
+            routes_env = site.env(run_scheduler=False, fast_path=False)
+            servers["overlord, routes only"] = serve(env=routes_env, workers=WORKERS)
+        servers["fastapi"] = serve(
+            "load_baseline:app", env=baseline_env, workers=WORKERS, factory=False
         )
+        servers["asgi"] = serve(
+            "load_baseline:asgi_app", env=baseline_env, workers=WORKERS, factory=False
+        )
+        ports = {
+            name: int(stack.enter_context(server).rsplit(":", 1)[1])
+            for name, server in servers.items()
+        }
+        requests = {name: scenarios(port, devices) for name, port in ports.items()}
+        for n in range(args.rounds):
+            for name, port in ports.items():
+                for scenario, prepared in requests[name].items():
+                    plan = BlastPlan(
+                        host="127.0.0.1",
+                        port=port,
+                        requests=prepared,
+                        seconds=args.seconds,
+                        concurrency=CONCURRENCY,
+                    )
+                    result = blast_in_subprocess(plan).only(EXPECTED[scenario])
+                    results.setdefault((name, scenario), []).append(result)
+                    print(
+                        f"round {n + 1} {name:<22} {scenario:<18} {result.rate:>7.0f}/s "
+                        f"p99 {result.p99_s * 1000:6.1f} ms  load {result.load_average:.1f}",
+                        flush=True,
+                    )
+    report(results, args)
+
+
+def _median(results: list[BlastResult], field: str) -> float:
+    return statistics.median(getattr(r, field) for r in results)
+
+
+def report(results: dict[tuple[str, str], list[BlastResult]], args: argparse.Namespace) -> None:
+    loads = [r.load_average for rs in results.values() for r in rs]
+    print(
+        f"\nPostgreSQL, {WORKERS} uvicorn workers, {CONCURRENCY} keep-alive connections, "
+        f"{DEVICES} devices, median of {args.rounds} x {args.seconds:.0f} s, {os.cpu_count()} "
+        f"CPUs, load average {min(loads):.1f}-{max(loads):.1f} during the rounds"
+    )
+    print(
+        f"{'server':<22}{'scenario':<19}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}"
+        f"{'fastapi/s':>10}{'ratio':>7}{'asgi/s':>8}{'ratio':>7}{'target/s':>9}"
+    )
+    names = sorted({name for name, _s in results if name not in {"fastapi", "asgi"}})
+    for name in names:
+        for scenario in TARGETS:
+            ours = results[(name, scenario)]
+            rate = _median(ours, "rate")
+            fastapi = _median(results[("fastapi", scenario)], "rate")
+            asgi = _median(results[("asgi", scenario)], "rate")
+            print(
+                f"{name:<22}{scenario:<19}{rate:>8.0f}{_median(ours, 'p50_s') * 1000:>8.1f}"
+                f"{_median(ours, 'p99_s') * 1000:>8.1f}{fastapi:>10.0f}{rate / fastapi:>7.2f}"
+                f"{asgi:>8.0f}{rate / asgi:>7.2f}{TARGETS[scenario]:>9}"
+            )
 
 
 if __name__ == "__main__":

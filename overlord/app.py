@@ -27,8 +27,9 @@ from overlord.db import is_disconnect, unit_of_work
 from overlord.deps import Ctx
 from overlord.devices.routes import labels_router, sd_router
 from overlord.devices.routes import router as devices_router
-from overlord.errors import DatabaseUnavailable, RequestError
+from overlord.errors import RETRY_HINT, DatabaseUnavailable, RequestError, error_body
 from overlord.events.routes import router as events_router
+from overlord.fastpath import FastPath
 from overlord.metrics.collector import FleetCollector
 from overlord.releases.routes import router as releases_router
 from overlord.rollouts.routes import router as rollouts_router
@@ -73,20 +74,13 @@ class _LatencyMiddleware:
             ).observe(time.perf_counter() - start)
 
 
-def _error_body(err: Exception, hint: str | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"detail": str(err)}
-    if hint:
-        body["hint"] = hint
-    return body
-
-
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestError)
     async def request_error(_request: Request, err: RequestError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if err.status_code == 401 else None
-        return JSONResponse(
-            _error_body(err, err.hint), status_code=err.status_code, headers=headers
-        )
+        headers = {"WWW-Authenticate": "Bearer"} if err.status_code == 401 else {}
+        if err.status_code == 503:
+            headers["Retry-After"] = "5"
+        return JSONResponse(error_body(err, err.hint), status_code=err.status_code, headers=headers)
 
     @app.exception_handler(LoginRequired)
     async def login_required(request: Request, _err: LoginRequired) -> Response:
@@ -100,7 +94,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def database_down(request: Request, err: DatabaseUnavailable) -> JSONResponse:
         request.app.state.ctx.mark_database_down()
         return JSONResponse(
-            _error_body(err, "the Overlord retries by itself; try again shortly"),
+            error_body(err, RETRY_HINT),
             status_code=503,
             headers={"Retry-After": "5"},
         )
@@ -137,6 +131,20 @@ def _document_bearer_auth(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+class OverlordApp(FastAPI):
+    """FastAPI with :mod:`overlord.fastpath` in front of everything, even the middleware."""
+
+    fast_path: FastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path is not None and scope["type"] == "http":
+            handed_on = await self.fast_path.handle(scope, receive, send)
+            if handed_on is None:
+                return
+            receive = handed_on
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     settings = settings or Settings()
     ctx = AppContext.create(settings, engine=engine)
@@ -147,20 +155,25 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         scheduler = Scheduler(ctx) if settings.run_scheduler else None
         if scheduler is not None:
             scheduler.start()
+        ctx.keeper.start()
         try:
             yield
         finally:
+            await ctx.heartbeats.close()
+            ctx.keeper.stop()
             if scheduler is not None:
                 scheduler.stop()
             ctx.engine.dispose()
 
-    app = FastAPI(
+    app = OverlordApp(
         title="Metrica Fleet Overlord",
         version=__version__,
         lifespan=lifespan,
         description="Device registry, staged rollouts and the TUF release repository.",
     )
     app.state.ctx = ctx
+    if settings.fast_path:
+        app.fast_path = FastPath(ctx)
     _document_bearer_auth(app)
     _install_error_handlers(app)
     for router in (

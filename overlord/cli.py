@@ -131,6 +131,7 @@ def cmd_rollout_create(args: argparse.Namespace) -> None:
             "canary_devices": args.canary,
             "stages": args.stages,
             "success_window_s": args.success_window,
+            "stage_timeout_s": args.stage_timeout,
             "failure_threshold": args.failure_threshold,
             "start": not args.paused,
         }
@@ -247,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     ro_create.add_argument("--canary", type=int, default=1)
     ro_create.add_argument("--stages", type=int, nargs="+", default=[10, 50, 100])
     ro_create.add_argument("--success-window", type=int, default=600)
+    ro_create.add_argument(
+        "--stage-timeout",
+        type=int,
+        default=7200,
+        help="seconds after admission before a silent device counts as failed",
+    )
     ro_create.add_argument("--failure-threshold", type=float, default=0.05)
     ro_create.add_argument("--paused", action="store_true", help="create without starting")
     ro_create.set_defaults(func=cmd_rollout_create)

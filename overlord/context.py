@@ -23,6 +23,8 @@ from overlord.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from overlord.devices.changes import ChangeFollower
 from overlord.devices.ingest import HeartbeatWriter
 from overlord.devices.schemas import CachedDesiredState
+from overlord.errors import DatabaseUnavailable
+from overlord.invalidation import CacheKeeper
 from overlord.metrics.registry import Metrics
 from overlord.settings import Settings
 
@@ -45,10 +47,33 @@ class AppContext:
     database_down_until: float = 0.0
     heartbeats: HeartbeatWriter = field(init=False)
     changes: ChangeFollower = field(init=False)
+    keeper: CacheKeeper = field(init=False)
 
     def __post_init__(self) -> None:
         self.heartbeats = HeartbeatWriter(self)
-        self.changes = ChangeFollower(self.desired, poll_s=self.settings.change_poll_s)
+        self.changes = ChangeFollower(self.desired)
+        self.keeper = CacheKeeper(
+            engine=self.engine,
+            principals=self.principals,
+            desired=self.desired,
+            follow_changes=self._follow_changes,
+            poll_s=self.settings.change_poll_s,
+        )
+
+    def _follow_changes(self) -> None:
+        if self.database_suspect():
+            return
+        try:
+            self.changes.follow(self.reads)
+        except DatabaseUnavailable:
+            self.mark_database_down()
+            raise
+
+    def principal_max_age_s(self) -> float:
+        """How long a cached credential is trusted: long only while revocations are heard."""
+        if self.keeper.live:
+            return self.settings.auth_cache_max_s
+        return self.settings.auth_cache_ttl_s
 
     def mark_database_down(self) -> None:
         """Skip database reads for a moment, so cached answers are not delayed by timeouts."""

@@ -87,7 +87,7 @@ def make_engine(url: str) -> Engine:
     return create_engine(
         url,
         pool_recycle=1800,
-        pool_size=10,
+        pool_size=20,
         max_overflow=10,
         pool_timeout=5,
         connect_args={"connect_timeout": 3},

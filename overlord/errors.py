@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fleetcore.errors import FleetError
+
+RETRY_HINT = "the Overlord retries by itself; try again shortly"
+
+
+def error_body(err: Exception, hint: str | None) -> dict[str, Any]:
+    """The JSON body of every error answer: ``{"detail": ..., "hint": ...}``."""
+    body: dict[str, Any] = {"detail": str(err)}
+    if hint:
+        body["hint"] = hint
+    return body
 
 
 class OverlordError(FleetError):
@@ -49,6 +61,12 @@ class Forbidden(RequestError):
 
 class RateLimited(RequestError):
     status_code = 429
+
+
+class Overloaded(RequestError):
+    """More work is queued than this replica takes on; the client retries later."""
+
+    status_code = 503
 
 
 class PublishRejected(RequestError):

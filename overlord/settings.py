@@ -37,7 +37,24 @@ class Settings(BaseSettings):
     outage_backoff_s: float = Field(
         default=2.0, ge=0, description="after a lost database, answer reads from cache this long"
     )
-    auth_cache_ttl_s: float = Field(default=10.0, ge=0)
+    auth_cache_ttl_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="longest a cached credential is trusted while revocations cannot be heard",
+    )
+    auth_cache_max_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="longest a cached credential is trusted while this replica hears "
+        "revocations (PostgreSQL LISTEN)",
+    )
+    fast_path: bool = Field(
+        default=True,
+        description="answer cached desired states and heartbeats below the FastAPI router",
+    )
+    heartbeat_queue_max: int = Field(
+        default=10_000, ge=1, description="heartbeats waiting for their commit, per worker"
+    )
     device_rate_per_s: float = Field(default=5.0, gt=0)
     device_rate_burst: int = Field(default=30, ge=1)
     anonymous_rate_per_s: float = Field(default=2.0, gt=0)

@@ -25,6 +25,7 @@ def client_address(request: Request) -> str:
 def _load_principal(ctx: AppContext, key: str, token: str) -> Principal | None:
     """Resolve a token in the database; while it is down, trust this replica's last answer."""
     if not ctx.database_suspect():
+        generation = ctx.principals.generation
         try:
             with unit_of_work(ctx.reads) as session:
                 principal = service.resolve_token(session, token=token)
@@ -32,9 +33,18 @@ def _load_principal(ctx: AppContext, key: str, token: str) -> Principal | None:
             ctx.mark_database_down()
         else:
             if principal is not None:
-                ctx.principals.put(key, principal)
+                ctx.principals.put(key, principal, generation=generation)
             return principal
-    return ctx.principals.get(key, max_age_s=None)
+    stale = ctx.principals.get(key, max_age_s=None)
+    return None if stale is None or stale.expired() else stale
+
+
+def cached_principal(ctx: AppContext, key: str) -> Principal | None:
+    """A credential this replica resolved recently enough, and not expired since."""
+    principal = ctx.principals.get(key, max_age_s=ctx.principal_max_age_s())
+    if principal is None or principal.expired():
+        return None
+    return principal
 
 
 def _session_principal(ctx: AppContext, cookie: str) -> Principal | None:
@@ -58,7 +68,7 @@ async def authenticate(request: Request) -> Principal:
     token = bearer_token(request)
     if token is not None:
         key = digest(token)
-        principal = ctx.principals.get(key, max_age_s=ctx.settings.auth_cache_ttl_s)
+        principal = cached_principal(ctx, key)
         if principal is None:
             principal = await run_in_threadpool(_load_principal, ctx, key, token)
     elif cookie := request.cookies.get(SESSION_COOKIE):

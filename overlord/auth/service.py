@@ -6,9 +6,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session
 
+from overlord import invalidation
 from overlord.auth.models import OPERATOR_RANK, ApiKey, DashboardSession, KeyRole
 from overlord.auth.tokens import digest, new_token
 from overlord.db import utcnow
@@ -22,9 +23,14 @@ class Principal:
     key_id: int
     role: KeyRole
     device_id: str | None = None
+    expires_at: datetime | None = None
 
     def at_least(self, role: KeyRole) -> bool:
         return OPERATOR_RANK.get(self.role, 0) >= OPERATOR_RANK[role]
+
+    def expired(self) -> bool:
+        """Checked on every cached use too, so a cached credential never outlives its key."""
+        return self.expires_at is not None and self.expires_at <= utcnow()
 
 
 def create_key(
@@ -49,31 +55,38 @@ def resolve_token(session: Session, *, token: str) -> Principal | None:
     key = session.scalar(select(ApiKey).where(ApiKey.token_hash == digest(token)))
     if key is None or key.revoked_at is not None:
         return None
-    if key.expires_at is not None and key.expires_at <= utcnow():
-        return None
-    return Principal(key_id=key.id, role=key.role, device_id=key.device_id)
+    principal = Principal(
+        key_id=key.id, role=key.role, device_id=key.device_id, expires_at=key.expires_at
+    )
+    return None if principal.expired() else principal
 
 
 def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.id)))
 
 
-def revoke_key(session: Session, *, key_id: int) -> None:
-    result = session.execute(
-        update(ApiKey)
-        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
+def _revoke(session: Session, *conditions: ColumnElement[bool]) -> int:
+    """Revoke matching active keys and tell every replica to forget them at commit."""
+    digests = list(
+        session.scalars(
+            update(ApiKey)
+            .where(ApiKey.revoked_at.is_(None), *conditions)
+            .values(revoked_at=utcnow())
+            .returning(ApiKey.token_hash)
+        )
     )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    for token_hash in digests:
+        invalidation.announce(session, invalidation.credential(token_hash))
+    return len(digests)
+
+
+def revoke_key(session: Session, *, key_id: int) -> None:
+    if _revoke(session, ApiKey.id == key_id) == 0:
         raise NotFound(f"no active key {key_id}")
 
 
 def revoke_device_keys(session: Session, *, device_id: str) -> None:
-    session.execute(
-        update(ApiKey)
-        .where(ApiKey.device_id == device_id, ApiKey.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+    _revoke(session, ApiKey.device_id == device_id)
 
 
 def open_session(session: Session, *, principal: Principal, ttl_s: int) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.staticfiles import StaticFiles
@@ -14,13 +16,14 @@ from overlord.auth import service as auth_service
 from overlord.auth.deps import SESSION_COOKIE, client_address
 from overlord.auth.models import KeyRole
 from overlord.auth.service import Principal
-from overlord.dashboard import service
-from overlord.dashboard.schemas import LoginForm
+from overlord.dashboard import csrf, service
+from overlord.dashboard.schemas import ActionForm, DeviceStatusForm, LoginForm
 from overlord.db import unit_of_work
 from overlord.deps import Ctx, DbSession
 from overlord.devices import service as devices_service
+from overlord.devices.models import AdminStatus
 from overlord.devices.schemas import DeviceFilter, FleetStatus
-from overlord.errors import AuthError, RateLimited
+from overlord.errors import AuthError, Conflict, Forbidden, NotFound, RateLimited, RequestError
 from overlord.rollouts import service as rollouts_service
 
 _HERE = Path(__file__).parent
@@ -97,6 +100,16 @@ def logout(request: Request, session: DbSession) -> Response:
     return response
 
 
+def _forms(request: Request, user: Principal) -> dict[str, object]:
+    """What templates need to show the actions this user may take."""
+    return {
+        "user": user,
+        "csrf": csrf.token_for(request.cookies.get(SESSION_COOKIE, "")),
+        "can_operate": user.at_least(KeyRole.OPERATOR),
+        "can_administer": user.at_least(KeyRole.ADMIN),
+    }
+
+
 def _fleet_context(
     ctx: Ctx, session: DbSession, status: FleetStatus | None, page: int
 ) -> dict[str, object]:
@@ -135,7 +148,8 @@ def index(
     status: StatusQuery = None,
     page: PageQuery = 0,
 ) -> Response:
-    context = _fleet_context(ctx, session, status, page) | {"user": user}
+    context = _fleet_context(ctx, session, status, page) | _forms(request, user)
+    context["error"] = request.query_params.get("error")
     return templates.TemplateResponse(request, "index.html", context)
 
 
@@ -143,7 +157,7 @@ def index(
 def fragment(
     name: str,
     request: Request,
-    _user: DashboardUser,
+    user: DashboardUser,
     ctx: Ctx,
     session: DbSession,
     status: StatusQuery = None,
@@ -151,7 +165,7 @@ def fragment(
 ) -> Response:
     if name not in {"fleet", "rollouts", "devices"}:
         return Response(status_code=404)
-    context = _fleet_context(ctx, session, status, page)
+    context = _fleet_context(ctx, session, status, page) | _forms(request, user)
     return templates.TemplateResponse(request, f"_{name}.html", context)
 
 
@@ -162,9 +176,10 @@ def device(
     page = service.device_page(
         session, device_id=device_id, offline_after_s=ctx.settings.offline_after_s
     )
-    return templates.TemplateResponse(
-        request, "device.html", {"page": page, "user": user, "refresh_s": REFRESH_S}
-    )
+    context = {"page": page, "refresh_s": REFRESH_S, "statuses": list(AdminStatus)}
+    context |= _forms(request, user)
+    context["error"] = request.query_params.get("error")
+    return templates.TemplateResponse(request, "device.html", context)
 
 
 @router.get("/dashboard/devices/{device_id}/timeline", response_class=HTMLResponse)
@@ -175,3 +190,59 @@ def device_timeline(
         session, device_id=device_id, offline_after_s=ctx.settings.offline_after_s
     )
     return templates.TemplateResponse(request, "_device_live.html", {"page": page})
+
+
+# Operator actions -----------------------------------------------------------------------
+
+_ROLLOUT_ACTIONS = {
+    "pause": rollouts_service.pause,
+    "resume": rollouts_service.resume,
+    "abort": rollouts_service.abort,
+}
+
+
+def _back(path: str, error: RequestError | None = None) -> RedirectResponse:
+    """Post/redirect/get; a refused action comes back as a banner on the page."""
+    return RedirectResponse(
+        f"{path}?{urlencode({'error': str(error)})}" if error else path, status_code=303
+    )
+
+
+@router.post("/dashboard/rollouts/{rollout_id}/{action}")
+def rollout_action(
+    rollout_id: Annotated[int, PathParam(ge=1, le=2**62)],
+    action: str,
+    request: Request,
+    user: DashboardUser,
+    ctx: Ctx,
+    form: Annotated[ActionForm, Form()],
+) -> Response:
+    verb = _ROLLOUT_ACTIONS.get(action)
+    if verb is None:
+        return Response(status_code=404)
+    csrf.check(request, request.cookies.get(SESSION_COOKIE, ""), form.csrf)
+    if not user.at_least(KeyRole.OPERATOR):
+        raise Forbidden("rollout actions need the operator role or higher")
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            verb(session, rollout_id=rollout_id)
+    except (Conflict, NotFound) as err:
+        return _back("/dashboard", err)
+    return _back("/dashboard")
+
+
+@router.post("/dashboard/devices/{device_id}/status")
+def device_status_action(
+    device_id: str,
+    request: Request,
+    user: DashboardUser,
+    ctx: Ctx,
+    form: Annotated[DeviceStatusForm, Form()],
+) -> Response:
+    csrf.check(request, request.cookies.get(SESSION_COOKIE, ""), form.csrf)
+    if not user.at_least(KeyRole.ADMIN):
+        raise Forbidden("setting a device's admin status needs the admin role")
+    with unit_of_work(ctx.sessions) as session:
+        devices_service.set_admin_status(session, device_id=device_id, status=form.status)
+    ctx.desired.drop(device_id)
+    return _back(f"/dashboard/devices/{device_id}")

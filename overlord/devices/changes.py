@@ -1,7 +1,8 @@
 """Cross-replica invalidation of cached desired states.
 
 A session hook records a :class:`DesiredStateChange` whenever a column that a desired state is
-built from changes, in the same transaction. Each replica reads the log every
+built from changes, in the same transaction (and, on PostgreSQL, announces it to every
+replica's listener at commit: ``overlord.invalidation``). Each replica reads the log every
 ``change_poll_s`` and drops the cached answers it names, so a replica may keep answering
 unchanged devices from memory indefinitely (the cheap 304) while a change reaches it within
 ``change_poll_s``. Reads overlap by ``OVERLAP`` so that a transaction committing late, or a
@@ -11,13 +12,13 @@ modest clock difference between replicas, is not missed.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, event, inspect, select
 from sqlalchemy.orm import Session
 
+from overlord import invalidation
 from overlord.cache import TTLCache
 from overlord.db import unit_of_work, utcnow
 from overlord.devices.models import DesiredStateChange, Device
@@ -34,6 +35,8 @@ _DEVICE_COLUMNS = (
     "group_name",
 )
 _GROUP_COLUMNS = ("poll_interval_s",)
+# Past this many devices changed in one flush, one "every device" notification is cheaper.
+_MAX_NOTIFIES = 50
 
 
 def _changed(obj: object, columns: tuple[str, ...]) -> bool:
@@ -52,47 +55,51 @@ def _record_changes(session: Session, _context: Any, _instances: Any) -> None:
     if any(isinstance(obj, DeploymentConfig) for obj in session.deleted):
         changes.append(DesiredStateChange(device_id=None))
     session.add_all(changes)
+    messages = {
+        invalidation.device(c.device_id) if c.device_id else invalidation.ALL_DEVICES
+        for c in changes
+    }
+    if len(messages) > _MAX_NOTIFIES:  # e.g. a rollout stage admitting many devices at once
+        messages = {invalidation.ALL_DEVICES}
+    for message in messages:
+        invalidation.announce(session, message)
 
 
 class ChangeFollower:
-    """Keeps one replica's desired-state cache in step with the change log."""
+    """Keeps one replica's desired-state cache in step with the change log.
 
-    def __init__(self, cache: TTLCache[str, CachedDesiredState], *, poll_s: float) -> None:
+    Called by the replica's ``invalidation.CacheKeeper`` thread every ``change_poll_s``.
+    """
+
+    def __init__(self, cache: TTLCache[str, CachedDesiredState]) -> None:
         self._cache = cache
-        self._poll_s = poll_s
-        self._lock = threading.Lock()
-        self._next_poll = 0.0
         self._since: datetime | None = None
-
-    def due(self) -> bool:
-        return time.monotonic() >= self._next_poll
+        self._lock = threading.Lock()
 
     def follow(self, sessions: Any) -> None:
         """Read changes since the last look (minus the overlap) and drop what they name."""
-        if not self._lock.acquire(blocking=False):
-            return
-        try:
-            started = utcnow()
-            if self._since is None:
-                # Nothing is cached before the first look, so only later changes matter.
-                self._since = started
-            with unit_of_work(sessions) as session:
-                devices = set(
-                    session.scalars(
-                        select(DesiredStateChange.device_id).where(
-                            DesiredStateChange.changed_at > self._since - OVERLAP
-                        )
+        with self._lock:
+            self._follow(sessions)
+
+    def _follow(self, sessions: Any) -> None:
+        started = utcnow()
+        if self._since is None:
+            # Nothing is cached before the first look, so only later changes matter.
+            self._since = started
+        with unit_of_work(sessions) as session:
+            devices = set(
+                session.scalars(
+                    select(DesiredStateChange.device_id).where(
+                        DesiredStateChange.changed_at > self._since - OVERLAP
                     )
                 )
-            if None in devices:
-                self._cache.clear()
-            for device_id in devices - {None}:
-                assert device_id is not None
-                self._cache.drop(device_id)
-            self._since = started
-            self._next_poll = time.monotonic() + self._poll_s
-        finally:
-            self._lock.release()
+            )
+        if None in devices:
+            self._cache.clear()
+        for device_id in devices - {None}:
+            assert device_id is not None
+            self._cache.drop(device_id)
+        self._since = started
 
 
 def prune(session: Session) -> None:

@@ -1,8 +1,14 @@
 """Group commit for heartbeats: concurrent requests share one transaction.
 
-Each request still answers only after its heartbeat is committed (or with the error that
-stopped the batch), so a 204 always means stored. Batching turns N round trips and N thread
-hops into a few, which is what lets two workers keep up with a large fleet.
+A heartbeat is *acknowledged* (204) only after the transaction holding it committed; until
+then the device keeps it and resends it if the request fails. So nothing acknowledged can
+be lost, whatever happens to this process, and there is nothing to flush at shutdown except
+batches whose requests are still waiting (``close`` lets them finish).
+
+One writer task per event loop (uvicorn worker) takes everything queued when it wakes (up
+to ``MAX_BATCH``) and writes it in one transaction of three statements on a thread, while
+the next batch gathers. The queue is bounded (``heartbeat_queue_max``): beyond it a request
+is refused with 503 and retried by the device, instead of latency growing without limit.
 """
 
 from __future__ import annotations
@@ -10,18 +16,21 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from fleetcore.wire import Heartbeat
 from overlord.db import unit_of_work
-from overlord.devices import service
-from overlord.errors import NotFound
+from overlord.devices import heartbeats, service
+from overlord.errors import NotFound, Overloaded
 from overlord.rollouts import service as rollouts_service
 
 if TYPE_CHECKING:
     from overlord.context import AppContext
 
 MAX_BATCH = 500
+_ATTEMPTS = 3
+WRITERS = 2  # batches committing at once per worker: one gathers while another commits
 
 _Item = tuple[str, Heartbeat, "asyncio.Future[None]"]
 
@@ -36,38 +45,77 @@ class HeartbeatWriter:
         self._task: asyncio.Task[None] | None = None
 
     async def submit(self, device_id: str, heartbeat: Heartbeat) -> None:
+        """Returns once the heartbeat is committed; raises what stopped its batch."""
         loop = asyncio.get_running_loop()
         if self._queue is None or self._loop is not loop:
             self._loop, self._queue = loop, asyncio.Queue()
             self._task = loop.create_task(self._run(self._queue))
+        if self._queue.qsize() >= self._ctx.settings.heartbeat_queue_max:
+            raise Overloaded("too many heartbeats waiting to be stored; retry shortly")
         done: asyncio.Future[None] = loop.create_future()
-        await self._queue.put((device_id, heartbeat, done))
+        self._queue.put_nowait((device_id, heartbeat, done))
         await done
 
+    async def close(self) -> None:
+        """Store what is queued (its requests are still waiting), then stop the writer."""
+        if self._queue is not None and self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            self._queue = self._task = None
+
     async def _run(self, queue: asyncio.Queue[_Item]) -> None:
+        slots = asyncio.Semaphore(WRITERS)
+        running: set[asyncio.Task[None]] = set()
         while True:
+            await slots.acquire()
             batch = [await queue.get()]
             while len(batch) < MAX_BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
-            try:
-                missing = await run_in_threadpool(self._write, [(d, hb) for d, hb, _ in batch])
-            except Exception as err:  # the whole batch failed: every waiter gets the error
-                for _d, _hb, done in batch:
-                    if not done.done():
-                        done.set_exception(err)
+            task = asyncio.get_running_loop().create_task(self._store_batch(queue, batch))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            task.add_done_callback(lambda _t: slots.release())
+
+    async def _store_batch(self, queue: asyncio.Queue[_Item], batch: list[_Item]) -> None:
+        try:
+            await self._store(batch)
+        finally:
+            for _ in batch:
+                queue.task_done()
+
+    async def _store(self, batch: list[_Item]) -> None:
+        try:
+            missing = await run_in_threadpool(self._write, [(d, hb) for d, hb, _ in batch])
+        except Exception as err:  # the whole batch failed: every waiter gets the error
+            for _d, _hb, done in batch:
+                if not done.done():
+                    done.set_exception(err)
+            return
+        for device_id, _hb, done in batch:
+            if done.done():
                 continue
-            for device_id, _hb, done in batch:
-                if done.done():
-                    continue
-                if device_id in missing:
-                    done.set_exception(NotFound(f"no device {device_id}"))
-                else:
-                    done.set_result(None)
-            self._ctx.metrics.heartbeats.inc(len(batch) - len(missing))
+            if device_id in missing:
+                done.set_exception(NotFound(f"no device {device_id}"))
+            else:
+                done.set_result(None)
+        self._ctx.metrics.heartbeats.inc(sum(d not in missing for d, _hb, _done in batch))
 
     def _write(self, items: list[tuple[str, Heartbeat]]) -> set[str]:
+        """Store one batch; a transaction PostgreSQL rolled back (a deadlock with another
+        writer, SQLSTATE class 40) is retried, as the server asks."""
+        attempt = 1
+        while True:
+            try:
+                return self._write_once(items)
+            except DBAPIError as err:
+                rolled_back = str(getattr(err.orig, "sqlstate", "")).startswith("40")
+                if not rolled_back or attempt >= _ATTEMPTS:
+                    raise
+                attempt += 1
+
+    def _write_once(self, items: list[tuple[str, Heartbeat]]) -> set[str]:
         with unit_of_work(self._ctx.sessions) as session:
-            open_updates, missing = service.record_heartbeats(session, items=items)
+            open_updates, missing = heartbeats.record(session, items=items)
             for device_id, heartbeat in items:
                 if device_id in open_updates:
                     device = service.get_device(session, device_id=device_id)

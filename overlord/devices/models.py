@@ -23,6 +23,8 @@ class AdminStatus(StrEnum):
 
 class Device(Base):
     __tablename__ = "devices"
+    # Room on each page for the in-place (HOT) updates of heartbeats (ADR 0035).
+    __table_args__ = {"postgresql_with": {"fillfactor": 80}}
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     hostname: Mapped[str] = mapped_column(String(253))
@@ -36,7 +38,9 @@ class Device(Base):
         str_enum(AdminStatus), default=AdminStatus.ACTIVE
     )
     enrolled_at: Mapped[datetime] = mapped_column(default=utcnow)
-    last_seen: Mapped[datetime | None] = mapped_column(index=True)
+    # Not indexed: every heartbeat sets it, and without an index PostgreSQL updates the row
+    # in place (a HOT update, ADR 0035); status filters scan the devices table instead.
+    last_seen: Mapped[datetime | None]
     image_version: Mapped[str] = mapped_column(String(40), index=True)
     booted_slot: Mapped[Slot] = mapped_column(str_enum(Slot))
     committed_slot: Mapped[Slot | None] = mapped_column(str_enum(Slot))

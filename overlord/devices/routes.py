@@ -61,31 +61,24 @@ async def desired_state(
 ) -> Response:
     """What the device should run, with an ETag; ``If-None-Match`` answers 304.
 
-    Answers come from this replica's cache, kept in step with other replicas through the
-    desired-state change log, so an unchanged device is answered without a query (the cheap
-    304 path). While the database is down the cache answers whatever its age.
+    Answers come from this replica's cache, kept in step with other replicas (see
+    ``overlord.invalidation``), so an unchanged device is answered without a query (the cheap
+    304 path, usually answered by ``overlord.fastpath`` before it gets here). While the
+    database is down the cache answers whatever its age.
     """
     ctx: AppContext = request.app.state.ctx
-    if ctx.changes.due() and not ctx.database_suspect():
-        await run_in_threadpool(_follow_changes, ctx)
     state = ctx.desired.get(device_id, max_age_s=ctx.settings.cache_ttl_s)
     if state is None:
         state = await run_in_threadpool(_load_desired, ctx, device_id)
     headers = {"ETag": state.etag, "Cache-Control": "no-cache"}
-    if if_none_match is not None and state.etag in {t.strip() for t in if_none_match.split(",")}:
+    if state.matches(if_none_match):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     return Response(content=state.body, media_type="application/json", headers=headers)
 
 
-def _follow_changes(ctx: AppContext) -> None:
-    try:
-        ctx.changes.follow(ctx.reads)
-    except DatabaseUnavailable:
-        ctx.mark_database_down()
-
-
 def _load_desired(ctx: Ctx, device_id: str) -> CachedDesiredState:
     if not ctx.database_suspect():
+        generation = ctx.desired.generation
         try:
             with unit_of_work(ctx.reads) as session:
                 state = service.desired_state(
@@ -96,7 +89,7 @@ def _load_desired(ctx: Ctx, device_id: str) -> CachedDesiredState:
         except DatabaseUnavailable:
             ctx.mark_database_down()
         else:
-            ctx.desired.put(device_id, state)
+            ctx.desired.put(device_id, state, generation=generation)
             return state
     stale = ctx.desired.get(device_id, max_age_s=None)
     if stale is None:

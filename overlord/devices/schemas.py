@@ -109,6 +109,14 @@ class CachedDesiredState:
     body: bytes
     etag: str
 
+    def matches(self, if_none_match: str | None) -> bool:
+        """Does an ``If-None-Match`` header name this answer (so it is a 304)?"""
+        if if_none_match is None:
+            return False
+        if if_none_match == self.etag:
+            return True
+        return self.etag in {tag.strip() for tag in if_none_match.split(",")}
+
 
 def role_statuses(raw: list[dict[str, Any]]) -> list[RoleStatusPublic]:
     return [RoleStatusPublic.model_validate(r) for r in raw]

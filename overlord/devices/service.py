@@ -8,7 +8,7 @@ import secrets
 from collections import Counter
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, bindparam, delete, func, insert, not_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, not_, select
 from sqlalchemy.orm import Session
 
 from fleetcore.release import manifest_target, role_target
@@ -17,14 +17,13 @@ from fleetcore.wire import (
     DesiredOS,
     DesiredRole,
     DesiredState,
-    Heartbeat,
     RegisterRequest,
     RegisterResponse,
     UpdateState,
 )
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
-from overlord.db import Base, utcnow
+from overlord.db import utcnow
 
 # Imported for its side effect: the session hook that writes the desired-state change log.
 from overlord.devices import changes as _changes  # noqa: F401
@@ -157,80 +156,6 @@ def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
         session, role=KeyRole.DEVICE, name=request.hostname, device_id=device.id
     )
     return RegisterResponse(device_id=device.id, device_token=token)
-
-
-def record_heartbeats(
-    session: Session, *, items: list[tuple[str, Heartbeat]]
-) -> tuple[set[str], set[str]]:
-    """Store a batch of heartbeats in three statements (group commit).
-
-    Returns (devices with an open rollout update, unknown device ids).
-    """
-    now = utcnow()
-    devices = Base.metadata.tables[Device.__tablename__]
-    ids = {device_id for device_id, _ in items}
-    found = {
-        device_id: bool(open_update)
-        for device_id, open_update in session.execute(
-            select(Device.id, Device.open_update).where(Device.id.in_(ids))
-        )
-    }
-    rows = [(device_id, hb) for device_id, hb in items if device_id in found]
-    if rows:
-        connection = session.connection()
-        connection.execute(
-            update(devices)
-            .where(devices.c.id == bindparam("b_id"))
-            .values(
-                last_seen=bindparam("b_last_seen"),
-                image_version=bindparam("b_image_version"),
-                booted_slot=bindparam("b_booted_slot"),
-                committed_slot=bindparam("b_committed_slot"),
-                update_state=bindparam("b_update_state"),
-                health=bindparam("b_health"),
-                roles=bindparam("b_roles"),
-                role_index=bindparam("b_role_index"),
-                safe_mode=bindparam("b_safe_mode"),
-                free_data_bytes=bindparam("b_free_data_bytes"),
-                uptime_s=bindparam("b_uptime_s"),
-                dropped_events=bindparam("b_dropped_events"),
-                node_exporter=bindparam("b_node_exporter"),
-            ),
-            [
-                {
-                    "b_id": device_id,
-                    "b_last_seen": now,
-                    "b_image_version": str(hb.image_version),
-                    "b_booted_slot": hb.booted_slot,
-                    "b_committed_slot": hb.committed_slot,
-                    "b_update_state": hb.update_state,
-                    "b_health": hb.health,
-                    "b_roles": [r.model_dump(mode="json") for r in hb.roles],
-                    "b_role_index": "," + "".join(f"{r.name}," for r in hb.roles),
-                    "b_safe_mode": any(r.safe_mode for r in hb.roles),
-                    "b_free_data_bytes": hb.free_data_bytes,
-                    "b_uptime_s": hb.uptime_s,
-                    "b_dropped_events": hb.dropped_events,
-                    "b_node_exporter": hb.node_exporter,
-                }
-                for device_id, hb in rows
-            ],
-        )
-        connection.execute(
-            insert(Base.metadata.tables[DeviceHeartbeat.__tablename__]),
-            [
-                {
-                    "device_id": device_id,
-                    "received_at": now,
-                    "image_version": str(hb.image_version),
-                    "update_state": hb.update_state,
-                    "health": hb.health,
-                    "payload": hb.model_dump(mode="json"),
-                }
-                for device_id, hb in rows
-            ],
-        )
-    return {d for d, is_open in found.items() if is_open}, ids - set(found)
 
 
 def desired_state(

@@ -33,6 +33,9 @@ class Outcome(StrEnum):
     UPDATING = "updating"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # No success reported within the rollout's stage timeout of admission: counts as a
+    # failure for the halt threshold; a late success or failure report still replaces it.
+    TIMED_OUT = "timed_out"
 
 
 class DeploymentConfig(Base):
@@ -62,6 +65,7 @@ class DeploymentRollout(Base):
     canary_devices: Mapped[int]
     stages: Mapped[list[int]] = mapped_column(JSON)
     success_window_s: Mapped[int]
+    stage_timeout_s: Mapped[int] = mapped_column(default=7200, server_default="7200")
     failure_threshold: Mapped[float] = mapped_column(Float)
     state: Mapped[RolloutState] = mapped_column(str_enum(RolloutState), index=True)
     current_stage: Mapped[int] = mapped_column(default=0)

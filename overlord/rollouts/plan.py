@@ -11,6 +11,9 @@ from fleetcore.wire import EventKind, Health, UpdateState
 from overlord.rollouts.models import Outcome, ReleaseKind
 
 FINISHED = frozenset({Outcome.SUCCEEDED, Outcome.FAILED})
+# What lets a stage settle: finished, or given up on after the stage timeout.
+SETTLED = FINISHED | {Outcome.TIMED_OUT}
+COUNTED_FAILED = frozenset({Outcome.FAILED, Outcome.TIMED_OUT})
 
 
 def stage_count(stages: list[int]) -> int:
@@ -56,6 +59,17 @@ class StageTally:
     @property
     def failure_ratio(self) -> float:
         return self.failed / self.admitted if self.admitted else 0.0
+
+
+def timed_out(*, outcome: Outcome, admitted_at: datetime, now: datetime, timeout_s: int) -> bool:
+    """A device that has not finished within ``timeout_s`` of its admission."""
+    return outcome not in SETTLED and (now - admitted_at).total_seconds() >= timeout_s
+
+
+def timeout_reason(timeout_s: int) -> str:
+    hours, rest = divmod(timeout_s, 3600)
+    span = f"{hours} h {rest // 60} min" if hours else f"{rest // 60} min {rest % 60} s"
+    return f"did not report success within {span} of admission"
 
 
 def should_halt(tally: StageTally, threshold: float) -> bool:
@@ -136,6 +150,8 @@ def next_outcome(current: Outcome, observed: Outcome) -> Outcome:
         return observed
     if current is Outcome.SUCCEEDED:
         return current
+    if current is Outcome.TIMED_OUT:  # only a final report replaces a timeout
+        return observed if observed is Outcome.SUCCEEDED else current
     if observed is Outcome.UPDATING and current is not Outcome.PENDING:
         return current
     return observed

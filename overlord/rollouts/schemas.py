@@ -42,6 +42,13 @@ class RolloutCreate(_In):
         description="percentages of the selected devices after the canary; the last is 100",
     )
     success_window_s: int = Field(default=600, ge=0, le=7 * 86400)
+    stage_timeout_s: int = Field(
+        default=7200,
+        ge=60,
+        le=30 * 86400,
+        description="a device that has not reported success this long after its admission "
+        "counts as failed for the halt threshold",
+    )
     failure_threshold: float = Field(default=0.05, ge=0, le=1)
     start: bool = True
 
@@ -67,6 +74,7 @@ class RolloutPublic(BaseModel):
     canary_devices: int
     stages: list[int]
     success_window_s: int
+    stage_timeout_s: int
     failure_threshold: float
     state: RolloutState
     current_stage: int

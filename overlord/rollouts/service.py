@@ -79,6 +79,7 @@ def create_rollout(session: Session, *, spec: RolloutCreate, repo_dir: Path) -> 
         canary_devices=spec.canary_devices,
         stages=list(spec.stages),
         success_window_s=spec.success_window_s,
+        stage_timeout_s=spec.stage_timeout_s,
         failure_threshold=spec.failure_threshold,
         state=RolloutState.RUNNING if spec.start else RolloutState.PENDING,
         current_stage=0,
@@ -121,7 +122,7 @@ def resume(session: Session, *, rollout_id: int) -> DeploymentRollout:
         events_service.resolve_alerts(session, subject=f"rollout/{rollout.name}")
         # The operator accepts the failures so far: judge the stage afresh from here on.
         for row in _stage_rows(session, rollout):
-            if row.outcome is Outcome.FAILED:
+            if row.outcome in plan.COUNTED_FAILED:
                 row.stage = -1
     rollout.state = RolloutState.RUNNING
     rollout.halt_reason = None
@@ -165,6 +166,7 @@ def to_public(session: Session, rollout: DeploymentRollout) -> RolloutPublic:
         canary_devices=rollout.canary_devices,
         stages=rollout.stages,
         success_window_s=rollout.success_window_s,
+        stage_timeout_s=rollout.stage_timeout_s,
         failure_threshold=rollout.failure_threshold,
         state=rollout.state,
         current_stage=rollout.current_stage,
@@ -216,6 +218,8 @@ def _apply(row: DeviceUpdate, observed: Outcome | None, reason: str | None, now:
         row.finished_at = now
         if outcome is Outcome.FAILED:
             row.reason = reason or "the device reported a failure without a reason"
+        else:
+            row.reason = None  # a late success clears a timeout
 
 
 def observe_heartbeat(session: Session, *, device: Device, heartbeat: Heartbeat) -> None:
@@ -278,7 +282,7 @@ def _stage_rows(session: Session, rollout: DeploymentRollout) -> list[DeviceUpda
 def stage_tally(session: Session, rollout: DeploymentRollout) -> plan.StageTally:
     rows = _stage_rows(session, rollout)
     return plan.StageTally(
-        admitted=len(rows), failed=sum(r.outcome is Outcome.FAILED for r in rows)
+        admitted=len(rows), failed=sum(r.outcome in plan.COUNTED_FAILED for r in rows)
     )
 
 
@@ -348,10 +352,12 @@ def _withdraw_unstarted(session: Session, rollout: DeploymentRollout) -> None:
             _undesire(device, rollout, row.previous_version)
             device.open_update = False
         session.delete(row)
-    # Devices that failed stop being pointed at the release, so they do not retry it.
+    # Devices that failed or timed out stop being pointed at the release, so they do not
+    # retry it.
     for row in session.scalars(
         select(DeviceUpdate).where(
-            DeviceUpdate.rollout_id == rollout.id, DeviceUpdate.outcome == Outcome.FAILED
+            DeviceUpdate.rollout_id == rollout.id,
+            DeviceUpdate.outcome.in_(plan.COUNTED_FAILED),
         )
     ):
         device = session.get(Device, row.device_id)
@@ -402,7 +408,7 @@ def _admit(session: Session, rollout: DeploymentRollout, now: datetime) -> tuple
 
 def _halt(session: Session, rollout: DeploymentRollout, tally: plan.StageTally) -> None:
     reasons = Counter(
-        r.reason for r in _stage_rows(session, rollout) if r.outcome is Outcome.FAILED
+        r.reason for r in _stage_rows(session, rollout) if r.outcome in plan.COUNTED_FAILED
     )
     top = "; ".join(f"{reason} (x{n})" for reason, n in reasons.most_common(3))
     stage = plan.stage_label(rollout.current_stage, rollout.stages)
@@ -421,17 +427,33 @@ def _halt(session: Session, rollout: DeploymentRollout, tally: plan.StageTally) 
         )
 
 
+def _time_out(session: Session, rollout: DeploymentRollout, now: datetime) -> None:
+    """Give up on devices of the current stage that have not finished within its timeout."""
+    for row in _stage_rows(session, rollout):
+        if plan.timed_out(
+            outcome=row.outcome,
+            admitted_at=row.admitted_at,
+            now=now,
+            timeout_s=rollout.stage_timeout_s,
+        ):
+            row.outcome = Outcome.TIMED_OUT
+            row.reason = plan.timeout_reason(rollout.stage_timeout_s)
+            row.finished_at = now
+    session.flush()
+
+
 def step(session: Session, *, rollout: DeploymentRollout, now: datetime) -> None:
     """Advance one running rollout as far as its devices allow."""
     if rollout.state is not RolloutState.RUNNING:
         return
     admitted, wanted = _admit(session, rollout, now)
+    _time_out(session, rollout, now)
     tally = stage_tally(session, rollout)
     if plan.should_halt(tally, rollout.failure_threshold):
         _halt(session, rollout, tally)
         return
     settled = admitted >= wanted and all(
-        r.outcome in plan.FINISHED for r in _stage_rows(session, rollout)
+        r.outcome in plan.SETTLED for r in _stage_rows(session, rollout)
     )
     if not settled:
         rollout.stage_settled_at = None

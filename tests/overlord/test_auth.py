@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from overlord import invalidation
 from overlord.auth.models import ApiKey, KeyRole
 from overlord.auth.ratelimit import RateLimiter
+from overlord.cache import TTLCache
 from overlord.db import unit_of_work
 from tests.overlord.conftest import Overlord, make_overlord
 
@@ -93,3 +95,28 @@ def test_dashboard_login_sets_a_session_cookie(overlord: Overlord):
     assert overlord.client.get("/api/v1/devices").status_code == 200
     overlord.client.post("/dashboard/logout")
     assert overlord.client.get("/dashboard", follow_redirects=False).status_code == 303
+
+
+def test_cached_credentials_are_trusted_long_only_while_revocations_are_heard(database_url, repo):
+    overlord = make_overlord(database_url, repo)  # not started: no keeper thread runs
+    ctx = overlord.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx.keeper.live = False
+    assert ctx.principal_max_age_s() == overlord.settings.auth_cache_ttl_s
+    ctx.keeper.live = True
+    assert ctx.principal_max_age_s() == overlord.settings.auth_cache_max_s
+    ctx.principals.put("digest", "principal")
+    ctx.desired.put("dev-1", "state")
+    ctx.keeper.handle(invalidation.credential("digest"))
+    ctx.keeper.handle(invalidation.device("dev-1"))
+    assert ctx.principals.get("digest", max_age_s=None) is None
+    assert ctx.desired.get("dev-1", max_age_s=None) is None
+
+
+def test_a_value_loaded_before_an_invalidation_is_not_cached():
+    cache: TTLCache[str, str] = TTLCache()
+    generation = cache.generation
+    cache.drop("k")  # the invalidation arrives while the loader was reading the database
+    cache.put("k", "stale", generation=generation)
+    assert cache.get("k", max_age_s=None) is None
+    cache.put("k", "fresh", generation=cache.generation)
+    assert cache.get("k", max_age_s=None) == "fresh"

@@ -9,10 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from fleetcore.wire import EventKind, RoleStatus, UpdateState
 from overlord import migrate
@@ -116,7 +117,7 @@ def _seed(base: str, url: str) -> tuple[str, dict[str, str], str]:
     return canary, auth, create_token(url, KeyRole.VIEWER)
 
 
-def test_dashboard_shows_versions_rollouts_and_device_timelines(browser, tmp_path: Path):
+def _site(tmp_path: Path) -> tuple[str, dict[str, str]]:
     repo = make_repo(tmp_path / "tuf")
     repo.add_os("1.0.0")
     repo.add_os("1.1.0")
@@ -129,6 +130,17 @@ def test_dashboard_shows_versions_rollouts_and_device_timelines(browser, tmp_pat
         "OVERLORD_ENGINE_INTERVAL_S": "0.5",
         "OVERLORD_CACHE_TTL_S": "0",
     }
+    return url, env
+
+
+def _log_in(browser, base: str, token: str) -> None:
+    browser.get(f"{base}/dashboard")
+    browser.find_element(By.ID, "token").send_keys(token)
+    browser.find_element(By.ID, "login-submit").click()
+
+
+def test_dashboard_shows_versions_rollouts_and_device_timelines(browser, tmp_path: Path):
+    url, env = _site(tmp_path)
     shots = Path(os.environ.get("OVERLORD_SCREENSHOT_DIR", tmp_path))
     with overlord_process(env, log=tmp_path / "dash.log") as base:
         canary, auth, viewer = _seed(base, url)
@@ -164,3 +176,50 @@ def test_dashboard_shows_versions_rollouts_and_device_timelines(browser, tmp_pat
             )
         )
         browser.save_screenshot(str(shots / "dashboard-device.png"))
+
+
+def test_an_admin_resumes_pauses_and_aborts_a_rollout_and_quarantines_a_device(
+    browser, tmp_path: Path
+):
+    url, env = _site(tmp_path)
+    with overlord_process(env, log=tmp_path / "dash.log") as base:
+        canary, _auth, _viewer = _seed(base, url)
+        wait = WebDriverWait(browser, 20)
+        _log_in(browser, base, create_token(url, KeyRole.ADMIN))
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "rollouts"), "Halted"))
+
+        def click(action: str) -> None:
+            button = f"#rollouts button[data-rollout='spring'][data-action='{action}']"
+            for _attempt in range(3):  # the live refresh may replace the row under us
+                try:
+                    browser.find_element(By.CSS_SELECTOR, button).click()
+                    return
+                except StaleElementReferenceException:
+                    continue
+            pytest.fail(f"the {action} button kept being replaced")
+
+        def state_is(state: str) -> None:
+            wait.until(
+                expected_conditions.presence_of_element_located(
+                    (By.CSS_SELECTOR, f"#rollouts tr.rollout[data-state='{state}']")
+                )
+            )
+
+        click("resume")  # the operator overrides the halt
+        state_is("running")
+        click("pause")
+        state_is("paused")
+        click("abort")
+        browser.switch_to.alert.accept()  # abort asks for confirmation
+        state_is("aborted")
+        assert not browser.find_elements(By.CSS_SELECTOR, "#rollouts button.action")
+
+        browser.get(f"{base}/dashboard/devices/{canary}")
+        Select(browser.find_element(By.ID, "status")).select_by_value("quarantined")
+        browser.find_element(By.ID, "admin-status-submit").click()
+        wait.until(
+            expected_conditions.text_to_be_present_in_element((By.ID, "device-live"), "quarantined")
+        )
+        admin = {"Authorization": f"Bearer {create_token(url, KeyRole.ADMIN)}"}
+        device = httpx.get(f"{base}/api/v1/devices/{canary}", headers=admin).json()
+        assert device["admin_status"] == "quarantined"

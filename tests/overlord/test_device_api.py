@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import DBAPIError
+
 from fleetcore.wire import DesiredState, EventAck, EventKind, RoleStatus, UpdateState
 from overlord.auth.models import KeyRole
 from tests.overlord.conftest import Overlord, events, heartbeat
@@ -197,8 +199,9 @@ def test_cached_desired_state_follows_the_change_log(database_url, repo):
     """A replica answering from memory still sees a change another replica made."""
     from tests.overlord.conftest import make_overlord
 
-    replica = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=0)
-    other = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=0)
+    replica = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=60)
+    other = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=60)
+    keeper = replica.client.app.state.ctx.keeper  # type: ignore[attr-defined]
     with replica.client, other.client:
         device_id, auth = replica.enroll("CL1")
         url = f"/api/v1/devices/{device_id}/desired-state"
@@ -215,6 +218,7 @@ def test_cached_desired_state_follows_the_change_log(database_url, repo):
         other.client.patch(
             f"/api/v1/devices/{device_id}", json={"group": "fast"}, headers=other.as_admin()
         )
+        keeper.catch_up()  # what its thread does every change_poll_s
         changed = replica.client.get(url, headers=auth | {"If-None-Match": first.headers["etag"]})
         assert changed.status_code == 200
         assert DesiredState.model_validate(changed.json()).poll_interval_s == 15
@@ -222,6 +226,7 @@ def test_cached_desired_state_follows_the_change_log(database_url, repo):
         other.client.put(
             "/api/v1/groups/fast", json={"poll_interval_s": 20}, headers=other.as_admin()
         )
+        keeper.catch_up()
         again = replica.client.get(url, headers=auth | {"If-None-Match": etag})
         assert again.status_code == 200
         assert DesiredState.model_validate(again.json()).poll_interval_s == 20
@@ -257,3 +262,24 @@ def test_labels_filters_and_pagination(overlord: Overlord):
         == 5
     )
     assert overlord.client.get("/api/v1/devices?role=camera", headers=admin).json()["total"] == 0
+
+
+def test_a_heartbeat_batch_rolled_back_by_the_server_is_retried(overlord: Overlord, monkeypatch):
+    class Deadlock(Exception):
+        sqlstate = "40P01"
+
+    writer = overlord.client.app.state.ctx.heartbeats  # type: ignore[attr-defined]
+    write_once = writer._write_once
+    failures = [DBAPIError("UPDATE devices", {}, Deadlock("deadlock detected"))]
+
+    def flaky(items):
+        if failures:
+            raise failures.pop()
+        return write_once(items)
+
+    monkeypatch.setattr(writer, "_write_once", flaky)
+    device_id, auth = overlord.enroll("RETRY1")
+    resp = overlord.client.post(
+        f"/api/v1/devices/{device_id}/heartbeat", json=heartbeat(), headers=auth
+    )
+    assert resp.status_code == 204 and failures == []

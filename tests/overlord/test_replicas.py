@@ -175,3 +175,52 @@ def test_postgres_outage_serves_cached_desired_state_and_refuses_writes(pg_repo,
             _wait_for(writes_work_again, "automatic recovery after PostgreSQL returned")
     finally:
         proxy.cut()
+
+
+def test_revocation_reaches_the_other_replica_at_once(pg_repo, tmp_path: Path):
+    """Credential caches live an hour here, so only the NOTIFY can explain a quick refusal."""
+    url, repo = pg_repo
+    enrollment = create_token(url, KeyRole.ENROLLMENT)
+    admin = {"Authorization": f"Bearer {create_token(url, KeyRole.ADMIN)}"}
+    env = _env(
+        url,
+        repo,
+        OVERLORD_RUN_SCHEDULER="false",
+        OVERLORD_CACHE_TTL_S="3600",
+        OVERLORD_AUTH_CACHE_TTL_S="3600",
+        OVERLORD_AUTH_CACHE_MAX_S="3600",
+    )
+    with (
+        overlord_process(env, log=tmp_path / "a.log") as a,
+        overlord_process(env, log=tmp_path / "b.log") as b,
+    ):
+        viewer = httpx.post(
+            f"{a}/api/v1/tokens", json={"role": "viewer", "name": "soon revoked"}, headers=admin
+        ).json()
+        viewer_auth = {"Authorization": f"Bearer {viewer['token']}"}
+        device_id, device_auth = _register(a, enrollment, "REV1")
+        state_url = f"{b}/api/v1/devices/{device_id}/desired-state"
+        # Replica b resolves and caches both credentials and the device's desired state.
+        assert httpx.get(f"{b}/api/v1/devices", headers=viewer_auth).status_code == 200
+        etag = httpx.get(state_url, headers=device_auth).headers["etag"]
+        poll = device_auth | {"If-None-Match": etag}
+        assert httpx.get(state_url, headers=poll).status_code == 304
+
+        assert httpx.delete(f"{a}/api/v1/tokens/{viewer['id']}", headers=admin).status_code == 204
+        decommission = httpx.patch(
+            f"{a}/api/v1/devices/{device_id}/status",
+            json={"status": "decommissioned"},
+            headers=admin,
+        )
+        assert decommission.status_code == 200
+
+        _wait_for(
+            lambda: httpx.get(f"{b}/api/v1/devices", headers=viewer_auth).status_code == 401,
+            "replica b to refuse the revoked operator token",
+            timeout_s=5,
+        )
+        _wait_for(
+            lambda: httpx.get(state_url, headers=poll).status_code == 401,
+            "replica b to refuse the decommissioned device's credential",
+            timeout_s=5,
+        )

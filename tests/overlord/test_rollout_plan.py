@@ -98,3 +98,26 @@ def test_outcomes_move_forward_and_failure_wins():
     assert plan.next_outcome(Outcome.SUCCEEDED, Outcome.UPDATING) is Outcome.SUCCEEDED
     assert plan.next_outcome(Outcome.SUCCEEDED, Outcome.FAILED) is Outcome.FAILED
     assert plan.next_outcome(Outcome.FAILED, Outcome.SUCCEEDED) is Outcome.FAILED
+
+
+def test_only_unfinished_devices_time_out_and_only_a_final_report_replaces_it():
+    admitted = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    later = datetime(2026, 1, 1, 14, 0, tzinfo=UTC)
+    for outcome, expected in [
+        (Outcome.PENDING, True),
+        (Outcome.UPDATING, True),
+        (Outcome.SUCCEEDED, False),
+        (Outcome.FAILED, False),
+        (Outcome.TIMED_OUT, False),
+    ]:
+        assert (
+            plan.timed_out(outcome=outcome, admitted_at=admitted, now=later, timeout_s=7200)
+            is expected
+        )
+    assert not plan.timed_out(
+        outcome=Outcome.PENDING, admitted_at=admitted, now=later, timeout_s=7201
+    )
+    assert plan.next_outcome(Outcome.TIMED_OUT, Outcome.UPDATING) is Outcome.TIMED_OUT
+    assert plan.next_outcome(Outcome.TIMED_OUT, Outcome.SUCCEEDED) is Outcome.SUCCEEDED
+    assert plan.next_outcome(Outcome.TIMED_OUT, Outcome.FAILED) is Outcome.FAILED
+    assert plan.timeout_reason(7200) == "did not report success within 2 h 0 min of admission"

@@ -126,6 +126,45 @@ def test_failures_past_the_threshold_halt_the_rollout_with_reasons(overlord: Ove
     assert resumed.json()["state"] == "running"
 
 
+def test_devices_silent_past_the_stage_timeout_halt_the_rollout(overlord: Overlord):
+    fleet = _fleet(overlord, 4)
+    rollout = _create(overlord, canary_devices=2, stage_timeout_s=600)
+    _tick(overlord)
+    canaries = _targeted(overlord, fleet)
+    _commit(overlord, canaries[0], fleet[canaries[0]])
+    _tick(overlord, later_s=599)
+    base = f"/api/v1/rollouts/{rollout['id']}"
+    assert overlord.client.get(base, headers=overlord.as_admin()).json()["state"] == "running"
+    _tick(overlord, later_s=601)  # the other canary never reported: it counts as failed
+    halted = overlord.client.get(base, headers=overlord.as_admin()).json()
+    assert halted["state"] == "halted"
+    assert halted["devices"]["timed_out"] == 1
+    assert "1 of 2 devices failed" in halted["halt_reason"]
+    assert "did not report success within 10 min 0 s of admission" in halted["halt_reason"]
+    # Like a failed device, the silent one is no longer pointed at the release.
+    assert _targeted(overlord, fleet) == [canaries[0]]
+
+
+def test_a_timeout_below_the_threshold_lets_the_stage_settle_and_a_late_success_counts(
+    overlord: Overlord,
+):
+    fleet = _fleet(overlord, 4)
+    rollout = _create(
+        overlord, canary_devices=2, stage_timeout_s=600, failure_threshold=0.5, success_window_s=0
+    )
+    _tick(overlord)
+    early, late = _targeted(overlord, fleet)
+    _commit(overlord, early, fleet[early])
+    _tick(overlord, later_s=601)  # 1 of 2 timed out: not above 50%, and the stage settles
+    base = f"/api/v1/rollouts/{rollout['id']}"
+    moved_on = overlord.client.get(base, headers=overlord.as_admin()).json()
+    assert moved_on["state"] == "running" and moved_on["stage_label"] == "50%"
+    _commit(overlord, late, fleet[late])
+    rows = overlord.client.get(f"{base}/devices", headers=overlord.as_admin()).json()
+    late_row = next(r for r in rows if r["device_id"] == late)
+    assert late_row["outcome"] == "succeeded" and late_row["reason"] is None
+
+
 def test_pause_resume_abort(overlord: Overlord):
     fleet = _fleet(overlord, 3)
     rollout = _create(overlord, start=False)

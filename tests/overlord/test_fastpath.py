@@ -1,0 +1,72 @@
+"""The fast path answers exactly like the FastAPI routes it stands in front of."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.overlord.conftest import Overlord, heartbeat, make_overlord
+from tests.overlord.tufrepo import Repo
+
+
+@pytest.fixture
+def pair(database_url: str, repo: Repo) -> Iterator[tuple[Overlord, Overlord]]:
+    """The same database served with and without the fast path (long-lived caches)."""
+    fast = make_overlord(database_url, repo, cache_ttl_s=3600)
+    routes = make_overlord(database_url, repo, cache_ttl_s=3600, fast_path=False)
+    with fast.client, routes.client:
+        yield fast, routes
+
+
+def _answer(client: TestClient, method: str, url: str, **kwargs: object) -> tuple:
+    resp = client.request(method, url, **kwargs)  # type: ignore[arg-type]
+    headers = {k: v for k, v in resp.headers.items() if k not in {"date", "server"}}
+    return resp.status_code, headers, resp.content
+
+
+def test_fast_path_answers_like_the_routes(pair: tuple[Overlord, Overlord], monkeypatch):
+    fast, routes = pair
+    ctx = fast.client.app.state.ctx  # type: ignore[attr-defined]
+    answered = []
+    path = fast.client.app.fast_path  # type: ignore[attr-defined]
+    handle = path.handle
+
+    async def counting(scope, receive, send):
+        handed_on = await handle(scope, receive, send)
+        answered.append(handed_on is None)
+        return handed_on
+
+    monkeypatch.setattr(path, "handle", counting)
+    device_id, auth = fast.enroll("FP1")
+    other_id, other_auth = fast.enroll("FP2")
+    state = f"/api/v1/devices/{device_id}/desired-state"
+    beat = f"/api/v1/devices/{device_id}/heartbeat"
+    for client in (fast.client, routes.client):  # warm both replicas' caches
+        client.get(state, headers=auth)
+    etag = fast.client.get(state, headers=auth).headers["etag"]
+    good = json.dumps(heartbeat()).encode()
+    json_type = {"Content-Type": "application/json"}
+    cases = [
+        ("GET", state, {"headers": auth}),
+        ("GET", state, {"headers": auth | {"If-None-Match": etag}}),
+        ("GET", state, {"headers": auth | {"If-None-Match": f'"other", {etag}'}}),
+        ("GET", state, {"headers": auth | {"If-None-Match": '"other"'}}),
+        ("GET", state, {"headers": other_auth}),  # another device's credential
+        ("GET", state, {"headers": {"Authorization": "Bearer nope"}}),
+        ("POST", beat, {"headers": auth | json_type, "content": good}),
+        ("POST", beat, {"headers": auth | json_type, "content": b"{not json"}),
+        ("POST", beat, {"headers": auth | json_type, "content": b'{"image_version": "1"}'}),
+        ("POST", beat, {"headers": auth | {"Content-Type": "text/plain"}, "content": good}),
+        ("POST", f"/api/v1/devices/{other_id}/heartbeat", {"headers": auth | json_type}),
+    ]
+    for method, url, kwargs in cases:
+        ours = _answer(fast.client, method, url, **kwargs)
+        theirs = _answer(routes.client, method, url, **kwargs)
+        assert ours == theirs, (method, url, kwargs)
+    assert ctx.desired.get(device_id, max_age_s=None) is not None
+    # The cached polls (the ETag fetch, 200s and 304s) and the valid heartbeat never reached
+    # the router; everything else did.
+    assert answered.count(True) == 6
