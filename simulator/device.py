@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from fleetcore.run import run
-from fleetcore.wire import UpdateState
+from fleetcore.wire import Slot, UpdateState
 from image.layout import autoboot_txt
 from simulator.releases import HARDWARE
 from updater.agent import Agent
@@ -95,15 +95,16 @@ class SimulatedDevice:
             roots.boot_config,
             roots.boot_id_file.parent,
             roots.device_tree,
-            roots.image_indexes,
+            roots.slot_dir(Slot.A),
         ):
             folder.mkdir(parents=True, exist_ok=True)
         run(["cp", "--sparse=always", build / "disk.img", self.disk])
         roots.autoboot.write_text(autoboot_txt())
         roots.image_version_file.write_text(f"{version}\n")
         (roots.etc / "root.json").write_bytes(root_json)
+        # What fleet-image assemble puts on the data partition: slot A's chunk indexes.
         for index in (build / "release").glob("*.index.json"):
-            (roots.image_indexes / index.name).write_bytes(index.read_bytes())
+            (roots.slot_dir(Slot.A) / index.name).write_bytes(index.read_bytes())
         config = {
             "disk": str(self.disk),
             "hardware": HARDWARE.value,

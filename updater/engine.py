@@ -251,10 +251,7 @@ class Engine:
         assert state.target_version is not None and state.source is not None
         target, active = self._target(state), self.boot_state().slot
         manifest, indexes = load_stored(self.roots.install_dir, state.target_version)
-        seed_dirs = [self.roots.slot_dir(active)]
-        if state.slot_versions.get(active) == self._image_version():
-            seed_dirs.append(self.roots.image_indexes)
-        seed_indexes = load_seed_indexes(*seed_dirs)
+        seed_indexes = load_seed_indexes(self.roots.slot_dir(active))
         source = self._open(state.source)
         seed = Seed(self.disk, active, seed_indexes) if seed_indexes else None
         reported: dict[ImageName, int] = {}

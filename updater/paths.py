@@ -68,11 +68,6 @@ class Roots:
         return self.etc / "version"
 
     @property
-    def image_indexes(self) -> Path:
-        """The running image's own chunk indexes, shipped in it: the seed of the first update."""
-        return self.etc / "release"
-
-    @property
     def fleet_yaml(self) -> Path:
         return self.boot_config / "fleet.yaml"
 

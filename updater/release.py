@@ -147,19 +147,16 @@ def keep_as_seed(src: Path, slot_dir: Path) -> None:
         atomic_write(slot_dir / index_file(image), (src / index_file(image)).read_bytes())
 
 
-def load_seed_indexes(*dirs: Path) -> list[CompactIndex]:
-    """The chunk indexes of what a slot holds, from the first directory that has them.
+def load_seed_indexes(slot_dir: Path) -> list[CompactIndex]:
+    """The chunk indexes of what a slot holds (``Roots.slot_dir``), those that are readable.
 
     Empty when unknown: then nothing is seeded. The indexes need no trust of their own: every
     seed chunk is re-hashed against the new release's signed index before it is used.
     """
-    for directory in dirs:
-        out = []
-        for image in ImageName:
-            try:
-                out.append(load_compact((directory / index_file(image)).read_bytes()))
-            except (OSError, FormatError):
-                continue
-        if out:
-            return out
-    return []
+    out = []
+    for image in ImageName:
+        try:
+            out.append(load_compact((slot_dir / index_file(image)).read_bytes()))
+        except (OSError, FormatError):
+            continue
+    return out

@@ -139,6 +139,32 @@ def test_read_only_root_layout(built_rootfs: Path):
     connections = etc / "NetworkManager/system-connections"
     assert connections.readlink() == Path("/data/etc/NetworkManager/system-connections")
     assert "/var/lib/NetworkManager" in fstab
-    init_bottom = etc / "initramfs-tools/scripts/init-bottom/fleet-data"
-    assert '"$d/etc/NetworkManager/system-connections"' in init_bottom.read_text()
+    country = etc / "modprobe.d/metrica-wifi-country.conf"
+    assert country.readlink() == Path("/data/etc/modprobe.d/metrica-wifi-country.conf")
+    init_bottom = (etc / "initramfs-tools/scripts/init-bottom/fleet-data").read_text()
+    assert '"$d/etc/NetworkManager/system-connections"' in init_bottom
+    assert '"$d/etc/modprobe.d/metrica-wifi-country.conf"' in init_bottom
     assert not (built_rootfs / "usr/sbin/policy-rc.d").exists()
+
+
+def test_personalisation_tools(built_rootfs: Path):
+    """What updater/personalise.py runs: iw and rfkill for the Wi-Fi country, and a hostname
+    that resolves after a rename (libnss-myhostname, enabled by its postinst)."""
+    for tool in ("usr/sbin/iw", "usr/sbin/rfkill"):
+        assert (built_rootfs / tool).is_file(), tool
+    hosts = [
+        line.split()
+        for line in (built_rootfs / "etc/nsswitch.conf").read_text().splitlines()
+        if line.startswith("hosts:")
+    ]
+    assert hosts and "myhostname" in hosts[0]
+    # A fresh UTS namespace stands for a renamed device: the new name resolves with no
+    # /etc/hosts entry.
+    resolved = subprocess.run(
+        ["unshare", "--uts", "sh", "-c",
+         'hostname metrica-renamed && exec chroot "$1" getent hosts metrica-renamed',
+         "sh", built_rootfs],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()  # fmt: skip
+    assert "metrica-renamed" in resolved.split()

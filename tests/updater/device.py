@@ -150,10 +150,12 @@ class SimDevice:
         (roots.etc / "version").write_text(version + "\n")
         (roots.etc / "root.json").write_bytes(root_json)
         if release_dir is not None:
-            (roots.image_indexes).mkdir()
+            # What fleet-image assemble puts on the data partition: slot A's chunk indexes.
+            slot_a = roots.slot_dir(Slot.A)
+            slot_a.mkdir(parents=True)
             for image in ImageName:
                 name = f"{image.value}.index.json"
-                (roots.image_indexes / name).write_bytes((release_dir / name).read_bytes())
+                (slot_a / name).write_bytes((release_dir / name).read_bytes())
         config: dict[str, object] = {
             "disk": str(disk_path),
             "hardware": "qemu",

@@ -24,8 +24,8 @@ def assert_slot_holds(device, slot, images):
 
 def test_full_install_trial_and_commit(device, server):
     engine = device.engine()
-    # No seed: forget the indexes the image ships, so every chunk comes over HTTP.
-    for path in device.roots.image_indexes.iterdir():
+    # No seed: forget slot A's indexes, so every chunk comes over HTTP.
+    for path in device.roots.slot_dir(Slot.A).iterdir():
         path.unlink()
     assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
     state = engine.store.load()

@@ -23,7 +23,7 @@ def override(device, **transfer):
 
 
 def unseed(device):
-    for path in device.roots.image_indexes.iterdir():
+    for path in device.roots.slot_dir(Slot.A).iterdir():
         path.unlink()
 
 

@@ -3,12 +3,17 @@
 # starts (scripts/init-bottom/fleet-data), so PID 1 already reads the persistent machine-id.
 # Mount points of the config partition, /data and the bind mounts from /data (see fstab).
 install -d /data /boot/config /boot/firmware /var/lib/docker /var/lib/containerd \
-	/var/lib/systemd /var/lib/NetworkManager /var/log /etc/NetworkManager
+	/var/lib/systemd /var/lib/NetworkManager /var/log /etc/NetworkManager /etc/modprobe.d
 ln -sfn /data/etc/machine-id /etc/machine-id
+# The updater applies fleet.yaml's hostname and Wi-Fi (updater/personalise.py) by writing
+# these targets on /data; the initramfs creates every one before systemd starts.
 ln -sfn /data/etc/hostname /etc/hostname
-# NetworkManager keyfiles (the first-boot Wi-Fi from fleet.yaml, nmcli changes) live on /data.
+# NetworkManager keyfiles (the Wi-Fi from fleet.yaml, nmcli changes) live on /data.
 rm -rf /etc/NetworkManager/system-connections
 ln -sfn /data/etc/NetworkManager/system-connections /etc/NetworkManager/system-connections
+# The Wi-Fi country: cfg80211's ieee80211_regdom option. The link dangles in the build chroot;
+# mkinitramfs skips it, and the initramfs needs no Wi-Fi module.
+ln -sfn /data/etc/modprobe.d/metrica-wifi-country.conf /etc/modprobe.d/metrica-wifi-country.conf
 rm -f /var/lib/dbus/machine-id
 ln -sfn /etc/machine-id /var/lib/dbus/machine-id
 # ssh host keys are generated on the device (fleet-hostkeys.service), never baked into the image.

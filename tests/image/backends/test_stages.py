@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -5,6 +6,7 @@ import pytest
 from image.backends import stages
 from image.backends.base import STAGE_DIR
 from image.errors import BuildError
+from updater.paths import Roots
 
 SHEBANG = "#!/bin/bash -e\n"
 
@@ -97,3 +99,30 @@ def test_fleet_stage_is_well_formed():
     assert "docker.io" in stages.package_lists(STAGE_DIR)
     for script in STAGE_DIR.rglob("*.sh"):
         assert script.stat().st_mode & 0o111, script
+
+
+def test_fleet_stage_has_the_personalisation_tools():
+    """The updater renames the device and applies Wi-Fi (updater/personalise.py)."""
+    packages = stages.package_lists(STAGE_DIR)
+    for package in ("libnss-myhostname", "iw", "rfkill"):
+        assert package in packages, package
+
+
+def test_data_links_match_the_updater_and_the_initramfs_creates_them():
+    """Every /etc link into /data the image makes is a path the updater writes, and the
+    initramfs (fleet-data) lays it out before systemd starts, so none dangles on a device."""
+    chroot_script = (STAGE_DIR / "01-readonly/01-run-chroot.sh").read_text()
+    links = dict(
+        (Path(link), Path(target))
+        for target, link in re.findall(r"^ln -sfn (/data/\S+) (/etc/\S+)$", chroot_script, re.M)
+    )
+    roots = Roots()
+    assert links == {
+        Path("/etc/machine-id"): Path("/data/etc/machine-id"),
+        Path("/etc/hostname"): roots.hostname_file,
+        Path("/etc/NetworkManager/system-connections"): roots.nm_connections,
+        Path("/etc/modprobe.d/metrica-wifi-country.conf"): roots.wifi_country_file,
+    }
+    fleet_data = (STAGE_DIR / "01-readonly/files/fleet-data").read_text()
+    for target in links.values():
+        assert f'"$d/{target.relative_to("/data")}"' in fleet_data, target
