@@ -295,6 +295,7 @@ class Engine:
                 "fetched_bytes": source.chunks.fetched_bytes,
                 "seeded_chunks": writer.stats.seeded_chunks,
                 "present_chunks": writer.stats.present_chunks,
+                "copied_chunks": writer.stats.copied_chunks,
             }
         state.state = UpdateState.VERIFYING
         self.store.save(state)

@@ -105,6 +105,7 @@ class Seed:
 class Origin(StrEnum):
     PRESENT = "present"
     SEED = "seed"
+    COPY = "copy"  # the same content appeared earlier in this image: copied from the new slot
     FETCH = "fetch"
 
 
@@ -112,6 +113,7 @@ class Origin(StrEnum):
 class InstallStats:
     seeded_chunks: int = 0
     present_chunks: int = 0
+    copied_chunks: int = 0
     fetched_chunks: int = 0
     written_bytes: int = 0
 
@@ -121,6 +123,7 @@ class _Pending:
     number: int
     origin: Origin
     future: Future[None] | None = None
+    earlier: int = -1  # for COPY: the chunk number already holding this content
 
 
 class SlotWriter:
@@ -202,6 +205,9 @@ class SlotWriter:
             window: deque[_Pending] = deque()
             ahead = first
             since_checkpoint = 0
+            # Images repeat content (zeroed space, duplicate files): each digest is fetched
+            # once, and later occurrences are copied from where it landed in the new slot.
+            first_seen: dict[bytes, int] = {}
 
             def refill() -> None:
                 """Top the window up in one go, so fetches leave in batches of ``depth``."""
@@ -217,6 +223,13 @@ class SlotWriter:
                         batch.clear()
 
                 while ahead < len(index) and len(window) < window_limit:
+                    digest = index.digest(ahead)
+                    earlier = first_seen.setdefault(digest, ahead)
+                    if earlier != ahead and not index.offsets[ahead] < probe_end:
+                        pending = _Pending(ahead, Origin.COPY, earlier=earlier)
+                        window.append(pending)
+                        ahead += 1
+                        continue
                     origin = self._origin(index, ahead, out, index.offsets[ahead] < probe_end)
                     pending = _Pending(ahead, origin)
                     window.append(pending)
@@ -272,6 +285,10 @@ class SlotWriter:
         if pending.origin is Origin.PRESENT:
             self.stats.present_chunks += 1
             return
+        if pending.origin is Origin.COPY and self._copy(index, pending, out):
+            self.stats.copied_chunks += 1
+            self.stats.written_bytes += size
+            return
         if pending.origin is Origin.SEED:
             assert self.seed is not None
             data = self.seed.read(index.digest(number))
@@ -281,11 +298,27 @@ class SlotWriter:
                 self.stats.written_bytes += size
                 return
             self._fetch_into(out, index, [number])
+        elif pending.origin is Origin.COPY:
+            self._fetch_into(out, index, [number])
         else:
             assert pending.future is not None
             pending.future.result()
         self.stats.fetched_chunks += 1
         self.stats.written_bytes += size
+
+    def _copy(self, index: CompactIndex, pending: _Pending, out: PartitionIO) -> bool:
+        """Copy a repeated chunk from its earlier place in the new slot, already written.
+
+        Placement is in index order, so the earlier chunk is on disk. Its bytes are re-hashed:
+        a slot patch applied there (slot B's cmdline.txt) makes them differ, and then the
+        chunk is fetched instead.
+        """
+        earlier = pending.earlier
+        data = out.read(index.offsets[earlier], index.sizes[earlier])
+        if hashlib.sha256(data).digest() != index.digest(pending.number):
+            return False
+        self._write(out, index, pending.number, data)
+        return True
 
     def _checkpoint(self, out: PartitionIO, progress: Progress, index: CompactIndex) -> None:
         out.sync()

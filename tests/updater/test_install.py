@@ -8,7 +8,7 @@ from fleetcore.release import ImageName
 from fleetcore.version import Version
 from fleetcore.wire import EventKind, Slot, UpdateState
 from tests.updater.conftest import v1_images, v2_images
-from tests.updater.releases import patched
+from tests.updater.releases import image_bytes, patched
 from tests.updater.servers import FleetServer
 from updater.engine import Outcome
 
@@ -89,3 +89,29 @@ def test_slot_b_gets_its_own_boot_bytes(device, repo_template, tmp_path):
     device.power_on()
     assert device.settle() == [Outcome.IDLE]
     assert device.committed() is Slot.B
+
+
+def test_repeated_content_is_fetched_once(device, repo_template, tmp_path):
+    """Real images repeat content (zeroed space, duplicate files): a digest that occurs several
+    times in an image is downloaded once, and its later occurrences are copied in the slot."""
+    repo = repo_template.copy(tmp_path / "repo-copy")
+    block = image_bytes(7, 300_000)
+    images = v2_images()
+    system = images[ImageName.SYSTEM]
+    repeated = system[:1_000_000] + block * 6 + system[1_000_000 + 6 * len(block) :]
+    images = {ImageName.BOOT: images[ImageName.BOOT], ImageName.SYSTEM: repeated}
+    repo.publish("3.0.0", images)
+    for path in device.roots.slot_dir(Slot.A).iterdir():
+        path.unlink()  # unseeded: everything not repeated comes over HTTP
+    server = FleetServer(repo.path)
+    try:
+        engine = device.engine()
+        assert engine.start(Version("3.0.0"), server.tuf_url) is Outcome.REBOOTING
+    finally:
+        server.close()
+    assert_slot_holds(device, Slot.B, images)
+    stats = engine.last_stats
+    assert stats["copied_chunks"] > 0
+    assert max(server.chunk_requests.values()) == 1
+    total = sum(len(c) for c in repo_index_chunks(repo, "3.0.0"))
+    assert stats["fetched_chunks"] + stats["copied_chunks"] == total
