@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fleetcore.atomic import atomic_write
+from fleetcore.atomic import atomic_write, atomic_write_fat
 from updater.errors import ConfigError
 
 
@@ -68,4 +68,4 @@ def move_secrets(fat_copy: Path, data_copy: Path) -> None:
         return
     data_copy.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(data_copy, dump_firstboot(first), mode=0o600)
-    atomic_write(fat_copy, dump_firstboot(first.without_secrets()))
+    atomic_write_fat(fat_copy, dump_firstboot(first.without_secrets()))
