@@ -124,6 +124,26 @@ class FatVolume:
             self.mkdir(parent)
         self._mtools(["mcopy", "-o", local, f"::/{path}"])
 
+    def check(self) -> None:
+        """Check the filesystem read-only (``fsck.fat -n`` on a copy of the partition): a
+        cross-linked or lost cluster, a free cluster in a chain, a bad directory entry."""
+        with tempfile.TemporaryDirectory(prefix="fat-check-") as tmp:
+            copy = Path(tmp) / "partition.vfat"
+            with self.image.open("rb") as src, copy.open("wb") as dst:
+                src.seek(self.part.start)
+                left = self.part.size
+                while left:
+                    block = src.read(min(left, 1 << 20))
+                    if not block:
+                        break
+                    dst.write(block)
+                    left -= len(block)
+            found = run(["fsck.fat", "-n", copy], check=False)
+        if found.returncode != 0:
+            report = (found.stdout + found.stderr).decode(errors="replace")
+            where = f"partition {self.part.number} ({self.part.label})"
+            raise DiskError(f"{where} is damaged:\n{report}")
+
     def delete(self, path: str) -> bool:
         """Remove ``path``; return whether it existed."""
         if not self.exists(path):
