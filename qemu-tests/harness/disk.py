@@ -126,7 +126,12 @@ class FatVolume:
 
     def check(self) -> None:
         """Check the filesystem read-only (``fsck.fat -n`` on a copy of the partition): a
-        cross-linked or lost cluster, a free cluster in a chain, a bad directory entry."""
+        cross-linked or lost cluster, a free cluster in a chain, a bad directory entry.
+
+        The copy's dirty bit is cleared first: Linux sets it while the volume is mounted, so
+        every power cut leaves it set, and the Pi firmware ignores it; what counts is whether
+        the FAT, the directories and the files agree.
+        """
         with tempfile.TemporaryDirectory(prefix="fat-check-") as tmp:
             copy = Path(tmp) / "partition.vfat"
             with self.image.open("rb") as src, copy.open("wb") as dst:
@@ -138,6 +143,7 @@ class FatVolume:
                         break
                     dst.write(block)
                     left -= len(block)
+            _clear_dirty_bit(copy)
             found = run(["fsck.fat", "-n", copy], check=False)
         if found.returncode != 0:
             report = (found.stdout + found.stderr).decode(errors="replace")
@@ -150,6 +156,16 @@ class FatVolume:
             return False
         self._mtools(["mdel", f"::/{path}"])
         return True
+
+
+def _clear_dirty_bit(volume: Path) -> None:
+    """Clear the "not cleanly unmounted" bit of a FAT boot sector (FAT12/16: byte 0x25,
+    FAT32: byte 0x41, bit 0; FAT32 when the 16-bit FAT size at byte 22 is zero)."""
+    with volume.open("r+b") as handle:
+        boot = handle.read(512)
+        state = 0x41 if int.from_bytes(boot[22:24], "little") == 0 else 0x25
+        handle.seek(state)
+        handle.write(bytes([boot[state] & 0xFE]))
 
 
 def fat_volume(image: Path, *, number: int | None = None, label: str | None = None) -> FatVolume:
