@@ -21,7 +21,7 @@ import httpx
 from fleetcore.run import run_text
 
 API = "/api/v1"
-CHUNK_GET = re.compile(r'"GET (\S*/chunks/[0-9a-f]{4}/[0-9a-f]{64}\.zst) HTTP')
+CHUNK_GET = re.compile(r'"GET \S*/chunks/([0-9a-f]{4}/[0-9a-f]{64})\.zst HTTP')
 START_SECONDS = 60.0
 
 
@@ -96,7 +96,7 @@ class Overlord:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def chunk_requests(self) -> list[str]:
-        """The release chunks served so far, one entry per GET, from the access log."""
+        """The release chunks served so far (``abcd/abcd...``), one per GET, from the access log."""
         return CHUNK_GET.findall(self.log_text())
 
     def token(self, role: str) -> str:
