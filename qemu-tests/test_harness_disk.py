@@ -88,3 +88,27 @@ def test_ext4_files_are_read_at_their_offset(tmp_path):
     assert volume.read("/fleet/missing.json") is None
     with pytest.raises(DiskError):
         ext4_volume(path, label="config").read("/anything")
+
+
+def test_fat_check_accepts_a_clean_volume_and_names_a_damaged_one(image):
+    config = fat_volume(image, label="config")
+    config.write("autoboot.txt", b"[all]\nboot_partition=2\n" * 40)
+    config.check()
+    # A power cut while Linux had the volume mounted leaves the dirty bit set: not damage.
+    with image.open("r+b") as disk:
+        disk.seek(config.part.start + 0x25)
+        disk.write(b"\x01")
+    config.check()
+
+    # The damage a power cut left in session 1: a directory entry whose clusters the FAT
+    # marks free. Clear every cluster entry (from entry 2 on) in both FAT copies.
+    with image.open("r+b") as disk:
+        disk.seek(config.part.start)
+        boot = disk.read(512)
+        reserved = int.from_bytes(boot[14:16], "little")
+        fats, fat_sectors = boot[16], int.from_bytes(boot[22:24], "little")
+        for copy in range(fats):
+            disk.seek(config.part.start + (reserved + copy * fat_sectors) * 512 + 3)
+            disk.write(b"\0" * (fat_sectors * 512 - 3))
+    with pytest.raises(DiskError, match="config"):
+        config.check()

@@ -146,10 +146,46 @@ def test_qemu_command_boots_the_chosen_files_from_the_card(tmp_path):
 
 def test_power_cut_needs_exactly_one_trigger():
     assert "marker" in PowerCut(marker="guest: x").describe()
+    assert PowerCut(when=lambda: True, label="the Overlord saw it").describe() == (
+        "once the Overlord saw it"
+    )
     with pytest.raises(QemuError):
         PowerCut()
     with pytest.raises(QemuError):
         PowerCut(marker="x", after=1.0)
+    with pytest.raises(QemuError):
+        PowerCut(after=1.0, when=lambda: True, label="x")
+    with pytest.raises(QemuError, match="label"):
+        PowerCut(when=lambda: True)
+
+
+def test_power_cut_on_a_condition_ends_the_boot_once_it_holds(tmp_path, monkeypatch):
+    """A stand-in for QEMU that prints and then runs forever: the boot ends on the condition."""
+    fake = tmp_path / "fake-qemu"
+    fake.write_text("#!/bin/sh\necho 'guest: healthy'\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(qemu, "WHEN_POLL_SECONDS", 0.05)
+    polls: list[int] = []
+
+    def condition() -> bool:
+        polls.append(1)
+        return len(polls) == 3
+
+    files = BootFiles(tmp_path / "vmlinuz", tmp_path / "initrd", "console=ttyAMA0")
+    result = qemu.boot(
+        MachineSpec(qemu=str(fake)),
+        tmp_path / "card.img",
+        files,
+        log=io.BytesIO(),
+        healthy_marker="guest: healthy",
+        watchdog_seconds=50,
+        session_seconds=50,
+        power_cut=PowerCut(when=condition, label="the third poll"),
+    )
+    assert result.end is qemu.End.POWER_CUT
+    assert result.detail == "once the third poll"
+    assert result.healthy_after is not None
+    assert len(polls) == 3
 
 
 def test_console_splits_lines_across_reads_and_keeps_every_byte():

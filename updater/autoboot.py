@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetcore.atomic import atomic_write
+from fleetcore.atomic import atomic_write_fat
 from fleetcore.wire import Slot
 from updater.errors import FirmwareError
 from updater.slots import boot_partition, other, slot_of
@@ -78,11 +78,15 @@ def read(path: Path) -> Autoboot:
 
 
 def write(path: Path, autoboot: Autoboot) -> None:
-    """Replace autoboot.txt crash-safely: the firmware sees the old file or the new one."""
+    """Replace autoboot.txt crash-safely: the firmware sees the old file or the new one.
+
+    The config partition is FAT, so the write flushes the whole filesystem around the rename
+    (:func:`fleetcore.atomic.atomic_write_fat`).
+    """
     data = autoboot.render()
     try:
         if path.exists() and path.read_bytes() == data:
             return
-        atomic_write(path, data)
+        atomic_write_fat(path, data)
     except OSError as err:
         raise FirmwareError(f"cannot rewrite {path}: {err.strerror}") from err

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleetcore.atomic import atomic_write
+from fleetcore.atomic import atomic_write, atomic_write_fat
 from fleetcore.errors import FormatError
 from fleetcore.firstboot import FirstBoot, WiFi, dump_firstboot
 from fleetcore.firstboot import load_firstboot as parse_firstboot
@@ -41,4 +41,4 @@ def move_secrets(fat_copy: Path, data_copy: Path) -> None:
         return
     data_copy.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(data_copy, dump_firstboot(first), mode=0o600)
-    atomic_write(fat_copy, dump_firstboot(first.without_secrets()))
+    atomic_write_fat(fat_copy, dump_firstboot(first.without_secrets()))

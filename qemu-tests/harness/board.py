@@ -159,5 +159,12 @@ class SimulatedPi:
             data = data[record.console_start : record.console_end]
         return data.decode(errors="replace")
 
+    def live_console(self) -> str:
+        """The serial console of the boot running now (for a ``PowerCut(when=...)``)."""
+        start = self.records[-1].console_end if self.records else 0
+        with self.console_log.open("rb") as log:
+            log.seek(start)
+            return log.read().decode(errors="replace")
+
     def decisions(self) -> str:
         return "\n".join(r.line() for r in self.records) or "no boots yet"

@@ -124,6 +124,24 @@ class FatVolume:
             self.mkdir(parent)
         self._mtools(["mcopy", "-o", local, f"::/{path}"])
 
+    def check(self) -> None:
+        """Check the filesystem read-only (``fsck.fat -n`` on a copy of the partition): a
+        cross-linked or lost cluster, a free cluster in a chain, a bad directory entry.
+
+        The copy's dirty bit is cleared first: Linux sets it while the volume is mounted, so
+        every power cut leaves it set, and the Pi firmware ignores it; what counts is whether
+        the FAT, the directories and the files agree.
+        """
+        with tempfile.TemporaryDirectory(prefix="fat-check-") as tmp:
+            copy = Path(tmp) / "partition.vfat"
+            _copy_partition(self.image, self.part, copy)
+            _clear_dirty_bit(copy)
+            found = run(["fsck.fat", "-n", copy], check=False)
+        if found.returncode != 0:
+            report = (found.stdout + found.stderr).decode(errors="replace")
+            where = f"partition {self.part.number} ({self.part.label})"
+            raise DiskError(f"{where} is damaged:\n{report}")
+
     def delete(self, path: str) -> bool:
         """Remove ``path``; return whether it existed."""
         if not self.exists(path):
@@ -132,33 +150,72 @@ class FatVolume:
         return True
 
 
+def _clear_dirty_bit(volume: Path) -> None:
+    """Clear the "not cleanly unmounted" bit of a FAT boot sector (FAT12/16: byte 0x25,
+    FAT32: byte 0x41, bit 0; FAT32 when the 16-bit FAT size at byte 22 is zero)."""
+    with volume.open("r+b") as handle:
+        boot = handle.read(512)
+        state = 0x41 if int.from_bytes(boot[22:24], "little") == 0 else 0x25
+        handle.seek(state)
+        handle.write(bytes([boot[state] & 0xFE]))
+
+
 def fat_volume(image: Path, *, number: int | None = None, label: str | None = None) -> FatVolume:
     return FatVolume(image, partition(image, number=number, label=label))
 
 
 class Ext4Volume:
-    """An ext4 filesystem inside a disk image, read with debugfs (read-only)."""
+    """An ext4 filesystem inside a disk image, read with debugfs (the image is not changed).
+
+    After a power cut the latest metadata can still be only in the journal (the guest's
+    fsync commits it there; the checkpoint to its home blocks comes later), and debugfs does
+    not replay the journal. So each read works on a copy of the partition whose journal
+    ``e2fsck -E journal_only`` replayed, which is what the next mount would see.
+    """
 
     def __init__(self, image: Path, part: Partition) -> None:
         self.image = image
         self.part = part
-        self._device = f"{image}?offset={part.start}"
 
-    def _debugfs(self, request: str) -> tuple[bytes, str]:
+    def read(self, path: str) -> bytes | None:
+        """The content of ``path`` (absolute in the filesystem), or None when it is missing."""
+        with tempfile.TemporaryDirectory(prefix="ext4-read-") as tmp:
+            copy = Path(tmp) / "partition.ext4"
+            _copy_partition(self.image, self.part, copy)
+            replay = run(["e2fsck", "-E", "journal_only", "-y", copy], check=False)
+            if replay.returncode not in (0, 1):  # 1: the journal was replayed
+                report = (replay.stdout + replay.stderr).decode(errors="replace")
+                raise DiskError(f"partition {self.part.number} ({self.part.label}): {report}")
+            # debugfs exits 0 whatever the request did; a lookup failure shows only on stderr.
+            _, stat_err = self._debugfs(copy, f"stat {path}")
+            if "not found" in stat_err or "File not found" in stat_err:
+                return None
+            data, _ = self._debugfs(copy, f"cat {path}")
+            return data
+
+    def _debugfs(self, device: Path, request: str) -> tuple[bytes, str]:
         try:
-            proc = run(["debugfs", "-R", request, self._device])
+            proc = run(["debugfs", "-R", request, device])
         except CommandError as err:
             raise DiskError(f"partition {self.part.number} ({self.part.label}): {err}") from err
         return proc.stdout, proc.stderr.decode(errors="replace")
 
-    def read(self, path: str) -> bytes | None:
-        """The content of ``path`` (absolute in the filesystem), or None when it is missing."""
-        # debugfs exits 0 whatever the request did; a lookup failure shows only on stderr.
-        _, stat_err = self._debugfs(f"stat {path}")
-        if "not found" in stat_err or "File not found" in stat_err:
-            return None
-        data, _ = self._debugfs(f"cat {path}")
-        return data
+
+def _copy_partition(image: Path, part: Partition, dest: Path) -> None:
+    """Copy one partition of ``image`` to the file ``dest``, keeping runs of zeros sparse."""
+    with image.open("rb") as src, dest.open("wb") as dst:
+        src.seek(part.start)
+        left = part.size
+        while left:
+            block = src.read(min(left, 1 << 20))
+            if not block:
+                break
+            if block.count(0) == len(block):
+                dst.seek(len(block), 1)
+            else:
+                dst.write(block)
+            left -= len(block)
+        dst.truncate(part.size)
 
 
 def ext4_volume(image: Path, *, label: str) -> Ext4Volume:

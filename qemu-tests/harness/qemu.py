@@ -3,7 +3,7 @@
 QEMU runs with ``-no-reboot``, so a reboot the guest asks for ends the process and the harness
 (the firmware) decides what boots next. The serial console is read line by line from QEMU's
 stdout; the boot ends when QEMU exits, when the watchdog deadline passes without the healthy
-marker, or when a power cut is due.
+marker, or when a power cut is due (at a console line, a time, or a condition the test polls).
 
 QEMU is the one long-lived child that cannot go through ``fleetcore.run.run``: the harness
 must read its console while it runs and kill it at a chosen moment.
@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -29,6 +30,7 @@ from harness.firmware import BootFiles
 
 READ_CHUNK = 65536
 POLL_SECONDS = 0.2
+WHEN_POLL_SECONDS = 2.0
 
 # What the kernel prints (at emergency level, so even a quiet console shows it) on the way out.
 REBOOT_LINE = "reboot: Restarting system"
@@ -50,17 +52,29 @@ class MachineSpec:
 
 @dataclass(frozen=True)
 class PowerCut:
-    """Kill QEMU when ``marker`` appears on the console, or ``after`` seconds into the boot."""
+    """Kill QEMU when ``marker`` appears on the console, ``after`` seconds into the boot, or
+    as soon as ``when()`` returns True (polled every ``WHEN_POLL_SECONDS``; ``label`` says
+    what it waits for). ``when`` is how a scenario ends a boot the moment the condition under
+    test is observed outside the guest, for example on the Overlord."""
 
     marker: str | None = None
     after: float | None = None
+    when: Callable[[], bool] | None = None
+    label: str = ""
 
     def __post_init__(self) -> None:
-        if (self.marker is None) == (self.after is None):
-            raise QemuError("a power cut needs exactly one of marker= or after=")
+        given = [self.marker is not None, self.after is not None, self.when is not None]
+        if given.count(True) != 1:
+            raise QemuError("a power cut needs exactly one of marker=, after= or when=")
+        if self.when is not None and not self.label:
+            raise QemuError("a power cut on a condition needs a label= saying what it waits for")
 
     def describe(self) -> str:
-        return f"at console marker {self.marker!r}" if self.marker else f"after {self.after} s"
+        if self.marker is not None:
+            return f"at console marker {self.marker!r}"
+        if self.after is not None:
+            return f"after {self.after} s"
+        return f"once {self.label}"
 
 
 class End(StrEnum):
@@ -195,6 +209,7 @@ def boot(
     started = time.monotonic()
     healthy_after: float | None = None
     seen_reboot = seen_poweroff = False
+    next_when = started
     try:
         while True:
             elapsed = time.monotonic() - started
@@ -208,6 +223,10 @@ def boot(
                     return _kill(proc, End.POWER_CUT, started, healthy_after, power_cut.describe())
             if power_cut and power_cut.after is not None and elapsed >= power_cut.after:
                 return _kill(proc, End.POWER_CUT, started, healthy_after, power_cut.describe())
+            if power_cut and power_cut.when is not None and time.monotonic() >= next_when:
+                next_when = time.monotonic() + WHEN_POLL_SECONDS
+                if power_cut.when():
+                    return _kill(proc, End.POWER_CUT, started, healthy_after, power_cut.describe())
             if console.closed:
                 code = proc.wait()
                 if code != 0:

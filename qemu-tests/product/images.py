@@ -8,12 +8,15 @@ published with `fleet-sign add-release`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from fleetcore.run import run
 
@@ -53,7 +56,11 @@ echo "e2e: this release fails its health check on purpose" >&2
 exit 1
 """
 
+WORKDIR_ENV = "FLEET_E2E_WORKDIR"
 Change = Callable[[Path], None]
+DONE = "done"
+"""Stamp of a finished build or assemble: with ``FLEET_E2E_WORKDIR`` set, a developer's rerun
+of the tier reuses them (the tier itself always starts from an empty folder)."""
 
 
 def no_change(rootfs: Path) -> None:
@@ -66,7 +73,8 @@ def failing_health_check(rootfs: Path) -> None:
 
 
 def without_init(rootfs: Path) -> None:
-    """No /sbin/init: the initramfs cannot hand over, the boot never becomes healthy."""
+    """No /sbin/init: the initramfs cannot hand over, systemd never starts, the boot never
+    becomes healthy and the watchdog resets the board."""
     (rootfs / "sbin/init").unlink()
 
 
@@ -84,16 +92,39 @@ class Release:
         return self.out / "release"
 
 
+def workdir(factory: pytest.TempPathFactory) -> Path:
+    """A fresh folder for the session, or ``FLEET_E2E_WORKDIR`` for a developer's rerun.
+
+    There the rootfs, the assembled versions and the signed repository of an earlier run
+    are reused; the run's own state (Overlord database, card, board) is always made anew.
+    """
+    chosen = os.environ.get(WORKDIR_ENV)
+    if not chosen:
+        return factory.mktemp("product")
+    folder = Path(chosen)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder / "session", ignore_errors=True)
+    return folder
+
+
 def fleet_image() -> Path:
     """`fleet-image` of this checkout's venv (the one running the tests)."""
     return Path(sys.executable).with_name("fleet-image")
 
 
 def build_rootfs(workdir: Path, root_json: Path) -> Path:
-    """`fleet-image build --backend debootstrap`: the real image's rootfs, in ``workdir``."""
+    """`fleet-image build --backend debootstrap`: the real image's rootfs, in ``workdir``.
+
+    A rootfs a previous run finished in the same ``workdir`` is reused (see ``DONE``).
+    """
     config = workdir / "build.yaml"
     config.write_text(f"root_json: {root_json}\nhostname: metrica-e2e\n")
     out = workdir / "build"
+    if (out / DONE).exists():
+        print(f"fleet-image build: reusing {out}")
+        return out / "rootfs"
+    if out.exists():
+        shutil.rmtree(out)
     started = time.monotonic()
     run(
         [fleet_image(), "build", "--backend", "debootstrap",
@@ -101,11 +132,21 @@ def build_rootfs(workdir: Path, root_json: Path) -> Path:
         timeout=3600,
     )  # fmt: skip
     print(f"fleet-image build: {time.monotonic() - started:.0f} s")
+    (out / DONE).touch()
     return out / "rootfs"
 
 
 def assemble(base: Path, workdir: Path, version: str, change: Change = no_change) -> Release:
-    """A copy of ``base`` with the QEMU layer, the version stamp and ``change``, assembled."""
+    """A copy of ``base`` with the QEMU layer, the version stamp and ``change``, assembled.
+
+    An image a previous run finished in the same ``workdir`` is reused (see ``DONE``).
+    """
+    out = workdir / f"image-{version}"
+    if (workdir / f"image-{version}.{DONE}").exists():
+        print(f"fleet-image assemble {version}: reusing {out}")
+        return Release(version, out)
+    if out.exists():
+        shutil.rmtree(out)
     rootfs = workdir / f"rootfs-{version}"
     if rootfs.exists():
         shutil.rmtree(rootfs)
@@ -114,7 +155,6 @@ def assemble(base: Path, workdir: Path, version: str, change: Change = no_change
         _write(rootfs / relative, text)
     _write(rootfs / VERSION_FILE, f"{version}\n")
     change(rootfs)
-    out = workdir / f"image-{version}"
     started = time.monotonic()
     run(
         [fleet_image(), "assemble", "--rootfs", rootfs, "--out", out,
@@ -123,6 +163,7 @@ def assemble(base: Path, workdir: Path, version: str, change: Change = no_change
     )  # fmt: skip
     print(f"fleet-image assemble {version}: {time.monotonic() - started:.0f} s")
     shutil.rmtree(rootfs)
+    (workdir / f"image-{version}.{DONE}").touch()
     return Release(version, out)
 
 

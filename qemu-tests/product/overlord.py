@@ -7,6 +7,7 @@ Stopping and starting the process again (same database, same repository) plays a
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import httpx
 from fleetcore.run import run_text
 
 API = "/api/v1"
+CHUNK_GET = re.compile(r'"GET \S*/chunks/([0-9a-f]{4}/[0-9a-f]{64})\.zst HTTP')
 START_SECONDS = 60.0
 
 
@@ -51,6 +53,10 @@ class Overlord:
 
     def _tool(self) -> str:
         return str(Path(sys.executable).with_name("overlord"))
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def start(self) -> None:
         with self.log.open("ab") as log:
@@ -88,6 +94,10 @@ class Overlord:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def chunk_requests(self) -> list[str]:
+        """The release chunks served so far (``abcd/abcd...``), one per GET, from the access log."""
+        return CHUNK_GET.findall(self.log_text())
 
     def token(self, role: str) -> str:
         out = run_text([self._tool(), "token", "create", "--role", role], env=self.env)
@@ -127,9 +137,21 @@ class Overlord:
         return found
 
     def events(self, device_id: str) -> list[dict[str, Any]]:
-        found = self.get(f"/devices/{device_id}/events")
+        """The device's events, newest first (the whole story holds far fewer than 1000)."""
+        found = self.get(f"/devices/{device_id}/events", limit=1000)
         items: list[dict[str, Any]] = found["items"] if isinstance(found, dict) else found
         return items
+
+    def the_device(self) -> dict[str, Any] | None:
+        """The one device, or None before it enrolled."""
+        devices = self.devices()
+        return devices[0] if devices else None
+
+    def abort_unfinished_rollouts(self) -> None:
+        """Abort what an earlier scenario left running: one unfinished OS rollout at a time."""
+        for rollout in self.get("/rollouts"):
+            if rollout["state"] not in ("aborted", "completed"):
+                self.post(f"/rollouts/{rollout['id']}/abort", {})
 
     def rollout(self, name: str, version: str) -> dict[str, Any]:
         """Roll ``version`` out to every device at once (one stage, no success window)."""

@@ -24,9 +24,16 @@ class Repository:
 
     @classmethod
     def init(cls, workdir: Path) -> Repository:
+        """A new repository, or the one a previous run left in ``workdir``."""
         repo = cls(workdir / "repo", workdir / "keys")
-        run([_tool(), "init", repo.repo, "--keys", repo.keys])
+        if not repo.root_json.exists():
+            run([_tool(), "init", repo.repo, "--keys", repo.keys])
         return repo
 
-    def add_release(self, release_dir: Path) -> None:
+    def add_release(self, release_dir: Path, version: str) -> None:
+        """Sign and publish a release (once: a release a previous run added is kept)."""
+        stamp = self.repo.with_name(f"released-{version}")
+        if stamp.exists():
+            return
         run([_tool(), "add-release", self.repo, release_dir, "--keys", self.keys], timeout=900)
+        stamp.touch()

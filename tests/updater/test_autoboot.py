@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetcore import atomic
 from fleetcore.wire import Slot
 from updater import autoboot
 from updater.autoboot import Autoboot
@@ -49,13 +50,14 @@ def test_oversized_file_is_rejected():
 
 
 class Injector:
-    """Crash at the n-th durable step (write, fsync, rename) or after n bytes of the write."""
+    """Crash at the n-th durable step (write, fsync, syncfs, rename) or after n bytes."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.steps = 0
         self.crash_step: int | None = None
         self.crash_byte: int | None = None
         real_fsync, real_replace, real_fdopen = os.fsync, Path.replace, os.fdopen
+        real_syncfs = atomic.syncfs
         injector = self
 
         def step() -> None:
@@ -92,6 +94,11 @@ class Injector:
             def __exit__(self, *exc):
                 return self.handle.__exit__(*exc)
 
+        def syncfs(path: Path) -> None:
+            step()
+            real_syncfs(path)
+
+        monkeypatch.setattr(atomic, "syncfs", syncfs)
         monkeypatch.setattr(os, "fsync", fsync)
         monkeypatch.setattr(Path, "replace", replace)
         monkeypatch.setattr(os, "fdopen", lambda *a, **k: TornWriter(real_fdopen(*a, **k)))
@@ -105,7 +112,7 @@ def test_rewrite_survives_a_crash_at_every_step_and_byte(tmp_path, monkeypatch):
     injector.steps = 0
     autoboot.write(path, new)
     clean_steps = injector.steps
-    assert clean_steps >= 4  # write, fsync file, rename, fsync directory
+    assert clean_steps == 5  # write, fsync file, syncfs, rename, syncfs
 
     outcomes = set()
     cases = [("step", n) for n in range(1, clean_steps + 1)]

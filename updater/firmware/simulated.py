@@ -4,8 +4,9 @@ Contract, all on the config partition mount (``/boot/config``):
 
 - ``simfw/boot.json`` = ``{"boot_partition": N, "tryboot": bool}``, written by the firmware
   before each boot; the device reads its boot state from it.
-- The device requests a one-shot trial boot by creating ``simfw/tryboot`` (atomically,
-  fsynced), then reboots with the configured command.
+- The device requests a one-shot trial boot by creating ``simfw/tryboot`` (atomically, the
+  FAT filesystem flushed: :func:`fleetcore.atomic.atomic_write_fat`), then reboots with the
+  configured command.
 - At the next boot the firmware deletes ``simfw/tryboot`` and, if it was there, boots
   autoboot.txt's ``[tryboot]`` partition, else ``[all]``. After a power cut, crash or
   watchdog reset the flag is dropped unused (the real one is volatile).
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fleetcore.atomic import atomic_write, fsync_dir
+from fleetcore.atomic import atomic_write_fat, mkdir_fat, remove_fat
 from fleetcore.run import run
 from updater import autoboot
 from updater.errors import FirmwareError
@@ -49,16 +50,14 @@ def firmware_boot(config_mount: Path, *, requested_reboot: bool = True) -> BootS
     lives in RAM and is lost then, so the file is dropped unused.
     """
     state_dir = config_mount / STATE_DIR
-    state_dir.mkdir(exist_ok=True)
+    mkdir_fat(state_dir)
     flag = state_dir / TRYBOOT_FLAG
     tryboot = flag.exists() and requested_reboot
-    if flag.exists():
-        flag.unlink()
-        fsync_dir(state_dir)
+    remove_fat(flag)
     data = (config_mount / "autoboot.txt").read_bytes()
     state = BootState(boot_partition=autoboot.partition_for(data, tryboot=tryboot), tryboot=tryboot)
     record = {"boot_partition": state.boot_partition, "tryboot": state.tryboot}
-    atomic_write(state_dir / BOOT_FILE, json.dumps(record).encode())
+    atomic_write_fat(state_dir / BOOT_FILE, json.dumps(record).encode())
     return state
 
 
@@ -71,6 +70,6 @@ class SimulatedFirmware(Firmware):
         return _read_boot_file(self._state_dir / BOOT_FILE)
 
     def request_trial_reboot(self) -> None:
-        self._state_dir.mkdir(exist_ok=True)
-        atomic_write(self._state_dir / TRYBOOT_FLAG, b"1\n")
+        mkdir_fat(self._state_dir)
+        atomic_write_fat(self._state_dir / TRYBOOT_FLAG, b"1\n")
         run(list(self.config.reboot_command))
