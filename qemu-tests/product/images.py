@@ -22,8 +22,9 @@ from fleetcore.run import run
 
 # What the QEMU board needs beyond the shipped image, as files below the rootfs:
 # - updater.yaml: the simulated firmware backend (the harness plays the Pi firmware), the
-#   hardware the virt board cannot report, no docker health check (the image ships no
-#   dockerd), and short polls so a scenario does not wait minutes for the next poll;
+#   hardware the virt board cannot report, no docker health check (no roles run in the guest:
+#   the image ships no Compose), and short polls so a scenario does not wait minutes for the
+#   next poll;
 # - a unit drop-in that copies the updater's log (at INFO, -v) to the serial console, where
 #   the harness and a failed test's report read it.
 UPDATER_YAML = """\
