@@ -18,13 +18,7 @@ import os
 import statistics
 import sys
 import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-
-import psycopg
-from sqlalchemy.engine import make_url
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
@@ -32,22 +26,9 @@ sys.path.insert(0, str(BENCH.parent))
 from overlord.auth.models import KeyRole  # noqa: E402
 from simulator.load import LoadPlan, LoadReport, Operation, run_load  # noqa: E402
 from simulator.server import serve  # noqa: E402
-from simulator.site import prepare_site  # noqa: E402
+from simulator.site import prepare_site, scratch_database  # noqa: E402
 
 WORKERS = 2
-
-
-@contextmanager
-def database(pg_url: str) -> Iterator[str]:
-    name = f"bench_load_{uuid.uuid4().hex[:10]}"
-    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def figures(report: LoadReport) -> dict[str, float]:
@@ -71,7 +52,7 @@ def main() -> None:
     if not pg_url:
         sys.exit("set FLEET_TEST_PG_URL to a PostgreSQL server (see the README's test section)")
     runs: dict[str, list[dict[str, float]]] = {"overlord": [], "baseline": []}
-    with tempfile.TemporaryDirectory() as tmp, database(pg_url) as url:
+    with tempfile.TemporaryDirectory() as tmp, scratch_database(pg_url, "bench_load") as url:
         site = prepare_site(Path(tmp), url)
         token = site.token(KeyRole.ENROLLMENT, "bench_load")
         overlord = serve(

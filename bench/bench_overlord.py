@@ -31,13 +31,8 @@ import os
 import statistics
 import sys
 import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
-
-import psycopg
-from sqlalchemy.engine import make_url
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
@@ -56,26 +51,13 @@ from simulator.load import (  # noqa: E402
     http_request,
 )
 from simulator.server import serve  # noqa: E402
-from simulator.site import prepare_site  # noqa: E402
+from simulator.site import prepare_site, scratch_database  # noqa: E402
 
 DEVICES = 1000
 CONCURRENCY = 32
 WORKERS = 2
 TARGETS = {"heartbeat": 2000, "desired-state 304": 5000}
 EXPECTED = {"heartbeat": 204, "desired-state 304": 304}
-
-
-@contextmanager
-def database(pg_url: str) -> Iterator[str]:
-    name = f"overlord_bench_{uuid.uuid4().hex[:8]}"
-    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def enroll(url: str) -> list[tuple[str, str]]:
@@ -135,7 +117,11 @@ def main() -> None:
     if not pg_url:
         raise SystemExit("set FLEET_TEST_PG_URL to a PostgreSQL server URL")
     results: dict[tuple[str, str], list[BlastResult]] = {}
-    with tempfile.TemporaryDirectory() as tmp, database(pg_url) as url, ExitStack() as stack:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        scratch_database(pg_url, "overlord_bench") as url,
+        ExitStack() as stack,
+    ):
         site = prepare_site(Path(tmp), url)
         devices = enroll(url)
         env = site.env(run_scheduler=False)

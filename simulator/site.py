@@ -7,8 +7,14 @@ straight into the repository folder, as ``fleet-sign add-release`` does) and the
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
 
 from overlord import migrate
 from overlord.auth import service as auth_service
@@ -20,6 +26,20 @@ from signing.repository import init_repository
 # Loopback simulations compress a fleet's hours into minutes and every simulated device
 # shares one client address, so the per-device and per-address limits are lifted.
 SIMULATION_RATE_PER_S = 100_000
+
+
+@contextmanager
+def scratch_database(pg_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on ``pg_url``'s server (its SQLAlchemy URL), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 
 from fleetcore.wire import (
     Event,
@@ -33,23 +30,18 @@ from overlord.auth.models import KeyRole
 from overlord.db import make_engine, make_sessionmaker, unit_of_work
 from overlord.models import Base
 from overlord.settings import Settings
+from simulator.site import scratch_database
 from tests.overlord.tufrepo import Repo, make_repo
 
 
 @pytest.fixture(scope="session")
 def pg_database(pg_url: str) -> Iterator[str]:
     """A fresh database for this test session on the shared server, dropped afterwards."""
-    name = f"overlord_test_{uuid.uuid4().hex[:12]}"
-    admin = make_url(pg_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    engine = make_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with scratch_database(pg_url, "overlord_test") as url:
+        engine = make_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        yield url
 
 
 def _truncate(engine: Engine) -> None:
