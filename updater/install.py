@@ -223,18 +223,15 @@ class SlotWriter:
                         batch.clear()
 
                 while ahead < len(index) and len(window) < window_limit:
-                    digest = index.digest(ahead)
-                    earlier = first_seen.setdefault(digest, ahead)
-                    if earlier != ahead and not index.offsets[ahead] < probe_end:
+                    earlier = first_seen.setdefault(index.digest(ahead), ahead)
+                    probing = index.offsets[ahead] < probe_end
+                    if earlier != ahead and not probing:
                         pending = _Pending(ahead, Origin.COPY, earlier=earlier)
-                        window.append(pending)
-                        ahead += 1
-                        continue
-                    origin = self._origin(index, ahead, out, index.offsets[ahead] < probe_end)
-                    pending = _Pending(ahead, origin)
+                    else:
+                        pending = _Pending(ahead, self._origin(index, ahead, out, probing))
                     window.append(pending)
                     ahead += 1
-                    if origin is Origin.FETCH:
+                    if pending.origin is Origin.FETCH:
                         batch.append(pending)
                         if len(batch) >= depth:
                             send()
