@@ -2,8 +2,9 @@
 
 Unpacking trusts nothing about the archive even though TUF verified it: members must be
 regular files, directories or relative symlinks that stay inside the bundle; no absolute
-names, no ``..``, no hard links, no device nodes or fifos; the total size and member count are
-capped, and the decompressed stream itself is capped so a zstd bomb stops early.
+names, no ``..``, no hard links, no device nodes or fifos; the member count is capped, the
+size is capped (the image archives under ``images/`` and everything else separately), and the
+decompressed stream itself is capped so a zstd bomb stops early.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ import zstandard
 from fleetcore.atomic import atomic_open
 from updater.roles.bundle import load_bundle
 from updater.roles.errors import ArchiveError, BundleError
-from updater.roles.spec import UNRESOLVED_DIGEST
+from updater.roles.images import IMAGES_DIR, archive_name, check_archive, local_ids
+from updater.roles.spec import UNRESOLVED_DIGEST, RoleSpec
 
+# Everything but the image archives: compose file, config/, templates.
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
+# The image archives together: a few realistic images (100-300 MB uncompressed each).
+MAX_IMAGE_BYTES = 2 * 1024 * 1024 * 1024
 MAX_MEMBERS = 2000
 _ZSTD_LEVEL = 19
 
@@ -45,8 +50,13 @@ class _CappedReader(io.RawIOBase):
         return len(data)
 
 
-def pack(bundle_dir: Path, out: Path) -> None:
-    """Validate ``bundle_dir`` and write it as a reproducible ``tar.zst`` to ``out``."""
+def pack(bundle_dir: Path, out: Path, *, images_dir: Path | None = None) -> list[str]:
+    """Validate ``bundle_dir`` and write it as a reproducible ``tar.zst`` to ``out``.
+
+    With ``images_dir``, the archive ``images_dir/<hex>.tar`` of every ``sha256:<hex>`` image
+    the bundle pins by ID goes into the packed ``images/`` (checked like one inside the bundle;
+    one already in ``bundle_dir/images`` is kept). Returns the archives added that way.
+    """
     bundle = load_bundle(bundle_dir)
     unresolved = [image for image in bundle.spec.images if image.endswith(UNRESOLVED_DIGEST)]
     if unresolved:
@@ -54,25 +64,59 @@ def pack(bundle_dir: Path, out: Path) -> None:
             f"image {unresolved[0]} has a placeholder digest; refusing to publish it",
             hint="resolve it with `docker buildx imagetools inspect <name:tag>`",
         )
-    paths = sorted(p for p in bundle_dir.rglob("*") if p.is_symlink() or p.is_file() or p.is_dir())
+    entries = {
+        path.relative_to(bundle_dir).as_posix(): path
+        for path in bundle_dir.rglob("*")
+        if path.is_symlink() or path.is_file() or path.is_dir()
+    }
+    added: dict[str, Path] = {}
+    if images_dir is not None:
+        added = _image_archives(bundle.spec, images_dir, entries)
+        if added:
+            entries.setdefault(IMAGES_DIR, images_dir.resolve())  # packed as a 0755 directory
+            entries.update(added)
     with atomic_open(out) as raw:
         compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
         with (
             compressor.stream_writer(raw, closefd=False) as zout,
             tarfile.open(fileobj=zout, mode="w|", format=tarfile.PAX_FORMAT) as tar,
         ):
-            for path in paths:
-                info = tar.gettarinfo(str(path), arcname=path.relative_to(bundle_dir).as_posix())
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                info.mtime = 0
-                if info.isreg():
-                    info.mode = 0o755 if info.mode & 0o111 else 0o644
-                    with path.open("rb") as handle:
-                        tar.addfile(info, handle)
-                else:
-                    info.mode = 0o755 if info.isdir() else 0o777
-                    tar.addfile(info)
+            for arcname in sorted(entries, key=lambda name: name.split("/")):
+                _add(tar, entries[arcname], arcname)
+    return sorted(added)
+
+
+def _image_archives(spec: RoleSpec, images_dir: Path, entries: dict[str, Path]) -> dict[str, Path]:
+    """``images/<hex>.tar`` -> the checked archive in ``images_dir``, for IDs lacking one."""
+    if not images_dir.is_dir():
+        raise BundleError(f"{images_dir} is not a directory")
+    added: dict[str, Path] = {}
+    for image_hex in sorted(local_ids(spec)):
+        arcname = f"{IMAGES_DIR}/{archive_name(image_hex)}"
+        source = images_dir / archive_name(image_hex)
+        if arcname in entries or not source.exists():
+            continue
+        source = source.resolve()
+        if not source.is_file():
+            raise BundleError(f"{source} is not a regular file")
+        check_archive(source, image_hex, label=str(source))
+        added[arcname] = source
+    return added
+
+
+def _add(tar: tarfile.TarFile, path: Path, arcname: str) -> None:
+    """One member with the owner, times and modes normalised, so packing is reproducible."""
+    info = tar.gettarinfo(str(path), arcname=arcname)
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = 0
+    if info.isreg():
+        info.mode = 0o755 if info.mode & 0o111 else 0o644
+        with path.open("rb") as handle:
+            tar.addfile(info, handle)
+    else:
+        info.mode = 0o755 if info.isdir() else 0o777
+        tar.addfile(info)
 
 
 def _check_member(member: tarfile.TarInfo) -> str:
@@ -112,24 +156,33 @@ def extract(
     dest: Path,
     *,
     max_bytes: int = MAX_BUNDLE_BYTES,
+    max_image_bytes: int = MAX_IMAGE_BYTES,
     max_members: int = MAX_MEMBERS,
 ) -> None:
-    """Unpack ``archive`` into the empty directory ``dest``; raise on the first unsafe member."""
-    total = 0
+    """Unpack ``archive`` into the empty directory ``dest``; raise on the first unsafe member.
+
+    ``max_image_bytes`` caps the regular files directly under ``images/`` together,
+    ``max_bytes`` everything else.
+    """
+    totals = {False: 0, True: 0}
+    caps = {False: max_bytes, True: max_image_bytes}
     members = 0
     try:
         with archive.open("rb") as raw:
             reader = zstandard.ZstdDecompressor().stream_reader(raw)
-            capped = io.BufferedReader(_CappedReader(reader, max_bytes + 1024 * 1024))
+            stream_cap = max_bytes + max_image_bytes + 1024 * 1024
+            capped = io.BufferedReader(_CappedReader(reader, stream_cap))
             with tarfile.open(fileobj=capped, mode="r|") as tar:
                 for member in tar:
                     members += 1
                     if members > max_members:
                         raise ArchiveError(f"bundle archive has more than {max_members} members")
-                    _check_member(member)
-                    total += member.size
-                    if total > max_bytes:
-                        raise ArchiveError(f"bundle archive is larger than {max_bytes} bytes")
+                    name = _check_member(member)
+                    image = member.isreg() and posixpath.dirname(name) == IMAGES_DIR
+                    totals[image] += member.size
+                    if totals[image] > caps[image]:
+                        what = "its image archives are" if image else "bundle archive is"
+                        raise ArchiveError(f"{what} larger than {caps[image]} bytes")
                     _extract(tar, member, dest)
     except (tarfile.TarError, zstandard.ZstdError, EOFError) as err:
         raise ArchiveError(f"{archive.name} is not a valid tar.zst bundle: {err}") from err

@@ -10,6 +10,7 @@ from typing import Any
 
 from updater.roles import envfile
 from updater.roles.errors import BundleError
+from updater.roles.images import check_images_dir
 from updater.roles.policy import check_compose, inside_path
 from updater.roles.spec import (
     CONFIG_DIR,
@@ -89,4 +90,5 @@ def load_bundle(path: Path, *, staged: bool = False) -> Bundle:
         raise BundleError(f"compose file {spec.compose} is missing")
     doc = load_yaml(compose_path.read_text(encoding="utf-8"), source=spec.compose)
     check_compose(doc, spec, path)
+    check_images_dir(path, spec)
     return Bundle(path=path, spec=spec, compose=doc)

@@ -32,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     packer = commands.add_parser("pack", help="validate a bundle and write its tar.zst target")
     packer.add_argument("bundle", type=Path, metavar="DIR")
     packer.add_argument("out", type=Path, metavar="OUT.tar.zst")
+    packer.add_argument(
+        "--images",
+        type=Path,
+        metavar="IMGDIR",
+        help="add IMGDIR/<hex>.tar (docker save) for each sha256:<hex> image the bundle pins",
+    )
     packer.set_defaults(handler=_pack)
 
     apply = commands.add_parser("apply", help="apply a bundle folder or tar.zst by hand")
@@ -94,7 +100,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    pack(args.bundle, args.out)
+    added = pack(args.bundle, args.out, images_dir=args.images)
+    for name in added:
+        print(f"{args.out}: carries {name} from {args.images}")
     print(f"{args.out}: written")
     return 0
 

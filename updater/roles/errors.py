@@ -17,6 +17,10 @@ class ArchiveError(BundleError):
     """A bundle archive is unsafe to unpack (traversal, special files, size)."""
 
 
+class ImageArchiveError(BundleError):
+    """An image archive a bundle carries (``images/<hex>.tar``) is malformed or not pinned."""
+
+
 class TemplateError(BundleError):
     """``.env.template`` cannot be rendered with the device's configuration."""
 

@@ -40,7 +40,7 @@ from fleetcore.wire import DesiredRole, EventKind, Health, RoleStatus
 from signing.errors import DowngradeRefused
 from signing.rollback import check_upgrade, raise_floor
 from updater.roles import health, runtime
-from updater.roles.archive import MAX_BUNDLE_BYTES, extract
+from updater.roles.archive import MAX_BUNDLE_BYTES, MAX_IMAGE_BYTES, extract
 from updater.roles.bundle import Bundle, load_bundle
 from updater.roles.compose import Compose, ComposeFlavor, Project, detect
 from updater.roles.errors import (
@@ -96,6 +96,7 @@ class ManagerConfig(BaseModel):
     # compose v2 wants project names to start with a lowercase letter or digit
     project_prefix: str = Field(default="", pattern=r"^([a-z0-9][a-z0-9_-]{0,29})?$")
     max_bundle_bytes: int = Field(default=MAX_BUNDLE_BYTES, gt=0)
+    max_image_bytes: int = Field(default=MAX_IMAGE_BYTES, ge=0)
     poll_s: float = Field(default=0.5, gt=0, le=10)
 
 
@@ -190,7 +191,7 @@ class RoleManager:
             spec = load_bundle(source).spec
         else:
             with _scratch(self.config.root) as scratch:
-                extract(source, scratch, max_bytes=self.config.max_bundle_bytes)
+                self._extract(source, scratch)
                 spec = load_bundle(scratch).spec
         desired = DesiredRole(name=spec.name, version=spec.version, target=str(source))
         with self._locked() as state:
@@ -631,7 +632,7 @@ class RoleManager:
         if source.is_dir():
             shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
         else:
-            extract(source, staging, max_bytes=self.config.max_bundle_bytes)
+            self._extract(source, staging)
         bundle = load_bundle(staging)
         if bundle.spec.name != layout.name or bundle.spec.version != version:
             raise BundleError(
@@ -642,6 +643,14 @@ class RoleManager:
         self.compose.check(self._project(layout, version, bundle, directory=staging))
         final = publish_staging(layout, staging, version)
         return Bundle(path=final, spec=bundle.spec, compose=bundle.compose)
+
+    def _extract(self, archive: Path, dest: Path) -> None:
+        extract(
+            archive,
+            dest,
+            max_bytes=self.config.max_bundle_bytes,
+            max_image_bytes=self.config.max_image_bytes,
+        )
 
     def _write_runtime_files(self, layout: RoleLayout, directory: Path, bundle: Bundle) -> None:
         runtime.write_runtime_files(
@@ -675,6 +684,7 @@ class RoleManager:
             (layout.state_dir / name).mkdir(parents=True, exist_ok=True)
         project = self._project(layout, version, bundle)
         timeout = bundle.spec.health.timeout_s
+        runtime.ensure_images(bundle)  # a rollback's image may have been removed meanwhile
         self.checkpoint("compose-up")
         try:
             self.compose.up(project, timeout_s=timeout + _UP_SLACK_S, wait_s=timeout, recreate=True)

@@ -4,7 +4,9 @@
   variables, and ``fleet.override.yaml`` carrying ``role.yaml``'s limits and labels;
 - the host devices ``role.yaml`` declares;
 - every image present in the engine before the swap, pulled if it is a registry reference, so
-  a network failure delays an update instead of failing (and condemning) the new version.
+  a network failure delays an update instead of failing (and condemning) the new version, or
+  loaded from the archive the bundle carries if it is pinned by ID; checked again before every
+  start, so a rollback whose image was removed from the engine meanwhile loads it again.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import yaml
 from fleetcore.atomic import atomic_write
 from fleetcore.errors import CommandError
 from fleetcore.run import run
-from updater.roles import envfile
+from updater.roles import envfile, images
 from updater.roles.bundle import Bundle
 from updater.roles.errors import DeviceMissing, EngineError, RoleError
 from updater.roles.spec import ENV_FILE, ENV_TEMPLATE, OVERRIDE_FILE
@@ -25,6 +27,8 @@ from updater.roles.spec import ENV_FILE, ENV_TEMPLATE, OVERRIDE_FILE
 ROLE_LABEL = "org.metrica.role"
 VERSION_LABEL = "org.metrica.role.version"
 PULL_TIMEOUT_S = 1800
+# docker load of a few hundred MB on a Pi's SD card: minutes at worst, never an hour.
+LOAD_TIMEOUT_S = 1200
 
 
 def load_role_config(config_dir: Path, name: str) -> dict[str, Any]:
@@ -87,16 +91,43 @@ def check_devices(bundle: Bundle) -> None:
 
 
 def ensure_images(bundle: Bundle, *, docker: str = "docker") -> None:
-    """Make every image of the bundle present locally; pull registry references if missing."""
+    """Make every image of the bundle present in the engine.
+
+    A registry reference is pulled; an image ID (``sha256:<hex>``) is loaded from the archive
+    the bundle carries (``images/<hex>.tar``), or must have been preloaded into the OS image.
+    """
     for image in bundle.spec.images:
-        if run([docker, "image", "inspect", image], check=False).returncode == 0:
+        if _present(docker, image):
             continue
-        if image.startswith("sha256:"):
-            raise RoleError(
-                f"image {image} is not loaded on this device",
-                hint="images pinned by ID must be preloaded (docker load) into the OS image",
+        if not image.startswith("sha256:"):
+            try:
+                run([docker, "pull", image], timeout=PULL_TIMEOUT_S)
+            except CommandError as err:
+                raise EngineError(f"cannot pull {image}: {err}") from err
+            continue
+        archive = images.archive_path(bundle.path, image)
+        if archive is None:
+            raise EngineError(
+                f"image {image} is not loaded on this device and the bundle carries no archive",
+                hint=f"ship it as {images.IMAGES_DIR}/<hex>.tar (roles pack --images) "
+                "or preload it into the OS image",
             )
-        try:
-            run([docker, "pull", image], timeout=PULL_TIMEOUT_S)
-        except CommandError as err:
-            raise EngineError(f"cannot pull {image}: {err}") from err
+        load_image(archive, image, docker=docker)
+
+
+def load_image(archive: Path, image: str, *, docker: str = "docker") -> None:
+    """``docker load -i archive``, then make sure the engine now has ``image`` by its ID."""
+    label = f"{images.IMAGES_DIR}/{archive.name}"
+    try:
+        run([docker, "load", "-i", archive], timeout=LOAD_TIMEOUT_S)
+    except CommandError as err:
+        raise EngineError(f"cannot load {label}: {err}") from err
+    if not _present(docker, image):
+        raise EngineError(f"{label} loaded, but the engine has no image {image}")
+
+
+def _present(docker: str, image: str) -> bool:
+    try:
+        return run([docker, "image", "inspect", image], check=False).returncode == 0
+    except CommandError as err:
+        raise EngineError(f"cannot ask the engine for {image}: {err}") from err
