@@ -73,6 +73,45 @@ def busybox_image(docker_engine: str) -> Iterator[str]:
     subprocess.run([docker_engine, "rmi", "--force", tag], capture_output=True, check=False)
 
 
+@pytest.fixture(scope="session")
+def saved_image(
+    docker_engine: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path]]:
+    """(ID, folder) of a second imported busybox image, ``docker save``d as ``<hex>.tar`` there.
+
+    The folder is what ``roles pack --images`` takes. The image is untagged (saved by ID, so
+    ``RepoTags`` is null), as a device gets it when it loads the archive.
+    """
+    folder = tmp_path_factory.mktemp("saved-images")
+    out = subprocess.run(
+        [docker_engine, "import", "--change", 'CMD ["sh"]', "-"],
+        input=_rootfs_tar(),
+        capture_output=True,
+        check=True,
+    )
+    image_id = out.stdout.decode().strip()
+    archive = folder / f"{image_id.removeprefix('sha256:')}.tar"
+    subprocess.run(
+        [docker_engine, "save", "-o", str(archive), image_id], capture_output=True, check=True
+    )
+    yield image_id, folder
+    subprocess.run([docker_engine, "rmi", image_id], capture_output=True, check=False)
+
+
+def remove_image(docker: str, image_id: str) -> None:
+    """Take ``image_id`` out of the engine (as ``docker image prune -a`` would) and check."""
+    subprocess.run([docker, "rmi", image_id], capture_output=True, check=False)
+    probe = subprocess.run([docker, "image", "inspect", image_id], capture_output=True)
+    assert probe.returncode != 0, f"{image_id} is still in the engine"
+
+
+@pytest.fixture
+def offline_image(saved_image: tuple[str, Path], docker_engine: str) -> tuple[str, Path]:
+    """The saved image, absent from the engine: only its archive can bring it back."""
+    remove_image(docker_engine, saved_image[0])
+    return saved_image
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -124,3 +124,13 @@ def test_extract_without_the_stdlib_data_filter(tmp_path, monkeypatch):
     bad = zst_tar(tmp_path / "b.tar.zst", [member("../evil")])
     with pytest.raises(ArchiveError, match="escapes"):
         extract(bad, tmp_path / "out2")
+
+
+def test_image_archives_have_their_own_size_cap(tmp_path):
+    archive = zst_tar(
+        tmp_path / "img.tar.zst",
+        [member("images", kind=tarfile.DIRTYPE), member("images/a.tar", data=b"\0" * 200_000)],
+    )
+    extract(archive, tmp_path / "ok", max_bytes=100_000, max_image_bytes=300_000)
+    with pytest.raises(ArchiveError, match="its image archives are larger than 100000 bytes"):
+        extract(archive, tmp_path / "out", max_bytes=300_000, max_image_bytes=100_000)

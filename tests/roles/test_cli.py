@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import pytest
 
-from fleetcore.cli import run_main
-from updater.roles.cli import register
-
-from .helpers import BAD, GOOD, REPO, make_bundle
-
-
-def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="fleet-updater")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["roles", *argv])
-    return run_main("fleet-updater", lambda: args.handler(args))
+from .helpers import BAD, GOOD, REPO, make_bundle, run_cli
 
 
 def test_validate_good(capsys):

@@ -14,7 +14,7 @@ from fleetcore.wire import DesiredRole, Health
 from updater.roles.archive import pack
 from updater.roles.bundle import load_bundle
 from updater.roles.compose import ComposeFlavor
-from updater.roles.errors import RoleError
+from updater.roles.errors import EngineError
 from updater.roles.manager import FetchedBundle, Outcome
 from updater.roles.runtime import ensure_images
 
@@ -185,7 +185,7 @@ def test_power_cut_during_the_swap_leaves_a_runnable_role(harness, step, runs_af
 def test_images_must_be_present_or_pullable(harness):
     ensure_images(load_bundle(make_bundle(harness.tmp / "present", image=harness.image)))
     missing = make_bundle(harness.tmp / "missing", image="sha256:" + "e" * 64)
-    with pytest.raises(RoleError, match="is not loaded on this device"):
+    with pytest.raises(EngineError, match="not loaded on this device and the bundle carries no"):
         ensure_images(load_bundle(missing))
 
 

@@ -684,8 +684,8 @@ class RoleManager:
             (layout.state_dir / name).mkdir(parents=True, exist_ok=True)
         project = self._project(layout, version, bundle)
         timeout = bundle.spec.health.timeout_s
-        runtime.ensure_images(bundle)  # a rollback's image may have been removed meanwhile
         self.checkpoint("compose-up")
+        runtime.ensure_images(bundle)  # a rollback's image may have been removed meanwhile
         try:
             self.compose.up(project, timeout_s=timeout + _UP_SLACK_S, wait_s=timeout, recreate=True)
         except EngineError as err:
