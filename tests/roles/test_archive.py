@@ -13,7 +13,7 @@ from updater.roles.archive import extract, pack
 from updater.roles.bundle import load_bundle
 from updater.roles.errors import ArchiveError, BundleError
 
-from .helpers import GOOD, REPO, make_bundle
+from .helpers import GOOD, make_bundle
 
 
 def zst_tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Path:
@@ -58,9 +58,11 @@ def test_pack_refuses_an_invalid_bundle(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-def test_pack_refuses_a_placeholder_digest(tmp_path):
+@pytest.mark.parametrize("image", ["sha256:" + "0" * 64, "example.org/mpd:1@sha256:" + "0" * 64])
+def test_pack_refuses_a_placeholder_digest(tmp_path, image):
     with pytest.raises(BundleError, match="placeholder digest"):
-        pack(REPO / "roles" / "audio-player", tmp_path / "audio.tar.zst")
+        pack(make_bundle(tmp_path / "b", image=image), tmp_path / "b.tar.zst")
+    assert not (tmp_path / "b.tar.zst").exists()
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,34 @@ def test_an_archive_docker_refuses_fails_the_update_and_keeps_the_running_versio
     assert (status.version, status.health) == (Version("1.0.0"), Health.HEALTHY)
 
 
+@v2_only
+def test_a_carried_image_leaves_the_engine_with_the_last_version_carrying_it(
+    harness, offline_image
+):
+    image_id, saved = offline_image
+    archives = {
+        "1.0.0": _published(harness, image_id, "1.0.0", images=saved),
+        "1.1.0": _published(harness, image_id, "1.1.0", images=saved),
+        "2.0.0": _published(harness, harness.image, "2.0.0"),
+        "3.0.0": _published(harness, harness.image, "3.0.0"),
+    }
+    manager = harness.manager()
+    for version in archives:
+        assert manager.apply([desired(version)], fetch_from(archives)) == {
+            "webapp": Outcome.APPLIED
+        }
+        # Kept while a staged version (current or previous) carries it: 1.1.0 until 3.0.0.
+        assert in_engine(harness.docker, image_id) is (version != "3.0.0")
+    assert sorted(p.name for p in (harness.config.root / "webapp").iterdir()) == [
+        "2.0.0",
+        "3.0.0",
+        "current",
+        "previous",
+        "state",
+    ]
+    assert in_engine(harness.docker, harness.image)  # named, never carried: not the manager's
+
+
 def _published(harness, image: str, version: str, *, images: Path | None = None) -> Path:
     source = make_bundle(harness.tmp / f"src-{version}", image=image, version=version)
     archive = harness.tmp / f"webapp-{version}.tar.zst"

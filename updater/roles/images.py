@@ -54,6 +54,14 @@ def archive_path(bundle_dir: Path, image: str) -> Path | None:
     return path if path.is_file() and not path.is_symlink() else None
 
 
+def carried_ids(bundle_dir: Path) -> set[str]:
+    """The image IDs whose archives ``bundle_dir/images`` holds (by file name)."""
+    folder = bundle_dir / IMAGES_DIR
+    if folder.is_symlink() or not folder.is_dir():
+        return set()
+    return {f"sha256:{m[1]}" for path in folder.iterdir() if (m := _ARCHIVE_NAME.match(path.name))}
+
+
 def check_images_dir(bundle_dir: Path, spec: RoleSpec) -> None:
     """Every entry of ``bundle_dir/images`` is a valid archive of an ID ``spec`` lists."""
     folder = bundle_dir / IMAGES_DIR

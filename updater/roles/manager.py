@@ -39,7 +39,7 @@ from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, EventKind, Health, RoleStatus
 from signing.errors import DowngradeRefused
 from signing.rollback import check_upgrade, raise_floor
-from updater.roles import health, runtime
+from updater.roles import health, imagegc, runtime
 from updater.roles.archive import MAX_BUNDLE_BYTES, MAX_IMAGE_BYTES, extract
 from updater.roles.bundle import Bundle, load_bundle
 from updater.roles.compose import Compose, ComposeFlavor, Project, detect
@@ -363,7 +363,7 @@ class RoleManager:
         record.pending = None
         record.failures = 0
         record.confirm(version)
-        prune(layout)
+        self._prune(layout)
         self._emit(EventKind.ROLE_APPLIED, name, version, f"{name} {version} is healthy")
         if state.safe_mode.active and not state.safe_mode.manual and state.safe_mode.role == name:
             self._leave(state)
@@ -454,12 +454,24 @@ class RoleManager:
                 version=version,
             )
 
+    def _prune(self, layout: RoleLayout) -> None:
+        """Drop the versions neither link names, and the engine images only they carried."""
+        carried = imagegc.carried(self.config.root)
+        prune(layout)
+        self._collect_images(carried)
+
+    def _collect_images(self, carried: set[str]) -> None:
+        imagegc.collect(
+            carried, root=self.config.root, safe_mode_bundle=self.config.safe_mode_bundle
+        )
+
     def _remove(self, state: ManagerState, name: str) -> None:
         """A role no longer assigned: stop it and drop its versions, keep its state/ data."""
         layout = self._layout(name)
         current = layout.current_version()
         if current is not None:
             self._stop(layout, current)
+        carried = imagegc.carried(self.config.root)
         for entry in layout.dir.iterdir():
             if entry.name == "state":
                 continue
@@ -469,6 +481,7 @@ class RoleManager:
                 shutil.rmtree(entry)
         floor = state.role(name).floor
         state.roles.pop(name)
+        self._collect_images(carried)
         if floor is not None:  # a signed floor outlives the role: re-adding it cannot go below
             state.roles[name] = RoleRecord(floor=floor)
         self._save(state)
