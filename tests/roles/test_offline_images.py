@@ -142,6 +142,14 @@ def test_a_carried_image_leaves_the_engine_with_the_last_version_carrying_it(
     ]
     assert in_engine(harness.docker, harness.image)  # named, never carried: not the manager's
 
+    # A role no longer assigned takes the images only it carried with it, too.
+    archives["4.0.0"] = _published(harness, image_id, "4.0.0", images=saved)
+    assert manager.apply([desired("4.0.0")], fetch_from(archives)) == {"webapp": Outcome.APPLIED}
+    assert in_engine(harness.docker, image_id)
+    assert manager.apply([], fetch_from(archives)) == {}
+    assert not in_engine(harness.docker, image_id)
+    assert in_engine(harness.docker, harness.image)
+
 
 def _published(harness, image: str, version: str, *, images: Path | None = None) -> Path:
     source = make_bundle(harness.tmp / f"src-{version}", image=image, version=version)
