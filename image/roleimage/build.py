@@ -39,6 +39,12 @@ def select(recipe: Recipe, closure: list[PackageRef]) -> list[PackageRef]:
     return [ref for ref in closure if ref.name not in recipe.exclude]
 
 
+def _program(recipe: Recipe) -> str | None:
+    """The executable the image runs, when the recipe names it by absolute path."""
+    command = recipe.entrypoint or recipe.cmd or ()
+    return command[0] if command and command[0].startswith("/") else None
+
+
 def assemble(recipe: Recipe, arch: Arch, debs: Iterable[Deb], out: Path) -> Result:
     """Make the image archive in ``out`` from already downloaded packages."""
     ordered = sorted(debs, key=lambda deb: deb.ref)
@@ -46,7 +52,12 @@ def assemble(recipe: Recipe, arch: Arch, debs: Iterable[Deb], out: Path) -> Resu
     for deb in ordered:
         tree.add_package(deb.ref.name, data_tar(deb.path))
     tree.prune(recipe.prune, recipe.keep)
-    loader.check(tree.files(), arch)
+    files = tree.files()
+    loader.check(files, arch)
+    program = _program(recipe)
+    if program is not None:
+        followed = loader.check_program(files, arch, program)
+        log.info("%s and its libraries resolve (%d ELF objects)", program, followed)
     out.mkdir(parents=True, exist_ok=True)
     layer = write_layer(tree.entries(), out)
     try:

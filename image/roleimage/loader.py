@@ -1,4 +1,4 @@
-"""Library lookup without ``/etc/ld.so.cache``.
+"""Library lookup without ``/etc/ld.so.cache``, and a check that the image's program finds all.
 
 A cache would have to be made by the target's ``ldconfig`` (libc-bin, which mpd's closure does
 not even pull in) under qemu-user; instead the image relies on what Debian's ``ld.so`` searches
@@ -7,10 +7,18 @@ without one: its built-in system path, the multiarch directories and ``/lib``, `
 users' RUNPATH (pulseaudio's and samba's private ones) or through an ``/etc/ld.so.conf.d``
 entry, which only a cache honours. :func:`check` refuses a tree where such an entry names a
 directory that holds shared objects, since the loader would not find them.
+
+:func:`check_program` follows the ``DT_NEEDED`` entries of the image's program the way the
+loader does (RUNPATH first, then the system path) and fails when one is missing, typically
+because the recipe excluded the package providing it. Libraries opened with ``dlopen`` (plugins)
+are outside what it can see.
 """
 
 from __future__ import annotations
 
+import posixpath
+
+from image.roleimage import elf
 from image.roleimage.errors import TreeError
 from image.roleimage.recipe import Arch
 from image.roleimage.tree import Entry, Kind, merged
@@ -57,3 +65,48 @@ def check(files: dict[str, Entry], arch: Arch) -> None:
                 f"ld.so.cache this builder does not make ({libraries[0]} would not be found)",
                 hint="exclude the package, or prune the directory if nothing needs it",
             )
+
+
+def resolve(files: dict[str, Entry], path: str) -> Entry | None:
+    """The entry at absolute or relative ``path``, through merged /usr and symlinks."""
+    for _ in range(40):
+        location = merged(posixpath.normpath(path).strip("/"))
+        entry = files.get(location) if location is not None else None
+        if entry is None or entry.kind is not Kind.SYMLINK:
+            return entry
+        parent = posixpath.dirname(entry.path)
+        path = entry.target if entry.target.startswith("/") else f"{parent}/{entry.target}"
+    return None
+
+
+def check_program(files: dict[str, Entry], arch: Arch, program: str) -> int:
+    """Fail unless ``program`` and every library it needs, transitively, are in the image.
+
+    Returns how many ELF objects were followed.
+    """
+    root = resolve(files, program)
+    if root is None or root.kind is not Kind.FILE:
+        raise TreeError(f"the image runs {program}, which no unpacked package provides")
+    system = [f"/{d}" for d in system_path(arch)]
+    todo, seen = [(root, f"/{root.path}")], set()
+    while todo:
+        entry, chain = todo.pop()
+        if entry.path in seen:
+            continue
+        seen.add(entry.path)
+        info = elf.dynamic(entry.data)
+        if info is None:
+            continue
+        origin = "/" + posixpath.dirname(entry.path)
+        dirs = [d.replace("$ORIGIN", origin) for d in info.runpath] + system
+        for name in info.needed:
+            found = next(
+                (hit for d in dirs if (hit := resolve(files, f"{d}/{name}")) is not None), None
+            )
+            if found is None:
+                raise TreeError(
+                    f"{name} (needed by {chain}) is in no unpacked package",
+                    hint="the recipe probably excludes the package that provides it",
+                )
+            todo.append((found, f"{chain} -> {name}"))
+    return len(seen)

@@ -129,3 +129,9 @@ def test_a_failed_build_leaves_nothing(make_deb, tmp_path):
     with pytest.raises(TreeError):
         build.assemble(RECIPE, recipe.Arch.ARM64, [a, b], tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_build_checks_the_program(debs, tmp_path):
+    absent = RECIPE.model_copy(update={"entrypoint": ["/usr/bin/absent"]})
+    with pytest.raises(TreeError, match="runs /usr/bin/absent"):
+        build.assemble(absent, recipe.Arch.ARM64, debs, tmp_path / "out")
