@@ -68,8 +68,14 @@ class AptRoot:
         self.root = root
         self.arch = arch
         self.archives = root / "archives"
-        for sub in ("lists/partial", "archives/partial", "sources.list.d", "preferences.d"):
-            (root / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            for sub in ("lists/partial", "archives/partial", "sources.list.d", "preferences.d"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise PackageError(
+                f"cannot use {root} for apt's lists and packages: {err.strerror}",
+                hint="pass --cache DIR with a folder you can write",
+            ) from err
         status = root / "status"
         if not status.exists():
             atomic_write(status, b"")
