@@ -25,6 +25,8 @@ from image.roleimage.errors import TreeError
 # top-level directories that merged /usr turns into symlinks to usr/<name>
 ALIASED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 ALWAYS_ALIASED = ("bin", "sbin", "lib")
+# what base-files would have made and programs expect (Docker itself adds /proc, /sys, /dev)
+SKELETON = {"tmp": 0o1777}
 
 
 class Kind(StrEnum):
@@ -149,8 +151,11 @@ class Tree:
         return dict(self._entries)
 
     def entries(self) -> list[Entry]:
-        """Every entry sorted by path, with the merged-/usr alias symlinks and their targets."""
+        """Every entry sorted by path, with the merged-/usr alias symlinks and their targets,
+        and the skeleton directories no package ships (``/tmp``)."""
         result = dict(self._entries)
+        for path, mode in SKELETON.items():
+            result.setdefault(path, Entry(path, Kind.DIR, mode, 0, 0, "skeleton"))
         for alias in sorted(self._aliases):
             target = f"usr/{alias}"
             result.setdefault("usr", Entry("usr", Kind.DIR, 0o755, 0, 0, "merged-usr"))

@@ -44,6 +44,7 @@ def test_merged_usr_moves_files_and_adds_the_alias_links(make_deb):
         assert entries[alias].kind is Kind.SYMLINK and entries[alias].target == f"usr/{alias}"
         assert entries[f"usr/{alias}"].kind is Kind.DIR
     assert not any(p.startswith(("lib/", "bin/")) for p in entries)
+    assert entries["tmp"].kind is Kind.DIR and entries["tmp"].mode == 0o1777
     assert list(entries) == sorted(entries)
 
 
