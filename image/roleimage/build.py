@@ -23,7 +23,6 @@ class Result:
     archive: Path
     packages: tuple[PackageRef, ...]
     excluded: tuple[str, ...]
-    layer_bytes: int
 
 
 def select(recipe: Recipe, closure: list[PackageRef]) -> list[PackageRef]:
@@ -69,6 +68,7 @@ def assemble(recipe: Recipe, arch: Arch, debs: Iterable[Deb], out: Path) -> Resu
             excluded=recipe.exclude,
         )
         image_id, archive = write_archive(out, recipe.name, config, layer)
+        log.info("%s: %d packages, layer of %d bytes", archive, len(ordered), layer.size)
     finally:
         layer.path.unlink(missing_ok=True)
     return Result(
@@ -76,7 +76,6 @@ def assemble(recipe: Recipe, arch: Arch, debs: Iterable[Deb], out: Path) -> Resu
         archive=archive,
         packages=tuple(deb.ref for deb in ordered),
         excluded=tuple(sorted(recipe.exclude)),
-        layer_bytes=layer.size,
     )
 
 
