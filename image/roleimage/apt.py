@@ -113,7 +113,8 @@ class AptRoot:
         except CommandError as err:
             errors = [ln for ln in err.stderr.splitlines() if ln.startswith("E:")]
             detail = errors[0] if errors else str(err)
-            raise PackageError(f"apt-get {args[0]}: {detail}") from err
+            verb = next(arg for arg in args if not arg.startswith("-"))
+            raise PackageError(f"apt-get {verb}: {detail}") from err
 
     def update(self) -> None:
         self._apt("-q", "update")

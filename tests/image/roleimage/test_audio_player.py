@@ -24,6 +24,7 @@ from fleetcore.release import role_target
 from fleetcore.wire import DesiredRole, Health
 from image.roleimage import build, recipe
 from image.roleimage.build import Result
+from image.roleimage.errors import PackageError
 from tests.roles.conftest import Harness, busybox_image  # noqa: F401  (fixture)
 from updater.roles.archive import pack
 from updater.roles.compose import ComposeFlavor
@@ -128,3 +129,12 @@ def test_audio_player_role_runs_on_the_built_image(
         assert "outputname: device output" in outputs and "plugin: alsa" in outputs
     finally:
         harness.cleanup()
+
+
+def test_an_unknown_package_is_one_clear_error(tmp_path: Path) -> None:
+    unknown = recipe.parse(
+        {"name": "x", "packages": ["no-such-package-here"], "cmd": ["/x"]}, source="test"
+    )
+    with pytest.raises(PackageError, match="E: Unable to locate package no-such-package-here"):
+        build.build(unknown, recipe.Arch.ARM64, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
