@@ -1,4 +1,5 @@
-"""``fleet-image``: build a rootfs, assemble the A/B disk image and release, inspect, flash."""
+"""``fleet-image``: build a rootfs, assemble the A/B disk image and release, inspect, flash;
+build role container images from Debian packages."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from image.backends import BACKENDS, BackendName
 from image.errors import InputError
 from image.filesystems import SystemSpec
 from image.layout import Sizes
+from image.roleimage import build as roleimage_build
+from image.roleimage import recipe as roleimage_recipe
+from image.roleimage.apt import DEFAULT_CACHE
 
 PROG = "fleet-image"
 
@@ -54,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--device", type=Path, help="block device such as /dev/sdX")
     target.add_argument("--out", type=Path, help="write a personalised image file instead")
     fl.add_argument("--config", type=Path, required=True, help="first-boot fleet.yaml")
+
+    role = sub.add_parser("role-image", help="container images for roles, from Debian packages")
+    role_sub = role.add_subparsers(dest="role_command", required=True)
+    rb = role_sub.add_parser("build", help="build RECIPE into OUT/<hex>.tar and print its ID")
+    rb.add_argument("recipe", type=Path, help="role-image recipe (YAML)")
+    rb.add_argument("--arch", choices=[a.value for a in roleimage_recipe.Arch], required=True)
+    rb.add_argument("--out", type=Path, required=True)
+    rb.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="apt lists and .debs")
     return parser
 
 
@@ -85,6 +97,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             )
         )
         print(f"{args.out / assemble.DISK_IMAGE} and release {manifest.version} written")
+    elif args.command == "role-image":
+        result = roleimage_build.build(
+            roleimage_recipe.load(args.recipe),
+            roleimage_recipe.Arch(args.arch),
+            args.out,
+            cache=args.cache,
+        )
+        print(result.image_id)
     elif args.command == "inspect":
         sys.stdout.write(inspect.describe(args.path))
     else:

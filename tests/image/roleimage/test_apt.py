@@ -1,0 +1,38 @@
+"""The apt side that needs no network: sources, the simulation parser, file names."""
+
+from __future__ import annotations
+
+from image.roleimage import apt, recipe
+
+from .conftest import FIXTURES
+
+
+def test_sources_are_signed_and_arch_bound():
+    loaded = recipe.parse({"name": "x", "packages": ["mpd"], "cmd": ["mpd"]}, source="t")
+    lines = apt.sources(loaded, recipe.Arch.ARM64).splitlines()
+    opts = f"[arch=arm64 signed-by={apt.KEYRING}]"
+    assert lines == [
+        f"deb {opts} http://deb.debian.org/debian bookworm main",
+        f"deb {opts} http://deb.debian.org/debian bookworm-updates main",
+        f"deb {opts} http://deb.debian.org/debian-security bookworm-security main",
+    ]
+    plain = loaded.model_copy(update={"updates": False, "security_mirror": None})
+    assert apt.sources(plain, recipe.Arch.AMD64).splitlines() == [
+        f"deb [arch=amd64 signed-by={apt.KEYRING}] http://deb.debian.org/debian bookworm main"
+    ]
+
+
+def test_simulation_lists_what_would_be_unpacked():
+    refs = apt.parse_simulation((FIXTURES / "apt-simulation.txt").read_text())
+    assert refs == [
+        apt.PackageRef("busybox-static", "1:1.35.0-4+deb12u1+b1", "arm64"),
+        apt.PackageRef("libc6", "2.36-9+deb12u14", "arm64"),
+        apt.PackageRef("perl-modules-5.36", "5.36.0-7+deb12u4", "all"),
+        apt.PackageRef("zlib1g", "1:1.2.13.dfsg-1", "arm64"),
+    ]
+
+
+def test_file_names_encode_the_epoch():
+    ref = apt.PackageRef("zlib1g", "1:1.2.13.dfsg-1", "arm64")
+    assert apt.deb_filename(ref) == "zlib1g_1%3a1.2.13.dfsg-1_arm64.deb"
+    assert ref.pin == "zlib1g=1:1.2.13.dfsg-1"
