@@ -52,6 +52,22 @@ def test_pack_is_reproducible(tmp_path):
     assert (tmp_path / "a.tar.zst").read_bytes() == (tmp_path / "b.tar.zst").read_bytes()
 
 
+def test_pack_levels_change_size_not_content(tmp_path):
+    pack(GOOD, tmp_path / "fast.tar.zst", level=1)
+    pack(GOOD, tmp_path / "small.tar.zst")
+    for name in ("fast", "small"):
+        extract(tmp_path / f"{name}.tar.zst", tmp_path / name)
+    assert (tmp_path / "fast" / "role.yaml").read_bytes() == (GOOD / "role.yaml").read_bytes()
+    assert (tmp_path / "fast.tar.zst").read_bytes() != (tmp_path / "small.tar.zst").read_bytes()
+
+
+@pytest.mark.parametrize("level", [0, 23])
+def test_pack_refuses_an_unknown_level(tmp_path, level):
+    with pytest.raises(BundleError, match=f"zstd level {level} is outside 1-22"):
+        pack(GOOD, tmp_path / "x.tar.zst", level=level)
+    assert not (tmp_path / "x.tar.zst").exists()
+
+
 def test_pack_refuses_an_invalid_bundle(tmp_path):
     with pytest.raises(BundleError, match="no healthcheck"):
         pack(Path(__file__).parent / "fixtures" / "bad" / "no-healthcheck", tmp_path / "x")

@@ -13,7 +13,7 @@ import os
 import socket
 from pathlib import Path
 
-from updater.roles.archive import pack
+from updater.roles.archive import ZSTD_LEVEL, pack
 from updater.roles.bundle import load_bundle
 from updater.roles.compose import ComposeFlavor
 from updater.roles.manager import ManagerConfig, RoleManager
@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=Path,
         metavar="IMGDIR",
         help="add IMGDIR/<hex>.tar (docker save) for each sha256:<hex> image the bundle pins",
+    )
+    packer.add_argument(
+        "--level",
+        type=int,
+        default=ZSTD_LEVEL,
+        help=f"zstd level 1-22 (default {ZSTD_LEVEL}; lower packs large images much faster)",
     )
     packer.set_defaults(handler=_pack)
 
@@ -100,7 +106,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _pack(args: argparse.Namespace) -> int:
-    added = pack(args.bundle, args.out, images_dir=args.images)
+    added = pack(args.bundle, args.out, images_dir=args.images, level=args.level)
     for name in added:
         print(f"{args.out}: carries {name} from {args.images}")
     print(f"{args.out}: written")

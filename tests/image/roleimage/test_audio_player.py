@@ -1,10 +1,12 @@
-"""End to end: build the arm64 MPD image from Debian, load it, run the audio-player role.
+"""End to end: build the arm64 MPD image from Debian, carry it in the bundle, run the role.
 
 The image is built fresh (Debian's archive moves, so today's ID is not assumed): the shipped
-bundle is copied and pinned to whatever ID the build gives. arm64 containers run on this
-amd64 host through binfmt (qemu-user with the F flag). The host has no sound hardware, so
-``/dev/snd`` is stood in for by a folder of character nodes with ALSA's major number (116) and
-no driver behind them: MPD opens its ALSA output only to play, so it starts and lists it.
+bundle is copied and pinned to whatever ID the build gives, then packed with the archive
+(`roles pack --images`), and the role manager loads it into an engine that lacks it. arm64
+containers run on this amd64 host through binfmt (qemu-user with the F flag). The host has no
+sound hardware, so ``/dev/snd`` is stood in for by a folder of character nodes with ALSA's
+major number (116) and no driver behind them: MPD opens its ALSA output only to play, so it
+starts and lists it.
 """
 
 from __future__ import annotations
@@ -40,12 +42,12 @@ ALSA_MAJOR = 116
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, docker_engine: str) -> Iterator[Result]:
-    """The recipe built for arm64 (apt cache: /var/cache/metrica-fleet/roleimage) and loaded."""
+    """The recipe built for arm64 (apt cache: /var/cache/metrica-fleet/roleimage), not loaded."""
     out = tmp_path_factory.mktemp("mpd-image")
     result = build.build(recipe.load(ROLE / "image" / "mpd.yaml"), recipe.Arch.ARM64, out)
-    subprocess.run([docker_engine, "load", "-i", str(result.archive)], check=True)
-    yield result
     tag = f"metrica-fleet/audio-player-mpd:{result.image_id.removeprefix('sha256:')[:12]}"
+    subprocess.run([docker_engine, "rmi", tag], capture_output=True, check=False)
+    yield result
     subprocess.run([docker_engine, "rmi", tag], capture_output=True, check=False)
 
 
@@ -82,6 +84,11 @@ def pinned_copy(dest: Path, image_id: str, standin: Path, port: int) -> Path:
     return dest
 
 
+def _present(docker: str, image_id: str) -> bool:
+    inspect = [docker, "image", "inspect", image_id]
+    return subprocess.run(inspect, capture_output=True, check=False).returncode == 0
+
+
 def mpd_command(port: int, command: str) -> str:
     """Send one MPD protocol command and return the whole conversation."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
@@ -111,7 +118,10 @@ def test_audio_player_role_runs_on_the_built_image(
     bundle = pinned_copy(tmp_path / "audio-player", built.image_id, sound_standin, port)
     spec = load_spec((bundle / "role.yaml").read_text())
     archive = tmp_path / "audio-player.tar.zst"
-    pack(bundle, archive)
+    assert pack(bundle, archive, images_dir=built.archive.parent, level=3) == [
+        f"images/{built.archive.name}"
+    ]
+    assert not _present(docker_engine, built.image_id)
     harness = Harness(tmp_path, busybox_image, docker_engine, ComposeFlavor.V2)
     try:
         manager = harness.manager()
@@ -120,6 +130,7 @@ def test_audio_player_role_runs_on_the_built_image(
         )
         outcome = manager.apply([desired], lambda role: FetchedBundle(archive))
         assert outcome == {"audio-player": Outcome.APPLIED}, harness.kinds()
+        assert _present(docker_engine, built.image_id)
         [status] = manager.status()
         assert (status.version, status.health) == (spec.version, Health.HEALTHY)
 
