@@ -7,7 +7,7 @@
 # apt checks trixie's InRelease against the Debian archive keyring and the .deb against the
 # signed Packages index. Only the binary (61 MB, 16 MB in the squashfs system image) and the
 # package's copyright file are installed, with a note of what was fetched; dpkg does not list
-# them. Skipped when docker already finds a v2 plugin. See docs/adr/0050.
+# them. Skipped when docker already finds a v2 plugin. See docs/adr/0052.
 COMPOSE_SUITE=trixie
 MIRROR="${FLEET_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg

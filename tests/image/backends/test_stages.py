@@ -103,7 +103,7 @@ def test_fleet_stage_is_well_formed():
 
 def test_compose_v2_script_fetches_only_through_its_own_apt_sources():
     """The Compose v2 plugin comes from Debian trixie through a private apt configuration; the
-    image's own sources never name trixie (ADR 0050)."""
+    image's own sources never name trixie (ADR 0052)."""
     script = (STAGE_DIR / stages.PACKAGES_SUBSTAGE / "01-run-chroot.sh").read_text()
     for private in ("SourceList", "SourceParts", "Preferences", "PreferencesParts"):
         assert f'-o "Dir::Etc::{private}=${{work}}/apt/' in script, private
