@@ -1,20 +1,22 @@
 """The debootstrap backend: a Debian arm64 fleet rootfs under qemu-user, for CI and QEMU.
 
-Two layers. The base (debootstrap plus every Debian package, kernel and firmware) is cached
-under a key made of its inputs, because it is the slow part. Each build copies the base and
-runs pi-gen-config/stage-fleet on it, the same scripts pi-gen runs, then installs the updater
+Two layers. The base (debootstrap plus every Debian package, kernel and firmware, and the rest
+of stage-fleet's package sub-stage: Docker Compose v2) is cached under a key made of its
+inputs, because it is the slow part. Each build copies the base and runs the other sub-stages
+of pi-gen-config/stage-fleet on it, the same scripts pi-gen runs, then installs the updater
 from a wheelhouse of aarch64 wheels downloaded on the host.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fleetcore.errors import CommandError
@@ -25,15 +27,18 @@ from image.errors import BuildError
 from image.progress import step
 
 # Bump when the base recipe below changes, so old cache entries are not reused.
-RECIPE = 1
+RECIPE = 2
 BASE_PACKAGES = (
     "systemd-sysv", "systemd-resolved", "systemd-timesyncd", "udev", "kmod", "dbus",
     "iproute2", "netbase", "ca-certificates", "python3", "initramfs-tools", "zstd",
     "linux-image-arm64", "raspi-firmware", "firmware-brcm80211", "wpasupplicant",
 )  # fmt: skip
-# Sub-stages pi-gen needs but this backend replaces: the export step tars the rootfs for
-# fleet-image, and here the rootfs folder already is the result.
-SKIPPED_SUBSTAGES = frozenset({"05-export"})
+# stage-fleet's package sub-stage runs in the cached base (its list and its scripts, such as the
+# Compose v2 plugin's, are part of the cache key).
+PACKAGES = STAGE_DIR / stages.PACKAGES_SUBSTAGE
+# Sub-stages the per-build layer does not run: the packages are in the base, and the export
+# step tars the rootfs for fleet-image, while here the rootfs folder already is the result.
+SKIPPED_SUBSTAGES = frozenset({stages.PACKAGES_SUBSTAGE, "05-export"})
 DPKG_EXCLUDES = """\
 # Documentation and translations are dead weight on a read-only appliance image.
 path-exclude=/usr/share/doc/*
@@ -81,6 +86,11 @@ class DebootstrapBackend(Backend):
             "mirror": cfg.mirror,
             "packages": sorted({*BASE_PACKAGES, *stages.package_lists(STAGE_DIR), *cfg.packages}),
             "dpkg_excludes": DPKG_EXCLUDES,
+            "packages_substage": {
+                path.relative_to(PACKAGES).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+                for path in sorted(PACKAGES.rglob("*"))
+                if path.is_file()
+            },
         }
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -132,6 +142,11 @@ class DebootstrapBackend(Backend):
                     env=APT_ENV,
                 )
             self._run(chroot.chroot_argv(rootfs, "apt-get", "clean"))
+            # The sub-stage's scripts (the Compose v2 plugin) fetch from the mirror too.
+            with _host_dns(rootfs):
+                stages.run_substage(
+                    PACKAGES, rootfs, {"FLEET_DEBIAN_MIRROR": cfg.mirror, **APT_ENV}
+                )
         shutil.rmtree(rootfs / "var/lib/apt/lists")
         (rootfs / "var/lib/apt/lists/partial").mkdir(parents=True)
 
@@ -188,6 +203,21 @@ def _copy_resolv_conf(rootfs: Path) -> None:
     resolv = rootfs / "etc/resolv.conf"
     resolv.unlink(missing_ok=True)
     shutil.copyfile("/etc/resolv.conf", resolv)
+
+
+@contextlib.contextmanager
+def _host_dns(rootfs: Path) -> Iterator[None]:
+    """The build host's resolv.conf in the chroot while the block runs; a link that was there
+    (systemd-resolved's stub, made by its postinst) is put back afterwards."""
+    resolv = rootfs / "etc/resolv.conf"
+    link = resolv.readlink() if resolv.is_symlink() else None
+    _copy_resolv_conf(rootfs)
+    try:
+        yield
+    finally:
+        if link is not None:
+            resolv.unlink(missing_ok=True)
+            resolv.symlink_to(link)
 
 
 def _boot_files(rootfs: Path) -> None:

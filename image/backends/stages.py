@@ -19,7 +19,8 @@ from fleetcore.run import run
 from image.errors import BuildError
 from image.progress import step
 
-PACKAGE_LIST = "00-packages"
+# The sub-stage that installs packages: its list, and scripts completing the installation.
+PACKAGES_SUBSTAGE = "00-packages"
 SKIP = "SKIP"
 # pi-gen features this runner does not emulate: NN-debconf, NN-packages-nr, NN-patches/.
 _UNSUPPORTED = ("-debconf", "-packages-nr", "-patches")
@@ -62,23 +63,27 @@ def run_stage(
     stage: Path, rootfs: Path, env: Mapping[str, str], *, skip: frozenset[str] = frozenset()
 ) -> None:
     """Run the host and chroot scripts of every sub-stage not named in ``skip``."""
+    for sub in substages(stage):
+        if sub.name not in skip:
+            run_substage(sub, rootfs, env)
+
+
+def run_substage(sub: Path, rootfs: Path, env: Mapping[str, str]) -> None:
+    """Run one sub-stage's host and chroot scripts, unless it holds a ``SKIP`` file."""
+    if (sub / SKIP).exists():
+        return
     rootfs = rootfs.resolve()
     full_env = {**env, "ROOTFS_DIR": str(rootfs)}
-    for sub in substages(stage):
-        if sub.name in skip or (sub / SKIP).exists():
-            continue
-        with step(f"stage {stage.name}/{sub.name}"):
-            for script in scripts(sub):
-                try:
-                    if script.name.endswith("-run-chroot.sh"):
-                        run(
-                            ["chroot", rootfs, "/bin/bash", "-e", "-s"],
-                            input=script.read_bytes(),
-                            env=full_env,
-                        )
-                    else:
-                        run([f"./{script.name}"], env=full_env, cwd=sub)
-                except CommandError as err:
-                    raise BuildError(
-                        f"stage script {sub.name}/{script.name} failed: {err}"
-                    ) from err
+    with step(f"stage {sub.parent.name}/{sub.name}"):
+        for script in scripts(sub):
+            try:
+                if script.name.endswith("-run-chroot.sh"):
+                    run(
+                        ["chroot", rootfs, "/bin/bash", "-e", "-s"],
+                        input=script.read_bytes(),
+                        env=full_env,
+                    )
+                else:
+                    run([f"./{script.name}"], env=full_env, cwd=sub)
+            except CommandError as err:
+                raise BuildError(f"stage script {sub.name}/{script.name} failed: {err}") from err

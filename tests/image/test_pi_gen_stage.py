@@ -108,6 +108,10 @@ def exported(pi_gen: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         for sub in ("00-packages", "01-readonly", "02-data", "03-updater", "04-watchdog"):
             assert f"End {STAGE_DIR}/{sub}" in log, log
         assert "Skip" not in log, log
+        # The Compose v2 script ran under pi-gen's on_chroot; the debootstrap base it starts
+        # from has the plugin already, so it checked it and fetched nothing (offline).
+        assert f"End {STAGE_DIR}/00-packages/01-run-chroot.sh" in log, log
+        assert ": present" in run.stdout.decode()
         return PiGenBackend(cfg)._unpack(deploy / EXPORT_NAME, work / "out")
     finally:
         mounts.unmount_under(pi_work)
@@ -133,3 +137,11 @@ def test_fleet_rootfs_from_pi_gen(exported: Path):
     assert "PARTLABEL=data" in (etc / "fstab").read_text()
     # The chroot's tmpfs /tmp (on_chroot mounts one) did not end up in the tar.
     assert list((exported / "tmp").iterdir()) == []
+    # The role manager's `docker compose` v2 plugin survived the export (ADR 0052).
+    version = subprocess.run(
+        ["chroot", exported, "docker", "compose", "version", "--short"],
+        capture_output=True,
+        check=True,
+        timeout=300,  # a hang of the Go binary under qemu-user fails instead of blocking
+    ).stdout.decode()
+    assert version.strip().removeprefix("v").startswith("2."), version

@@ -1,10 +1,12 @@
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from image import config
-from image.backends.debootstrap import DebootstrapBackend, _boot_files
+from image.backends import debootstrap
+from image.backends.debootstrap import DebootstrapBackend, _boot_files, _host_dns
 from image.backends.pigen import PiGenBackend
 from image.errors import BuildError, InputError
 from tests.image.conftest import FIXTURES
@@ -21,6 +23,35 @@ def test_cache_key_follows_inputs(tmp_path: Path):
     mirror = DebootstrapBackend(_config(tmp_path, mirror="http://mirror.example/debian"))
     assert base.cache_key() == same.cache_key()
     assert len({base.cache_key(), other.cache_key(), mirror.cache_key()}) == 3
+
+
+def test_cache_key_follows_the_package_substage_scripts(tmp_path: Path, monkeypatch):
+    """The base runs stage-fleet's 00-packages scripts (the Compose v2 plugin): editing one
+    must not reuse a base built by the old script."""
+    backend = DebootstrapBackend(_config(tmp_path))
+    before = backend.cache_key()
+    copy = tmp_path / "00-packages"
+    shutil.copytree(debootstrap.PACKAGES, copy)
+    monkeypatch.setattr(debootstrap, "PACKAGES", copy)
+    assert backend.cache_key() == before
+    script = copy / "01-run-chroot.sh"
+    script.write_text(script.read_text().replace("COMPOSE_SUITE=trixie", "COMPOSE_SUITE=forky"))
+    assert backend.cache_key() != before
+
+
+def test_base_has_the_packages_and_builds_skip_them():
+    assert debootstrap.PACKAGES.name in debootstrap.SKIPPED_SUBSTAGES
+    assert (debootstrap.PACKAGES / "01-run-chroot.sh").is_file()
+
+
+def test_host_dns_puts_the_stub_link_back(tmp_path: Path):
+    resolv = tmp_path / "etc/resolv.conf"
+    resolv.parent.mkdir()
+    resolv.symlink_to("../run/systemd/resolve/stub-resolv.conf")
+    with _host_dns(tmp_path):
+        assert not resolv.is_symlink()
+        assert resolv.read_bytes() == Path("/etc/resolv.conf").read_bytes()
+    assert resolv.readlink() == Path("../run/systemd/resolve/stub-resolv.conf")
 
 
 def test_boot_files_get_fixed_names(tmp_path: Path):

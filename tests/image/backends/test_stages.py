@@ -101,6 +101,20 @@ def test_fleet_stage_is_well_formed():
         assert script.stat().st_mode & 0o111, script
 
 
+def test_compose_v2_script_fetches_only_through_its_own_apt_sources():
+    """The Compose v2 plugin comes from Debian trixie through a private apt configuration; the
+    image's own sources never name trixie (ADR 0052)."""
+    script = (STAGE_DIR / stages.PACKAGES_SUBSTAGE / "01-run-chroot.sh").read_text()
+    for private in ("SourceList", "SourceParts", "Preferences", "PreferencesParts"):
+        assert f'-o "Dir::Etc::{private}=${{work}}/apt/' in script, private
+    assert "signed-by=${KEYRING}" in script and "update --error-on=any" in script
+    assert "/etc/apt/sources.list" not in script
+    assert "PLUGIN=/usr/libexec/docker/cli-plugins/docker-compose" in script
+    # docker.io (which finds the plugin) is installed by the list this script follows.
+    assert "docker.io" in stages.package_lists(STAGE_DIR)
+    assert "docker-compose" not in stages.package_lists(STAGE_DIR)
+
+
 def test_fleet_stage_has_the_personalisation_tools():
     """The updater renames the device and applies Wi-Fi (updater/personalise.py)."""
     packages = stages.package_lists(STAGE_DIR)

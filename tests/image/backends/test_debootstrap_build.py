@@ -1,12 +1,14 @@
 """A real debootstrap build (arm64 under qemu-user): slow, so one build per test session.
 
 The base rootfs comes from the content-keyed cache when it is warm (default
-/var/cache/metrica-fleet/rootfs, or FLEET_IMAGE_CACHE); a cold cache builds it (~6 min).
+/var/cache/metrica-fleet/rootfs, or FLEET_IMAGE_CACHE); a cold cache builds it (~10-12 min on
+a busy 2-core host), fetching the Compose v2 plugin from Debian trixie.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -168,3 +170,49 @@ def test_personalisation_tools(built_rootfs: Path):
         check=True,
     ).stdout.decode()  # fmt: skip
     assert "metrica-renamed" in resolved.split()
+
+
+# Run by the image's own updater (the venv's python) in the arm64 chroot, with the PATH of
+# fleet-updater.service: which compose implementation the role manager picks on a device.
+DETECT = """
+from updater.roles.compose import ComposeV2, detect
+compose = detect()
+assert isinstance(compose, ComposeV2), compose
+print(" ".join(compose.argv))
+"""
+PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# A hang of a Go binary under qemu-user fails the test instead of blocking the run.
+HANG_GUARD_S = 300
+
+
+def _in_chroot(rootfs: Path, *argv: str) -> str:
+    return subprocess.run(
+        ["chroot", rootfs, "/usr/bin/env", "-i", PATH, *argv],
+        capture_output=True,
+        check=True,
+        timeout=HANG_GUARD_S,
+    ).stdout.decode()
+
+
+def test_compose_v2_plugin(built_rootfs: Path):
+    """`docker compose` is v2 on the device: the CLI plugin fetched from Debian trixie."""
+    version = _in_chroot(built_rootfs, "docker", "compose", "version", "--short").strip()
+    assert version.removeprefix("v").startswith("2."), version
+    plugin = built_rootfs / "usr/libexec/docker/cli-plugins/docker-compose"
+    assert plugin.is_file() and plugin.stat().st_mode & 0o111
+    source = (built_rootfs / "usr/share/doc/docker-compose/SOURCE").read_text()
+    assert f"docker-compose {version.removeprefix('v')}" in source and "Debian trixie" in source
+    assert (built_rootfs / "usr/share/doc/docker-compose/copyright").is_file()
+    # Only the binary: trixie is in no apt source of the image, and dpkg has no compose
+    # package (so no v1 either: `docker-compose` is not on the PATH).
+    sources = [built_rootfs / "etc/apt/sources.list"]
+    sources += (built_rootfs / "etc/apt/sources.list.d").glob("*")
+    assert not any("trixie" in path.read_text() for path in sources)
+    status = (built_rootfs / "var/lib/dpkg/status").read_text()
+    assert not re.search(r"^Package: docker-compose$", status, re.M)
+    assert not (built_rootfs / "usr/bin/docker-compose").exists()
+
+
+def test_role_manager_picks_compose_v2(built_rootfs: Path):
+    out = _in_chroot(built_rootfs, "/opt/metrica-fleet/bin/python", "-c", DETECT)
+    assert out.split() == ["docker", "compose"]
