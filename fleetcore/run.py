@@ -1,10 +1,18 @@
-"""The one subprocess wrapper: argv lists only, checked, stdin closed, C.UTF-8, logged."""
+"""The one subprocess wrapper: argv lists only, checked, stdin closed, C.UTF-8, logged.
+
+Each command runs in its own process group. When the wait for it ends early (its timeout, or
+an exception raised in this process meanwhile: Ctrl-C, a build's SIGTERM turned into
+``BuildInterrupted``), the whole group is killed, not only the direct child: a killed
+``debootstrap`` must not leave its ``dpkg`` writing into a tree that is being cleaned up.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,25 +41,37 @@ def run(
     full_env = {**os.environ, "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", **(env or {})}
     log.debug("run: %s", shlex.join(args))
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             args,
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
             env=full_env,
             cwd=cwd,
-            timeout=timeout,
-            check=False,
+            process_group=0,
         )
     except FileNotFoundError as err:
         raise CommandError(args, None, f"{args[0]} not found on PATH") from err
-    except subprocess.TimeoutExpired as err:
-        raise CommandError(args, None, f"timed out after {timeout} s") from err
+    with proc:
+        try:
+            stdout, stderr = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired as err:
+            _kill_group(proc)
+            raise CommandError(args, None, f"timed out after {timeout} s") from err
+        except BaseException:
+            _kill_group(proc)
+            raise
     if check and proc.returncode != 0:
-        stderr = proc.stderr.decode(errors="replace") if proc.stderr else ""
-        raise CommandError(args, proc.returncode, stderr)
-    return proc
+        raise CommandError(args, proc.returncode, stderr.decode(errors="replace") if stderr else "")
+    return subprocess.CompletedProcess(args, proc.returncode, stdout, stderr)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the command's process group (members that left it are beyond reach) and reap
+    the command itself."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def run_text(argv: Sequence[str | os.PathLike[str]], **kwargs: object) -> str:

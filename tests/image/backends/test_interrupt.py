@@ -2,7 +2,8 @@
 
 The real CLI and debootstrap backend run in a child process on a tiny cached base; only the
 wheel download and the stage scripts are replaced: the stage step, which runs with the
-chroot's /proc, /sys, /dev and /dev/pts mounted, announces itself and then hangs (or fails).
+chroot's /proc, /sys, /dev and /dev/pts mounted, announces itself and then hangs (or fails),
+or runs a command whose own child keeps writing into the rootfs (as debootstrap's dpkg does).
 """
 
 import os
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.integration
 DRIVER = """
 import sys, time
 from pathlib import Path
+from fleetcore.run import run
 from image.backends import stages, wheelhouse
 from image.cli import main
 from image.errors import BuildError
@@ -35,6 +37,9 @@ def fake_stage(stage, rootfs, env, *, skip=frozenset()):
     marker.write_text(str(rootfs))
     if mode == "fail":
         raise BuildError("stage failed on purpose")
+    if mode == "writer":
+        writer = f"while :; do mkdir -p {rootfs}/busy/$(date +%N); sleep 0.01; done"
+        run(["sh", "-c", f"({writer}) & echo $! > {marker}.writer; wait"])
     time.sleep(300)
 
 wheelhouse.build = lambda dest: None
@@ -103,6 +108,28 @@ def test_signal_unmounts_and_removes_partial_output(workdir: Path, sig: signal.S
     assert proc.returncode == 1
     assert f"fleet-image: error: build interrupted by {sig.name}" in stderr.decode()
     _assert_clean(workdir)
+
+
+def test_a_signal_stops_the_stage_commands_children_before_the_clean_up(workdir: Path):
+    marker = workdir / "in-stage"
+    proc = _start(workdir, marker, "writer")
+    _wait_for(marker, proc)
+    pidfile = workdir / "in-stage.writer"
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        time.sleep(0.05)
+    writer = int(pidfile.read_text())
+
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert "fleet-image: error: build interrupted by SIGTERM" in stderr.decode()
+    assert proc.returncode == 1
+    assert not Path(f"/proc/{writer}").exists() or _zombie(writer)
+    _assert_clean(workdir)
+
+
+def _zombie(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def test_rerun_cleans_up_after_a_killed_build(workdir: Path):
