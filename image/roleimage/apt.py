@@ -117,7 +117,10 @@ class AptRoot:
             raise PackageError(f"apt-get {verb}: {detail}") from err
 
     def update(self) -> None:
+        """Fetch the signed indexes, then drop cached .debs no index offers any more (apt's
+        autoclean), so the cache holds at most the current versions."""
         self._apt("-q", "update")
+        self._apt("-q", "autoclean")
 
     def resolve(self, packages: tuple[str, ...]) -> list[PackageRef]:
         """The full dependency closure of ``packages`` (an empty system), without Recommends."""

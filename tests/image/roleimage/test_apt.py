@@ -1,6 +1,10 @@
-"""The apt side that needs no network: sources, the simulation parser, file names."""
+"""The apt side: sources, the simulation parser, file names; and the cache against Debian."""
 
 from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
 
 from image.roleimage import apt, recipe
 
@@ -36,3 +40,20 @@ def test_file_names_encode_the_epoch():
     ref = apt.PackageRef("zlib1g", "1:1.2.13.dfsg-1", "arm64")
     assert apt.deb_filename(ref) == "zlib1g_1%3a1.2.13.dfsg-1_arm64.deb"
     assert ref.pin == "zlib1g=1:1.2.13.dfsg-1"
+
+
+@pytest.mark.integration
+def test_the_cache_keeps_only_what_the_index_offers(tmp_path: Path, require_root: None) -> None:
+    """Against Debian's archive: a package superseded there is dropped at the next update."""
+    loaded = recipe.parse(
+        {"name": "x", "packages": ["busybox-static"], "cmd": ["/bin/busybox"], "updates": False},
+        source="t",
+    )
+    root = apt.AptRoot(tmp_path / "cache", loaded, recipe.Arch.ARM64)
+    root.update()
+    [deb] = root.download(root.resolve(loaded.packages))
+    superseded = root.archives / "busybox-static_1%3a0.1-1_arm64.deb"
+    superseded.write_bytes(deb.path.read_bytes())
+    root.update()
+    assert deb.path.exists()
+    assert not superseded.exists()
