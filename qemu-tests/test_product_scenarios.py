@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import yaml
 from harness.board import BootRecord, Deadlines, SimulatedPi
 from harness.disk import ext4_volume, fat_volume
 from harness.qemu import End, MachineSpec, PowerCut, loopback_service
-from product import card, images
+from product import card, images, roles
 from product.overlord import Overlord
 from product.signing import Repository
 
@@ -49,6 +49,8 @@ VERSIONS: dict[str, images.Change] = {
 AGENT = "fleet-updater["
 TRIAL_REQUEST = "rebooting into slot {slot} for a trial of {version}"
 OFFLINE = "next try in about"
+# The role the story assigns: version 1.0.0 healthy, 2.0.0 with a healthcheck that never passes.
+ROLE_VERSIONS = {"1.0.0": True, "2.0.0": False}
 
 
 class Product:
@@ -59,6 +61,7 @@ class Product:
         self.session.mkdir()
         self.overlord = Overlord(self.session, self.repo.repo, self.repo.keys)
         self.releases: dict[str, images.Release] = {}
+        self.role_image: roles.RoleImage | None = None
         self.overlord_back: datetime | None = None
         """When the Overlord came back after the outage of the v4 scenario."""
 
@@ -72,6 +75,10 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
         release = images.assemble(rootfs, workdir, version, change)
         made.repo.add_release(release.release_dir, version)
         made.releases[version] = release
+    made.role_image = roles.build_image(workdir)
+    for version, healthy in ROLE_VERSIONS.items():
+        bundle = roles.pack(made.role_image, workdir, version, healthy=healthy)
+        made.repo.add_role(bundle.archive, roles.NAME, version)
     made.overlord.start()
     try:
         yield made
@@ -278,6 +285,107 @@ def test_power_cut_right_after_commit_leaves_v2_committed(
 
     assert (record.partition, record.tryboot) == (SLOT_B_BOOT, False)
     assert "root=PARTLABEL=system_b" in kernel_command_line(board, record)
+
+
+def role_status(overlord: Overlord) -> list[dict[str, Any]]:
+    device = overlord.the_device()
+    return [] if device is None else list(device["roles"])
+
+
+def rolled_back_from(overlord: Overlord, version: str) -> list[Any]:
+    """The role's rollbacks away from ``version`` (the event names the version it went back
+    to; its message says from which)."""
+    return [
+        e
+        for e in events(overlord, "role-rollback")
+        if e["data"].get("role") == roles.NAME and f" from {version} to " in e["message"]
+    ]
+
+
+def gate_failures(overlord: Overlord, version: str) -> list[Any]:
+    return [
+        e
+        for e in events(overlord, "role-failed", version)
+        if e["data"].get("role") == roles.NAME and e["message"] == "health gate failed"
+    ]
+
+
+def runs_role(overlord: Overlord, version: str, done: Callable[[], bool], label: str) -> PowerCut:
+    """Cut the power once ``done`` holds and a heartbeat shows ``version`` of the role running
+    healthy."""
+    healthy = [{"name": roles.NAME, "version": version, "health": "healthy", "safe_mode": False}]
+
+    def seen() -> bool:
+        return role_status(overlord) == healthy and done()
+
+    return PowerCut(when=seen, label=f"the Overlord shows {label}, {version} healthy")
+
+
+def assert_runs_committed(overlord: Overlord) -> None:
+    """The role scenarios run on whatever OS the story committed last, with no update going."""
+    device = only_device(overlord)
+    assert device["booted_slot"] == device["committed_slot"], device
+
+
+def test_assigned_role_runs_on_the_guest_docker(product: Product, board: SimulatedPi) -> None:
+    overlord = product.overlord
+    image = product.role_image
+    assert image is not None
+    overlord.rollout("web-1", "1.0.0", role=roles.NAME)
+    applied = runs_role(
+        overlord,
+        "1.0.0",
+        lambda: bool(events(overlord, "role-applied", "1.0.0")),
+        "role-applied 1.0.0",
+    )
+    record = timed(board.boot(power_cut=applied))
+
+    assert not record.tryboot
+    assert_runs_committed(overlord)
+    assert f"role-applied {roles.NAME} 1.0.0" in board.console(record)
+    (event,) = events(overlord, "role-applied", "1.0.0")
+    assert event["data"]["role"] == roles.NAME
+    # The guest's dockerd loaded the archive the signed bundle carried into its data-root on
+    # /data, and the staged version keeps it for a rollback.
+    data = ext4_volume(board.disk, label="data")
+    loaded = f"/var/lib/docker/image/overlay2/imagedb/content/sha256/{image.hex}"
+    assert data.read(loaded) is not None, f"{image.image_id} is not in the guest's data-root"
+    staged = f"/roles/{roles.NAME}/1.0.0/images/{image.hex}.tar"
+    assert data.read(staged) == image.archive.read_bytes()
+
+
+def test_role_v2_failing_its_health_check_rolls_back_to_v1(
+    product: Product, board: SimulatedPi
+) -> None:
+    """2.0.0 never becomes healthy: the manager goes back to 1.0.0 on its own. The first boot
+    is cut in the middle of that swap (``current`` names 2.0.0, whose health gate just
+    failed); the next boot still ends with a runnable role: 1.0.0, healthy."""
+    overlord = product.overlord
+    overlord.abort_unfinished_rollouts()
+    overlord.rollout("web-2", "2.0.0", role=roles.NAME)
+    gate_failed = f"role-failed {roles.NAME} 2.0.0: health gate failed"
+    cut = timed(board.boot(power_cut=PowerCut(marker=gate_failed)))
+    # Whether the cut left ``current`` on 2.0.0 (the next boot tries it again and rolls back)
+    # or already back on 1.0.0, the role's health gate failure reaches the Overlord and 1.0.0
+    # runs healthy; a heartbeat shows 1.0.0 healthy only once the manager started it again.
+    back = runs_role(
+        overlord,
+        "1.0.0",
+        lambda: bool(gate_failures(overlord, "2.0.0")),
+        "2.0.0's failed health gate",
+    )
+    records = boot_until(board, back, max_boots=2)
+
+    for record in (cut, *records):
+        assert not record.tryboot
+    assert_runs_committed(overlord)
+    failed = gate_failures(overlord, "2.0.0")
+    rollbacks = rolled_back_from(overlord, "2.0.0")
+    print(f"2.0.0's health gate failed {len(failed)} times: {failed[0]['reason']}")
+    print(f"rollbacks from 2.0.0: {[e['message'] for e in rollbacks]}")
+    assert rollbacks, "the Overlord has no rollback from 2.0.0"
+    assert all(e["version"] == "1.0.0" for e in rollbacks)
+    assert not events(overlord, "role-applied", "2.0.0")
 
 
 def test_v3_failing_its_health_check_falls_back_to_v2(product: Product, board: SimulatedPi) -> None:

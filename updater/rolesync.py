@@ -8,15 +8,19 @@ installed never touches Docker.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from fleetcore.release import Hardware
-from fleetcore.wire import DesiredState, Health, RoleStatus
+from fleetcore.wire import DesiredState, EventKind, Health, RoleStatus
 from signing.client import ReleaseClient
 from updater.queue import EventQueue
 from updater.roles.fetch import TufRoleFetcher
 from updater.roles.manager import RoleEvent, RoleManager
+
+log = logging.getLogger(__name__)
+_QUIET = frozenset({EventKind.ROLE_APPLIED, EventKind.SAFE_MODE_LEFT})
 
 
 class RoleSync:
@@ -37,6 +41,17 @@ class RoleSync:
         manager.on_event = self._queue
 
     def _queue(self, event: RoleEvent) -> None:
+        """Queue the event for the Overlord and log it: the device's journal tells the same
+        story (``role-failed NAME VERSION: MESSAGE (REASON)``)."""
+        log.log(
+            logging.INFO if event.kind in _QUIET else logging.WARNING,
+            "%s %s %s: %s%s",
+            event.kind.value,
+            event.role,
+            event.version,
+            event.message,
+            f" ({event.reason})" if event.reason else "",
+        )
         self.events.put(
             event.kind,
             version=event.version,

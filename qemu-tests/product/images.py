@@ -22,9 +22,10 @@ from fleetcore.run import run
 
 # What the QEMU board needs beyond the shipped image, as files below the rootfs:
 # - updater.yaml: the simulated firmware backend (the harness plays the Pi firmware), the
-#   hardware the virt board cannot report, no docker health check (no roles run in the guest:
-#   the image ships no Compose), and short polls so a scenario does not wait minutes for the
-#   next poll;
+#   hardware the virt board cannot report, and short polls so a scenario does not wait minutes
+#   for the next poll. The health checks are the shipped ones: a trial needs the guest's
+#   dockerd to answer (`health.docker: required`, the default), since the image ships
+#   Docker with Compose v2 and the role scenarios run a role on it;
 # - a unit drop-in that copies the updater's log (at INFO, -v) to the serial console, where
 #   the harness and a failed test's report read it.
 UPDATER_YAML = """\
@@ -36,7 +37,6 @@ firmware:
   backend: simulated
 health:
   deadline_s: 240
-  docker: "off"
 """
 CONSOLE_DROPIN = """\
 [Service]

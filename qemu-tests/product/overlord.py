@@ -148,18 +148,21 @@ class Overlord:
         return devices[0] if devices else None
 
     def abort_unfinished_rollouts(self) -> None:
-        """Abort what an earlier scenario left running: one unfinished OS rollout at a time."""
+        """Abort what an earlier scenario left running: one unfinished rollout per release
+        line (the OS, each role) at a time."""
         for rollout in self.get("/rollouts"):
             if rollout["state"] not in ("aborted", "completed"):
                 self.post(f"/rollouts/{rollout['id']}/abort", {})
 
-    def rollout(self, name: str, version: str) -> dict[str, Any]:
-        """Roll ``version`` out to every device at once (one stage, no success window)."""
+    def rollout(self, name: str, version: str, *, role: str | None = None) -> dict[str, Any]:
+        """Roll ``version`` of the OS, or of ``role``, out to every device at once (one stage,
+        no success window): a role rollout is how the desired state assigns a role."""
         created: dict[str, Any] = self.post(
             "/rollouts",
             {
                 "name": name,
-                "kind": "os",
+                "kind": "os" if role is None else "role",
+                "role": role,
                 "version": version,
                 "canary_devices": 1,
                 "stages": [100],

@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetcore.release import role_target
 from fleetcore.run import run
 
 
@@ -36,4 +37,15 @@ class Repository:
         if stamp.exists():
             return
         run([_tool(), "add-release", self.repo, release_dir, "--keys", self.keys], timeout=900)
+        stamp.touch()
+
+    def add_role(self, archive: Path, name: str, version: str) -> None:
+        """Sign and publish a role bundle as a TUF role target (once, like releases)."""
+        stamp = self.repo.with_name(f"released-role-{name}-{version}")
+        if stamp.exists():
+            return
+        run(
+            [_tool(), "add", self.repo, archive, "--name", role_target(name, version),
+             "--kind", "role", "--version", version, "--keys", self.keys],
+        )  # fmt: skip
         stamp.touch()

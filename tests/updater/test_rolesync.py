@@ -40,8 +40,9 @@ def test_no_roles_assigned_and_none_installed_is_a_no_op(tmp_path):
     assert len(events) == 0
 
 
-def test_role_events_reach_the_queue(tmp_path):
+def test_role_events_reach_the_queue_and_the_log(tmp_path, caplog):
     sync, events = _sync(tmp_path)
+    caplog.set_level("INFO", logger="updater.rolesync")
     sync.manager.on_event(
         RoleEvent(EventKind.ROLE_ROLLBACK, "camera", Version("1.2.0"), "rolled back", "unhealthy")
     )
@@ -50,6 +51,9 @@ def test_role_events_reach_the_queue(tmp_path):
     assert event.version == Version("1.2.0")
     assert event.reason == "unhealthy"
     assert event.data == {"role": "camera"}
+    (record,) = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == "role-rollback camera 1.2.0: rolled back (unhealthy)"
 
 
 SHIPPED = sorted(p.parent.name for p in Path("roles").glob("*/role.yaml"))

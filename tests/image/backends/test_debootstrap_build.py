@@ -135,7 +135,10 @@ def test_read_only_root_layout(built_rootfs: Path):
     assert (etc / "hostname").readlink() == Path("/data/etc/hostname")
     fstab = (etc / "fstab").read_text()
     assert "PARTLABEL=data" in fstab and "/var/lib/docker" in fstab
-    assert '"data-root": "/data/var/lib/docker"' in (etc / "docker/daemon.json").read_text()
+    daemon = (etc / "docker/daemon.json").read_text()
+    assert '"data-root": "/data/var/lib/docker"' in daemon
+    assert '"deprecated-key-path": "/data/var/lib/docker/key.json"' in daemon
+    assert (built_rootfs / "usr/sbin/apparmor_parser").is_file()  # dockerd's docker-default
     assert (built_rootfs / "usr/share/metrica-fleet/hostname").read_text().strip() == "metrica-ci"
     assert not list(etc.glob("ssh/ssh_host_*"))
     connections = etc / "NetworkManager/system-connections"
