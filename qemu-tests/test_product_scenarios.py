@@ -366,13 +366,16 @@ def test_role_v2_failing_its_health_check_rolls_back_to_v1(
     gate_failed = f"role-failed {roles.NAME} 2.0.0: health gate failed"
     cut = timed(board.boot(power_cut=PowerCut(marker=gate_failed)))
     # Whether the cut left ``current`` on 2.0.0 (the next boot tries it again and rolls back)
-    # or already back on 1.0.0, the role's health gate failure reaches the Overlord and 1.0.0
-    # runs healthy; a heartbeat shows 1.0.0 healthy only once the manager started it again.
+    # or already back on 1.0.0 (the next start reports the rollback it finished), the health
+    # gate failure and the rollback reach the Overlord and 1.0.0 runs healthy; a heartbeat
+    # shows 1.0.0 healthy only once the manager started it again.
     back = runs_role(
         overlord,
         "1.0.0",
-        lambda: bool(gate_failures(overlord, "2.0.0")),
-        "2.0.0's failed health gate",
+        lambda: (
+            bool(gate_failures(overlord, "2.0.0")) and bool(rolled_back_from(overlord, "2.0.0"))
+        ),
+        "2.0.0's failed health gate and the rollback from it",
     )
     records = boot_until(board, back, max_boots=2)
 

@@ -41,8 +41,16 @@ class RoleSync:
         manager.on_event = self._queue
 
     def _queue(self, event: RoleEvent) -> None:
-        """Queue the event for the Overlord and log it: the device's journal tells the same
-        story (``role-failed NAME VERSION: MESSAGE (REASON)``)."""
+        """Queue the event for the Overlord, then log it: the device's journal tells the same
+        story (``role-failed NAME VERSION: MESSAGE (REASON)``), and a power cut right after
+        the log line cannot lose the queued event."""
+        self.events.put(
+            event.kind,
+            version=event.version,
+            message=event.message,
+            reason=event.reason,
+            data=dict(event.data()),
+        )
         log.log(
             logging.INFO if event.kind in _QUIET else logging.WARNING,
             "%s %s %s: %s%s",
@@ -51,13 +59,6 @@ class RoleSync:
             event.version,
             event.message,
             f" ({event.reason})" if event.reason else "",
-        )
-        self.events.put(
-            event.kind,
-            version=event.version,
-            message=event.message,
-            reason=event.reason,
-            data=dict(event.data()),
         )
 
     def sync(self, desired: DesiredState) -> None:

@@ -182,6 +182,38 @@ def test_power_cut_during_the_swap_leaves_a_runnable_role(harness, step, runs_af
     assert (status.version, status.health) == (Version("2.0.0"), Health.HEALTHY)
 
 
+def test_power_cut_after_the_swap_back_still_reports_the_rollback(harness):
+    """Cut once ``current`` points back at 1.0.0 but before 1.0.0 passed its gate: the next
+    start runs 1.0.0 and reports the rollback it finished (the QEMU tier found it lost)."""
+    v1, a1 = publish(harness, "1.0.0")
+    v2, a2 = publish(harness, "2.0.0", healthy=False)
+    fetch = fetcher({"1.0.0": a1, "2.0.0": a2})
+    assert harness.manager().apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+
+    def cut(name: str) -> None:
+        if name == "rolled-back":
+            raise PowerCut(name)
+
+    with pytest.raises(PowerCut):
+        harness.manager(checkpoint=cut).apply([v2], fetch)
+    assert harness.kinds() == ["role-applied", "role-failed"]
+    harness.cleanup()  # the power cut took every container with it
+
+    rebooted = harness.manager()
+    assert rebooted.apply([v2], fetch) == {"webapp": Outcome.ROLLED_BACK}
+    assert harness.kinds() == ["role-applied", "role-failed", "role-rollback"]
+    rollback = harness.events[-1]
+    assert (rollback.version, rollback.message) == (
+        Version("1.0.0"),
+        "webapp rolled back from 2.0.0 to 1.0.0",
+    )
+    assert "unhealthy" in (rollback.reason or "")
+    [status] = rebooted.status()
+    assert (status.version, status.health) == (Version("1.0.0"), Health.HEALTHY)
+    assert rebooted.apply([v2], fetch) == {"webapp": Outcome.UNCHANGED}
+    assert len(harness.events) == 3
+
+
 def test_images_must_be_present_or_pullable(harness):
     ensure_images(load_bundle(make_bundle(harness.tmp / "present", image=harness.image)))
     missing = make_bundle(harness.tmp / "missing", image="sha256:" + "e" * 64)

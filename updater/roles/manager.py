@@ -356,11 +356,14 @@ class RoleManager:
                 self._count_failure(state, name, version, err)
                 return Outcome.FAILED
             record.mark_bad(version)
+            record.rolling_back = version
             self._stop(layout, version)
             point(layout.current, str(previous))
             self._save(state)
+            self.checkpoint("rolled-back")
             return self._roll_back(state, layout, version, previous, err)
         record.pending = None
+        record.rolling_back = None
         record.failures = 0
         record.confirm(version)
         self._prune(layout)
@@ -382,21 +385,32 @@ class RoleManager:
         try:
             self._start(state, layout, previous)
         except (HealthGateFailed, EngineError, BundleError) as err:
+            state.role(name).rolling_back = None
             self._emit(EventKind.ROLE_FAILED, name, previous, "rollback failed", str(err))
             self._record_error(state, name, f"{previous}: {err}")
             self._stop(layout, previous)
             self._count_failure(state, name, previous, err)
             return Outcome.FAILED
         state.role(name).failures = 0
+        self._report_rollback(state, layout, previous, str(cause))
+        return Outcome.ROLLED_BACK
+
+    def _report_rollback(
+        self, state: ManagerState, layout: RoleLayout, running: Version, cause: str | None
+    ) -> None:
+        """``running`` replaced ``rolling_back`` and runs healthy: say so, once. The flag is
+        saved with the swap back, so a power cut before this point reports it at the next start
+        (queued before the flag is cleared: at least once)."""
+        record = state.role(layout.name)
+        failed, record.rolling_back = record.rolling_back, None
         self._emit(
             EventKind.ROLE_ROLLBACK,
-            name,
-            previous,
-            f"{name} rolled back from {failed} to {previous}",
-            str(cause),
+            layout.name,
+            running,
+            f"{layout.name} rolled back from {failed} to {running}",
+            cause,
         )
         self._save(state)
-        return Outcome.ROLLED_BACK
 
     def _keep_running(self, state: ManagerState, layout: RoleLayout) -> Outcome:
         """The role is where it should be: check it runs, restart it once if it does not."""
@@ -423,6 +437,8 @@ class RoleManager:
         except (HealthGateFailed, EngineError, BundleError) as err:
             log.warning("role %s %s is not healthy (%s); restarting it", layout.name, version, err)
         else:
+            if record.rolling_back is not None:
+                self._report_rollback(state, layout, version, record.last_error)
             if record.failures:
                 record.failures = 0
                 self._save(state)
@@ -435,6 +451,9 @@ class RoleManager:
             self._count_failure(state, layout.name, version, err)
             return Outcome.FAILED
         record.failures = 0
+        if record.rolling_back is not None:
+            self._report_rollback(state, layout, version, record.last_error)
+            return Outcome.ROLLED_BACK
         self._emit(EventKind.ROLE_APPLIED, layout.name, version, "restarted and healthy")
         self._save(state)
         return Outcome.APPLIED

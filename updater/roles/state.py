@@ -40,6 +40,10 @@ class RoleRecord(_Model):
     confirmed: Version | None = Field(
         default=None, description="highest version that passed the health gate here"
     )
+    rolling_back: Version | None = Field(
+        default=None,
+        description="failed version a rollback replaced, until the rollback has been reported",
+    )
     last_error: str | None = None
     last_error_at: datetime | None = None
 
