@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from image.roleimage.errors import RecipeError
+from updater.roles.spec import first_error
 
 PackageName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -108,12 +109,9 @@ class Recipe(BaseModel):
 
 def _first_error(err: ValidationError) -> str:
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "top level"
-    if first["type"] == "extra_forbidden":
-        return f"unknown key '{where}'"
     if first["type"] == "missing":
-        return f"missing key '{where}'"
-    return f"{where}: {first['msg'].removeprefix('Value error, ')}"
+        return f"missing key '{'.'.join(str(p) for p in first['loc'])}'"
+    return first_error(err)
 
 
 def parse(data: Any, *, source: str) -> Recipe:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from harness.qemu import GUEST_SERVICE_ADDRESS
 
 from fleetcore.run import run
+from product import tool
 
 HOSTNAME = "e2e-pi"
 OVERLORD_URL = f"http://{GUEST_SERVICE_ADDRESS}/"
@@ -20,6 +20,5 @@ def flash(disk: Path, out: Path, enrollment_token: str) -> Path:
         f"overlord_url: {OVERLORD_URL}\nenrollment_token: {enrollment_token}\n"
         f"hostname: {HOSTNAME}\n"
     )
-    tool = Path(sys.executable).with_name("fleet-image")
-    run([tool, "flash", disk, "--out", out, "--config", config], timeout=900)
+    run([tool("fleet-image"), "flash", disk, "--out", out, "--config", config], timeout=900)
     return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from fleetcore.run import run
+from product import tool
 
 # What the QEMU board needs beyond the shipped image, as files below the rootfs:
 # - updater.yaml: the simulated firmware backend (the harness plays the Pi firmware), the
@@ -108,11 +108,6 @@ def workdir(factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def fleet_image() -> Path:
-    """`fleet-image` of this checkout's venv (the one running the tests)."""
-    return Path(sys.executable).with_name("fleet-image")
-
-
 def build_rootfs(workdir: Path, root_json: Path) -> Path:
     """`fleet-image build --backend debootstrap`: the real image's rootfs, in ``workdir``.
 
@@ -128,7 +123,7 @@ def build_rootfs(workdir: Path, root_json: Path) -> Path:
         shutil.rmtree(out)
     started = time.monotonic()
     run(
-        [fleet_image(), "build", "--backend", "debootstrap",
+        [tool("fleet-image"), "build", "--backend", "debootstrap",
          "--config", config, "--out", out],
         timeout=3600,
     )  # fmt: skip
@@ -158,7 +153,7 @@ def assemble(base: Path, workdir: Path, version: str, change: Change = no_change
     change(rootfs)
     started = time.monotonic()
     run(
-        [fleet_image(), "assemble", "--rootfs", rootfs, "--out", out,
+        [tool("fleet-image"), "assemble", "--rootfs", rootfs, "--out", out,
          "--version", version],
         timeout=1800,
     )  # fmt: skip

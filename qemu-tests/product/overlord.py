@@ -11,7 +11,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 
 from fleetcore.run import run_text
+from product import tool
 
 API = "/api/v1"
 CHUNK_GET = re.compile(r'"GET \S*/chunks/([0-9a-f]{4}/[0-9a-f]{64})\.zst HTTP')
@@ -51,9 +51,6 @@ class Overlord:
         self.proc: subprocess.Popen[bytes] | None = None
         self.admin_token = ""
 
-    def _tool(self) -> str:
-        return str(Path(sys.executable).with_name("overlord"))
-
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -61,7 +58,7 @@ class Overlord:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [self._tool(), "-v", "serve", "--port", str(self.port)],
+                [tool("overlord"), "-v", "serve", "--port", str(self.port)],
                 env=self.env,
                 cwd=self.workdir,
                 stdout=log,
@@ -100,7 +97,7 @@ class Overlord:
         return CHUNK_GET.findall(self.log_text())
 
     def token(self, role: str) -> str:
-        out = run_text([self._tool(), "token", "create", "--role", role], env=self.env)
+        out = run_text([tool("overlord"), "token", "create", "--role", role], env=self.env)
         return out.strip().splitlines()[-1]
 
     # -- the admin API --------------------------------------------------------------------

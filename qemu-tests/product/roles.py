@@ -10,12 +10,12 @@ the healthcheck fetches: its container never becomes healthy.
 from __future__ import annotations
 
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleetcore.release import role_target
 from fleetcore.run import run, run_text
+from product import tool
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "role"
 RECIPE = FIXTURE / "web-image.yaml"
@@ -51,17 +51,13 @@ class RoleBundle:
         return role_target(NAME, self.version)
 
 
-def _tool(name: str) -> Path:
-    return Path(sys.executable).with_name(name)
-
-
 def build_image(workdir: Path) -> RoleImage:
     """The role's arm64 image archive (a few seconds with the apt cache warm)."""
     out = workdir / "role-images"
     if out.exists():
         shutil.rmtree(out)
     printed = run_text(
-        [_tool("fleet-image"), "role-image", "build", RECIPE, "--arch", "arm64", "--out", out],
+        [tool("fleet-image"), "role-image", "build", RECIPE, "--arch", "arm64", "--out", out],
         timeout=900,
     )
     return RoleImage(printed.strip().splitlines()[-1], out)
@@ -80,6 +76,6 @@ def pack(image: RoleImage, workdir: Path, version: str, *, healthy: bool = True)
     if not healthy:
         (folder / HEALTH_FILE).unlink()
     archive = workdir / f"{NAME}-{version}.tar.zst"
-    run([_tool("fleet-updater"), "roles", "pack", folder, archive, "--images", image.folder])
+    run([tool("fleet-updater"), "roles", "pack", folder, archive, "--images", image.folder])
     shutil.rmtree(folder)
     return RoleBundle(version, archive)

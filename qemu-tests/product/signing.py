@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleetcore.release import role_target
 from fleetcore.run import run
-
-
-def _tool() -> Path:
-    return Path(sys.executable).with_name("fleet-sign")
+from product import tool
 
 
 @dataclass(frozen=True)
@@ -28,7 +24,7 @@ class Repository:
         """A new repository, or the one a previous run left in ``workdir``."""
         repo = cls(workdir / "repo", workdir / "keys")
         if not repo.root_json.exists():
-            run([_tool(), "init", repo.repo, "--keys", repo.keys])
+            run([tool("fleet-sign"), "init", repo.repo, "--keys", repo.keys])
         return repo
 
     def add_release(self, release_dir: Path, version: str) -> None:
@@ -36,7 +32,10 @@ class Repository:
         stamp = self.repo.with_name(f"released-{version}")
         if stamp.exists():
             return
-        run([_tool(), "add-release", self.repo, release_dir, "--keys", self.keys], timeout=900)
+        run(
+            [tool("fleet-sign"), "add-release", self.repo, release_dir, "--keys", self.keys],
+            timeout=900,
+        )
         stamp.touch()
 
     def add_role(self, archive: Path, name: str, version: str) -> None:
@@ -45,7 +44,7 @@ class Repository:
         if stamp.exists():
             return
         run(
-            [_tool(), "add", self.repo, archive, "--name", role_target(name, version),
+            [tool("fleet-sign"), "add", self.repo, archive, "--name", role_target(name, version),
              "--kind", "role", "--version", version, "--keys", self.keys],
         )  # fmt: skip
         stamp.touch()

@@ -139,7 +139,8 @@ class RoleSpec(_Strict):
         return None
 
 
-def _first_error(err: ValidationError) -> str:
+def first_error(err: ValidationError) -> str:
+    """The first validation error as one line: where, then what."""
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "top level"
     if first["type"] == "extra_forbidden":
@@ -154,7 +155,7 @@ def parse_spec(data: Any, *, source: str = ROLE_FILE) -> RoleSpec:
     try:
         return RoleSpec.model_validate(data)
     except ValidationError as err:
-        raise BundleError(f"{source}: {_first_error(err)}") from err
+        raise BundleError(f"{source}: {first_error(err)}") from err
 
 
 def load_yaml(text: str, *, source: str) -> Any:
