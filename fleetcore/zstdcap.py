@@ -102,7 +102,7 @@ class CappedZstdReader(io.RawIOBase):
         return len(data)
 
     def close(self) -> None:
-        self._reader.close()
+        self._reader.close()  # type: ignore[no-untyped-call]
         super().close()
 
 
