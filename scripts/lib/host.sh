@@ -126,6 +126,29 @@ ensure_venv() {
     fi
 }
 
+# Debian bookworm's own Python (3.11.2, what devices run: no tarfile.data_filter, older
+# stdlib fixes) in its own venv, so device code is tested on the interpreter it ships with.
+DEVICE_PYTHON="${FLEET_DEVICE_PYTHON:-/usr/bin/python3.11}"
+DEVICE_VENV="${FLEET_DEVICE_VENV:-$REPO_ROOT/.venv-device}"
+
+ensure_device_venv() {
+    [ -x "$DEVICE_PYTHON" ] || die "$DEVICE_PYTHON missing (Debian package python3.11)"
+    if [ ! -x "$DEVICE_VENV/bin/python" ]; then
+        say "device venv: creating $DEVICE_VENV with $("$DEVICE_PYTHON" --version)"
+        "$DEVICE_PYTHON" -m venv "$DEVICE_VENV"
+    fi
+    local stamp="$DEVICE_VENV/.installed" want
+    want=$(sha256sum "$REPO_ROOT/pyproject.toml" | cut -c1-16)
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        say "device venv: installing metrica-fleet[device,build] and the test runner"
+        "$DEVICE_VENV/bin/python" -m pip install -q -e "${REPO_ROOT}[device,build]" \
+            pytest pytest-timeout pytest-mock hypothesis
+        echo "$want" > "$stamp"
+    else
+        say "device venv: up to date"
+    fi
+}
+
 start_postgres() {
     need_root
     local bin pgdata="$STATE_DIR/postgres" sock="$STATE_DIR/pgsock"
