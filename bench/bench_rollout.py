@@ -15,7 +15,7 @@ exceeds 60 s, and the figures are upper bounds.
 - baseline, same fleet, same run: everything at once (canary 1, then 100 %, no window), i.e.
   what the polls and installs alone cost; the ratio is the price of staging.
 
-``--real-devices N`` adds the real updater's figure: ``overlord demo --headless`` with N
+``--real-devices N`` adds the real updater's figure: ``fleet-demo --headless`` with N
 devices (Agent and Engine writing file-backed disks), success window 3 s, polls every 1 s.
 """
 

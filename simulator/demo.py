@@ -1,4 +1,4 @@
-"""``overlord demo``: a whole fleet on this machine, updated by a staged rollout, live.
+"""``fleet-demo``: a whole fleet on this machine, updated by a staged rollout, live.
 
 Steps: an Overlord on SQLite with its dashboard (a uvicorn child process); fresh signing keys
 and a TUF repository; two small releases made by ``fleet-image assemble`` from a synthetic
@@ -34,7 +34,7 @@ from simulator.scenario import Expectation, Scenario
 from simulator.server import free_port, serve
 from simulator.site import Site, prepare_site
 
-PROG = "overlord demo"
+PROG = "fleet-demo"
 OLD, NEW = Version("1.0.0"), Version("2.0.0")
 FINAL = frozenset({RolloutState.COMPLETED, RolloutState.HALTED, RolloutState.ABORTED})
 # Per-device progress lines are printed for fleets up to this size; larger ones get totals.
@@ -389,7 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> None:
-    """Entry point behind ``overlord demo``; raises DemoFailed for an unexpected end."""
+    """Entry point behind ``fleet-demo``; raises DemoFailed for an unexpected end."""
     args = build_parser().parse_args(argv)
     options = DemoOptions(
         devices=args.devices,
