@@ -22,6 +22,7 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from fleetcore import strictjson
 from fleetcore.errors import FormatError
 from fleetcore.version import Version
 
@@ -62,13 +63,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# The largest chunk any index may list: a protocol limit, far above the chunker's 256 KiB, so
+# a decoder can cap its output before it has read the index entry a chunk belongs to.
+MAX_CHUNK_SIZE = 16 * 1024 * 1024
+
+
 class Chunker(_Strict):
     """Parameters of the content-defined chunker that cut an image."""
 
     algorithm: Literal["fastcdc2020"] = "fastcdc2020"
-    min_size: int = Field(gt=0)
-    avg_size: int = Field(gt=0)
-    max_size: int = Field(gt=0)
+    min_size: int = Field(gt=0, le=MAX_CHUNK_SIZE)
+    avg_size: int = Field(gt=0, le=MAX_CHUNK_SIZE)
+    max_size: int = Field(gt=0, le=MAX_CHUNK_SIZE)
 
     @model_validator(mode="after")
     def _ordered(self) -> Chunker:
@@ -79,7 +85,7 @@ class Chunker(_Strict):
 
 class Chunk(_Strict):
     sha256: Sha256
-    size: int = Field(gt=0)
+    size: int = Field(gt=0, le=MAX_CHUNK_SIZE)
 
 
 class ChunkIndex(_Strict):
@@ -211,8 +217,11 @@ def max_compressed_size(size: int) -> int:
 
 
 def _load(model: type[_M], data: bytes, what: str) -> _M:
+    """Parse with strict JSON (a duplicated key would let two readers see two documents)."""
     try:
-        return model.model_validate(json.loads(data))
+        return model.model_validate(strictjson.loads(data, what=what))
+    except FormatError as err:
+        raise FormatError(f"invalid {err}") from err
     except (ValueError, ValidationError) as err:
         first = err.errors()[0] if isinstance(err, ValidationError) else None
         detail = (

@@ -13,6 +13,7 @@ import zstandard
 from pyfastcdc import FastCDC
 
 from fleetcore.release import Chunk, Chunker, ChunkIndex, ImageName, chunk_path, load_index
+from fleetcore.zstdcap import ZstdBombError, decompress_exact
 from image.errors import ImageError
 
 # Chosen by bench/bench_delta.py (ADR 0010): small enough that a one-package change touches
@@ -71,10 +72,10 @@ def read_chunk(store: Path, sha: str, size: int) -> bytes:
     """One chunk, decompressed and checked against its hash."""
     try:
         compressed = (store / chunk_path(sha)).read_bytes()
-        data = zstandard.ZstdDecompressor().decompress(compressed, max_output_size=size)
-    except (OSError, zstandard.ZstdError) as err:
+        data = decompress_exact(compressed, size, what=f"chunk {sha}")
+    except (OSError, ZstdBombError) as err:
         raise ImageError(f"chunk {sha} unreadable: {err}") from err
-    if len(data) != size or hashlib.sha256(data).hexdigest() != sha:
+    if hashlib.sha256(data).hexdigest() != sha:
         raise ImageError(f"chunk {sha} does not match its hash")
     return data
 

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import zstandard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securesystemslib.signer import Signer
 from tuf.api.exceptions import LengthOrHashMismatchError, UnsignedMetadataError
@@ -41,6 +40,7 @@ from tuf.api.serialization.json import JSONSerializer
 from fleetcore.atomic import atomic_open, atomic_write
 from fleetcore.errors import FormatError
 from fleetcore.release import (
+    MAX_CHUNK_SIZE,
     ImageName,
     Manifest,
     chunk_path,
@@ -49,6 +49,7 @@ from fleetcore.release import (
     load_manifest,
     manifest_target,
 )
+from fleetcore.zstdcap import ZstdBombError, decompress_capped
 from signing.errors import RepositoryError
 from signing.keys import KeyStore
 from signing.targets import TargetCustom, TargetKind, TargetSpec, check_target_name
@@ -307,9 +308,10 @@ def store_chunk(repo: Path, digest: str, data: bytes) -> bool:
     if dest.exists():
         return False
     try:
-        plain = zstandard.ZstdDecompressor().stream_reader(data).read()
-    except zstandard.ZstdError as err:
-        raise RepositoryError(f"chunk {digest} is not valid zstd") from err
+        # Capped: an upload that decodes past the largest chunk an index may list is a bomb.
+        plain = decompress_capped(data, limit=MAX_CHUNK_SIZE, what=f"chunk {digest}")
+    except ZstdBombError as err:
+        raise RepositoryError(str(err)) from err
     if hashlib.sha256(plain).hexdigest() != digest:
         raise RepositoryError(f"chunk {digest} does not match its hash")
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -10,13 +10,13 @@ the full model for any other spelling, so both paths apply the same validation.
 from __future__ import annotations
 
 import bisect
-import json
 import re
 from array import array
 from dataclasses import dataclass
 
+from fleetcore import strictjson
 from fleetcore.errors import FormatError
-from fleetcore.release import Chunk, ChunkIndex, ImageName, load_index
+from fleetcore.release import MAX_CHUNK_SIZE, Chunk, ChunkIndex, ImageName, load_index
 
 DIGEST = 32
 
@@ -96,22 +96,26 @@ def load_compact(data: bytes) -> CompactIndex:
         if match.start() != expected:
             return CompactIndex.from_index(load_index(data))  # not canonical: full parse
         expected = match.end()
-        digests += bytes.fromhex(match.group(1).decode())
         size = int(match.group(2))
+        if size > MAX_CHUNK_SIZE:
+            return CompactIndex.from_index(load_index(data))  # the full model says why
+        digests += bytes.fromhex(match.group(1).decode())
         sizes.append(size)
         offsets.append(pos)
         pos += size
     if expected != len(region):
         return CompactIndex.from_index(load_index(data))
     try:
-        header = json.loads(data[: start + len(_CHUNKS_KEY)] + data[end:])
+        # Strict: a second "chunks" key (or any duplicate) would make the publisher's full
+        # parse and this one read different chunk lists.
+        header = strictjson.loads(data[: start + len(_CHUNKS_KEY)] + data[end:], what="index")
         # fleetcore's model validates every header field; one stand-in chunk of the whole
         # size satisfies its "sizes add up" rule, which is checked below for the real chunks.
         if isinstance(header, dict) and header.get("image_size"):
             stand_in = Chunk(sha256="0" * 64, size=header["image_size"])
             header["chunks"] = [stand_in.model_dump()]
         model = ChunkIndex.model_validate(header)
-    except ValueError as err:  # pydantic's ValidationError is a ValueError
+    except (ValueError, FormatError) as err:  # pydantic's ValidationError is a ValueError
         raise FormatError(f"invalid chunk index: {err}") from err
     if pos != model.image_size:
         raise FormatError(

@@ -16,9 +16,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
 
-import zstandard
-
 from fleetcore.release import chunk_path, max_compressed_size
+from fleetcore.zstdcap import ZstdBombError, decompress_exact
 from updater.config import TransferConfig
 from updater.errors import ChunkError, TransferError
 from updater.pipeline import BodyTooLong, PipelinedConnection, ProtocolError
@@ -27,19 +26,21 @@ from updater.proxy import Proxy
 log = logging.getLogger(__name__)
 
 
-_local = threading.local()
-
-
 def decode_chunk(compressed: bytes, *, sha256: str, size: int) -> bytes:
-    """Decompress one chunk and check it is exactly the signed bytes."""
-    dctx = getattr(_local, "dctx", None)
-    if dctx is None:  # one decompression context per thread, reused for every chunk
-        dctx = _local.dctx = zstandard.ZstdDecompressor()
+    """Decompress one chunk and check it is exactly the signed bytes.
+
+    The frame is decoded with an output cap of the chunk's signed size and a frame that
+    declares another size is refused before anything is allocated
+    (:func:`fleetcore.zstdcap.decompress_exact`), so a hostile store cannot make a small
+    chunk cost more memory than the chunk itself.
+    """
     try:
-        plain = dctx.decompress(compressed, max_output_size=size)
-    except zstandard.ZstdError as err:
-        raise ChunkError(f"chunk {sha256} is not a valid zstd frame of {size} bytes") from err
-    if len(plain) != size or hashlib.sha256(plain).hexdigest() != sha256:
+        plain = decompress_exact(compressed, size, what=f"chunk {sha256}")
+    except ZstdBombError as err:
+        raise ChunkError(
+            str(err), hint="the chunk store serves wrong bytes; nothing was written from it"
+        ) from err
+    if hashlib.sha256(plain).hexdigest() != sha256:
         raise ChunkError(
             f"chunk {sha256} does not match its signed hash",
             hint="the chunk store serves wrong bytes; nothing was written from it",

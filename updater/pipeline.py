@@ -14,8 +14,11 @@ form (RFC 9112 section 3.2.2) and https:// ones through a CONNECT tunnel (RFC 91
 
 from __future__ import annotations
 
+import contextlib
+import re
 import socket
 import ssl
+import threading
 from collections.abc import Iterator
 from typing import BinaryIO, cast
 from urllib.parse import urlsplit
@@ -26,6 +29,12 @@ USER_AGENT = "metrica-fleet"
 _MAX_LINE = 8192
 _MAX_HEADERS = 100
 _ERROR_BODY_CAP = 1 << 20
+# Interim (1xx) answers allowed before the real one: a server that floods them is broken.
+_MAX_INTERIM = 16
+# Socket timeouts bound each read, not a whole answer: a server that trickles a byte now and
+# then would hold a batch forever. A batch gets the timeout plus its bytes at this floor rate,
+# then its connection is shut down from a timer (which also wakes a blocked read).
+MIN_RATE = 8 * 1024
 
 
 class ProtocolError(OSError):
@@ -111,16 +120,36 @@ class PipelinedConnection:
             f"User-Agent: {USER_AGENT}\r\nAccept-Encoding: identity\r\n{extra}\r\n".encode()
             for path in paths
         )
-        self.sock.sendall(request)
-        for limit in limits:
-            status, headers = self._head(reader)
-            cap = limit if status == 200 else _ERROR_BODY_CAP
-            body = self._body(reader, headers, cap)
-            if headers.get("connection", "").lower() == "close":
-                self.close()
+        sock = self.sock
+        budget = self.timeout + sum(limits) / MIN_RATE
+        expired = threading.Event()
+
+        def cut_off() -> None:
+            expired.set()
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+        timer = threading.Timer(budget, cut_off)
+        timer.daemon = True
+        timer.start()
+        try:
+            sock.sendall(request)
+            for limit in limits:
+                status, headers = self._head(reader)
+                cap = limit if status == 200 else _ERROR_BODY_CAP
+                body = self._body(reader, headers, cap)
+                if headers.get("connection", "").lower() == "close":
+                    self.close()
+                    yield status, body
+                    raise ProtocolError("the server closed the connection")
                 yield status, body
-                raise ProtocolError("the server closed the connection")
-            yield status, body
+        except OSError as err:
+            if expired.is_set():
+                self.close()
+                raise ProtocolError(f"no complete answer within {budget:.0f} s") from err
+            raise
+        finally:
+            timer.cancel()
 
     @staticmethod
     def _line(reader: BinaryIO) -> bytes:
@@ -132,23 +161,27 @@ class PipelinedConnection:
         return line
 
     def _head(self, reader: BinaryIO) -> tuple[int, dict[str, str]]:
+        for _ in range(_MAX_INTERIM + 1):
+            status, headers = self._one_head(reader)
+            if not 100 <= status < 200:
+                return status, headers
+        raise ProtocolError(f"more than {_MAX_INTERIM} interim answers")
+
+    def _one_head(self, reader: BinaryIO) -> tuple[int, dict[str, str]]:
         status_line = self._line(reader).split(None, 2)
         if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1."):
-            raise ProtocolError(f"not an HTTP/1.x status line: {status_line!r}")
-        try:
-            status = int(status_line[1])
-        except ValueError as err:
-            raise ProtocolError(f"bad status code {status_line[1]!r}") from err
+            raise ProtocolError(f"not an HTTP/1.x status line: {status_line[:2]!r}")
+        if not re.fullmatch(rb"[1-5][0-9][0-9]", status_line[1]):
+            raise ProtocolError(f"bad status code {status_line[1][:16]!r}")
+        status = int(status_line[1])
         headers: dict[str, str] = {}
         for _ in range(_MAX_HEADERS):
             line = self._line(reader)
             if line in (b"\r\n", b"\n"):
-                if status == 100:  # an interim answer: the real one follows
-                    return self._head(reader)
                 return status, headers
             name, sep, value = line.decode("latin-1").partition(":")
             if not sep:
-                raise ProtocolError(f"malformed header line {line!r}")
+                raise ProtocolError(f"malformed header line {line[:64]!r}")
             headers[name.strip().lower()] = value.strip()
         raise ProtocolError("too many headers")
 
@@ -156,10 +189,11 @@ class PipelinedConnection:
         if "chunked" in headers.get("transfer-encoding", "").lower():
             return self._chunked(reader, cap)
         if "content-length" in headers:
-            try:
-                length = int(headers["content-length"])
-            except ValueError as err:
-                raise ProtocolError("bad Content-Length") from err
+            # Digits only: int() would take "-1", "+5", " 7" or "1_000" and a negative length
+            # would slip under the cap.
+            if not re.fullmatch(r"[0-9]{1,18}", headers["content-length"]):
+                raise ProtocolError(f"bad Content-Length {headers['content-length'][:32]!r}")
+            length = int(headers["content-length"])
             if length > cap:
                 self.close()
                 raise BodyTooLong(f"{length} bytes announced, at most {cap} expected")
@@ -176,14 +210,15 @@ class PipelinedConnection:
     def _chunked(self, reader: BinaryIO, cap: int) -> bytes:
         body = bytearray()
         while True:
-            try:
-                size = int(self._line(reader).split(b";", 1)[0].strip(), 16)
-            except ValueError as err:
-                raise ProtocolError("bad chunk size line") from err
+            field = self._line(reader).split(b";", 1)[0].strip()
+            if not re.fullmatch(rb"[0-9a-fA-F]{1,15}", field):
+                raise ProtocolError(f"bad chunk size {field[:32]!r}")
+            size = int(field, 16)
             if size == 0:
-                while self._line(reader) not in (b"\r\n", b"\n"):
-                    continue
-                return bytes(body)
+                for _ in range(_MAX_HEADERS):
+                    if self._line(reader) in (b"\r\n", b"\n"):
+                        return bytes(body)
+                raise ProtocolError("too many trailer lines")
             if len(body) + size > cap:
                 self.close()
                 raise BodyTooLong(f"more than {cap} bytes")

@@ -1,0 +1,204 @@
+"""The transfer path against a hostile chunk store: each class refused with one error.
+
+A raw TCP server answers the pipelined GETs with canned bytes, so every malformed answer a
+hostile store could send is tried against the real parser and chunk decoder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fleetcore.errors import FormatError
+from fleetcore.release import MAX_CHUNK_SIZE, load_index
+from tests.updater.hostile import declared_bomb, undeclared_bomb
+from updater import pipeline
+from updater.chunkindex import load_compact
+from updater.chunks import decode_chunk
+from updater.errors import ChunkError
+from updater.pipeline import BodyTooLong, PipelinedConnection, ProtocolError
+
+
+@contextlib.contextmanager
+def canned(answer: bytes, *, trickle: float = 0.0, hang_up: bool = False) -> Iterator[str]:
+    """A server that reads one request and writes ``answer`` (a byte at a time if trickling)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                if not trickle:
+                    conn.sendall(answer)
+                for byte in answer if trickle else b"":
+                    if stop.is_set():
+                        return
+                    conn.sendall(bytes([byte]))
+                    time.sleep(trickle)
+                if not hang_up:
+                    stop.wait(5)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        server.close()
+        thread.join(timeout=5)
+
+
+def fetch(url: str, limit: int = 1 << 16, *, timeout: float = 5) -> list[tuple[int, bytes]]:
+    conn = PipelinedConnection(url, timeout=timeout)
+    try:
+        return list(conn.get_many(["chunks/x"], [limit]))
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "message"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}", ProtocolError, "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello", ProtocolError, "Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n", ProtocolError, "Content-Length"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-10\r\n" + b"x" * 64,
+            ProtocolError,
+            "chunk size",
+        ),
+        (b"HTTP/1.1 100 Continue\r\n\r\n" * 10_000, ProtocolError, "interim answers"),
+        (b"HTTP/1.1 2000 OK\r\n\r\n", ProtocolError, "status code"),
+        (b"\x00\xff SMTP ready\r\n", ProtocolError, "status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 209715200\r\n\r\n", BodyTooLong, "209715200"),
+    ],
+    ids=[
+        "negative",
+        "plus-sign",
+        "underscore",
+        "chunked-negative",
+        "continue-flood",
+        "status",
+        "garbage",
+        "huge",
+    ],
+)
+def test_malformed_answers_are_one_protocol_error(answer, error, message):
+    with canned(answer) as url, pytest.raises(error, match=message):
+        fetch(url)
+
+
+def test_a_trickling_store_is_cut_off_by_the_batch_deadline(monkeypatch):
+    monkeypatch.setattr(pipeline, "MIN_RATE", 1 << 30)  # the budget is the timeout alone
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n" + b"x" * 50
+    with canned(answer, trickle=0.2) as url, pytest.raises(ProtocolError, match="no complete"):
+        fetch(url, timeout=1.0)  # each byte arrives well within the per-read timeout
+
+
+def test_declared_terabyte_chunk_is_refused_without_allocating():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ChunkError, match="declares 1099511627776 bytes, 65536 expected"):
+        decode_chunk(declared_bomb(), sha256="0" * 64, size=65536)
+    with pytest.raises(ChunkError):
+        decode_chunk(undeclared_bomb(), sha256="0" * 64, size=65536)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 32 * 1024
+
+
+def test_a_good_chunk_still_decodes():
+    import hashlib
+
+    data = bytes(range(256)) * 64
+    frame = zstandard.ZstdCompressor().compress(data)
+    assert decode_chunk(frame, sha256=hashlib.sha256(data).hexdigest(), size=len(data)) == data
+
+
+INDEX = (
+    b'{"chunker":{"algorithm":"fastcdc2020","avg_size":4,"max_size":8,"min_size":2},'
+    b'"chunks":[{"sha256":"' + b"a" * 64 + b'","size":3}],"format":1,"image":"boot",'
+    b'"image_sha256":"' + b"b" * 64 + b'","image_size":3}'
+)
+
+
+@pytest.mark.parametrize(
+    "index",
+    [
+        INDEX.replace(b'"format":1,', b'"format":1,"chunks":[],'),  # a second chunk list
+        INDEX.replace(b'"image":"boot",', b'"image":"boot","image":"system",'),
+        INDEX.replace(b'"size":3', b'"size":-3').replace(b'"image_size":3', b'"image_size":-3'),
+        INDEX.replace(b'"size":3', b'"size":99999999999').replace(
+            b'"image_size":3', b'"image_size":99999999999'
+        ),
+    ],
+    ids=["duplicate-chunks", "duplicate-image", "negative-size", "oversized-chunk"],
+)
+def test_indexes_both_parsers_refuse(index):
+    with pytest.raises(FormatError):
+        load_index(index)
+    with pytest.raises(FormatError):
+        load_compact(index)
+
+
+def test_the_canonical_index_parses_both_ways():
+    assert load_compact(INDEX).image_size == load_index(INDEX).image_size == 3
+    assert MAX_CHUNK_SIZE >= 256 * 1024
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=600))
+def test_compact_and_full_index_parsers_agree_on_any_bytes(data):
+    try:
+        full = load_index(data)
+    except FormatError:
+        full = None
+    try:
+        compact = load_compact(data)
+    except FormatError:
+        compact = None
+    assert (full is None) == (compact is None)
+    if full is not None and compact is not None:
+        assert (full.image_size, len(full.chunks)) == (compact.image_size, len(compact))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                b"HTTP/1.1 200 OK\r\n",
+                b"HTTP/1.1 100 Continue\r\n",
+                b"Content-Length: ",
+                b"Transfer-Encoding: chunked\r\n",
+                b"\r\n",
+                b"-1",
+                b"5",
+                b"ff",
+                b"hello",
+                b"Connection: close\r\n",
+                b"0\r\n\r\n",
+                b"\x00",
+            ]
+        )
+        | st.binary(max_size=32),
+        max_size=24,
+    )
+)
+def test_any_answer_is_bytes_or_one_protocol_error(parts):
+    # OSError covers ProtocolError and timeouts: both are retried by the chunk source.
+    with canned(b"".join(parts), hang_up=True) as url:
+        try:
+            for status, body in fetch(url, timeout=2):
+                assert 100 <= status <= 599
+                assert len(body) <= 1 << 20
+        except (OSError, BodyTooLong):
+            pass
