@@ -18,7 +18,6 @@ from fleetcore.errors import FormatError
 
 # Far below Python's recursion limit, far above any document of ours (TUF metadata: ~6).
 MAX_DEPTH = 64
-_OPENERS = re.compile(rb"[\[{]")
 
 
 class DuplicateKeyError(FormatError):
@@ -71,7 +70,7 @@ def loads(data: bytes | str, *, what: str, max_bytes: int | None = None) -> Any:
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
     if max_bytes is not None and len(raw) > max_bytes:
         raise FormatError(f"{what} is larger than {max_bytes} bytes")
-    if len(_OPENERS.findall(raw)) > MAX_DEPTH and _depth(raw) > MAX_DEPTH:
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _depth(raw) > MAX_DEPTH:
         raise FormatError(f"{what} nests deeper than {MAX_DEPTH} levels")
     try:
         text = raw.decode("utf-8")

@@ -81,6 +81,7 @@ class EventKind(StrEnum):
     SAFE_MODE_ENTERED = "safe-mode-entered"
     SAFE_MODE_LEFT = "safe-mode-left"
     TELEMETRY_DROPPED = "telemetry-dropped"
+    AGENT_ERROR = "agent-error"  # the agent hit something unexpected and kept running
 
 
 class RegisterRequest(_Request):

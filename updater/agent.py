@@ -73,12 +73,12 @@ class Agent:
     def cycle(self) -> float:
         """Do one round of work; return how long to sleep before the next one."""
         self.personalise()  # first: Wi-Fi may be what reaches the Overlord
-        outcome = self.engine.resume()
+        outcome = self.resume()
         if outcome is Outcome.REBOOTING:
             return self.config.poll_max_s
         try:
             self.enroll()
-            self.flush()
+            self.flush_before_heartbeat()
             self.client.heartbeat(self.heartbeat())
             desired, self.etag = self.client.desired_state(self.etag)
         except OverlordUnreachable as err:
@@ -98,6 +98,41 @@ class Agent:
         if self.interval is not None:
             return self.interval
         return self.rng.uniform(self.config.poll_min_s, self.config.poll_max_s)
+
+    def resume(self) -> Outcome:
+        """Continue any update; whatever it raises, the cycle goes on to heartbeat."""
+        try:
+            return self.engine.resume()
+        except FleetError as err:
+            log.error("update: %s", err)
+        except Exception as err:  # the engine counts and gives up repeated ones
+            self.report_unexpected("update", err)
+        return Outcome.WAITING
+
+    def report_unexpected(self, where: str, err: BaseException) -> None:
+        """One log line and a queued event; never raises (the queue may be on a full disk)."""
+        text = f"{where}: {type(err).__name__}: {str(err)[:300]}"
+        log.error("unexpected failure in %s", text)
+        try:
+            self.events.put(EventKind.AGENT_ERROR, reason=text)
+        except Exception as queue_err:
+            log.error("cannot queue the report: %s", queue_err)
+
+    def report_quarantine(self) -> None:
+        """Tell the Overlord once that an unreadable state file was set aside."""
+        quarantined = self.engine.store.quarantined
+        if quarantined is None:
+            return
+        aside, reason = quarantined
+        try:
+            self.events.put(
+                EventKind.AGENT_ERROR,
+                reason=f"state file unreadable ({reason}); set aside as {aside.name}",
+            )
+        except Exception as err:
+            log.error("cannot queue the report: %s", err)
+            return
+        self.engine.store.quarantined = None
 
     def apply(self, version: Version) -> None:
         if version == self.failed_version:
@@ -189,6 +224,20 @@ class Agent:
             if ack.last_seq < batch[-1].seq:
                 break
 
+    def flush_before_heartbeat(self) -> None:
+        """Send queued events first; whatever happens to them, the heartbeat is tried.
+
+        A batch the Overlord refuses or cannot take, or a queue that cannot be read, is
+        logged and the heartbeat still goes out: the heartbeat is the device's sign of life,
+        and one bad event or a broken events route must not silence it.
+        """
+        try:
+            self.flush()
+        except FleetError as err:
+            log.error("events not sent: %s", err)
+        except Exception as err:
+            self.report_unexpected("event queue", err)
+
     def flush_quietly(self) -> None:
         try:
             self.flush()
@@ -206,9 +255,22 @@ class Agent:
             except FleetError as err:  # expected failures: say so, keep running, try later
                 log.error("%s", err)
                 wait = self.config.poll_max_s
-            state = self.engine.store.load().state.value
-            self.notifier.status(f"{state}; next poll in {wait:.0f} s")
+            except Exception as err:
+                # Anything else (out of memory, a full disk, a bug) must not end the agent:
+                # systemd would restart it into the same failure and it would stop
+                # heartbeating. It is reported and retried after a backoff.
+                self.report_unexpected("agent cycle", err)
+                self.backoff = min(self.backoff * 2, self.config.offline_backoff_max_s)
+                wait = max(self.backoff, self.config.poll_min_s)
+            self.report_quarantine()
+            self.notifier.status(f"{self.state_name()}; next poll in {wait:.0f} s")
             self._sleep(wait, watchdog_s)
+
+    def state_name(self) -> str:
+        try:
+            return self.engine.store.load().state.value
+        except Exception as err:
+            return f"state unreadable ({type(err).__name__})"
 
     def _sleep(self, seconds: float, watchdog_s: float | None) -> None:
         end = time.monotonic() + seconds

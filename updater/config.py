@@ -108,6 +108,9 @@ class UpdaterConfig(_Strict):
         description="host:port where the Overlord's Prometheus reaches this device's node exporter",
     )
     max_trial_attempts: int = Field(default=3, ge=1)
+    max_install_attempts: int = Field(
+        default=3, ge=1, description="unexpected failures (crash, out of memory) before giving up"
+    )
     firmware: FirmwareConfig = FirmwareConfig()
     health: HealthConfig = HealthConfig()
     transfer: TransferConfig = TransferConfig()

@@ -19,12 +19,14 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
+from fleetcore.errors import FleetError
 from fleetcore.release import Hardware, ImageName
 from fleetcore.version import Version
 from fleetcore.wire import EventKind, Slot, UpdateState
 from signing.errors import DownloadError, VerificationError
 from signing.rollback import check_upgrade, raise_floor
 from updater import autoboot
+from updater.attempts import InstallAttempts
 from updater.config import UpdaterConfig
 from updater.disk import BootDisk, find_boot_disk
 from updater.errors import (
@@ -97,6 +99,11 @@ class Engine:
         self.events = events
         self.health = health
         self.store = store or StateStore(roots.state_file)
+        self.attempts = InstallAttempts(
+            roots.fleet / "install-attempts.json",
+            limit=config.max_install_attempts,
+            work_dir=roots.install_dir,
+        )
         self.tick = tick
         self.hardware = config.hardware or detect_hardware(roots)
         self._disk: BootDisk | None = None
@@ -185,16 +192,40 @@ class Engine:
             step = self._steps().get(state.state)
             if step is None:
                 return Outcome.IDLE
+            guarded = state.state in _BEFORE_REBOOT
+            if guarded and not self.attempts.begin(state):
+                self._fail(state, self.attempts.give_up_reason(state))
+                return Outcome.IDLE
             try:
                 outcome = step(state)
             except (TransferError, DownloadError) as err:
                 log.warning("update of %s waits for the network: %s", state.target_version, err)
+                self.attempts.end(state)
                 return Outcome.WAITING
             except (InstallError, VerificationError, FirmwareError, DiskError) as err:
                 if state.state not in _BEFORE_REBOOT:
                     raise
+                self.attempts.clear()
                 self._fail(state, str(err))
                 return Outcome.IDLE
+            except FleetError:
+                raise
+            except Exception as err:
+                # Not an expected failure (out of memory, a parser's recursion, ENOSPC): the
+                # attempt stays counted, as it does when the process dies mid-step, and the
+                # install is given up after max_install_attempts of them.
+                if not guarded:
+                    raise
+                self.attempts.failed(state, f"{type(err).__name__}: {err}")
+                log.error(
+                    "update of %s hit %s: %s",
+                    state.target_version,
+                    type(err).__name__,
+                    str(err)[:200],
+                )
+                return Outcome.WAITING
+            if guarded:
+                self.attempts.end(state)
             if outcome is not None:
                 return outcome
 

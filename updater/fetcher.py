@@ -8,6 +8,7 @@ Overlord client.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import urllib3
@@ -15,6 +16,8 @@ from tuf.api.exceptions import DownloadError, DownloadHTTPError, SlowRetrievalEr
 from tuf.ngclient import FetcherInterface
 
 from signing.client import USER_AGENT
+from updater import tls
+from updater.pipeline import MIN_RATE
 from updater.proxy import Proxy
 
 _READ = 1 << 16
@@ -23,15 +26,22 @@ _READ = 1 << 16
 class ProxyAwareFetcher(FetcherInterface):
     def __init__(self, *, proxy: Proxy | None, timeout: float) -> None:
         self.timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self.budget_s = 4 * timeout
         headers = {"User-Agent": USER_AGENT}
         retries = urllib3.Retry(total=0, redirect=3, raise_on_redirect=False)
         self.pool: urllib3.PoolManager
         if proxy is None:
-            self.pool = urllib3.PoolManager(headers=headers, retries=retries)
+            self.pool = urllib3.PoolManager(
+                headers=headers, retries=retries, ssl_context=tls.client_context()
+            )
         else:
             auth = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
             self.pool = urllib3.ProxyManager(
-                proxy.url, headers=headers, proxy_headers=auth, retries=retries
+                proxy.url,
+                headers=headers,
+                proxy_headers=auth,
+                retries=retries,
+                ssl_context=tls.client_context(),
             )
 
     def _fetch(self, url: str) -> Iterator[bytes]:
@@ -48,10 +58,18 @@ class ProxyAwareFetcher(FetcherInterface):
             raise DownloadHTTPError(f"{url}: HTTP {response.status}", response.status)
         return self._body(response)
 
-    @staticmethod
-    def _body(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+    def _body(self, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
+        # urllib3's read timeout bounds each read; a server trickling bytes is cut off here,
+        # after the budget plus the bytes so far at MIN_RATE (python-tuf caps the length).
+        started, received = time.monotonic(), 0
         try:
-            yield from response.stream(_READ)
+            for piece in response.stream(_READ):
+                received += len(piece)
+                if time.monotonic() - started > self.budget_s + received / MIN_RATE:
+                    raise SlowRetrievalError(
+                        f"{response.geturl()}: answer not complete within its deadline"
+                    )
+                yield piece
         except urllib3.exceptions.ReadTimeoutError as err:
             raise SlowRetrievalError(str(err)) from err
         except urllib3.exceptions.HTTPError as err:

@@ -9,7 +9,7 @@ and the TUF fetcher do.
 from __future__ import annotations
 
 import json
-import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -17,7 +17,9 @@ from typing import TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from fleetcore import redact, strictjson
 from fleetcore.atomic import atomic_write
+from fleetcore.errors import FormatError
 from fleetcore.wire import (
     API_PREFIX,
     DesiredState,
@@ -27,10 +29,22 @@ from fleetcore.wire import (
     RegisterRequest,
     RegisterResponse,
 )
+from updater import tls
 from updater.errors import OverlordError
 from updater.proxy import ProxyRules
 
 _M = TypeVar("_M", bound=BaseModel)
+
+
+# The largest answer the device API gives (a desired state with many roles is a few KiB).
+MAX_ANSWER = 1 << 20
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]  # lower-case names, as httpx gives them
+    content: bytes
 
 
 class OverlordUnreachable(OverlordError):
@@ -75,8 +89,10 @@ class OverlordClient:
         timeout: float,
         proxies: ProxyRules | None = None,
         transport: httpx.BaseTransport | None = None,
+        deadline_s: float | None = None,
     ) -> None:
-        """``proxies`` defaults to the process environment's."""
+        """``proxies`` defaults to the process environment's; ``deadline_s`` bounds a whole
+        answer (default: four times ``timeout``)."""
         proxy = (proxies or ProxyRules.resolve()).for_url(base_url)
         self.http = httpx.Client(
             base_url=f"{base_url.rstrip('/')}{API_PREFIX}",
@@ -85,10 +101,13 @@ class OverlordClient:
             proxy=httpx.Proxy(proxy.url, headers=_proxy_headers(proxy.authorization))
             if proxy
             else None,
-            verify=ssl.create_default_context(),
+            verify=tls.client_context(),
             trust_env=False,
+            # Raw bytes only: a compressed answer could expand past the cap in one piece.
+            headers={"Accept-Encoding": "identity"},
         )
         self.identity: Identity | None = None
+        self.deadline_s = deadline_s if deadline_s is not None else 4 * timeout
 
     def close(self) -> None:
         self.http.close()
@@ -100,7 +119,7 @@ class OverlordClient:
         body: BaseModel | None = None,
         *,
         headers: dict[str, str] | None = None,
-    ) -> httpx.Response:
+    ) -> Answer:
         headers = dict(headers or {})
         if self.identity is not None:
             headers["Authorization"] = f"Bearer {self.identity.device_token}"
@@ -108,23 +127,65 @@ class OverlordClient:
         if content is not None:
             headers["Content-Type"] = "application/json"
         try:
-            response = self.http.request(method, url, content=content, headers=headers)
+            with self.http.stream(method, url, content=content, headers=headers) as response:
+                answer = self._read(response)
         except httpx.TransportError as err:
-            raise OverlordUnreachable(f"Overlord unreachable: {err}") from err
-        if response.status_code >= 500:
-            raise OverlordUnreachable(f"Overlord answered {response.status_code} to {url}")
-        if response.status_code >= 400:
+            raise OverlordUnreachable(f"Overlord unreachable: {self._quiet(err)}") from err
+        if answer.status >= 500:
+            raise OverlordUnreachable(f"Overlord answered {answer.status} to {url}")
+        if answer.status >= 400:
+            text = answer.content[:200].decode("utf-8", "replace")
             raise OverlordRejected(
-                f"Overlord refused {method} {url}: {response.status_code} {response.text[:200]}"
+                f"Overlord refused {method} {url}: {answer.status} {self._quiet(text)}"
             )
-        return response
+        return answer
+
+    def _read(self, response: httpx.Response) -> Answer:
+        """The body, capped at MAX_ANSWER bytes and cut off at the request's deadline.
+
+        httpx's timeouts bound each read; a server that trickles bytes would hold the agent
+        (and its heartbeats) for as long as it likes, and one that sends 200 MiB would have
+        it all in memory. Both end here with :class:`OverlordUnreachable`.
+        """
+        length = response.headers.get("Content-Length")
+        if length is not None and not (length.isdigit() and int(length) <= MAX_ANSWER):
+            raise OverlordUnreachable(
+                f"Overlord answer of {length[:24]!r} bytes refused (at most {MAX_ANSWER})"
+            )
+        encoding = response.headers.get("Content-Encoding", "identity").lower()
+        if encoding != "identity":
+            raise OverlordUnreachable(f"Overlord answer in {encoding[:24]!r} encoding refused")
+        deadline = time.monotonic() + self.deadline_s
+        body = bytearray()
+        for piece in response.iter_raw():
+            body += piece
+            if len(body) > MAX_ANSWER:
+                raise OverlordUnreachable(f"Overlord answer longer than {MAX_ANSWER} bytes")
+            if time.monotonic() > deadline:
+                raise OverlordUnreachable(
+                    f"Overlord answer not complete within {self.deadline_s:.0f} s"
+                )
+        return Answer(response.status_code, dict(response.headers), bytes(body))
+
+    def _quiet(self, error: object) -> str:
+        """An error's text without the device token or URL credentials."""
+        token = self.identity.device_token if self.identity else None
+        return redact.secrets(str(error), token)
 
     @staticmethod
-    def _parse(model: type[_M], response: httpx.Response) -> _M:
+    def _parse(model: type[_M], answer: Answer) -> _M:
         try:
-            return model.model_validate_json(response.content)
-        except ValidationError as err:
+            doc = strictjson.loads(answer.content, what="the Overlord's answer")
+            return model.model_validate(doc)
+        except FormatError as err:
             raise OverlordError(f"unexpected answer from the Overlord: {err}") from err
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "top level"
+            # Without the input: pydantic quotes it, and an answer may carry a token.
+            raise OverlordError(
+                f"unexpected answer from the Overlord: {where}: {first['msg']}"
+            ) from err
 
     def register(self, request: RegisterRequest) -> Identity:
         response = self._request("POST", "/devices/register", request)
@@ -140,10 +201,10 @@ class OverlordClient:
     def desired_state(self, etag: str | None) -> tuple[DesiredState | None, str | None]:
         """The desired state, or ``None`` when it did not change since ``etag`` (304)."""
         headers = {"If-None-Match": etag} if etag else {}
-        response = self._request("GET", f"{self._device()}/desired-state", headers=headers)
-        if response.status_code == 304:
+        answer = self._request("GET", f"{self._device()}/desired-state", headers=headers)
+        if answer.status == 304:
             return None, etag
-        return self._parse(DesiredState, response), response.headers.get("ETag")
+        return self._parse(DesiredState, answer), answer.headers.get("etag")
 
     def heartbeat(self, beat: Heartbeat) -> None:
         self._request("POST", f"{self._device()}/heartbeat", beat)

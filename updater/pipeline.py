@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextlib
 import re
 import socket
-import ssl
 import threading
 from collections.abc import Iterator
 from typing import BinaryIO, cast
 from urllib.parse import urlsplit
 
+from updater import tls
 from updater.proxy import Proxy
 
 USER_AGENT = "metrica-fleet"
@@ -73,7 +73,7 @@ class PipelinedConnection:
         if self.tls:
             if self.proxy is not None:
                 self._tunnel(sock, self.proxy)
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
+            sock = tls.client_context().wrap_socket(sock, server_hostname=self.host)
         self.sock = sock
         reader = cast(BinaryIO, sock.makefile("rb", buffering=1 << 18))
         self.reader = reader

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from fleetcore import redact
 from updater.errors import ConfigError
 
 
@@ -43,10 +44,12 @@ class Proxy:
             parts = urlsplit(text)
             port = parts.port or 80
         except ValueError as err:
-            raise ConfigError(f"invalid proxy URL {value!r}: {err}") from err
+            userinfo = text.split("://", 1)[-1].rpartition("@")[0]
+            message = redact.secrets(f"invalid proxy URL {value!r}: {err}", userinfo)
+            raise ConfigError(message) from err
         if parts.scheme != "http" or not parts.hostname:
             raise ConfigError(
-                f"unsupported proxy {value!r}",
+                f"unsupported proxy {redact.url(value)!r}",
                 hint="only http://host:port proxies are supported (https:// goes through CONNECT)",
             )
         authorization = None

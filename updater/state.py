@@ -6,13 +6,15 @@ reboot or power cut at any point resumes exactly there (Mender's rule).
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fleetcore.atomic import atomic_write
+from fleetcore.atomic import atomic_write, fsync_dir
+from fleetcore.errors import FormatError
+from fleetcore.persisted import FileFormat, dump, load
 from fleetcore.version import Version
 from fleetcore.wire import Slot, UpdateState
 from updater.errors import StateError
@@ -20,8 +22,14 @@ from updater.errors import StateError
 log = logging.getLogger(__name__)
 
 
+# Format 1.0 (release 0.1.0's, written without a format key): see fleetcore.persisted.
+FORMAT = FileFormat(1, 0)
+
+
 class UpdaterState(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Unknown fields are ignored: after an A/B fallback an older updater reads what a newer
+    # one wrote; only a newer major format is refused (and set aside).
+    model_config = ConfigDict(extra="ignore")
 
     state: UpdateState = UpdateState.IDLE
     target_version: Version | None = None
@@ -50,10 +58,18 @@ class UpdaterState(BaseModel):
 
 
 class StateStore:
-    """Load and save :class:`UpdaterState`; ``on_save`` lets tests cut power after a save."""
+    """Load and save :class:`UpdaterState`; ``on_save`` lets tests cut power after a save.
+
+    A file that cannot be read as a state (corrupt, truncated, or in a newer major format)
+    is set aside as ``state.json.unreadable-<time>`` and the device starts from idle: the
+    firmware still knows which slot is committed, so nothing unsafe follows, and an agent
+    that crashed on the file at every start would never heartbeat again.
+    ``quarantined`` names the set-aside file until the agent has reported it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.quarantined: tuple[Path, str] | None = None
 
     def load(self) -> UpdaterState:
         try:
@@ -63,19 +79,38 @@ class StateStore:
         except OSError as err:
             raise StateError(f"cannot read {self.path}: {err.strerror}") from err
         try:
-            return UpdaterState.model_validate(json.loads(raw))
-        except (ValueError, ValidationError) as err:
+            return UpdaterState.model_validate(load(raw, current=FORMAT, what=str(self.path)))
+        except (FormatError, ValidationError) as err:
+            return self._quarantine(err)
+
+    def _quarantine(self, err: Exception) -> UpdaterState:
+        reason = _first_line(err)
+        aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+        try:
+            self.path.replace(aside)
+            fsync_dir(self.path.parent)
+        except OSError as move:
             raise StateError(
-                f"{self.path} is corrupt: {err}",
-                hint="inspect it; removing it makes the device start over from idle",
+                f"{self.path} is unreadable ({reason}) and cannot be set aside: {move.strerror}",
+                hint="remove it; the device then starts over from idle",
             ) from err
+        log.error("state: %s is unreadable (%s); set aside as %s", self.path, reason, aside.name)
+        self.quarantined = (aside, reason)
+        return UpdaterState()
 
     def save(self, state: UpdaterState) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(state.model_dump(mode="json"), sort_keys=True, indent=1).encode()
-        atomic_write(self.path, data)
+        atomic_write(self.path, dump(state.model_dump(mode="json"), current=FORMAT))
         log.info("state: %s (target %s)", state.state.value, state.target_version)
         self.after_save(state)
 
     def after_save(self, state: UpdaterState) -> None:
         """Hook called after every durable save; the power-cut tests override it."""
+
+
+def _first_line(err: Exception) -> str:
+    """A short reason without input values (pydantic quotes them)."""
+    if isinstance(err, ValidationError):
+        first = err.errors()[0]
+        return f"{'.'.join(str(p) for p in first['loc']) or 'top level'}: {first['msg']}"
+    return str(err).splitlines()[0][:200]

@@ -25,6 +25,7 @@ import zstandard
 from fleetcore.wire import API_PREFIX, TUF_PREFIX
 
 MAX_HEAD = 64 * 1024
+_API = {"register", "heartbeat", "events", "desired-state"}
 MAX_BODY = 4 * 1024 * 1024
 
 
@@ -44,15 +45,21 @@ def undeclared_bomb() -> bytes:
     return b"".join(out) + stream.flush()
 
 
-ATTACKS = (
-    "zstd-bomb",  # chunks only: frames that declare or decode to far more than the chunk
+# (what is attacked, how): the chunk store while the Overlord answers honestly (so the device
+# keeps trying to install), then the Overlord's device API itself.
+_ANY = (
     "negative-length",
     "chunked-negative",
     "continue-flood",  # 100 000 interim answers before a real one
     "huge-body",  # 200 MiB announced and streamed until the client hangs up
     "trickle",  # one byte every 0.2 s
-    "bad-json",  # NaN, deep nesting, duplicate keys
     "garbage",  # not HTTP at all
+)
+ATTACKS: tuple[tuple[str, str], ...] = (
+    ("chunk", "zstd-bomb"),  # frames that declare or decode to far more than the chunk
+    *(("chunk", attack) for attack in _ANY),
+    *(("api", attack) for attack in _ANY),
+    ("api", "bad-json"),  # NaN, deep nesting, duplicate keys
 )
 
 
@@ -60,7 +67,7 @@ class HostileServer:
     def __init__(self, upstream_url: str) -> None:
         parts = urlsplit(upstream_url)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.attack: str | None = None
+        self.attack: tuple[str, str] | None = None  # (target, attack)
         self.lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
         self._bombs = (declared_bomb(), undeclared_bomb())
@@ -110,15 +117,12 @@ class HostileServer:
                 kind = self._kind(path)
                 with self.lock:
                     self.counts[kind] += 1
-                attack = self.attack
-                if (
-                    attack is None
-                    or kind == "tuf-metadata"
-                    or (attack == "zstd-bomb" and kind != "chunk")
-                ):
+                current = self.attack
+                target = "chunk" if kind == "chunk" else "api" if kind in _API else None
+                if current is None or current[0] != target:
                     conn.sendall(self._forward(method, path, headers, body))
                     continue
-                self._attack(conn, attack, kind)
+                self._attack(conn, current[1], kind)
                 return
 
     @staticmethod
