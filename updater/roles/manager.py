@@ -61,6 +61,7 @@ from updater.roles.layout import (
     publish_staging,
     swap,
 )
+from updater.roles.policy import check_state_binds
 from updater.roles.spec import (
     ROLE_NAME_RE,
     SAFE_MODE_ROLE,
@@ -714,6 +715,7 @@ class RoleManager:
         bundle = load_bundle(layout.version_dir(version), staged=True)
         for name in bundle.spec.state:
             (layout.state_dir / name).mkdir(parents=True, exist_ok=True)
+        check_state_binds(bundle.compose, layout.state_dir)
         project = self._project(layout, version, bundle)
         timeout = bundle.spec.health.timeout_s
         self.checkpoint("compose-up")
