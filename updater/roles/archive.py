@@ -13,6 +13,7 @@ depend on the interpreter's ``tarfile`` filters (bookworm's 3.11.2 has none).
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 import tarfile
@@ -24,7 +25,7 @@ import zstandard
 
 from fleetcore.atomic import atomic_open
 from updater.roles.bundle import load_bundle
-from updater.roles.errors import ArchiveError, BundleError
+from updater.roles.errors import ArchiveError, BundleError, NoSpace
 from updater.roles.images import IMAGES_DIR, archive_name, check_archive, local_ids
 from updater.roles.spec import UNRESOLVED_DIGEST, RoleSpec
 from updater.roles.tarstream import DIRECTORY, MAX_HEADER_BYTES, SYMLINK, Member, TarReader
@@ -325,6 +326,11 @@ def extract(
     except zstandard.ZstdError as err:
         raise ArchiveError(f"{archive.name} is not a valid tar.zst bundle: {err}") from err
     except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoSpace(
+                f"the disk filled while unpacking {archive.name}",
+                hint="free space on the data partition; the bundle is retried",
+            ) from err
         raise ArchiveError(f"cannot unpack {archive.name}: {err}") from err
     finally:
         tree.close()
