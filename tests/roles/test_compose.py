@@ -90,3 +90,20 @@ def test_failure_is_an_engine_error(fake_path, tmp_path):
 def test_nothing_installed(fake_path):
     with pytest.raises(EngineError, match="not installed"):
         detect()
+
+
+def test_compose_runs_with_a_clean_environment(fake_path, tmp_path, monkeypatch):
+    """Compose interpolation must not see the updater's environment (proxy credentials)."""
+    dump = tmp_path / "env"
+    fake_path.mkdir()
+    docker = fake_path / "docker"
+    docker.write_text(f'#!/bin/sh\n[ "$2" = version ] && exit 0\n/usr/bin/env > "{dump}"\n')
+    docker.chmod(0o755)
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:hunter2@proxy:3128")
+    monkeypatch.setenv("FLEET_TOKEN", "tok-secret")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/docker.sock")
+    detect().up(PROJECT, timeout_s=30, wait_s=20)
+    seen = dict(line.split("=", 1) for line in dump.read_text().splitlines())
+    assert set(seen) <= {"PATH", "HOME", "DOCKER_HOST", "LANG", "LC_ALL", "PWD", "SHLVL", "_"}
+    assert seen["DOCKER_HOST"] == "unix:///run/docker.sock"
+    assert "hunter2" not in dump.read_text()

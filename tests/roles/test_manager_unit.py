@@ -127,7 +127,9 @@ def test_shipped_roles_stage_and_compose_accepts_them(tmp_path, role, flavor):
     """Staging renders .env and the limits override and asks compose (v2 and v1) to parse it."""
     config_dir = tmp_path / "role-config"
     config_dir.mkdir()
-    (config_dir / "system.yaml").write_text("loki_url: http://loki.example:3100/loki/api/v1/push\n")
+    (config_dir / "system.yaml").write_text(
+        "loki_url: http://loki.example:3100/loki/api/v1/push\nloki_password: pw\n"
+    )
     mgr = RoleManager(
         ManagerConfig(
             device_id="d",

@@ -9,6 +9,7 @@ explains a failed v2 wait), so the two backends end in the same check.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -39,6 +40,16 @@ class Project:
         return [self.directory / self.compose_file, self.directory / OVERRIDE_FILE]
 
 
+def clean_environment() -> list[str]:
+    """``NAME=value`` for what compose needs from the updater's environment, and no more."""
+    keep = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+    keep["HOME"] = os.environ.get("HOME", "/root")
+    if "DOCKER_HOST" in os.environ:
+        keep["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
+    keep.update(LANG="C.UTF-8", LC_ALL="C.UTF-8")
+    return [f"{name}={value}" for name, value in keep.items()]
+
+
 class Compose(ABC):
     """Start and stop a project; ``up`` returns once containers exist (v1) or are healthy (v2)."""
 
@@ -49,7 +60,16 @@ class Compose(ABC):
         self.argv = argv
 
     def _base(self, project: Project) -> list[str]:
-        argv = [*self.argv, "--project-name", project.name]
+        # compose interpolates ${VAR} from its own environment before the --env-file: run it
+        # with only what it needs, so a role cannot read the updater's (proxy credentials).
+        argv = [
+            "/usr/bin/env",
+            "-i",
+            *clean_environment(),
+            *self.argv,
+            "--project-name",
+            project.name,
+        ]
         argv += ["--project-directory", str(project.directory)]
         for path in project.files():
             argv += ["--file", str(path)]
@@ -59,7 +79,7 @@ class Compose(ABC):
         try:
             run(argv, timeout=timeout)
         except CommandError as err:
-            raise EngineError(f"{' '.join(argv[:2])} failed: {err}") from err
+            raise EngineError(f"{' '.join(self.argv[:2])} failed: {err}") from err
 
     def check(self, project: Project, *, timeout_s: float = 60) -> None:
         """Let compose parse the project (schema, interpolation) without touching containers."""
@@ -68,7 +88,7 @@ class Compose(ABC):
             run(argv, timeout=timeout_s)
         except CommandError as err:
             if err.returncode is None:
-                raise EngineError(f"{argv[0]} failed: {err}") from err
+                raise EngineError(f"{self.argv[0]} failed: {err}") from err
             raise BundleError(f"docker compose rejects the bundle: {err}") from err
 
     @abstractmethod

@@ -25,6 +25,11 @@ class TemplateError(BundleError):
     """``.env.template`` cannot be rendered with the device's configuration."""
 
 
+class NoSpace(RoleError):
+    """The data partition lacks room to stage a bundle; transient, so the version is not
+    marked bad and the attempt is repeated once space is freed."""
+
+
 class EngineError(RoleError):
     """Docker or docker compose failed or is missing."""
 

@@ -14,16 +14,17 @@ validating a 300 MB archive costs a few header reads and one small hash.
 from __future__ import annotations
 
 import hashlib
-import json
 import posixpath
 import re
 import stat
-import tarfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from updater.roles.errors import ImageArchiveError
+from fleetcore import strictjson
+from fleetcore.errors import FleetError
+from updater.roles.errors import ArchiveError, ImageArchiveError
 from updater.roles.spec import RoleSpec
+from updater.roles.tarstream import Member, TarReader
 
 IMAGES_DIR = "images"
 ARCHIVE_SUFFIX = ".tar"
@@ -92,12 +93,16 @@ def check_images_dir(bundle_dir: Path, spec: RoleSpec) -> None:
 
 
 def check_archive(path: Path, image_hex: str, *, label: str) -> None:
-    """``path`` is a ``docker save`` archive of exactly the image ``sha256:<image_hex>``."""
+    """``path`` is a ``docker save`` archive of exactly the image ``sha256:<image_hex>``.
+
+    Headers go through ``tarstream`` (extended headers capped before they are read), so a
+    hostile archive costs at most the member index and two capped reads.
+    """
     try:
-        with tarfile.open(path, mode="r:") as tar:
-            members = _members(tar, label)
-            config, layers = _single_image(_read_json(tar, members, MANIFEST, label), label)
-            blob = _read(tar, members, config, label, what="its Config blob")
+        with path.open("rb") as handle:
+            members = _members(TarReader(handle), label)
+            config, layers = _single_image(_read_json(handle, members, MANIFEST, label), label)
+            blob = _read(handle, members, config, label, what="its Config blob")
             digest = hashlib.sha256(blob).hexdigest()
             if digest != image_hex:
                 raise ImageArchiveError(
@@ -106,14 +111,14 @@ def check_archive(path: Path, image_hex: str, *, label: str) -> None:
                 )
             for layer in layers:
                 _resolve(members, layer, label, what=f"layer {layer}")
-    except tarfile.TarError as err:
+    except ArchiveError as err:
         raise ImageArchiveError(f"{label} is not a readable tar archive ({err})") from err
     except OSError as err:
         raise ImageArchiveError(f"cannot read {label}: {err}") from err
 
 
-def _members(tar: tarfile.TarFile, label: str) -> dict[str, tarfile.TarInfo]:
-    members: dict[str, tarfile.TarInfo] = {}
+def _members(tar: TarReader, label: str) -> dict[str, Member]:
+    members: dict[str, Member] = {}
     for count, member in enumerate(tar, start=1):
         if count > MAX_ARCHIVE_MEMBERS:
             raise ImageArchiveError(f"{label} has more than {MAX_ARCHIVE_MEMBERS} members")
@@ -142,9 +147,7 @@ def _single_image(manifest: Any, label: str) -> tuple[str, list[str]]:
     return config, layers
 
 
-def _resolve(
-    members: dict[str, tarfile.TarInfo], name: str, label: str, *, what: str
-) -> tarfile.TarInfo:
+def _resolve(members: dict[str, Member], name: str, label: str, *, what: str) -> Member:
     """The regular-file member ``name`` refers to (``docker save`` links repeated layers)."""
     key = posixpath.normpath(name)
     for _hop in range(_MAX_LINK_HOPS):
@@ -160,25 +163,23 @@ def _resolve(
 
 
 def _read(
-    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, label: str, *, what: str
+    handle: IO[bytes], members: dict[str, Member], name: str, label: str, *, what: str
 ) -> bytes:
     member = _resolve(members, name, label, what=what)
     if member.size > MAX_JSON_BYTES:
         raise ImageArchiveError(f"{label}: {what} is larger than {MAX_JSON_BYTES} bytes")
-    handle = tar.extractfile(member)
-    if handle is None:
-        raise ImageArchiveError(f"{label}: {what} cannot be read")
-    with handle:
-        return handle.read()
+    handle.seek(member.offset)
+    data = handle.read(member.size)
+    if len(data) != member.size:
+        raise ImageArchiveError(f"{label}: {what} is truncated")
+    return data
 
 
-def _read_json(
-    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, label: str
-) -> Any:
+def _read_json(handle: IO[bytes], members: dict[str, Member], name: str, label: str) -> Any:
     if name not in members:
         raise ImageArchiveError(f"{label} has no {name}; it is not a docker save archive")
-    data = _read(tar, members, name, label, what=name)
+    data = _read(handle, members, name, label, what=name)
     try:
-        return json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ImageArchiveError(f"{label}: {name} is not valid JSON") from err
+        return strictjson.loads(data, what=f"{label}: {name}", max_bytes=MAX_JSON_BYTES)
+    except FleetError as err:
+        raise ImageArchiveError(f"{label}: {name} is not valid JSON ({err})") from err

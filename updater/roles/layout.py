@@ -108,6 +108,25 @@ def begin_staging(layout: RoleLayout, version: Version) -> Path:
     return staging
 
 
+def discard_stages(root: Path) -> list[Path]:
+    """Remove every role's staging directories: what a failed or crashed attempt left.
+
+    Only one stage is written at a time, under the manager's lock, so any found before a new
+    one begins is garbage (three failed versions once left 301 MiB on /data).
+    """
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for role_dir in root.iterdir():
+        if role_dir.is_symlink() or not role_dir.is_dir():
+            continue
+        for entry in role_dir.iterdir():
+            if entry.name.startswith(_STAGING) and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
+
+
 def publish_staging(layout: RoleLayout, staging: Path, version: Version) -> Path:
     """Rename the fully written ``staging`` directory to the version directory."""
     fsync_tree(staging)

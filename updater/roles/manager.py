@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -47,6 +48,7 @@ from updater.roles.errors import (
     BundleError,
     EngineError,
     HealthGateFailed,
+    NoSpace,
     RoleError,
     StateError,
     TargetRefused,
@@ -55,12 +57,14 @@ from updater.roles.layout import (
     Checkpoint,
     RoleLayout,
     begin_staging,
+    discard_stages,
     no_checkpoint,
     point,
     prune,
     publish_staging,
     swap,
 )
+from updater.roles.policy import check_state_binds
 from updater.roles.spec import (
     ROLE_NAME_RE,
     SAFE_MODE_ROLE,
@@ -82,6 +86,10 @@ LOCK_FILE = ".lock"
 STATUS_PAGE_STATE = "www"
 # compose may have to pull images before it can start anything; the gate deadline runs after.
 _UP_SLACK_S = 600
+STAGING_RESERVE_BYTES = 128 * 1024 * 1024
+# A staged archive takes about this many times its compressed size (zstd 19 on compose files
+# and docker-save layers); the extraction's own caps bound the estimate from above.
+STAGING_FACTOR = 4
 
 
 class ManagerConfig(BaseModel):
@@ -98,6 +106,9 @@ class ManagerConfig(BaseModel):
     max_bundle_bytes: int = Field(default=MAX_BUNDLE_BYTES, gt=0)
     max_image_bytes: int = Field(default=MAX_IMAGE_BYTES, ge=0)
     poll_s: float = Field(default=0.5, gt=0, le=10)
+    # Left free on the data partition after staging: the updater's state and event queue, the
+    # roles' own state, and docker's image loads all live there too.
+    reserve_bytes: int = Field(default=STAGING_RESERVE_BYTES, ge=0)
 
 
 class Outcome(StrEnum):
@@ -660,21 +671,47 @@ class RoleManager:
         parse it, all before the version directory appears; nothing runs and no link changes.
         """
         layout = self._layout(name)
+        discard_stages(self.config.root)
+        layout.dir.mkdir(parents=True, exist_ok=True)
+        self._check_space(layout.dir, source, f"{name} {version}")
         staging = begin_staging(layout, version)
-        if source.is_dir():
-            shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
-        else:
-            self._extract(source, staging)
-        bundle = load_bundle(staging)
-        if bundle.spec.name != layout.name or bundle.spec.version != version:
-            raise BundleError(
-                f"bundle is {bundle.spec.name} {bundle.spec.version}, "
-                f"expected {layout.name} {version}"
-            )
-        self._write_runtime_files(layout, staging, bundle)
-        self.compose.check(self._project(layout, version, bundle, directory=staging))
-        final = publish_staging(layout, staging, version)
+        try:
+            if source.is_dir():
+                shutil.copytree(source, staging, symlinks=True, dirs_exist_ok=True)
+            else:
+                self._extract(source, staging)
+            bundle = load_bundle(staging)
+            if bundle.spec.name != layout.name or bundle.spec.version != version:
+                raise BundleError(
+                    f"bundle is {bundle.spec.name} {bundle.spec.version}, "
+                    f"expected {layout.name} {version}"
+                )
+            self._write_runtime_files(layout, staging, bundle)
+            self.compose.check(self._project(layout, version, bundle, directory=staging))
+            final = publish_staging(layout, staging, version)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return Bundle(path=final, spec=bundle.spec, compose=bundle.compose)
+
+    def _check_space(self, where: Path, source: Path, what: str) -> None:
+        """Refuse to stage unless the estimate plus the reserve fits on the partition."""
+        if source.is_dir():
+            size = sum(p.lstat().st_size for p in source.rglob("*"))
+        else:
+            size = source.stat().st_size * STAGING_FACTOR
+        size = min(size, self.config.max_bundle_bytes + self.config.max_image_bytes)
+        need = size + self.config.reserve_bytes
+        usage = os.statvfs(where)
+        free = usage.f_bavail * usage.f_frsize
+        if free < need:
+            mib = 1024 * 1024
+            raise NoSpace(
+                f"not enough free space to stage {what}: need {need // mib} MiB "
+                f"(bundle estimate and a {self.config.reserve_bytes // mib} MiB reserve), "
+                f"{free // mib} MiB free on {where}",
+                hint="free space on the data partition; the bundle is retried, not marked bad",
+            )
 
     def _extract(self, archive: Path, dest: Path) -> None:
         extract(
@@ -714,6 +751,7 @@ class RoleManager:
         bundle = load_bundle(layout.version_dir(version), staged=True)
         for name in bundle.spec.state:
             (layout.state_dir / name).mkdir(parents=True, exist_ok=True)
+        check_state_binds(bundle.compose, layout.state_dir)
         project = self._project(layout, version, bundle)
         timeout = bundle.spec.health.timeout_s
         self.checkpoint("compose-up")

@@ -10,13 +10,21 @@ author fixes one thing at a time. The rules:
 - ``privileged``, ``network_mode: host``, ``pid: host`` and absolute host mounts only with a
   matching, justified ``privileges`` entry in ``role.yaml`` (host mounts read-only);
 - bind mounts inside the bundle (read-only) or under ``${ROLE_STATE}/<declared state dir>``;
-- published ports and host devices only as declared in ``role.yaml``.
+- published ports and host devices only as declared in ``role.yaml``;
+- no host mount reaches the container engine or the updater (``HOST_DENIED``): a socket,
+  anything under ``/run``, ``/var/run``, the engines' state or ``/data/fleet`` is refused in
+  every mode (``:ro`` does not restrict connecting to a socket), checked on the path as
+  written and as resolved on this device; a mount of a parent of those (``/`` for the node
+  exporter) is accepted only when the service hides each of them under a ``tmpfs`` at the
+  matching target, which an unprivileged container cannot unmount.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +71,18 @@ _SERVICE_KEYS = {
     "ulimits",
 }
 _LIMIT_KEYS = {"mem_limit", "memswap_limit", "cpus", "cpu_shares", "pids_limit", "deploy"}
+# Host paths no role may mount, in any mode: the engines' sockets and state, and the
+# updater's own state (a role writing there could rewrite what the updater trusts).
+HOST_DENIED = (
+    "/run",
+    "/var/run",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+    "/data/fleet",
+)
+# What a mount of a parent must hide: where sockets live, and the updater's state. (The
+# engines' state under /var/lib holds no socket; a parent mount of it reads, never controls.)
+MUST_HIDE = ("/run", "/var/run", "/data/fleet")
 _STATE_PREFIX = re.compile(r"^\$(?:\{ROLE_STATE\}|ROLE_STATE)(?P<rest>/.*)?$")
 _VARIABLE = re.compile(r"\$(?:\{[^}]*\}|[A-Za-z_])")
 _PORT = re.compile(
@@ -119,8 +139,13 @@ class _ServiceCheck:
         self.image()
         self.healthcheck()
         self.privileges()
+        self.host_binds: list[tuple[str, str]] = []
+        self.tmpfs: set[str] = set()
         for entry in _as_list(self.service.get("volumes")):
             self.volume(entry)
+        for entry in _as_list(self.service.get("tmpfs")):
+            self.tmpfs.add(posixpath.normpath(str(entry).split(":")[0]))
+        self.host_reach()
         for entry in _as_list(self.service.get("ports")):
             self.port(entry)
         for entry in _as_list(self.service.get("devices")):
@@ -191,13 +216,16 @@ class _ServiceCheck:
                     f"anonymous volume {entry!r} lives outside the role's data directory"
                 )
             source, modes = parts[0], parts[2].split(",") if len(parts) > 2 else []
+            target = parts[1]
             read_only = "ro" in modes
             kind = "bind" if source.startswith(("/", ".", "$")) else "volume"
         elif isinstance(entry, dict):
             kind = entry.get("type", "volume")
             source = str(entry.get("source", ""))
+            target = str(entry.get("target", ""))
             read_only = entry.get("read_only") is True
             if kind == "tmpfs":
+                self.tmpfs.add(posixpath.normpath(target))
                 return
         else:
             raise self.fail(f"volume entry {entry!r} is neither a string nor a mapping")
@@ -207,6 +235,34 @@ class _ServiceCheck:
                 hint=f"bind a directory under ${{{STATE_VAR}}} declared in role.yaml state",
             )
         self.bind_source(source, read_only)
+        if source.startswith("/"):
+            self.host_binds.append((source, target))
+
+    def host_reach(self) -> None:
+        """No host mount reaches a ``HOST_DENIED`` path unless a tmpfs hides it."""
+        for source, target in self.host_binds:
+            for path in _host_forms(source):
+                if path.endswith(".sock") or _is_socket(path):
+                    raise self.fail(f"host mount {source!r} is a socket; no role may mount one")
+                for denied in HOST_DENIED:
+                    if path == denied or path.startswith(denied + "/"):
+                        raise self.fail(
+                            f"host mount {source!r} reaches {denied}, which no role may mount",
+                            hint="it holds the container engine's sockets or the updater's "
+                            "state; :ro does not restrict a socket",
+                        )
+                for denied in MUST_HIDE:
+                    # Only what exists as a directory here: a tmpfs target missing under a
+                    # read-only bind cannot be created, and a link (/var/run) is hidden as
+                    # its target.
+                    present = Path(denied).is_dir() and not Path(denied).is_symlink()
+                    if present and denied.startswith(path.rstrip("/") + "/"):
+                        hidden = posixpath.join(target, posixpath.relpath(denied, path))
+                        if posixpath.normpath(hidden) not in self.tmpfs:
+                            raise self.fail(
+                                f"host mount {source!r} contains {denied}",
+                                hint=f"hide it with a tmpfs volume at {hidden}",
+                            )
 
     def bind_source(self, source: str, read_only: bool) -> None:
         state = _STATE_PREFIX.match(source)
@@ -282,6 +338,20 @@ class _ServiceCheck:
         inside_path(self.bundle_dir, path, what=f"service '{self.name}' env_file")
 
 
+def _host_forms(source: str) -> set[str]:
+    """``source`` as written and as this device resolves it now (a link swapped in later is
+    caught again when the manager re-validates the bundle before each start)."""
+    normal = posixpath.normpath(source)
+    return {normal, os.path.realpath(normal)}
+
+
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(Path(path).stat().st_mode)
+    except OSError:
+        return False
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -301,3 +371,29 @@ def inside_path(root: Path, relative: str, *, what: str) -> Path:
     if not target.is_relative_to(root.resolve()):
         raise BundleError(f"{what}: {relative!r} escapes the bundle through a link")
     return target
+
+
+def check_state_binds(doc: dict[str, Any], state_dir: Path) -> None:
+    """No bind under ``${ROLE_STATE}`` passes through a link, checked right before ``up``.
+
+    The containers write their state directories, so one could leave a link where a bind
+    source was a directory; docker follows links in bind sources on the host, which would
+    mount whatever the link names (the updater's state, a socket) read-write.
+    """
+    for name, service in doc.get("services", {}).items():
+        for entry in _as_list(service.get("volumes")):
+            source = entry.split(":")[0] if isinstance(entry, str) else str(entry.get("source", ""))
+            match = _STATE_PREFIX.match(source)
+            if match is None:
+                continue
+            path = state_dir
+            for part in [p for p in (match.group("rest") or "").split("/") if p]:
+                path = path / part
+                if path.is_symlink():
+                    raise BundleError(
+                        f"service '{name}': state bind {source!r} passes through a link "
+                        f"({path.relative_to(state_dir)}); refusing to start",
+                        hint="a container replaced a state directory with a link; remove it",
+                    )
+    if state_dir.is_symlink():
+        raise BundleError(f"the state directory {state_dir} is a link; refusing to start")

@@ -2,6 +2,11 @@
 
 Written atomically before each side effect it describes (Mender-style), so a restart after a
 power cut knows an apply was under way and re-checks the role instead of trusting it.
+
+The file is versioned with :mod:`fleetcore.persisted` (``ROLE_STATE_FORMAT``): format 1.0 is
+written without the key, as release 0.1.0 wrote it (which spelled it ``"format": 1``), so an
+older updater after an A/B fallback reads it; unknown fields are ignored; a newer major is set
+aside and the manager starts afresh, which is safe (every role is re-checked on its health).
 """
 
 from __future__ import annotations
@@ -10,11 +15,13 @@ import json
 import logging
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fleetcore import persisted, strictjson
 from fleetcore.atomic import atomic_write
+from fleetcore.errors import FleetError
+from fleetcore.persisted import FileFormat, FormatTooNew
 from fleetcore.version import Version
 from updater.roles.errors import StateError
 
@@ -23,11 +30,17 @@ STATE_FILE = ".roles-state.json"
 log = logging.getLogger(__name__)
 
 
+ROLE_STATE_FORMAT = FileFormat(1, 0)
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A newer minor format adds fields this reader ignores.
+    model_config = ConfigDict(extra="ignore")
 
 
 MAX_BAD_VERSIONS = 20
+# A few roles with twenty bad versions and an error each: a few KB; far more is not ours.
+MAX_STATE_BYTES = 1024 * 1024
 
 
 class RoleRecord(_Model):
@@ -69,7 +82,6 @@ class SafeModeRecord(_Model):
 
 
 class ManagerState(_Model):
-    format: Literal[1] = 1
     roles: dict[str, RoleRecord] = Field(default_factory=dict)
     safe_mode: SafeModeRecord = Field(default_factory=SafeModeRecord)
 
@@ -85,6 +97,10 @@ def load_or_reset(path: Path) -> ManagerState:
     """
     try:
         return load_state(path)
+    except FormatTooNew as err:
+        log.error("%s; set aside as %s.newer, starting from a fresh state", err, path.name)
+        path.replace(path.with_name(path.name + ".newer"))
+        return ManagerState()
     except StateError as err:
         log.error("%s; starting from a fresh state", err)
         path.replace(path.with_name(path.name + ".corrupt"))
@@ -96,9 +112,16 @@ def load_state(path: Path) -> ManagerState:
         data = path.read_bytes()
     except FileNotFoundError:
         return ManagerState()
+    what = f"{path}"
     try:
-        return ManagerState.model_validate(json.loads(data))
-    except (ValueError, ValidationError) as err:
+        doc = strictjson.loads(data, what=what, max_bytes=MAX_STATE_BYTES)
+        if isinstance(doc, dict) and doc.get("format") == 1 and type(doc["format"]) is int:
+            del doc["format"]  # how 0.1.0 spelled format 1.0
+        fields = persisted.load(json.dumps(doc).encode(), current=ROLE_STATE_FORMAT, what=what)
+        return ManagerState.model_validate(fields)
+    except FormatTooNew:
+        raise
+    except (FleetError, ValueError, ValidationError) as err:
         raise StateError(
             f"{path} is corrupt: {err.__class__.__name__}",
             hint="move it aside; the manager re-checks every role on the next run",
@@ -106,4 +129,5 @@ def load_state(path: Path) -> ManagerState:
 
 
 def save_state(path: Path, state: ManagerState) -> None:
-    atomic_write(path, state.model_dump_json(indent=2).encode() + b"\n")
+    fields = state.model_dump(mode="json")
+    atomic_write(path, persisted.dump(fields, current=ROLE_STATE_FORMAT) + b"\n")
