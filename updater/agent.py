@@ -25,6 +25,7 @@ from fleetcore.wire import (
     RegisterRequest,
     UpdateState,
 )
+from updater.board import read_serial
 from updater.config import UpdaterConfig
 from updater.engine import Engine, Outcome
 from updater.errors import ConfigError
@@ -187,6 +188,8 @@ class Agent:
                     hardware=self.engine.hardware,
                     image_version=self.engine.running_version(),
                     booted_slot=booted.slot,
+                    # The board's serial: a reflashed card re-enrols as the same device.
+                    serial=read_serial(self.roots.device_tree, self.roots.proc),
                 )
             )
         except OverlordRejected as err:

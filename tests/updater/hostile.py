@@ -119,6 +119,11 @@ class HostileServer:
                     self.counts[kind] += 1
                 current = self.attack
                 target = "chunk" if kind == "chunk" else "api" if kind in _API else None
+                if current is not None and current[0] == "api" and kind == "chunk":
+                    # Never an honest chunk after the honest phase: an install that completed
+                    # would leave the simulated device waiting for a reboot nobody performs.
+                    self._attack(conn, "zstd-bomb", kind)
+                    return
                 if current is None or current[0] != target:
                     conn.sendall(self._forward(method, path, headers, body))
                     continue

@@ -34,6 +34,7 @@ class FleetServer:
         self.devices: dict[str, str] = {}
         self.desired: dict[str, object] = {}
         self.heartbeats: list[Heartbeat] = []
+        self.registrations: list[RegisterRequest] = []
         self.events: list[dict[str, object]] = []
         self.last_seq = 0
         self.peers: set[tuple[str, int]] = set()  # (host, port) of every client connection
@@ -159,6 +160,7 @@ class FleetServer:
                     server.requests.append(self.path)
                 if self.path == f"{API_PREFIX}/devices/register":
                     request = RegisterRequest.model_validate_json(body)
+                    server.registrations.append(request)
                     if request.enrollment_token != server.enrollment_token:
                         self._json(403, {"detail": "bad enrollment token"})
                         return

@@ -1,0 +1,163 @@
+"""The agent keeps running and heartbeating whatever happens below it, and says so."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from fleetcore.version import Version
+from fleetcore.wire import DesiredState, UpdateState
+from tests.updater.agents import make_agent, setup_device
+from updater.engine import Engine
+from updater.overlord import Identity, OverlordClient, OverlordError, OverlordUnreachable
+
+
+def kinds(server):
+    return [e["kind"] for e in server.events]
+
+
+def test_enrolment_sends_the_board_serial(device, server):
+    tree = device.roots.device_tree
+    tree.mkdir(parents=True, exist_ok=True)
+    (tree / "serial-number").write_bytes(b"10000000a1b2c3d4\0")  # as the firmware writes it
+    setup_device(device, server)
+    make_agent(device).cycle()
+    assert server.registrations[0].serial == "10000000a1b2c3d4"
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RecursionError("deep"), OSError(28, "No space")])
+def test_an_unexpected_failure_in_the_update_still_heartbeats_and_is_reported(
+    device, server, monkeypatch, error
+):
+    setup_device(device, server)
+    agent = make_agent(device)
+    agent.cycle()
+    beats = len(server.heartbeats)
+
+    def explode(self):
+        raise error
+
+    monkeypatch.setattr(Engine, "resume", explode)
+    agent.cycle()
+    assert len(server.heartbeats) == beats + 1
+    assert "agent-error" in kinds(server)
+    reported = [e for e in server.events if e["kind"] == "agent-error"][-1]
+    assert type(error).__name__ in reported["reason"]
+
+
+def test_an_install_step_that_keeps_dying_is_given_up_and_reported(device, server, monkeypatch):
+    setup_device(device, server)
+    agent = make_agent(device)
+    agent.cycle()
+
+    def dies(self, state):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(Engine, "_download", dies)
+    server.set_desired("2.0.0")
+    for _ in range(5):
+        agent.cycle()
+    state = agent.engine.store.load()
+    assert state.state is UpdateState.FAILED
+    assert state.last_failure.startswith("given up after 3 attempts that ended unexpectedly")
+    assert "RecursionError" in state.last_failure
+    assert "install-failed" in kinds(server)
+
+
+def test_a_corrupt_state_file_is_set_aside_reported_and_the_agent_goes_on(device, server):
+    setup_device(device, server)
+    agent = make_agent(device)
+    agent.cycle()
+    device.roots.state_file.write_bytes(b'{"state": "downloading", "state": 7')
+    agent.cycle()
+    agent.report_quarantine()
+    aside = list(device.roots.state_file.parent.glob("state.json.unreadable-*"))
+    assert len(aside) == 1
+    assert agent.engine.store.load().state is UpdateState.IDLE
+    agent.cycle()
+    assert any("state file unreadable" in (e.get("reason") or "") for e in server.events)
+
+
+def test_a_newer_major_state_file_is_set_aside_too(device):
+    device.roots.state_file.parent.mkdir(parents=True, exist_ok=True)
+    device.roots.state_file.write_text(json.dumps({"format": "2.0", "state": "idle"}))
+    store = device.engine().store
+    assert store.load().state is UpdateState.IDLE
+    assert store.quarantined is not None and "format 2.0" in store.quarantined[1]
+
+
+def test_unknown_fields_from_a_newer_minor_are_read(device):
+    device.roots.state_file.parent.mkdir(parents=True, exist_ok=True)
+    device.roots.state_file.write_text(
+        json.dumps({"format": "1.4", "state": "committed", "later_field": [1]})
+    )
+    assert device.engine().store.load().state is UpdateState.COMMITTED
+
+
+def client_answering(handler) -> OverlordClient:
+    client = OverlordClient(
+        "http://overlord.test", timeout=2, transport=httpx.MockTransport(handler)
+    )
+    client.identity = Identity("dev-1", "s3cret-device-token")
+    return client
+
+
+@pytest.mark.parametrize(
+    ("response", "error", "message"),
+    [
+        (
+            httpx.Response(200, headers={"Content-Length": "209715200"}),
+            OverlordUnreachable,
+            "refused",
+        ),
+        (
+            httpx.Response(200, content=iter([b" " * 65536] * 40)),
+            OverlordUnreachable,
+            "longer than",
+        ),
+        (httpx.Response(200, content=b"NaN"), OverlordError, "not a JSON number"),
+        (httpx.Response(200, content=b"[" * 100_000), OverlordError, "nests deeper"),
+        (httpx.Response(200, content=b'{"os": null, "os": {}}'), OverlordError, "duplicate"),
+        (
+            httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"x"),
+            OverlordUnreachable,
+            "encoding",
+        ),
+        (
+            httpx.Response(200, content=b'{"poll_interval_s": "s3cret-device-token"}'),
+            OverlordError,
+            "poll_interval_s",
+        ),
+    ],
+    ids=["announced-huge", "streamed-huge", "nan", "deep", "duplicate", "gzip", "invalid"],
+)
+def test_hostile_overlord_answers_are_one_error(response, error, message):
+    def answer(request):
+        content = response.stream if response.stream else b""
+        return httpx.Response(response.status_code, headers=response.headers, stream=content)
+
+    client = client_answering(answer)
+    with pytest.raises(error, match=message) as info:
+        client.desired_state(None)
+    assert "s3cret-device-token" not in str(info.value)
+
+
+def test_a_refusal_that_quotes_the_token_is_redacted(caplog):
+    def echo(request):
+        return httpx.Response(403, text=f"bad token {request.headers['Authorization']}")
+
+    client = client_answering(echo)
+    with pytest.raises(OverlordError) as info:
+        client.desired_state(None)
+    assert "s3cret-device-token" not in str(info.value)
+    assert "***" in str(info.value)
+
+
+def test_a_good_answer_still_parses():
+    body = DesiredState(poll_interval_s=60).model_dump_json().encode()
+    client = client_answering(lambda request: httpx.Response(200, content=body))
+    desired, _ = client.desired_state(None)
+    assert desired is not None and desired.poll_interval_s == 60
+    assert Version("1.0.0")  # the version type still imports cleanly beside the client
