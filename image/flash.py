@@ -48,6 +48,9 @@ def flash(image: Path, *, config_file: Path, device: Path | None, out: Path | No
         if out is not None:
             tmp = out.with_name(f".{out.name}.partial")
             try:
+                # 0600 from its creation: the image holds the enrolment token and the Wi-Fi key.
+                tmp.unlink(missing_ok=True)
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                 shutil.copyfile(personal, tmp)
                 tmp.replace(out)
             finally:

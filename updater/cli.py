@@ -14,6 +14,7 @@ from typing import Any
 from fleetcore.cli import run_main, setup_logging
 from fleetcore.errors import VersionError
 from fleetcore.version import Version
+from fleetcore.wire import UpdateState
 from signing.client import ReleaseClient
 from updater import autoboot
 from updater.agent import Agent
@@ -195,6 +196,14 @@ def _body(argv: list[str] | None) -> int:
                     raise ConfigError("no release repository configured for --version")
                 source, version = device.config.release_url, args.version
             outcome = device.engine.start(version, source)
+            state = device.engine.store.load()
+            if state.state is UpdateState.FAILED and state.target_version == version:
+                # Refused or broken during download or verification: not a success.
+                print(
+                    f"{PROG}: error: install of {version} failed: {state.last_failure}",
+                    file=sys.stderr,
+                )
+                return 1
             print(f"{PROG}: install of {version}: {outcome.value}")
             return 0 if outcome is not Outcome.WAITING else 1
         if args.command == "commit":

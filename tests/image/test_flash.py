@@ -25,6 +25,7 @@ def test_out_file_gets_fleet_yaml(built: Built, tmp_path: Path):
         )
         == 0
     )
+    assert out.stat().st_mode & 0o777 == 0o600  # it holds the enrolment token and Wi-Fi key
     offset = _config_offset(built)
     written = load_firstboot(_fat_file(out, offset, "fleet.yaml").encode())
     assert written == load_firstboot((FIXTURES / "fleet.yaml").read_bytes())

@@ -61,6 +61,17 @@ def test_usb_install_then_commit(device, repo, tmp_path, capsys):
     assert "nothing to commit" in capsys.readouterr().err
 
 
+def test_usb_install_that_fails_exits_non_zero(device, repo, tmp_path, capsys):
+    usb = tmp_path / "usb"
+    shutil.copytree(repo.path, usb)
+    for path in device.roots.slot_dir(Slot.A).iterdir():  # no seed: every chunk is read
+        path.unlink()
+    for chunk in (usb / "chunks").rglob("*.zst"):
+        chunk.write_bytes(b"not the signed chunk")
+    assert main(cli(device, "install", str(usb))) == 1
+    assert "install of 2.0.0 failed:" in capsys.readouterr().err
+
+
 def test_manual_rollback_of_a_trial(device, repo, tmp_path, capsys):
     usb = tmp_path / "usb"
     shutil.copytree(repo.path, usb)
