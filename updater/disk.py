@@ -75,6 +75,16 @@ class PartitionIO:
     def sync(self) -> None:
         os.fsync(self.fd)
 
+    def drop_cache(self, pos: int, length: int) -> None:
+        """Evict a range from the page cache, so the next read comes from the medium.
+
+        A read-back that hits the pages the writer just filled proves nothing about the
+        card; after a flush, POSIX_FADV_DONTNEED drops those (now clean) pages.
+        """
+        self._check(pos, length)
+        os.fdatasync(self.fd)
+        os.posix_fadvise(self.fd, self.partition.offset + pos, length, os.POSIX_FADV_DONTNEED)
+
     def close(self) -> None:
         os.close(self.fd)
 

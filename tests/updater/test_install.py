@@ -115,3 +115,26 @@ def test_repeated_content_is_fetched_once(device, repo_template, tmp_path):
     assert max(server.chunk_requests.values()) == 1
     total = sum(len(c) for c in repo_index_chunks(repo, "3.0.0"))
     assert stats["fetched_chunks"] + stats["copied_chunks"] == total
+
+
+def test_read_back_drops_the_written_range_from_the_page_cache(device, server, monkeypatch):
+    """The verification reads the card, not the pages the writer just filled."""
+    import os
+
+    dropped: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+
+    def spy(fd, offset, length, advice):
+        if advice == os.POSIX_FADV_DONTNEED:
+            dropped.append((offset, length))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    engine = device.engine()
+    assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+    disk = engine.disk
+    expected = {
+        (disk.slot_partition(image.value, Slot.B).offset, len(data))
+        for image, data in v2_images().items()
+    }
+    assert expected <= set(dropped)
