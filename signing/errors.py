@@ -1,5 +1,9 @@
-"""Exceptions of the trust chain: one root, a branch for the repository side (keys, signing)
-and a branch for the device side (verification)."""
+"""Exceptions of the trust chain: one root, a branch for the repository side (keys, signing),
+a branch for the device side (verification), and network failures apart from both.
+
+A network outage is not a verification failure: an install waits and retries after the one,
+and fails after the other. Kept as separate branches, no ``except`` order can confuse them.
+"""
 
 from __future__ import annotations
 
@@ -34,8 +38,8 @@ class TargetMismatch(VerificationError):
     """A downloaded target does not match its signed length or hashes."""
 
 
-class DownloadError(VerificationError):
-    """The repository could not be reached or answered too slowly."""
+class DownloadError(SigningError):
+    """The repository could not be reached or answered too slowly (transient)."""
 
 
 class DowngradeRefused(VerificationError):
