@@ -32,7 +32,7 @@ from updater.chunkindex import CompactIndex, SeedMap
 from updater.chunks import ChunkSource
 from updater.config import TransferConfig
 from updater.disk import BootDisk, PartitionIO
-from updater.errors import ImageMismatch, SpaceError
+from updater.errors import DiskError, ImageMismatch, SpaceError
 from updater.paths import Roots
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,15 @@ class Seed:
         if found is None:
             return None
         image, offset, size = found
-        data = self.readers[image].read(offset, size)
+        try:
+            data = self.readers[image].read(offset, size)
+        except (DiskError, OSError) as err:
+            # A seed index that does not describe this slot (another image, a larger one):
+            # seeding is an optimisation, so the chunk is fetched instead.
+            log.warning(
+                "seed chunk %s unreadable on the active slot (%s); fetching it", digest.hex(), err
+            )
+            return None
         if hashlib.sha256(data).digest() != digest:
             log.warning("seed chunk %s changed on the active slot; fetching it", digest.hex())
             return None

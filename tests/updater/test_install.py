@@ -138,3 +138,22 @@ def test_read_back_drops_the_written_range_from_the_page_cache(device, server, m
         for image, data in v2_images().items()
     }
     assert expected <= set(dropped)
+
+
+def test_a_seed_index_that_does_not_describe_the_slot_falls_back_to_fetching(device, server, repo):
+    """Slot A's index claims chunks past the end of its partition: they are fetched."""
+    from fleetcore.release import Chunk, dump_index, load_index
+
+    engine = device.engine()
+    seed_file = device.roots.slot_dir(Slot.A) / "system.index.json"
+    release = repo.base / "build" / "release-2.0.0"
+    wanted = load_index((release / "system.index.json").read_bytes())
+    beyond = engine.disk.slot_partition("system", Slot.A).size
+    filler = Chunk(sha256="f" * 64, size=beyond)
+    lying = wanted.model_copy(
+        update={"chunks": (filler, *wanted.chunks), "image_size": beyond + wanted.image_size}
+    )
+    seed_file.write_bytes(dump_index(lying))
+    assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+    assert engine.last_stats["fetched_chunks"] > 0
+    assert_slot_holds(device, Slot.B, v2_images())
