@@ -62,12 +62,24 @@ class FirstBoot(_Strict):
         return self.model_copy(update={"enrollment_token": None, "wifi": wifi})
 
 
+# fleet.yaml is a few hundred bytes; the cap keeps a hostile card from costing memory.
+MAX_BYTES = 64 * 1024
+
+
 def load_firstboot(data: bytes) -> FirstBoot:
+    """Parse fleet.yaml; every defect is one FormatError that never quotes the file's text
+    (it holds the enrolment token and the Wi-Fi key, and errors end up in logs)."""
+    if len(data) > MAX_BYTES:
+        raise FormatError(f"invalid {FILENAME}: larger than {MAX_BYTES} bytes")
     try:
         raw = yaml.safe_load(data)
         return FirstBoot.model_validate(raw)
-    except yaml.YAMLError as err:
-        raise FormatError(f"invalid {FILENAME}: not YAML ({err})") from err
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise FormatError(f"invalid {FILENAME}: not YAML ({err.problem} at {where})") from err
+    except (yaml.YAMLError, RecursionError, UnicodeDecodeError) as err:
+        raise FormatError(f"invalid {FILENAME}: not YAML ({type(err).__name__})") from err
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "top level"

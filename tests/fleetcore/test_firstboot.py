@@ -1,10 +1,13 @@
+import contextlib
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleetcore.errors import FormatError
-from fleetcore.firstboot import dump_firstboot, load_firstboot
+from fleetcore.firstboot import MAX_BYTES, dump_firstboot, load_firstboot
 
 FIXTURES = Path(__file__).parents[1] / "image" / "fixtures"
 
@@ -77,3 +80,36 @@ def test_wifi_key_is_what_wpa2_accepts(psk: str, ok: bool):
     else:
         with pytest.raises(FormatError, match="psk"):
             load_firstboot(text)
+
+
+SECRET = "psk-s3cret-value"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"overlord_url: https://o\nhostname: a\nwifi: {{ssid: x, psk: {SECRET}\n",  # unclosed
+        f"overlord_url: https://o\nhostname: a\nenrollment_token: [{SECRET}\n",
+        f"overlord_url: https://o\nhostname: Bad_{SECRET}\n",
+        "\t" + SECRET + ": :\n",
+    ],
+    ids=["unclosed-flow", "unclosed-list", "bad-hostname", "tab"],
+)
+def test_errors_never_quote_the_file(text):
+    with pytest.raises(FormatError) as info:
+        load_firstboot(text.encode())
+    assert SECRET not in str(info.value)
+
+
+def test_hostile_sizes_and_nesting_are_one_error():
+    with pytest.raises(FormatError, match="larger than"):
+        load_firstboot(b"#" * (MAX_BYTES + 1))
+    with pytest.raises(FormatError):
+        load_firstboot(b"[" * 20_000)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_bytes_are_a_config_or_one_format_error(data):
+    with contextlib.suppress(FormatError):
+        load_firstboot(data)
