@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fleetcore.version import Version
 from fleetcore.wire import DesiredState, UpdateState
@@ -161,3 +164,11 @@ def test_a_good_answer_still_parses():
     desired, _ = client.desired_state(None)
     assert desired is not None and desired.poll_interval_s == 60
     assert Version("1.0.0")  # the version type still imports cleanly beside the client
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400) | st.from_regex(rb'\{"(os|roles|poll_interval_s)": .{0,40}\}'))
+def test_any_answer_is_a_model_or_one_overlord_error(data):
+    client = client_answering(lambda request: httpx.Response(200, content=data))
+    with contextlib.suppress(OverlordError):
+        client.desired_state(None)
