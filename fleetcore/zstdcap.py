@@ -108,6 +108,12 @@ class CappedZstdReader(io.RawIOBase):
 
 def decompress_capped(data: bytes, *, limit: int, what: str) -> bytes:
     """Decode a whole zstd stream held in memory, refusing more than ``limit`` bytes."""
+    try:
+        declared = zstandard.get_frame_parameters(data).content_size
+    except zstandard.ZstdError as err:
+        raise ZstdBombError(f"{what} is not a zstd frame: {err}") from err
+    if declared != zstandard.CONTENTSIZE_UNKNOWN and declared > limit:
+        raise ZstdBombError(f"{what} declares {declared} bytes, more than the {limit} allowed")
     with CappedZstdReader(io.BytesIO(data), limit=limit, what=what) as reader:
         out = io.BytesIO()
         while chunk := reader.read(_READ):
