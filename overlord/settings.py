@@ -14,6 +14,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OVERLORD_", extra="forbid", frozen=True)
 
     database_url: str = "sqlite:///./overlord.db"
+    # Request bodies (overlord.limits): device and operator JSON, and the release upload.
+    max_json_bytes: int = Field(default=1 << 20, ge=1024)
+    max_publish_bytes: int = Field(default=8 << 30, ge=1 << 20)
     repo_dir: Path = Field(
         default=Path("./overlord-repo"), description="TUF repository: metadata/, targets/, chunks/"
     )
