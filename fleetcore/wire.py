@@ -17,10 +17,9 @@ The release repository (TUF metadata, targets and chunks) is served under ``/tuf
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from fleetcore.release import Hardware
 from fleetcore.version import Version
@@ -98,8 +97,15 @@ class RegisterResponse(_Response):
     device_token: str
 
 
+# What a database column can hold: every number and string a device sends is bounded at the
+# edge, so one device's value can never fail a batch that carries other devices' data.
+INT64_MAX = 2**63 - 1
+# No NUL or other C0 controls but tab and newlines: PostgreSQL refuses NUL in text.
+_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
+
+
 class RoleStatus(_Request):
-    name: str
+    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     version: Version | None
     health: Health
     safe_mode: bool = False
@@ -110,11 +116,13 @@ class Heartbeat(_Request):
     booted_slot: Slot
     committed_slot: Slot
     update_state: UpdateState
-    roles: list[RoleStatus] = Field(default_factory=list)
+    roles: list[RoleStatus] = Field(default_factory=list, max_length=64)
     health: Health
-    free_data_bytes: int = Field(ge=0)
-    uptime_s: float = Field(ge=0)
-    dropped_events: int = Field(default=0, ge=0, description="queued items lost while offline")
+    free_data_bytes: int = Field(ge=0, le=INT64_MAX)
+    uptime_s: float = Field(ge=0, le=1e12, allow_inf_nan=False)
+    dropped_events: int = Field(
+        default=0, ge=0, le=INT64_MAX, description="queued items lost while offline"
+    )
     node_exporter: str | None = Field(
         default=None,
         max_length=261,
@@ -124,13 +132,15 @@ class Heartbeat(_Request):
 
 
 class Event(_Request):
-    seq: int = Field(ge=0, description="device-local sequence number; the Overlord dedupes on it")
-    time: datetime
+    seq: int = Field(
+        ge=0, le=INT64_MAX, description="device-local sequence number; the Overlord dedupes on it"
+    )
+    time: AwareDatetime
     kind: EventKind
     version: Version | None = None
-    message: str = Field(default="", max_length=4096)
-    reason: str | None = Field(default=None, max_length=4096)
-    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    message: str = Field(default="", max_length=4096, pattern=_TEXT)
+    reason: str | None = Field(default=None, max_length=4096, pattern=_TEXT)
+    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict, max_length=32)
 
 
 class EventBatch(_Request):

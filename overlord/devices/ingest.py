@@ -14,6 +14,7 @@ is refused with 503 and retried by the device, instead of latency growing withou
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
@@ -33,6 +34,8 @@ _ATTEMPTS = 3
 WRITERS = 2  # batches committing at once per worker: one gathers while another commits
 
 _Item = tuple[str, Heartbeat, "asyncio.Future[None]"]
+
+log = logging.getLogger(__name__)
 
 
 class HeartbeatWriter:
@@ -86,7 +89,18 @@ class HeartbeatWriter:
     async def _store(self, batch: list[_Item]) -> None:
         try:
             missing = await run_in_threadpool(self._write, [(d, hb) for d, hb, _ in batch])
-        except Exception as err:  # the whole batch failed: every waiter gets the error
+        except Exception as err:
+            if len(batch) > 1:
+                # One device's row must not fail the others' (a value the database refuses,
+                # for instance): each is stored on its own, and only the bad one fails.
+                log.warning(
+                    "heartbeat batch of %d failed (%s); storing one by one",
+                    len(batch),
+                    type(err).__name__,
+                )
+                for item in batch:
+                    await self._store([item])
+                return
             for _d, _hb, done in batch:
                 if not done.done():
                     done.set_exception(err)

@@ -1,0 +1,60 @@
+"""One device's heartbeat never fails another's, and what a device sends is bounded."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from fleetcore.wire import Heartbeat
+from overlord.devices import heartbeats
+from overlord.devices.ingest import HeartbeatWriter
+from tests.overlord.conftest import Overlord, heartbeat
+
+
+def test_a_row_the_database_refuses_fails_only_its_own_heartbeat(overlord: Overlord, monkeypatch):
+    devices = [overlord.enroll(f"ISO{i}")[0] for i in range(5)]
+    bad = devices[2]
+    real = heartbeats.record
+
+    def refusing(session, *, items):
+        if any(device_id == bad for device_id, _ in items):
+            raise ValueError("value out of range for the column")  # as a driver would
+        return real(session, items=items)
+
+    monkeypatch.setattr(heartbeats, "record", refusing)
+    writer = HeartbeatWriter(overlord.client.app.state.ctx)
+    beat = Heartbeat.model_validate(heartbeat())
+
+    async def all_at_once():
+        results = await asyncio.gather(
+            *(writer.submit(device, beat) for device in devices), return_exceptions=True
+        )
+        await writer.close()
+        return results
+
+    results = asyncio.run(all_at_once())
+    failed = [device for device, result in zip(devices, results, strict=True) if result]
+    assert failed == [bad]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"free_data_bytes": 2**64}, "free_data_bytes"),
+        ({"dropped_events": -1}, "dropped_events"),
+        ({"roles": [{"name": "x" * 100, "version": None, "health": "healthy"}]}, "name"),
+        ({"roles": [{"name": "a\u0000b", "version": None, "health": "healthy"}]}, "name"),
+        (
+            {"roles": [{"name": f"r{i}", "version": None, "health": "healthy"} for i in range(65)]},
+            "roles",
+        ),
+    ],
+    ids=["int64", "negative", "long-role", "nul-role", "many-roles"],
+)
+def test_out_of_range_heartbeats_are_422_naming_the_field(overlord: Overlord, change, field):
+    device_id, auth = overlord.enroll("BOUNDS")
+    body = heartbeat() | change
+    answer = overlord.client.post(f"/api/v1/devices/{device_id}/heartbeat", json=body, headers=auth)
+    assert answer.status_code == 422
+    assert field in str(answer.json()["detail"][0]["loc"])
