@@ -100,8 +100,9 @@ class RegisterResponse(_Response):
 # What a database column can hold: every number and string a device sends is bounded at the
 # edge, so one device's value can never fail a batch that carries other devices' data.
 INT64_MAX = 2**63 - 1
-# No NUL or other C0 controls but tab and newlines: PostgreSQL refuses NUL in text.
-_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
+# No NUL: PostgreSQL refuses it in text (other control characters, such as the ANSI escapes
+# in a tool's output quoted in a reason, are stored as sent).
+_TEXT = r"^[^\x00]*$"
 
 
 class RoleStatus(_Request):
