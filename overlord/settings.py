@@ -15,7 +15,8 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///./overlord.db"
     # Request bodies (overlord.limits): device and operator JSON, and the release upload.
-    max_json_bytes: int = Field(default=1 << 20, ge=1024)
+    # 8 MiB: an event batch of 1000 events with 4 KiB reasons fits (about 4.5 MB).
+    max_json_bytes: int = Field(default=8 << 20, ge=1024)
     max_publish_bytes: int = Field(default=8 << 30, ge=1 << 20)
     repo_dir: Path = Field(
         default=Path("./overlord-repo"), description="TUF repository: metadata/, targets/, chunks/"

@@ -20,7 +20,7 @@ SECRET = "mfe_s3cret-value-never-echoed"
 def test_a_declared_oversized_body_is_refused_before_it_is_read(overlord: Overlord):
     answer = overlord.client.post(
         REGISTER,
-        content=b"{" + b" " * (2 << 20) + b"}",
+        content=b"{" + b" " * (9 << 20) + b"}",
         headers={"Content-Type": "application/json"},
     )
     assert answer.status_code == 413
@@ -30,7 +30,7 @@ def test_a_declared_oversized_body_is_refused_before_it_is_read(overlord: Overlo
 def test_a_streamed_oversized_body_is_cut_at_the_cap(overlord: Overlord):
     def body():
         yield b'{"hostname": "'
-        for _ in range(40):
+        for _ in range(160):
             yield b"x" * 65536
 
     answer = overlord.client.post(
