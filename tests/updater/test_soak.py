@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.updater.agents import setup_device
 from tests.updater.device import SimDevice
 from tests.updater.hostile import ATTACKS, HostileServer
 from tests.updater.servers import FleetServer
@@ -56,22 +56,13 @@ def hostile(server: FleetServer) -> Iterator[HostileServer]:
 def test_agent_survives_a_hostile_chunk_store_and_overlord(
     device: SimDevice, server: FleetServer, hostile: HostileServer, tmp_path: Path
 ) -> None:
-    device.roots.fleet_yaml.write_text(
-        yaml.safe_dump(
-            {"overlord_url": hostile.url, "enrollment_token": "enrol-me", "hostname": "soak-1"}
-        )
-    )
-    device.roots.data_config.parent.mkdir(parents=True, exist_ok=True)
-    device.roots.data_config.write_text(
-        yaml.safe_dump(
-            {
-                "repository_url": hostile.tuf_url,
-                "poll_min_s": 1,
-                "poll_max_s": 2,
-                "offline_backoff_max_s": 4,
-                "request_timeout_s": 5,
-            }
-        )
+    setup_device(
+        device,
+        hostile,  # the device sees only the hostile front, for the Overlord and the chunks
+        poll_min_s=1,
+        poll_max_s=2,
+        offline_backoff_max_s=4,
+        request_timeout_s=5,
     )
     if not DEVICE_PYTHON.exists():
         pytest.fail(f"{DEVICE_PYTHON} missing: scripts/test creates it (ensure_device_venv)")
