@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from fleetcore import strictjson
 from fleetcore.errors import FormatError
-from fleetcore.release import MAX_CHUNK_SIZE, Chunk, ChunkIndex, ImageName, load_index
+from fleetcore.release import MAX_CHUNK_SIZE, ChunkIndex, ImageName, load_index
 
 DIGEST = 32
 
@@ -79,6 +79,8 @@ class SeedMap:
         return None
 
 
+# Far above any partition (the stand-ins below are one entry per 16 MiB of it).
+MAX_IMAGE_SIZE = 1 << 40
 _CHUNKS_KEY = b'"chunks":['
 _CHUNK = re.compile(rb'\{"sha256":"([0-9a-f]{64})","size":([1-9][0-9]{0,11})\}(,|$)')
 
@@ -109,11 +111,16 @@ def load_compact(data: bytes) -> CompactIndex:
         # Strict: a second "chunks" key (or any duplicate) would make the publisher's full
         # parse and this one read different chunk lists.
         header = strictjson.loads(data[: start + len(_CHUNKS_KEY)] + data[end:], what="index")
-        # fleetcore's model validates every header field; one stand-in chunk of the whole
-        # size satisfies its "sizes add up" rule, which is checked below for the real chunks.
-        if isinstance(header, dict) and header.get("image_size"):
-            stand_in = Chunk(sha256="0" * 64, size=header["image_size"])
-            header["chunks"] = [stand_in.model_dump()]
+        # fleetcore's model validates every header field; stand-in chunks of the whole size
+        # (at most MAX_CHUNK_SIZE each) satisfy its "sizes add up" rule, which is checked
+        # below for the real chunks.
+        declared = header.get("image_size") if isinstance(header, dict) else None
+        if isinstance(declared, int) and 0 < declared <= MAX_IMAGE_SIZE:
+            full, rest = divmod(declared, MAX_CHUNK_SIZE)
+            stand_in = {"sha256": "0" * 64, "size": MAX_CHUNK_SIZE}
+            header["chunks"] = [stand_in] * full + (
+                [{"sha256": "0" * 64, "size": rest}] if rest else []
+            )
         model = ChunkIndex.model_validate(header)
     except (ValueError, FormatError) as err:  # pydantic's ValidationError is a ValueError
         raise FormatError(f"invalid chunk index: {err}") from err

@@ -202,3 +202,27 @@ def test_any_answer_is_bytes_or_one_protocol_error(parts):
                 assert len(body) <= 1 << 20
         except (OSError, BodyTooLong):
             pass
+
+
+def test_a_large_image_of_small_chunks_parses_both_ways():
+    """A 256 MiB system image of 256 KiB chunks (the QEMU tier's image): the image may be
+    far larger than any one chunk."""
+    import hashlib as _hashlib
+
+    from fleetcore.release import Chunk, Chunker, ChunkIndex, ImageName, dump_index
+
+    count, size = 1024, 256 * 1024
+    index = ChunkIndex(
+        image=ImageName.SYSTEM,
+        image_size=count * size,
+        image_sha256="c" * 64,
+        chunker=Chunker(min_size=16 * 1024, avg_size=64 * 1024, max_size=size),
+        chunks=tuple(
+            Chunk(sha256=_hashlib.sha256(str(i).encode()).hexdigest(), size=size)
+            for i in range(count)
+        ),
+    )
+    data = dump_index(index)
+    compact = load_compact(data)
+    assert (compact.image_size, len(compact)) == (count * size, count)
+    assert load_index(data).image_size == count * size
