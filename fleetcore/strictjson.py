@@ -18,6 +18,7 @@ from fleetcore.errors import FormatError
 
 # Far below Python's recursion limit, far above any document of ours (TUF metadata: ~6).
 MAX_DEPTH = 64
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class DuplicateKeyError(FormatError):
@@ -75,7 +76,8 @@ def loads(data: bytes | str, *, what: str, max_bytes: int | None = None) -> Any:
     try:
         text = raw.decode("utf-8")
         value = json.loads(text, object_pairs_hook=_unique, parse_constant=_no_constant)
-        _check_surrogates(value)
+        if _SURROGATE_ESCAPE.search(raw):  # the only way JSON can spell a lone surrogate
+            _check_surrogates(value)
     except FormatError as err:
         raise type(err)(f"{what}: {err}") from err
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:

@@ -11,6 +11,7 @@ header cannot make it allocate a large history buffer either.
 from __future__ import annotations
 
 import io
+import threading
 from typing import IO
 
 import zstandard
@@ -28,6 +29,17 @@ _READ = 1 << 16
 
 class ZstdBombError(FormatError):
     """A zstd frame is invalid, declares another size, or decodes to more than allowed."""
+
+
+_local = threading.local()
+
+
+def _decompressor(max_window: int) -> zstandard.ZstdDecompressor:
+    """One context per thread and window cap: making one costs twice a 64 KiB chunk's decode."""
+    cache: dict[int, zstandard.ZstdDecompressor] = _local.__dict__.setdefault("by_window", {})
+    if max_window not in cache:
+        cache[max_window] = zstandard.ZstdDecompressor(max_window_size=max_window)
+    return cache[max_window]
 
 
 def _window_cap(size: int) -> int:
@@ -49,9 +61,10 @@ def decompress_exact(data: bytes, size: int, *, what: str) -> bytes:
         raise ZstdBombError(f"{what} is not a zstd frame: {err}") from err
     if declared != zstandard.CONTENTSIZE_UNKNOWN and declared != size:
         raise ZstdBombError(f"{what} declares {declared} bytes, {size} expected")
-    dctx = zstandard.ZstdDecompressor(max_window_size=_window_cap(size))
     try:
-        with dctx.stream_reader(io.BytesIO(data), read_size=_READ) as reader:
+        with _decompressor(_window_cap(size)).stream_reader(
+            io.BytesIO(data), read_size=_READ
+        ) as reader:
             plain = reader.read(size + 1)
             trailing = reader.read(1) if len(plain) == size else b""
     except zstandard.ZstdError as err:

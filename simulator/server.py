@@ -49,6 +49,30 @@ def serve(
     port: int | None = None,
 ) -> Iterator[str]:
     """Run ``app`` under uvicorn until the block ends; yields its base URL once it answers."""
+    with serve_process(
+        app,
+        env=env,
+        workers=workers,
+        factory=factory,
+        health_path=health_path,
+        log=log,
+        port=port,
+    ) as (base, _proc):
+        yield base
+
+
+@contextlib.contextmanager
+def serve_process(
+    app: str = OVERLORD_APP,
+    *,
+    env: Mapping[str, str],
+    workers: int = 1,
+    factory: bool = True,
+    health_path: str = "/health",
+    log: Path | None = None,
+    port: int | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """:func:`serve`, also yielding the server process (to measure it, for example)."""
     port = port or free_port()
     argv = uvicorn_argv(app, port=port, workers=workers, factory=factory)
     out = log.open("ab") if log else None
@@ -62,16 +86,21 @@ def serve(
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(proc, f"{base}{health_path}", log)
-        yield base
+        yield base, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         if out is not None:
             out.close()
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 15 s: a process that ignores the first still ends."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path | None) -> None:

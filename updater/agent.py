@@ -114,10 +114,7 @@ class Agent:
         """One log line and a queued event; never raises (the queue may be on a full disk)."""
         text = f"{where}: {type(err).__name__}: {str(err)[:300]}"
         log.error("unexpected failure in %s", text)
-        try:
-            self.events.put(EventKind.AGENT_ERROR, reason=text)
-        except Exception as queue_err:
-            log.error("cannot queue the report: %s", queue_err)
+        self._queue_report(text)
 
     def report_quarantine(self) -> None:
         """Tell the Overlord once that an unreadable state file was set aside."""
@@ -125,15 +122,17 @@ class Agent:
         if quarantined is None:
             return
         aside, reason = quarantined
+        if self._queue_report(f"state file unreadable ({reason}); set aside as {aside.name}"):
+            self.engine.store.quarantined = None
+
+    def _queue_report(self, reason: str) -> bool:
+        """Queue an ``agent-error``; False (logged) when the queue cannot take it."""
         try:
-            self.events.put(
-                EventKind.AGENT_ERROR,
-                reason=f"state file unreadable ({reason}); set aside as {aside.name}",
-            )
-        except Exception as err:
+            self.events.put(EventKind.AGENT_ERROR, reason=reason)
+        except Exception as err:  # reporting must never fail the agent (a full disk)
             log.error("cannot queue the report: %s", err)
-            return
-        self.engine.store.quarantined = None
+            return False
+        return True
 
     def apply(self, version: Version) -> None:
         if version == self.failed_version:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -158,7 +157,7 @@ class OverlordClient:
             raise OverlordUnreachable(f"Overlord answer in {encoding[:24]!r} encoding refused")
         deadline = time.monotonic() + self.deadline_s
         body = bytearray()
-        for piece in self._pieces(response):
+        for piece in response.iter_raw():
             body += piece
             if len(body) > MAX_ANSWER:
                 raise OverlordUnreachable(f"Overlord answer longer than {MAX_ANSWER} bytes")
@@ -167,13 +166,6 @@ class OverlordClient:
                     f"Overlord answer not complete within {self.deadline_s:.0f} s"
                 )
         return Answer(response.status_code, dict(response.headers), bytes(body))
-
-    @staticmethod
-    def _pieces(response: httpx.Response) -> Iterator[bytes]:
-        try:
-            yield from response.iter_raw()
-        except httpx.StreamConsumed:  # a transport that read it already (httpx's mock one)
-            yield response.content
 
     def _quiet(self, error: object) -> str:
         """An error's text without the device token or URL credentials."""

@@ -7,6 +7,7 @@ DNS). The upstreams are small HTTP servers that echo what they received.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -63,17 +64,28 @@ def edit(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
-@pytest.fixture(scope="module")
-def upstreams() -> Iterator[dict[str, int]]:
+@contextlib.contextmanager
+def serve_upstreams(
+    handlers: dict[str, type[BaseHTTPRequestHandler]],
+) -> Iterator[dict[str, int]]:
+    """The stack's upstreams on loopback (name -> handler); yields name -> port."""
     servers = {}
-    for name in ("overlord", "grafana", "loki"):
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    for name, handler in handlers.items():
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.name = name  # type: ignore[attr-defined]
         threading.Thread(target=server.serve_forever, daemon=True).start()
         servers[name] = server
-    yield {name: server.server_address[1] for name, server in servers.items()}
-    for server in servers.values():
-        server.shutdown()
+    try:
+        yield {name: server.server_address[1] for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[dict[str, int]]:
+    with serve_upstreams({"overlord": Echo, "grafana": Echo, "loki": Echo}) as ports:
+        yield ports
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,13 @@ never echo the input."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 
-from simulator.server import free_port, uvicorn_argv
+from simulator.server import serve_process
 from tests.overlord.conftest import Overlord
+from tests.procstat import vm_hwm_kib
 
 REGISTER = "/api/v1/devices/register"
 SECRET = "mfe_s3cret-value-never-echoed"
@@ -53,42 +51,15 @@ def test_a_validation_error_names_the_field_but_not_the_input(overlord: Overlord
     assert answer.json()["detail"][0]["loc"][-1] == "hostname"
 
 
-def _vm_hwm_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
 def test_the_server_stays_small_under_oversized_bodies(tmp_path: Path):
     """A real server process receives 20 bodies of 100 MB (declared and chunked) with and
     without a token; its peak RSS stays under 300 MiB (it rose past 1.25 GB before)."""
-    port = free_port()
     env = {
-        **os.environ,
         "OVERLORD_DATABASE_URL": f"sqlite:///{tmp_path / 'o.db'}",
         "OVERLORD_REPO_DIR": str(tmp_path / "repo"),
         "OVERLORD_KEYS_DIR": str(tmp_path / "keys"),
     }
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        uvicorn_argv("overlord.app:create_app_from_env", port=port, workers=1, factory=True),
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up"
-            time.sleep(0.2)
+    with serve_process(env=env, log=tmp_path / "server.log") as (base, proc):
         block = b" " * (1 << 20)
 
         def chunked():
@@ -112,10 +83,6 @@ def test_the_server_stays_small_under_oversized_bodies(tmp_path: Path):
                 assert answer.status_code in (401, 413), answer.status_code
             except httpx.HTTPError:
                 pass  # the server may close the connection before the whole body is sent
-        peak = _vm_hwm_kib(proc.pid)
+        peak = vm_hwm_kib(proc.pid)
         assert peak < 300 * 1024, f"peak RSS {peak} KiB"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        log.close()
     assert SECRET not in (tmp_path / "server.log").read_text(errors="replace")

@@ -1,6 +1,7 @@
 """/data full: failed and stale stages are removed, and staging checks free space first.
 
-The space cases run on a small tmpfs (root only; skipped elsewhere), standing in for /data.
+The space cases run on a small tmpfs standing in for /data (integration: they need root, and
+fail rather than skip without it, like every integration test).
 """
 
 from __future__ import annotations
@@ -55,9 +56,9 @@ def small_fs(tmp_path):
     mount = tmp_path / "data"
     mount.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
+        pytest.fail("mounting a tmpfs needs root and mount(8): run scripts/test as root")
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", mount]).returncode:
-        pytest.skip("cannot mount a tmpfs here")
+        pytest.fail(f"cannot mount a tmpfs on {mount}")
     yield mount
     subprocess.run(["umount", mount], check=True)
 
@@ -74,6 +75,7 @@ def free(path: Path) -> int:
     return usage.f_bavail * usage.f_frsize
 
 
+@pytest.mark.integration
 def test_a_bundle_that_fills_the_disk_is_cleaned_up_and_retried(tmp_path, small_fs):
     archive = zeros_bundle(tmp_path, 40 * MIB)
     before = free(small_fs)
@@ -89,6 +91,7 @@ def test_a_bundle_that_fills_the_disk_is_cleaned_up_and_retried(tmp_path, small_
     assert state.roles["webapp"].bad_versions == []  # transient: retried, not marked bad
 
 
+@pytest.mark.integration
 def test_staging_is_refused_before_writing_when_the_estimate_does_not_fit(tmp_path, small_fs):
     archive = zeros_bundle(tmp_path, MIB)
     events: list = []

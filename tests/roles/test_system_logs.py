@@ -12,10 +12,9 @@ import base64
 import json
 import re
 import ssl
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.ops.test_nginx_proxy import Echo, nginx  # noqa: F401  (nginx is a fixture)
+from tests.ops.test_nginx_proxy import Echo, nginx, serve_upstreams  # noqa: F401  (nginx is a fixture)
 from updater.roles import envfile
 
 pytestmark = pytest.mark.integration
@@ -55,15 +54,8 @@ class LokiPush(BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, int]]:
-    servers: dict[str, ThreadingHTTPServer] = {}
-    for name, handler in (("overlord", Echo), ("grafana", Echo), ("loki", LokiPush)):
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.name = name  # type: ignore[attr-defined]
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers[name] = server
-    yield {name: server.server_address[1] for name, server in servers.items()}
-    for server in servers.values():
-        server.shutdown()
+    with serve_upstreams({"overlord": Echo, "grafana": Echo, "loki": LokiPush}) as ports:
+        yield ports
 
 
 def expand(text: str, env: dict[str, str]) -> str:

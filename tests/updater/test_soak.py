@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from simulator.server import stop
+from tests.procstat import vm_hwm_kib
 from tests.updater.agents import setup_device
 from tests.updater.device import SimDevice
 from tests.updater.hostile import ATTACKS, HostileServer
@@ -36,13 +38,6 @@ RSS_LIMIT_KIB = 64 * 1024
 # An upper bound for a heartbeat to arrive in a phase, long enough for every timeout and
 # backoff the agent may be sitting in; it only ends the test, it measures nothing.
 HEARTBEAT_BOUND_S = 120.0
-
-
-def vm_hwm_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmHWM for {pid}")
 
 
 @pytest.fixture
@@ -103,11 +98,7 @@ def test_agent_survives_a_hostile_chunk_store_and_overlord(
         assert peak < RSS_LIMIT_KIB, f"peak RSS {peak} KiB; after each phase: {phases}"
         assert hostile.count("chunk") >= 7, "the agent did not retry through every chunk attack"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         log.close()
     print("soak: peak RSS after each phase (MiB):", ", ".join(phases))
     print(
