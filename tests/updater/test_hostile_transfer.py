@@ -7,6 +7,7 @@ hostile store could send is tried against the real parser and chunk decoder.
 from __future__ import annotations
 
 import contextlib
+import re
 import resource
 import socket
 import threading
@@ -22,7 +23,7 @@ from fleetcore.errors import FormatError
 from fleetcore.release import MAX_CHUNK_SIZE, load_index
 from tests.updater.hostile import declared_bomb, undeclared_bomb
 from updater import pipeline
-from updater.chunkindex import load_compact
+from updater.chunkindex import CompactIndex, load_compact
 from updater.chunks import decode_chunk
 from updater.errors import ChunkError
 from updater.pipeline import BodyTooLong, PipelinedConnection, ProtocolError
@@ -139,8 +140,27 @@ INDEX = (
         INDEX.replace(b'"size":3', b'"size":99999999999').replace(
             b'"image_size":3', b'"image_size":99999999999'
         ),
+        INDEX.replace(b'"image_size":3', b'"image_size":3.0'),
+        INDEX.replace(b'"image_size":3', b'"image_size":"3"'),
+        INDEX.replace(b'"image_size":3', b'"image_size":3e0'),
+        INDEX.replace(b'"size":3', b'"size":"3"'),
+        INDEX.replace(b'"size":3', b'"size":3.0'),
+        INDEX.replace(b'"min_size":2', b'"min_size":true'),
+        INDEX.replace(b'"size":3}]', b'"size":3},]'),
     ],
-    ids=["duplicate-chunks", "duplicate-image", "negative-size", "oversized-chunk"],
+    ids=[
+        "duplicate-chunks",
+        "duplicate-image",
+        "negative-size",
+        "oversized-chunk",
+        "float-image-size",
+        "string-image-size",
+        "exponent-image-size",
+        "string-chunk-size",
+        "float-chunk-size",
+        "bool-chunker-size",
+        "trailing-comma",
+    ],
 )
 def test_indexes_both_parsers_refuse(index):
     with pytest.raises(FormatError):
@@ -168,6 +188,72 @@ def test_compact_and_full_index_parsers_agree_on_any_bytes(data):
     assert (full is None) == (compact is None)
     if full is not None and compact is not None:
         assert (full.image_size, len(full.chunks)) == (compact.image_size, len(compact))
+
+
+TWO_CHUNKS = INDEX.replace(b'"size":3}]', b'"size":1},{"sha256":"' + b"c" * 64 + b'","size":2}]')
+# Tokens of the canonical index and spellings a hostile publisher might swap in for them.
+_TOKENS = re.findall(rb'"(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*|true|false|null|\s+|.', TWO_CHUNKS)
+_SWAPS = [
+    b'"chunks"',
+    b'"chunks":[]',
+    b'"size"',
+    b'"image_size"',
+    b'"sha256"',
+    b'"format"',
+    b"3.0",
+    b'"3"',
+    b"3e0",
+    b"true",
+    b"-3",
+    b"0",
+    b"1",
+    b"2",
+    b"16777217",
+    b" ",
+    b",",
+    b":",
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b'"' + b"a" * 64 + b'"',
+    b'"image":"system"',
+    b"\\u0000",
+]
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(_TOKENS) - 1),
+            st.sampled_from(_SWAPS) | st.just(b""),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_compact_and_full_index_parsers_agree_on_near_canonical_indexes(edits):
+    """Arbitrary bytes are almost never an index; edits of a real one reach the fast path."""
+    tokens = list(_TOKENS)
+    for at, swap, insert in edits:
+        if insert:
+            tokens.insert(at, swap)
+        else:
+            tokens[at] = swap
+    data = b"".join(tokens)
+    try:
+        full = load_index(data)
+    except FormatError:
+        full = None
+    try:
+        compact = load_compact(data)
+    except FormatError:
+        compact = None
+    assert (full is None) == (compact is None), data
+    if full is not None and compact is not None:
+        assert compact == CompactIndex.from_index(full), data
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
