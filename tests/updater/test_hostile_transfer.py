@@ -30,22 +30,33 @@ from updater.pipeline import BodyTooLong, PipelinedConnection, ProtocolError
 
 
 @contextlib.contextmanager
-def canned(answer: bytes, *, trickle: float = 0.0, hang_up: bool = False) -> Iterator[str]:
-    """A server that reads one request and writes ``answer`` (a byte at a time if trickling)."""
+def canned(
+    answer: bytes,
+    *,
+    trickle: float = 0.0,
+    hang_up: bool = False,
+    at_once: int = 0,
+    sent: list[int] | None = None,
+) -> Iterator[str]:
+    """A server that reads one request and writes ``answer``.
+
+    If trickling, the first ``at_once`` bytes go at once and the rest a byte at a time until
+    the client is done; ``sent`` then receives how many bytes of ``answer`` were written.
+    """
     server = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
+    done = at_once if trickle else len(answer)
 
     def serve() -> None:
+        nonlocal done
         with contextlib.suppress(OSError):
             conn, _ = server.accept()
             with conn:
                 conn.recv(65536)
-                if not trickle:
-                    conn.sendall(answer)
-                for byte in answer if trickle else b"":
-                    if stop.is_set():
-                        return
-                    conn.sendall(bytes([byte]))
+                conn.sendall(answer[:done])
+                while done < len(answer) and not stop.is_set():
+                    conn.sendall(answer[done : done + 1])
+                    done += 1
                     time.sleep(trickle)
                 if not hang_up:
                     stop.wait(5)
@@ -58,6 +69,8 @@ def canned(answer: bytes, *, trickle: float = 0.0, hang_up: bool = False) -> Ite
         stop.set()
         server.close()
         thread.join(timeout=5)
+        if sent is not None:
+            sent.append(done)
 
 
 def fetch(url: str, limit: int = 1 << 16, *, timeout: float = 5) -> list[tuple[int, bytes]]:
@@ -312,3 +325,21 @@ def test_a_large_image_of_small_chunks_parses_both_ways():
     compact = load_compact(data)
     assert (compact.image_size, len(compact)) == (count * size, count)
     assert load_index(data).image_size == count * size
+
+
+def test_a_trickling_metadata_server_is_cut_off_by_the_deadline():
+    """urllib3's read of n bytes waits for all n, each byte within the per-read timeout: a
+    deadline checked between reads of 64 KiB never ran before a small document was whole."""
+    from tuf.api.exceptions import SlowRetrievalError
+
+    from updater.fetcher import ProxyAwareFetcher
+
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 400\r\n\r\n"
+    sent: list[int] = []
+    fetcher = ProxyAwareFetcher(proxy=None, timeout=0.25)  # a byte every 0.1 s: 40 s in all
+    with (
+        canned(head + b"x" * 400, trickle=0.1, at_once=len(head), sent=sent) as url,
+        pytest.raises(SlowRetrievalError, match="deadline"),
+    ):
+        b"".join(fetcher.fetch(f"{url}/metadata/timestamp.json"))
+    assert sent[0] < len(head) + 400  # cut off mid-body, not after the whole document
