@@ -354,3 +354,24 @@ def test_a_trickling_metadata_server_is_cut_off_by_the_deadline():
     ):
         b"".join(fetcher.fetch(f"{url}/metadata/timestamp.json"))
     assert sent[0] < len(head) + 400  # cut off mid-body, not after the whole document
+
+
+@pytest.mark.timeout(30)  # a guard: the old code waited for a FIFO writer forever
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_directory_chunk_that_is_no_regular_file_is_refused(tmp_path, kind):
+    import hashlib
+    import os
+
+    from fleetcore.release import chunk_path
+    from updater.chunks import DirectoryChunkSource
+
+    sha = hashlib.sha256(b"chunk").hexdigest()
+    path = tmp_path / chunk_path(sha)
+    path.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    source = DirectoryChunkSource(tmp_path)
+    with pytest.raises(ChunkError, match="not a regular file"):
+        source.get(sha, 5)
