@@ -375,3 +375,68 @@ def test_a_directory_chunk_that_is_no_regular_file_is_refused(tmp_path, kind):
     source = DirectoryChunkSource(tmp_path)
     with pytest.raises(ChunkError, match="not a regular file"):
         source.get(sha, 5)
+
+
+def _manifest() -> bytes:
+    from fleetcore.release import (
+        BytePatch,
+        Hardware,
+        ImageEntry,
+        ImageName,
+        Manifest,
+        SlotVariant,
+        SystemFormat,
+        dump_manifest,
+    )
+    from fleetcore.version import Version
+
+    return dump_manifest(
+        Manifest(
+            version=Version("2.0.0"),
+            hardware=(Hardware.PI4,),
+            system_format=SystemFormat.EROFS,
+            created=1,
+            images={
+                name: ImageEntry(size=8, sha256="a" * 64, index=f"os/2.0.0/{name.value}.index.json")
+                for name in ImageName
+            },
+            slot_b={
+                ImageName.BOOT: SlotVariant(
+                    sha256="b" * 64, patches=(BytePatch(offset=2, data="ff"),)
+                )
+            },
+        )
+    )
+
+
+MANIFEST = _manifest()
+_MANIFEST_TOKENS = re.findall(rb'"(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*|\s+|.', MANIFEST)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(_MANIFEST_TOKENS) - 1),
+            st.sampled_from([*_SWAPS, b'"version"', b'"1.0.0"', b'"offset"', b"[]", b"{}"])
+            | st.binary(max_size=8),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_a_manifest_is_a_model_or_one_format_error(edits):
+    from fleetcore.release import dump_manifest, load_manifest
+
+    tokens = list(_MANIFEST_TOKENS)
+    for at, swap, insert in edits:
+        if insert:
+            tokens.insert(at, swap)
+        else:
+            tokens[at] = swap
+    try:
+        manifest = load_manifest(b"".join(tokens))
+    except FormatError:
+        return
+    assert load_manifest(dump_manifest(manifest)) == manifest
