@@ -70,6 +70,9 @@ class _Strict(BaseModel):
 # The largest chunk any index may list: a protocol limit, far above the chunker's 256 KiB, so
 # a decoder can cap its output before it has read the index entry a chunk belongs to.
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
+# The largest image an index or manifest may describe: far above any partition, and a bound
+# the device's compact index parser needs (it builds one stand-in entry per 16 MiB of it).
+MAX_IMAGE_SIZE = 1 << 40
 
 
 class Chunker(_Strict):
@@ -97,7 +100,7 @@ class ChunkIndex(_Strict):
 
     format: Literal[1] = FORMAT
     image: ImageName
-    image_size: StrictInt = Field(ge=0)
+    image_size: StrictInt = Field(ge=0, le=MAX_IMAGE_SIZE)
     image_sha256: Sha256
     chunker: Chunker
     chunks: tuple[Chunk, ...]
@@ -119,7 +122,7 @@ class ChunkIndex(_Strict):
 
 
 class ImageEntry(_Strict):
-    size: StrictInt = Field(ge=0)
+    size: StrictInt = Field(ge=0, le=MAX_IMAGE_SIZE)
     sha256: Sha256
     index: str = Field(description="TUF target name of the image's chunk index")
 

@@ -440,3 +440,18 @@ def test_a_manifest_is_a_model_or_one_format_error(edits):
     except FormatError:
         return
     assert load_manifest(dump_manifest(manifest)) == manifest
+
+
+def test_an_image_over_the_size_limit_is_refused_by_both_parsers():
+    """The compact parser bounds image_size (it builds a stand-in per 16 MiB); the full model
+    took any size whose chunks add up, so the two read a > 1 TiB index differently."""
+    count = (1 << 40) // MAX_CHUNK_SIZE + 1  # fleetcore.release.MAX_IMAGE_SIZE, just over
+    entry = b'{"sha256":"' + b"a" * 64 + b'","size":%d}' % MAX_CHUNK_SIZE
+    index = INDEX.replace(
+        b'"chunks":[{"sha256":"' + b"a" * 64 + b'","size":3}]',
+        b'"chunks":[' + b",".join([entry] * count) + b"]",
+    ).replace(b'"image_size":3', b'"image_size":%d' % (count * MAX_CHUNK_SIZE))
+    with pytest.raises(FormatError, match="image_size"):
+        load_index(index)
+    with pytest.raises(FormatError):
+        load_compact(index)
