@@ -20,7 +20,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
 
 from fleetcore import strictjson
 from fleetcore.errors import FormatError
@@ -60,21 +60,28 @@ class SystemFormat(StrEnum):
 
 
 class _Strict(BaseModel):
+    """Unknown keys refused. Sizes and offsets are ``StrictInt``: pydantic's lax ``int`` would
+    also take ``3.0``, ``"3"`` or ``3e0``, spellings the publisher never writes and the device's
+    compact index parser (``updater.chunkindex``) does not read, so the two would disagree."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # The largest chunk any index may list: a protocol limit, far above the chunker's 256 KiB, so
 # a decoder can cap its output before it has read the index entry a chunk belongs to.
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
+# The largest image an index or manifest may describe: far above any partition, and a bound
+# the device's compact index parser needs (it builds one stand-in entry per 16 MiB of it).
+MAX_IMAGE_SIZE = 1 << 40
 
 
 class Chunker(_Strict):
     """Parameters of the content-defined chunker that cut an image."""
 
     algorithm: Literal["fastcdc2020"] = "fastcdc2020"
-    min_size: int = Field(gt=0, le=MAX_CHUNK_SIZE)
-    avg_size: int = Field(gt=0, le=MAX_CHUNK_SIZE)
-    max_size: int = Field(gt=0, le=MAX_CHUNK_SIZE)
+    min_size: StrictInt = Field(gt=0, le=MAX_CHUNK_SIZE)
+    avg_size: StrictInt = Field(gt=0, le=MAX_CHUNK_SIZE)
+    max_size: StrictInt = Field(gt=0, le=MAX_CHUNK_SIZE)
 
     @model_validator(mode="after")
     def _ordered(self) -> Chunker:
@@ -85,7 +92,7 @@ class Chunker(_Strict):
 
 class Chunk(_Strict):
     sha256: Sha256
-    size: int = Field(gt=0, le=MAX_CHUNK_SIZE)
+    size: StrictInt = Field(gt=0, le=MAX_CHUNK_SIZE)
 
 
 class ChunkIndex(_Strict):
@@ -93,7 +100,7 @@ class ChunkIndex(_Strict):
 
     format: Literal[1] = FORMAT
     image: ImageName
-    image_size: int = Field(ge=0)
+    image_size: StrictInt = Field(ge=0, le=MAX_IMAGE_SIZE)
     image_sha256: Sha256
     chunker: Chunker
     chunks: tuple[Chunk, ...]
@@ -115,13 +122,13 @@ class ChunkIndex(_Strict):
 
 
 class ImageEntry(_Strict):
-    size: int = Field(ge=0)
+    size: StrictInt = Field(ge=0, le=MAX_IMAGE_SIZE)
     sha256: Sha256
     index: str = Field(description="TUF target name of the image's chunk index")
 
 
 class BytePatch(_Strict):
-    offset: int = Field(ge=0)
+    offset: StrictInt = Field(ge=0)
     data: str = Field(pattern=r"^([0-9a-f]{2})+$", description="hex bytes written at offset")
 
     @property
@@ -149,7 +156,7 @@ class Manifest(_Strict):
     version: Version
     hardware: tuple[Hardware, ...] = Field(min_length=1)
     system_format: SystemFormat
-    created: int = Field(ge=0, description="SOURCE_DATE_EPOCH of the build")
+    created: StrictInt = Field(ge=0, description="SOURCE_DATE_EPOCH of the build")
     images: dict[ImageName, ImageEntry]
     slot_b: dict[ImageName, SlotVariant] = Field(
         default_factory=dict, description="images that differ when written to slot B"

@@ -12,7 +12,15 @@ from pathlib import Path
 import zstandard
 from pyfastcdc import FastCDC
 
-from fleetcore.release import Chunk, Chunker, ChunkIndex, ImageName, chunk_path, load_index
+from fleetcore.release import (
+    Chunk,
+    Chunker,
+    ChunkIndex,
+    ImageName,
+    chunk_path,
+    load_index,
+    max_compressed_size,
+)
 from fleetcore.zstdcap import ZstdBombError, decompress_exact
 from image.errors import ImageError
 
@@ -70,8 +78,12 @@ def _store(store: Path, sha: str, compressed: bytes) -> None:
 
 def read_chunk(store: Path, sha: str, size: int) -> bytes:
     """One chunk, decompressed and checked against its hash."""
+    limit = max_compressed_size(size)
     try:
-        compressed = (store / chunk_path(sha)).read_bytes()
+        with (store / chunk_path(sha)).open("rb") as handle:
+            compressed = handle.read(limit + 1)  # a stray huge file is not read whole
+        if len(compressed) > limit:
+            raise ImageError(f"chunk {sha} is larger than a chunk of {size} bytes can be")
         data = decompress_exact(compressed, size, what=f"chunk {sha}")
     except (OSError, ZstdBombError) as err:
         raise ImageError(f"chunk {sha} unreadable: {err}") from err

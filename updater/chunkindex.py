@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 from fleetcore import strictjson
 from fleetcore.errors import FormatError
-from fleetcore.release import MAX_CHUNK_SIZE, ChunkIndex, ImageName, load_index
+from fleetcore.release import (
+    MAX_CHUNK_SIZE,
+    MAX_IMAGE_SIZE,
+    ChunkIndex,
+    ImageName,
+    load_index,
+)
 
 DIGEST = 32
 
@@ -79,10 +85,9 @@ class SeedMap:
         return None
 
 
-# Far above any partition (the stand-ins below are one entry per 16 MiB of it).
-MAX_IMAGE_SIZE = 1 << 40
 _CHUNKS_KEY = b'"chunks":['
-_CHUNK = re.compile(rb'\{"sha256":"([0-9a-f]{64})","size":([1-9][0-9]{0,11})\}(,|$)')
+# A comma only between two entries: "},]" is not JSON, and the full parser refuses it.
+_CHUNK = re.compile(rb'\{"sha256":"([0-9a-f]{64})","size":([1-9][0-9]{0,11})\}(?:,(?=\{)|\Z)')
 
 
 def load_compact(data: bytes) -> CompactIndex:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import queue
 import random
+import stat
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -93,7 +95,12 @@ class DirectoryChunkSource(ChunkSource):
         for sha256, limit in wanted:
             path = self.base / chunk_path(sha256)
             try:
-                with path.open("rb") as handle:
+                # Non-blocking: opening a FIFO (a stick is any filesystem) would otherwise
+                # wait for a writer forever; no effect on a regular file.
+                fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                with os.fdopen(fd, "rb") as handle:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        raise ChunkError(f"chunk {sha256} in {self.base} is not a regular file")
                     data = handle.read(limit + 1)
             except OSError as err:
                 raise ChunkError(

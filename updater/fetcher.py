@@ -59,11 +59,13 @@ class ProxyAwareFetcher(FetcherInterface):
         return self._body(response)
 
     def _body(self, response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-        # urllib3's read timeout bounds each read; a server trickling bytes is cut off here,
-        # after the budget plus the bytes so far at MIN_RATE (python-tuf caps the length).
+        # urllib3's read timeout bounds each read, and a read of n bytes waits for all n, so a
+        # server trickling a byte now and then would hold a whole document (python-tuf caps
+        # its length) for hours. read1 returns what has arrived, so the deadline (the budget
+        # plus the bytes so far at MIN_RATE) is checked after every piece.
         started, received = time.monotonic(), 0
         try:
-            for piece in response.stream(_READ):
+            while piece := response.read1(_READ):
                 received += len(piece)
                 if time.monotonic() - started > self.budget_s + received / MIN_RATE:
                     raise SlowRetrievalError(

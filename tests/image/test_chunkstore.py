@@ -69,3 +69,15 @@ def test_missing_chunk_is_detected(tmp_path: Path):
     (store / chunk_path(index.chunks[0].sha256)).unlink()
     with pytest.raises(ImageError, match="unreadable"):
         chunkstore.reassemble(index, store, tmp_path / "back.img")
+
+
+def test_an_oversized_chunk_file_is_refused_unread(tmp_path: Path):
+    """A stray 4 GiB (sparse) file where a 64 KiB chunk belongs is refused after reading
+    one byte past the largest compressed chunk, not loaded whole."""
+    sha = "a" * 64
+    path = tmp_path / chunk_path(sha)
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as handle:
+        handle.truncate(4 << 30)
+    with pytest.raises(ImageError, match="larger than a chunk of 65536 bytes can be"):
+        chunkstore.read_chunk(tmp_path, sha, 65536)

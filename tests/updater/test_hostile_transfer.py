@@ -7,6 +7,7 @@ hostile store could send is tried against the real parser and chunk decoder.
 from __future__ import annotations
 
 import contextlib
+import re
 import resource
 import socket
 import threading
@@ -22,32 +23,46 @@ from fleetcore.errors import FormatError
 from fleetcore.release import MAX_CHUNK_SIZE, load_index
 from tests.updater.hostile import declared_bomb, undeclared_bomb
 from updater import pipeline
-from updater.chunkindex import load_compact
+from updater.chunkindex import CompactIndex, load_compact
 from updater.chunks import decode_chunk
 from updater.errors import ChunkError
 from updater.pipeline import BodyTooLong, PipelinedConnection, ProtocolError
 
 
 @contextlib.contextmanager
-def canned(answer: bytes, *, trickle: float = 0.0, hang_up: bool = False) -> Iterator[str]:
-    """A server that reads one request and writes ``answer`` (a byte at a time if trickling)."""
+def canned(
+    answer: bytes,
+    *,
+    trickle: float = 0.0,
+    hang_up: bool = False,
+    at_once: int = 0,
+    sent: list[int] | None = None,
+) -> Iterator[str]:
+    """A server that reads one request and writes ``answer``.
+
+    If trickling, the first ``at_once`` bytes go at once and the rest a byte at a time until
+    the client is done; ``sent`` then receives how many bytes of ``answer`` were written.
+    """
     server = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
+    done = at_once if trickle else len(answer)
 
     def serve() -> None:
+        nonlocal done
         with contextlib.suppress(OSError):
             conn, _ = server.accept()
             with conn:
-                conn.recv(65536)
-                if not trickle:
-                    conn.sendall(answer)
-                for byte in answer if trickle else b"":
-                    if stop.is_set():
-                        return
-                    conn.sendall(bytes([byte]))
+                request = b""
+                while not request.endswith(b"\r\n\r\n") and (piece := conn.recv(65536)):
+                    request += piece
+                conn.sendall(answer[:done])
+                while done < len(answer) and not stop.is_set():
+                    conn.sendall(answer[done : done + 1])
+                    done += 1
                     time.sleep(trickle)
-                if not hang_up:
-                    stop.wait(5)
+                if hang_up:  # end of stream for the client; no reset from unread bytes
+                    conn.shutdown(socket.SHUT_WR)
+                stop.wait(5)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -57,6 +72,8 @@ def canned(answer: bytes, *, trickle: float = 0.0, hang_up: bool = False) -> Ite
         stop.set()
         server.close()
         thread.join(timeout=5)
+        if sent is not None:
+            sent.append(done)
 
 
 def fetch(url: str, limit: int = 1 << 16, *, timeout: float = 5) -> list[tuple[int, bytes]]:
@@ -139,8 +156,27 @@ INDEX = (
         INDEX.replace(b'"size":3', b'"size":99999999999').replace(
             b'"image_size":3', b'"image_size":99999999999'
         ),
+        INDEX.replace(b'"image_size":3', b'"image_size":3.0'),
+        INDEX.replace(b'"image_size":3', b'"image_size":"3"'),
+        INDEX.replace(b'"image_size":3', b'"image_size":3e0'),
+        INDEX.replace(b'"size":3', b'"size":"3"'),
+        INDEX.replace(b'"size":3', b'"size":3.0'),
+        INDEX.replace(b'"min_size":2', b'"min_size":true'),
+        INDEX.replace(b'"size":3}]', b'"size":3},]'),
     ],
-    ids=["duplicate-chunks", "duplicate-image", "negative-size", "oversized-chunk"],
+    ids=[
+        "duplicate-chunks",
+        "duplicate-image",
+        "negative-size",
+        "oversized-chunk",
+        "float-image-size",
+        "string-image-size",
+        "exponent-image-size",
+        "string-chunk-size",
+        "float-chunk-size",
+        "bool-chunker-size",
+        "trailing-comma",
+    ],
 )
 def test_indexes_both_parsers_refuse(index):
     with pytest.raises(FormatError):
@@ -170,6 +206,72 @@ def test_compact_and_full_index_parsers_agree_on_any_bytes(data):
         assert (full.image_size, len(full.chunks)) == (compact.image_size, len(compact))
 
 
+TWO_CHUNKS = INDEX.replace(b'"size":3}]', b'"size":1},{"sha256":"' + b"c" * 64 + b'","size":2}]')
+# Tokens of the canonical index and spellings a hostile publisher might swap in for them.
+_TOKENS = re.findall(rb'"(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*|true|false|null|\s+|.', TWO_CHUNKS)
+_SWAPS = [
+    b'"chunks"',
+    b'"chunks":[]',
+    b'"size"',
+    b'"image_size"',
+    b'"sha256"',
+    b'"format"',
+    b"3.0",
+    b'"3"',
+    b"3e0",
+    b"true",
+    b"-3",
+    b"0",
+    b"1",
+    b"2",
+    b"16777217",
+    b" ",
+    b",",
+    b":",
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b'"' + b"a" * 64 + b'"',
+    b'"image":"system"',
+    b"\\u0000",
+]
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(_TOKENS) - 1),
+            st.sampled_from(_SWAPS) | st.just(b""),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_compact_and_full_index_parsers_agree_on_near_canonical_indexes(edits):
+    """Arbitrary bytes are almost never an index; edits of a real one reach the fast path."""
+    tokens = list(_TOKENS)
+    for at, swap, insert in edits:
+        if insert:
+            tokens.insert(at, swap)
+        else:
+            tokens[at] = swap
+    data = b"".join(tokens)
+    try:
+        full = load_index(data)
+    except FormatError:
+        full = None
+    try:
+        compact = load_compact(data)
+    except FormatError:
+        compact = None
+    assert (full is None) == (compact is None), data
+    if full is not None and compact is not None:
+        assert compact == CompactIndex.from_index(full), data
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
@@ -187,6 +289,13 @@ def test_compact_and_full_index_parsers_agree_on_any_bytes(data):
                 b"Connection: close\r\n",
                 b"0\r\n\r\n",
                 b"\x00",
+                b"99999999999999999999",
+                b"fffffffffffffffff",
+                b" 7",
+                b"1_0",
+                b"HTTP/1.1 204 No Content\r\n",
+                b"HTTP/1.0 404 Not Found\r\n",
+                b"HTTP/1.1 100 Continue\r\n\r\n" * 2000,
             ]
         )
         | st.binary(max_size=32),
@@ -194,13 +303,14 @@ def test_compact_and_full_index_parsers_agree_on_any_bytes(data):
     )
 )
 def test_any_answer_is_bytes_or_one_protocol_error(parts):
-    # OSError covers ProtocolError and timeouts: both are retried by the chunk source.
+    # Only the parser's two errors: a ValueError, RecursionError or MemoryError fails here
+    # (the server ends its stream cleanly, so no reset or timeout can stand in for them).
     with canned(b"".join(parts), hang_up=True) as url:
         try:
-            for status, body in fetch(url, timeout=2):
+            for status, body in fetch(url, timeout=5):
                 assert 100 <= status <= 599
                 assert len(body) <= 1 << 20
-        except (OSError, BodyTooLong):
+        except (ProtocolError, BodyTooLong):
             pass
 
 
@@ -226,3 +336,122 @@ def test_a_large_image_of_small_chunks_parses_both_ways():
     compact = load_compact(data)
     assert (compact.image_size, len(compact)) == (count * size, count)
     assert load_index(data).image_size == count * size
+
+
+def test_a_trickling_metadata_server_is_cut_off_by_the_deadline():
+    """urllib3's read of n bytes waits for all n, each byte within the per-read timeout: a
+    deadline checked between reads of 64 KiB never ran before a small document was whole."""
+    from tuf.api.exceptions import SlowRetrievalError
+
+    from updater.fetcher import ProxyAwareFetcher
+
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 400\r\n\r\n"
+    sent: list[int] = []
+    fetcher = ProxyAwareFetcher(proxy=None, timeout=0.25)  # a byte every 0.1 s: 40 s in all
+    with (
+        canned(head + b"x" * 400, trickle=0.1, at_once=len(head), sent=sent) as url,
+        pytest.raises(SlowRetrievalError, match="deadline"),
+    ):
+        b"".join(fetcher.fetch(f"{url}/metadata/timestamp.json"))
+    assert sent[0] < len(head) + 400  # cut off mid-body, not after the whole document
+
+
+@pytest.mark.timeout(30)  # a guard: the old code waited for a FIFO writer forever
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_directory_chunk_that_is_no_regular_file_is_refused(tmp_path, kind):
+    import hashlib
+    import os
+
+    from fleetcore.release import chunk_path
+    from updater.chunks import DirectoryChunkSource
+
+    sha = hashlib.sha256(b"chunk").hexdigest()
+    path = tmp_path / chunk_path(sha)
+    path.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    source = DirectoryChunkSource(tmp_path)
+    with pytest.raises(ChunkError, match="not a regular file"):
+        source.get(sha, 5)
+
+
+def _manifest() -> bytes:
+    from fleetcore.release import (
+        BytePatch,
+        Hardware,
+        ImageEntry,
+        ImageName,
+        Manifest,
+        SlotVariant,
+        SystemFormat,
+        dump_manifest,
+    )
+    from fleetcore.version import Version
+
+    return dump_manifest(
+        Manifest(
+            version=Version("2.0.0"),
+            hardware=(Hardware.PI4,),
+            system_format=SystemFormat.EROFS,
+            created=1,
+            images={
+                name: ImageEntry(size=8, sha256="a" * 64, index=f"os/2.0.0/{name.value}.index.json")
+                for name in ImageName
+            },
+            slot_b={
+                ImageName.BOOT: SlotVariant(
+                    sha256="b" * 64, patches=(BytePatch(offset=2, data="ff"),)
+                )
+            },
+        )
+    )
+
+
+MANIFEST = _manifest()
+_MANIFEST_TOKENS = re.findall(rb'"(?:[^"\\]|\\.)*"|-?[0-9][0-9.eE+-]*|\s+|.', MANIFEST)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, len(_MANIFEST_TOKENS) - 1),
+            st.sampled_from([*_SWAPS, b'"version"', b'"1.0.0"', b'"offset"', b"[]", b"{}"])
+            | st.binary(max_size=8),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_a_manifest_is_a_model_or_one_format_error(edits):
+    from fleetcore.release import dump_manifest, load_manifest
+
+    tokens = list(_MANIFEST_TOKENS)
+    for at, swap, insert in edits:
+        if insert:
+            tokens.insert(at, swap)
+        else:
+            tokens[at] = swap
+    try:
+        manifest = load_manifest(b"".join(tokens))
+    except FormatError:
+        return
+    assert load_manifest(dump_manifest(manifest)) == manifest
+
+
+def test_an_image_over_the_size_limit_is_refused_by_both_parsers():
+    """The compact parser bounds image_size (it builds a stand-in per 16 MiB); the full model
+    took any size whose chunks add up, so the two read a > 1 TiB index differently."""
+    count = (1 << 40) // MAX_CHUNK_SIZE + 1  # fleetcore.release.MAX_IMAGE_SIZE, just over
+    entry = b'{"sha256":"' + b"a" * 64 + b'","size":%d}' % MAX_CHUNK_SIZE
+    index = INDEX.replace(
+        b'"chunks":[{"sha256":"' + b"a" * 64 + b'","size":3}]',
+        b'"chunks":[' + b",".join([entry] * count) + b"]",
+    ).replace(b'"image_size":3', b'"image_size":%d' % (count * MAX_CHUNK_SIZE))
+    with pytest.raises(FormatError, match="image_size"):
+        load_index(index)
+    with pytest.raises(FormatError):
+        load_compact(index)
