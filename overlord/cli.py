@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import uvicorn
@@ -44,9 +45,24 @@ def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=True))
 
 
-def cmd_serve(args: argparse.Namespace) -> None:
+def trusted_proxies(environ: Mapping[str, str]) -> str:
+    """The addresses whose X-Forwarded-For is believed (uvicorn's ``FORWARDED_ALLOW_IPS``).
 
+    Loopback by default. ``*`` is refused: every client could then name its own address,
+    and per-address rate limits (login, registration, failed authentication) would not hold.
+    """
+    value = environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+    if "*" in (part.strip() for part in value.split(",")):
+        raise ConfigError(
+            "FORWARDED_ALLOW_IPS=* would let any client choose its own address",
+            hint="set it to the reverse proxy's address (the stack's nginx: 172.31.250.10)",
+        )
+    return value
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
     settings = _settings()
+    forwarded_allow_ips = trusted_proxies(os.environ)
     if settings.is_sqlite:
         # The embedded default needs zero setup: create or upgrade the schema on start.
         migrate.upgrade(make_engine(settings.database_url))
@@ -56,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        forwarded_allow_ips=forwarded_allow_ips,
         log_level="info" if args.verbose else "warning",
         access_log=bool(args.verbose),
     )

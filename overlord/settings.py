@@ -42,9 +42,11 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="after a lost database, answer reads from cache this long"
     )
     auth_cache_ttl_s: float = Field(
-        default=10.0,
+        default=0.0,
         ge=0,
-        description="longest a cached credential is trusted while revocations cannot be heard",
+        description="longest a cached credential is trusted while revocations cannot be heard "
+        "(SQLite, or the PostgreSQL listener down); 0: read the database on every request, "
+        "so revocation takes effect at once",
     )
     auth_cache_max_s: float = Field(
         default=3600.0,

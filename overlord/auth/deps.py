@@ -1,4 +1,4 @@
-"""Who may call what: device credentials, operator roles, dashboard sessions."""
+"""Who may call what: device credentials and operator roles (bearer tokens only)."""
 
 from __future__ import annotations
 
@@ -47,19 +47,17 @@ def cached_principal(ctx: AppContext, key: str) -> Principal | None:
     return principal
 
 
-def _session_principal(ctx: AppContext, cookie: str) -> Principal | None:
-    with unit_of_work(ctx.sessions) as session:
-        return service.resolve_session(session, cookie=cookie)
-
-
 def bearer_token(request: Request) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 async def authenticate(request: Request) -> Principal:
-    """The caller behind a bearer token or a dashboard session cookie.
+    """The caller behind a bearer token.
 
+    The JSON API takes bearer tokens only, never the dashboard's session cookie: a browser
+    attaches a cookie to any request, so a cookie-authenticated API would need the
+    dashboard's Origin and CSRF checks on every route; the dashboard never calls the API.
     One flat, async dependency, so that the hot path (a cached token) costs no dependency
     tree and never leaves the event loop; database look-ups run in the thread pool.
     """
@@ -71,8 +69,6 @@ async def authenticate(request: Request) -> Principal:
         principal = cached_principal(ctx, key)
         if principal is None:
             principal = await run_in_threadpool(_load_principal, ctx, key, token)
-    elif cookie := request.cookies.get(SESSION_COOKIE):
-        principal = await run_in_threadpool(_session_principal, ctx, cookie)
     if principal is None:
         if not ctx.anonymous_limiter.allow(client_address(request)):
             raise RateLimited("too many unauthenticated requests")

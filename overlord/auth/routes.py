@@ -20,10 +20,11 @@ router = APIRouter(prefix=f"{API_PREFIX}/tokens", tags=["auth"])
 
 
 @router.post("", response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED)
-def create_token(body: ApiKeyCreate, _caller: Admin, session: DbSession) -> ApiKeyCreated:
+def create_token(body: ApiKeyCreate, caller: Admin, session: DbSession) -> ApiKeyCreated:
     if body.role is KeyRole.DEVICE:
         raise InvalidRequest("device credentials come from enrolment, not from this endpoint")
     expires = utcnow() + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
+    service.grant(caller, role=body.role, expires_at=expires)
     key, token = service.create_key(session, role=body.role, name=body.name, expires_at=expires)
     return ApiKeyCreated(**ApiKeyPublic.model_validate(key).model_dump(), token=token)
 

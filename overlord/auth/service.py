@@ -13,7 +13,7 @@ from overlord import invalidation
 from overlord.auth.models import OPERATOR_RANK, ApiKey, DashboardSession, KeyRole
 from overlord.auth.tokens import digest, new_token
 from overlord.db import utcnow
-from overlord.errors import NotFound
+from overlord.errors import Forbidden, NotFound
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,23 @@ def create_key(
     session.add(key)
     session.flush()
     return key, token
+
+
+def grant(issuer: Principal, *, role: KeyRole, expires_at: datetime | None) -> None:
+    """Raise Forbidden unless ``issuer`` may mint a ``role`` token expiring at ``expires_at``.
+
+    A credential never creates one that outranks it or outlives it, so a short-lived or
+    revoked authority cannot be laundered into a lasting one.
+    """
+    if not issuer.at_least(role if role in OPERATOR_RANK else KeyRole.ADMIN):
+        raise Forbidden(f"a {issuer.role.value} credential cannot create a {role.value} token")
+    if issuer.expires_at is None:
+        return
+    if expires_at is None or expires_at > issuer.expires_at:
+        raise Forbidden(
+            "a token cannot outlive the credential that creates it",
+            hint=f"ask for an expiry at or before {issuer.expires_at.isoformat()}",
+        )
 
 
 def resolve_token(session: Session, *, token: str) -> Principal | None:
@@ -90,13 +107,14 @@ def revoke_device_keys(session: Session, *, device_id: str) -> None:
 
 
 def open_session(session: Session, *, principal: Principal, ttl_s: int) -> str:
-    """A dashboard session for an operator key; returns the cookie value."""
+    """A dashboard session for an operator key, ending no later than the key; the cookie."""
     cookie = secrets.token_urlsafe(32)
+    expires_at = utcnow() + timedelta(seconds=ttl_s)
+    if principal.expires_at is not None:
+        expires_at = min(expires_at, principal.expires_at)
     session.add(
         DashboardSession(
-            session_hash=digest(cookie),
-            api_key_id=principal.key_id,
-            expires_at=utcnow() + timedelta(seconds=ttl_s),
+            session_hash=digest(cookie), api_key_id=principal.key_id, expires_at=expires_at
         )
     )
     return cookie
@@ -110,10 +128,15 @@ def resolve_session(session: Session, *, cookie: str) -> Principal | None:
     ).first()
     if row is None:
         return None
-    key, expires_at = row
-    if expires_at <= utcnow() or key.revoked_at is not None:
+    key, session_expires_at = row
+    if key.revoked_at is not None:
         return None
-    return Principal(key_id=key.id, role=key.role)
+    # The session is the key's authority for a while, never beyond the key's own expiry.
+    expires_at = session_expires_at
+    if key.expires_at is not None:
+        expires_at = min(expires_at, key.expires_at)
+    principal = Principal(key_id=key.id, role=key.role, expires_at=expires_at)
+    return None if principal.expired() else principal
 
 
 def close_session(session: Session, *, cookie: str) -> None:

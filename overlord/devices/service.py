@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, delete, func, not_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fleetcore.release import manifest_target, role_target
@@ -37,7 +38,7 @@ from overlord.devices.schemas import (
     LabelCount,
     role_statuses,
 )
-from overlord.errors import AuthError, NotFound
+from overlord.errors import AuthError, Forbidden, NotFound
 from overlord.rollouts.models import DeploymentConfig
 
 ACTIVE_UPDATE_STATES = frozenset(
@@ -132,26 +133,65 @@ def get_device(session: Session, *, device_id: str) -> Device:
     return device
 
 
-def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
-    """Enrol a device with an enrollment token; a known serial re-enrols the same device."""
-    principal = auth_service.resolve_token(session, token=request.enrollment_token)
-    if principal is None or principal.role is not KeyRole.ENROLLMENT:
-        raise AuthError("the enrollment token is unknown, revoked or expired")
-    device = None
-    if request.serial is not None:
-        device = session.scalar(select(Device).where(Device.serial == request.serial))
-    if device is None:
-        device = Device(id=f"dev-{secrets.token_hex(8)}", serial=request.serial)
-        session.add(device)
-    else:
-        auth_service.revoke_device_keys(session, device_id=device.id)
+def _locked_by_serial(session: Session, serial: str | None) -> Device | None:
+    if serial is None:
+        return None
+    return session.scalar(select(Device).where(Device.serial == serial).with_for_update())
+
+
+def _describe(device: Device, request: RegisterRequest) -> None:
     device.hostname = request.hostname
     device.hardware = request.hardware.value
     device.image_version = str(request.image_version)
     device.booted_slot = request.booted_slot
-    device.admin_status = AdminStatus.ACTIVE
     device.last_seen = utcnow()
+
+
+def _add_device(session: Session, request: RegisterRequest) -> Device:
+    device = Device(
+        id=f"dev-{secrets.token_hex(8)}", serial=request.serial, admin_status=AdminStatus.ACTIVE
+    )
+    _describe(device, request)
+    try:
+        with session.begin_nested():
+            session.add(device)
+    except IntegrityError:
+        # A first enrolment of the same serial committed meanwhile: this one re-enrols it.
+        raced = _locked_by_serial(session, request.serial)
+        if raced is None:
+            raise
+        _reenrol(session, raced, request)
+        return raced
+    return device
+
+
+def _reenrol(session: Session, device: Device, request: RegisterRequest) -> None:
+    if device.admin_status is AdminStatus.DECOMMISSIONED:
+        raise Forbidden(
+            f"device {device.id} is decommissioned and cannot re-enrol",
+            hint="an admin sets its status to active first (PATCH /devices/{id}/status)",
+        )
+    auth_service.revoke_device_keys(session, device_id=device.id)
+    _describe(device, request)
     session.flush()
+
+
+def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
+    """Enrol a device with an enrollment token; a known serial re-enrols the same device.
+
+    Re-enrolment keeps what an admin decided: a quarantined device stays quarantined, and a
+    decommissioned one is refused until an admin sets it active again. The device row is
+    locked first, so concurrent re-enrolments of one serial run one after another and leave
+    exactly one live credential (each revokes the ones committed before it).
+    """
+    principal = auth_service.resolve_token(session, token=request.enrollment_token)
+    if principal is None or principal.role is not KeyRole.ENROLLMENT:
+        raise AuthError("the enrollment token is unknown, revoked or expired")
+    device = _locked_by_serial(session, request.serial)
+    if device is None:
+        device = _add_device(session, request)
+    else:
+        _reenrol(session, device, request)
     _key, token = auth_service.create_key(
         session, role=KeyRole.DEVICE, name=request.hostname, device_id=device.id
     )

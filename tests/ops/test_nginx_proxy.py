@@ -20,6 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from overlord import migrate
+from overlord.db import make_engine
+from simulator.server import serve
 from tests.ops.tools import DEPLOY_DIR, find_tool, make_self_signed_cert, run_tool
 
 pytestmark = pytest.mark.integration
@@ -88,14 +91,11 @@ def upstreams() -> Iterator[dict[str, int]]:
         yield ports
 
 
-@pytest.fixture(scope="module")
-def nginx(
-    tmp_path_factory: pytest.TempPathFactory, upstreams: dict[str, int]
-) -> Iterator[tuple[str, str, Path]]:
+@contextlib.contextmanager
+def run_nginx(root: Path, upstreams: dict[str, int]) -> Iterator[tuple[str, str, Path]]:
     """nginx serving the stack's config; yields the HTTPS and HTTP base URLs and the CA file."""
-    root = tmp_path_factory.mktemp("nginx-live")
     for folder in ("tls", "htpasswd", "logs"):
-        (root / folder).mkdir()
+        (root / folder).mkdir(parents=True)
     https, http = free_port(), free_port()
     text = CONF.read_text()
     text = edit(text, "listen 443 ssl http2", f"listen 127.0.0.1:{https} ssl http2")
@@ -130,6 +130,14 @@ def nginx(
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def nginx(
+    tmp_path_factory: pytest.TempPathFactory, upstreams: dict[str, int]
+) -> Iterator[tuple[str, str, Path]]:
+    with run_nginx(tmp_path_factory.mktemp("nginx-live"), upstreams) as urls:
+        yield urls
 
 
 @pytest.fixture
@@ -169,6 +177,51 @@ def test_routes_reach_their_upstream_with_the_path_intact(
 )
 def test_internal_paths_are_not_served(client: httpx.Client, path: str):
     assert client.get(path).status_code == 404
+
+
+def test_a_client_cannot_choose_its_forwarded_address(client: httpx.Client):
+    """nginx overwrites X-Forwarded-For with the address it sees, never appends to it."""
+    forged = {"X-Forwarded-For": "203.0.113.7, 198.51.100.9"}
+    echoed = client.get("/api/v1/devices", headers=forged).json()
+    assert echoed["forwarded_for"] == "127.0.0.1"
+
+
+def test_login_is_rate_limited_whatever_x_forwarded_for_says(
+    tmp_path_factory: pytest.TempPathFactory, upstreams: dict[str, int]
+):
+    """A real Overlord behind the shipped nginx: 200 failed logins, each from a forged address.
+
+    The Overlord trusts forwarded headers from loopback (nginx here) only, and nginx replaces
+    the client's header, so every attempt counts against the one real client address.
+    """
+    root = tmp_path_factory.mktemp("nginx-overlord")
+    database = root / "overlord.db"
+    migrate.upgrade(make_engine(f"sqlite:///{database}"))
+    env = {
+        "OVERLORD_DATABASE_URL": f"sqlite:///{database}",
+        "OVERLORD_REPO_DIR": str(root / "repo"),
+        "OVERLORD_KEYS_DIR": str(root / "keys"),
+        "OVERLORD_RUN_SCHEDULER": "false",
+        "OVERLORD_ANONYMOUS_RATE_PER_S": "0.01",
+        "OVERLORD_ANONYMOUS_RATE_BURST": "5",
+    }
+    with serve(env=env, log=root / "overlord.log") as overlord:
+        port = int(overlord.rsplit(":", 1)[1])
+        with run_nginx(root / "nginx", upstreams | {"overlord": port}) as (base, _, cert):
+            trust = ssl.create_default_context(cafile=str(cert))
+            with httpx.Client(base_url=base, verify=trust, timeout=10) as client:
+                answers = [
+                    client.post(
+                        "/dashboard/login",
+                        data={"token": "mfa_wrong"},
+                        headers={"X-Forwarded-For": f"198.51.100.{n % 250}"},
+                    )
+                    for n in range(200)
+                ]
+    codes = [a.status_code for a in answers]
+    assert codes[:5] == [401] * 5
+    # The Overlord's own limit (its JSON answer), not nginx's coarser per-address zone.
+    assert any(a.status_code == 429 and "too many login attempts" in a.text for a in answers)
 
 
 def test_root_goes_to_the_dashboard(client: httpx.Client):

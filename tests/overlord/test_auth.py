@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
 
 from overlord import invalidation
+from overlord.auth import service as auth_service
 from overlord.auth.models import ApiKey, KeyRole
 from overlord.auth.ratelimit import RateLimiter
+from overlord.auth.service import Principal
 from overlord.cache import TTLCache
-from overlord.db import unit_of_work
+from overlord.db import make_engine, make_sessionmaker, unit_of_work, utcnow
+from overlord.errors import Forbidden
 from tests.overlord.conftest import Overlord, make_overlord
 
 
@@ -91,8 +97,6 @@ def test_dashboard_login_sets_a_session_cookie(overlord: Overlord):
     assert "httponly" in good.headers["set-cookie"].lower()
     page = overlord.client.get("/dashboard")
     assert page.status_code == 200 and "Fleet by image version" in page.text
-    # The session also authorises read-only API calls from the browser.
-    assert overlord.client.get("/api/v1/devices").status_code == 200
     overlord.client.post("/dashboard/logout")
     assert overlord.client.get("/dashboard", follow_redirects=False).status_code == 303
 
@@ -120,3 +124,89 @@ def test_a_value_loaded_before_an_invalidation_is_not_cached():
     assert cache.get("k", max_age_s=None) is None
     cache.put("k", "fresh", generation=cache.generation)
     assert cache.get("k", max_age_s=None) == "fresh"
+
+
+def _key_with_expiry(url: str, role: KeyRole, expires_in_s: float) -> tuple[int, str]:
+    engine = make_engine(url)
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as session:
+            key, token = auth_service.create_key(
+                session, role=role, expires_at=utcnow() + timedelta(seconds=expires_in_s)
+            )
+            return key.id, token
+    finally:
+        engine.dispose()
+
+
+def _set_key(url: str, key_id: int, **values: object) -> None:
+    engine = make_engine(url)
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as session:
+            session.execute(update(ApiKey).where(ApiKey.id == key_id).values(**values))
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("ending", ["expired", "revoked"])
+def test_a_dashboard_session_ends_with_its_token(overlord: Overlord, ending: str):
+    key_id, token = _key_with_expiry(overlord.settings.database_url, KeyRole.ADMIN, 60)
+    login = overlord.client.post("/dashboard/login", data={"token": token}, follow_redirects=False)
+    assert login.status_code == 303
+    assert overlord.client.get("/dashboard", follow_redirects=False).status_code == 200
+    # The token's minute passes (or an admin revokes it) while the session's 12 hours do not.
+    column = "expires_at" if ending == "expired" else "revoked_at"
+    _set_key(overlord.settings.database_url, key_id, **{column: utcnow() - timedelta(seconds=1)})
+    assert overlord.client.get("/dashboard", follow_redirects=False).status_code == 303
+
+
+def test_a_token_cannot_mint_one_that_outlives_it(overlord: Overlord):
+    _key_id, token = _key_with_expiry(overlord.settings.database_url, KeyRole.ADMIN, 600)
+    brief_admin = {"Authorization": f"Bearer {token}"}
+    for body in (
+        {"role": "admin"},  # permanent
+        {"role": "viewer", "expires_in_s": 3600},  # outlives the 10 minutes
+        {"role": "enrollment"},
+    ):
+        resp = overlord.client.post("/api/v1/tokens", json=body, headers=brief_admin)
+        assert resp.status_code == 403, body
+        assert "hint" in resp.json()
+    shorter = overlord.client.post(
+        "/api/v1/tokens", json={"role": "viewer", "expires_in_s": 60}, headers=brief_admin
+    )
+    assert shorter.status_code == 201
+    # A permanent admin may still mint permanent tokens.
+    assert (
+        overlord.client.post(
+            "/api/v1/tokens", json={"role": "admin"}, headers=overlord.as_admin()
+        ).status_code
+        == 201
+    )
+
+
+@pytest.mark.parametrize(
+    ("issuer", "role"),
+    [
+        (KeyRole.OPERATOR, KeyRole.ADMIN),
+        (KeyRole.VIEWER, KeyRole.OPERATOR),
+        (KeyRole.OPERATOR, KeyRole.ENROLLMENT),
+        (KeyRole.ENROLLMENT, KeyRole.VIEWER),
+        (KeyRole.DEVICE, KeyRole.VIEWER),
+    ],
+)
+def test_a_token_cannot_mint_one_that_outranks_it(issuer: KeyRole, role: KeyRole):
+    with pytest.raises(Forbidden):
+        auth_service.grant(Principal(key_id=1, role=issuer), role=role, expires_at=None)
+    auth_service.grant(Principal(key_id=1, role=KeyRole.ADMIN), role=role, expires_at=None)
+
+
+def test_the_json_api_refuses_the_dashboard_cookie(overlord: Overlord):
+    """A browser sends the cookie with any request, so only the dashboard's forms take it."""
+    login = overlord.client.post(
+        "/dashboard/login", data={"token": overlord.admin}, follow_redirects=False
+    )
+    assert login.status_code == 303 and overlord.client.cookies.get("overlord_session")
+    evil = {"Origin": "https://evil.example"}
+    assert overlord.client.get("/api/v1/devices", headers=evil).status_code == 401
+    assert overlord.client.post("/api/v1/rollouts/1/pause", headers=evil).status_code == 401
+    created = overlord.client.post("/api/v1/tokens", json={"role": "admin"}, headers=evil)
+    assert created.status_code == 401

@@ -14,9 +14,14 @@ from tests.overlord.tufrepo import Repo
 
 @pytest.fixture
 def pair(database_url: str, repo: Repo) -> Iterator[tuple[Overlord, Overlord]]:
-    """The same database served with and without the fast path (long-lived caches)."""
-    fast = make_overlord(database_url, repo, cache_ttl_s=3600)
-    routes = make_overlord(database_url, repo, cache_ttl_s=3600, fast_path=False)
+    """The same database served with and without the fast path (long-lived caches).
+
+    Credentials are cached here even where revocations cannot be heard (SQLite), which the
+    defaults do not do, so that the fast path answers on both backends.
+    """
+    caches = {"cache_ttl_s": 3600, "auth_cache_ttl_s": 3600}
+    fast = make_overlord(database_url, repo, **caches)
+    routes = make_overlord(database_url, repo, fast_path=False, **caches)
     with fast.client, routes.client:
         yield fast, routes
 
