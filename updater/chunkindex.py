@@ -109,11 +109,18 @@ def load_compact(data: bytes) -> CompactIndex:
         # Strict: a second "chunks" key (or any duplicate) would make the publisher's full
         # parse and this one read different chunk lists.
         header = strictjson.loads(data[: start + len(_CHUNKS_KEY)] + data[end:], what="index")
-        # fleetcore's model validates every header field; one stand-in chunk of the whole
-        # size satisfies its "sizes add up" rule, which is checked below for the real chunks.
-        if isinstance(header, dict) and header.get("image_size"):
-            stand_in = Chunk(sha256="0" * 64, size=header["image_size"])
-            header["chunks"] = [stand_in.model_dump()]
+        # fleetcore's model validates every header field; stand-in chunks of at most
+        # MAX_CHUNK_SIZE adding up to the real chunks' total satisfy its "sizes add up" rule
+        # (no more of them than real chunks). A total that differs fails below.
+        if isinstance(header, dict) and header.get("image_size") == pos:
+            whole, rest = divmod(pos, MAX_CHUNK_SIZE)
+            stand_ins = [MAX_CHUNK_SIZE] * whole + ([rest] if rest else [])
+            header["chunks"] = [Chunk(sha256="0" * 64, size=s).model_dump() for s in stand_ins]
+        elif isinstance(header, dict) and isinstance(header.get("image_size"), int):
+            raise FormatError(
+                f"invalid chunk index: chunk sizes add up to {pos}, "
+                f"image_size is {header['image_size']}"
+            )
         model = ChunkIndex.model_validate(header)
     except (ValueError, FormatError) as err:  # pydantic's ValidationError is a ValueError
         raise FormatError(f"invalid chunk index: {err}") from err
