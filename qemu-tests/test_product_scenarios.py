@@ -440,6 +440,9 @@ def test_crash_looping_role_puts_the_device_in_safe_mode_until_its_fix(
         device = overlord.the_device()
         if device is None or not device["safe_mode"] or not events(overlord, "safe-mode-entered"):
             return
+        stack = [r for r in device["roles"] if r["name"] == "safe-mode"]
+        if not stack or stack[0]["health"] != "healthy":
+            return
         page = status_page(product)
         if page is None or not page["safe_mode"]:
             return
