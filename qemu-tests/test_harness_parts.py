@@ -216,6 +216,17 @@ def test_loopback_service_forwards_one_port_and_restricts_the_rest():
     assert "virtio-net-pci,netdev=net0" in args
 
 
+def test_loopback_service_forwards_host_ports_to_the_guest_on_loopback_only():
+    args = loopback_service(8123, forwards={18088: 8088, 18089: 22})
+
+    netdev = args[args.index("-netdev") + 1]
+    assert netdev.startswith(
+        "user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:18088-:8088,"
+        "hostfwd=tcp:127.0.0.1:18089-:22,guestfwd=tcp:10.0.2.100:80-cmd:"
+    )
+    assert netdev.endswith("relay.py 127.0.0.1 8123")
+
+
 @pytest.mark.qemu
 def test_qemu_refusing_its_arguments_is_a_harness_error_not_a_guest_crash(tmp_path):
     files = BootFiles(tmp_path / "missing-kernel", tmp_path / "missing-initrd", "console=ttyAMA0")

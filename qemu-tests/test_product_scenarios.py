@@ -21,13 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from harness.board import BootRecord, Deadlines, SimulatedPi
 from harness.disk import ext4_volume, fat_volume
 from harness.qemu import End, MachineSpec, PowerCut, loopback_service
 from product import card, images, roles
-from product.overlord import Overlord
+from product.overlord import Overlord, free_port
 from product.signing import Repository
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(5400)]
@@ -51,6 +52,10 @@ TRIAL_REQUEST = "rebooting into slot {slot} for a trial of {version}"
 OFFLINE = "next try in about"
 # The role the story assigns: version 1.0.0 healthy, 2.0.0 with a healthcheck that never passes.
 ROLE_VERSIONS = {"1.0.0": True, "2.0.0": False}
+# The safe-mode scenario's role: 1.0.0 exits at every start (a crash loop), 1.0.1 is its fix.
+CRASH_VERSIONS = {"1.0.0": True, "1.0.1": False}
+# The safe-mode stack's status page in the guest (safe-mode/compose.yaml publishes it).
+STATUS_PAGE_PORT = 8088
 
 
 class Product:
@@ -62,6 +67,8 @@ class Product:
         self.overlord = Overlord(self.session, self.repo.repo, self.repo.keys)
         self.releases: dict[str, images.Release] = {}
         self.role_image: roles.RoleImage | None = None
+        # the host end of QEMU's forward to the guest's status page
+        self.status_port = free_port()
         self.overlord_back: datetime | None = None
         """When the Overlord came back after the outage of the v4 scenario."""
 
@@ -79,6 +86,9 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     for version, healthy in ROLE_VERSIONS.items():
         bundle = roles.pack(made.role_image, workdir, version, healthy=healthy)
         made.repo.add_role(bundle.archive, roles.NAME, version)
+    for version, crashes in CRASH_VERSIONS.items():
+        bundle = roles.pack_crash(made.role_image, workdir, version, crashes=crashes)
+        made.repo.add_role(bundle.archive, roles.CRASH_NAME, version)
     made.overlord.start()
     try:
         yield made
@@ -95,7 +105,11 @@ def board(product: Product) -> SimulatedPi:
         product.session / "board",
         healthy_marker=HEALTHY_MARKER,
         deadlines=DEADLINES,
-        spec=MachineSpec(extra_args=loopback_service(product.overlord.port)),
+        spec=MachineSpec(
+            extra_args=loopback_service(
+                product.overlord.port, forwards={product.status_port: STATUS_PAGE_PORT}
+            )
+        ),
     )
 
 
@@ -389,6 +403,110 @@ def test_role_v2_failing_its_health_check_rolls_back_to_v1(
     assert rollbacks, "the Overlord has no rollback from 2.0.0"
     assert all(e["version"] == "1.0.0" for e in rollbacks)
     assert not events(overlord, "role-applied", "2.0.0")
+
+
+def status_page(product: Product) -> dict[str, Any] | None:
+    """The guest's safe-mode status page, from the host through QEMU's port forward."""
+    try:
+        response = httpx.get(f"http://127.0.0.1:{product.status_port}/status.json", timeout=5)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    page: dict[str, Any] = response.json()
+    return page
+
+
+def role_versions(overlord: Overlord) -> dict[str, tuple[str | None, str]]:
+    return {r["name"]: (r["version"], r["health"]) for r in role_status(overlord)}
+
+
+def test_crash_looping_role_puts_the_device_in_safe_mode_until_its_fix(
+    product: Product, board: SimulatedPi
+) -> None:
+    """e2e-crash 1.0.0 exits at every start: after ``safe_mode_after`` (3) failed starts in a
+    row the role manager stops it and starts the safe-mode stack the OS image ships, with its
+    image inside (the guest reaches nothing but the Overlord: no registry). In one boot: the
+    Overlord shows the device in safe mode with a ``safe-mode-entered`` event naming the role,
+    and the status page answers from the host through QEMU's forward; then 1.0.1, healthy, is
+    rolled out, applies, and safe mode is left, so the story goes on without it."""
+    overlord = product.overlord
+    overlord.abort_unfinished_rollouts()
+    overlord.rollout("crash-1", "1.0.0", role=roles.CRASH_NAME)
+    seen: dict[str, Any] = {}
+
+    def in_safe_mode() -> None:
+        """Once the Overlord and the page both show safe mode: record them, roll out the fix."""
+        device = overlord.the_device()
+        if device is None or not device["safe_mode"] or not events(overlord, "safe-mode-entered"):
+            return
+        stack = [r for r in device["roles"] if r["name"] == "safe-mode"]
+        if not stack or stack[0]["health"] != "healthy":
+            return
+        page = status_page(product)
+        if page is None or not page["safe_mode"]:
+            return
+        seen.update(page=page, device=device, entered=time.monotonic())
+        overlord.abort_unfinished_rollouts()
+        overlord.rollout("crash-2", "1.0.1", role=roles.CRASH_NAME)
+
+    def entered_then_left() -> bool:
+        if "page" not in seen:
+            seen.setdefault("start", time.monotonic())
+            in_safe_mode()
+            return False
+        device = overlord.the_device()
+        return (
+            device is not None
+            and not device["safe_mode"]
+            and bool(events(overlord, "safe-mode-left"))
+            and role_versions(overlord).get(roles.CRASH_NAME) == ("1.0.1", "healthy")
+        )
+
+    record = timed(
+        board.boot(
+            power_cut=PowerCut(
+                when=entered_then_left,
+                label="the Overlord shows safe mode, the status page answers, then 1.0.1 ends it",
+            )
+        )
+    )
+
+    assert "page" in seen, "the device never showed safe mode with its status page answering"
+    print(
+        f"safe mode seen {seen['entered'] - seen['start']:.0f} s into the boot's polling; "
+        f"boot {record.seconds:.0f} s"
+    )
+    assert not record.tryboot
+    assert_runs_committed(overlord)
+    # What the Overlord showed while the device was in safe mode.
+    during = {r["name"]: r for r in seen["device"]["roles"]}
+    assert during["safe-mode"]["health"] == "healthy", during
+    assert during[roles.CRASH_NAME]["safe_mode"], during
+    (entered,) = events(overlord, "safe-mode-entered")
+    assert entered["data"]["role"] == roles.CRASH_NAME
+    assert entered["version"] == "1.0.0"
+    assert "failed 3 times in a row" in entered["message"]
+    assert len(events(overlord, "role-failed", "1.0.0")) >= 3
+    # The page the guest's httpd served: the agent's status, the failing role and its error.
+    page = seen["page"]
+    assert f"role {roles.CRASH_NAME} 1.0.0 failed" in page["reason"]
+    assert roles.CRASH_NAME in {e["role"] for e in page["last_errors"]}
+    assert page["device_id"], page
+    print(f"status page: {json.dumps(page, sort_keys=True)}")
+    # The stack ran from the bundle in the OS image, its image loaded from the archive it
+    # carries into the guest's data-root on /data.
+    data = ext4_volume(board.disk, label="data")
+    staged = data.read("/roles/safe-mode/1.0.0/role.yaml")
+    assert staged is not None, "the safe-mode stack was never staged"
+    (image,) = yaml.safe_load(staged)["images"]
+    hexid = image.removeprefix("sha256:")
+    assert data.read(f"/roles/safe-mode/1.0.0/images/{hexid}.tar") is not None
+    loaded = f"/var/lib/docker/image/overlay2/imagedb/content/sha256/{hexid}"
+    assert data.read(loaded) is not None, f"{image} is not in the guest's data-root"
+    # Left: the fix applied, and the story's other role ran on through it all.
+    assert events(overlord, "role-applied", "1.0.1")
+    assert role_versions(overlord)[roles.NAME] == ("1.0.0", "healthy")
 
 
 def test_v3_failing_its_health_check_falls_back_to_v2(product: Product, board: SimulatedPi) -> None:

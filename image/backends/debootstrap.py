@@ -4,7 +4,8 @@ Two layers. The base (debootstrap plus every Debian package, kernel and firmware
 of stage-fleet's package sub-stage: Docker Compose v2) is cached under a key made of its
 inputs, because it is the slow part. Each build copies the base and runs the other sub-stages
 of pi-gen-config/stage-fleet on it, the same scripts pi-gen runs, then installs the updater
-from a wheelhouse of aarch64 wheels downloaded on the host.
+from a wheelhouse of aarch64 wheels downloaded on the host, and the safe-mode stack with its
+image (``image.safemode``), built on the host too: neither touches the cached base.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from fleetcore.errors import CommandError
 from fleetcore.run import run
+from image import safemode
 from image.backends import chroot, mounts, stages, wheelhouse, workdir
 from image.backends.base import ROOTFS, STAGE_DIR, UPDATER_UNIT, Backend
 from image.errors import BuildError
@@ -158,11 +160,15 @@ class DebootstrapBackend(Backend):
         (rootfs / "etc/systemd/network/50-wired.network").write_text(NETWORK)
         firmware = rootfs / "boot/firmware"
         firmware.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="fleet-wheels-") as wheels:
+        with (
+            tempfile.TemporaryDirectory(prefix="fleet-wheels-") as wheels,
+            tempfile.TemporaryDirectory(prefix="fleet-safe-mode-") as safe_mode,
+        ):
             with step("download aarch64 wheels of the updater"):
                 wheelhouse.build(Path(wheels))
             env = {
                 "FLEET_WHEELHOUSE": wheels,
+                "FLEET_SAFE_MODE": str(safemode.prepare(Path(safe_mode))),
                 "FLEET_ROOT_JSON": str(cfg.root_json),
                 "FLEET_UPDATER_UNIT": str(UPDATER_UNIT),
                 "TARGET_HOSTNAME": cfg.hostname,

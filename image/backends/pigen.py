@@ -13,6 +13,7 @@ from pathlib import Path
 
 from fleetcore.errors import CommandError
 from fleetcore.run import run
+from image import safemode
 from image.backends import mounts, wheelhouse, workdir
 from image.backends.base import ROOTFS, SOURCE_ROOT, UPDATER_UNIT, Backend
 from image.errors import BuildError, InputError
@@ -42,12 +43,16 @@ class PiGenBackend(Backend):
         deploy = out / DEPLOY
         mounts.remove_tree(deploy)
         (checkout / SKIP_IMAGES).touch()
-        with tempfile.TemporaryDirectory(prefix="fleet-wheels-", dir=out) as wheels:
+        with (
+            tempfile.TemporaryDirectory(prefix="fleet-wheels-", dir=out) as wheels,
+            tempfile.TemporaryDirectory(prefix="fleet-safe-mode-", dir=out) as safe_mode,
+        ):
             with step("download aarch64 wheels of the updater"):
                 wheelhouse.build(Path(wheels))
             env = {
                 "FLEET_DIR": str(SOURCE_ROOT / "pi-gen-config"),
                 "FLEET_WHEELHOUSE": wheels,
+                "FLEET_SAFE_MODE": str(safemode.prepare(Path(safe_mode))),
                 "FLEET_ROOT_JSON": str(self.config.root_json),
                 "FLEET_UPDATER_UNIT": str(UPDATER_UNIT),
                 "TARGET_HOSTNAME": self.config.hostname,

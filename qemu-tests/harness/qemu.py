@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -101,17 +101,24 @@ GUEST_SERVICE_ADDRESS = "10.0.2.100"
 """Where the guest reaches the forwarded host service (QEMU's user network is 10.0.2.0/24)."""
 
 
-def loopback_service(host_port: int, *, guest_port: int = 80) -> tuple[str, ...]:
+def loopback_service(
+    host_port: int, *, guest_port: int = 80, forwards: Mapping[int, int] | None = None
+) -> tuple[str, ...]:
     """QEMU arguments for a guest NIC that reaches only ``127.0.0.1:host_port`` on the host.
 
     The guest sees the service at ``GUEST_SERVICE_ADDRESS:guest_port``; ``restrict=on`` keeps
-    every other packet inside QEMU, so nothing leaves the host.
+    every other packet inside QEMU, so nothing leaves the host. ``forwards`` maps host ports
+    (bound on 127.0.0.1 only) to guest TCP ports, so a test can reach a service the guest
+    runs; ``restrict`` does not affect these host-initiated connections.
     """
     relay = Path(__file__).with_name("relay.py")
     forward = f"tcp:{GUEST_SERVICE_ADDRESS}:{guest_port}-cmd:{sys.executable} {relay}"
+    inbound = "".join(
+        f",hostfwd=tcp:127.0.0.1:{host}-:{guest}" for host, guest in (forwards or {}).items()
+    )
     return (
         "-netdev",
-        f"user,id=net0,restrict=on,guestfwd={forward} 127.0.0.1 {host_port}",
+        f"user,id=net0,restrict=on{inbound},guestfwd={forward} 127.0.0.1 {host_port}",
         "-device",
         "virtio-net-pci,netdev=net0",
     )

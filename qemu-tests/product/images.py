@@ -57,6 +57,11 @@ echo "e2e: this release fails its health check on purpose" >&2
 exit 1
 """
 
+# The card's data partition. A real card is larger than the image and the first boot grows
+# /data to fill it; the virtual card is the image, so it gets room here. With the default
+# 256 MiB, the role manager's 128 MiB staging reserve refused e2e-crash 1.0.1 after the
+# story's OS and role updates (128 MiB free).
+DATA_SIZE = "data=768M"
 WORKDIR_ENV = "FLEET_E2E_WORKDIR"
 Change = Callable[[Path], None]
 DONE = "done"
@@ -154,7 +159,7 @@ def assemble(base: Path, workdir: Path, version: str, change: Change = no_change
     started = time.monotonic()
     run(
         [tool("fleet-image"), "assemble", "--rootfs", rootfs, "--out", out,
-         "--version", version],
+         "--version", version, "--sizes", DATA_SIZE],
         timeout=1800,
     )  # fmt: skip
     print(f"fleet-image assemble {version}: {time.monotonic() - started:.0f} s")

@@ -10,14 +10,36 @@ import pytest
 
 from fleetcore.release import Hardware
 from fleetcore.version import Version
-from image import assemble
+from image import assemble, safemode
 from image.filesystems import SystemSpec
 from image.layout import Sizes
+from updater.cli import SAFE_MODE_BUNDLE
+from updater.roles.bundle import load_bundle
+from updater.roles.images import archive_path, carried_ids
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EPOCH = 1700000000
 VERSION = "1.2.0"
 SMALL = Sizes(config=4, boot=16, system=24, data=16)
+
+
+def assert_safe_mode_shipped(rootfs: Path) -> None:
+    """The safe-mode stack is where the role manager starts it from, valid, root-owned, and
+    carries the one image it names, so safe mode needs no registry (ADR 0059)."""
+    installed = rootfs / SAFE_MODE_BUNDLE.relative_to("/")
+    assert installed == rootfs / safemode.INSTALL_PATH
+    bundle = load_bundle(installed)
+    (image,) = bundle.spec.images
+    assert image.startswith("sha256:"), image
+    assert {service["image"] for service in bundle.compose["services"].values()} == {image}
+    assert carried_ids(installed) == {image}
+    archive = archive_path(installed, image)
+    assert archive is not None and archive.stat().st_size > 100_000
+    assert not (installed / "image.yaml").exists()
+    for path in [installed, *installed.rglob("*")]:
+        info = path.lstat()
+        assert (info.st_uid, info.st_gid) == (0, 0), path
+        assert info.st_mode & 0o022 == 0, path
 
 
 def make_rootfs(root: Path, *, seed: int = 1, extra_bytes: int = 0) -> Path:

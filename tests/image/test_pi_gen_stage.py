@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from image import config
+from image import config, safemode
 from image.backends import mounts, wheelhouse
 from image.backends.base import STAGE_DIR, UPDATER_UNIT
 from image.backends.debootstrap import DebootstrapBackend
 from image.backends.pigen import BRANCH, EXPORT_NAME, PiGenBackend
-from tests.image.conftest import FIXTURES
+from tests.image.conftest import FIXTURES, assert_safe_mode_shipped
 
 pytestmark = [pytest.mark.integration, pytest.mark.pigen]
 
@@ -92,6 +92,7 @@ def exported(pi_gen: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "RELEASE": "bookworm",
         "TARGET_HOSTNAME": cfg.hostname,
         "FLEET_WHEELHOUSE": str(wheels),
+        "FLEET_SAFE_MODE": str(safemode.prepare(work / "safe-mode")),
         "FLEET_ROOT_JSON": str(cfg.root_json),
         "FLEET_UPDATER_UNIT": str(UPDATER_UNIT),
     }
@@ -111,6 +112,7 @@ def exported(pi_gen: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         # The Compose v2 script ran under pi-gen's on_chroot; the debootstrap base it starts
         # from has the plugin already, so it checked it and fetched nothing (offline).
         assert f"End {STAGE_DIR}/00-packages/01-run-chroot.sh" in log, log
+        assert f"End {STAGE_DIR}/03-updater/02-run.sh" in log, log
         assert ": present" in run.stdout.decode()
         return PiGenBackend(cfg)._unpack(deploy / EXPORT_NAME, work / "out")
     finally:
@@ -145,3 +147,5 @@ def test_fleet_rootfs_from_pi_gen(exported: Path):
         timeout=300,  # a hang of the Go binary under qemu-user fails instead of blocking
     ).stdout.decode()
     assert version.strip().removeprefix("v").startswith("2."), version
+    # The safe-mode stack with its image, the same as the debootstrap build ships (ADR 0059).
+    assert_safe_mode_shipped(exported)

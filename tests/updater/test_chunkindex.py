@@ -7,7 +7,15 @@ import json
 import pytest
 
 from fleetcore.errors import FormatError
-from fleetcore.release import ImageName, dump_index, load_index
+from fleetcore.release import (
+    MAX_CHUNK_SIZE,
+    Chunk,
+    Chunker,
+    ChunkIndex,
+    ImageName,
+    dump_index,
+    load_index,
+)
 from tests.updater.releases import cut, image_bytes
 from updater.chunkindex import CompactIndex, SeedMap, load_compact
 
@@ -68,3 +76,24 @@ def test_seed_map_finds_chunks_across_images(canonical):
     seed = SeedMap([index])
     assert seed.find(index.digest(3)) == (ImageName.SYSTEM, index.offsets[3], index.sizes[3])
     assert seed.find(b"\0" * 32) is None
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_an_image_larger_than_the_chunk_cap_parses(extra: int):
+    """A real release: a 256 MiB boot image in 256 KiB chunks. The header check must not
+    need one chunk of the whole image's size (that is above MAX_CHUNK_SIZE)."""
+    chunk = 256 * 1024
+    sizes = [chunk] * (MAX_CHUNK_SIZE // chunk * 16) + ([extra] if extra else [])
+    index = ChunkIndex(
+        image=ImageName.BOOT,
+        image_size=sum(sizes),
+        image_sha256="1" * 64,
+        chunker=Chunker(min_size=16 * 1024, avg_size=64 * 1024, max_size=chunk),
+        chunks=tuple(Chunk(sha256=f"{i:064x}", size=s) for i, s in enumerate(sizes)),
+    )
+    data = dump_index(index)
+    assert index.image_size > MAX_CHUNK_SIZE
+    assert same(load_compact(data), CompactIndex.from_index(load_index(data)))
+    short = data.replace(f'"image_size":{index.image_size}'.encode(), b'"image_size":5')
+    with pytest.raises(FormatError, match="add up to"):
+        load_compact(short)

@@ -17,7 +17,7 @@ import pytest
 from image.backends.base import UPDATER_UNIT
 from image.cli import main
 from image.config import DEFAULT_CACHE
-from tests.image.conftest import FIXTURES
+from tests.image.conftest import FIXTURES, assert_safe_mode_shipped
 
 pytestmark = pytest.mark.integration
 
@@ -219,3 +219,7 @@ def test_compose_v2_plugin(built_rootfs: Path):
 def test_role_manager_picks_compose_v2(built_rootfs: Path):
     out = _in_chroot(built_rootfs, "/opt/metrica-fleet/bin/python", "-c", DETECT)
     assert out.split() == ["docker", "compose"]
+
+
+def test_safe_mode_stack_ships_with_its_image(built_rootfs: Path):
+    assert_safe_mode_shipped(built_rootfs)

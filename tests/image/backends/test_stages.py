@@ -1,11 +1,16 @@
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from image import safemode
 from image.backends import stages
 from image.backends.base import STAGE_DIR
 from image.errors import BuildError
+from updater.cli import SAFE_MODE_BUNDLE
 from updater.paths import Roots
 
 SHEBANG = "#!/bin/bash -e\n"
@@ -140,3 +145,49 @@ def test_data_links_match_the_updater_and_the_initramfs_creates_them():
     fleet_data = (STAGE_DIR / "01-readonly/files/fleet-data").read_text()
     for target in links.values():
         assert f'"$d/{target.relative_to("/data")}"' in fleet_data, target
+
+
+SAFE_MODE_SCRIPT = STAGE_DIR / "03-updater" / "02-run.sh"
+
+
+def _install_safe_mode(rootfs: Path, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["./" + SAFE_MODE_SCRIPT.name],
+        cwd=SAFE_MODE_SCRIPT.parent,
+        env={"PATH": os.environ["PATH"], "ROOTFS_DIR": str(rootfs), **env},
+        capture_output=True,
+    )
+
+
+def test_safe_mode_stack_goes_where_the_updater_starts_it(tmp_path: Path):
+    """The stage installs what ``FLEET_SAFE_MODE`` names at ``SAFE_MODE_BUNDLE``, replacing
+    whatever was there, root-owned and not writable by others."""
+    prepared = tmp_path / "prepared"
+    shutil.copytree(safemode.SOURCE, prepared)
+    (prepared / "images").mkdir()
+    (prepared / "images" / f"{'0' * 64}.tar").write_bytes(b"archive")
+    (prepared / "role.yaml").chmod(0o666)
+    rootfs = tmp_path / "rootfs"
+    stale = rootfs / safemode.INSTALL_PATH / "stale"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("from an earlier build")
+
+    done = _install_safe_mode(rootfs, {"FLEET_SAFE_MODE": str(prepared)})
+
+    assert done.returncode == 0, done.stderr
+    installed = rootfs / SAFE_MODE_BUNDLE.relative_to("/")
+    assert installed == rootfs / safemode.INSTALL_PATH
+    assert sorted(p.relative_to(installed) for p in installed.rglob("*")) == sorted(
+        p.relative_to(prepared) for p in prepared.rglob("*")
+    )
+    assert (installed / "images" / f"{'0' * 64}.tar").read_bytes() == b"archive"
+    for path in installed.rglob("*"):
+        assert path.stat().st_mode & 0o777 == (0o755 if path.is_dir() else 0o644), path
+
+
+@pytest.mark.parametrize("given", [None, "missing"])
+def test_safe_mode_stage_refuses_a_missing_bundle(tmp_path: Path, given: str | None):
+    env = {} if given is None else {"FLEET_SAFE_MODE": str(tmp_path / given)}
+    done = _install_safe_mode(tmp_path / "rootfs", env)
+    assert done.returncode != 0
+    assert not (tmp_path / "rootfs" / safemode.INSTALL_PATH).exists()
