@@ -14,7 +14,12 @@ from overlord.tuf.models import timestamp_path
 from overlord.tuf.schemas import PublishResult
 from signing.errors import SigningError
 from signing.keys import KeyStore
-from signing.repository import accept_signed_targets, refresh_timestamp, store_chunk
+from signing.repository import (
+    Repository,
+    accept_signed_metadata,
+    refresh_timestamp,
+    store_chunk,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +35,15 @@ def publish(
     *,
     repo_dir: Path,
     keys_dir: Path,
-    signed_targets: bytes,
+    signed_root: bytes | None,
+    signed_targets: bytes | None,
     uploads: Mapping[str, Path],
     chunks: Mapping[str, Path],
 ) -> PublishResult:
-    """Verify and publish: chunks by hash, indexes complete, targets signature and hashes.
+    """Verify and publish: a new root, chunks by hash, indexes complete, targets and hashes.
+
+    A new root (a key rotation) must be the next version, signed by the thresholds of the
+    current root and of itself, and name the online keys this Overlord holds.
 
     Chunks are content-addressed, so storing verified ones before the metadata check cannot
     expose anything: no signed index points at them until the targets metadata is accepted.
@@ -49,11 +58,19 @@ def publish(
         for name, path in uploads.items():
             if name.endswith(".index.json"):
                 _check_index_chunks(repo_dir, name, path)
-        md = accept_signed_targets(repo_dir, keys, signed_targets, uploads)
+        root, targets = accept_signed_metadata(
+            repo_dir, keys, signed_root=signed_root, signed_targets=signed_targets, uploads=uploads
+        )
     except (SigningError, FormatError) as err:
-        raise PublishRejected(f"publish rejected: {err}") from err
+        raise PublishRejected(f"publish rejected: {err}", hint=err.hint) from err
+    if root is not None:
+        log.warning("published root version %d (a key rotation)", root.signed.version)
+    served = targets or Repository(repo_dir).load("targets")
     return PublishResult(
-        targets_version=md.signed.version, targets=sorted(md.signed.targets), new_chunks=new_chunks
+        root_version=Repository(repo_dir).root().signed.version,
+        targets_version=served.signed.version,
+        targets=sorted(served.signed.targets),
+        new_chunks=new_chunks,
     )
 
 
