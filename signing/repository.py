@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import zstandard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securesystemslib.signer import Signer
 from tuf.api.exceptions import LengthOrHashMismatchError, UnsignedMetadataError
@@ -42,6 +41,7 @@ from fleetcore import strictjson
 from fleetcore.atomic import atomic_open, atomic_write
 from fleetcore.errors import FormatError
 from fleetcore.release import (
+    Chunk,
     ImageName,
     Manifest,
     chunk_path,
@@ -50,6 +50,7 @@ from fleetcore.release import (
     load_manifest,
     manifest_target,
 )
+from fleetcore.zstdcap import ZstdBombError, decompress_capped, decompress_exact
 from signing.errors import RepositoryError
 from signing.keys import ONLINE_ROLES, KeyStore
 from signing.targets import TargetCustom, TargetKind, TargetSpec, check_target_name
@@ -57,6 +58,9 @@ from signing.targets import TargetCustom, TargetKind, TargetSpec, check_target_n
 ROLES = ("root", "targets", "snapshot", "timestamp")
 _SERIALIZER = JSONSerializer(compact=False)
 _COPY_SIZE = 1 << 20
+# Far above the image builder's 256 KiB chunker maximum; the decoding cap when no index
+# names a chunk's size, and the largest size an index may name.
+MAX_CHUNK_SIZE = 16 << 20
 # Root or targets metadata larger than this is not one a CI job signed for this fleet.
 MAX_UPLOADED_METADATA = 32 << 20
 
@@ -272,7 +276,7 @@ def publish_release(
                 f"manifest names index {entry.index!r}, expected "
                 f"{index_target(manifest.version, image)!r}"
             )
-        _copy_chunks(release_dir, repo, (c.sha256 for c in index.chunks))
+        _copy_chunks(release_dir, repo, index.chunks)
         specs.append(TargetSpec(index_path, entry.index))
     system = manifest.images[ImageName.SYSTEM]
     custom = TargetCustom(
@@ -289,8 +293,8 @@ def publish_release(
     return manifest
 
 
-def _copy_chunks(release_dir: Path, repo: Path, digests: Iterable[str]) -> None:
-    for digest in dict.fromkeys(digests):
+def _copy_chunks(release_dir: Path, repo: Path, chunks: Iterable[Chunk]) -> None:
+    for digest, size in dict((c.sha256, c.size) for c in chunks).items():
         if (repo / chunk_path(digest)).exists():
             continue
         src = release_dir / chunk_path(digest)
@@ -298,23 +302,33 @@ def _copy_chunks(release_dir: Path, repo: Path, digests: Iterable[str]) -> None:
             data = src.read_bytes()
         except OSError as err:
             raise RepositoryError(f"chunk {digest} is missing from {release_dir}") from err
-        store_chunk(repo, digest, data)
+        store_chunk(repo, digest, data, size=size)
 
 
-def store_chunk(repo: Path, digest: str, data: bytes) -> bool:
+def store_chunk(repo: Path, digest: str, data: bytes, *, size: int | None = None) -> bool:
     """Verify one compressed chunk against its digest and add it to the chunk store.
 
-    Returns False when the store already had it. The Overlord's publish API uses this too.
+    ``size`` is the chunk's length from its index when the caller knows it: the frame must
+    decode to exactly that. Otherwise the output is capped at :data:`MAX_CHUNK_SIZE`. Either
+    way a small upload that declares or expands to gigabytes is refused after at most the cap
+    (python-zstandard alone trusts the frame's declared size). Returns False when the store
+    already had it. The Overlord's publish API uses this too.
     """
     dest = repo / chunk_path(digest)
     if dest.exists():
         return False
+    what = f"chunk {digest}"
+    if size is not None and not 0 < size <= MAX_CHUNK_SIZE:
+        raise RepositoryError(f"{what} is {size} bytes; chunks are at most {MAX_CHUNK_SIZE}")
     try:
-        plain = zstandard.ZstdDecompressor().stream_reader(data).read()
-    except zstandard.ZstdError as err:
-        raise RepositoryError(f"chunk {digest} is not valid zstd") from err
+        if size is None:
+            plain = decompress_capped(data, limit=MAX_CHUNK_SIZE, what=what)
+        else:
+            plain = decompress_exact(data, size, what=what)
+    except ZstdBombError as err:
+        raise RepositoryError(str(err)) from err
     if hashlib.sha256(plain).hexdigest() != digest:
-        raise RepositoryError(f"chunk {digest} does not match its hash")
+        raise RepositoryError(f"{what} does not match its hash")
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(dest, data)
     return True

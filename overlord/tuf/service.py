@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fleetcore.errors import FormatError
-from fleetcore.release import chunk_path, load_index
+from fleetcore.release import ChunkIndex, chunk_path, load_index
 from overlord.errors import PublishRejected, RepositoryMissing
 from overlord.tuf.models import timestamp_path
 from overlord.tuf.schemas import PublishResult
@@ -53,11 +53,16 @@ def publish(
     keys = _online_keys(keys_dir)
     new_chunks = 0
     try:
+        indexes = {
+            name: load_index(path.read_bytes())
+            for name, path in uploads.items()
+            if name.endswith(".index.json")
+        }
+        sizes = {c.sha256: c.size for index in indexes.values() for c in index.chunks}
         for digest, path in chunks.items():
-            new_chunks += store_chunk(repo_dir, digest, path.read_bytes())
-        for name, path in uploads.items():
-            if name.endswith(".index.json"):
-                _check_index_chunks(repo_dir, name, path)
+            new_chunks += store_chunk(repo_dir, digest, path.read_bytes(), size=sizes.get(digest))
+        for name, index in indexes.items():
+            _check_index_chunks(repo_dir, name, index)
         root, targets = accept_signed_metadata(
             repo_dir, keys, signed_root=signed_root, signed_targets=signed_targets, uploads=uploads
         )
@@ -74,8 +79,7 @@ def publish(
     )
 
 
-def _check_index_chunks(repo_dir: Path, name: str, path: Path) -> None:
-    index = load_index(path.read_bytes())
+def _check_index_chunks(repo_dir: Path, name: str, index: ChunkIndex) -> None:
     missing = [c.sha256 for c in index.chunks if not (repo_dir / chunk_path(c.sha256)).exists()]
     if missing:
         raise PublishRejected(

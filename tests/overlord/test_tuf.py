@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -318,3 +321,20 @@ def test_publish_refuses_a_root_with_a_duplicated_key(overlord: Overlord, tmp_pa
     doubled = _metadata(offline, "2.root.json").replace(b"{\n", b'{\n "signed": {},\n', 1)
     resp = _publish_signed(overlord, root=doubled)
     assert resp.status_code == 422 and "duplicate" in resp.json()["detail"]
+
+
+def test_a_zstd_bomb_upload_is_refused_within_bounded_memory(tmp_path):
+    """32 KiB that expands to 1 GiB: once peaked at 2.2 GB; now refused after a capped decode."""
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "tests.overlord.publish_memory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    report = json.loads(result.stdout)
+    assert report["bomb_bytes"] < 64 * 1024
+    unnamed, named = report["answers"]
+    assert unnamed["status"] == 422 and "decodes to more than" in unnamed["detail"]
+    assert named["status"] == 422 and "declares 1073741824 bytes" in named["detail"]
+    assert report["after"] - report["before"] < 64 * 1024, report
