@@ -209,12 +209,6 @@ def cmd_device_status(args: argparse.Namespace) -> None:
         )
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    from simulator.demo import main as demo_main  # lazy: the simulator sits above the Overlord
-
-    demo_main(args.args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0)
@@ -226,12 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.set_defaults(func=cmd_serve)
 
-    # The demo parses its own options ("overlord demo --help"); "+" keeps argparse off them.
-    demo = sub.add_parser(
-        "demo", help="a simulated fleet and a live rollout", add_help=False, prefix_chars="+"
-    )
-    demo.add_argument("args", nargs="*")
-    demo.set_defaults(func=cmd_demo)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db", required=True)
     db.add_parser("upgrade", help="apply migrations").set_defaults(func=cmd_db_upgrade)

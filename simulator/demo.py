@@ -1,4 +1,4 @@
-"""``overlord demo``: a whole fleet on this machine, updated by a staged rollout, live.
+"""``fleet-demo``: a whole fleet on this machine, updated by a staged rollout, live.
 
 Steps: an Overlord on SQLite with its dashboard (a uvicorn child process); fresh signing keys
 and a TUF repository; two small releases made by ``fleet-image assemble`` from a synthetic
@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetcore.cli import run_main, setup_logging
 from fleetcore.version import Version
 from fleetcore.wire import UpdateState
 from overlord.auth.models import KeyRole
@@ -34,7 +35,7 @@ from simulator.scenario import Expectation, Scenario
 from simulator.server import free_port, serve
 from simulator.site import Site, prepare_site
 
-PROG = "overlord demo"
+PROG = "fleet-demo"
 OLD, NEW = Version("1.0.0"), Version("2.0.0")
 FINAL = frozenset({RolloutState.COMPLETED, RolloutState.HALTED, RolloutState.ABORTED})
 # Per-device progress lines are printed for fleets up to this size; larger ones get totals.
@@ -372,6 +373,7 @@ def _settled_versions(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     defaults = DemoOptions()
+    parser.add_argument("-v", "--verbose", action="count", default=0)
     parser.add_argument("--devices", type=int, default=defaults.devices)
     parser.add_argument(
         "--failing", type=int, help="devices whose health check fails (default: 1 in 10)"
@@ -389,8 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> None:
-    """Entry point behind ``overlord demo``; raises DemoFailed for an unexpected end."""
+    """The demo with parsed options; raises DemoFailed for an unexpected end."""
     args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
     options = DemoOptions(
         devices=args.devices,
         failing=args.failing,
@@ -407,3 +410,9 @@ def main(argv: Sequence[str]) -> None:
         raise DemoFailed(result.summary())
     if options.headless:
         print(result.summary(), file=sys.stdout, flush=True)
+
+
+def cli(argv: Sequence[str] | None = None) -> int:
+    """The ``fleet-demo`` console script (the ``demo`` extra: the Overlord and the image
+    builder); the ``overlord`` command itself never imports the simulator."""
+    return run_main(PROG, lambda: main(sys.argv[1:] if argv is None else argv))

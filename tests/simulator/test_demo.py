@@ -1,4 +1,4 @@
-"""``overlord demo --headless``: real updaters on assembled disks against a real Overlord."""
+"""``fleet-demo --headless``: real updaters on assembled disks against a real Overlord."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 
 from fleetcore.release import ImageName, load_manifest
 from fleetcore.wire import Slot, UpdateState
-from overlord.cli import main as overlord_main
 from overlord.rollouts.models import RolloutState
 from simulator.demo import NEW, DemoOptions, run_demo
+from simulator.demo import cli as demo_cli
 from simulator.device import SimulatedDevice
 from updater import autoboot
 from updater.disk import BootDisk, PartitionIO
@@ -29,7 +29,7 @@ def _system_sha256(device: SimulatedDevice, slot: Slot, size: int) -> str:
 
 def test_demo_help_exits_cleanly(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        overlord_main(["demo", "--help"])
+        demo_cli(["--help"])
     assert exit_info.value.code == 0
     assert "--headless" in capsys.readouterr().out
 
@@ -64,9 +64,9 @@ def test_demo_rollout_completes_and_every_device_runs_the_new_slot(tmp_path: Pat
 @pytest.mark.integration
 def test_demo_failing_health_checks_halt_the_rollout(tmp_path: Path, capsys):
     workdir = tmp_path / "demo"
-    argv = ["demo", "--headless", "--devices", "6", "--failing", "1", "--port", "0"]
+    argv = ["--headless", "--devices", "6", "--failing", "1", "--port", "0"]
     argv += ["--workdir", str(workdir), "--success-window", "1", "--timeout", "240"]
-    assert overlord_main(argv) == 0
+    assert demo_cli(argv) == 0
     out = capsys.readouterr().out
     summary = out.strip().splitlines()[-1]
     assert "halted at the 50% stage (as expected)" in summary
