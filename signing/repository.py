@@ -348,7 +348,7 @@ def _parse_signed(data: bytes, role: str) -> Metadata[Any]:
     return md
 
 
-def check_new_root(trusted: Root, signed_root: bytes) -> Metadata[Root]:
+def check_new_root(trusted: Root, signed_root: bytes, now: datetime) -> Metadata[Root]:
     """Verify an uploaded root the way a device will (python-tuf's root update).
 
     It must be signed by the threshold of the trusted root's keys (devices holding that root
@@ -376,6 +376,9 @@ def check_new_root(trusted: Root, signed_root: bytes) -> Metadata[Root]:
             f"uploaded root {new.version} is not signed by the threshold of its own root keys: "
             f"{err}"
         ) from err
+    if new.is_expired(now):
+        # python-tuf lets an intermediate root be expired but not the newest: devices would stop.
+        raise RepositoryError(f"uploaded root {new.version} has already expired")
     if not new.consistent_snapshot:
         raise RepositoryError("uploaded root turns consistent snapshots off; the layout needs them")
     return md
@@ -458,7 +461,7 @@ def accept_signed_metadata(
         raise RepositoryError("nothing to publish: neither root nor targets metadata given")
     store = Repository(repo)
     moment = _now(now)
-    new_root = check_new_root(store.root().signed, signed_root) if signed_root else None
+    new_root = check_new_root(store.root().signed, signed_root, moment) if signed_root else None
     root = new_root.signed if new_root else store.root().signed
     if new_root is not None:
         _check_online_keys(root, keys)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -265,7 +266,7 @@ def _signer():
     return signer_from_key(Ed25519PrivateKey.generate())
 
 
-def _next_root(overlord: Overlord, *, new_keys, threshold=1, version=2, signers=()):
+def _next_root(overlord: Overlord, *, new_keys, threshold=1, version=2, signers=(), expires=None):
     md = Metadata[Root].from_bytes(_metadata(overlord.repo.path, "root.json"))
     for keyid in list(md.signed.roles["root"].keyids):
         md.signed.revoke_key(keyid, "root")
@@ -273,6 +274,8 @@ def _next_root(overlord: Overlord, *, new_keys, threshold=1, version=2, signers=
         md.signed.add_key(signer.public_key, "root")
     md.signed.roles["root"].threshold = threshold
     md.signed.version = version
+    if expires is not None:
+        md.signed.expires = expires
     md.signatures.clear()
     for signer in signers:
         md.sign(signer, append=True)
@@ -289,6 +292,9 @@ def _refusals():
             return _next_root(overlord, new_keys=[new], signers=[new])
         if case == "only old keys":
             return _next_root(overlord, new_keys=[new], signers=old)
+        if case == "expired":
+            past = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+            return _next_root(overlord, new_keys=[new], signers=[*old, new], expires=past)
         if case == "version skip":
             return _next_root(overlord, new_keys=[new], version=3, signers=[*old, new])
         # Two new keys, threshold 2, only one of them signed.
@@ -303,6 +309,7 @@ def _refusals():
         ("only new keys", "not signed by the threshold of the current root 1"),
         ("only old keys", "not signed by the threshold of its own root keys"),
         ("version skip", "root version 3 is not the next one (2)"),
+        ("expired", "root 2 has already expired"),
         ("below the new threshold", "not signed by the threshold of its own root keys"),
     ],
 )
