@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
@@ -20,6 +22,7 @@ from overlord.devices import service as devices_service
 from overlord.devices.models import AdminStatus
 from overlord.devices.schemas import DeviceFilter
 from overlord.errors import ConfigError
+from overlord.releases import gc as releases_gc
 from overlord.releases import service as releases_service
 from overlord.rollouts import service as rollouts_service
 from overlord.rollouts.schemas import RolloutCreate, Selector
@@ -133,6 +136,25 @@ def cmd_release_list(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_release_gc(args: argparse.Namespace) -> None:
+    settings = _settings()
+    gc_plan = releases_gc.collect(
+        sessions=make_sessionmaker(make_engine(settings.database_url)),
+        repo_dir=settings.repo_dir,
+        keep_last=args.keep or settings.release_keep_last,
+        metadata_window=timedelta(seconds=settings.metadata_keep_s),
+        holder=f"cli/gc/{socket.gethostname()}",
+        dry_run=args.dry_run,
+    )
+    verb = "would delete" if args.dry_run else "deleted"
+    for doomed in gc_plan.files:
+        print(f"{verb} {doomed.size:>12} {doomed.path.relative_to(settings.repo_dir)}")
+    print(
+        f"{verb} {len(gc_plan.files)} files, {gc_plan.total_bytes} bytes; "
+        f"releases dropped: {', '.join(gc_plan.dropped_releases) or 'none'}"
+    )
+
+
 def cmd_rollout_create(args: argparse.Namespace) -> None:
     settings = _settings()
     labels = dict(item.split("=", 1) for item in args.label)
@@ -231,12 +253,23 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("id", type=int)
     revoke.set_defaults(func=cmd_token_revoke)
 
-    release = sub.add_parser("release", help="signed releases").add_subparsers(
-        dest="release", required=True
-    )
+    release = sub.add_parser(
+        "release", aliases=["releases"], help="signed releases"
+    ).add_subparsers(dest="release", required=True)
     rel_list = release.add_parser("list")
     rel_list.add_argument("--kind", choices=[k.value for k in TargetKind])
     rel_list.set_defaults(func=cmd_release_list)
+    rel_gc = release.add_parser(
+        "gc",
+        help="delete releases, chunks and metadata no device needs (see docs/operations.md)",
+    )
+    rel_gc.add_argument("--dry-run", action="store_true", help="list what would go, with sizes")
+    rel_gc.add_argument(
+        "--keep",
+        type=int,
+        help="newest releases kept per OS/role (default OVERLORD_RELEASE_KEEP_LAST)",
+    )
+    rel_gc.set_defaults(func=cmd_release_gc)
 
     rollout = sub.add_parser("rollout", help="staged rollouts").add_subparsers(
         dest="rollout", required=True

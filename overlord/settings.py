@@ -28,6 +28,14 @@ class Settings(BaseSettings):
     offline_after_s: int = Field(default=300, ge=10)
     heartbeat_retention_days: int = Field(default=14, ge=1)
     timestamp_refresh_s: int = Field(default=3600, ge=10)
+    release_keep_last: int = Field(
+        default=5, ge=1, description="release gc keeps this many newest releases per OS/role"
+    )
+    metadata_keep_s: int = Field(
+        default=25 * 3600,
+        ge=3600,
+        description="release gc keeps versioned snapshots this young (a timestamp lives 1 day)",
+    )
     engine_interval_s: float = Field(default=10.0, gt=0)
     lease_ttl_s: int = Field(default=30, ge=5)
     cache_ttl_s: float = Field(

@@ -37,10 +37,12 @@ from tuf.api.metadata import (
 from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
+from fleetcore import strictjson
 from fleetcore.atomic import atomic_open, atomic_write
 from fleetcore.errors import FormatError
 from fleetcore.release import (
     MAX_CHUNK_SIZE,
+    Chunk,
     ImageName,
     Manifest,
     chunk_path,
@@ -49,14 +51,16 @@ from fleetcore.release import (
     load_manifest,
     manifest_target,
 )
-from fleetcore.zstdcap import ZstdBombError, decompress_capped
+from fleetcore.zstdcap import ZstdBombError, decompress_capped, decompress_exact
 from signing.errors import RepositoryError
-from signing.keys import KeyStore
+from signing.keys import ONLINE_ROLES, KeyStore
 from signing.targets import TargetCustom, TargetKind, TargetSpec, check_target_name
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
 _SERIALIZER = JSONSerializer(compact=False)
 _COPY_SIZE = 1 << 20
+# Root or targets metadata larger than this is not one a CI job signed for this fleet.
+MAX_UPLOADED_METADATA = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -270,7 +274,7 @@ def publish_release(
                 f"manifest names index {entry.index!r}, expected "
                 f"{index_target(manifest.version, image)!r}"
             )
-        _copy_chunks(release_dir, repo, (c.sha256 for c in index.chunks))
+        _copy_chunks(release_dir, repo, index.chunks)
         specs.append(TargetSpec(index_path, entry.index))
     system = manifest.images[ImageName.SYSTEM]
     custom = TargetCustom(
@@ -287,8 +291,8 @@ def publish_release(
     return manifest
 
 
-def _copy_chunks(release_dir: Path, repo: Path, digests: Iterable[str]) -> None:
-    for digest in dict.fromkeys(digests):
+def _copy_chunks(release_dir: Path, repo: Path, chunks: Iterable[Chunk]) -> None:
+    for digest, size in dict((c.sha256, c.size) for c in chunks).items():
         if (repo / chunk_path(digest)).exists():
             continue
         src = release_dir / chunk_path(digest)
@@ -296,55 +300,111 @@ def _copy_chunks(release_dir: Path, repo: Path, digests: Iterable[str]) -> None:
             data = src.read_bytes()
         except OSError as err:
             raise RepositoryError(f"chunk {digest} is missing from {release_dir}") from err
-        store_chunk(repo, digest, data)
+        store_chunk(repo, digest, data, size=size)
 
 
-def store_chunk(repo: Path, digest: str, data: bytes) -> bool:
+def store_chunk(repo: Path, digest: str, data: bytes, *, size: int | None = None) -> bool:
     """Verify one compressed chunk against its digest and add it to the chunk store.
 
-    Returns False when the store already had it. The Overlord's publish API uses this too.
+    ``size`` is the chunk's length from its index when the caller knows it: the frame must
+    decode to exactly that. Otherwise the output is capped at :data:`MAX_CHUNK_SIZE`. Either
+    way a small upload that declares or expands to gigabytes is refused after at most the cap
+    (python-zstandard alone trusts the frame's declared size). Returns False when the store
+    already had it. The Overlord's publish API uses this too.
     """
     dest = repo / chunk_path(digest)
     if dest.exists():
         return False
+    what = f"chunk {digest}"
+    if size is not None and not 0 < size <= MAX_CHUNK_SIZE:
+        raise RepositoryError(f"{what} is {size} bytes; chunks are at most {MAX_CHUNK_SIZE}")
     try:
-        # Capped: an upload that decodes past the largest chunk an index may list is a bomb.
-        plain = decompress_capped(data, limit=MAX_CHUNK_SIZE, what=f"chunk {digest}")
+        if size is None:
+            plain = decompress_capped(data, limit=MAX_CHUNK_SIZE, what=what)
+        else:
+            plain = decompress_exact(data, size, what=what)
     except ZstdBombError as err:
         raise RepositoryError(str(err)) from err
     if hashlib.sha256(plain).hexdigest() != digest:
-        raise RepositoryError(f"chunk {digest} does not match its hash")
+        raise RepositoryError(f"{what} does not match its hash")
     dest.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(dest, data)
     return True
 
 
-def accept_signed_targets(
-    repo: Path,
-    keys: KeyStore,
-    signed_targets: bytes,
-    uploads: Mapping[str, Path],
-    *,
-    now: datetime | None = None,
-) -> Metadata[Any]:
-    """Take targets metadata signed offline (in CI) plus the files it lists, verified.
-
-    The Overlord calls this from its publish API with only the online keys: it checks the
-    signature against root's targets keys, that the version moves forward, and that every new
-    target file matches its signed length and hashes, before it re-signs snapshot and
-    timestamp. Nothing is written unless all of that holds.
-    """
-    store = Repository(repo)
+def _parse_signed(data: bytes, role: str) -> Metadata[Any]:
+    """Uploaded metadata, parsed strictly: a duplicated key would let two readers disagree."""
     try:
-        md = Metadata.from_bytes(signed_targets)
+        strictjson.loads(data, what=f"uploaded {role} metadata", max_bytes=MAX_UPLOADED_METADATA)
+        md = Metadata.from_bytes(data)
+    except FormatError as err:
+        raise RepositoryError(str(err)) from err
     except DeserializationError as err:
+        raise RepositoryError(f"uploaded {role} metadata is not valid TUF metadata: {err}") from err
+    if md.signed.type != role:
+        raise RepositoryError(f"uploaded metadata is {md.signed.type}, expected {role}")
+    return md
+
+
+def check_new_root(trusted: Root, signed_root: bytes, now: datetime) -> Metadata[Root]:
+    """Verify an uploaded root the way a device will (python-tuf's root update).
+
+    It must be signed by the threshold of the trusted root's keys (devices holding that root
+    accept it) and by the threshold of its own keys (it stands on its own), and its version
+    must be exactly the next one: clients walk roots one version at a time.
+    """
+    md: Metadata[Root] = _parse_signed(signed_root, "root")
+    new = md.signed
+    if new.version != trusted.version + 1:
         raise RepositoryError(
-            f"uploaded targets metadata is not valid TUF metadata: {err}"
-        ) from err
-    if not isinstance(md.signed, Targets):
-        raise RepositoryError(f"uploaded metadata is {md.signed.type}, expected targets")
+            f"uploaded root version {new.version} is not the next one ({trusted.version + 1})",
+            hint="publish each root version in turn",
+        )
     try:
-        store.root().signed.verify_delegate("targets", md.signed_bytes, md.signatures)
+        trusted.verify_delegate("root", md.signed_bytes, md.signatures)
+    except UnsignedMetadataError as err:
+        raise RepositoryError(
+            f"uploaded root {new.version} is not signed by the threshold of the current root "
+            f"{trusted.version}: {err}"
+        ) from err
+    try:
+        new.verify_delegate("root", md.signed_bytes, md.signatures)
+    except UnsignedMetadataError as err:
+        raise RepositoryError(
+            f"uploaded root {new.version} is not signed by the threshold of its own root keys: "
+            f"{err}"
+        ) from err
+    if new.is_expired(now):
+        # python-tuf lets an intermediate root be expired but not the newest: devices would stop.
+        raise RepositoryError(f"uploaded root {new.version} has already expired")
+    if not new.consistent_snapshot:
+        raise RepositoryError("uploaded root turns consistent snapshots off; the layout needs them")
+    return md
+
+
+def _check_online_keys(root: Root, keys: KeyStore) -> None:
+    """Refuse a root whose snapshot or timestamp keys are not the ones this publisher holds.
+
+    Checked before anything is written: otherwise the new root would be served with a
+    snapshot and timestamp nobody can re-sign, and every device would stop at them.
+    """
+    for role in ONLINE_ROLES:
+        held = {signer.public_key.keyid for signer in keys.get(role)}
+        named = set(root.roles[role].keyids)
+        if len(held & named) < root.roles[role].threshold:
+            raise RepositoryError(
+                f"the new root names {role} keys this publisher does not hold",
+                hint="install the rotated KEYDIR/online/ keys on the Overlord and restart it "
+                "before publishing the new root",
+            )
+
+
+def _check_targets(
+    store: Repository, root: Root, md: Metadata[Any], uploads: Mapping[str, Path], now: datetime
+) -> list[tuple[Path, Path]]:
+    """Verify uploaded targets metadata against ``root``; returns the target files to copy."""
+    try:
+        root.verify_delegate("targets", md.signed_bytes, md.signatures)
     except UnsignedMetadataError as err:
         raise RepositoryError(
             f"uploaded targets metadata is not signed by the targets key: {err}"
@@ -354,7 +414,7 @@ def accept_signed_targets(
         raise RepositoryError(
             f"uploaded targets version {md.signed.version} does not move past {current}"
         )
-    if md.signed.is_expired(_now(now)):
+    if md.signed.is_expired(now):
         raise RepositoryError("uploaded targets metadata has already expired")
     pending = []
     for name, info in md.signed.targets.items():
@@ -375,14 +435,79 @@ def accept_signed_targets(
                 f"uploaded {name} does not match its signed hashes: {err}"
             ) from err
         pending.append((uploads[name], dest))
-    for src, dest in pending:
+    return pending
+
+
+def accept_signed_metadata(
+    repo: Path,
+    keys: KeyStore,
+    *,
+    signed_root: bytes | None = None,
+    signed_targets: bytes | None = None,
+    uploads: Mapping[str, Path] | None = None,
+    now: datetime | None = None,
+) -> tuple[Metadata[Root] | None, Metadata[Any] | None]:
+    """Take a root and/or targets metadata signed offline, plus the files targets lists.
+
+    The Overlord calls this from its publish API with only the online keys. A new root must
+    pass :func:`check_new_root` and name the online keys the Overlord holds; targets must be
+    signed by the (new, if any) root's targets keys, move the version forward, and every new
+    target file must match its signed length and hashes. Nothing is written unless all of
+    that holds; then target files, root, targets, snapshot and timestamp, in that order.
+    """
+    if signed_root is None and signed_targets is None:
+        raise RepositoryError("nothing to publish: neither root nor targets metadata given")
+    store = Repository(repo)
+    moment = _now(now)
+    new_root = check_new_root(store.root().signed, signed_root, moment) if signed_root else None
+    root = new_root.signed if new_root else store.root().signed
+    if new_root is not None:
+        _check_online_keys(root, keys)
+    targets = pending = None
+    if signed_targets is not None:
+        targets = _parse_signed(signed_targets, "targets")
+        pending = _check_targets(store, root, targets, uploads or {}, moment)
+    else:
+        served = store.load("targets")
+        try:
+            root.verify_delegate("targets", served.signed_bytes, served.signatures)
+        except UnsignedMetadataError as err:
+            raise RepositoryError(
+                "the new root changes the targets keys but no targets metadata signed with "
+                "them was uploaded",
+                hint="publish the re-signed targets.json together with the new root",
+            ) from err
+    for src, dest in pending or []:
         dest.parent.mkdir(parents=True, exist_ok=True)
         with src.open("rb") as handle, atomic_open(dest) as out:
             shutil.copyfileobj(handle, out, _COPY_SIZE)
-    data = md.to_bytes(_SERIALIZER)
-    atomic_write(store.metadata_dir / f"{md.signed.version}.targets.json", data)
-    atomic_write(store.metadata_dir / "targets.json", data)
-    store.publish_targets(md, keys, now)
+    if new_root is not None:
+        data = new_root.to_bytes(_SERIALIZER)
+        atomic_write(store.metadata_dir / f"{root.version}.root.json", data)
+        atomic_write(store.metadata_dir / "root.json", data)
+    if targets is not None:
+        data = targets.to_bytes(_SERIALIZER)
+        atomic_write(store.metadata_dir / f"{targets.signed.version}.targets.json", data)
+        atomic_write(store.metadata_dir / "targets.json", data)
+        store.publish_targets(targets, keys, now)
+    else:
+        refresh_timestamp(repo, keys, now=now)
+    return new_root, targets
+
+
+def accept_signed_targets(
+    repo: Path,
+    keys: KeyStore,
+    signed_targets: bytes,
+    uploads: Mapping[str, Path],
+    *,
+    now: datetime | None = None,
+) -> Metadata[Any]:
+    """Take targets metadata signed offline (in CI) plus the files it lists, verified."""
+    _root, md = accept_signed_metadata(
+        repo, keys, signed_targets=signed_targets, uploads=uploads, now=now
+    )
+    assert md is not None
     return md
 
 

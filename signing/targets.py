@@ -13,16 +13,18 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import zstandard
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fleetcore.release import Hardware, Sha256
 from fleetcore.version import Version
+from fleetcore.zstdcap import CappedZstdReader, ZstdBombError
 from signing.errors import RepositoryError, VerificationError
 
 CUSTOM_KEY = "metrica"
 _NAME_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _READ_SIZE = 1 << 20
+# Streamed and hashed, never held: the cap only stops a bomb from hashing forever.
+MAX_PAYLOAD_SIZE = 64 << 30
 
 
 class TargetKind(StrEnum):
@@ -87,7 +89,7 @@ def payload_digest(path: Path) -> tuple[int, str]:
     try:
         with path.open("rb") as raw:
             if path.suffix == ".zst":
-                reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+                reader = CappedZstdReader(raw, limit=MAX_PAYLOAD_SIZE, what=str(path))
                 while block := reader.read(_READ_SIZE):
                     digest.update(block)
                     size += len(block)
@@ -95,8 +97,8 @@ def payload_digest(path: Path) -> tuple[int, str]:
                 while block := raw.read(_READ_SIZE):
                     digest.update(block)
                     size += len(block)
-    except zstandard.ZstdError as err:
-        raise RepositoryError(f"{path}: not a valid zstd stream: {err}") from err
+    except ZstdBombError as err:
+        raise RepositoryError(str(err)) from err
     except OSError as err:
         raise RepositoryError(f"cannot read {path}: {err.strerror}") from err
     return size, digest.hexdigest()

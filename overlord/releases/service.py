@@ -17,8 +17,15 @@ from signing.errors import VerificationError
 from signing.targets import TargetCustom, TargetKind
 
 
-def list_releases(*, repo_dir: Path, kind: TargetKind | None = None) -> list[Release]:
-    """Every target with Metrica custom metadata, newest version first within each name."""
+def list_releases(
+    *, repo_dir: Path, kind: TargetKind | None = None, include_pruned: bool = False
+) -> list[Release]:
+    """Every target with Metrica custom metadata, newest version first within each name.
+
+    A release whose file garbage collection deleted is still in the signed metadata (only the
+    offline targets key can change that) but is left out unless ``include_pruned``: nothing
+    can be installed from it, so it must not be offered for a rollout.
+    """
     path = repo_dir / "metadata" / "targets.json"
     if not path.exists():
         raise RepositoryMissing(
@@ -47,6 +54,10 @@ def list_releases(*, repo_dir: Path, kind: TargetKind | None = None) -> list[Rel
                 continue
             release_name = parts[1]
         if kind is not None and custom.kind is not kind:
+            continue
+        folder, _, base = name.rpartition("/")
+        stored = repo_dir / "targets" / folder / f"{info.hashes.get('sha256')}.{base}"
+        if not include_pruned and not stored.is_file():
             continue
         releases.append(
             Release(

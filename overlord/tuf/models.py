@@ -11,6 +11,7 @@ WRITE_LEASE = "tuf-write"
 TARGET_FIELD = "target:"
 CHUNK_FIELD = "chunk:"
 SIGNED_TARGETS_FIELD = "targets"
+SIGNED_ROOT_FIELD = "root"
 
 
 def timestamp_path(repo_dir: Path) -> Path:

@@ -18,19 +18,29 @@ from overlord.auth.deps import Operator
 from overlord.deps import Ctx
 from overlord.errors import PublishRejected
 from overlord.tuf import service
-from overlord.tuf.models import CHUNK_FIELD, SIGNED_TARGETS_FIELD, TARGET_FIELD, WRITE_LEASE
+from overlord.tuf.models import (
+    CHUNK_FIELD,
+    SIGNED_ROOT_FIELD,
+    SIGNED_TARGETS_FIELD,
+    TARGET_FIELD,
+    WRITE_LEASE,
+)
 from overlord.tuf.schemas import PublishResult
 
 router = APIRouter(prefix=f"{API_PREFIX}/tuf", tags=["tuf"])
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MAX_PARTS = 200_000
-_PUBLISH_DESCRIPTION = f"""Publish a release signed offline.
+_PUBLISH_DESCRIPTION = f"""Publish a release or a key rotation signed offline.
 
-multipart/form-data with: `{SIGNED_TARGETS_FIELD}` = the new signed targets metadata;
-one `{TARGET_FIELD}<target name>` file per new target (manifest, indexes, role bundles);
-one `{CHUNK_FIELD}<sha256>` file per new chunk (zstd). Nothing is served unless the targets
-signature verifies against root's targets keys and every file matches its signed hashes.
+multipart/form-data with: `{SIGNED_ROOT_FIELD}` = the next root version (N+1.root.json, after
+`fleet-sign rotate`), optional; `{SIGNED_TARGETS_FIELD}` = the new signed targets metadata,
+optional when a root is given; one `{TARGET_FIELD}<target name>` file per new target
+(manifest, indexes, role bundles); one `{CHUNK_FIELD}<sha256>` file per new chunk (zstd).
+Nothing is served unless a new root is signed by the thresholds of the current root and of
+itself, the targets signature verifies against the (new) root's targets keys and every file
+matches its signed hashes.
 """
+_SIGNED_FIELDS = (SIGNED_ROOT_FIELD, SIGNED_TARGETS_FIELD)
 
 
 @router.post(
@@ -42,15 +52,23 @@ signature verifies against root's targets keys and every file matches its signed
 async def publish(request: Request, caller: Operator, ctx: Ctx) -> PublishResult:
     form = await request.form(max_files=_MAX_PARTS, max_fields=_MAX_PARTS)
     try:
-        signed = form.get(SIGNED_TARGETS_FIELD)
-        if not isinstance(signed, UploadFile):
-            raise PublishRejected(f"the {SIGNED_TARGETS_FIELD!r} file part is missing")
-        signed_bytes = await signed.read()
+        signed: dict[str, bytes] = {}
+        for name in _SIGNED_FIELDS:
+            part = form.get(name)
+            if part is None:
+                continue
+            if not isinstance(part, UploadFile):
+                raise PublishRejected(f"form field {name!r} must be a file")
+            signed[name] = await part.read()
+        if not signed:
+            raise PublishRejected(
+                f"the {SIGNED_TARGETS_FIELD!r} (or {SIGNED_ROOT_FIELD!r}) file part is missing"
+            )
         with tempfile.TemporaryDirectory(prefix="overlord-publish-") as tmp:
             uploads: dict[str, Path] = {}
             chunks: dict[str, Path] = {}
             for index, (field, value) in enumerate(form.multi_items()):
-                if field == SIGNED_TARGETS_FIELD:
+                if field in _SIGNED_FIELDS:
                     continue
                 if not isinstance(value, UploadFile):
                     raise PublishRejected(f"form field {field!r} must be a file")
@@ -65,7 +83,13 @@ async def publish(request: Request, caller: Operator, ctx: Ctx) -> PublishResult
                 else:
                     raise PublishRejected(f"unexpected form field {field!r}")
             return await run_in_threadpool(
-                _publish_locked, ctx, caller.key_id, signed_bytes, uploads, chunks
+                _publish_locked,
+                ctx,
+                caller.key_id,
+                signed.get(SIGNED_ROOT_FIELD),
+                signed.get(SIGNED_TARGETS_FIELD),
+                uploads,
+                chunks,
             )
     finally:
         await form.close()
@@ -77,7 +101,12 @@ def _spool(upload: UploadFile, dest: Path) -> None:
 
 
 def _publish_locked(
-    ctx: Ctx, key_id: int, signed: bytes, uploads: dict[str, Path], chunks: dict[str, Path]
+    ctx: Ctx,
+    key_id: int,
+    signed_root: bytes | None,
+    signed_targets: bytes | None,
+    uploads: dict[str, Path],
+    chunks: dict[str, Path],
 ) -> PublishResult:
     with leases.held(
         ctx.sessions,
@@ -89,7 +118,8 @@ def _publish_locked(
         return service.publish(
             repo_dir=ctx.settings.repo_dir,
             keys_dir=ctx.settings.keys_dir,
-            signed_targets=signed,
+            signed_root=signed_root,
+            signed_targets=signed_targets,
             uploads=uploads,
             chunks=chunks,
         )

@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 
 class PublishResult(BaseModel):
+    root_version: int
     targets_version: int
     targets: list[str]
     new_chunks: int

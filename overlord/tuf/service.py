@@ -8,13 +8,18 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fleetcore.errors import FormatError
-from fleetcore.release import chunk_path, load_index
+from fleetcore.release import ChunkIndex, chunk_path, load_index
 from overlord.errors import PublishRejected, RepositoryMissing
 from overlord.tuf.models import timestamp_path
 from overlord.tuf.schemas import PublishResult
 from signing.errors import SigningError
 from signing.keys import KeyStore
-from signing.repository import accept_signed_targets, refresh_timestamp, store_chunk
+from signing.repository import (
+    Repository,
+    accept_signed_metadata,
+    refresh_timestamp,
+    store_chunk,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +35,15 @@ def publish(
     *,
     repo_dir: Path,
     keys_dir: Path,
-    signed_targets: bytes,
+    signed_root: bytes | None,
+    signed_targets: bytes | None,
     uploads: Mapping[str, Path],
     chunks: Mapping[str, Path],
 ) -> PublishResult:
-    """Verify and publish: chunks by hash, indexes complete, targets signature and hashes.
+    """Verify and publish: a new root, chunks by hash, indexes complete, targets and hashes.
+
+    A new root (a key rotation) must be the next version, signed by the thresholds of the
+    current root and of itself, and name the online keys this Overlord holds.
 
     Chunks are content-addressed, so storing verified ones before the metadata check cannot
     expose anything: no signed index points at them until the targets metadata is accepted.
@@ -44,21 +53,33 @@ def publish(
     keys = _online_keys(keys_dir)
     new_chunks = 0
     try:
+        indexes = {
+            name: load_index(path.read_bytes())
+            for name, path in uploads.items()
+            if name.endswith(".index.json")
+        }
+        sizes = {c.sha256: c.size for index in indexes.values() for c in index.chunks}
         for digest, path in chunks.items():
-            new_chunks += store_chunk(repo_dir, digest, path.read_bytes())
-        for name, path in uploads.items():
-            if name.endswith(".index.json"):
-                _check_index_chunks(repo_dir, name, path)
-        md = accept_signed_targets(repo_dir, keys, signed_targets, uploads)
+            new_chunks += store_chunk(repo_dir, digest, path.read_bytes(), size=sizes.get(digest))
+        for name, index in indexes.items():
+            _check_index_chunks(repo_dir, name, index)
+        root, targets = accept_signed_metadata(
+            repo_dir, keys, signed_root=signed_root, signed_targets=signed_targets, uploads=uploads
+        )
     except (SigningError, FormatError) as err:
-        raise PublishRejected(f"publish rejected: {err}") from err
+        raise PublishRejected(f"publish rejected: {err}", hint=err.hint) from err
+    if root is not None:
+        log.warning("published root version %d (a key rotation)", root.signed.version)
+    served = targets or Repository(repo_dir).load("targets")
     return PublishResult(
-        targets_version=md.signed.version, targets=sorted(md.signed.targets), new_chunks=new_chunks
+        root_version=Repository(repo_dir).root().signed.version,
+        targets_version=served.signed.version,
+        targets=sorted(served.signed.targets),
+        new_chunks=new_chunks,
     )
 
 
-def _check_index_chunks(repo_dir: Path, name: str, path: Path) -> None:
-    index = load_index(path.read_bytes())
+def _check_index_chunks(repo_dir: Path, name: str, index: ChunkIndex) -> None:
     missing = [c.sha256 for c in index.chunks if not (repo_dir / chunk_path(c.sha256)).exists()]
     if missing:
         raise PublishRejected(

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.testclient import TestClient
 from tuf.api.exceptions import DownloadHTTPError
+from tuf.api.metadata import Metadata, Root
+from tuf.api.serialization.json import JSONSerializer
 from tuf.ngclient import Updater
 from tuf.ngclient.fetcher import FetcherInterface
 
@@ -17,7 +26,8 @@ from overlord import leases
 from overlord.auth.models import KeyRole
 from overlord.db import unit_of_work
 from overlord.tuf import service as tuf_service
-from signing.keys import KeyStore
+from signing.keys import KeyStore, signer_from_key
+from signing.repository import rotate_keys
 from tests.overlord.conftest import Overlord
 from tests.overlord.tufrepo import chunk_file, multipart, offline_release
 
@@ -35,8 +45,10 @@ class ClientFetcher(FetcherInterface):
         return iter([resp.content])
 
 
-def _updater(overlord: Overlord, tmp_path: Path) -> Updater:
-    root = (overlord.repo.path / "metadata" / "1.root.json").read_bytes()
+def _updater(overlord: Overlord, tmp_path: Path, *, bootstrap: bool = True) -> Updater:
+    """A device's TUF client; without ``bootstrap`` it starts from the root it saved last time
+    (python-tuf refreshes once per Updater, as a device does once per check)."""
+    root = (overlord.repo.path / "metadata" / "1.root.json").read_bytes() if bootstrap else None
     return Updater(
         metadata_dir=str(tmp_path / "client"),
         metadata_base_url="http://testserver/tuf/metadata/",
@@ -154,3 +166,182 @@ def test_no_repository_yet_is_a_404(database_url, tmp_path):
         assert overlord.client.get("/tuf/metadata/root.json").status_code == 404
         resp = overlord.client.get("/api/v1/releases", headers=overlord.as_admin())
         assert resp.status_code == 503 and "no TUF repository" in resp.json()["detail"]
+
+
+def _offline_copy(overlord: Overlord, tmp_path: Path) -> tuple[Path, KeyStore]:
+    """The offline signing machine: a copy of the served repository and of the key directory."""
+    repo = tmp_path / "offline" / "repo"
+    shutil.copytree(overlord.repo.path, repo)
+    shutil.copytree(overlord.repo.keydir, tmp_path / "offline" / "keys")
+    return repo, KeyStore.open(tmp_path / "offline" / "keys")
+
+
+def _publish_signed(overlord: Overlord, **parts: bytes):
+    files = [(name, (f"{name}.json", data, "application/json")) for name, data in parts.items()]
+    headers = {"Authorization": f"Bearer {overlord.token(KeyRole.OPERATOR)}"}
+    return overlord.client.post("/api/v1/tuf/publish", files=files, headers=headers)
+
+
+def _metadata(repo: Path, name: str) -> bytes:
+    return (repo / "metadata" / name).read_bytes()
+
+
+def test_a_device_holding_the_old_root_follows_a_root_rotation(overlord: Overlord, tmp_path):
+    device = _updater(overlord, tmp_path / "device")
+    device.refresh()
+    offline, keys = _offline_copy(overlord, tmp_path)
+    assert rotate_keys(offline, keys, "root") == 2
+
+    resp = _publish_signed(overlord, root=_metadata(offline, "2.root.json"))
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["root_version"] == 2
+    served = overlord.client.get("/tuf/metadata/2.root.json")
+    assert served.status_code == 200 and served.content == _metadata(offline, "2.root.json")
+    assert _metadata(overlord.repo.path, "root.json") == served.content
+
+    assert _publish(overlord, offline_release(overlord.repo, "1.2.0")).status_code == 201
+    device = _updater(overlord, tmp_path / "device", bootstrap=False)
+    for client in (device, _updater(overlord, tmp_path / "fresh")):
+        client.refresh()
+        info = client.get_targetinfo(manifest_target("1.2.0"))
+        assert info is not None
+        assert json.loads(Path(client.download_target(info)).read_bytes()) == {"version": "1.2.0"}
+    trusted = json.loads((tmp_path / "device" / "client" / "root.json").read_bytes())
+    assert trusted["signed"]["version"] == 2
+
+
+def test_a_targets_key_rotation_is_published_with_its_re_signed_targets(
+    overlord: Overlord, tmp_path
+):
+    device = _updater(overlord, tmp_path / "device")
+    device.refresh()
+    offline, keys = _offline_copy(overlord, tmp_path)
+    rotate_keys(offline, keys, "targets")
+
+    alone = _publish_signed(overlord, root=_metadata(offline, "2.root.json"))
+    assert alone.status_code == 422
+    assert "changes the targets keys" in alone.json()["detail"]
+    assert not (overlord.repo.path / "metadata" / "2.root.json").exists()
+
+    resp = _publish_signed(
+        overlord,
+        root=_metadata(offline, "2.root.json"),
+        targets=_metadata(offline, "targets.json"),
+    )
+    assert resp.status_code == 201, resp.text
+    old_key = _publish(overlord, offline_release(overlord.repo, "1.2.0"))
+    assert old_key.status_code == 422 and "not signed by the targets key" in old_key.text
+    new_key = offline_release(overlord.repo, "1.2.0", signer_keys=keys)
+    assert _publish(overlord, new_key).status_code == 201
+    device = _updater(overlord, tmp_path / "device", bootstrap=False)
+    device.refresh()
+    assert device.get_targetinfo(manifest_target("1.2.0")) is not None
+
+
+def test_an_online_key_rotation_needs_the_new_keys_on_the_overlord_first(
+    overlord: Overlord, tmp_path
+):
+    device = _updater(overlord, tmp_path / "device")
+    device.refresh()
+    offline, keys = _offline_copy(overlord, tmp_path)
+    rotate_keys(offline, keys, "timestamp")
+    new_root = _metadata(offline, "2.root.json")
+
+    early = _publish_signed(overlord, root=new_root)
+    assert early.status_code == 422
+    assert "timestamp keys this publisher does not hold" in early.json()["detail"]
+    assert "KEYDIR/online/" in early.json()["hint"]
+    assert not (overlord.repo.path / "metadata" / "2.root.json").exists()
+
+    shutil.copy(keys.keydir / "online" / "timestamp.key", overlord.repo.keydir / "online")
+    assert _publish_signed(overlord, root=new_root).status_code == 201
+    _updater(overlord, tmp_path / "device", bootstrap=False).refresh()
+    assert _publish(overlord, offline_release(overlord.repo, "1.2.0")).status_code == 201
+    device = _updater(overlord, tmp_path / "device", bootstrap=False)
+    device.refresh()
+    assert device.get_targetinfo(manifest_target("1.2.0")) is not None
+
+
+def _signer():
+    return signer_from_key(Ed25519PrivateKey.generate())
+
+
+def _next_root(overlord: Overlord, *, new_keys, threshold=1, version=2, signers=(), expires=None):
+    md = Metadata[Root].from_bytes(_metadata(overlord.repo.path, "root.json"))
+    for keyid in list(md.signed.roles["root"].keyids):
+        md.signed.revoke_key(keyid, "root")
+    for signer in new_keys:
+        md.signed.add_key(signer.public_key, "root")
+    md.signed.roles["root"].threshold = threshold
+    md.signed.version = version
+    if expires is not None:
+        md.signed.expires = expires
+    md.signatures.clear()
+    for signer in signers:
+        md.sign(signer, append=True)
+    return md.to_bytes(JSONSerializer())
+
+
+def _refusals():
+    """Each (name, how to build the uploaded root, the reason the Overlord must give)."""
+    new, other = _signer(), _signer()
+
+    def build(overlord: Overlord, case: str) -> bytes:
+        old = overlord.repo.keys.get("root")
+        if case == "only new keys":
+            return _next_root(overlord, new_keys=[new], signers=[new])
+        if case == "only old keys":
+            return _next_root(overlord, new_keys=[new], signers=old)
+        if case == "expired":
+            past = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+            return _next_root(overlord, new_keys=[new], signers=[*old, new], expires=past)
+        if case == "version skip":
+            return _next_root(overlord, new_keys=[new], version=3, signers=[*old, new])
+        # Two new keys, threshold 2, only one of them signed.
+        return _next_root(overlord, new_keys=[new, other], threshold=2, signers=[*old, new])
+
+    return build
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("only new keys", "not signed by the threshold of the current root 1"),
+        ("only old keys", "not signed by the threshold of its own root keys"),
+        ("version skip", "root version 3 is not the next one (2)"),
+        ("expired", "root 2 has already expired"),
+        ("below the new threshold", "not signed by the threshold of its own root keys"),
+    ],
+)
+def test_publish_refuses_a_root_that_a_device_would_refuse(overlord: Overlord, case, reason):
+    before = {p.name: p.read_bytes() for p in (overlord.repo.path / "metadata").iterdir()}
+    resp = _publish_signed(overlord, root=_refusals()(overlord, case))
+    assert resp.status_code == 422
+    assert reason in resp.json()["detail"]
+    after = {p.name: p.read_bytes() for p in (overlord.repo.path / "metadata").iterdir()}
+    assert after == before
+
+
+def test_publish_refuses_a_root_with_a_duplicated_key(overlord: Overlord, tmp_path):
+    offline, keys = _offline_copy(overlord, tmp_path)
+    rotate_keys(offline, keys, "root")
+    doubled = _metadata(offline, "2.root.json").replace(b"{\n", b'{\n "signed": {},\n', 1)
+    resp = _publish_signed(overlord, root=doubled)
+    assert resp.status_code == 422 and "duplicate" in resp.json()["detail"]
+
+
+def test_a_zstd_bomb_upload_is_refused_within_bounded_memory(tmp_path):
+    """32 KiB that expands to 1 GiB: once peaked at 2.2 GB; now refused after a capped decode."""
+    result = subprocess.run(
+        [sys.executable, "-W", "ignore", "-m", "tests.overlord.publish_memory", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    report = json.loads(result.stdout)
+    assert report["bomb_bytes"] < 64 * 1024
+    unnamed, named = report["answers"]
+    assert unnamed["status"] == 422 and "decodes to more than" in unnamed["detail"]
+    assert named["status"] == 422 and "declares 1073741824 bytes" in named["detail"]
+    assert report["after"] - report["before"] < 64 * 1024, report

@@ -89,9 +89,18 @@ class Upload:
     chunks: dict[str, bytes]
 
 
-def offline_release(repo: Repo, version: str, *, signer_keys: KeyStore | None = None) -> Upload:
-    """Sign a new targets version offline (as CI would) adding an OS release with chunks."""
-    payload = [f"chunk {i} of {version}".encode() * 50 for i in range(3)]
+def offline_release(
+    repo: Repo,
+    version: str,
+    *,
+    signer_keys: KeyStore | None = None,
+    shared: tuple[bytes, ...] = (),
+) -> Upload:
+    """Sign a new targets version offline (as CI would) adding an OS release with chunks.
+
+    ``shared`` chunk payloads are added after the release's own three, so two releases can
+    share chunks as consecutive images do."""
+    payload = [f"chunk {i} of {version}".encode() * 50 for i in range(3)] + list(shared)
     chunks = {
         hashlib.sha256(p).hexdigest(): zstandard.ZstdCompressor().compress(p) for p in payload
     }
