@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.ops.test_nginx_proxy import Echo, nginx, serve_upstreams  # noqa: F401  (nginx is a fixture)
+from tests.ops.nginxrun import Echo, run_nginx, serve_upstreams
 from updater.roles import envfile
 
 pytestmark = pytest.mark.integration
@@ -58,6 +58,14 @@ def upstreams() -> Iterator[dict[str, int]]:
         yield ports
 
 
+@pytest.fixture(scope="module")
+def nginx(
+    tmp_path_factory: pytest.TempPathFactory, upstreams: dict[str, int]
+) -> Iterator[tuple[str, str, Path]]:
+    with run_nginx(tmp_path_factory.mktemp("nginx-logs"), upstreams) as urls:
+        yield urls
+
+
 def expand(text: str, env: dict[str, str]) -> str:
     """Promtail's -config.expand-env: ${VAR} from the environment (compose's env_file)."""
     return re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], text)
@@ -83,7 +91,7 @@ def test_promtail_labels_what_grafana_queries():
     assert "device_id" in dashboards and '{device="' not in dashboards
 
 
-def test_the_push_promtail_makes_passes_nginx_and_reaches_loki(nginx):  # noqa: F811
+def test_the_push_promtail_makes_passes_nginx_and_reaches_loki(nginx):
     base, _, cert = nginx
     client = rendered_promtail(base, "pi-0042")["clients"][0]
     labels = {**client["external_labels"], "job": "systemd-journal"}
