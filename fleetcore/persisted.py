@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fleetcore import strictjson
+from fleetcore.atomic import fsync_dir
 from fleetcore.errors import FormatError
 
 FORMAT_KEY = "format"
@@ -73,3 +76,14 @@ def dump(fields: dict[str, Any], *, current: FileFormat) -> bytes:
     if current != LEGACY:
         doc[FORMAT_KEY] = str(current)
     return json.dumps(doc, sort_keys=True, indent=1).encode()
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an unusable file to ``<name>.unreadable-<epoch>`` (kept for diagnosis), durably.
+
+    Raises :class:`OSError` if the rename fails; the caller decides whether that is fatal.
+    """
+    aside = path.with_name(f"{path.name}.unreadable-{int(time.time())}")
+    path.replace(aside)
+    fsync_dir(path.parent)
+    return aside

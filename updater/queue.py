@@ -5,11 +5,16 @@ cursor file: the next sequence number, the last one the Overlord acknowledged an
 of events dropped. When more than ``max_items`` are pending the oldest are dropped and
 counted; the count goes out as a ``telemetry-dropped`` event and in every heartbeat. Events
 are flushed strictly in order.
+
+Both files are read across an A/B fallback (:mod:`fleetcore.persisted`): unknown fields are
+ignored, and a cursor or journal in a newer major format sets both aside (their sequence
+numbers belong together) so the queue starts afresh. Format 1.0 is written without a key,
+as release 0.1.0 wrote it; a later journal format starts with a ``{"format": ...}`` line.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
 from datetime import UTC, datetime
@@ -17,7 +22,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from fleetcore import strictjson
 from fleetcore.atomic import atomic_write, fsync_dir
+from fleetcore.errors import FormatError
+from fleetcore.persisted import FORMAT_KEY, FileFormat, FormatTooNew, dump, load, set_aside
 from fleetcore.version import Version
 from fleetcore.wire import Event, EventKind
 
@@ -25,10 +33,12 @@ log = logging.getLogger(__name__)
 
 JOURNAL = "events.jsonl"
 CURSOR = "cursor.json"
+FORMAT = FileFormat(1, 0)
+_EVENT_FIELDS = frozenset(Event.model_fields)
 
 
 class Cursor(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     next_seq: int = 1
     acked_seq: int = 0
@@ -41,8 +51,16 @@ class EventQueue:
         self.dir = directory
         self.max_items = max_items
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.cursor = self._load_cursor()
-        self._pending = self._load_journal()
+        try:
+            self.cursor = self._load_cursor()
+            self._pending = self._load_journal()
+        except FormatTooNew as err:
+            log.error("event queue: %s; set aside, starting a new queue", err)
+            for name in (CURSOR, JOURNAL):
+                with contextlib.suppress(FileNotFoundError):
+                    set_aside(self.dir / name)
+            self.cursor = Cursor()
+            self._pending = []
 
     @property
     def dropped_total(self) -> int:
@@ -50,11 +68,21 @@ class EventQueue:
 
     def _load_cursor(self) -> Cursor:
         try:
-            return Cursor.model_validate(json.loads((self.dir / CURSOR).read_bytes()))
+            raw = (self.dir / CURSOR).read_bytes()
         except FileNotFoundError:
             return Cursor()
-        except (OSError, ValueError, ValidationError) as err:
-            log.warning("event queue cursor unreadable (%s); starting a new one", err)
+        except OSError as err:
+            log.warning("event queue cursor unreadable (%s); starting a new one", err.strerror)
+            return Cursor()
+        try:
+            return Cursor.model_validate(load(raw, current=FORMAT, what="event queue cursor"))
+        except FormatTooNew:
+            raise
+        except (FormatError, ValidationError) as err:
+            # Named by type only: a validation error would quote the file's values.
+            log.warning(
+                "event queue cursor unreadable (%s); starting a new one", type(err).__name__
+            )
             return Cursor()
 
     def _load_journal(self) -> list[Event]:
@@ -63,13 +91,11 @@ class EventQueue:
             lines = (self.dir / JOURNAL).read_bytes().split(b"\n")
         except FileNotFoundError:
             return events
-        for line in lines:
+        for number, line in enumerate(lines):
             if not line.strip():
                 continue
-            try:
-                event = Event.model_validate_json(line)
-            except ValidationError:
-                log.warning("skipping a torn or corrupt queued event")
+            event = _parse_event(line, first=number == 0)
+            if event is None:
                 continue
             if event.seq > self.cursor.acked_seq:
                 events.append(event)
@@ -82,7 +108,7 @@ class EventQueue:
         atomic_write(self.dir / JOURNAL, data)
 
     def _save_cursor(self) -> None:
-        atomic_write(self.dir / CURSOR, self.cursor.model_dump_json().encode())
+        atomic_write(self.dir / CURSOR, dump(self.cursor.model_dump(), current=FORMAT))
 
     def put(
         self,
@@ -152,3 +178,23 @@ class EventQueue:
 
     def __len__(self) -> int:
         return len(self._pending)
+
+
+def _parse_event(line: bytes, *, first: bool) -> Event | None:
+    """One journal line as an event; ``None`` for a torn, corrupt or format line.
+
+    Raises :class:`FormatTooNew` for a first line naming a newer major format.
+    """
+    try:
+        doc = strictjson.loads(line, what="queued event")
+        if not isinstance(doc, dict):
+            raise FormatError("queued event is not a JSON object")
+        if first and set(doc) == {FORMAT_KEY}:
+            load(line, current=FORMAT, what="event journal")
+            return None
+        return Event.model_validate({k: v for k, v in doc.items() if k in _EVENT_FIELDS})
+    except FormatTooNew:
+        raise
+    except (FormatError, ValidationError):
+        log.warning("skipping a torn or corrupt queued event")
+        return None

@@ -7,14 +7,13 @@ reboot or power cut at any point resumes exactly there (Mender's rule).
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fleetcore.atomic import atomic_write, fsync_dir
+from fleetcore.atomic import atomic_write
 from fleetcore.errors import FormatError
-from fleetcore.persisted import FileFormat, dump, load
+from fleetcore.persisted import FileFormat, dump, load, set_aside
 from fleetcore.version import Version
 from fleetcore.wire import Slot, UpdateState
 from updater.errors import StateError
@@ -85,10 +84,8 @@ class StateStore:
 
     def _quarantine(self, err: Exception) -> UpdaterState:
         reason = _first_line(err)
-        aside = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
         try:
-            self.path.replace(aside)
-            fsync_dir(self.path.parent)
+            aside = set_aside(self.path)
         except OSError as move:
             raise StateError(
                 f"{self.path} is unreadable ({reason}) and cannot be set aside: {move.strerror}",
