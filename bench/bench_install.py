@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fleetcore.net import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -61,7 +63,7 @@ import json, sys
 from pathlib import Path
 from fleetcore.release import ImageName
 from fleetcore.version import Version
-from fleetcore.wire import Slot
+from fleetcore.layout import Slot
 from updater.chunkindex import load_compact
 from updater.chunks import HttpChunkSource
 from updater.config import TransferConfig
@@ -214,13 +216,6 @@ http {{
     }}
 }}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_server(root: Path, work: Path) -> tuple[subprocess.Popen[bytes], str, str]:

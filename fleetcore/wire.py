@@ -21,6 +21,7 @@ from enum import StrEnum
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from fleetcore.layout import Slot
 from fleetcore.release import Hardware
 from fleetcore.version import Version
 
@@ -36,11 +37,6 @@ class _Response(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class Slot(StrEnum):
-    A = "a"
-    B = "b"
-
-
 class UpdateState(StrEnum):
     """The updater's persisted state machine, reported in heartbeats."""
 
@@ -54,6 +50,21 @@ class UpdateState(StrEnum):
     COMMITTED = "committed"
     ROLLED_BACK = "rolled-back"
     FAILED = "failed"
+
+
+# An update under way: from the first download to the commit (the agent resumes these).
+IN_PROGRESS_STATES = frozenset(
+    {
+        UpdateState.DOWNLOADING,
+        UpdateState.INSTALLING,
+        UpdateState.VERIFYING,
+        UpdateState.TRIAL_REBOOT,
+        UpdateState.TRIAL,
+        UpdateState.COMMITTING,
+    }
+)
+# The last update did not take: the device runs its previous version.
+FAILED_STATES = frozenset({UpdateState.FAILED, UpdateState.ROLLED_BACK})
 
 
 class Health(StrEnum):

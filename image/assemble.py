@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetcore.atomic import atomic_write
+from fleetcore.layout import CONFIG_LABEL, Slot, autoboot_txt, boot_label, system_label
 from fleetcore.release import SLOT_INDEX_DIR, Hardware, ImageName, Manifest
 from fleetcore.version import Version
 from image import disk, filesystems, release
@@ -24,13 +25,9 @@ from image.layout import (
     MIB,
     Layout,
     Sizes,
-    Slot,
-    autoboot_txt,
-    boot_label,
     cmdline_txt,
     derived_uuid,
     plan,
-    system_label,
 )
 from image.progress import step
 
@@ -152,8 +149,8 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
     (config_tree / "autoboot.txt").write_text(autoboot_txt())
     filesystems.make_vfat(
         config_img,
-        size=layout.get("config").size,
-        label="config",
+        size=layout.get(CONFIG_LABEL).size,
+        label=CONFIG_LABEL,
         volume_id=derived_uuid(seed, "fs:config")[:8],
         content=config_tree,
         epoch=req.epoch,
@@ -171,7 +168,7 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
     with step("disk image"):
         disk.create(disk_img, layout)
         for label, img in [
-            ("config", config_img),
+            (CONFIG_LABEL, config_img),
             (boot_label(Slot.A), boot_imgs[Slot.A]),
             (boot_label(Slot.B), boot_imgs[Slot.B]),
             (system_label(Slot.A), system_img),

@@ -17,10 +17,11 @@ from pathlib import Path
 
 from fleetcore.errors import CommandError, FormatError
 from fleetcore.firstboot import FILENAME, dump_firstboot, load_firstboot
+from fleetcore.layout import CONFIG_LABEL, Slot, system_label
 from fleetcore.run import run
 from image import blockdev, disk
 from image.errors import FlashError, InputError
-from image.layout import SECTOR, Slot, system_label
+from image.layout import SECTOR
 from image.progress import Bar
 
 BLOCK = 4 * 2**20
@@ -44,7 +45,7 @@ def flash(image: Path, *, config_file: Path, device: Path | None, out: Path | No
         size = blockdev.check_target(device)
         if size < image.stat().st_size:
             raise FlashError(f"{device} holds {size} bytes, the image needs {image.stat().st_size}")
-    with _personalised(image, table["config"], firstboot) as personal:
+    with _personalised(image, table[CONFIG_LABEL], firstboot) as personal:
         if out is not None:
             tmp = out.with_name(f".{out.name}.partial")
             try:
@@ -68,7 +69,7 @@ def _partitions(image: Path) -> dict[str, tuple[int, int]]:
     except CommandError as err:
         raise InputError(f"{image} has no readable partition table: {err}") from err
     table = {p.get("name", ""): (p["start"] * SECTOR, p["size"] * SECTOR) for p in parts}
-    if "config" not in table or system_label(Slot.B) not in table:
+    if CONFIG_LABEL not in table or system_label(Slot.B) not in table:
         raise InputError(f"{image} is not a Metrica Fleet disk image (no config partition)")
     return table
 

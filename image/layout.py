@@ -13,6 +13,14 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleetcore.layout import (
+    CONFIG_LABEL,
+    DATA_LABEL,
+    LABELS,
+    Slot,
+    boot_label,
+    system_label,
+)
 from image.errors import InputError
 
 MIB = 2**20
@@ -20,11 +28,6 @@ SECTOR = 512
 # GPT needs 34 sectors at the start and 33 at the end; a 1 MiB grain keeps every partition
 # aligned to SD-card erase blocks.
 ALIGN = MIB
-
-
-class Slot(StrEnum):
-    A = "a"
-    B = "b"
 
 
 class PartType(StrEnum):
@@ -99,24 +102,17 @@ def derived_uuid(seed: str, name: str) -> str:
     return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
-def boot_label(slot: Slot) -> str:
-    return f"boot_{slot.value}"
-
-
-def system_label(slot: Slot) -> str:
-    return f"system_{slot.value}"
-
-
 def plan(sizes: Sizes, seed: str) -> Layout:
     """The six partitions in disk order, each aligned to 1 MiB."""
     wanted = [
-        ("config", PartType.BASIC_DATA, sizes.config),
+        (CONFIG_LABEL, PartType.BASIC_DATA, sizes.config),
         (boot_label(Slot.A), PartType.BASIC_DATA, sizes.boot),
         (boot_label(Slot.B), PartType.BASIC_DATA, sizes.boot),
         (system_label(Slot.A), PartType.LINUX_ROOT_ARM64, sizes.system),
         (system_label(Slot.B), PartType.LINUX_ROOT_ARM64, sizes.system),
-        ("data", PartType.LINUX_FS, sizes.data),
+        (DATA_LABEL, PartType.LINUX_FS, sizes.data),
     ]
+    assert tuple(label for label, _, _ in wanted) == LABELS
     parts, pos = [], ALIGN
     for number, (label, ptype, mib) in enumerate(wanted, start=1):
         parts.append(
@@ -150,21 +146,6 @@ def sfdisk_script(layout: Layout) -> str:
             f'uuid={part.uuid.upper()}, name="{part.label}"'
         )
     return "\n".join(lines) + "\n"
-
-
-def autoboot_txt(committed: Slot = Slot.A, trial: Slot = Slot.B) -> str:
-    """autoboot.txt for the Raspberry Pi firmware: boot the committed slot, tryboot the other."""
-    return (
-        "[all]\n"
-        "tryboot_a_b=1\n"
-        f"boot_partition={_boot_number(committed)}\n"
-        "[tryboot]\n"
-        f"boot_partition={_boot_number(trial)}\n"
-    )
-
-
-def _boot_number(slot: Slot) -> int:
-    return 2 if slot is Slot.A else 3
 
 
 # Kernel arguments the builder owns: they name the root and how to mount it.

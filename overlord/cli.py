@@ -182,12 +182,8 @@ def cmd_rollout_create(args: argparse.Namespace) -> None:
 
 def cmd_rollout_list(_args: argparse.Namespace) -> None:
     with _session_factory()() as session:
-        _print(
-            [
-                rollouts_service.to_public(session, r)
-                for r in rollouts_service.list_rollouts(session)
-            ]
-        )
+        rollouts = rollouts_service.list_rollouts(session)
+        _print(rollouts_service.public_rollouts(session, rollouts))
 
 
 def _rollout_action(action: Callable[..., Any]) -> Callable[[argparse.Namespace], None]:

@@ -4,7 +4,7 @@ from overlord.auth.models import ApiKey, DashboardSession, Lease
 from overlord.db import Base
 from overlord.devices.models import DesiredStateChange, Device, DeviceHeartbeat
 from overlord.events.models import Alert, AlertRule, DeviceEvent
-from overlord.rollouts.models import DeploymentConfig, DeploymentRollout, DeviceUpdate
+from overlord.rollouts.models import DeploymentRollout, DeviceGroup, DeviceUpdate
 
 __all__ = [
     "Alert",
@@ -12,11 +12,11 @@ __all__ = [
     "ApiKey",
     "Base",
     "DashboardSession",
-    "DeploymentConfig",
     "DeploymentRollout",
     "DesiredStateChange",
     "Device",
     "DeviceEvent",
+    "DeviceGroup",
     "DeviceHeartbeat",
     "DeviceUpdate",
     "Lease",

@@ -28,8 +28,10 @@ from harness.board import BootRecord, Deadlines, SimulatedPi
 from harness.disk import ext4_volume, fat_volume
 from harness.qemu import End, MachineSpec, PowerCut, loopback_service
 from product import card, images, roles
-from product.overlord import Overlord, free_port
+from product.overlord import Overlord
 from product.signing import Repository
+
+from fleetcore.net import free_port
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(5400)]
 

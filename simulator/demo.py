@@ -21,17 +21,18 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetcore.net import free_port
 from fleetcore.version import Version
 from fleetcore.wire import UpdateState
 from overlord.auth.models import KeyRole
-from overlord.rollouts.models import Outcome, ReleaseKind, RolloutState
+from overlord.rollouts.models import DeviceOutcome, ReleaseKind, RolloutState
 from overlord.rollouts.schemas import RolloutCreate, RolloutPublic
 from simulator.device import DeviceTiming, SimulatedDevice
 from simulator.errors import SetupError, SimulatorError
 from simulator.operator import OperatorClient
 from simulator.releases import build_release, publish
 from simulator.scenario import Expectation, Scenario
-from simulator.server import free_port, serve
+from simulator.server import serve
 from simulator.site import Site, prepare_site
 
 PROG = "fleet-demo"
@@ -95,7 +96,7 @@ class DemoResult:
         crashed = f", {len(self.crashed)} devices crashed" if self.crashed else ""
         return (
             f"demo: rollout {r.name} {outcome} ({verdict}): {on_new}/{total} devices run {NEW}, "
-            f"{r.devices.get(Outcome.FAILED, 0)} failed their health check and rolled back"
+            f"{r.devices.get(DeviceOutcome.FAILED, 0)} failed their health check and rolled back"
             f"{crashed}; {self.elapsed_s:.0f} s"
         )
 

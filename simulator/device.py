@@ -22,9 +22,9 @@ from pathlib import Path
 
 import yaml
 
+from fleetcore.layout import Slot, autoboot_txt
 from fleetcore.run import run
-from fleetcore.wire import Slot, UpdateState
-from image.layout import autoboot_txt
+from fleetcore.wire import UpdateState
 from simulator.releases import HARDWARE
 from updater.agent import Agent
 from updater.cli import open_device

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 import httpx
 
+from fleetcore.layout import Slot
 from fleetcore.version import Version
 from fleetcore.wire import (
     API_PREFIX,
@@ -26,7 +27,6 @@ from fleetcore.wire import (
     EventKind,
     Health,
     Heartbeat,
-    Slot,
     UpdateState,
 )
 from simulator.errors import SimulatorError

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from fleetcore.layout import Slot
 from fleetcore.release import Hardware
 from fleetcore.version import Version
 from fleetcore.wire import (
@@ -44,7 +45,6 @@ from fleetcore.wire import (
     Heartbeat,
     RegisterRequest,
     RegisterResponse,
-    Slot,
     UpdateState,
 )
 from simulator.errors import SimulatorError

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ from pathlib import Path
 
 import httpx
 
+from fleetcore.net import free_port
 from simulator.errors import ServerError
 
 OVERLORD_APP = "overlord.app:create_app_from_env"
 START_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def uvicorn_argv(app: str, *, port: int, workers: int, factory: bool) -> list[str]:

@@ -27,7 +27,7 @@ from fleetcore.wire import (
 )
 from updater.board import read_serial
 from updater.config import UpdaterConfig
-from updater.engine import Engine, Outcome
+from updater.engine import Engine, EngineResult
 from updater.errors import ConfigError
 from updater.firstboot import move_secrets
 from updater.lock import updater_lock
@@ -75,7 +75,7 @@ class Agent:
         """Do one round of work; return how long to sleep before the next one."""
         self.personalise()  # first: Wi-Fi may be what reaches the Overlord
         outcome = self.resume()
-        if outcome is Outcome.REBOOTING:
+        if outcome is EngineResult.REBOOTING:
             return self.config.poll_max_s
         try:
             self.enroll()
@@ -100,7 +100,7 @@ class Agent:
             return self.interval
         return self.rng.uniform(self.config.poll_min_s, self.config.poll_max_s)
 
-    def resume(self) -> Outcome:
+    def resume(self) -> EngineResult:
         """Continue any update; whatever it raises, the cycle goes on to heartbeat."""
         try:
             return self.engine.resume()
@@ -108,7 +108,7 @@ class Agent:
             log.error("update: %s", err)
         except Exception as err:  # the engine counts and gives up repeated ones
             self.report_unexpected("update", err)
-        return Outcome.WAITING
+        return EngineResult.WAITING
 
     def report_unexpected(self, where: str, err: BaseException) -> None:
         """One log line and a queued event; never raises (the queue may be on a full disk)."""

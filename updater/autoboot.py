@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetcore.atomic import atomic_write_fat
-from fleetcore.wire import Slot
+from fleetcore.layout import Slot, autoboot_txt
 from updater.errors import FirmwareError
-from updater.slots import boot_partition, other, slot_of
+from updater.slots import other, slot_of
 
 MAX_SIZE = 512  # the firmware reads at most this many bytes of autoboot.txt
 
@@ -27,13 +27,7 @@ class Autoboot:
         return other(self.committed)
 
     def render(self) -> bytes:
-        return (
-            "[all]\n"
-            "tryboot_a_b=1\n"
-            f"boot_partition={boot_partition(self.committed)}\n"
-            "[tryboot]\n"
-            f"boot_partition={boot_partition(self.trial)}\n"
-        ).encode()
+        return autoboot_txt(self.committed).encode()
 
 
 def parse(data: bytes) -> dict[str, dict[str, str]]:

@@ -19,7 +19,7 @@ from signing.client import ReleaseClient
 from updater import autoboot
 from updater.agent import Agent
 from updater.config import UpdaterConfig, load_config
-from updater.engine import Engine, Outcome
+from updater.engine import Engine, EngineResult
 from updater.errors import ConfigError
 from updater.firmware import open_firmware
 from updater.health import HealthChecker
@@ -205,7 +205,7 @@ def _body(argv: list[str] | None) -> int:
                 )
                 return 1
             print(f"{PROG}: install of {version}: {outcome.value}")
-            return 0 if outcome is not Outcome.WAITING else 1
+            return 0 if outcome is not EngineResult.WAITING else 1
         if args.command == "commit":
             device.engine.commit_now()
             print(f"{PROG}: committed")

@@ -14,13 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetcore.errors import CommandError
+from fleetcore.layout import LABELS, Slot, slot_label
 from fleetcore.run import run
-from fleetcore.wire import Slot
 from updater.errors import ActiveSlotError, DiskError
 from updater.paths import Roots
-from updater.slots import partition_label
-
-LABELS = ("config", "boot_a", "boot_b", "system_a", "system_b", "data")
 
 
 @dataclass(frozen=True)
@@ -127,12 +124,12 @@ class BootDisk:
         if missing:
             raise DiskError(
                 f"{path} lacks partitions labelled {', '.join(missing)}",
-                hint="the disk must follow the Metrica Fleet GPT layout (see DESIGN.md)",
+                hint="the disk must follow the Metrica Fleet GPT layout (docs/architecture.md)",
             )
         return cls(path, found)
 
     def slot_partition(self, kind: str, slot: Slot) -> Partition:
-        return self.partitions[partition_label(kind, slot)]
+        return self.partitions[slot_label(kind, slot)]
 
     def open_for_write(self, target: Partition, *, active: Slot, roots: Roots) -> PartitionIO:
         """Open an inactive-slot partition; refuse anything that is, or overlaps, the running one.

@@ -20,9 +20,10 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from fleetcore.errors import FleetError
+from fleetcore.layout import Slot
 from fleetcore.release import Hardware, ImageName
 from fleetcore.version import Version
-from fleetcore.wire import EventKind, Slot, UpdateState
+from fleetcore.wire import IN_PROGRESS_STATES, EventKind, UpdateState
 from signing.errors import DownloadError, VerificationError
 from signing.rollback import check_upgrade, raise_floor
 from updater import autoboot
@@ -33,8 +34,8 @@ from updater.errors import (
     DiskError,
     FirmwareError,
     InstallError,
-    StateError,
     TransferError,
+    UpdateStateError,
     VersionRejected,
 )
 from updater.firmware import BootState, Firmware
@@ -49,21 +50,11 @@ from updater.state import StateStore, UpdaterState
 
 log = logging.getLogger(__name__)
 
-IN_PROGRESS = frozenset(
-    {
-        UpdateState.DOWNLOADING,
-        UpdateState.INSTALLING,
-        UpdateState.VERIFYING,
-        UpdateState.TRIAL_REBOOT,
-        UpdateState.TRIAL,
-        UpdateState.COMMITTING,
-    }
-)
 _BEFORE_REBOOT = frozenset({UpdateState.DOWNLOADING, UpdateState.INSTALLING, UpdateState.VERIFYING})
 PROGRESS_FILE = "progress.json"
 
 
-class Outcome(StrEnum):
+class EngineResult(StrEnum):
     IDLE = "idle"  # nothing in progress
     WAITING = "waiting"  # in progress, blocked on the network: resume later
     REBOOTING = "rebooting"  # a reboot was requested; the agent waits to be stopped
@@ -139,7 +130,7 @@ class Engine:
         try:
             return Version(self.roots.image_version_file.read_text().strip())
         except OSError as err:
-            raise StateError(
+            raise UpdateStateError(
                 f"cannot tell the running version: {self.roots.image_version_file} unreadable"
             ) from err
 
@@ -153,22 +144,22 @@ class Engine:
 
     # -- entry points ----------------------------------------------------------------------
 
-    def start(self, version: Version, source: str) -> Outcome:
+    def start(self, version: Version, source: str) -> EngineResult:
         """Begin installing ``version`` from ``source`` unless it is done or under way."""
         state = self.load()
         if state.state is UpdateState.ROLLED_BACK:  # report it (or finish it) first
             outcome = self.resume()
-            if outcome is not Outcome.IDLE:
+            if outcome is not EngineResult.IDLE:
                 return outcome
             state = self.load()
-        if state.state in IN_PROGRESS:
+        if state.state in IN_PROGRESS_STATES:
             if state.target_version == version or state.state not in _BEFORE_REBOOT:
                 return self.resume()
             log.info("abandoning the install of %s for %s", state.target_version, version)
         booted = self.boot_state()
         running = self.running_version(state)
         if version == running and self.committed_slot() == booted.slot:
-            return Outcome.IDLE
+            return EngineResult.IDLE
         if state.is_bad(version):
             raise VersionRejected(f"release {version} is marked bad on this device")
         check_upgrade(version, installed=running, floor=state.version_floor)
@@ -185,29 +176,29 @@ class Engine:
         self.events.put(EventKind.UPDATE_AVAILABLE, version=version, message=f"slot {target}")
         return self.resume()
 
-    def resume(self) -> Outcome:
+    def resume(self) -> EngineResult:
         """Continue from the saved state until the update needs a reboot, waits or ends."""
         while True:
             state = self.load()
             step = self._steps().get(state.state)
             if step is None:
-                return Outcome.IDLE
+                return EngineResult.IDLE
             guarded = state.state in _BEFORE_REBOOT
             if guarded and not self.attempts.begin(state):
                 self._fail(state, self.attempts.give_up_reason(state))
-                return Outcome.IDLE
+                return EngineResult.IDLE
             try:
                 outcome = step(state)
             except (TransferError, DownloadError) as err:
                 log.warning("update of %s waits for the network: %s", state.target_version, err)
                 self.attempts.end(state)
-                return Outcome.WAITING
+                return EngineResult.WAITING
             except (InstallError, VerificationError, FirmwareError, DiskError) as err:
                 if state.state not in _BEFORE_REBOOT:
                     raise
                 self.attempts.clear()
                 self._fail(state, str(err))
-                return Outcome.IDLE
+                return EngineResult.IDLE
             except FleetError:
                 raise
             except Exception as err:
@@ -223,13 +214,13 @@ class Engine:
                     type(err).__name__,
                     str(err)[:200],
                 )
-                return Outcome.WAITING
+                return EngineResult.WAITING
             if guarded:
                 self.attempts.end(state)
             if outcome is not None:
                 return outcome
 
-    def _steps(self) -> dict[UpdateState, Callable[[UpdaterState], Outcome | None]]:
+    def _steps(self) -> dict[UpdateState, Callable[[UpdaterState], EngineResult | None]]:
         return {
             UpdateState.DOWNLOADING: self._download,
             UpdateState.INSTALLING: self._install,
@@ -331,7 +322,7 @@ class Engine:
         state.state = UpdateState.VERIFYING
         self.store.save(state)
 
-    def _verify(self, state: UpdaterState) -> Outcome:
+    def _verify(self, state: UpdaterState) -> EngineResult:
         assert state.target_version is not None
         target = self._target(state)
         manifest, _ = load_stored(self.roots.install_dir, state.target_version)
@@ -358,16 +349,16 @@ class Engine:
 
     # -- trial and commit ----------------------------------------------------------------------
 
-    def _request_trial(self, state: UpdaterState) -> Outcome:
+    def _request_trial(self, state: UpdaterState) -> EngineResult:
         active = self.boot_state().slot
         autoboot.write(self.roots.autoboot, autoboot.Autoboot(committed=active))
         log.info(
             "rebooting into slot %s for a trial of %s", state.target_slot, state.target_version
         )
         self.firmware.request_trial_reboot()
-        return Outcome.REBOOTING
+        return EngineResult.REBOOTING
 
-    def _trial_reboot(self, state: UpdaterState) -> Outcome | None:
+    def _trial_reboot(self, state: UpdaterState) -> EngineResult | None:
         booted, boot_id = self.boot_state(), self.boot_id()
         if boot_id == state.reboot_boot_id and booted.slot != state.target_slot:
             return self._request_trial(state)  # the agent restarted before the reboot happened
@@ -384,7 +375,7 @@ class Engine:
             booted,
         )
 
-    def _trial(self, state: UpdaterState) -> Outcome | None:
+    def _trial(self, state: UpdaterState) -> EngineResult | None:
         booted = self.boot_state()
         if not (booted.tryboot and booted.slot == state.target_slot) or (
             self.boot_id() != state.trial_boot_id
@@ -407,7 +398,7 @@ class Engine:
         self.store.save(state)
         return None
 
-    def _committing(self, state: UpdaterState) -> Outcome | None:
+    def _committing(self, state: UpdaterState) -> EngineResult | None:
         assert state.target_version is not None and state.target_slot is not None
         booted = self.boot_state()
         if booted.slot != state.target_slot:
@@ -425,9 +416,11 @@ class Engine:
             version=state.target_version,
             message=f"slot {state.target_slot} committed",
         )
-        return Outcome.IDLE
+        return EngineResult.IDLE
 
-    def _trial_failed(self, state: UpdaterState, reason: str, booted: BootState) -> Outcome | None:
+    def _trial_failed(
+        self, state: UpdaterState, reason: str, booted: BootState
+    ) -> EngineResult | None:
         assert state.target_version is not None
         log.error("trial of %s failed: %s", state.target_version, reason)
         version = state.target_version
@@ -443,12 +436,12 @@ class Engine:
         self.store.save(state)
         return None
 
-    def _rolled_back(self, state: UpdaterState) -> Outcome:
+    def _rolled_back(self, state: UpdaterState) -> EngineResult:
         booted = self.boot_state()
         if booted.slot == state.target_slot and booted.slot != self.committed_slot():
             log.warning("rolling back: rebooting into the committed slot")
             self.firmware.reboot()
-            return Outcome.REBOOTING
+            return EngineResult.REBOOTING
         if state.rollback_unreported:
             self.events.put(
                 EventKind.ROLLBACK,
@@ -458,7 +451,7 @@ class Engine:
             )
             state.rollback_unreported = False
             self.store.save(state)
-        return Outcome.IDLE
+        return EngineResult.IDLE
 
     # -- manual control (CLI) --------------------------------------------------------------
 
@@ -466,16 +459,16 @@ class Engine:
         """Commit a running trial without waiting for the health checks."""
         state = self.load()
         if state.state is not UpdateState.TRIAL:
-            raise StateError(f"nothing to commit: the updater is {state.state.value}")
+            raise UpdateStateError(f"nothing to commit: the updater is {state.state.value}")
         state.state = UpdateState.COMMITTING
         self.store.save(state)
         self._committing(state)
 
-    def rollback_now(self, reason: str = "rolled back by an operator") -> Outcome:
+    def rollback_now(self, reason: str = "rolled back by an operator") -> EngineResult:
         """End a running trial as failed and reboot into the committed slot."""
         state = self.load()
         if state.state not in {UpdateState.TRIAL, UpdateState.TRIAL_REBOOT}:
-            raise StateError(
+            raise UpdateStateError(
                 f"nothing to roll back: the updater is {state.state.value}",
                 hint="a committed release is replaced by installing a newer one",
             )

@@ -13,7 +13,7 @@ class ConfigError(UpdaterError):
     """A configuration layer is missing, unreadable or invalid."""
 
 
-class StateError(UpdaterError):
+class UpdateStateError(UpdaterError):
     """The persisted state on /data is unreadable or a transition is not allowed."""
 
 
@@ -53,7 +53,7 @@ class VersionRejected(InstallError):
     """A version is marked bad on this device or built for other hardware."""
 
 
-class OverlordError(UpdaterError):
+class OverlordClientError(UpdaterError):
     """The Overlord could not be reached or answered something unexpected."""
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fleetcore.atomic import atomic_write
+from fleetcore.layout import Slot
 from fleetcore.release import BytePatch, ImageName, Manifest, apply_patches
 from fleetcore.version import Version
-from fleetcore.wire import Slot
 from updater.chunkindex import CompactIndex, SeedMap
 from updater.chunks import ChunkSource
 from updater.config import TransferConfig

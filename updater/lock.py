@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from updater.errors import StateError
+from updater.errors import UpdateStateError
 
 
 @contextlib.contextmanager
@@ -19,7 +19,7 @@ def updater_lock(path: Path, *, wait: bool) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError as err:
-            raise StateError(
+            raise UpdateStateError(
                 "another fleet-updater is working on an update",
                 hint="wait for it, or stop the service: systemctl stop fleet-updater",
             ) from err

@@ -30,7 +30,7 @@ from fleetcore.wire import (
     RegisterResponse,
 )
 from updater import tls
-from updater.errors import OverlordError
+from updater.errors import OverlordClientError
 from updater.proxy import ProxyRules
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -47,11 +47,11 @@ class Answer:
     content: bytes
 
 
-class OverlordUnreachable(OverlordError):
+class OverlordUnreachable(OverlordClientError):
     """No answer, or a 5xx: the device keeps running and queues what it has to say."""
 
 
-class OverlordRejected(OverlordError):
+class OverlordRejected(OverlordClientError):
     """A 4xx answer: retrying the same request will not help."""
 
 
@@ -74,7 +74,7 @@ class Identity:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise OverlordError(f"device identity {path} is unreadable: {err}") from err
+            raise OverlordClientError(f"device identity {path} is unreadable: {err}") from err
 
 
 def _proxy_headers(authorization: str | None) -> dict[str, str] | None:
@@ -178,12 +178,12 @@ class OverlordClient:
             doc = strictjson.loads(answer.content, what="the Overlord's answer")
             return model.model_validate(doc)
         except FormatError as err:
-            raise OverlordError(f"unexpected answer from the Overlord: {err}") from err
+            raise OverlordClientError(f"unexpected answer from the Overlord: {err}") from err
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "top level"
             # Without the input: pydantic quotes it, and an answer may carry a token.
-            raise OverlordError(
+            raise OverlordClientError(
                 f"unexpected answer from the Overlord: {where}: {first['msg']}"
             ) from err
 
@@ -195,7 +195,7 @@ class OverlordClient:
 
     def _device(self) -> str:
         if self.identity is None:
-            raise OverlordError("this device is not enrolled yet")
+            raise OverlordClientError("this device is not enrolled yet")
         return f"/devices/{self.identity.device_id}"
 
     def desired_state(self, etag: str | None) -> tuple[DesiredState | None, str | None]:

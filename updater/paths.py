@@ -9,8 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetcore.layout import Slot
 from fleetcore.release import SLOT_INDEX_DIR
-from fleetcore.wire import Slot
 
 
 @dataclass(frozen=True)

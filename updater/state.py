@@ -13,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fleetcore.atomic import atomic_write
 from fleetcore.errors import FormatError
+from fleetcore.layout import Slot
 from fleetcore.persisted import FileFormat, dump, load, set_aside
 from fleetcore.version import Version
-from fleetcore.wire import Slot, UpdateState
-from updater.errors import StateError
+from fleetcore.wire import UpdateState
+from updater.errors import UpdateStateError
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class StateStore:
         except FileNotFoundError:
             return UpdaterState()
         except OSError as err:
-            raise StateError(f"cannot read {self.path}: {err.strerror}") from err
+            raise UpdateStateError(f"cannot read {self.path}: {err.strerror}") from err
         try:
             return UpdaterState.model_validate(load(raw, current=FORMAT, what=str(self.path)))
         except (FormatError, ValidationError) as err:
@@ -87,7 +88,7 @@ class StateStore:
         try:
             aside = set_aside(self.path)
         except OSError as move:
-            raise StateError(
+            raise UpdateStateError(
                 f"{self.path} is unreadable ({reason}) and cannot be set aside: {move.strerror}",
                 hint="remove it; the device then starts over from idle",
             ) from err

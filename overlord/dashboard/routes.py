@@ -122,9 +122,9 @@ def _fleet_context(
     )
     return {
         "summary": service.fleet_summary(session, offline_after_s=ctx.settings.offline_after_s),
-        "rollouts": [
-            rollouts_service.to_public(session, r) for r in rollouts_service.list_rollouts(session)
-        ],
+        "rollouts": rollouts_service.public_rollouts(
+            session, rollouts_service.list_rollouts(session)
+        ),
         "devices": devices,
         "devices_total": total,
         "status_filter": status.value if status else "",

@@ -23,7 +23,7 @@ from overlord.cache import TTLCache
 from overlord.db import unit_of_work, utcnow
 from overlord.devices.models import DesiredStateChange, Device
 from overlord.devices.schemas import CachedDesiredState
-from overlord.rollouts.models import DeploymentConfig
+from overlord.rollouts.models import DeviceGroup
 
 OVERLAP = timedelta(seconds=10)
 RETENTION = timedelta(hours=1)
@@ -50,9 +50,9 @@ def _record_changes(session: Session, _context: Any, _instances: Any) -> None:
     for obj in session.dirty:
         if isinstance(obj, Device) and _changed(obj, _DEVICE_COLUMNS):
             changes.append(DesiredStateChange(device_id=obj.id))
-        elif isinstance(obj, DeploymentConfig) and _changed(obj, _GROUP_COLUMNS):
+        elif isinstance(obj, DeviceGroup) and _changed(obj, _GROUP_COLUMNS):
             changes.append(DesiredStateChange(device_id=None))
-    if any(isinstance(obj, DeploymentConfig) for obj in session.deleted):
+    if any(isinstance(obj, DeviceGroup) for obj in session.deleted):
         changes.append(DesiredStateChange(device_id=None))
     session.add_all(changes)
     messages = {

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from fleetcore.wire import Health, Slot, UpdateState
+from fleetcore.layout import Slot
+from fleetcore.wire import Health, UpdateState
 from overlord.db import BIG_ID, Base, str_enum, utcnow
 
 
@@ -31,7 +32,7 @@ class Device(Base):
     hardware: Mapped[str] = mapped_column(String(16))
     serial: Mapped[str | None] = mapped_column(String(64), unique=True)
     group_name: Mapped[str | None] = mapped_column(
-        ForeignKey("deployment_configs.name", ondelete="SET NULL"), index=True
+        ForeignKey("device_groups.name", ondelete="SET NULL"), index=True
     )
     labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     admin_status: Mapped[AdminStatus] = mapped_column(

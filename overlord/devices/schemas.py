@@ -9,7 +9,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from fleetcore.wire import Health, Slot, UpdateState
+from fleetcore.layout import Slot
+from fleetcore.wire import Health, UpdateState
 from overlord.devices.models import AdminStatus
 
 LabelPart = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]

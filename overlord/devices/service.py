@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session
 from fleetcore.release import manifest_target, role_target
 from fleetcore.version import Version
 from fleetcore.wire import (
+    FAILED_STATES,
+    IN_PROGRESS_STATES,
     DesiredOS,
     DesiredRole,
     DesiredState,
@@ -39,19 +41,7 @@ from overlord.devices.schemas import (
     role_statuses,
 )
 from overlord.errors import AuthError, Forbidden, NotFound
-from overlord.rollouts.models import DeploymentConfig
-
-ACTIVE_UPDATE_STATES = frozenset(
-    {
-        UpdateState.DOWNLOADING,
-        UpdateState.INSTALLING,
-        UpdateState.VERIFYING,
-        UpdateState.TRIAL_REBOOT,
-        UpdateState.TRIAL,
-        UpdateState.COMMITTING,
-    }
-)
-FAILED_UPDATE_STATES = frozenset({UpdateState.FAILED, UpdateState.ROLLED_BACK})
+from overlord.rollouts.models import DeviceGroup
 
 
 def fleet_status(
@@ -67,9 +57,9 @@ def fleet_status(
         return FleetStatus.OFFLINE
     if safe_mode:
         return FleetStatus.SAFE_MODE
-    if update_state in FAILED_UPDATE_STATES:
+    if update_state in FAILED_STATES:
         return FleetStatus.FAILED
-    if update_state in ACTIVE_UPDATE_STATES:
+    if update_state in IN_PROGRESS_STATES:
         return FleetStatus.UPDATING
     return FleetStatus.ONLINE
 
@@ -85,10 +75,10 @@ def status_clause(
         return and_(online, Device.safe_mode.is_(True))
     live = and_(online, Device.safe_mode.is_(False))
     if status is FleetStatus.FAILED:
-        return and_(live, Device.update_state.in_(FAILED_UPDATE_STATES))
+        return and_(live, Device.update_state.in_(FAILED_STATES))
     if status is FleetStatus.UPDATING:
-        return and_(live, Device.update_state.in_(ACTIVE_UPDATE_STATES))
-    return and_(live, Device.update_state.not_in(FAILED_UPDATE_STATES | ACTIVE_UPDATE_STATES))
+        return and_(live, Device.update_state.in_(IN_PROGRESS_STATES))
+    return and_(live, Device.update_state.not_in(FAILED_STATES | IN_PROGRESS_STATES))
 
 
 def to_public(device: Device, *, now: datetime, offline_after_s: int) -> DevicePublic:
@@ -208,9 +198,9 @@ def desired_state(
             Device.desired_os_version,
             Device.desired_roles,
             Device.desired_safe_mode,
-            DeploymentConfig.poll_interval_s,
+            DeviceGroup.poll_interval_s,
         )
-        .outerjoin(DeploymentConfig, DeploymentConfig.name == Device.group_name)
+        .outerjoin(DeviceGroup, DeviceGroup.name == Device.group_name)
         .where(Device.id == device_id)
     ).one_or_none()
     if row is None:
@@ -285,7 +275,7 @@ def update_attributes(
     if update.safe_mode is not None:
         device.desired_safe_mode = update.safe_mode
     if "group" in update.model_fields_set:
-        if update.group is not None and session.get(DeploymentConfig, update.group) is None:
+        if update.group is not None and session.get(DeviceGroup, update.group) is None:
             raise NotFound(
                 f"no device group {update.group}", hint="create it with PUT /groups/{name}"
             )

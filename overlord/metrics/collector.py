@@ -18,7 +18,7 @@ from overlord.devices.models import Device
 from overlord.devices.service import fleet_status
 from overlord.errors import DatabaseUnavailable
 from overlord.rollouts import service as rollouts_service
-from overlord.rollouts.models import DeploymentRollout, DeviceUpdate, Outcome
+from overlord.rollouts.models import DeploymentRollout, DeviceOutcome, DeviceUpdate
 from overlord.settings import Settings
 
 TUF_ROLES = ("root", "targets", "snapshot", "timestamp")
@@ -98,7 +98,7 @@ class FleetCollector(Collector):
             "failed / attempted in the current stage",
             labels=["rollout"],
         )
-        outcomes: dict[int, Counter[Outcome]] = {}
+        outcomes: dict[int, Counter[DeviceOutcome]] = {}
         for rollout_id, outcome, count in session.execute(
             select(DeviceUpdate.rollout_id, DeviceUpdate.outcome, func.count()).group_by(
                 DeviceUpdate.rollout_id, DeviceUpdate.outcome
@@ -109,7 +109,7 @@ class FleetCollector(Collector):
             release = f"{rollout.role_name or 'os'}-{rollout.version}"
             info.add_metric([rollout.name, release, rollout.kind.value, rollout.state.value], 1)
             counts = outcomes.get(rollout.id, Counter())
-            for outcome in Outcome:
+            for outcome in DeviceOutcome:
                 devices.add_metric([rollout.name, outcome.value], counts.get(outcome, 0))
             tally = rollouts_service.stage_tally(session, rollout)
             ratio.add_metric([rollout.name], tally.failure_ratio)

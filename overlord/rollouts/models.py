@@ -28,7 +28,7 @@ class ReleaseKind(StrEnum):
     ROLE = "role"
 
 
-class Outcome(StrEnum):
+class DeviceOutcome(StrEnum):
     PENDING = "pending"
     UPDATING = "updating"
     SUCCEEDED = "succeeded"
@@ -38,10 +38,10 @@ class Outcome(StrEnum):
     TIMED_OUT = "timed_out"
 
 
-class DeploymentConfig(Base):
+class DeviceGroup(Base):
     """A device group: its maintenance window (UTC) and poll interval."""
 
-    __tablename__ = "deployment_configs"
+    __tablename__ = "device_groups"
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     description: Mapped[str] = mapped_column(Text, default="")
@@ -87,7 +87,9 @@ class DeviceUpdate(Base):
     )
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
     stage: Mapped[int]
-    outcome: Mapped[Outcome] = mapped_column(str_enum(Outcome), default=Outcome.PENDING)
+    outcome: Mapped[DeviceOutcome] = mapped_column(
+        str_enum(DeviceOutcome), default=DeviceOutcome.PENDING
+    )
     previous_version: Mapped[str | None] = mapped_column(String(40))
     reason: Mapped[str | None] = mapped_column(Text)
     admitted_at: Mapped[datetime] = mapped_column(default=utcnow)

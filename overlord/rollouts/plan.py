@@ -7,13 +7,13 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, time
 
-from fleetcore.wire import EventKind, Health, UpdateState
-from overlord.rollouts.models import Outcome, ReleaseKind
+from fleetcore.wire import IN_PROGRESS_STATES, EventKind, Health, UpdateState
+from overlord.rollouts.models import DeviceOutcome, ReleaseKind
 
-FINISHED = frozenset({Outcome.SUCCEEDED, Outcome.FAILED})
+FINISHED = frozenset({DeviceOutcome.SUCCEEDED, DeviceOutcome.FAILED})
 # What lets a stage settle: finished, or given up on after the stage timeout.
-SETTLED = FINISHED | {Outcome.TIMED_OUT}
-COUNTED_FAILED = frozenset({Outcome.FAILED, Outcome.TIMED_OUT})
+SETTLED = FINISHED | {DeviceOutcome.TIMED_OUT}
+COUNTED_FAILED = frozenset({DeviceOutcome.FAILED, DeviceOutcome.TIMED_OUT})
 
 
 def stage_count(stages: list[int]) -> int:
@@ -61,7 +61,9 @@ class StageTally:
         return self.failed / self.admitted if self.admitted else 0.0
 
 
-def timed_out(*, outcome: Outcome, admitted_at: datetime, now: datetime, timeout_s: int) -> bool:
+def timed_out(
+    *, outcome: DeviceOutcome, admitted_at: datetime, now: datetime, timeout_s: int
+) -> bool:
     """A device that has not finished within ``timeout_s`` of its admission."""
     return outcome not in SETTLED and (now - admitted_at).total_seconds() >= timeout_s
 
@@ -97,24 +99,24 @@ def outcome_from_event(
     event_kind: EventKind,
     event_version: str | None,
     event_role: object,
-) -> Outcome | None:
+) -> DeviceOutcome | None:
     """What an event says about a device's part in a rollout, or None if it says nothing."""
     if event_version != version:
         return None
     if kind is ReleaseKind.OS:
         if event_kind is EventKind.UPDATE_COMMITTED:
-            return Outcome.SUCCEEDED
+            return DeviceOutcome.SUCCEEDED
         if event_kind in _OS_FAILED:
-            return Outcome.FAILED
+            return DeviceOutcome.FAILED
         if event_kind in _OS_UPDATING:
-            return Outcome.UPDATING
+            return DeviceOutcome.UPDATING
         return None
     if event_role is not None and event_role != role:
         return None
     if event_kind is EventKind.ROLE_APPLIED:
-        return Outcome.SUCCEEDED
+        return DeviceOutcome.SUCCEEDED
     if event_kind in _ROLE_FAILED:
-        return Outcome.FAILED
+        return DeviceOutcome.FAILED
     return None
 
 
@@ -126,32 +128,32 @@ def outcome_from_heartbeat(
     image_version: str,
     update_state: UpdateState,
     roles: list[dict[str, object]],
-) -> Outcome | None:
+) -> DeviceOutcome | None:
     """What a heartbeat says: running the target healthy is success; mid-update is updating."""
     if kind is ReleaseKind.OS:
         if image_version == version and update_state in {UpdateState.IDLE, UpdateState.COMMITTED}:
-            return Outcome.SUCCEEDED
-        if update_state in {UpdateState.DOWNLOADING, UpdateState.INSTALLING, UpdateState.TRIAL}:
-            return Outcome.UPDATING
+            return DeviceOutcome.SUCCEEDED
+        if update_state in IN_PROGRESS_STATES:
+            return DeviceOutcome.UPDATING
         return None
     for status in roles:
         if status.get("name") == role and status.get("version") == version:
             if status.get("health") == Health.HEALTHY.value:
-                return Outcome.SUCCEEDED
-            return Outcome.UPDATING
+                return DeviceOutcome.SUCCEEDED
+            return DeviceOutcome.UPDATING
     return None
 
 
-def next_outcome(current: Outcome, observed: Outcome) -> Outcome:
+def next_outcome(current: DeviceOutcome, observed: DeviceOutcome) -> DeviceOutcome:
     """Outcomes only move forward, except that a failure overrides an earlier success."""
-    if current is Outcome.FAILED:
+    if current is DeviceOutcome.FAILED:
         return current
-    if observed is Outcome.FAILED:
+    if observed is DeviceOutcome.FAILED:
         return observed
-    if current is Outcome.SUCCEEDED:
+    if current is DeviceOutcome.SUCCEEDED:
         return current
-    if current is Outcome.TIMED_OUT:  # only a final report replaces a timeout
-        return observed if observed is Outcome.SUCCEEDED else current
-    if observed is Outcome.UPDATING and current is not Outcome.PENDING:
+    if current is DeviceOutcome.TIMED_OUT:  # only a final report replaces a timeout
+        return observed if observed is DeviceOutcome.SUCCEEDED else current
+    if observed is DeviceOutcome.UPDATING and current is not DeviceOutcome.PENDING:
         return current
     return observed

@@ -36,7 +36,7 @@ def create_rollout(
 def list_rollouts(
     _caller: Viewer, session: DbSession, state: Annotated[RolloutState | None, Query()] = None
 ) -> list[RolloutPublic]:
-    return [service.to_public(session, r) for r in service.list_rollouts(session, state=state)]
+    return service.public_rollouts(session, service.list_rollouts(session, state=state))
 
 
 @router.get("/rollouts/{rollout_id}", response_model=RolloutPublic)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from fleetcore.release import Hardware
 from fleetcore.version import Version
 from overlord.devices.schemas import GroupName, LabelPart
-from overlord.rollouts.models import Outcome, ReleaseKind, RolloutState
+from overlord.rollouts.models import DeviceOutcome, ReleaseKind, RolloutState
 
 RolloutName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 RoleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
@@ -80,7 +80,7 @@ class RolloutPublic(BaseModel):
     current_stage: int
     stage_label: str
     halt_reason: str | None
-    devices: dict[Outcome, int]
+    devices: dict[DeviceOutcome, int]
     failure_ratio: float
     created_at: datetime
     updated_at: datetime
@@ -91,7 +91,7 @@ class DeviceUpdatePublic(BaseModel):
 
     device_id: str
     stage: int
-    outcome: Outcome
+    outcome: DeviceOutcome
     reason: str | None
     admitted_at: datetime
     finished_at: datetime | None

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -21,10 +22,10 @@ from overlord.releases import service as releases_service
 from overlord.rollouts import plan
 from overlord.rollouts.models import (
     TERMINAL_STATES,
-    DeploymentConfig,
     DeploymentRollout,
+    DeviceGroup,
+    DeviceOutcome,
     DeviceUpdate,
-    Outcome,
     ReleaseKind,
     RolloutState,
 )
@@ -62,10 +63,7 @@ def create_rollout(session: Session, *, spec: RolloutCreate, repo_dir: Path) -> 
             f"rollout {clash} of the same release line is unfinished",
             hint="complete or abort it first",
         )
-    if (
-        spec.selector.group is not None
-        and session.get(DeploymentConfig, spec.selector.group) is None
-    ):
+    if spec.selector.group is not None and session.get(DeviceGroup, spec.selector.group) is None:
         raise NotFound(f"no device group {spec.selector.group}")
     rollout = DeploymentRollout(
         name=spec.name,
@@ -144,13 +142,39 @@ def _require_state(rollout: DeploymentRollout, allowed: set[RolloutState], verb:
 
 
 def to_public(session: Session, rollout: DeploymentRollout) -> RolloutPublic:
-    counts: Counter[Outcome] = Counter()
-    for outcome, count in session.execute(
-        select(DeviceUpdate.outcome, func.count())
-        .where(DeviceUpdate.rollout_id == rollout.id)
-        .group_by(DeviceUpdate.outcome)
-    ):
-        counts[outcome] = count
+    return public_rollouts(session, [rollout])[0]
+
+
+def public_rollouts(session: Session, rollouts: Sequence[DeploymentRollout]) -> list[RolloutPublic]:
+    """Rollouts as the API shows them, with their device counts: two queries for any number."""
+    ids = [r.id for r in rollouts]
+    totals: dict[int, Counter[DeviceOutcome]] = defaultdict(Counter)
+    current: dict[int, Counter[DeviceOutcome]] = defaultdict(Counter)
+    if ids:
+        counted = (
+            select(DeviceUpdate.rollout_id, DeviceUpdate.outcome, func.count())
+            .where(DeviceUpdate.rollout_id.in_(ids))
+            .group_by(DeviceUpdate.rollout_id, DeviceUpdate.outcome)
+        )
+        for rollout_id, outcome, count in session.execute(counted):
+            totals[rollout_id][outcome] = count
+        in_stage = counted.join(
+            DeploymentRollout, DeploymentRollout.id == DeviceUpdate.rollout_id
+        ).where(DeviceUpdate.stage == DeploymentRollout.current_stage)
+        for rollout_id, outcome, count in session.execute(in_stage):
+            current[rollout_id][outcome] = count
+    return [_public(r, totals[r.id], current[r.id]) for r in rollouts]
+
+
+def _public(
+    rollout: DeploymentRollout,
+    counts: Counter[DeviceOutcome],
+    in_stage: Counter[DeviceOutcome],
+) -> RolloutPublic:
+    tally = plan.StageTally(
+        admitted=sum(in_stage.values()),
+        failed=sum(n for outcome, n in in_stage.items() if outcome in plan.COUNTED_FAILED),
+    )
     return RolloutPublic(
         id=rollout.id,
         name=rollout.name,
@@ -172,8 +196,8 @@ def to_public(session: Session, rollout: DeploymentRollout) -> RolloutPublic:
         current_stage=rollout.current_stage,
         stage_label=plan.stage_label(rollout.current_stage, rollout.stages),
         halt_reason=rollout.halt_reason,
-        devices={o: counts.get(o, 0) for o in Outcome},
-        failure_ratio=stage_tally(session, rollout).failure_ratio,
+        devices={o: counts.get(o, 0) for o in DeviceOutcome},
+        failure_ratio=tally.failure_ratio,
         created_at=rollout.created_at,
         updated_at=rollout.updated_at,
     )
@@ -207,7 +231,9 @@ def _open_rows(session: Session, device_id: str) -> list[tuple[DeviceUpdate, Dep
     ]
 
 
-def _apply(row: DeviceUpdate, observed: Outcome | None, reason: str | None, now: datetime) -> None:
+def _apply(
+    row: DeviceUpdate, observed: DeviceOutcome | None, reason: str | None, now: datetime
+) -> None:
     if observed is None:
         return
     outcome = plan.next_outcome(row.outcome, observed)
@@ -216,7 +242,7 @@ def _apply(row: DeviceUpdate, observed: Outcome | None, reason: str | None, now:
     row.outcome = outcome
     if outcome in plan.FINISHED:
         row.finished_at = now
-        if outcome is Outcome.FAILED:
+        if outcome is DeviceOutcome.FAILED:
             row.reason = reason or "the device reported a failure without a reason"
         else:
             row.reason = None  # a late success clears a timeout
@@ -344,7 +370,7 @@ def _withdraw_unstarted(session: Session, rollout: DeploymentRollout) -> None:
     """
     for row in session.scalars(
         select(DeviceUpdate).where(
-            DeviceUpdate.rollout_id == rollout.id, DeviceUpdate.outcome == Outcome.PENDING
+            DeviceUpdate.rollout_id == rollout.id, DeviceUpdate.outcome == DeviceOutcome.PENDING
         )
     ):
         device = session.get(Device, row.device_id)
@@ -382,9 +408,7 @@ def _admit(session: Session, rollout: DeploymentRollout, now: datetime) -> tuple
     )
     if len(admitted) >= wanted:
         return len(admitted), wanted
-    windows = {
-        g.name: (g.window_start, g.window_end) for g in session.scalars(select(DeploymentConfig))
-    }
+    windows = {g.name: (g.window_start, g.window_end) for g in session.scalars(select(DeviceGroup))}
     candidates.sort(key=lambda d: plan.admission_order(rollout.name, d.id))
     count = len(admitted)
     for device in candidates[: wanted - count]:
@@ -436,7 +460,7 @@ def _time_out(session: Session, rollout: DeploymentRollout, now: datetime) -> No
             now=now,
             timeout_s=rollout.stage_timeout_s,
         ):
-            row.outcome = Outcome.TIMED_OUT
+            row.outcome = DeviceOutcome.TIMED_OUT
             row.reason = plan.timeout_reason(rollout.stage_timeout_s)
             row.finished_at = now
     session.flush()
@@ -480,10 +504,10 @@ def tick(session: Session, *, now: datetime | None = None) -> None:
 # Device groups -------------------------------------------------------------------------------
 
 
-def put_group(session: Session, *, name: str, update: GroupUpdate) -> DeploymentConfig:
-    group = session.get(DeploymentConfig, name)
+def put_group(session: Session, *, name: str, update: GroupUpdate) -> DeviceGroup:
+    group = session.get(DeviceGroup, name)
     if group is None:
-        group = DeploymentConfig(name=name)
+        group = DeviceGroup(name=name)
         session.add(group)
     group.description = update.description
     group.window_start = update.window_start
@@ -509,12 +533,12 @@ def list_groups(session: Session) -> list[GroupPublic]:
             poll_interval_s=g.poll_interval_s,
             devices=counts.get(g.name, 0),
         )
-        for g in session.scalars(select(DeploymentConfig).order_by(DeploymentConfig.name))
+        for g in session.scalars(select(DeviceGroup).order_by(DeviceGroup.name))
     ]
 
 
 def delete_group(session: Session, *, name: str) -> None:
-    group = session.get(DeploymentConfig, name)
+    group = session.get(DeviceGroup, name)
     if group is None:
         raise NotFound(f"no device group {name}")
     if session.scalar(select(func.count()).select_from(Device).where(Device.group_name == name)):

@@ -2,7 +2,8 @@
 
 It stands in for the real image until ``fleet-image`` lands: a real Debian arm64 kernel, a
 busybox initramfs whose /init (``guest/init``) acts out ``guest-plan.txt`` from its boot
-partition, and the DESIGN.md partitions (config, boot_a, boot_b, system_a, system_b, data).
+partition, and the fleet's partitions in `fleetcore.layout` (config, boot_a, boot_b, system_a,
+system_b, data).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetcore.layout import LABELS
 from fleetcore.run import run
 from harness import autoboot
 from harness.cpio import Archive
@@ -49,13 +51,12 @@ class Slice:
     kind: str
 
 
-LAYOUT = (
-    Slice("config", 32, "fat"),
-    Slice("boot_a", 48, "fat"),
-    Slice("boot_b", 48, "fat"),
-    Slice("system_a", 8, "ext4"),
-    Slice("system_b", 8, "ext4"),
-    Slice("data", 16, "ext4"),
+# The shared partition order (fleetcore.layout) with sizes for the harness's own guests.
+LAYOUT = tuple(
+    Slice(label, size, kind)
+    for label, size, kind in zip(
+        LABELS, (32, 48, 48, 8, 8, 16), ("fat", "fat", "fat", "ext4", "ext4", "ext4"), strict=True
+    )
 )
 FIRST_MIB = 1
 

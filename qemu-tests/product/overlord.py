@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -17,19 +16,13 @@ from typing import Any
 
 import httpx
 
+from fleetcore.net import free_port
 from fleetcore.run import run_text
 from product import tool
 
 API = "/api/v1"
 CHUNK_GET = re.compile(r'"GET \S*/chunks/([0-9a-f]{4}/[0-9a-f]{64})\.zst HTTP')
 START_SECONDS = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Overlord:

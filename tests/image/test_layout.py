@@ -1,16 +1,8 @@
 import pytest
 
+from fleetcore.layout import Slot, autoboot_txt
 from image.errors import InputError
-from image.layout import (
-    ALIGN,
-    MIB,
-    Sizes,
-    Slot,
-    autoboot_txt,
-    cmdline_txt,
-    plan,
-    sfdisk_script,
-)
+from image.layout import ALIGN, MIB, Sizes, cmdline_txt, plan, sfdisk_script
 
 DESIGN_AUTOBOOT = "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3\n"
 
@@ -53,7 +45,7 @@ def test_sfdisk_script_names_every_partition():
 
 def test_autoboot_matches_design():
     assert autoboot_txt() == DESIGN_AUTOBOOT
-    assert autoboot_txt(Slot.B, Slot.A).splitlines()[2] == "boot_partition=3"
+    assert autoboot_txt(Slot.B).splitlines()[2] == "boot_partition=3"
 
 
 def test_cmdline_replaces_root_arguments_only():

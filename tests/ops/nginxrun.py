@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from fleetcore.net import free_port
 from tests.ops.tools import DEPLOY_DIR, find_tool, make_self_signed_cert, run_tool
 
 CONF = DEPLOY_DIR / "nginx" / "nginx.conf"
@@ -45,12 +46,6 @@ class Echo(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         return
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def edit(text: str, old: str, new: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from simulator.server import free_port
+from fleetcore.net import free_port
 from tests.ops.contract import documented_metrics, exposed_metrics, used_metrics
 
 

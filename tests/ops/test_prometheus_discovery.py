@@ -9,7 +9,6 @@ shape, with a target that is a loopback node exporter stand-in.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -22,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from fleetcore.net import free_port
 from tests.ops.tools import DEPLOY_DIR, find_tool
 
 pytestmark = pytest.mark.integration
@@ -66,12 +66,6 @@ class FleetStandIn(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         return
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def discovery_config(fleet_port: int, token_file: Path) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
+from fleetcore.layout import Slot
 from fleetcore.wire import (
     Event,
     EventBatch,
@@ -20,7 +21,6 @@ from fleetcore.wire import (
     RegisterRequest,
     RegisterResponse,
     RoleStatus,
-    Slot,
     UpdateState,
 )
 from overlord import migrate

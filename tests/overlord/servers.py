@@ -7,7 +7,8 @@ import socket
 import threading
 from pathlib import Path
 
-from simulator.server import free_port, serve
+from fleetcore.net import free_port
+from simulator.server import serve
 
 
 def overlord_process(

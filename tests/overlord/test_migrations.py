@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text
 
+from overlord import migrate
 from overlord.db import make_engine
 from overlord.models import Base
+from simulator.site import scratch_database
 
 
 def test_migrations_match_the_models(database_url: str):
@@ -15,5 +23,41 @@ def test_migrations_match_the_models(database_url: str):
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'overlord.db'}"
+        return
+    with scratch_database(request.getfixturevalue("pg_url"), "overlord_migrate") as url:
+        yield url
+
+
+def test_the_device_group_rename_keeps_groups_and_their_devices(empty_database: str):
+    """0005 renames deployment_configs to device_groups; rows and the devices' link survive,
+    and the downgrade gives the old table back."""
+    engine = make_engine(empty_database)
+    try:
+        migrate.upgrade(engine, "0004")
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO deployment_configs (name, description) VALUES ('lab', 'bench')")
+            )
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            rows = conn.execute(text("SELECT name, description FROM device_groups")).all()
+            assert [tuple(r) for r in rows] == [("lab", "bench")]
+            links = inspect(conn).get_foreign_keys("devices")
+            assert {fk["referred_table"] for fk in links} >= {"device_groups"}
+            assert "deployment_configs" not in {fk["referred_table"] for fk in links}
+        config = migrate.alembic_config(engine)
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0004")
+        with engine.begin() as conn:
+            assert conn.execute(text("SELECT name FROM deployment_configs")).scalar() == "lab"
     finally:
         engine.dispose()

@@ -8,7 +8,7 @@ import pytest
 
 from fleetcore.wire import EventKind, UpdateState
 from overlord.rollouts import plan
-from overlord.rollouts.models import Outcome, ReleaseKind
+from overlord.rollouts.models import DeviceOutcome, ReleaseKind
 
 
 @pytest.mark.parametrize(
@@ -57,9 +57,9 @@ def test_events_map_to_outcomes_for_their_version_only():
             event_role=None,
         )
 
-    assert os_event(EventKind.UPDATE_COMMITTED) is Outcome.SUCCEEDED
-    assert os_event(EventKind.ROLLBACK) is Outcome.FAILED
-    assert os_event(EventKind.INSTALL_STARTED) is Outcome.UPDATING
+    assert os_event(EventKind.UPDATE_COMMITTED) is DeviceOutcome.SUCCEEDED
+    assert os_event(EventKind.ROLLBACK) is DeviceOutcome.FAILED
+    assert os_event(EventKind.INSTALL_STARTED) is DeviceOutcome.UPDATING
     assert os_event(EventKind.ROLLBACK, "1.9") is None
     role = plan.outcome_from_event(
         kind=ReleaseKind.ROLE,
@@ -81,7 +81,7 @@ def test_heartbeat_on_target_version_is_success():
         update_state=UpdateState.IDLE,
         roles=[],
     )
-    assert outcome is Outcome.SUCCEEDED
+    assert outcome is DeviceOutcome.SUCCEEDED
     role = plan.outcome_from_heartbeat(
         kind=ReleaseKind.ROLE,
         role="camera",
@@ -90,34 +90,45 @@ def test_heartbeat_on_target_version_is_success():
         update_state=UpdateState.IDLE,
         roles=[{"name": "camera", "version": "3", "health": "healthy"}],
     )
-    assert role is Outcome.SUCCEEDED
+    assert role is DeviceOutcome.SUCCEEDED
 
 
 def test_outcomes_move_forward_and_failure_wins():
-    assert plan.next_outcome(Outcome.PENDING, Outcome.UPDATING) is Outcome.UPDATING
-    assert plan.next_outcome(Outcome.SUCCEEDED, Outcome.UPDATING) is Outcome.SUCCEEDED
-    assert plan.next_outcome(Outcome.SUCCEEDED, Outcome.FAILED) is Outcome.FAILED
-    assert plan.next_outcome(Outcome.FAILED, Outcome.SUCCEEDED) is Outcome.FAILED
+    assert (
+        plan.next_outcome(DeviceOutcome.PENDING, DeviceOutcome.UPDATING) is DeviceOutcome.UPDATING
+    )
+    assert (
+        plan.next_outcome(DeviceOutcome.SUCCEEDED, DeviceOutcome.UPDATING)
+        is DeviceOutcome.SUCCEEDED
+    )
+    assert plan.next_outcome(DeviceOutcome.SUCCEEDED, DeviceOutcome.FAILED) is DeviceOutcome.FAILED
+    assert plan.next_outcome(DeviceOutcome.FAILED, DeviceOutcome.SUCCEEDED) is DeviceOutcome.FAILED
 
 
 def test_only_unfinished_devices_time_out_and_only_a_final_report_replaces_it():
     admitted = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
     later = datetime(2026, 1, 1, 14, 0, tzinfo=UTC)
     for outcome, expected in [
-        (Outcome.PENDING, True),
-        (Outcome.UPDATING, True),
-        (Outcome.SUCCEEDED, False),
-        (Outcome.FAILED, False),
-        (Outcome.TIMED_OUT, False),
+        (DeviceOutcome.PENDING, True),
+        (DeviceOutcome.UPDATING, True),
+        (DeviceOutcome.SUCCEEDED, False),
+        (DeviceOutcome.FAILED, False),
+        (DeviceOutcome.TIMED_OUT, False),
     ]:
         assert (
             plan.timed_out(outcome=outcome, admitted_at=admitted, now=later, timeout_s=7200)
             is expected
         )
     assert not plan.timed_out(
-        outcome=Outcome.PENDING, admitted_at=admitted, now=later, timeout_s=7201
+        outcome=DeviceOutcome.PENDING, admitted_at=admitted, now=later, timeout_s=7201
     )
-    assert plan.next_outcome(Outcome.TIMED_OUT, Outcome.UPDATING) is Outcome.TIMED_OUT
-    assert plan.next_outcome(Outcome.TIMED_OUT, Outcome.SUCCEEDED) is Outcome.SUCCEEDED
-    assert plan.next_outcome(Outcome.TIMED_OUT, Outcome.FAILED) is Outcome.FAILED
+    assert (
+        plan.next_outcome(DeviceOutcome.TIMED_OUT, DeviceOutcome.UPDATING)
+        is DeviceOutcome.TIMED_OUT
+    )
+    assert (
+        plan.next_outcome(DeviceOutcome.TIMED_OUT, DeviceOutcome.SUCCEEDED)
+        is DeviceOutcome.SUCCEEDED
+    )
+    assert plan.next_outcome(DeviceOutcome.TIMED_OUT, DeviceOutcome.FAILED) is DeviceOutcome.FAILED
     assert plan.timeout_reason(7200) == "did not report success within 2 h 0 min of admission"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import event
+
 from fleetcore.wire import DesiredState, EventKind, UpdateState
 from overlord.db import unit_of_work, utcnow
 from overlord.rollouts import service as rollouts_service
@@ -248,3 +250,39 @@ def test_role_rollout_sets_desired_roles(overlord: Overlord):
     assert [(r.name, str(r.version), r.target) for r in state.roles] == [
         ("camera", "2.0.0", "roles/camera/2.0.0.tar.zst")
     ]
+
+
+def test_listing_rollouts_costs_the_same_queries_for_any_number(overlord: Overlord):
+    """Counts and the stage's failure ratio come from grouped queries, not one per rollout."""
+    fleet = _fleet(overlord, 4)
+    ctx = overlord.client.app.state.ctx  # type: ignore[attr-defined]
+
+    def listing_queries() -> tuple[int, list[dict]]:
+        statements: list[str] = []
+
+        def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+            statements.append(statement)
+
+        engine = ctx.sessions.kw["bind"]
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            answer = overlord.client.get("/api/v1/rollouts", headers=overlord.as_admin())
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert answer.status_code == 200
+        return len(statements), answer.json()
+
+    def abort(rollout: dict) -> None:
+        url = f"/api/v1/rollouts/{rollout['id']}/abort"
+        assert overlord.client.post(url, headers=overlord.as_admin()).status_code == 200
+
+    first = _create(overlord, name="first")
+    _tick(overlord)
+    admitted = len(_targeted(overlord, fleet))
+    one, listed = listing_queries()
+    assert sum(listed[0]["devices"].values()) == admitted > 0
+    abort(first)
+    for number in range(2, 12):
+        abort(_create(overlord, name=f"r{number}"))
+    many, listed = listing_queries()
+    assert len(listed) == 11 and many == one

@@ -16,7 +16,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetcore.net import free_port
 from updater.roles.compose import ComposeFlavor
 from updater.roles.manager import ManagerConfig, RoleEvent, RoleManager
 
@@ -112,16 +112,10 @@ def offline_image(saved_image: tuple[str, Path], docker_engine: str) -> tuple[st
     return saved_image
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _safe_mode_copy(dest: Path, image: str) -> Path:
     """The shipped safe-mode stack on the local image, a free port and a quick probe."""
     shutil.copytree(REPO / "safe-mode", dest)
-    port = str(_free_port())
+    port = str(free_port())
     for name in ("role.yaml", "compose.yaml"):
         path = dest / name
         text = path.read_text().replace(SAFE_MODE_IMAGE, image).replace("8088", port)

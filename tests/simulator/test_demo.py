@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from fleetcore.layout import Slot
 from fleetcore.release import ImageName, load_manifest
-from fleetcore.wire import Slot, UpdateState
+from fleetcore.wire import UpdateState
 from overlord.rollouts.models import RolloutState
 from simulator.cli import main as demo_main
 from simulator.demo import NEW, DemoOptions, run_demo

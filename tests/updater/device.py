@@ -1,6 +1,6 @@
 """A whole simulated device in a temp directory: GPT disk image, roots, simulated firmware.
 
-The disk is a sparse GPT file laid out as DESIGN.md says (config, boot_a/b, system_a/b,
+The disk is a sparse GPT file laid out as fleetcore.layout says (config, boot_a/b, system_a/b,
 data by PARTLABEL), made with sfdisk, its config partition formatted with mkfs.vfat and
 filled with mtools, slot a written with dd. The config partition mount, /data, the image
 root and /proc are directories. ``power_on`` plays the firmware; ``agent_start`` builds the
@@ -16,31 +16,23 @@ from pathlib import Path
 
 import yaml
 
+from fleetcore.layout import CONFIG_LABEL, LABELS, Slot, slot_label
 from fleetcore.release import ImageName
 from fleetcore.run import run
-from fleetcore.wire import Slot
 from updater import autoboot
 from updater.config import load_config
 from updater.disk import BootDisk, PartitionIO
-from updater.engine import Engine, Outcome
+from updater.engine import Engine, EngineResult
 from updater.firmware import open_firmware
 from updater.firmware.simulated import firmware_boot
 from updater.health import HealthChecker, RoleHealthHook
 from updater.paths import Roots
 from updater.queue import EventQueue
-from updater.slots import partition_label
 from updater.state import StateStore
 
 MIB = 1 << 20
-# (label, size in MiB) in partition order; 1 is config, 2/3 boot_a/b, 4/5 system_a/b, 6 data.
-LAYOUT = (
-    ("config", 32),
-    ("boot_a", 2),
-    ("boot_b", 2),
-    ("system_a", 8),
-    ("system_b", 8),
-    ("data", 4),
-)
+# (label, size in MiB) in the shared partition order (fleetcore.layout), small for tests.
+LAYOUT = tuple(zip(LABELS, (32, 2, 2, 8, 8, 4), strict=True))
 BASIC_DATA = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7"
 LINUX = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 
@@ -51,7 +43,7 @@ def make_disk(path: Path) -> None:
         handle.truncate(total * MIB)
     lines = ["label: gpt", "unit: sectors"]
     for label, size in LAYOUT:
-        kind = BASIC_DATA if label.startswith(("config", "boot")) else LINUX
+        kind = BASIC_DATA if label.startswith((CONFIG_LABEL, "boot")) else LINUX
         lines.append(f"size={size * 2048}, type={kind}, name={label}")
     run(["sfdisk", "--quiet", str(path)], input="\n".join(lines).encode() + b"\n")
 
@@ -197,21 +189,21 @@ class SimDevice:
             store=store,
         )
 
-    def settle(self, engine_factory=None, *, max_boots: int = 12) -> list[Outcome]:
+    def settle(self, engine_factory=None, *, max_boots: int = 12) -> list[EngineResult]:
         """Resume, and power on again after every requested reboot, until nothing is left."""
         outcomes = []
         for _ in range(max_boots):
             engine = (engine_factory or self.engine)()
             outcome = engine.resume()
             outcomes.append(outcome)
-            if outcome is not Outcome.REBOOTING:
+            if outcome is not EngineResult.REBOOTING:
                 return outcomes
             self.power_on()
         raise AssertionError(f"no stable state after {max_boots} boots: {outcomes}")
 
     def slot_sha256(self, slot: Slot, image: ImageName, size: int) -> str:
         disk = BootDisk.open(self.disk_path)
-        part = disk.partitions[partition_label(image.value, slot)]
+        part = disk.partitions[slot_label(image.value, slot)]
         with PartitionIO(part, writable=False) as reader:
             return hashlib.sha256(reader.read(0, size)).hexdigest()
 

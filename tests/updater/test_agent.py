@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from fleetcore.layout import Slot
 from fleetcore.version import Version
-from fleetcore.wire import EventKind, Slot, UpdateState
+from fleetcore.wire import EventKind, UpdateState
 from tests.updater.agents import make_agent, setup_device
-from updater.engine import Outcome
+from updater.engine import EngineResult
 from updater.queue import EventQueue
 
 
@@ -72,7 +73,7 @@ def test_device_keeps_its_slot_while_the_overlord_is_down(device, server):
     server.down = True
     agent = make_agent(device)
     agent.cycle()
-    assert agent.engine.resume() is Outcome.IDLE
+    assert agent.engine.resume() is EngineResult.IDLE
     assert device.booted() == (Slot.A, False)
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from fleetcore.wire import DesiredState, UpdateState
 from tests.updater.agents import make_agent, setup_device
 from updater.engine import Engine
-from updater.overlord import Identity, OverlordClient, OverlordError, OverlordUnreachable
+from updater.overlord import Identity, OverlordClient, OverlordClientError, OverlordUnreachable
 
 
 def kinds(server):
@@ -119,9 +119,9 @@ def client_answering(handler) -> OverlordClient:
             OverlordUnreachable,
             "longer than",
         ),
-        (httpx.Response(200, content=b"NaN"), OverlordError, "not a JSON number"),
-        (httpx.Response(200, content=b"[" * 100_000), OverlordError, "nests deeper"),
-        (httpx.Response(200, content=b'{"os": null, "os": {}}'), OverlordError, "duplicate"),
+        (httpx.Response(200, content=b"NaN"), OverlordClientError, "not a JSON number"),
+        (httpx.Response(200, content=b"[" * 100_000), OverlordClientError, "nests deeper"),
+        (httpx.Response(200, content=b'{"os": null, "os": {}}'), OverlordClientError, "duplicate"),
         (
             httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"x"),
             OverlordUnreachable,
@@ -129,7 +129,7 @@ def client_answering(handler) -> OverlordClient:
         ),
         (
             httpx.Response(200, content=b'{"poll_interval_s": "s3cret-device-token"}'),
-            OverlordError,
+            OverlordClientError,
             "poll_interval_s",
         ),
     ],
@@ -152,7 +152,7 @@ def test_a_refusal_that_quotes_the_token_is_redacted(caplog):
         return httpx.Response(403, stream=httpx.ByteStream(text.encode()))
 
     client = client_answering(echo)
-    with pytest.raises(OverlordError) as info:
+    with pytest.raises(OverlordClientError) as info:
         client.desired_state(None)
     assert "s3cret-device-token" not in str(info.value)
     assert "***" in str(info.value)
@@ -169,5 +169,5 @@ def test_a_good_answer_still_parses():
 @given(st.binary(max_size=400) | st.from_regex(rb'\{"(os|roles|poll_interval_s)": .{0,40}\}'))
 def test_any_answer_is_a_model_or_one_overlord_error(data):
     client = client_answering(lambda request: httpx.Response(200, stream=httpx.ByteStream(data)))
-    with contextlib.suppress(OverlordError):
+    with contextlib.suppress(OverlordClientError):
         client.desired_state(None)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fleetcore import atomic
-from fleetcore.wire import Slot
+from fleetcore.layout import Slot
 from updater import autoboot
 from updater.autoboot import Autoboot
 from updater.errors import FirmwareError

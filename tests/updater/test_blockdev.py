@@ -22,10 +22,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fleetcore.layout import Slot
 from fleetcore.release import ImageName
 from fleetcore.run import run, run_text
 from fleetcore.version import Version
-from fleetcore.wire import Slot, UpdateState
+from fleetcore.wire import UpdateState
 from image import assemble
 from signing.repository import publish_release
 from tests.image.conftest import make_rootfs, request
@@ -34,7 +35,7 @@ from tests.updater.servers import FleetServer
 from updater import autoboot
 from updater.config import load_config
 from updater.disk import find_boot_disk
-from updater.engine import Engine, Outcome
+from updater.engine import Engine, EngineResult
 from updater.errors import ActiveSlotError
 from updater.firmware import open_firmware
 from updater.firmware.simulated import firmware_boot
@@ -148,7 +149,7 @@ def test_install_on_partition_nodes_found_from_the_running_root(tmp_path, requir
                 assert engine.disk.slot_partition("system", Slot.B).path == Path(f"{loop}p5")
                 assert engine.disk.slot_partition("boot", Slot.B).offset == 0
                 assert engine.running_version() == Version("1.0.0")
-                assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+                assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
                 assert server.fetched_chunks() > 0
                 # Read back through the partition nodes, independently of the updater.
                 for image, node in ((ImageName.BOOT, "p3"), (ImageName.SYSTEM, "p5")):
@@ -166,7 +167,7 @@ def test_install_on_partition_nodes_found_from_the_running_root(tmp_path, requir
                 roots = roots_on(root_b)
                 engine = engine_for(roots)
                 assert engine.boot_state().slot is Slot.B
-                assert engine.resume() is Outcome.IDLE
+                assert engine.resume() is EngineResult.IDLE
                 assert engine.store.load().state is UpdateState.COMMITTED
                 assert engine.running_version() == Version("2.0.0")
             assert autoboot.read(boot_config / "autoboot.txt").committed is Slot.B

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from fleetcore.wire import Slot
+from fleetcore.layout import Slot
 from tests.updater.device import SimDevice
 from updater.cli import main
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from fleetcore.layout import Slot
 from fleetcore.run import run, run_text
-from fleetcore.wire import Slot
 from tests.updater.device import LAYOUT, make_disk
 from updater.disk import BootDisk, PartitionIO, find_boot_disk
 from updater.errors import ActiveSlotError, DiskError

@@ -8,14 +8,15 @@ import pytest
 import yaml
 import zstandard
 
+from fleetcore.layout import Slot
 from fleetcore.release import ImageName, load_index
 from fleetcore.version import Version
-from fleetcore.wire import EventKind, Slot, UpdateState
+from fleetcore.wire import EventKind, UpdateState
 from signing.errors import DowngradeRefused
 from tests.updater.conftest import v1_device, v1_images, v2_images
 from tests.updater.releases import ReleaseRepo, image_bytes
 from tests.updater.servers import FleetServer
-from updater.engine import Outcome
+from updater.engine import EngineResult
 from updater.errors import VersionRejected
 
 
@@ -57,7 +58,7 @@ def test_tampered_chunk_fails_the_install(tmp_path, own_repo, own_server):
     target.write_bytes(zstandard.ZstdCompressor().compress(b"\0" * changed.size))
     device = make_device(tmp_path, own_repo)
 
-    assert device.engine().start(Version("2.0.0"), own_server.tuf_url) is Outcome.IDLE
+    assert device.engine().start(Version("2.0.0"), own_server.tuf_url) is EngineResult.IDLE
     state = device.engine().store.load()
     assert state.state is UpdateState.FAILED
     assert changed.sha256 in state.last_failure and "signed hash" in state.last_failure
@@ -69,7 +70,7 @@ def test_tampered_chunk_fails_the_install(tmp_path, own_repo, own_server):
 def test_wrong_image_hash_fails_read_back(tmp_path, own_repo, own_server):
     own_repo.publish("2.0.0", v2_images(), claimed_sha256=hashlib.sha256(b"other").hexdigest())
     device = make_device(tmp_path, own_repo)
-    assert device.engine().start(Version("2.0.0"), own_server.tuf_url) is Outcome.IDLE
+    assert device.engine().start(Version("2.0.0"), own_server.tuf_url) is EngineResult.IDLE
     state = device.engine().store.load()
     assert state.state is UpdateState.FAILED
     assert "does not read back as the signed system image" in state.last_failure
@@ -108,10 +109,10 @@ def test_downgrade_refused_even_when_the_device_is_told_it_runs_lower(
 
 def test_failed_health_check_falls_back_with_reason(device, server):
     device.add_health_hook("camera", "echo 'no camera on /dev/video0' >&2; exit 1")
-    assert device.engine().start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+    assert device.engine().start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
     device.power_on()
     assert device.booted() == (Slot.B, True)
-    assert device.settle() == [Outcome.REBOOTING, Outcome.IDLE]
+    assert device.settle() == [EngineResult.REBOOTING, EngineResult.IDLE]
     # The failed trial rebooted normally: the old, committed slot runs again and reports.
     assert device.booted() == (Slot.A, False)
     assert device.committed() is Slot.A
@@ -127,7 +128,7 @@ def test_wanted_check_failure_does_not_block_commit(device, server):
     device.add_health_hook("nice-to-have", "exit 3", required=False)
     device.engine().start(Version("2.0.0"), server.tuf_url)
     device.power_on()
-    assert device.settle() == [Outcome.IDLE]
+    assert device.settle() == [EngineResult.IDLE]
     assert device.engine().store.load().state is UpdateState.COMMITTED
 
 
@@ -145,7 +146,7 @@ def test_role_health_hook_decides_when_required(device, server):
 def test_trials_are_bounded_then_the_version_is_marked_bad(device, server):
     device.add_health_hook("always-fails", "exit 1")
     for attempt in range(1, 4):
-        assert device.engine().start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+        assert device.engine().start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
         device.power_on()
         device.settle()
         assert device.engine().store.load().attempts(Version("2.0.0")) == attempt
@@ -161,7 +162,7 @@ def test_trials_are_bounded_then_the_version_is_marked_bad(device, server):
 
 
 def test_power_cut_during_trial_counts_as_a_failed_attempt(device, server):
-    assert device.engine().start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+    assert device.engine().start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
     device.power_on()  # trial boot begins...
     engine = device.engine()
     state = engine.store.load()
@@ -170,7 +171,7 @@ def test_power_cut_during_trial_counts_as_a_failed_attempt(device, server):
     engine.store.save(state)
     device.power_on(requested_reboot=False)  # the tryboot flag is gone: committed slot boots
     assert device.booted() == (Slot.A, False)
-    assert device.settle() == [Outcome.IDLE]
+    assert device.settle() == [EngineResult.IDLE]
     state = device.engine().store.load()
     assert state.state is UpdateState.ROLLED_BACK
     assert "ended before health checks passed" in state.last_failure
@@ -186,7 +187,7 @@ def test_power_cut_during_trial_counts_as_a_failed_attempt(device, server):
 def test_size_and_free_space_caps(device, server, transfer, message):
     device.roots.data_config.parent.mkdir(parents=True, exist_ok=True)
     device.roots.data_config.write_text(yaml.safe_dump({"transfer": transfer}))
-    assert device.engine().start(Version("2.0.0"), server.tuf_url) is Outcome.IDLE
+    assert device.engine().start(Version("2.0.0"), server.tuf_url) is EngineResult.IDLE
     state = device.engine().store.load()
     assert state.state is UpdateState.FAILED
     assert message in state.last_failure

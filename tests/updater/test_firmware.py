@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from fleetcore.wire import Slot
+from fleetcore.layout import Slot
 from updater.autoboot import Autoboot
 from updater.config import FirmwareBackend, FirmwareConfig
 from updater.errors import FirmwareError

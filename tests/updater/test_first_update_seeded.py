@@ -9,10 +9,10 @@ with debugfs, nothing mounted), and the install of v2 must take most chunks from
 import shutil
 from pathlib import Path
 
+from fleetcore.layout import Slot
 from fleetcore.release import SLOT_INDEX_DIR
 from fleetcore.run import run
 from fleetcore.version import Version
-from fleetcore.wire import Slot
 from image import disk as image_disk
 from image.layout import SECTOR
 from signing.keys import KeyStore
@@ -20,7 +20,7 @@ from signing.repository import init_repository
 from simulator.device import SimulatedDevice
 from simulator.releases import build_release, publish
 from updater.cli import open_device
-from updater.engine import Outcome
+from updater.engine import EngineResult
 from updater.sources import DIRECTORY_SCHEME
 
 V1, V2 = Version("1.0.0"), Version("2.0.0")
@@ -68,7 +68,7 @@ def test_first_update_is_seeded_from_the_data_partition(tmp_path: Path):
 
     device.power_on()
     engine = open_device(roots).engine
-    assert engine.start(V2, f"{DIRECTORY_SCHEME}{repo}") is Outcome.REBOOTING
+    assert engine.start(V2, f"{DIRECTORY_SCHEME}{repo}") is EngineResult.REBOOTING
     stats = engine.last_stats
     # Local chunks: from slot A (the seed), or repeats of one already in slot B (copied).
     local = stats["seeded_chunks"] + stats["present_chunks"] + stats["copied_chunks"]

@@ -15,8 +15,9 @@ from types import ModuleType
 
 import pytest
 
+from fleetcore.layout import Slot
 from fleetcore.version import Version
-from fleetcore.wire import EventKind, Slot, UpdateState
+from fleetcore.wire import EventKind, UpdateState
 from updater.queue import CURSOR, JOURNAL, EventQueue
 from updater.state import StateStore, UpdaterState
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 
+from fleetcore.layout import Slot
 from fleetcore.release import ImageName
 from fleetcore.version import Version
-from fleetcore.wire import EventKind, Slot, UpdateState
+from fleetcore.wire import EventKind, UpdateState
 from tests.updater.conftest import v1_images, v2_images
 from tests.updater.releases import image_bytes, patched
 from tests.updater.servers import FleetServer
-from updater.engine import Outcome
+from updater.engine import EngineResult
 
 
 def sha(data: bytes) -> str:
@@ -27,7 +28,7 @@ def test_full_install_trial_and_commit(device, server):
     # No seed: forget slot A's indexes, so every chunk comes over HTTP.
     for path in device.roots.slot_dir(Slot.A).iterdir():
         path.unlink()
-    assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+    assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
     state = engine.store.load()
     assert state.state is UpdateState.TRIAL_REBOOT
     assert_slot_holds(device, Slot.B, v2_images())
@@ -37,7 +38,7 @@ def test_full_install_trial_and_commit(device, server):
 
     device.power_on()
     assert device.booted() == (Slot.B, True)
-    assert device.settle() == [Outcome.IDLE]
+    assert device.settle() == [EngineResult.IDLE]
     state = device.engine().store.load()
     assert state.state is UpdateState.COMMITTED
     assert device.committed() is Slot.B
@@ -51,7 +52,7 @@ def test_full_install_trial_and_commit(device, server):
 
 def test_seeded_install_fetches_only_changed_chunks(device, server, repo):
     engine = device.engine()
-    assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+    assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
     stats = engine.last_stats
     total = sum(len(c) for c in repo_index_chunks(repo, "2.0.0"))
     assert stats["seeded_chunks"] > 0
@@ -79,7 +80,7 @@ def test_slot_b_gets_its_own_boot_bytes(device, repo_template, tmp_path):
     server = FleetServer(repo.path)
     try:
         engine = device.engine()
-        assert engine.start(Version("3.0.0"), server.tuf_url) is Outcome.REBOOTING
+        assert engine.start(Version("3.0.0"), server.tuf_url) is EngineResult.REBOOTING
     finally:
         server.close()
     boot_b = patched(images[ImageName.BOOT], 4096, b"root=PARTLABEL=system_b")
@@ -87,7 +88,7 @@ def test_slot_b_gets_its_own_boot_bytes(device, repo_template, tmp_path):
         device, Slot.B, {ImageName.BOOT: boot_b, ImageName.SYSTEM: images[ImageName.SYSTEM]}
     )
     device.power_on()
-    assert device.settle() == [Outcome.IDLE]
+    assert device.settle() == [EngineResult.IDLE]
     assert device.committed() is Slot.B
 
 
@@ -106,7 +107,7 @@ def test_repeated_content_is_fetched_once(device, repo_template, tmp_path):
     server = FleetServer(repo.path)
     try:
         engine = device.engine()
-        assert engine.start(Version("3.0.0"), server.tuf_url) is Outcome.REBOOTING
+        assert engine.start(Version("3.0.0"), server.tuf_url) is EngineResult.REBOOTING
     finally:
         server.close()
     assert_slot_holds(device, Slot.B, images)
@@ -131,7 +132,7 @@ def test_read_back_drops_the_written_range_from_the_page_cache(device, server, m
 
     monkeypatch.setattr(os, "posix_fadvise", spy)
     engine = device.engine()
-    assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+    assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
     disk = engine.disk
     expected = {
         (disk.slot_partition(image.value, Slot.B).offset, len(data))
@@ -154,6 +155,6 @@ def test_a_seed_index_that_does_not_describe_the_slot_falls_back_to_fetching(dev
         update={"chunks": (filler, *wanted.chunks), "image_size": beyond + wanted.image_size}
     )
     seed_file.write_bytes(dump_index(lying))
-    assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+    assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
     assert engine.last_stats["fetched_chunks"] > 0
     assert_slot_holds(device, Slot.B, v2_images())

@@ -18,7 +18,7 @@ from signing.errors import DownloadError, SigningError, VerificationError
 from tests.updater.conftest import v1_device, v1_images, v2_images
 from tests.updater.releases import ReleaseRepo
 from tests.updater.servers import FleetServer
-from updater.engine import Outcome
+from updater.engine import EngineResult
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_download_error_is_no_verification_error():
 def test_an_outage_during_refresh_waits_for_the_network(tmp_path, own_repo, own_server):
     device = v1_device(tmp_path / "device", own_repo)
     own_server.down = True
-    assert device.engine().start(Version("2.0.0"), own_server.tuf_url) is Outcome.WAITING
+    assert device.engine().start(Version("2.0.0"), own_server.tuf_url) is EngineResult.WAITING
     state = device.engine().store.load()
     assert state.state is UpdateState.DOWNLOADING
     assert state.last_failure is None
@@ -53,7 +53,7 @@ def test_an_outage_during_refresh_waits_for_the_network(tmp_path, own_repo, own_
     assert EventKind.INSTALL_FAILED not in kinds
 
     own_server.down = False
-    assert device.engine().resume() is Outcome.REBOOTING
+    assert device.engine().resume() is EngineResult.REBOOTING
 
 
 def test_a_forged_timestamp_signature_fails_the_install(tmp_path, own_repo, own_server):
@@ -64,7 +64,7 @@ def test_a_forged_timestamp_signature_fails_the_install(tmp_path, own_repo, own_
     metadata["signatures"][0]["sig"] = ("0" if sig[0] != "0" else "1") + sig[1:]
     path.write_text(json.dumps(metadata))
 
-    assert device.engine().start(Version("2.0.0"), own_server.tuf_url) is Outcome.IDLE
+    assert device.engine().start(Version("2.0.0"), own_server.tuf_url) is EngineResult.IDLE
     state = device.engine().store.load()
     assert state.state is UpdateState.FAILED
     assert "timestamp" in state.last_failure

@@ -11,11 +11,12 @@ import hashlib
 
 import pytest
 
+from fleetcore.layout import Slot
 from fleetcore.version import Version
-from fleetcore.wire import Slot, UpdateState
+from fleetcore.wire import UpdateState
 from tests.updater.conftest import v1_device, v1_images, v2_images
 from tests.updater.device import SimDevice
-from updater.engine import Outcome
+from updater.engine import EngineResult
 from updater.state import StateStore, UpdaterState
 
 V2 = Version("2.0.0")
@@ -52,9 +53,9 @@ def drive(device: SimDevice, source: str, store: StateStore) -> None:
     for _ in range(16):
         engine = device.engine(store=store)
         outcome = engine.resume()
-        if outcome is Outcome.IDLE and engine.store.load().state is not UpdateState.COMMITTED:
+        if outcome is EngineResult.IDLE and engine.store.load().state is not UpdateState.COMMITTED:
             outcome = engine.start(V2, source)
-        if outcome is Outcome.REBOOTING:
+        if outcome is EngineResult.REBOOTING:
             device.power_on()
             continue
         if engine.store.load().state is UpdateState.COMMITTED:

@@ -8,14 +8,15 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
+from fleetcore.layout import Slot
 from fleetcore.version import Version
-from fleetcore.wire import RegisterRequest, Slot
+from fleetcore.wire import RegisterRequest
 from tests.updater.conftest import v1_device
 from tests.updater.device import SimDevice
 from tests.updater.proxy import ForwardProxy, make_certificate
 from tests.updater.servers import FleetServer
 from updater.config import load_config
-from updater.engine import Outcome
+from updater.engine import EngineResult
 from updater.errors import ConfigError
 from updater.overlord import OverlordClient
 from updater.proxy import Proxy, ProxyRules
@@ -115,7 +116,7 @@ def test_a_bad_configured_proxy_names_the_key(device):
 def test_install_goes_through_the_proxy_of_the_environment(device, server, proxy, monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     engine = device.engine()
-    assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+    assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
     through_proxy = proxy.targets("GET")
     chunks = {f"{server.tuf_url}/{path}" for path in server.chunk_requests}
     assert chunks and chunks <= set(through_proxy)  # absolute-form, every chunk
@@ -127,7 +128,7 @@ def test_configured_proxy_beats_a_dead_environment_proxy(device, server, proxy, 
     monkeypatch.setenv("http_proxy", DEAD_PROXY)
     configure(device, proxy={"url": proxy.url})
     engine = device.engine()
-    assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+    assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
     assert server.fetched_chunks() > 0
     assert len(proxy.targets("GET")) >= server.fetched_chunks()
     assert server.peers <= proxy.upstreams
@@ -137,7 +138,7 @@ def test_no_proxy_reaches_the_server_directly(device, server, proxy, monkeypatch
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
     monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.0/8")
     engine = device.engine()
-    assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+    assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
     assert server.fetched_chunks() > 0
     assert proxy.requests == []
 
@@ -152,7 +153,7 @@ def test_https_goes_through_a_connect_tunnel(tmp_path, repo, proxy, monkeypatch)
     try:
         device = v1_device(tmp_path / "device", repo)
         engine = device.engine()
-        assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.REBOOTING
+        assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
         assert server.fetched_chunks() > 0
         assert engine.store.load().target_slot is Slot.B
     finally:

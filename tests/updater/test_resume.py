@@ -8,11 +8,12 @@ from pathlib import Path
 
 import yaml
 
+from fleetcore.layout import Slot
 from fleetcore.version import Version
-from fleetcore.wire import Slot, UpdateState
+from fleetcore.wire import UpdateState
 from tests.updater.conftest import v2_images
 from tests.updater.test_install import assert_slot_holds
-from updater.engine import Outcome
+from updater.engine import EngineResult
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +49,7 @@ def test_killed_at_many_byte_offsets_then_resumed(device, server):
         assert proc.returncode == -9, proc.stderr.decode()[-2000:]
         kills += 1
     assert engine.store.load().state is UpdateState.INSTALLING
-    assert device.settle() == [Outcome.REBOOTING, Outcome.IDLE]
+    assert device.settle() == [EngineResult.REBOOTING, EngineResult.IDLE]
     assert kills == 8
     assert max(server.chunk_requests.values()) == 1
     assert_slot_holds(device, Slot.B, v2_images())
@@ -67,11 +68,11 @@ def test_overlord_down_during_install_resumes_later(device, server):
     )
     server.down_after_chunks = 120
     engine = device.engine()
-    assert engine.start(Version("2.0.0"), server.tuf_url) is Outcome.WAITING
+    assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.WAITING
     assert engine.store.load().state is UpdateState.INSTALLING
-    assert engine.resume() is Outcome.WAITING  # still down: keeps waiting, state unchanged
+    assert engine.resume() is EngineResult.WAITING  # still down: keeps waiting, state unchanged
 
     server.down, server.down_after_chunks = False, None
-    assert device.engine().resume() is Outcome.REBOOTING
+    assert device.engine().resume() is EngineResult.REBOOTING
     assert max(server.chunk_requests.values()) == 1
     assert_slot_holds(device, Slot.B, v2_images())

@@ -5,8 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
+from fleetcore.layout import Slot
 from fleetcore.run import run
-from fleetcore.wire import Slot
 from updater.config import FirmwareConfig
 from updater.paths import Roots
 from updater.slots import slot_of

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetcore.net import free_port
 from fleetcore.release import role_target
 from fleetcore.wire import DesiredRole, Health
 from image.roleimage import build, recipe
@@ -62,12 +63,6 @@ def sound_standin(require_root: None) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pinned_copy(dest: Path, image_id: str, standin: Path, port: int) -> Path:
@@ -114,7 +109,7 @@ def test_audio_player_role_runs_on_the_built_image(
     sound_standin: Path,
     tmp_path: Path,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     bundle = pinned_copy(tmp_path / "audio-player", built.image_id, sound_standin, port)
     spec = load_spec((bundle / "role.yaml").read_text())
     archive = tmp_path / "audio-player.tar.zst"
