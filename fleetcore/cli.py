@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from fleetcore import logs
 from fleetcore.errors import FleetError
 
 EXIT_FAILURE = 1
@@ -14,9 +15,11 @@ EXIT_INTERRUPTED = 130
 
 
 def setup_logging(verbose: int) -> None:
-    """Log to stderr: warnings by default, info with -v, debug (commands run) with -vv."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    """Log to stderr: warnings by default, info with -v, debug (commands run) with -vv.
+
+    JSON lines instead of text with ``FLEET_LOG_FORMAT=json`` (:mod:`fleetcore.logs`).
+    """
+    logs.configure(logging.WARNING - 10 * min(verbose, 2))
 
 
 def run_main(prog: str, body: Callable[[], int | None]) -> int:
