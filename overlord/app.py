@@ -34,6 +34,7 @@ from overlord.fastpath import FastPath
 from overlord.limits import BodyLimit
 from overlord.metrics.collector import FleetCollector
 from overlord.releases.routes import router as releases_router
+from overlord.requestlog import RequestLog
 from overlord.rollouts.routes import router as rollouts_router
 from overlord.scheduler import Scheduler
 from overlord.settings import Settings
@@ -116,7 +117,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(IntegrityError)
-    async def integrity(_request: Request, err: IntegrityError) -> JSONResponse:
+    async def integrity(request: Request, err: IntegrityError) -> JSONResponse:
+        # The database's own text may quote row values; the constraint's kind is enough here.
+        log.warning(
+            "%s %s: integrity error (%s), answered 409",
+            request.method,
+            request.url.path[:256],
+            type(err.orig).__name__,
+        )
         return JSONResponse({"detail": "conflicting concurrent change, retry"}, status_code=409)
 
     @app.exception_handler(DBAPIError)
@@ -154,7 +162,15 @@ class OverlordApp(FastAPI):
 
     body_limit: BodyLimit | None = None
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Outermost: refusals by the body limit and answers of the fast path are logged too.
+        self._logged = RequestLog(self._limited)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._logged(scope, receive, send)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.body_limit is not None:
             # The limit wraps everything else (its app is _handle): it sees each request
             # before the fast path, a middleware or a route reads the body.
