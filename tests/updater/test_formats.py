@@ -24,13 +24,27 @@ from updater.state import StateStore, UpdaterState
 OLD = Path(__file__).parent / "fixtures" / "release-0.1.0"
 
 
+# Names that moved since 0.1.0 (the files' format is under test, not the import paths).
+_MOVED = {
+    "from updater.errors import StateError": (
+        "from updater.errors import UpdateStateError as StateError"
+    ),
+    "from fleetcore.wire import Slot, UpdateState": (
+        "from fleetcore.layout import Slot\nfrom fleetcore.wire import UpdateState"
+    ),
+}
+
+
 def old_module(name: str) -> ModuleType:
     """0.1.0's ``updater.<name>``; its imports resolve against the current tree."""
+    source = (OLD / f"{name}.py.txt").read_text()
+    for old, new in _MOVED.items():
+        source = source.replace(old, new)
     spec = importlib.util.spec_from_loader(f"release_0_1_0_{name}", loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # pydantic resolves the module's annotations through it
-    exec(compile((OLD / f"{name}.py.txt").read_text(), f"0.1.0/{name}.py", "exec"), module.__dict__)
+    exec(compile(source, f"0.1.0/{name}.py", "exec"), module.__dict__)
     return module
 
 
