@@ -12,7 +12,6 @@ the image size.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from collections import deque
@@ -25,7 +24,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fleetcore.atomic import atomic_write
+from fleetcore.errors import FormatError
 from fleetcore.layout import Slot
+from fleetcore.persisted import LEGACY, dump, load
 from fleetcore.release import BytePatch, ImageName, Manifest, apply_patches
 from fleetcore.version import Version
 from updater.chunkindex import CompactIndex, SeedMap
@@ -44,9 +45,13 @@ ProgressCallback = Callable[[ImageName, int, int], None]
 
 
 class Progress(BaseModel):
-    """How far the install of ``version`` into ``slot`` got: durable on /data."""
+    """How far the install of ``version`` into ``slot`` got: durable on /data.
 
-    model_config = ConfigDict(extra="forbid")
+    A versioned device file (:mod:`fleetcore.persisted`, format 1.0 written without the key);
+    one that cannot be read, or a newer major, only restarts the install from its first chunk.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     version: Version
     slot: Slot
@@ -62,15 +67,16 @@ class ProgressFile:
     def load(self, version: Version, slot: Slot) -> tuple[Progress, bool]:
         """The saved progress of this install, and whether there was any."""
         try:
-            progress = Progress.model_validate(json.loads(self.path.read_bytes()))
-        except (OSError, ValueError, ValidationError):
+            raw = self.path.read_bytes()
+            progress = Progress.model_validate(load(raw, current=LEGACY, what=str(self.path)))
+        except (OSError, FormatError, ValidationError):
             return Progress(version=version, slot=slot), False
         if progress.version != version or progress.slot != slot:
             return Progress(version=version, slot=slot), False
         return progress, True
 
     def save(self, progress: Progress) -> None:
-        atomic_write(self.path, progress.model_dump_json().encode())
+        atomic_write(self.path, dump(progress.model_dump(mode="json"), current=LEGACY))
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

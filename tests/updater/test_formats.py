@@ -122,3 +122,19 @@ def test_unknown_fields_are_ignored_and_a_newer_major_is_set_aside(tmp_path):
     fresh = EventQueue(tmp_path, max_items=10)
     assert len(fresh) == 0 and fresh.cursor.next_seq == 1
     assert len(list(tmp_path.glob("*.unreadable-*"))) == 2
+
+
+def test_install_progress_is_read_across_versions(tmp_path):
+    from fleetcore.release import ImageName
+    from updater.install import Progress, ProgressFile
+
+    progress = ProgressFile(tmp_path / "progress.json")
+    saved = Progress(version=Version("2.0.0"), slot=Slot.B, image=ImageName.SYSTEM, next_chunk=7)
+    progress.save(saved)
+    doc = json.loads(progress.path.read_bytes())
+    assert "format" not in doc  # format 1.0, as 0.1.0 wrote it
+    progress.path.write_text(json.dumps({**doc, "format": "1.4", "added_later": True}))
+    assert progress.load(Version("2.0.0"), Slot.B) == (saved, True)
+    progress.path.write_text(json.dumps({**doc, "format": "2.0"}))
+    fresh, resumed = progress.load(Version("2.0.0"), Slot.B)
+    assert not resumed and fresh.next_chunk == 0
