@@ -32,6 +32,7 @@ from overlord.errors import RETRY_HINT, DatabaseUnavailable, RequestError, error
 from overlord.events.routes import router as events_router
 from overlord.fastpath import FastPath
 from overlord.limits import BodyLimit
+from overlord.metrics.bounded import method_label
 from overlord.metrics.collector import FleetCollector
 from overlord.releases.routes import router as releases_router
 from overlord.rollouts.routes import router as rollouts_router
@@ -72,7 +73,7 @@ class _LatencyMiddleware:
                 path: str = scope.get("path", "")
                 template = TUF_PREFIX if path.startswith(TUF_PREFIX + "/") else "unmatched"
             self.ctx.metrics.request_duration.labels(
-                method=scope["method"], route=template, status=str(status)
+                method=method_label(scope["method"]), route=template, status=str(status)
             ).observe(time.perf_counter() - start)
 
 
