@@ -6,11 +6,9 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
@@ -18,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetcore.wire import TUF_PREFIX
-from overlord import __version__
+from overlord import __version__, openapi
 from overlord.auth.routes import router as auth_router
 from overlord.context import AppContext
 from overlord.dashboard.routes import LoginRequired
@@ -130,24 +128,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         )
 
 
-def _document_bearer_auth(app: FastAPI) -> None:
-    """Authentication is one flat dependency (cheap); describe the scheme in OpenAPI here."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "bearer": {"type": "http", "scheme": "bearer"}
-            }
-            schema["security"] = [{"bearer": []}]
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
-
-
 class OverlordApp(FastAPI):
     """FastAPI with :mod:`overlord.fastpath` in front of everything, even the middleware."""
 
@@ -206,7 +186,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         json_bytes=settings.max_json_bytes,
         publish_bytes=settings.max_publish_bytes,
     )
-    _document_bearer_auth(app)
+    openapi.install(app)
     _install_error_handlers(app)
     for router in (
         devices_router,
