@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, Field
 
 from fleetcore.wire import API_PREFIX
@@ -61,28 +61,33 @@ def install(app: FastAPI) -> None:
             components.setdefault("schemas", {})[ERROR_SCHEMA] = ErrorBody.model_json_schema()
             # Included routers are resolved lazily; this yields each route with its prefix.
             for route in iter_route_contexts(app.routes):
-                if isinstance(route.original_route, APIRoute) and route.include_in_schema:
-                    _document(schema["paths"][route.path_format], route)
+                path, methods = route.path_format, route.methods
+                documented = isinstance(route.original_route, APIRoute) and route.include_in_schema
+                if documented and path and methods:
+                    _document(schema["paths"][path], path, methods, route.dependant)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _document(path_item: dict[str, Any], route: RouteContext) -> None:
-    needs_token = any(call in _AUTHENTICATORS for call in _calls(route.dependant))
+def _document(
+    path_item: dict[str, Any], path: str, methods: set[str], dependant: Dependant
+) -> None:
+    needs_token = any(call in _AUTHENTICATORS for call in _calls(dependant))
+    api = path.startswith(API_PREFIX + "/")
     codes: set[int] = set()
     if needs_token:
         codes |= {401, 403, 429}
-    if route.dependant.path_params:
+    if dependant.path_params:
         codes.add(404)
-    if route.path_format.startswith(API_PREFIX + "/"):
+    if api:
         codes.add(503)
-    for method in route.methods:
+    for method in methods:
         operation = path_item[method.lower()]
         if needs_token:
             operation["security"] = [{"bearer": []}]
-        api_write = method in _WRITES and route.path_format.startswith(API_PREFIX + "/")
+        api_write = api and method in _WRITES
         responses = operation.setdefault("responses", {})
         for code in sorted(codes | ({409} if api_write else set())):
             responses.setdefault(str(code), _error_response(code))
