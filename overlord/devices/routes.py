@@ -105,8 +105,11 @@ def _load_desired(ctx: Ctx, device_id: str) -> CachedDesiredState:
 
 
 @router.post("/{device_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
-async def heartbeat(device_id: str, body: Heartbeat, _caller: DeviceCaller, ctx: Ctx) -> Response:
-    await ctx.heartbeats.submit(device_id, body)
+async def heartbeat(
+    device_id: str, body: Heartbeat, _caller: DeviceCaller, ctx: Ctx, request: Request
+) -> Response:
+    screened = ctx.exporters.screen(device_id, body, client_host=client_address(request))
+    await ctx.heartbeats.submit(device_id, screened)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
