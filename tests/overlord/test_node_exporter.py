@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from ipaddress import ip_network
 
 import pytest
@@ -21,21 +22,30 @@ DEVICE_ADDRESS = "10.20.0.7"
 APPROVED = "192.168.50.0/24"
 
 
+@dataclass
+class Served:
+    client: TestClient
+    admin: dict[str, str]
+    enrollment_token: str
+
+
 @pytest.fixture
-def client(database_url: str, repo: Repo) -> Iterator[TestClient]:
+def served(database_url: str, repo: Repo) -> Iterator[Served]:
     """An Overlord that sees every request come from DEVICE_ADDRESS."""
     settings = settings_for(database_url, repo, exporter_networks=APPROVED)
-    with TestClient(create_app(settings), client=(DEVICE_ADDRESS, 40000)) as test_client:
-        test_client.headers["X-Test-Admin"] = create_token(database_url, KeyRole.ADMIN)
-        test_client.headers["X-Test-Enrol"] = create_token(database_url, KeyRole.ENROLLMENT)
-        yield test_client
+    with TestClient(create_app(settings), client=(DEVICE_ADDRESS, 40000)) as client:
+        yield Served(
+            client=client,
+            admin={"Authorization": f"Bearer {create_token(database_url, KeyRole.ADMIN)}"},
+            enrollment_token=create_token(database_url, KeyRole.ENROLLMENT),
+        )
 
 
-def _enrol(client: TestClient, serial: str) -> tuple[str, dict[str, str]]:
-    resp = client.post(
+def _enrol(served: Served, serial: str) -> tuple[str, dict[str, str]]:
+    resp = served.client.post(
         "/api/v1/devices/register",
         json={
-            "enrollment_token": client.headers["X-Test-Enrol"],
+            "enrollment_token": served.enrollment_token,
             "hostname": "pi",
             "hardware": "pi4",
             "serial": serial,
@@ -48,9 +58,11 @@ def _enrol(client: TestClient, serial: str) -> tuple[str, dict[str, str]]:
     return body.device_id, {"Authorization": f"Bearer {body.device_token}"}
 
 
-def _report(client: TestClient, address: str) -> tuple[str, list[str]]:
-    """Heartbeat twice (the route, then the fast path); the stored address and SD targets."""
-    device_id, auth = _enrol(client, f"S-{address}")
+def _report(served: Served, address: str) -> tuple[str, list[str]]:
+    """Heartbeat twice (the route, then the fast path once the token is cached, as on
+    PostgreSQL); the stored address and the service discovery targets."""
+    device_id, auth = _enrol(served, f"S-{address}")
+    client, admin = served.client, served.admin
     for _ in range(2):
         resp = client.post(
             f"/api/v1/devices/{device_id}/heartbeat",
@@ -58,7 +70,6 @@ def _report(client: TestClient, address: str) -> tuple[str, list[str]]:
             headers=auth,
         )
         assert resp.status_code == 204, resp.text
-    admin = {"Authorization": f"Bearer {client.headers['X-Test-Admin']}"}
     stored = client.get(f"/api/v1/devices/{device_id}", headers=admin).json()["node_exporter"]
     groups = client.get("/api/v1/sd/prometheus", headers=admin).json()
     targets = [
@@ -71,8 +82,8 @@ def _report(client: TestClient, address: str) -> tuple[str, list[str]]:
 
 
 @pytest.mark.parametrize("address", [f"{DEVICE_ADDRESS}:9100", "192.168.50.3:9100"])
-def test_own_address_or_approved_network_is_exported(client: TestClient, address: str):
-    assert _report(client, address) == (address, [address])
+def test_own_address_or_approved_network_is_exported(served: Served, address: str):
+    assert _report(served, address) == (address, [address])
 
 
 @pytest.mark.parametrize(
@@ -86,10 +97,10 @@ def test_own_address_or_approved_network_is_exported(client: TestClient, address
     ],
 )
 def test_any_other_target_is_not_exported_and_is_logged(
-    client: TestClient, address: str, caplog: pytest.LogCaptureFixture
+    served: Served, address: str, caplog: pytest.LogCaptureFixture
 ):
     with caplog.at_level(logging.WARNING, logger="overlord.devices.exporter"):
-        assert _report(client, address) == (None, [])
+        assert _report(served, address) == (None, [])
     warnings = [r.getMessage() for r in caplog.records if address in r.getMessage()]
     # Once per device and address, not once per heartbeat.
     assert len(warnings) == 1 and "not exported" in warnings[0]
