@@ -10,12 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetcore.wire import Slot
+from fleetcore.wire import RoleStatus, Slot
 from overlord.db import make_engine, make_sessionmaker, unit_of_work
 from overlord.devices.models import AdminStatus, Device
 from overlord.metrics.bounded import MAX_LABEL_CHARS, OTHER, CountFamily, label_value
 from overlord.rollouts.models import DeploymentRollout, ReleaseKind, RolloutState
-from tests.overlord.conftest import Overlord
+from tests.overlord.conftest import Overlord, heartbeat, make_overlord
+from tests.overlord.tufrepo import Repo
 
 # Stated bounds for the default cap (OVERLORD_METRICS_MAX_SERIES=500).
 MAX_SERIES = 500
@@ -169,3 +170,31 @@ def test_count_family_folds_the_smallest_into_other():
     assert sum(exported.values()) == sum(range(1, 11)) + 3
     assert (OTHER, "online") in exported and (OTHER, "offline") in exported
     assert family.dropped == 9
+
+
+def test_heartbeats_naming_many_roles_fold_past_the_cap(database_url: str, repo: Repo):
+    """The live path: devices enrol and heartbeat schema-valid, distinct, long role names."""
+    overlord = make_overlord(database_url, repo, metrics_max_series=20)
+    with overlord.client:
+        for d in range(15):
+            device_id, auth = overlord.enroll(f"M{d}")
+            roles = [
+                RoleStatus.model_validate(
+                    {
+                        "name": f"r{d}-{r}-" + "x" * 58,
+                        "version": f"{d}.{r}.123456789",
+                        "health": "healthy",
+                    }
+                )
+                for r in range(4)
+            ]
+            resp = overlord.client.post(
+                f"/api/v1/devices/{device_id}/heartbeat", json=heartbeat(roles=roles), headers=auth
+            )
+            assert resp.status_code == 204, resp.text
+        families = _series(overlord.client.get("/metrics").text)
+    roles_exported = families["fleet_device_roles"]
+    assert len(roles_exported) == 20
+    assert {"role": OTHER, "version": OTHER, "health": OTHER} in roles_exported
+    dropped = {s["metric"]: s for s in families["fleet_metric_series_dropped"]}
+    assert "fleet_device_roles" in dropped
