@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine, text
@@ -18,7 +17,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetcore.wire import TUF_PREFIX
-from overlord import __version__
+from overlord import __version__, openapi
 from overlord.auth.routes import router as auth_router
 from overlord.context import AppContext
 from overlord.dashboard.routes import LoginRequired
@@ -32,6 +31,7 @@ from overlord.errors import RETRY_HINT, DatabaseUnavailable, RequestError, error
 from overlord.events.routes import router as events_router
 from overlord.fastpath import FastPath
 from overlord.limits import BodyLimit
+from overlord.metrics.bounded import method_label
 from overlord.metrics.collector import FleetCollector
 from overlord.releases.routes import router as releases_router
 from overlord.requestlog import RequestLog
@@ -73,7 +73,7 @@ class _LatencyMiddleware:
                 path: str = scope.get("path", "")
                 template = TUF_PREFIX if path.startswith(TUF_PREFIX + "/") else "unmatched"
             self.ctx.metrics.request_duration.labels(
-                method=scope["method"], route=template, status=str(status)
+                method=method_label(scope["method"]), route=template, status=str(status)
             ).observe(time.perf_counter() - start)
 
 
@@ -135,24 +135,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             {"detail": "the database is unreachable"}, status_code=503, headers={"Retry-After": "5"}
         )
-
-
-def _document_bearer_auth(app: FastAPI) -> None:
-    """Authentication is one flat dependency (cheap); describe the scheme in OpenAPI here."""
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "bearer": {"type": "http", "scheme": "bearer"}
-            }
-            schema["security"] = [{"bearer": []}]
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class OverlordApp(FastAPI):
@@ -221,7 +203,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         json_bytes=settings.max_json_bytes,
         publish_bytes=settings.max_publish_bytes,
     )
-    _document_bearer_auth(app)
+    openapi.install(app)
     _install_error_handlers(app)
     for router in (
         devices_router,

@@ -26,6 +26,7 @@ from overlord.releases import gc as releases_gc
 from overlord.releases import service as releases_service
 from overlord.rollouts import service as rollouts_service
 from overlord.rollouts.schemas import RolloutCreate, Selector
+from overlord.serving import KEEP_ALIVE_S, GuardedHttpToolsProtocol
 from overlord.settings import Settings
 from signing.targets import TargetKind
 
@@ -76,6 +77,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         port=args.port,
         workers=args.workers,
         forwarded_allow_ips=forwarded_allow_ips,
+        # Header deadline, header size cap and body stall limit (OVERLORD_HTTP_*).
+        http=GuardedHttpToolsProtocol,
+        timeout_keep_alive=KEEP_ALIVE_S,
         log_level="info" if args.verbose else "warning",
         access_log=bool(args.verbose),
     )

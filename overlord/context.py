@@ -21,6 +21,7 @@ from overlord.auth.service import Principal
 from overlord.cache import TTLCache
 from overlord.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from overlord.devices.changes import ChangeFollower
+from overlord.devices.exporter import ExporterScreen
 from overlord.devices.ingest import HeartbeatWriter
 from overlord.devices.schemas import CachedDesiredState
 from overlord.errors import DatabaseUnavailable
@@ -46,11 +47,13 @@ class AppContext:
 
     database_down_until: float = 0.0
     heartbeats: HeartbeatWriter = field(init=False)
+    exporters: ExporterScreen = field(init=False)
     changes: ChangeFollower = field(init=False)
     keeper: CacheKeeper = field(init=False)
 
     def __post_init__(self) -> None:
         self.heartbeats = HeartbeatWriter(self)
+        self.exporters = ExporterScreen(self.settings.exporter_networks)
         self.changes = ChangeFollower(self.desired)
         self.keeper = CacheKeeper(
             engine=self.engine,

@@ -72,6 +72,10 @@ class FastPath:
                 return _replay(messages, receive)
             if not self._ctx.device_limiter.allow(device_id):
                 return _replay(messages, receive)
+            client = scope.get("client")
+            heartbeat = self._ctx.exporters.screen(
+                device_id, heartbeat, client_host=client[0] if client else None
+            )
             status = await self._heartbeat(device_id, heartbeat, send)
         self._observe(method, route, status, time.perf_counter() - started)
         return None

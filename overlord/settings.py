@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, IPvAnyNetwork, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -73,9 +74,39 @@ class Settings(BaseSettings):
     device_rate_burst: int = Field(default=30, ge=1)
     anonymous_rate_per_s: float = Field(default=2.0, gt=0)
     anonymous_rate_burst: int = Field(default=20, ge=1)
+    metrics_max_series: int = Field(
+        default=500,
+        ge=10,
+        le=100_000,
+        description="label sets per /metrics family; the rest fold into an (other) series",
+    )
+    exporter_networks: Annotated[tuple[IPvAnyNetwork, ...], NoDecode] = Field(
+        default=(),
+        description="comma-separated CIDRs a device's node_exporter may be in, besides the "
+        "address the device connects from",
+    )
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="longest a client may take to send its headers"
+    )
+    http_body_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="longest a request body may stall between two reads",
+    )
+    http_max_header_bytes: int = Field(
+        default=64 << 10, ge=4 << 10, le=1 << 20, description="request line plus headers"
+    )
     session_ttl_s: int = Field(default=12 * 3600, ge=60)
     secure_cookies: bool = False
     run_scheduler: bool = True
+
+    @field_validator("exporter_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @property
     def is_sqlite(self) -> bool:

@@ -33,6 +33,7 @@ from overlord.devices.schemas import (
 from overlord.errors import DatabaseUnavailable, RateLimited
 from overlord.events import service as events_service
 from overlord.events.schemas import DeviceEventPage, DeviceEventPublic
+from overlord.openapi import error_responses
 from overlord.rollouts import service as rollouts_service
 
 router = APIRouter(prefix=f"{API_PREFIX}/devices", tags=["devices"])
@@ -40,7 +41,13 @@ sd_router = APIRouter(prefix=f"{API_PREFIX}/sd", tags=["devices"])
 labels_router = APIRouter(prefix=API_PREFIX, tags=["devices"])
 
 
-@router.post("/register", response_model=RegisterResponse, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/register",
+    response_model=RegisterResponse,
+    status_code=status.HTTP_201_CREATED,
+    # The enrollment token travels in the body, so no bearer token; it is checked all the same.
+    responses=error_responses(401, 403, 429),
+)
 def register(
     body: RegisterRequest, request: Request, ctx: Ctx, session: DbSession
 ) -> RegisterResponse:
@@ -98,8 +105,11 @@ def _load_desired(ctx: Ctx, device_id: str) -> CachedDesiredState:
 
 
 @router.post("/{device_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
-async def heartbeat(device_id: str, body: Heartbeat, _caller: DeviceCaller, ctx: Ctx) -> Response:
-    await ctx.heartbeats.submit(device_id, body)
+async def heartbeat(
+    device_id: str, body: Heartbeat, _caller: DeviceCaller, ctx: Ctx, request: Request
+) -> Response:
+    screened = ctx.exporters.screen(device_id, body, client_host=client_address(request))
+    await ctx.heartbeats.submit(device_id, screened)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -17,8 +17,9 @@ from overlord.db import unit_of_work, utcnow
 from overlord.devices.models import Device
 from overlord.devices.service import fleet_status
 from overlord.errors import DatabaseUnavailable
+from overlord.metrics.bounded import CountFamily, dropped_family, label_value
 from overlord.rollouts import service as rollouts_service
-from overlord.rollouts.models import DeploymentRollout, DeviceOutcome, DeviceUpdate
+from overlord.rollouts.models import TERMINAL_STATES, DeploymentRollout, DeviceOutcome, DeviceUpdate
 from overlord.settings import Settings
 
 TUF_ROLES = ("root", "targets", "snapshot", "timestamp")
@@ -30,19 +31,33 @@ class FleetCollector(Collector):
         self._settings = settings
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        dropped: dict[str, int] = {}
         try:
             with unit_of_work(self._sessions) as session:
-                families = [*self._devices(session), *self._rollouts(session)]
+                families = [*self._devices(session, dropped), *self._rollouts(session, dropped)]
         except DatabaseUnavailable:
             # Fleet gauges go missing rather than failing the scrape: counters still matter.
             families = []
         yield from families
+        yield dropped_family(sorted(dropped.items()))
         yield _tuf_expiry(self._settings.repo_dir / "metadata")
 
-    def _devices(self, session: Session) -> Iterator[GaugeMetricFamily]:
+    def _devices(self, session: Session, dropped: dict[str, int]) -> Iterator[GaugeMetricFamily]:
         now = utcnow()
-        by_status: Counter[tuple[str, str]] = Counter()
-        by_role: Counter[tuple[str, str, str]] = Counter()
+        max_series = self._settings.metrics_max_series
+        devices = CountFamily(
+            "fleet_devices",
+            "devices by reported image version and status",
+            ["image_version", "status"],
+            max_series=max_series,
+            kept=["status"],
+        )
+        roles = CountFamily(
+            "fleet_device_roles",
+            "role instances by version and health",
+            ["role", "version", "health"],
+            max_series=max_series,
+        )
         rows = session.execute(
             select(
                 Device.image_version,
@@ -52,7 +67,7 @@ class FleetCollector(Collector):
                 Device.roles,
             )
         )
-        for image_version, last_seen, safe_mode, update_state, roles in rows:
+        for image_version, last_seen, safe_mode, update_state, device_roles in rows:
             status = fleet_status(
                 last_seen=last_seen,
                 safe_mode=safe_mode,
@@ -60,29 +75,30 @@ class FleetCollector(Collector):
                 now=now,
                 offline_after_s=self._settings.offline_after_s,
             )
-            by_status[(image_version, status.value)] += 1
-            for role in roles:
-                by_role[
-                    (str(role.get("name")), str(role.get("version")), str(role.get("health")))
-                ] += 1
-        devices = GaugeMetricFamily(
-            "fleet_devices",
-            "devices by reported image version and status",
-            labels=["image_version", "status"],
-        )
-        for (version, state), count in sorted(by_status.items()):
-            devices.add_metric([version, state], count)
-        yield devices
-        role_family = GaugeMetricFamily(
-            "fleet_device_roles",
-            "role instances by version and health",
-            labels=["role", "version", "health"],
-        )
-        for key, count in sorted(by_role.items()):
-            role_family.add_metric(list(key), count)
-        yield role_family
+            devices.add([image_version, status.value])
+            for role in device_roles:
+                roles.add([role.get("name"), role.get("version"), role.get("health")])
+        yield devices.family()
+        yield roles.family()
+        dropped.update({devices.name: devices.dropped, roles.name: roles.dropped})
 
-    def _rollouts(self, session: Session) -> Iterator[GaugeMetricFamily]:
+    def _rollouts(self, session: Session, dropped: dict[str, int]) -> Iterator[GaugeMetricFamily]:
+        """Rollouts still in progress first, then the newest, up to the series cap.
+
+        Each exported rollout is len(DeviceOutcome) series of fleet_rollout_devices and a stage
+        tally query, so the cap also bounds the work of a scrape as history grows.
+        """
+        limit = max(self._settings.metrics_max_series // len(DeviceOutcome), 1)
+        total = session.scalar(select(func.count()).select_from(DeploymentRollout)) or 0
+        exported = list(
+            session.scalars(
+                select(DeploymentRollout)
+                .order_by(DeploymentRollout.state.in_(TERMINAL_STATES), DeploymentRollout.id.desc())
+                .limit(limit)
+            )
+        )
+        for name in ("fleet_rollout_info", "fleet_rollout_devices", "fleet_rollout_failure_ratio"):
+            dropped[name] = total - len(exported)
         info = GaugeMetricFamily(
             "fleet_rollout_info",
             "one series per rollout",
@@ -100,19 +116,20 @@ class FleetCollector(Collector):
         )
         outcomes: dict[int, Counter[DeviceOutcome]] = {}
         for rollout_id, outcome, count in session.execute(
-            select(DeviceUpdate.rollout_id, DeviceUpdate.outcome, func.count()).group_by(
-                DeviceUpdate.rollout_id, DeviceUpdate.outcome
-            )
+            select(DeviceUpdate.rollout_id, DeviceUpdate.outcome, func.count())
+            .where(DeviceUpdate.rollout_id.in_([r.id for r in exported]))
+            .group_by(DeviceUpdate.rollout_id, DeviceUpdate.outcome)
         ):
             outcomes.setdefault(rollout_id, Counter())[outcome] = count
-        for rollout in session.scalars(select(DeploymentRollout).order_by(DeploymentRollout.id)):
-            release = f"{rollout.role_name or 'os'}-{rollout.version}"
-            info.add_metric([rollout.name, release, rollout.kind.value, rollout.state.value], 1)
+        for rollout in sorted(exported, key=lambda r: r.id):
+            name = label_value(rollout.name)
+            release = label_value(f"{rollout.role_name or 'os'}-{rollout.version}")
+            info.add_metric([name, release, rollout.kind.value, rollout.state.value], 1)
             counts = outcomes.get(rollout.id, Counter())
             for outcome in DeviceOutcome:
-                devices.add_metric([rollout.name, outcome.value], counts.get(outcome, 0))
+                devices.add_metric([name, outcome.value], counts.get(outcome, 0))
             tally = rollouts_service.stage_tally(session, rollout)
-            ratio.add_metric([rollout.name], tally.failure_ratio)
+            ratio.add_metric([name], tally.failure_ratio)
         yield info
         yield devices
         yield ratio

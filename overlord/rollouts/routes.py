@@ -10,6 +10,7 @@ from fleetcore.wire import API_PREFIX
 from overlord.auth.deps import Operator, Viewer
 from overlord.deps import Ctx, DbSession
 from overlord.devices.schemas import GroupName
+from overlord.openapi import error_responses
 from overlord.rollouts import service
 from overlord.rollouts.models import RolloutState
 from overlord.rollouts.schemas import (
@@ -24,7 +25,12 @@ router = APIRouter(prefix=API_PREFIX, tags=["rollouts"])
 RolloutId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-@router.post("/rollouts", response_model=RolloutPublic, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/rollouts",
+    response_model=RolloutPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(404),  # the release or the device group named in the body
+)
 def create_rollout(
     body: RolloutCreate, _caller: Operator, ctx: Ctx, session: DbSession
 ) -> RolloutPublic:

@@ -6,7 +6,8 @@ from sqlalchemy.exc import DBAPIError
 
 from fleetcore.wire import DesiredState, EventAck, EventKind, RoleStatus, UpdateState
 from overlord.auth.models import KeyRole
-from tests.overlord.conftest import Overlord, events, heartbeat
+from tests.overlord.conftest import Overlord, events, heartbeat, make_overlord
+from tests.overlord.tufrepo import Repo
 
 
 def test_register_issues_a_device_scoped_credential(overlord: Overlord):
@@ -151,7 +152,9 @@ def test_decommissioning_revokes_the_device(overlord: Overlord):
     )
 
 
-def test_prometheus_discovery_lists_reported_node_exporters(overlord: Overlord):
+def test_prometheus_discovery_lists_reported_node_exporters(database_url: str, repo: Repo):
+    # The test client connects from no IP address: the exporter's network is approved.
+    overlord = make_overlord(database_url, repo, exporter_networks="10.8.0.0/16")
     device_id, auth = overlord.enroll("SD1")
     quiet_id, quiet_auth = overlord.enroll("SD2")
     hb = heartbeat() | {"node_exporter": "10.8.0.5:9100"}
