@@ -34,6 +34,7 @@ class Echo(BaseHTTPRequestHandler):
                 "forwarded_for": self.headers.get("X-Forwarded-For"),
                 "forwarded_proto": self.headers.get("X-Forwarded-Proto"),
                 "authorization": self.headers.get("Authorization"),
+                "request_id": self.headers.get("X-Request-ID"),
             }
         ).encode()
         self.send_response(200)

@@ -121,6 +121,15 @@ def test_login_is_rate_limited_whatever_x_forwarded_for_says(
     assert any(a.status_code == 429 and "too many login attempts" in a.text for a in answers)
 
 
+def test_each_request_gets_nginx_s_own_id(client: httpx.Client):
+    """The Overlord logs by the id nginx sets; a client cannot choose it."""
+    ids = [
+        client.get("/health", headers={"X-Request-ID": "chosen"}).json()["request_id"]
+        for _ in range(2)
+    ]
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids) and ids[0] != ids[1]
+
+
 def test_root_goes_to_the_dashboard(client: httpx.Client):
     answer = client.get("/")
     assert answer.status_code == 302
