@@ -366,10 +366,11 @@ class RoleManager:
                 try:
                     self._start(layout, version)
                 except (HealthGateFailed, EngineError, BundleError) as err:
-                    return Started(role, version, purpose, str(err), self._previous(layout), cause)
+                    previous = layout.previous_version()
+                    return Started(role, version, purpose, str(err), previous, cause)
                 return Started(role, version, purpose, None, cause=cause)
             case Refuse(role=role, version=version, purpose=purpose, error=error, cause=cause):
-                previous = self._previous(self._layout(role))
+                previous = self._layout(role).previous_version()
                 return Started(role, version, purpose, error, previous, cause)
             case Check(role=role, version=version):
                 return Checked(role, version, healthy=self._running_healthy(role, version))
@@ -520,9 +521,6 @@ class RoleManager:
 
     def _current(self, name: str) -> Version | None:
         return self._layout(name).current_version()
-
-    def _previous(self, layout: RoleLayout) -> Version | None:
-        return layout.previous_version()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[_Session]:
