@@ -354,6 +354,10 @@ Probe = Install | Start | Refuse | Check
 
 @dataclass(frozen=True)
 class Decision:
+    """``result`` is a probe to answer, or the outcome: a role flow's; for anything else (a
+    safe-mode request, a removal, bookkeeping) ``APPLIED`` when safe mode or a role changed,
+    ``UNCHANGED`` if only the record did or nothing."""
+
     state: ManagerState
     actions: tuple[Action, ...]
     result: Outcome | Probe
