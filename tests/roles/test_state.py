@@ -10,6 +10,8 @@ from updater.roles.state import (
     MAX_BAD_VERSIONS,
     ManagerState,
     RoleRecord,
+    SafeModeCause,
+    SafeModeRecord,
     load_or_reset,
     load_state,
     save_state,
@@ -19,7 +21,7 @@ from updater.roles.state import (
 def test_round_trip(tmp_path):
     state = ManagerState()
     state.role("webapp").pending = Version("1.2.0")
-    state.safe_mode.active = True
+    state.safe_mode = SafeModeRecord(cause=SafeModeCause.OPERATOR, reason="bench")
     save_state(tmp_path / "s.json", state)
     assert load_state(tmp_path / "s.json") == state
 

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from fleetcore.version import Version
-from updater.roles.state import ManagerState, load_or_reset, load_state, save_state
+from updater.roles.state import (
+    ManagerState,
+    SafeModeCause,
+    SafeModeRecord,
+    load_or_reset,
+    load_state,
+    save_state,
+)
 
 from .helpers import REPO
 
@@ -44,8 +51,9 @@ def rich_state() -> ManagerState:
     record.confirm(Version("1.0.0"))
     record.last_error = "2.0.0: health gate failed"
     record.last_error_at = datetime(2026, 12, 4, 3, 0, tzinfo=UTC)
-    state.safe_mode.active = True
-    state.safe_mode.role = "webapp"
+    state.safe_mode = SafeModeRecord(
+        cause=SafeModeCause.CRASH_LOOP, role="webapp", version=Version("1.0.0"), reason="crash"
+    )
     return state
 
 
@@ -87,3 +95,56 @@ def test_corrupt_state_is_quarantined(tmp_path, data):
     path.write_bytes(data)
     assert load_or_reset(path) == ManagerState()
     assert (tmp_path / ".roles-state.json.corrupt").exists()
+
+
+# What each cause has always been on disk: (active, manual, by_overlord).
+FLAGS = {
+    SafeModeCause.NONE: (False, False, False),
+    SafeModeCause.CRASH_LOOP: (True, False, False),
+    SafeModeCause.OPERATOR: (True, True, False),
+    SafeModeCause.OVERLORD: (True, True, True),
+}
+
+
+@pytest.mark.parametrize("cause", list(SafeModeCause), ids=lambda c: c.value)
+def test_each_safe_mode_cause_is_the_previous_release_s_booleans(tmp_path, cause):
+    crash = cause is SafeModeCause.CRASH_LOOP
+    state = ManagerState()
+    if cause is not SafeModeCause.NONE:
+        state.safe_mode = SafeModeRecord(
+            cause=cause,
+            reason="why",
+            role="webapp" if crash else None,
+            version=Version("2.0.0") if crash else None,
+            since=datetime(2026, 12, 4, 3, 0, tzinfo=UTC),
+        )
+    path = tmp_path / ".roles-state.json"
+    save_state(path, state)
+    old = previous_reader(tmp_path).load_state(path).safe_mode
+    assert (old.active, old.manual, old.by_overlord) == FLAGS[cause]
+    assert (old.role, old.version) == (("webapp", Version("2.0.0")) if crash else (None, None))
+    assert load_state(path) == state
+
+
+@pytest.mark.parametrize(
+    ("flags", "role", "cause"),
+    [
+        ((False, False, False), None, SafeModeCause.NONE),
+        ((False, True, True), None, SafeModeCause.NONE),
+        ((True, False, False), "webapp", SafeModeCause.CRASH_LOOP),
+        ((True, True, False), None, SafeModeCause.OPERATOR),
+        ((True, True, True), None, SafeModeCause.OVERLORD),
+        # Never written by any release: a safe mode of unknown origin is left to a person.
+        ((True, False, False), None, SafeModeCause.OPERATOR),
+    ],
+)
+def test_the_previous_release_s_booleans_read_as_one_cause(tmp_path, flags, role, cause):
+    previous = previous_reader(tmp_path)
+    old = previous.ManagerState()
+    old.safe_mode.active, old.safe_mode.manual, old.safe_mode.by_overlord = flags
+    old.safe_mode.role = role
+    path = tmp_path / ".roles-state.json"
+    previous.save_state(path, old)
+    safe = load_state(path).safe_mode
+    assert safe.cause is cause
+    assert safe.tripped_by("webapp") is (cause is SafeModeCause.CRASH_LOOP)

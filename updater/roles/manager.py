@@ -1,8 +1,12 @@
-"""The device role manager: stage, swap, start, health-gate, roll back, and safe mode.
+"""The device role manager, the runner around :mod:`updater.roles.decide`.
 
 The updater's main loop calls :meth:`RoleManager.apply` with the Overlord's desired roles and a
 ``fetch`` callable that returns a TUF-verified bundle archive, and :meth:`RoleManager.status`
-for heartbeats. Outcomes of one role apply:
+for heartbeats. The manager observes (what each role's links name, the outcome of a fetch and
+staging, of a ``compose up`` and its health gate, of a health check), hands each observation to
+:func:`~updater.roles.decide.decide`, and carries out the actions it returns against the file
+system, compose and the engine, in order; every rule lives in ``decide``. Outcomes of one role
+apply:
 
 - the desired version passes the health gate: ``ROLE_APPLIED``; a safe mode that this role
   tripped is left;
@@ -24,26 +28,66 @@ import contextlib
 import fcntl
 import logging
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleetcore.errors import FleetError
 from fleetcore.version import Version
-from fleetcore.wire import DesiredRole, EventKind, Health, RoleStatus
-from signing.errors import DowngradeRefused
-from signing.rollback import check_upgrade, raise_floor
+from fleetcore.wire import DesiredRole, Health, RoleStatus
 from updater.roles import health, imagegc, runtime
 from updater.roles.archive import MAX_BUNDLE_BYTES, MAX_IMAGE_BYTES, extract
 from updater.roles.bundle import Bundle, load_bundle
 from updater.roles.compose import Compose, ComposeFlavor, Project, detect
+from updater.roles.decide import (
+    Action,
+    AppliedByHand,
+    Assigned,
+    Check,
+    Checked,
+    Checkpoint,
+    Decision,
+    Delete,
+    Emit,
+    Fetched,
+    Install,
+    KeepAllRunning,
+    KeepRunning,
+    Observation,
+    OperatorEntered,
+    OperatorLeft,
+    Outcome,
+    OverlordWants,
+    PointCurrent,
+    Probe,
+    Prune,
+    Refuse,
+    Resumed,
+    ResumeDone,
+    RoleEvent,
+    Rules,
+    SafeModeStackFailed,
+    Save,
+    Staged,
+    StageFailed,
+    Start,
+    Started,
+    StartSafeModeStack,
+    Stop,
+    StopAllRoles,
+    StopCurrent,
+    StopSafeModeStack,
+    Swap,
+    Unassigned,
+    decide,
+    refusal,
+    valid_name,
+)
 from updater.roles.errors import (
     BundleError,
     EngineError,
@@ -51,10 +95,9 @@ from updater.roles.errors import (
     NoSpace,
     RoleError,
     StateError,
-    TargetRefused,
 )
+from updater.roles.layout import Checkpoint as CheckpointHook
 from updater.roles.layout import (
-    Checkpoint,
     RoleLayout,
     begin_staging,
     discard_stages,
@@ -65,20 +108,23 @@ from updater.roles.layout import (
     swap,
 )
 from updater.roles.policy import check_state_binds
-from updater.roles.spec import (
-    ROLE_NAME_RE,
-    SAFE_MODE_ROLE,
-)
+from updater.roles.spec import SAFE_MODE_ROLE
 from updater.roles.state import (
     STATE_FILE,
     ManagerState,
-    RoleRecord,
-    SafeModeRecord,
     load_or_reset,
     load_state,
     save_state,
 )
 from updater.roles.statuspage import PageData, write_page
+
+__all__ = [
+    "FetchedBundle",
+    "ManagerConfig",
+    "Outcome",
+    "RoleEvent",
+    "RoleManager",
+]
 
 log = logging.getLogger(__name__)
 
@@ -111,28 +157,6 @@ class ManagerConfig(BaseModel):
     reserve_bytes: int = Field(default=STAGING_RESERVE_BYTES, ge=0)
 
 
-class Outcome(StrEnum):
-    APPLIED = "applied"
-    UNCHANGED = "unchanged"
-    ROLLED_BACK = "rolled-back"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-@dataclass(frozen=True)
-class RoleEvent:
-    """A role event for the updater's event queue (``fleetcore.wire.Event``)."""
-
-    kind: EventKind
-    role: str
-    version: Version | None
-    message: str
-    reason: str | None = None
-
-    def data(self) -> dict[str, str]:
-        return {"role": self.role}
-
-
 @dataclass(frozen=True)
 class FetchedBundle:
     """What ``fetch`` returns: the verified archive (or folder) and the version floor that the
@@ -154,6 +178,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _nothing_fetches(role: DesiredRole) -> FetchedBundle:
+    """Resume and safe-mode flows never install; a decision asking for it is a defect."""
+    raise RoleError(f"{role.name} {role.version} is not staged and nothing fetches it")
+
+
+@dataclass
+class _Session:
+    """One locked run: the state as the decisions left it, and the fetch of this apply."""
+
+    state: ManagerState
+    fetch: Fetch = _nothing_fetches
+
+
 class RoleManager:
     def __init__(
         self,
@@ -162,7 +199,7 @@ class RoleManager:
         on_event: EventSink = _ignore_event,
         compose: Compose | None = None,
         inspector: health.Inspector | None = None,
-        checkpoint: Checkpoint = no_checkpoint,
+        checkpoint: CheckpointHook = no_checkpoint,
     ) -> None:
         self.config = config
         self.on_event = on_event
@@ -182,18 +219,16 @@ class RoleManager:
         if not self.inspector.available():
             log.error("docker engine is not answering; roles left as they are")
             return {role.name: Outcome.SKIPPED for role in desired}
-        with self._locked() as state:
+        with self._locked() as session:
+            session.fetch = fetch
             for role in desired:
-                if role.name == SAFE_MODE_ROLE or not _valid_name(role.name):
-                    self._emit(EventKind.ROLE_FAILED, role.name, role.version, "invalid role name")
-                    outcomes[role.name] = Outcome.FAILED
-                    continue
-                outcomes[role.name] = self._apply_role(state, role, fetch)
+                current = self._current(role.name) if valid_name(role.name) else None
+                outcomes[role.name] = self._drive(session, Assigned(role, current))
             wanted = {role.name for role in desired}
             for name in self._installed():
                 if name not in wanted:
-                    self._remove(state, name)
-            self._refresh_page(state)
+                    self._drive(session, Unassigned(name))
+            self._refresh_page(session.state)
         return outcomes
 
     def apply_local(self, source: Path) -> Outcome:
@@ -205,34 +240,21 @@ class RoleManager:
                 self._extract(source, scratch)
                 spec = load_bundle(scratch).spec
         desired = DesiredRole(name=spec.name, version=spec.version, target=str(source))
-        with self._locked() as state:
-            record = state.role(spec.name)
-            if spec.version in record.bad_versions:
-                record.bad_versions.remove(spec.version)
-            outcome = self._apply_role(state, desired, lambda _role: FetchedBundle(source))
-            self._refresh_page(state)
+        with self._locked() as session:
+            session.fetch = lambda _role: FetchedBundle(source)
+            outcome = self._drive(session, AppliedByHand(desired, self._current(spec.name)))
+            self._refresh_page(session.state)
         return outcome
 
     def resume(self) -> None:
         """At agent start: finish or undo an interrupted swap, and start every role."""
         if not self.inspector.available():
             raise EngineError("docker engine is not answering", hint="systemctl status docker")
-        with self._locked() as state:
+        with self._locked() as session:
             for name in self._installed():
-                layout = self._layout(name)
-                record = state.role(name)
-                current = layout.current_version()
-                safe = state.safe_mode
-                if current is None or (safe.active and (safe.manual or safe.role == name)):
-                    continue
-                if record.pending is not None and record.pending == current:
-                    self._activate(state, layout, current)
-                else:
-                    record.pending = None
-                    self._keep_running(state, layout)
-            if state.safe_mode.active:
-                self._start_safe_mode(state)
-            self._refresh_page(state)
+                self._drive(session, Resumed(name, self._current(name)))
+            self._drive(session, ResumeDone())
+            self._refresh_page(session.state)
 
     def status(self) -> list[RoleStatus]:
         """Role versions and health for the heartbeat (and the safe-mode status page)."""
@@ -240,18 +262,16 @@ class RoleManager:
             state = load_state(self._state_path)
         except StateError:
             state = ManagerState()  # the next apply() sets the corrupt file aside
+        safe = state.safe_mode
         statuses = []
         for name in self._installed():
             layout = self._layout(name)
             version = layout.current_version()
-            tripped = state.safe_mode.active and state.safe_mode.role == name
-            health_now = Health.UNHEALTHY if tripped else self._health(layout)
+            health_now = Health.UNHEALTHY if safe.tripped_by(name) else self._health(layout)
             statuses.append(
-                RoleStatus(
-                    name=name, version=version, health=health_now, safe_mode=state.safe_mode.active
-                )
+                RoleStatus(name=name, version=version, health=health_now, safe_mode=safe.active)
             )
-        if state.safe_mode.active:
+        if safe.active:
             layout = self._layout(SAFE_MODE_ROLE)
             statuses.append(
                 RoleStatus(
@@ -266,18 +286,17 @@ class RoleManager:
 
     def installed_version(self, name: str) -> Version | None:
         """The version ``current`` names for role ``name``, if any."""
-        return self._layout(name).current_version()
+        return self._current(name)
 
     def enter_safe_mode(self, reason: str) -> None:
         """On demand (operator): stop every role and start the safe-mode stack."""
-        with self._locked() as state:
-            self._enter(state, reason=reason, manual=True)
+        with self._locked() as session:
+            self._drive(session, OperatorEntered(reason))
 
     def leave_safe_mode(self) -> None:
         """Stop the safe-mode stack and start the roles again."""
-        with self._locked() as state:
-            if state.safe_mode.active:
-                self._leave_and_restart(state)
+        with self._locked() as session:
+            self._drive(session, OperatorLeft())
 
     def follow_desired_safe_mode(self, wanted: bool) -> None:
         """Apply ``DesiredState.safe_mode`` on every poll.
@@ -285,150 +304,103 @@ class RoleManager:
         The Overlord's request behaves like an operator's, but the Overlord only ends a safe
         mode it asked for itself: an operator's or one tripped by failures stays.
         """
-        with self._locked() as state:
-            safe = state.safe_mode
-            if wanted and not (safe.active and safe.manual):
-                self._enter(
-                    state, reason="requested by the Overlord", manual=True, by_overlord=True
-                )
-            elif not wanted and safe.active and safe.by_overlord:
-                self._leave_and_restart(state)
+        with self._locked() as session:
+            self._drive(session, OverlordWants(wanted))
 
-    # ----------------------------------------------------------------- one role
+    # ----------------------------------------------------------------- the runner
 
-    def _apply_role(self, state: ManagerState, desired: DesiredRole, fetch: Fetch) -> Outcome:
+    def _drive(self, session: _Session, observation: Observation) -> Outcome:
+        """Decide on ``observation``, carry out the actions, answer each probe, until an
+        outcome is reached."""
+        while True:
+            decision = self._decide(session, observation)
+            for action in decision.actions:
+                self._carry_out(session, action)
+            if isinstance(decision.result, Outcome):
+                return decision.result
+            observation = self._answer(session, decision.result)
+
+    def _decide(self, session: _Session, observation: Observation) -> Decision:
+        rules = Rules(now=_now(), safe_mode_after=self.config.safe_mode_after)
+        decision = decide(session.state, observation, rules)
+        session.state = decision.state
+        return decision
+
+    def _carry_out(self, session: _Session, action: Action) -> None:
+        match action:
+            case Emit(event=event):
+                self.on_event(event)
+            case Save():
+                self._save(session.state)
+            case Checkpoint(name=name):
+                self.checkpoint(name)
+            case Swap(role=role, version=version):
+                swap(self._layout(role), version, self.checkpoint)
+            case PointCurrent(role=role, version=version):
+                point(self._layout(role).current, str(version))
+            case Stop(role=role, version=version):
+                self._stop(self._layout(role), version)
+            case StopCurrent(role=role):
+                self._stop_current(role)
+            case StopAllRoles():
+                for name in self._installed():
+                    self._stop_current(name)
+            case Prune(role=role):
+                self._prune(self._layout(role))
+            case Delete(role=role):
+                self._delete(role)
+            case StartSafeModeStack():
+                self._start_safe_mode(session)
+            case StopSafeModeStack():
+                self._stop_current(SAFE_MODE_ROLE)
+            case KeepAllRunning():
+                for name in self._installed():
+                    self._drive(session, KeepRunning(name, self._current(name)))
+
+    def _answer(self, session: _Session, probe: Probe) -> Observation:
+        match probe:
+            case Install(desired=desired):
+                return self._install(session, desired)
+            case Start(role=role, version=version, purpose=purpose, cause=cause):
+                layout = self._layout(role)
+                try:
+                    self._start(layout, version)
+                except (HealthGateFailed, EngineError, BundleError) as err:
+                    previous = layout.previous_version()
+                    return Started(role, version, purpose, str(err), previous, cause)
+                return Started(role, version, purpose, None, cause=cause)
+            case Refuse(role=role, version=version, purpose=purpose, error=error, cause=cause):
+                previous = self._layout(role).previous_version()
+                return Started(role, version, purpose, error, previous, cause)
+            case Check(role=role, version=version):
+                return Checked(role, version, healthy=self._running_healthy(role, version))
+
+    def _install(self, session: _Session, desired: DesiredRole) -> Observation:
+        """Stage ``desired`` from disk or the fetch, and make its images present."""
         name, version = desired.name, desired.version
-        record = state.role(name)
-        safe = state.safe_mode
-        if safe.active and safe.manual:
-            return Outcome.SKIPPED
         layout = self._layout(name)
-        tripped = safe.active and safe.role == name
-        current = layout.current_version()
-        if current == version and record.pending is None:
-            return Outcome.SKIPPED if tripped else self._keep_running(state, layout)
-        if version in record.bad_versions or (tripped and safe.version == version):
-            if current is None or tripped:
-                return Outcome.SKIPPED
-            return self._keep_running(state, layout)
-        return self._install(state, layout, desired, fetch)
-
-    def _install(
-        self, state: ManagerState, layout: RoleLayout, desired: DesiredRole, fetch: Fetch
-    ) -> Outcome:
-        name, version = desired.name, desired.version
-        record = state.role(name)
         try:
             if layout.has_version(version):
-                _check_startable(record, version)
+                _check_startable(session.state, name, version)
                 bundle = load_bundle(layout.version_dir(version), staged=True)
                 self._write_runtime_files(layout, layout.version_dir(version), bundle)
             else:
-                fetched = fetch(desired)
-                record.floor = raise_floor(record.floor, fetched.floor)
-                _check_startable(record, version)
+                fetched = session.fetch(desired)
+                self._drive(session, Fetched(name, version, fetched.floor))
+                _check_startable(session.state, name, version)
                 bundle = self.stage(name, fetched.archive, version)
             self.checkpoint("staged")
             runtime.check_devices(bundle)
             runtime.ensure_images(bundle)
         except BundleError as err:
-            record.mark_bad(version)
-            self._record_error(state, name, f"{version}: {err}")
-            self._emit(EventKind.ROLE_FAILED, name, version, "bundle rejected", str(err))
-            return Outcome.FAILED
+            return StageFailed(name, version, str(err), rejected=True)
         except FleetError as err:
-            self._record_error(state, name, f"{version}: {err}")
-            self._emit(EventKind.ROLE_FAILED, name, version, "cannot stage bundle", str(err))
-            return Outcome.FAILED
-        record.pending = version
-        self._save(state)
-        self.checkpoint("pending")
-        swap(layout, version, self.checkpoint)
-        return self._activate(state, layout, version)
+            return StageFailed(name, version, str(err), rejected=False)
+        return Staged(name, version)
 
-    def _activate(self, state: ManagerState, layout: RoleLayout, version: Version) -> Outcome:
-        """``current`` names ``version``: start it; on failure roll back to ``previous``."""
-        name = layout.name
-        record = state.role(name)
-        try:
-            self._start(state, layout, version)
-        except (HealthGateFailed, EngineError, BundleError) as err:
-            record.pending = None
-            self._emit(EventKind.ROLE_FAILED, name, version, "health gate failed", str(err))
-            self._record_error(state, name, f"{version}: {err}")
-            previous = layout.previous_version()
-            if previous == version:
-                previous = None
-            if previous is not None and (refused := _refusal(record, previous)) is not None:
-                self._emit(EventKind.ROLE_FAILED, name, previous, "rollback refused", str(refused))
-                previous = None
-            if previous is None:
-                self._stop(layout, version)
-                self._count_failure(state, name, version, err)
-                return Outcome.FAILED
-            record.mark_bad(version)
-            record.rolling_back = version
-            self._stop(layout, version)
-            point(layout.current, str(previous))
-            self._save(state)
-            self.checkpoint("rolled-back")
-            return self._roll_back(state, layout, version, previous, err)
-        record.pending = None
-        record.rolling_back = None
-        record.failures = 0
-        record.confirm(version)
-        self._prune(layout)
-        self._emit(EventKind.ROLE_APPLIED, name, version, f"{name} {version} is healthy")
-        if state.safe_mode.active and not state.safe_mode.manual and state.safe_mode.role == name:
-            self._leave(state)
-        self._save(state)
-        return Outcome.APPLIED
-
-    def _roll_back(
-        self,
-        state: ManagerState,
-        layout: RoleLayout,
-        failed: Version,
-        previous: Version,
-        cause: RoleError,
-    ) -> Outcome:
-        name = layout.name
-        try:
-            self._start(state, layout, previous)
-        except (HealthGateFailed, EngineError, BundleError) as err:
-            state.role(name).rolling_back = None
-            self._emit(EventKind.ROLE_FAILED, name, previous, "rollback failed", str(err))
-            self._record_error(state, name, f"{previous}: {err}")
-            self._stop(layout, previous)
-            self._count_failure(state, name, previous, err)
-            return Outcome.FAILED
-        state.role(name).failures = 0
-        self._report_rollback(state, layout, previous, str(cause))
-        return Outcome.ROLLED_BACK
-
-    def _report_rollback(
-        self, state: ManagerState, layout: RoleLayout, running: Version, cause: str | None
-    ) -> None:
-        """``running`` replaced ``rolling_back`` and runs healthy: say so, once. The flag is
-        saved with the swap back, so a power cut before this point reports it at the next start
-        (queued before the flag is cleared: at least once)."""
-        record = state.role(layout.name)
-        failed, record.rolling_back = record.rolling_back, None
-        self._emit(
-            EventKind.ROLE_ROLLBACK,
-            layout.name,
-            running,
-            f"{layout.name} rolled back from {failed} to {running}",
-            cause,
-        )
-        self._save(state)
-
-    def _keep_running(self, state: ManagerState, layout: RoleLayout) -> Outcome:
-        """The role is where it should be: check it runs, restart it once if it does not."""
-        version = layout.current_version()
-        if version is None:
-            return Outcome.SKIPPED
-        record = state.role(layout.name)
+    def _running_healthy(self, role: str, version: Version) -> bool:
+        """Judge the running containers, waiting for ones still starting; no restart."""
+        layout = self._layout(role)
         try:
             bundle = load_bundle(layout.version_dir(version), staged=True)
             project = self._project(layout, version, bundle)
@@ -446,43 +418,9 @@ class RoleManager:
             elif verdict.phase is not health.Phase.HEALTHY:
                 raise HealthGateFailed(verdict.reason)
         except (HealthGateFailed, EngineError, BundleError) as err:
-            log.warning("role %s %s is not healthy (%s); restarting it", layout.name, version, err)
-        else:
-            if record.rolling_back is not None:
-                self._report_rollback(state, layout, version, record.last_error)
-            if record.failures:
-                record.failures = 0
-                self._save(state)
-            return Outcome.UNCHANGED
-        try:
-            self._start(state, layout, version)
-        except (HealthGateFailed, EngineError, BundleError) as err:
-            self._emit(EventKind.ROLE_FAILED, layout.name, version, "restart failed", str(err))
-            self._record_error(state, layout.name, f"{version}: {err}")
-            self._count_failure(state, layout.name, version, err)
-            return Outcome.FAILED
-        record.failures = 0
-        if record.rolling_back is not None:
-            self._report_rollback(state, layout, version, record.last_error)
-            return Outcome.ROLLED_BACK
-        self._emit(EventKind.ROLE_APPLIED, layout.name, version, "restarted and healthy")
-        self._save(state)
-        return Outcome.APPLIED
-
-    def _count_failure(
-        self, state: ManagerState, name: str, version: Version, err: RoleError
-    ) -> None:
-        record = state.role(name)
-        record.failures += 1
-        self._save(state)
-        if record.failures >= self.config.safe_mode_after and not state.safe_mode.active:
-            self._enter(
-                state,
-                reason=f"role {name} {version} failed {record.failures} times in a row: {err}",
-                manual=False,
-                role=name,
-                version=version,
-            )
+            log.warning("role %s %s is not healthy (%s); restarting it", role, version, err)
+            return False
+        return True
 
     def _prune(self, layout: RoleLayout) -> None:
         """Drop the versions neither link names, and the engine images only they carried."""
@@ -495,12 +433,9 @@ class RoleManager:
             carried, root=self.config.root, safe_mode_bundle=self.config.safe_mode_bundle
         )
 
-    def _remove(self, state: ManagerState, name: str) -> None:
-        """A role no longer assigned: stop it and drop its versions, keep its state/ data."""
+    def _delete(self, name: str) -> None:
+        """A role no longer assigned (and stopped): drop its versions, keep its state/ data."""
         layout = self._layout(name)
-        current = layout.current_version()
-        if current is not None:
-            self._stop(layout, current)
         carried = imagegc.carried(self.config.root)
         for entry in layout.dir.iterdir():
             if entry.name == "state":
@@ -509,62 +444,12 @@ class RoleManager:
                 entry.unlink()
             else:
                 shutil.rmtree(entry)
-        floor = state.role(name).floor
-        state.roles.pop(name)
         self._collect_images(carried)
-        if floor is not None:  # a signed floor outlives the role: re-adding it cannot go below
-            state.roles[name] = RoleRecord(floor=floor)
-        self._save(state)
         log.info("role %s removed; its state directory is kept", name)
 
     # ----------------------------------------------------------------- safe mode
 
-    def _enter(
-        self,
-        state: ManagerState,
-        *,
-        reason: str,
-        manual: bool,
-        by_overlord: bool = False,
-        role: str | None = None,
-        version: Version | None = None,
-    ) -> None:
-        state.safe_mode = SafeModeRecord(
-            active=True,
-            manual=manual,
-            by_overlord=by_overlord,
-            reason=reason,
-            role=role,
-            version=version,
-            since=_now(),
-        )
-        self._save(state)
-        for name in [role] if role else self._installed():
-            layout = self._layout(name)
-            current = layout.current_version()
-            if current is not None:
-                self._stop(layout, current)
-        self._start_safe_mode(state)
-        self._emit(EventKind.SAFE_MODE_ENTERED, role or SAFE_MODE_ROLE, version, reason)
-
-    def _leave_and_restart(self, state: ManagerState) -> None:
-        self._leave(state)
-        for name in self._installed():
-            self._keep_running(state, self._layout(name))
-
-    def _leave(self, state: ManagerState) -> None:
-        layout = self._layout(SAFE_MODE_ROLE)
-        current = layout.current_version()
-        if current is not None:
-            self._stop(layout, current)
-        reason = state.safe_mode.reason
-        state.safe_mode = SafeModeRecord()
-        for record in state.roles.values():
-            record.failures = 0
-        self._save(state)
-        self._emit(EventKind.SAFE_MODE_LEFT, SAFE_MODE_ROLE, None, "safe mode left", reason or None)
-
-    def _start_safe_mode(self, state: ManagerState) -> None:
+    def _start_safe_mode(self, session: _Session) -> None:
         """Stage the safe-mode stack from the OS image if needed, write the page, start it."""
         layout = self._layout(SAFE_MODE_ROLE)
         try:
@@ -572,12 +457,11 @@ class RoleManager:
             if not layout.has_version(spec.version):
                 self.stage(SAFE_MODE_ROLE, self.config.safe_mode_bundle, spec.version)
             swap(layout, spec.version)
-            self._refresh_page(state)
-            self._start(state, layout, spec.version)
+            self._refresh_page(session.state)
+            self._start(layout, spec.version)
         except (FleetError, OSError) as err:
             log.error("safe-mode stack did not start: %s", err)
-            self._record_error(state, SAFE_MODE_ROLE, str(err))
-            self._save(state)
+            self._drive(session, SafeModeStackFailed(str(err)))
 
     def _refresh_page(self, state: ManagerState) -> None:
         if state.safe_mode.active:
@@ -631,38 +515,24 @@ class RoleManager:
             entry.name
             for entry in self.config.root.iterdir()
             if entry.name != SAFE_MODE_ROLE
-            and _valid_name(entry.name)
+            and valid_name(entry.name)
             and (entry / "current").is_symlink()
         )
 
+    def _current(self, name: str) -> Version | None:
+        return self._layout(name).current_version()
+
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[ManagerState]:
+    def _locked(self) -> Iterator[_Session]:
         self.config.root.mkdir(parents=True, exist_ok=True)
         with (self.config.root / LOCK_FILE).open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            state = load_or_reset(self._state_path)
-            yield state
-            self._save(state)
+            session = _Session(load_or_reset(self._state_path))
+            yield session
+            self._save(session.state)
 
     def _save(self, state: ManagerState) -> None:
         save_state(self._state_path, state)
-
-    def _emit(
-        self,
-        kind: EventKind,
-        role: str,
-        version: Version | None,
-        message: str,
-        reason: str | None = None,
-    ) -> None:
-        self.on_event(
-            RoleEvent(kind=kind, role=role, version=version, message=message, reason=reason)
-        )
-
-    def _record_error(self, state: ManagerState, name: str, error: str) -> None:
-        record = state.role(name)
-        record.last_error = error[:500]
-        record.last_error_at = _now()
 
     def stage(self, name: str, source: Path, version: Version) -> Bundle:
         """Unpack (archive) or copy (folder) ``source`` into ``<root>/<name>/<version>/``.
@@ -744,10 +614,11 @@ class RoleManager:
             compose_file=bundle.spec.compose,
         )
 
-    def _start(self, state: ManagerState, layout: RoleLayout, version: Version) -> None:
-        record = state.roles.get(layout.name)
-        if record is not None:
-            _check_startable(record, version)
+    def _start(self, layout: RoleLayout, version: Version) -> None:
+        """``compose up`` the version ``current`` names and wait for its health gate.
+
+        Anti-rollback was decided before (``decide`` refuses, or asks for this start).
+        """
         bundle = load_bundle(layout.version_dir(version), staged=True)
         for name in bundle.spec.state:
             (layout.state_dir / name).mkdir(parents=True, exist_ok=True)
@@ -785,6 +656,12 @@ class RoleManager:
             return HealthGateFailed(f"not healthy after {timeout_s:g} s: {verdict.reason}")
         return err
 
+    def _stop_current(self, name: str) -> None:
+        layout = self._layout(name)
+        current = layout.current_version()
+        if current is not None:
+            self._stop(layout, current)
+
     def _stop(self, layout: RoleLayout, version: Version) -> None:
         try:
             bundle = load_bundle(layout.version_dir(version), staged=True)
@@ -804,31 +681,10 @@ class RoleManager:
             return Health.UNKNOWN
 
 
-def _refusal(record: RoleRecord, version: Version) -> TargetRefused | None:
-    """Why ``version`` must not start, by the rule a fresh install follows; None if it may."""
-    if version in record.bad_versions:
-        return TargetRefused(f"refusing version {version}: it failed its health gate here")
-    if record.confirmed is not None and version < record.confirmed:
-        return TargetRefused(
-            f"refusing version {version}: it is lower than {record.confirmed}, which "
-            "already passed its health gate here",
-            hint="a bad release is fixed by publishing a newer version",
-        )
-    try:
-        check_upgrade(version, installed=version, floor=record.floor)
-    except DowngradeRefused as err:
-        return TargetRefused(str(err), hint=err.hint)
-    return None
-
-
-def _check_startable(record: RoleRecord, version: Version) -> None:
-    refused = _refusal(record, version)
+def _check_startable(state: ManagerState, name: str, version: Version) -> None:
+    refused = refusal(state.roles.get(name), version)
     if refused is not None:
         raise refused
-
-
-def _valid_name(name: str) -> bool:
-    return re.match(ROLE_NAME_RE, name) is not None
 
 
 @contextlib.contextmanager

@@ -7,23 +7,45 @@ The file is versioned with :mod:`fleetcore.persisted` (``ROLE_STATE_FORMAT``): f
 written without the key, as release 0.1.0 wrote it (which spelled it ``"format": 1``), so an
 older updater after an A/B fallback reads it; unknown fields are ignored; a newer major is set
 aside and the manager starts afresh, which is safe (every role is re-checked on its health).
+
+The models live in :mod:`updater.roles.record` (pure data, for the decisions); safe mode is
+written as the booleans every release has written, so the file is the same as before.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from fleetcore import persisted, strictjson
 from fleetcore.atomic import atomic_write
 from fleetcore.errors import FleetError
 from fleetcore.persisted import FileFormat, FormatTooNew
-from fleetcore.version import Version
 from updater.roles.errors import StateError
+from updater.roles.record import (
+    MAX_BAD_VERSIONS,
+    ManagerState,
+    RoleRecord,
+    SafeModeCause,
+    SafeModeRecord,
+)
+
+__all__ = [
+    "MAX_BAD_VERSIONS",
+    "MAX_STATE_BYTES",
+    "ROLE_STATE_FORMAT",
+    "STATE_FILE",
+    "ManagerState",
+    "RoleRecord",
+    "SafeModeCause",
+    "SafeModeRecord",
+    "load_or_reset",
+    "load_state",
+    "save_state",
+]
 
 STATE_FILE = ".roles-state.json"
 
@@ -33,60 +55,8 @@ log = logging.getLogger(__name__)
 ROLE_STATE_FORMAT = FileFormat(1, 0)
 
 
-class _Model(BaseModel):
-    # A newer minor format adds fields this reader ignores.
-    model_config = ConfigDict(extra="ignore")
-
-
-MAX_BAD_VERSIONS = 20
 # A few roles with twenty bad versions and an error each: a few KB; far more is not ours.
 MAX_STATE_BYTES = 1024 * 1024
-
-
-class RoleRecord(_Model):
-    failures: int = Field(default=0, ge=0, description="consecutive failures to run the role")
-    bad_versions: list[Version] = Field(default_factory=list)
-    pending: Version | None = Field(default=None, description="version being switched to")
-    floor: Version | None = Field(
-        default=None, description="highest version floor signed metadata declared for the role"
-    )
-    confirmed: Version | None = Field(
-        default=None, description="highest version that passed the health gate here"
-    )
-    rolling_back: Version | None = Field(
-        default=None,
-        description="failed version a rollback replaced, until the rollback has been reported",
-    )
-    last_error: str | None = None
-    last_error_at: datetime | None = None
-
-    def confirm(self, version: Version) -> None:
-        """``version`` passed the health gate: nothing below it may start again."""
-        if self.confirmed is None or version > self.confirmed:
-            self.confirmed = version
-
-    def mark_bad(self, version: Version) -> None:
-        """Never retry ``version``; only the most recent bad versions are remembered."""
-        if version not in self.bad_versions:
-            self.bad_versions = [*self.bad_versions, version][-MAX_BAD_VERSIONS:]
-
-
-class SafeModeRecord(_Model):
-    active: bool = False
-    manual: bool = False
-    by_overlord: bool = Field(default=False, description="requested through the desired state")
-    reason: str | None = None
-    role: str | None = Field(default=None, description="the role whose failures tripped it")
-    version: Version | None = None
-    since: datetime | None = None
-
-
-class ManagerState(_Model):
-    roles: dict[str, RoleRecord] = Field(default_factory=dict)
-    safe_mode: SafeModeRecord = Field(default_factory=SafeModeRecord)
-
-    def role(self, name: str) -> RoleRecord:
-        return self.roles.setdefault(name, RoleRecord())
 
 
 def load_or_reset(path: Path) -> ManagerState:
