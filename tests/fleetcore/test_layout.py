@@ -50,7 +50,9 @@ _DEFINED_ONCE = {
     r"^class Slot\(": "fleetcore/layout.py",
     r"^def _?free_port\(": "fleetcore/net.py",
     r"^(IN_PROGRESS\w*|ACTIVE_UPDATE_STATES) = frozenset": "fleetcore/wire.py",
-    r"^class Outcome\(": "updater/roles/manager.py",
+    r"^class DeviceOutcome\(": "overlord/rollouts/models.py",
+    r"^class RoleOutcome\(": "updater/roles/decide.py",
+    r"^class UpdateStateError\(": "updater/errors.py",
     r"^class OverlordError\(": "overlord/errors.py",
 }
 

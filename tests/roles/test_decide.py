@@ -25,7 +25,6 @@ from updater.roles.decide import (
     Observation,
     OperatorEntered,
     OperatorLeft,
-    Outcome,
     OverlordWants,
     PointCurrent,
     Prune,
@@ -33,6 +32,7 @@ from updater.roles.decide import (
     Refuse,
     Resumed,
     ResumeDone,
+    RoleOutcome,
     Rules,
     SafeModeStackFailed,
     Save,
@@ -88,7 +88,7 @@ def state(safe: SafeModeRecord | None = None, **fields: Any) -> ManagerState:
 class Case:
     start: ManagerState
     observation: Observation
-    result: Outcome | object
+    result: RoleOutcome | object
     events: list[tuple[EventKind, str]] = field(default_factory=list)
     actions: list[object] | None = None  # None: not checked
     record: dict[str, Any] = field(default_factory=dict)  # webapp's record afterwards
@@ -112,31 +112,31 @@ CASES = {
         Check("webapp", v("1.0.0")),
     ),
     "a bad version with nothing installed is skipped": Case(
-        state(bad_versions=[v("2.0.0")]), Assigned(want("2.0.0"), None), Outcome.SKIPPED
+        state(bad_versions=[v("2.0.0")]), Assigned(want("2.0.0"), None), RoleOutcome.SKIPPED
     ),
     "an invalid name is refused": Case(
         ManagerState(),
         Assigned(want("1.0.0", name="Web_App"), None),
-        Outcome.FAILED,
+        RoleOutcome.FAILED,
         [(EventKind.ROLE_FAILED, "invalid role name")],
     ),
     "the safe-mode name cannot be assigned": Case(
         ManagerState(),
         Assigned(want("1.0.0", name="safe-mode"), None),
-        Outcome.FAILED,
+        RoleOutcome.FAILED,
         [(EventKind.ROLE_FAILED, "invalid role name")],
     ),
     "an operator's safe mode skips every apply": Case(
-        state(OPERATOR), Assigned(want("2.0.0"), v("1.0.0")), Outcome.SKIPPED
+        state(OPERATOR), Assigned(want("2.0.0"), v("1.0.0")), RoleOutcome.SKIPPED
     ),
     "the Overlord's safe mode skips every apply": Case(
-        state(OVERLORD), Assigned(want("2.0.0"), v("1.0.0")), Outcome.SKIPPED
+        state(OVERLORD), Assigned(want("2.0.0"), v("1.0.0")), RoleOutcome.SKIPPED
     ),
     "the tripping role is not restarted in safe mode": Case(
-        state(crash_loop()), Assigned(want("1.0.0"), v("1.0.0")), Outcome.SKIPPED
+        state(crash_loop()), Assigned(want("1.0.0"), v("1.0.0")), RoleOutcome.SKIPPED
     ),
     "the tripping version is not reinstalled in safe mode": Case(
-        state(crash_loop(version="1.1.0")), Assigned(want("1.1.0"), v("1.0.0")), Outcome.SKIPPED
+        state(crash_loop(version="1.1.0")), Assigned(want("1.1.0"), v("1.0.0")), RoleOutcome.SKIPPED
     ),
     "a new version of the tripping role is installed (a fix)": Case(
         state(crash_loop()), Assigned(want("1.0.1"), v("1.0.0")), Install(want("1.0.1"))
@@ -154,26 +154,26 @@ CASES = {
     "a signed floor is kept": Case(
         state(),
         Fetched("webapp", v("2.0.0"), v("2.0.0")),
-        Outcome.UNCHANGED,
+        RoleOutcome.UNCHANGED,
         record={"floor": v("2.0.0")},
     ),
     "a signed floor never goes down": Case(
         state(floor=v("3.0.0")),
         Fetched("webapp", v("3.1.0"), v("1.0.0")),
-        Outcome.UNCHANGED,
+        RoleOutcome.UNCHANGED,
         record={"floor": v("3.0.0")},
     ),
     "a rejected bundle marks the version bad": Case(
         state(),
         StageFailed("webapp", v("2.0.0"), "no healthcheck", rejected=True),
-        Outcome.FAILED,
+        RoleOutcome.FAILED,
         [(EventKind.ROLE_FAILED, "bundle rejected")],
         record={"bad_versions": [v("2.0.0")], "last_error": "2.0.0: no healthcheck"},
     ),
     "a failed fetch is retried, not marked bad": Case(
         state(),
         StageFailed("webapp", v("2.0.0"), "connection refused", rejected=False),
-        Outcome.FAILED,
+        RoleOutcome.FAILED,
         [(EventKind.ROLE_FAILED, "cannot stage bundle")],
         record={"bad_versions": [], "failures": 0},
     ),
@@ -188,7 +188,7 @@ CASES = {
     "a healthy version is applied and confirmed": Case(
         state(pending=v("2.0.0"), failures=2),
         Started("webapp", v("2.0.0"), Purpose.ACTIVATE, None),
-        Outcome.APPLIED,
+        RoleOutcome.APPLIED,
         [(EventKind.ROLE_APPLIED, "webapp 2.0.0 is healthy")],
         [Prune("webapp"), Save()],
         record={"pending": None, "failures": 0, "confirmed": v("2.0.0")},
@@ -196,7 +196,7 @@ CASES = {
     "a fix of the tripping role leaves safe mode": Case(
         state(crash_loop(), failures=3),
         Started("webapp", v("1.0.1"), Purpose.ACTIVATE, None),
-        Outcome.APPLIED,
+        RoleOutcome.APPLIED,
         [
             (EventKind.ROLE_APPLIED, "webapp 1.0.1 is healthy"),
             (EventKind.SAFE_MODE_LEFT, "safe mode left"),
@@ -207,7 +207,7 @@ CASES = {
     "another role's success does not leave safe mode": Case(
         state(crash_loop(role="other")),
         Started("webapp", v("2.0.0"), Purpose.ACTIVATE, None),
-        Outcome.APPLIED,
+        RoleOutcome.APPLIED,
         [(EventKind.ROLE_APPLIED, "webapp 2.0.0 is healthy")],
         cause=SafeModeCause.CRASH_LOOP,
     ),
@@ -227,7 +227,7 @@ CASES = {
     "a health failure without previous is a failure of the role": Case(
         state(pending=v("2.0.0")),
         Started("webapp", v("2.0.0"), Purpose.ACTIVATE, ERR, previous=None),
-        Outcome.FAILED,
+        RoleOutcome.FAILED,
         [(EventKind.ROLE_FAILED, "health gate failed")],
         [Stop("webapp", v("2.0.0")), Save()],
         record={"failures": 1, "bad_versions": [], "last_error": f"2.0.0: {ERR}"},
@@ -236,14 +236,14 @@ CASES = {
     "previous naming the failed version is no previous": Case(
         state(),
         Started("webapp", v("2.0.0"), Purpose.ACTIVATE, ERR, previous=v("2.0.0")),
-        Outcome.FAILED,
+        RoleOutcome.FAILED,
         [(EventKind.ROLE_FAILED, "health gate failed")],
         record={"failures": 1},
     ),
     "a rollback below the floor is refused": Case(
         state(floor=v("2.0.0")),
         FAILED_START,
-        Outcome.FAILED,
+        RoleOutcome.FAILED,
         [
             (EventKind.ROLE_FAILED, "health gate failed"),
             (EventKind.ROLE_FAILED, "rollback refused"),
@@ -253,7 +253,7 @@ CASES = {
     "the third failure in a row trips safe mode for that role": Case(
         state(failures=2),
         Started("webapp", v("2.0.0"), Purpose.ACTIVATE, ERR, previous=None),
-        Outcome.FAILED,
+        RoleOutcome.FAILED,
         [
             (EventKind.ROLE_FAILED, "health gate failed"),
             (
@@ -268,7 +268,7 @@ CASES = {
     "failures in another role's safe mode do not enter it again": Case(
         state(crash_loop(role="other"), failures=5),
         Started("webapp", v("2.0.0"), Purpose.ACTIVATE, ERR, previous=None),
-        Outcome.FAILED,
+        RoleOutcome.FAILED,
         [(EventKind.ROLE_FAILED, "health gate failed")],
         record={"failures": 6},
         cause=SafeModeCause.CRASH_LOOP,
@@ -277,7 +277,7 @@ CASES = {
     "a healthy rollback is reported once": Case(
         state(rolling_back=v("2.0.0"), failures=1),
         Started("webapp", v("1.0.0"), Purpose.ROLL_BACK, None, cause=ERR),
-        Outcome.ROLLED_BACK,
+        RoleOutcome.ROLLED_BACK,
         [(EventKind.ROLE_ROLLBACK, "webapp rolled back from 2.0.0 to 1.0.0")],
         [Save()],
         record={"rolling_back": None, "failures": 0},
@@ -285,7 +285,7 @@ CASES = {
     "a failed rollback is a failure of the role": Case(
         state(rolling_back=v("2.0.0")),
         Started("webapp", v("1.0.0"), Purpose.ROLL_BACK, "crashed", cause=ERR),
-        Outcome.FAILED,
+        RoleOutcome.FAILED,
         [(EventKind.ROLE_FAILED, "rollback failed")],
         [Stop("webapp", v("1.0.0")), Save()],
         record={"rolling_back": None, "failures": 1, "last_error": "1.0.0: crashed"},
@@ -294,17 +294,17 @@ CASES = {
     "a healthy role resets its failure count": Case(
         state(failures=2),
         Checked("webapp", v("1.0.0"), healthy=True),
-        Outcome.UNCHANGED,
+        RoleOutcome.UNCHANGED,
         actions=[Save()],
         record={"failures": 0},
     ),
     "a healthy role with nothing to report saves nothing": Case(
-        state(), Checked("webapp", v("1.0.0"), healthy=True), Outcome.UNCHANGED, actions=[]
+        state(), Checked("webapp", v("1.0.0"), healthy=True), RoleOutcome.UNCHANGED, actions=[]
     ),
     "a rollback cut by a power cut is reported by the next healthy check": Case(
         state(rolling_back=v("2.0.0"), last_error="2.0.0: unhealthy"),
         Checked("webapp", v("1.0.0"), healthy=True),
-        Outcome.UNCHANGED,
+        RoleOutcome.UNCHANGED,
         [(EventKind.ROLE_ROLLBACK, "webapp rolled back from 2.0.0 to 1.0.0")],
         record={"rolling_back": None},
     ),
@@ -326,20 +326,20 @@ CASES = {
     "a restarted role is applied again": Case(
         state(failures=1),
         Started("webapp", v("1.0.0"), Purpose.RESTART, None),
-        Outcome.APPLIED,
+        RoleOutcome.APPLIED,
         [(EventKind.ROLE_APPLIED, "restarted and healthy")],
         record={"failures": 0},
     ),
     "a restart that finishes a rollback reports it": Case(
         state(rolling_back=v("2.0.0"), last_error="2.0.0: unhealthy"),
         Started("webapp", v("1.0.0"), Purpose.RESTART, None),
-        Outcome.ROLLED_BACK,
+        RoleOutcome.ROLLED_BACK,
         [(EventKind.ROLE_ROLLBACK, "webapp rolled back from 2.0.0 to 1.0.0")],
     ),
     "a failed restart is counted": Case(
         state(failures=1),
         Started("webapp", v("1.0.0"), Purpose.RESTART, "exited 1"),
-        Outcome.FAILED,
+        RoleOutcome.FAILED,
         [(EventKind.ROLE_FAILED, "restart failed")],
         record={"failures": 2},
         cause=SafeModeCause.NONE,
@@ -347,7 +347,7 @@ CASES = {
     "a crash loop trips safe mode after N restarts": Case(
         state(failures=2),
         Started("webapp", v("1.0.0"), Purpose.RESTART, "exited 1"),
-        Outcome.FAILED,
+        RoleOutcome.FAILED,
         [
             (EventKind.ROLE_FAILED, "restart failed"),
             (EventKind.SAFE_MODE_ENTERED, "role webapp 1.0.0 failed 3 times in a row: exited 1"),
@@ -355,7 +355,7 @@ CASES = {
         cause=SafeModeCause.CRASH_LOOP,
     ),
     "keeping a role with no current version skips it": Case(
-        state(), KeepRunning("webapp", None), Outcome.SKIPPED
+        state(), KeepRunning("webapp", None), RoleOutcome.SKIPPED
     ),
     # -- resume at agent start
     "a swap cut before its gate is activated again": Case(
@@ -370,25 +370,25 @@ CASES = {
         record={"pending": None},
     ),
     "resume leaves roles stopped in an operator's safe mode": Case(
-        state(OPERATOR), Resumed("webapp", v("1.0.0")), Outcome.SKIPPED
+        state(OPERATOR), Resumed("webapp", v("1.0.0")), RoleOutcome.SKIPPED
     ),
     "resume leaves the tripping role stopped": Case(
-        state(crash_loop()), Resumed("webapp", v("1.0.0")), Outcome.SKIPPED
+        state(crash_loop()), Resumed("webapp", v("1.0.0")), RoleOutcome.SKIPPED
     ),
     "resume starts the other roles in a crash-loop safe mode": Case(
         state(crash_loop(role="other")), Resumed("webapp", v("1.0.0")), Check("webapp", v("1.0.0"))
     ),
     "resume starts the safe-mode stack in safe mode": Case(
-        state(OPERATOR), ResumeDone(), Outcome.UNCHANGED, actions=[StartSafeModeStack()]
+        state(OPERATOR), ResumeDone(), RoleOutcome.UNCHANGED, actions=[StartSafeModeStack()]
     ),
     "resume starts no safe-mode stack otherwise": Case(
-        state(), ResumeDone(), Outcome.UNCHANGED, actions=[]
+        state(), ResumeDone(), RoleOutcome.UNCHANGED, actions=[]
     ),
     # -- safe mode on request
     "an operator enters safe mode: every role stops": Case(
         state(),
         OperatorEntered("bench"),
-        Outcome.APPLIED,
+        RoleOutcome.APPLIED,
         [(EventKind.SAFE_MODE_ENTERED, "bench")],
         [Save(), StopAllRoles(), StartSafeModeStack()],
         cause=SafeModeCause.OPERATOR,
@@ -396,54 +396,54 @@ CASES = {
     "an operator leaves safe mode: every role is started again": Case(
         state(OPERATOR, failures=4),
         OperatorLeft(),
-        Outcome.APPLIED,
+        RoleOutcome.APPLIED,
         [(EventKind.SAFE_MODE_LEFT, "safe mode left")],
         [StopSafeModeStack(), Save(), KeepAllRunning()],
         record={"failures": 0},
         cause=SafeModeCause.NONE,
     ),
     "leaving safe mode when not in it does nothing": Case(
-        state(), OperatorLeft(), Outcome.UNCHANGED, actions=[]
+        state(), OperatorLeft(), RoleOutcome.UNCHANGED, actions=[]
     ),
     "an operator may end a crash-loop safe mode": Case(
         state(crash_loop()),
         OperatorLeft(),
-        Outcome.APPLIED,
+        RoleOutcome.APPLIED,
         [(EventKind.SAFE_MODE_LEFT, "safe mode left")],
         cause=SafeModeCause.NONE,
     ),
     "the Overlord enters safe mode": Case(
         state(),
         OverlordWants(True),
-        Outcome.APPLIED,
+        RoleOutcome.APPLIED,
         [(EventKind.SAFE_MODE_ENTERED, "requested by the Overlord")],
         cause=SafeModeCause.OVERLORD,
     ),
     "the Overlord's request replaces a crash loop": Case(
         state(crash_loop()),
         OverlordWants(True),
-        Outcome.APPLIED,
+        RoleOutcome.APPLIED,
         [(EventKind.SAFE_MODE_ENTERED, "requested by the Overlord")],
         cause=SafeModeCause.OVERLORD,
     ),
     "the Overlord's repeated request changes nothing": Case(
         state(OVERLORD),
         OverlordWants(True),
-        Outcome.UNCHANGED,
+        RoleOutcome.UNCHANGED,
         actions=[],
         cause=SafeModeCause.OVERLORD,
     ),
     "the Overlord's request does not take over an operator's": Case(
         state(OPERATOR),
         OverlordWants(True),
-        Outcome.UNCHANGED,
+        RoleOutcome.UNCHANGED,
         actions=[],
         cause=SafeModeCause.OPERATOR,
     ),
     "the Overlord ends its own safe mode": Case(
         state(OVERLORD),
         OverlordWants(False),
-        Outcome.APPLIED,
+        RoleOutcome.APPLIED,
         [(EventKind.SAFE_MODE_LEFT, "safe mode left")],
         [StopSafeModeStack(), Save(), KeepAllRunning()],
         cause=SafeModeCause.NONE,
@@ -451,25 +451,25 @@ CASES = {
     "the Overlord does not end an operator's safe mode": Case(
         state(OPERATOR),
         OverlordWants(False),
-        Outcome.UNCHANGED,
+        RoleOutcome.UNCHANGED,
         actions=[],
         cause=SafeModeCause.OPERATOR,
     ),
     "the Overlord does not end a crash loop": Case(
         state(crash_loop()),
         OverlordWants(False),
-        Outcome.UNCHANGED,
+        RoleOutcome.UNCHANGED,
         actions=[],
         cause=SafeModeCause.CRASH_LOOP,
     ),
     "a safe-mode stack that did not start is recorded": Case(
-        state(OPERATOR), SafeModeStackFailed("no image"), Outcome.UNCHANGED, actions=[Save()]
+        state(OPERATOR), SafeModeStackFailed("no image"), RoleOutcome.UNCHANGED, actions=[Save()]
     ),
     # -- removal
     "an unassigned role is stopped and removed, its floor kept": Case(
         state(floor=v("2.0.0"), failures=2, bad_versions=[v("1.0.0")]),
         Unassigned("webapp"),
-        Outcome.APPLIED,
+        RoleOutcome.APPLIED,
         actions=[StopCurrent("webapp"), Delete("webapp"), Save()],
         record={"floor": v("2.0.0"), "failures": 0, "bad_versions": []},
     ),

@@ -31,7 +31,6 @@ from updater.roles.decide import (
     Observation,
     OperatorEntered,
     OperatorLeft,
-    Outcome,
     OverlordWants,
     PointCurrent,
     Purpose,
@@ -39,6 +38,7 @@ from updater.roles.decide import (
     Resumed,
     ResumeDone,
     RoleEvent,
+    RoleOutcome,
     Rules,
     SafeModeStackFailed,
     Save,
@@ -99,7 +99,7 @@ class Device:
 
     # ------------------------------------------------------------ the runner's loop
 
-    def drive(self, observation: Observation) -> Outcome:
+    def drive(self, observation: Observation) -> RoleOutcome:
         for _ in range(MAX_STEPS):
             decision = decide(self.state, observation, RULES)
             check_decision(self.state, observation, decision)
@@ -116,7 +116,7 @@ class Device:
                     raise PowerCut
                 self.done += 1
                 self.carry_out(action)
-            if isinstance(decision.result, Outcome):
+            if isinstance(decision.result, RoleOutcome):
                 return decision.result
             observation = self.answer(decision.result)
         raise AssertionError(f"no outcome after {MAX_STEPS} decisions")

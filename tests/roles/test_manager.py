@@ -15,7 +15,7 @@ from updater.roles.archive import pack
 from updater.roles.bundle import load_bundle
 from updater.roles.compose import ComposeFlavor
 from updater.roles.errors import EngineError
-from updater.roles.manager import FetchedBundle, Outcome
+from updater.roles.manager import FetchedBundle, RoleOutcome
 from updater.roles.runtime import ensure_images
 
 from .helpers import make_bundle
@@ -57,13 +57,13 @@ def test_apply_then_upgrade(harness):
     manager = harness.manager()
     assert manager.compose.waits is (harness.flavor is ComposeFlavor.V2)
 
-    assert manager.apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+    assert manager.apply([v1], fetch) == {"webapp": RoleOutcome.APPLIED}
     assert "hi there from webapp 1.0.0 on test-device" in page(harness, "1.0.0")
     [status] = manager.status()
     assert (status.version, status.health) == (Version("1.0.0"), Health.HEALTHY)
-    assert manager.apply([v1], fetch) == {"webapp": Outcome.UNCHANGED}
+    assert manager.apply([v1], fetch) == {"webapp": RoleOutcome.UNCHANGED}
 
-    assert manager.apply([v2], fetch) == {"webapp": Outcome.APPLIED}
+    assert manager.apply([v2], fetch) == {"webapp": RoleOutcome.APPLIED}
     role = harness.config.root / "webapp"
     assert (role / "current").readlink() == Path("1.1.0")
     assert (role / "previous").readlink() == Path("1.0.0")
@@ -78,9 +78,9 @@ def test_failing_health_check_rolls_back(harness):
     v2, a2 = publish(harness, "2.0.0", healthy=False)
     fetch = fetcher({"1.0.0": a1, "2.0.0": a2})
     manager = harness.manager()
-    assert manager.apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+    assert manager.apply([v1], fetch) == {"webapp": RoleOutcome.APPLIED}
 
-    assert manager.apply([v2], fetch) == {"webapp": Outcome.ROLLED_BACK}
+    assert manager.apply([v2], fetch) == {"webapp": RoleOutcome.ROLLED_BACK}
     role = harness.config.root / "webapp"
     assert (role / "current").readlink() == Path("1.0.0")
     [status] = manager.status()
@@ -88,7 +88,7 @@ def test_failing_health_check_rolls_back(harness):
     assert harness.kinds() == ["role-applied", "role-failed", "role-rollback"]
     assert "unhealthy" in (harness.events[1].reason or "")
     # The bad version is not retried: the device keeps running 1.0.0 quietly.
-    assert manager.apply([v2], fetch) == {"webapp": Outcome.UNCHANGED}
+    assert manager.apply([v2], fetch) == {"webapp": RoleOutcome.UNCHANGED}
     assert len(harness.events) == 3
 
 
@@ -97,17 +97,17 @@ def test_a_failed_rollback_counts_towards_safe_mode(harness):
     v2, a2 = publish(harness, "2.0.0", healthy=False)
     fetch = fetcher({"1.0.0": a1, "2.0.0": a2})
     manager = harness.manager()
-    assert manager.apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+    assert manager.apply([v1], fetch) == {"webapp": RoleOutcome.APPLIED}
     # 1.0.0 keeps running, but would crash if it were ever restarted.
     (harness.config.root / "webapp" / "state" / "www" / "crash").write_text("")
 
-    assert manager.apply([v2], fetch) == {"webapp": Outcome.FAILED}
+    assert manager.apply([v2], fetch) == {"webapp": RoleOutcome.FAILED}
     assert harness.kinds()[1:] == ["role-failed", "role-failed"]
     assert [e.message for e in harness.events[1:]] == ["health gate failed", "rollback failed"]
     assert manager.installed_version("webapp") == Version("1.0.0")
 
     # 2.0.0 is bad now; the next poll finds 1.0.0 down, fails to restart it: safe mode.
-    assert manager.apply([v2], fetch) == {"webapp": Outcome.FAILED}
+    assert manager.apply([v2], fetch) == {"webapp": RoleOutcome.FAILED}
     assert harness.kinds()[-1] == "safe-mode-entered"
     assert "webapp 1.0.0 failed 2 times in a row" in harness.events[-1].message
 
@@ -117,14 +117,14 @@ def test_crash_loop_enters_safe_mode_and_a_healthy_version_leaves_it(harness):
     v2, a2 = publish(harness, "1.0.1")
     fetch = fetcher({"1.0.0": a1, "1.0.1": a2})
     manager = harness.manager()
-    assert manager.apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+    assert manager.apply([v1], fetch) == {"webapp": RoleOutcome.APPLIED}
 
     # The running role starts crashing: every restart exits at once.
     www = harness.config.root / "webapp" / "state" / "www"
     (www / "crash").write_text("")
     harness.crash()
-    assert manager.apply([v1], fetch) == {"webapp": Outcome.FAILED}
-    assert manager.apply([v1], fetch) == {"webapp": Outcome.FAILED}
+    assert manager.apply([v1], fetch) == {"webapp": RoleOutcome.FAILED}
+    assert manager.apply([v1], fetch) == {"webapp": RoleOutcome.FAILED}
     assert harness.kinds()[-1] == "safe-mode-entered"
 
     statuses = {s.name: s for s in manager.status()}
@@ -136,10 +136,10 @@ def test_crash_loop_enters_safe_mode_and_a_healthy_version_leaves_it(harness):
     assert served["device_id"] == "test-device" and served["safe_mode"] is True
     assert "crash-looping" in served["last_errors"][0]["error"]
     # The tripping version is not retried while in safe mode.
-    assert manager.apply([v1], fetch) == {"webapp": Outcome.SKIPPED}
+    assert manager.apply([v1], fetch) == {"webapp": RoleOutcome.SKIPPED}
 
     (www / "crash").unlink()
-    assert manager.apply([v2], fetch) == {"webapp": Outcome.APPLIED}
+    assert manager.apply([v2], fetch) == {"webapp": RoleOutcome.APPLIED}
     assert harness.kinds()[-2:] == ["role-applied", "safe-mode-left"]
     assert {s.name for s in manager.status()} == {"webapp"}
 
@@ -161,7 +161,7 @@ def test_power_cut_during_the_swap_leaves_a_runnable_role(harness, step, runs_af
     v1, a1 = publish(harness, "1.0.0")
     v2, a2 = publish(harness, "2.0.0")
     fetch = fetcher({"1.0.0": a1, "2.0.0": a2})
-    assert harness.manager().apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+    assert harness.manager().apply([v1], fetch) == {"webapp": RoleOutcome.APPLIED}
 
     def cut(name: str) -> None:
         if name == step:
@@ -188,7 +188,7 @@ def test_power_cut_after_the_swap_back_still_reports_the_rollback(harness):
     v1, a1 = publish(harness, "1.0.0")
     v2, a2 = publish(harness, "2.0.0", healthy=False)
     fetch = fetcher({"1.0.0": a1, "2.0.0": a2})
-    assert harness.manager().apply([v1], fetch) == {"webapp": Outcome.APPLIED}
+    assert harness.manager().apply([v1], fetch) == {"webapp": RoleOutcome.APPLIED}
 
     def cut(name: str) -> None:
         if name == "rolled-back":
@@ -200,7 +200,7 @@ def test_power_cut_after_the_swap_back_still_reports_the_rollback(harness):
     harness.cleanup()  # the power cut took every container with it
 
     rebooted = harness.manager()
-    assert rebooted.apply([v2], fetch) == {"webapp": Outcome.ROLLED_BACK}
+    assert rebooted.apply([v2], fetch) == {"webapp": RoleOutcome.ROLLED_BACK}
     assert harness.kinds() == ["role-applied", "role-failed", "role-rollback"]
     rollback = harness.events[-1]
     assert (rollback.version, rollback.message) == (
@@ -210,7 +210,7 @@ def test_power_cut_after_the_swap_back_still_reports_the_rollback(harness):
     assert "unhealthy" in (rollback.reason or "")
     [status] = rebooted.status()
     assert (status.version, status.health) == (Version("1.0.0"), Health.HEALTHY)
-    assert rebooted.apply([v2], fetch) == {"webapp": Outcome.UNCHANGED}
+    assert rebooted.apply([v2], fetch) == {"webapp": RoleOutcome.UNCHANGED}
     assert len(harness.events) == 3
 
 
@@ -224,7 +224,7 @@ def test_images_must_be_present_or_pullable(harness):
 def test_the_overlord_ends_only_the_safe_mode_it_asked_for(harness):
     v1, a1 = publish(harness, "1.0.0")
     manager = harness.manager()
-    assert manager.apply([v1], fetcher({"1.0.0": a1})) == {"webapp": Outcome.APPLIED}
+    assert manager.apply([v1], fetcher({"1.0.0": a1})) == {"webapp": RoleOutcome.APPLIED}
 
     manager.follow_desired_safe_mode(True)
     statuses = {s.name: s for s in manager.status()}
@@ -254,11 +254,11 @@ def test_anti_rollback_covers_staged_versions_and_rollbacks(harness):
     # 3.0.0's signed metadata declares the floor 3.0.0 (say, 2.0.0 has a security hole).
     fetch = fetcher({"1.0.0": a1, "2.0.0": a2, "3.0.0": a3}, floors={"3.0.0": "3.0.0"})
     manager = harness.manager()
-    assert manager.apply([v1], fetch) == {"webapp": Outcome.APPLIED}
-    assert manager.apply([v2], fetch) == {"webapp": Outcome.APPLIED}
+    assert manager.apply([v1], fetch) == {"webapp": RoleOutcome.APPLIED}
+    assert manager.apply([v2], fetch) == {"webapp": RoleOutcome.APPLIED}
 
     # 1.0.0 is still staged as `previous`, so it needs no fetch, but it is a downgrade.
-    assert manager.apply([v1], fetch) == {"webapp": Outcome.FAILED}
+    assert manager.apply([v1], fetch) == {"webapp": RoleOutcome.FAILED}
     assert harness.events[-1].message == "bundle rejected"
     assert "lower than 2.0.0, which already passed its health gate" in (
         harness.events[-1].reason or ""
@@ -267,7 +267,7 @@ def test_anti_rollback_covers_staged_versions_and_rollbacks(harness):
     assert (status.version, status.health) == (Version("2.0.0"), Health.HEALTHY)
 
     # 3.0.0 fails its gate; rolling back to 2.0.0 would run a version below the floor.
-    assert manager.apply([v3], fetch) == {"webapp": Outcome.FAILED}
+    assert manager.apply([v3], fetch) == {"webapp": RoleOutcome.FAILED}
     failed, refused = harness.events[-2:]
     assert (failed.message, refused.message) == ("health gate failed", "rollback refused")
     assert refused.version == Version("2.0.0")
@@ -286,8 +286,8 @@ def test_leaving_safe_mode_does_not_restart_a_version_below_a_newer_floor(harnes
     # 1.1.0's signed metadata raises the floor, but its archive holds another version.
     fetch = fetcher({"1.0.0": a1, "1.1.0": a1}, floors={"1.1.0": "1.1.0"})
     manager = harness.manager()
-    assert manager.apply([v1], fetch) == {"webapp": Outcome.APPLIED}
-    assert manager.apply([wrong], fetch) == {"webapp": Outcome.FAILED}
+    assert manager.apply([v1], fetch) == {"webapp": RoleOutcome.APPLIED}
+    assert manager.apply([wrong], fetch) == {"webapp": RoleOutcome.FAILED}
     assert harness.events[-1].message == "bundle rejected"
     # The running 1.0.0 is not stopped for it, but it is never started again.
     assert manager.status()[0].health is Health.HEALTHY

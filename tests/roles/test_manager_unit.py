@@ -12,7 +12,7 @@ from updater.roles.archive import pack
 from updater.roles.bundle import load_bundle
 from updater.roles.compose import ComposeFlavor
 from updater.roles.errors import BundleError, TemplateError
-from updater.roles.manager import FetchedBundle, ManagerConfig, Outcome, RoleManager
+from updater.roles.manager import FetchedBundle, ManagerConfig, RoleManager, RoleOutcome
 from updater.roles.state import load_state
 
 from .helpers import REPO, make_bundle
@@ -44,7 +44,7 @@ def test_nothing_is_attempted_while_the_engine_is_down(tmp_path):
         raise AssertionError("must not fetch")
 
     assert manager(tmp_path, events, engine_up=False).apply([desired()], fetch) == {
-        "webapp": Outcome.SKIPPED
+        "webapp": RoleOutcome.SKIPPED
     }
     assert events == []
     assert not (tmp_path / "roles" / ".roles-state.json").exists()
@@ -64,13 +64,13 @@ def test_a_bundle_that_is_not_the_desired_version_is_marked_bad(tmp_path):
         return FetchedBundle(tmp_path / "1.0.0.tar.zst")
 
     mgr = manager(tmp_path, events)
-    assert mgr.apply([desired("2.0.0")], fetch) == {"webapp": Outcome.FAILED}
+    assert mgr.apply([desired("2.0.0")], fetch) == {"webapp": RoleOutcome.FAILED}
     assert events[0].kind is EventKind.ROLE_FAILED
     assert "bundle is webapp 1.0.0, expected webapp 2.0.0" in (events[0].reason or "")
     assert load_state(tmp_path / "roles" / ".roles-state.json").roles["webapp"].bad_versions == [
         Version("2.0.0")
     ]
-    assert mgr.apply([desired("2.0.0")], fetch) == {"webapp": Outcome.SKIPPED}
+    assert mgr.apply([desired("2.0.0")], fetch) == {"webapp": RoleOutcome.SKIPPED}
     assert fetched == [Version("2.0.0")]
     assert not (tmp_path / "roles" / "webapp" / "current").exists()
 
@@ -92,7 +92,7 @@ def test_a_missing_device_fails_without_marking_the_version_bad(tmp_path):
     pack(bundle, tmp_path / "b.tar.zst")
     mgr = manager(tmp_path, events)
     assert mgr.apply([desired()], lambda role: FetchedBundle(tmp_path / "b.tar.zst")) == {
-        "webapp": Outcome.FAILED
+        "webapp": RoleOutcome.FAILED
     }
     assert "needs /dev/fleet-test-absent" in (events[0].reason or "")
     state = load_state(tmp_path / "roles" / ".roles-state.json")
@@ -107,7 +107,7 @@ def test_a_fetch_failure_is_reported_and_retried(tmp_path):
         raise FleetError("download failed: connection refused")
 
     mgr = manager(tmp_path, events)
-    assert mgr.apply([desired()], fetch) == {"webapp": Outcome.FAILED}
+    assert mgr.apply([desired()], fetch) == {"webapp": RoleOutcome.FAILED}
     assert events[0].message == "cannot stage bundle"
     assert load_state(tmp_path / "roles" / ".roles-state.json").roles["webapp"].bad_versions == []
 
@@ -117,7 +117,7 @@ def test_the_safe_mode_name_cannot_be_assigned(tmp_path):
     outcome = manager(tmp_path, events).apply(
         [desired(name="safe-mode")], lambda role: FetchedBundle(tmp_path)
     )
-    assert outcome == {"safe-mode": Outcome.FAILED}
+    assert outcome == {"safe-mode": RoleOutcome.FAILED}
     assert events[0].message == "invalid role name"
 
 

@@ -16,7 +16,7 @@ from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, Health
 from updater.roles.archive import pack
 from updater.roles.compose import ComposeFlavor
-from updater.roles.manager import FetchedBundle, Outcome
+from updater.roles.manager import FetchedBundle, RoleOutcome
 
 from .conftest import remove_image
 from .helpers import image_archive, make_bundle, run_cli
@@ -52,7 +52,7 @@ def test_a_bundle_carrying_its_image_runs_without_it_in_the_engine(harness, offl
 
     manager = harness.manager()
     assert manager.apply([desired("1.0.0")], fetch_from({"1.0.0": archive})) == {
-        "webapp": Outcome.APPLIED
+        "webapp": RoleOutcome.APPLIED
     }
     assert in_engine(harness.docker, image_id)
     [status] = manager.status()
@@ -69,7 +69,7 @@ def test_a_rollback_loads_the_previous_image_again(harness, offline_image):
     bad = make_bundle(harness.tmp / "src-2", image=harness.image, version="2.0.0", healthy=False)
     pack(bad, harness.tmp / "2.tar.zst")
     fetch = fetch_from({"1.0.0": harness.tmp / "1.tar.zst", "2.0.0": harness.tmp / "2.tar.zst"})
-    assert harness.manager().apply([desired("1.0.0")], fetch) == {"webapp": Outcome.APPLIED}
+    assert harness.manager().apply([desired("1.0.0")], fetch) == {"webapp": RoleOutcome.APPLIED}
 
     starts: list[str] = []
 
@@ -81,7 +81,7 @@ def test_a_rollback_loads_the_previous_image_again(harness, offline_image):
                 remove_image(harness.docker, image_id)
 
     manager = harness.manager(checkpoint=prune_before_the_rollback)
-    assert manager.apply([desired("2.0.0")], fetch) == {"webapp": Outcome.ROLLED_BACK}
+    assert manager.apply([desired("2.0.0")], fetch) == {"webapp": RoleOutcome.ROLLED_BACK}
     assert len(starts) == 2
     assert in_engine(harness.docker, image_id)
     [status] = manager.status()
@@ -97,7 +97,7 @@ v2_only = pytest.mark.parametrize("harness", [ComposeFlavor.V2], indirect=True, 
 def test_an_archive_docker_refuses_fails_the_update_and_keeps_the_running_version(harness):
     assert harness.manager().apply(
         [desired("1.0.0")], fetch_from({"1.0.0": _published(harness, harness.image, "1.0.0")})
-    ) == {"webapp": Outcome.APPLIED}
+    ) == {"webapp": RoleOutcome.APPLIED}
     # It passes validation (the config digest matches), but a layer is not the one the config
     # names, which only docker load can tell.
     image_hex = image_archive(harness.tmp / "broken", diff_ok=False)
@@ -105,7 +105,7 @@ def test_an_archive_docker_refuses_fails_the_update_and_keeps_the_running_versio
 
     manager = harness.manager()
     assert manager.apply([desired("1.1.0")], fetch_from({"1.1.0": broken})) == {
-        "webapp": Outcome.FAILED
+        "webapp": RoleOutcome.FAILED
     }
     event = harness.events[-1]
     assert event.message == "cannot stage bundle"
@@ -129,7 +129,7 @@ def test_a_carried_image_leaves_the_engine_with_the_last_version_carrying_it(
     manager = harness.manager()
     for version in archives:
         assert manager.apply([desired(version)], fetch_from(archives)) == {
-            "webapp": Outcome.APPLIED
+            "webapp": RoleOutcome.APPLIED
         }
         # Kept while a staged version (current or previous) carries it: 1.1.0 until 3.0.0.
         assert in_engine(harness.docker, image_id) is (version != "3.0.0")
@@ -144,7 +144,9 @@ def test_a_carried_image_leaves_the_engine_with_the_last_version_carrying_it(
 
     # A role no longer assigned takes the images only it carried with it, too.
     archives["4.0.0"] = _published(harness, image_id, "4.0.0", images=saved)
-    assert manager.apply([desired("4.0.0")], fetch_from(archives)) == {"webapp": Outcome.APPLIED}
+    assert manager.apply([desired("4.0.0")], fetch_from(archives)) == {
+        "webapp": RoleOutcome.APPLIED
+    }
     assert in_engine(harness.docker, image_id)
     assert manager.apply([], fetch_from(archives)) == {}
     assert not in_engine(harness.docker, image_id)

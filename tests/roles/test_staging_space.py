@@ -16,7 +16,7 @@ import pytest
 from fleetcore.version import Version
 from fleetcore.wire import DesiredRole
 from updater.roles.archive import pack
-from updater.roles.manager import FetchedBundle, ManagerConfig, Outcome, RoleManager
+from updater.roles.manager import FetchedBundle, ManagerConfig, RoleManager, RoleOutcome
 from updater.roles.state import load_state
 
 from .helpers import REPO, make_bundle
@@ -46,7 +46,7 @@ def test_a_failed_stage_is_removed_and_stale_ones_too(tmp_path):
     mgr = manager(root, events)
     fetch = lambda role: FetchedBundle(tmp_path / "1.0.0.tar.zst")  # noqa: E731
     for version in ("2.0.0", "3.0.0", "4.0.0"):  # each one the wrong version: each fails
-        assert mgr.apply([desired(version)], fetch) == {"webapp": Outcome.FAILED}
+        assert mgr.apply([desired(version)], fetch) == {"webapp": RoleOutcome.FAILED}
     assert stages(root) == []
 
 
@@ -82,7 +82,7 @@ def test_a_bundle_that_fills_the_disk_is_cleaned_up_and_retried(tmp_path, small_
     events: list = []
     mgr = manager(small_fs / "roles", events, reserve_bytes=MIB)
     assert mgr.apply([desired("1.0.0")], lambda role: FetchedBundle(archive)) == {
-        "webapp": Outcome.FAILED
+        "webapp": RoleOutcome.FAILED
     }
     assert "the disk filled while unpacking" in (events[0].reason or "")
     assert stages(small_fs / "roles") == []
@@ -97,7 +97,7 @@ def test_staging_is_refused_before_writing_when_the_estimate_does_not_fit(tmp_pa
     events: list = []
     mgr = manager(small_fs / "roles", events, reserve_bytes=32 * MIB)
     assert mgr.apply([desired("1.0.0")], lambda role: FetchedBundle(archive)) == {
-        "webapp": Outcome.FAILED
+        "webapp": RoleOutcome.FAILED
     }
     reason = events[0].reason or ""
     assert "not enough free space to stage webapp 1.0.0" in reason

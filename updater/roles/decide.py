@@ -4,7 +4,7 @@ The runner (:mod:`updater.roles.manager`) observes the device (what ``current`` 
 outcome of a staging, of a start or of a health check, an operator's or the Overlord's
 request) and hands each observation to :func:`decide`, which returns the new state, the
 effects to carry out in order (:data:`Action`), and either the next thing to find out
-(:data:`Probe`, answered by another observation) or the flow's :class:`Outcome`. Nothing here
+(:data:`Probe`, answered by another observation) or the flow's :class:`RoleOutcome`. Nothing here
 imports Docker, compose, a subprocess or the file system (an import-linter contract holds it),
 so every rule is tested without an engine (``tests/roles/test_decide*.py``).
 
@@ -40,7 +40,7 @@ from updater.roles.spec import ROLE_NAME_RE, SAFE_MODE_ROLE
 MAX_ERROR_CHARS = 500
 
 
-class Outcome(StrEnum):
+class RoleOutcome(StrEnum):
     APPLIED = "applied"
     UNCHANGED = "unchanged"
     ROLLED_BACK = "rolled-back"
@@ -360,7 +360,7 @@ class Decision:
 
     state: ManagerState
     actions: tuple[Action, ...]
-    result: Outcome | Probe
+    result: RoleOutcome | Probe
 
 
 @dataclass(frozen=True)
@@ -415,13 +415,13 @@ class _Step:
     rules: Rules
     actions: list[Action] = field(default_factory=list)
 
-    def handle(self, observation: Observation) -> Outcome | Probe:
+    def handle(self, observation: Observation) -> RoleOutcome | Probe:
         match observation:
             case Assigned(desired=desired, current=current):
                 if not valid_name(desired.name):
                     name, version = desired.name, desired.version
                     self.emit(EventKind.ROLE_FAILED, name, version, "invalid role name")
-                    return Outcome.FAILED
+                    return RoleOutcome.FAILED
                 return self.assigned(desired, current)
             case AppliedByHand(desired=desired, current=current):
                 record = self.state.role(desired.name)
@@ -431,7 +431,7 @@ class _Step:
             case Fetched(role=role, floor=floor):
                 record = self.state.role(role)
                 record.floor = raise_floor(record.floor, floor)
-                return Outcome.UNCHANGED
+                return RoleOutcome.UNCHANGED
             case Staged(role=role, version=version):
                 self.state.role(role).pending = version
                 self.do(Save(), Checkpoint("pending"), Swap(role, version))
@@ -451,24 +451,24 @@ class _Step:
             case ResumeDone():
                 if self.state.safe_mode.active:
                     self.do(StartSafeModeStack())
-                return Outcome.UNCHANGED
+                return RoleOutcome.UNCHANGED
             case Unassigned(role=role):
                 return self.unassigned(role)
             case OperatorEntered(reason=reason):
                 self.enter(SafeModeCause.OPERATOR, reason)
-                return Outcome.APPLIED
+                return RoleOutcome.APPLIED
             case OperatorLeft():
                 if not self.state.safe_mode.active:
-                    return Outcome.UNCHANGED
+                    return RoleOutcome.UNCHANGED
                 self.leave()
                 self.do(KeepAllRunning())
-                return Outcome.APPLIED
+                return RoleOutcome.APPLIED
             case OverlordWants(safe_mode=wanted):
                 return self.overlord_wants(wanted)
             case SafeModeStackFailed(error=error):
                 self.record_error(SAFE_MODE_ROLE, error)
                 self.do(Save())
-                return Outcome.UNCHANGED
+                return RoleOutcome.UNCHANGED
 
     def do(self, *actions: Action) -> None:
         self.actions.extend(actions)
@@ -490,28 +490,28 @@ class _Step:
 
     # ------------------------------------------------------------ one role
 
-    def assigned(self, desired: DesiredRole, current: Version | None) -> Outcome | Probe:
+    def assigned(self, desired: DesiredRole, current: Version | None) -> RoleOutcome | Probe:
         name, version = desired.name, desired.version
         record = self.state.role(name)
         safe = self.state.safe_mode
         if safe.manual:
-            return Outcome.SKIPPED
+            return RoleOutcome.SKIPPED
         tripped = safe.tripped_by(name)
         if current == version and record.pending is None:
-            return Outcome.SKIPPED if tripped else self.keep_running(name, current)
+            return RoleOutcome.SKIPPED if tripped else self.keep_running(name, current)
         if version in record.bad_versions or (tripped and safe.version == version):
             if current is None or tripped:
-                return Outcome.SKIPPED
+                return RoleOutcome.SKIPPED
             return self.keep_running(name, current)
         return Install(desired)
 
-    def stage_failed(self, failed: StageFailed) -> Outcome:
+    def stage_failed(self, failed: StageFailed) -> RoleOutcome:
         if failed.rejected:
             self.state.role(failed.role).mark_bad(failed.version)
         self.record_error(failed.role, f"{failed.version}: {failed.error}")
         message = "bundle rejected" if failed.rejected else "cannot stage bundle"
         self.emit(EventKind.ROLE_FAILED, failed.role, failed.version, message, failed.error)
-        return Outcome.FAILED
+        return RoleOutcome.FAILED
 
     def start(
         self, role: str, version: Version, purpose: Purpose, cause: str | None = None
@@ -522,7 +522,7 @@ class _Step:
             return Start(role, version, purpose, cause)
         return Refuse(role, version, purpose, str(refused), cause)
 
-    def started(self, started: Started) -> Outcome:
+    def started(self, started: Started) -> RoleOutcome:
         role, version = started.role, started.version
         record = self.state.role(role)
         if started.purpose is Purpose.ACTIVATE:
@@ -535,17 +535,17 @@ class _Step:
             if self.state.safe_mode.tripped_by(role):
                 self.leave()
             self.do(Save())
-            return Outcome.APPLIED
+            return RoleOutcome.APPLIED
         record.failures = 0
         if record.rolling_back is not None:
             cause = started.cause if started.purpose is Purpose.ROLL_BACK else record.last_error
             self.report_rollback(role, version, cause)
-            return Outcome.ROLLED_BACK
+            return RoleOutcome.ROLLED_BACK
         self.emit(EventKind.ROLE_APPLIED, role, version, "restarted and healthy")
         self.do(Save())
-        return Outcome.APPLIED
+        return RoleOutcome.APPLIED
 
-    def start_failed(self, started: Started) -> Outcome | Probe:
+    def start_failed(self, started: Started) -> RoleOutcome | Probe:
         role, version, error = started.role, started.version, started.error or ""
         record = self.state.role(role)
         if started.purpose is Purpose.ROLL_BACK:
@@ -554,12 +554,12 @@ class _Step:
             self.record_error(role, f"{version}: {error}")
             self.do(Stop(role, version))
             self.count_failure(role, version, error)
-            return Outcome.FAILED
+            return RoleOutcome.FAILED
         if started.purpose is Purpose.RESTART:
             self.emit(EventKind.ROLE_FAILED, role, version, "restart failed", error)
             self.record_error(role, f"{version}: {error}")
             self.count_failure(role, version, error)
-            return Outcome.FAILED
+            return RoleOutcome.FAILED
         record.pending = None
         self.emit(EventKind.ROLE_FAILED, role, version, "health gate failed", error)
         self.record_error(role, f"{version}: {error}")
@@ -570,14 +570,14 @@ class _Step:
         if previous is None:
             self.do(Stop(role, version))
             self.count_failure(role, version, error)
-            return Outcome.FAILED
+            return RoleOutcome.FAILED
         record.mark_bad(version)
         record.rolling_back = version
         self.do(Stop(role, version), PointCurrent(role, previous), Save())
         self.do(Checkpoint("rolled-back"))
         return self.start(role, previous, Purpose.ROLL_BACK, cause=error)
 
-    def checked(self, checked: Checked) -> Outcome | Probe:
+    def checked(self, checked: Checked) -> RoleOutcome | Probe:
         role, version = checked.role, checked.version
         if not checked.healthy:
             return self.start(role, version, Purpose.RESTART)
@@ -587,20 +587,20 @@ class _Step:
         if record.failures:
             record.failures = 0
             self.do(Save())
-        return Outcome.UNCHANGED
+        return RoleOutcome.UNCHANGED
 
-    def keep_running(self, role: str, current: Version | None) -> Outcome | Probe:
+    def keep_running(self, role: str, current: Version | None) -> RoleOutcome | Probe:
         """The role is where it should be: check it runs (then restart it once if not)."""
         if current is None:
-            return Outcome.SKIPPED
+            return RoleOutcome.SKIPPED
         self.state.role(role)
         return Check(role, current)
 
-    def resumed(self, role: str, current: Version | None) -> Outcome | Probe:
+    def resumed(self, role: str, current: Version | None) -> RoleOutcome | Probe:
         record = self.state.role(role)
         safe = self.state.safe_mode
         if current is None or safe.manual or safe.tripped_by(role):
-            return Outcome.SKIPPED
+            return RoleOutcome.SKIPPED
         if record.pending is not None and record.pending == current:
             return self.start(role, current, Purpose.ACTIVATE)
         record.pending = None
@@ -633,7 +633,7 @@ class _Step:
                 version=version,
             )
 
-    def unassigned(self, role: str) -> Outcome:
+    def unassigned(self, role: str) -> RoleOutcome:
         """Stop the role and drop its versions; its ``state/`` data and signed floor stay."""
         self.do(StopCurrent(role), Delete(role))
         floor = self.state.role(role).floor
@@ -641,22 +641,22 @@ class _Step:
         if floor is not None:  # a signed floor outlives the role: re-adding it cannot go below
             self.state.roles[role] = RoleRecord(floor=floor)
         self.do(Save())
-        return Outcome.APPLIED
+        return RoleOutcome.APPLIED
 
     # ------------------------------------------------------------ safe mode
 
-    def overlord_wants(self, wanted: bool) -> Outcome:
+    def overlord_wants(self, wanted: bool) -> RoleOutcome:
         """The Overlord's request behaves like an operator's, but the Overlord only ends a
         safe mode it asked for itself: an operator's or one tripped by failures stays."""
         cause = self.state.safe_mode.cause
         if wanted and not self.state.safe_mode.manual:
             self.enter(SafeModeCause.OVERLORD, "requested by the Overlord")
-            return Outcome.APPLIED
+            return RoleOutcome.APPLIED
         if not wanted and cause is SafeModeCause.OVERLORD:
             self.leave()
             self.do(KeepAllRunning())
-            return Outcome.APPLIED
-        return Outcome.UNCHANGED
+            return RoleOutcome.APPLIED
+        return RoleOutcome.UNCHANGED
 
     def enter(
         self,

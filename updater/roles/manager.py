@@ -61,7 +61,6 @@ from updater.roles.decide import (
     Observation,
     OperatorEntered,
     OperatorLeft,
-    Outcome,
     OverlordWants,
     PointCurrent,
     Probe,
@@ -70,6 +69,7 @@ from updater.roles.decide import (
     Resumed,
     ResumeDone,
     RoleEvent,
+    RoleOutcome,
     Rules,
     SafeModeStackFailed,
     Save,
@@ -121,9 +121,9 @@ from updater.roles.statuspage import PageData, write_page
 __all__ = [
     "FetchedBundle",
     "ManagerConfig",
-    "Outcome",
     "RoleEvent",
     "RoleManager",
+    "RoleOutcome",
 ]
 
 log = logging.getLogger(__name__)
@@ -209,16 +209,16 @@ class RoleManager:
 
     # ----------------------------------------------------------------- public API
 
-    def apply(self, desired: Sequence[DesiredRole], fetch: Fetch) -> dict[str, Outcome]:
+    def apply(self, desired: Sequence[DesiredRole], fetch: Fetch) -> dict[str, RoleOutcome]:
         """Converge the device's roles on ``desired``; roles not listed are stopped.
 
         While the Docker engine does not answer, nothing is attempted or counted: an engine
         outage is not a role failure and must not lead to safe mode.
         """
-        outcomes: dict[str, Outcome] = {}
+        outcomes: dict[str, RoleOutcome] = {}
         if not self.inspector.available():
             log.error("docker engine is not answering; roles left as they are")
-            return {role.name: Outcome.SKIPPED for role in desired}
+            return {role.name: RoleOutcome.SKIPPED for role in desired}
         with self._locked() as session:
             session.fetch = fetch
             for role in desired:
@@ -231,7 +231,7 @@ class RoleManager:
             self._refresh_page(session.state)
         return outcomes
 
-    def apply_local(self, source: Path) -> Outcome:
+    def apply_local(self, source: Path) -> RoleOutcome:
         """Apply a bundle folder or archive by hand (``fleet-updater roles apply``)."""
         if source.is_dir():
             spec = load_bundle(source).spec
@@ -309,14 +309,14 @@ class RoleManager:
 
     # ----------------------------------------------------------------- the runner
 
-    def _drive(self, session: _Session, observation: Observation) -> Outcome:
+    def _drive(self, session: _Session, observation: Observation) -> RoleOutcome:
         """Decide on ``observation``, carry out the actions, answer each probe, until an
         outcome is reached."""
         while True:
             decision = self._decide(session, observation)
             for action in decision.actions:
                 self._carry_out(session, action)
-            if isinstance(decision.result, Outcome):
+            if isinstance(decision.result, RoleOutcome):
                 return decision.result
             observation = self._answer(session, decision.result)
 

@@ -31,7 +31,7 @@ from image.roleimage.errors import PackageError
 from tests.roles.conftest import Harness, busybox_image  # noqa: F401  (fixture)
 from updater.roles.archive import pack
 from updater.roles.compose import ComposeFlavor
-from updater.roles.manager import FetchedBundle, Outcome
+from updater.roles.manager import FetchedBundle, RoleOutcome
 from updater.roles.spec import load_spec
 
 pytestmark = pytest.mark.integration
@@ -124,7 +124,7 @@ def test_audio_player_role_runs_on_the_built_image(
             name=spec.name, version=spec.version, target=role_target(spec.name, spec.version)
         )
         outcome = manager.apply([desired], lambda role: FetchedBundle(archive))
-        assert outcome == {"audio-player": Outcome.APPLIED}, harness.kinds()
+        assert outcome == {"audio-player": RoleOutcome.APPLIED}, harness.kinds()
         assert _present(docker_engine, built.image_id)
         [status] = manager.status()
         assert (status.version, status.health) == (spec.version, Health.HEALTHY)
