@@ -73,6 +73,7 @@ class Agent:
 
     def cycle(self) -> float:
         """Do one round of work; return how long to sleep before the next one."""
+        self.engine.reserve.ensure()  # taken again once a full /data has room
         self.personalise()  # first: Wi-Fi may be what reaches the Overlord
         outcome = self.resume()
         if outcome is EngineResult.REBOOTING:
@@ -193,7 +194,8 @@ class Agent:
             )
         except OverlordRejected as err:
             raise ConfigError(f"enrolment refused: {err}") from err
-        identity.save(self.roots.identity_file)
+        # Through the reserve: an identity not saved means a new enrolment at every cycle.
+        self.engine.reserve.write(lambda: identity.save(self.roots.identity_file))
         move_secrets(self.roots.fleet_yaml, self.roots.firstboot_copy)
         self.events.put(EventKind.ENROLLED, message=f"device {identity.device_id}")
 

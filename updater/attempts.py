@@ -19,16 +19,20 @@ from pathlib import Path
 from fleetcore.atomic import atomic_write
 from fleetcore.errors import FormatError
 from fleetcore.persisted import LEGACY, dump, load
+from updater.space import Reserve, write_through
 from updater.state import UpdaterState
 
 log = logging.getLogger(__name__)
 
 
 class InstallAttempts:
-    def __init__(self, path: Path, *, limit: int, work_dir: Path) -> None:
+    def __init__(
+        self, path: Path, *, limit: int, work_dir: Path, reserve: Reserve | None = None
+    ) -> None:
         self.path = path
         self.limit = limit
         self.work_dir = work_dir  # what an install step writes: its change is progress
+        self.reserve = reserve  # a count that cannot be saved would never give a version up
 
     def _progress(self, state: UpdaterState) -> str:
         digest = hashlib.sha256(state.state.value.encode())
@@ -68,7 +72,8 @@ class InstallAttempts:
             "last_error": last_error[:500],
             "progress": progress,
         }
-        atomic_write(self.path, dump(doc, current=LEGACY))
+        data = dump(doc, current=LEGACY)
+        write_through(self.reserve, lambda: atomic_write(self.path, data))
 
     def begin(self, state: UpdaterState) -> bool:
         """Count a step of ``state``'s install; False when the version is to be given up."""

@@ -34,6 +34,7 @@ from updater.roles import cli as roles_cli
 from updater.roles.manager import ManagerConfig, RoleManager
 from updater.rolesync import RoleSync
 from updater.sources import directory_source, open_source
+from updater.space import Reserve
 
 PROG = "fleet-updater"
 SAFE_MODE_BUNDLE = Path("/opt/metrica-fleet/safe-mode")
@@ -54,7 +55,12 @@ class Device:
 
 def open_device(roots: Roots, notifier: Notifier | None = None) -> Device:
     config = load_config(roots)
-    events = EventQueue(roots.queue_dir, max_items=config.queue_max_items)
+    reserve = Reserve(roots.reserve_file)
+    events = EventQueue(
+        roots.queue_dir,
+        max_items=config.queue_max_items,
+        reserve=reserve,
+    )
     ping = notifier.watchdog if notifier else (lambda: None)
     health = HealthChecker(config.health, roots, ping=ping)
     engine = Engine(
@@ -63,6 +69,7 @@ def open_device(roots: Roots, notifier: Notifier | None = None) -> Device:
         firmware=open_firmware(config.firmware, roots),
         events=events,
         health=health,
+        reserve=reserve,
         tick=ping,
     )
     roles = RoleSync(

@@ -34,6 +34,7 @@ from updater.errors import (
     DiskError,
     FirmwareError,
     InstallError,
+    NoSpace,
     TransferError,
     UpdateStateError,
     VersionRejected,
@@ -46,6 +47,7 @@ from updater.queue import EventQueue
 from updater.release import fetch_release, keep_as_seed, load_seed_indexes, load_stored
 from updater.slots import other
 from updater.sources import ReleaseSource, open_source
+from updater.space import RESERVE_BYTES, Reserve, free_bytes
 from updater.state import StateStore, UpdaterState
 
 log = logging.getLogger(__name__)
@@ -82,6 +84,7 @@ class Engine:
         events: EventQueue,
         health: HealthChecker,
         store: StateStore | None = None,
+        reserve: Reserve | None = None,
         tick: Callable[[], None] = lambda: None,
     ) -> None:
         self.roots = roots
@@ -89,12 +92,15 @@ class Engine:
         self.firmware = firmware
         self.events = events
         self.health = health
-        self.store = store or StateStore(roots.state_file)
+        self.reserve = reserve or Reserve(roots.reserve_file)
+        self.store = store or StateStore(roots.state_file, reserve=self.reserve)
         self.attempts = InstallAttempts(
             roots.fleet / "install-attempts.json",
             limit=config.max_install_attempts,
             work_dir=roots.install_dir,
+            reserve=self.reserve,
         )
+        self._space_reported: Version | None = None
         self.tick = tick
         self.hardware = config.hardware or detect_hardware(roots)
         self._disk: BootDisk | None = None
@@ -193,6 +199,10 @@ class Engine:
                 log.warning("update of %s waits for the network: %s", state.target_version, err)
                 self.attempts.end(state)
                 return EngineResult.WAITING
+            except NoSpace as err:
+                self.attempts.end(state)
+                self._waits_for_space(state, err)
+                return EngineResult.WAITING
             except (InstallError, VerificationError, FirmwareError, DiskError) as err:
                 if state.state not in _BEFORE_REBOOT:
                     raise
@@ -235,6 +245,7 @@ class Engine:
 
     def _download(self, state: UpdaterState) -> None:
         assert state.target_version is not None and state.source is not None
+        self._check_space()
         source = self._open(state.source)
         try:
             release = fetch_release(
@@ -253,6 +264,31 @@ class Engine:
         state.state = UpdateState.INSTALLING
         self.store.save(state)
         self.events.put(EventKind.INSTALL_STARTED, version=state.target_version)
+
+    def _check_space(self) -> None:
+        """Refuse to stage anything unless /data keeps its margin and the reserve beyond it:
+        a staged install only grows, and the state and queue must still fit afterwards."""
+        floor = self.config.transfer.min_free_data_bytes + RESERVE_BYTES
+        free = free_bytes(self.roots.data)
+        if free < floor:
+            raise NoSpace(
+                f"/data has {free} bytes free, below the {floor} needed to stage an install",
+                hint="free space on /data (roles' volumes, images and logs live there)",
+            )
+
+    def _waits_for_space(self, state: UpdaterState, err: NoSpace) -> None:
+        """Log every time, report once per version: the install goes on once space is back.
+
+        Reported as an ``agent-error``, not ``install-failed``: the release is not at fault
+        and must not count against its rollout.
+        """
+        log.warning("update of %s waits for space: %s", state.target_version, err)
+        if self._space_reported == state.target_version:
+            return
+        self._space_reported = state.target_version
+        self.events.put(
+            EventKind.AGENT_ERROR, version=state.target_version, reason=f"install waits: {err}"
+        )
 
     def _target(self, state: UpdaterState) -> Slot:
         assert state.target_slot is not None

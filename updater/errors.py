@@ -49,6 +49,10 @@ class SpaceError(InstallError):
     """An image exceeds its partition, the configured size cap, or free space on /data."""
 
 
+class NoSpace(SpaceError):
+    """/data lacks the room to stage an install now: it waits and goes on once space is back."""
+
+
 class VersionRejected(InstallError):
     """A version is marked bad on this device or built for other hardware."""
 

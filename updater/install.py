@@ -33,7 +33,7 @@ from updater.chunkindex import CompactIndex, SeedMap
 from updater.chunks import ChunkSource
 from updater.config import TransferConfig
 from updater.disk import BootDisk, PartitionIO
-from updater.errors import DiskError, ImageMismatch, SpaceError
+from updater.errors import DiskError, ImageMismatch, NoSpace, SpaceError
 from updater.paths import Roots
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class SlotWriter:
         """Refuse images larger than their partition or the cap, and a nearly full /data."""
         free = shutil.disk_usage(data).free
         if free < self.config.min_free_data_bytes:
-            raise SpaceError(
+            raise NoSpace(
                 f"{data} has {free} bytes free, below the {self.config.min_free_data_bytes} "
                 "the updater keeps for its state and queue"
             )

@@ -93,6 +93,11 @@ class Roots:
         return self.fleet / "identity.json"
 
     @property
+    def reserve_file(self) -> Path:
+        """Allocated space released when /data is full (see :mod:`updater.space`)."""
+        return self.fleet / "reserve"
+
+    @property
     def firstboot_copy(self) -> Path:
         return self.fleet / "firstboot.yaml"
 

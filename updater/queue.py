@@ -6,6 +6,13 @@ of events dropped. When more than ``max_items`` are pending the oldest are dropp
 counted; the count goes out as a ``telemetry-dropped`` event and in every heartbeat. Events
 are flushed strictly in order.
 
+A full /data never stops the agent and never loses an event it can still send: the cursor
+is written through the updater's space reserve (:mod:`updater.space`); the journal, which
+only grows, is not written below ``min_free_bytes`` (by default twice the reserve, so it
+never eats what a released reserve gave back to the state) nor after a failed write, and
+its events stay in memory until they are sent or the whole journal can be written again.
+Only events held in memory alone are lost if the agent stops before sending them.
+
 Both files are read across an A/B fallback (:mod:`fleetcore.persisted`): unknown fields are
 ignored, and a cursor or journal in a newer major format sets both aside (their sequence
 numbers belong together) so the queue starts afresh. Format 1.0 is written without a key,
@@ -15,8 +22,10 @@ as release 0.1.0 wrote it; a later journal format starts with a ``{"format": ...
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +37,7 @@ from fleetcore.errors import FormatError
 from fleetcore.persisted import FORMAT_KEY, FileFormat, FormatTooNew, dump, load, set_aside
 from fleetcore.version import Version
 from fleetcore.wire import Event, EventKind
+from updater.space import RESERVE_BYTES, Reserve, free_bytes, write_through
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +57,21 @@ class Cursor(BaseModel):
 
 
 class EventQueue:
-    def __init__(self, directory: Path, *, max_items: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_items: int,
+        reserve: Reserve | None = None,
+        min_free_bytes: int = 2 * RESERVE_BYTES,
+    ) -> None:
         self.dir = directory
         self.max_items = max_items
+        self.reserve = reserve
+        self.min_free_bytes = min_free_bytes
+        # False while the journal on disk lacks some pending events (or ends in a torn
+        # line): the next write then rewrites it whole instead of appending.
+        self._journal_complete = True
         self.dir.mkdir(parents=True, exist_ok=True)
         try:
             self.cursor = self._load_cursor()
@@ -105,10 +127,49 @@ class EventQueue:
 
     def _rewrite(self, events: list[Event]) -> None:
         data = b"".join(e.model_dump_json().encode() + b"\n" for e in events)
-        atomic_write(self.dir / JOURNAL, data)
+        self._write_journal(lambda: atomic_write(self.dir / JOURNAL, data))
+
+    def _append(self, event: Event) -> None:
+        path = self.dir / JOURNAL
+
+        def append() -> None:
+            fresh = not path.exists()
+            with path.open("ab") as handle:
+                handle.write(event.model_dump_json().encode() + b"\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            if fresh:
+                fsync_dir(self.dir)
+
+        self._write_journal(append)
+
+    def _write_journal(self, write: Callable[[], None]) -> None:
+        """Run a journal write unless /data is below the floor; failures are logged, and
+        the events stay in memory until a later write of the whole journal succeeds."""
+        free = free_bytes(self.dir)
+        try:
+            if free < self.min_free_bytes:
+                raise OSError(errno.ENOSPC, f"{free} bytes free, below {self.min_free_bytes}")
+            write()
+        except OSError as err:
+            if self._journal_complete:
+                log.warning(
+                    "event journal not saved (%s); events are kept in memory until sent",
+                    err.strerror or err,
+                )
+            self._journal_complete = False
+            return
+        if not self._journal_complete:
+            log.info("event journal saved again")
+        self._journal_complete = True
 
     def _save_cursor(self) -> None:
-        atomic_write(self.dir / CURSOR, dump(self.cursor.model_dump(), current=FORMAT))
+        data = dump(self.cursor.model_dump(), current=FORMAT)
+        try:
+            write_through(self.reserve, lambda: atomic_write(self.dir / CURSOR, data))
+        except OSError as err:
+            # Only counters: the ones in memory go on and are saved with the next event.
+            log.error("event queue cursor not saved: %s", err.strerror or err)
 
     def put(
         self,
@@ -136,15 +197,10 @@ class EventQueue:
             self.cursor.dropped_total += overflow
             self.cursor.dropped_unreported += overflow
             self._rewrite(self._pending)
+        elif self._journal_complete:
+            self._append(event)
         else:
-            path = self.dir / JOURNAL
-            fresh = not path.exists()
-            with path.open("ab") as handle:
-                handle.write(event.model_dump_json().encode() + b"\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            if fresh:
-                fsync_dir(self.dir)
+            self._rewrite(self._pending)
         self._save_cursor()
         return event
 
@@ -160,7 +216,8 @@ class EventQueue:
                 seq=self._pending[0].seq - 1,
                 time=datetime.now(UTC),
                 kind=EventKind.TELEMETRY_DROPPED,
-                message=f"{count} queued events were dropped while offline",
+                message=f"{count} queued events were dropped (queue full, or refused by the"
+                " Overlord)",
                 data={"dropped": count, "dropped_total": self.cursor.dropped_total},
             )
             self._pending.insert(0, notice)
@@ -175,6 +232,19 @@ class EventQueue:
         self.cursor.acked_seq = max(self.cursor.acked_seq, last_seq)
         self._save_cursor()
         self._rewrite(self._pending)
+
+    def drop_refused(self, event: Event) -> None:
+        """Forget the oldest pending event, which the Overlord refuses for good.
+
+        It is counted as dropped (the next ``telemetry-dropped`` notice and every heartbeat
+        say so), except a refused notice itself: counting it would only make another.
+        """
+        if not self._pending or self._pending[0].seq != event.seq:
+            raise ValueError(f"event {event.seq} is not the oldest pending one")
+        if event.kind is not EventKind.TELEMETRY_DROPPED:
+            self.cursor.dropped_total += 1
+            self.cursor.dropped_unreported += 1
+        self.ack(event.seq)
 
     def __len__(self) -> int:
         return len(self._pending)

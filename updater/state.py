@@ -18,6 +18,7 @@ from fleetcore.persisted import FileFormat, dump, load, set_aside
 from fleetcore.version import Version
 from fleetcore.wire import UpdateState
 from updater.errors import UpdateStateError
+from updater.space import Reserve, write_through
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,12 @@ class StateStore:
     firmware still knows which slot is committed, so nothing unsafe follows, and an agent
     that crashed on the file at every start would never heartbeat again.
     ``quarantined`` names the set-aside file until the agent has reported it.
+    Saves go through the /data space ``reserve`` (:mod:`updater.space`) when one is given.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, reserve: Reserve | None = None) -> None:
         self.path = path
+        self.reserve = reserve
         self.quarantined: tuple[Path, str] | None = None
 
     def load(self) -> UpdaterState:
@@ -98,7 +101,8 @@ class StateStore:
 
     def save(self, state: UpdaterState) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, dump(state.model_dump(mode="json"), current=FORMAT))
+        data = dump(state.model_dump(mode="json"), current=FORMAT)
+        write_through(self.reserve, lambda: atomic_write(self.path, data))
         log.info("state: %s (target %s)", state.state.value, state.target_version)
         self.after_save(state)
 

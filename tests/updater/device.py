@@ -28,6 +28,7 @@ from updater.firmware.simulated import firmware_boot
 from updater.health import HealthChecker, RoleHealthHook
 from updater.paths import Roots
 from updater.queue import EventQueue
+from updater.space import Reserve
 from updater.state import StateStore
 
 MIB = 1 << 20
@@ -179,7 +180,12 @@ class SimDevice:
         self, *, role_hook: RoleHealthHook | None = None, store: StateStore | None = None
     ) -> Engine:
         config = load_config(self.roots)
-        events = EventQueue(self.roots.queue_dir, max_items=config.queue_max_items)
+        reserve = Reserve(self.roots.reserve_file)
+        events = EventQueue(
+            self.roots.queue_dir,
+            max_items=config.queue_max_items,
+            reserve=reserve,
+        )
         return Engine(
             roots=self.roots,
             config=config,
@@ -187,6 +193,7 @@ class SimDevice:
             events=events,
             health=HealthChecker(config.health, self.roots, role_hook=role_hook),
             store=store,
+            reserve=reserve,
         )
 
     def settle(self, engine_factory=None, *, max_boots: int = 12) -> list[EngineResult]:

@@ -11,7 +11,7 @@ import zstandard
 from fleetcore.layout import Slot
 from fleetcore.release import ImageName, load_index
 from fleetcore.version import Version
-from fleetcore.wire import EventKind, UpdateState
+from fleetcore.wire import TUF_PREFIX, EventKind, UpdateState
 from signing.errors import DowngradeRefused
 from tests.updater.conftest import v1_device, v1_images, v2_images
 from tests.updater.releases import ReleaseRepo, image_bytes
@@ -177,18 +177,28 @@ def test_power_cut_during_trial_counts_as_a_failed_attempt(device, server):
     assert "ended before health checks passed" in state.last_failure
 
 
-@pytest.mark.parametrize(
-    ("transfer", "message"),
-    [
-        ({"max_image_bytes": 1 << 20}, "above the cap of 1048576"),
-        ({"min_free_data_bytes": 1 << 60}, "free, below the"),
-    ],
-)
-def test_size_and_free_space_caps(device, server, transfer, message):
+def test_an_image_above_the_size_cap_fails_the_install(device, server):
     device.roots.data_config.parent.mkdir(parents=True, exist_ok=True)
-    device.roots.data_config.write_text(yaml.safe_dump({"transfer": transfer}))
+    device.roots.data_config.write_text(yaml.safe_dump({"transfer": {"max_image_bytes": 1 << 20}}))
     assert device.engine().start(Version("2.0.0"), server.tuf_url) is EngineResult.IDLE
     state = device.engine().store.load()
     assert state.state is UpdateState.FAILED
-    assert message in state.last_failure
+    assert "above the cap of 1048576" in state.last_failure
     assert server.fetched_chunks() == 0
+
+
+def test_too_little_free_space_waits_reported_once_and_stages_nothing(device, server):
+    device.roots.data_config.parent.mkdir(parents=True, exist_ok=True)
+    device.roots.data_config.write_text(
+        yaml.safe_dump({"transfer": {"min_free_data_bytes": 1 << 60}})
+    )
+    engine = device.engine()
+    assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.WAITING
+    assert engine.resume() is EngineResult.WAITING
+    state = engine.store.load()
+    assert state.state is UpdateState.DOWNLOADING  # goes on once space is back
+    reports = [e for e in engine.events.pending() if e.kind is EventKind.AGENT_ERROR]
+    assert len(reports) == 1
+    assert "needed to stage an install" in (reports[0].reason or "")
+    assert not list(device.roots.install_dir.glob("*"))
+    assert not [r for r in server.requests if r.startswith(TUF_PREFIX)]
