@@ -28,7 +28,7 @@ from fleetcore.wire import (
 from updater.board import read_serial
 from updater.config import UpdaterConfig
 from updater.engine import Engine, EngineResult
-from updater.errors import ConfigError
+from updater.errors import ConfigError, OverlordError
 from updater.firstboot import move_secrets
 from updater.lock import updater_lock
 from updater.notify import Notifier
@@ -39,6 +39,13 @@ from updater.queue import EventQueue
 from updater.rolesync import RoleSync
 
 log = logging.getLogger(__name__)
+
+# The largest batch the wire format takes (``EventBatch``).
+MAX_BATCH = 1000
+# Halving a batch of 1000 down to one refused event takes ten refusals; two such events, or
+# an Overlord that refuses everything (two refusals per dropped event), stop at this many
+# per flush, and the rest is tried at the next one.
+MAX_REFUSALS_PER_FLUSH = 24
 
 
 class Agent:
@@ -221,12 +228,40 @@ class Agent:
         )
 
     def flush(self) -> None:
-        """Send queued events in order, oldest first, until the queue is empty."""
-        while batch := self.events.pending():
-            ack = self.client.send_events(EventBatch(events=batch))
-            self.events.ack(ack.last_seq)
-            if ack.last_seq < batch[-1].seq:
-                break
+        """Send queued events in order, oldest first, until the queue is empty.
+
+        A batch the Overlord refuses for its content (400, 413, 422: an event a newer
+        Overlord no longer takes, or one an older release queued) is halved until the
+        refused event goes alone; that event is dropped and counted (``telemetry-dropped``
+        and the heartbeat's ``dropped_events``) and the rest goes on, so one poison event
+        never blocks the queue. The batch grows back by doubling after each success.
+        Anything else (no answer, 5xx, 401) keeps every event for a later flush. At most
+        :data:`MAX_REFUSALS_PER_FLUSH` refusals are taken per flush, so an Overlord that
+        refuses everything costs a bounded number of requests before the heartbeat.
+        """
+        limit, refusals = MAX_BATCH, 0
+        while batch := self.events.pending(limit):
+            try:
+                ack = self.client.send_events(EventBatch(events=batch))
+            except OverlordRejected as err:
+                if not err.refuses_content or refusals >= MAX_REFUSALS_PER_FLUSH:
+                    raise
+                refusals += 1
+                if len(batch) > 1:
+                    limit = len(batch) // 2
+                    continue
+                log.error(
+                    "the Overlord refuses queued event %d (%s); dropped: %s",
+                    batch[0].seq,
+                    batch[0].kind.value,
+                    err,
+                )
+                self.events.drop_refused(batch[0])
+            else:
+                self.events.ack(ack.last_seq)
+                if ack.last_seq < batch[-1].seq:
+                    break
+            limit = min(2 * limit, MAX_BATCH)
 
     def flush_before_heartbeat(self) -> None:
         """Send queued events first; whatever happens to them, the heartbeat is tried.
@@ -247,6 +282,8 @@ class Agent:
             self.flush()
         except OverlordUnreachable as err:
             log.info("events stay queued: %s", err)
+        except OverlordError as err:  # refused (401, or too many refusals): try next cycle
+            log.error("events not sent: %s", err)
 
     # -- the loop ----------------------------------------------------------------------------
 

@@ -54,6 +54,16 @@ class OverlordUnreachable(OverlordClientError):
 class OverlordRejected(OverlordClientError):
     """A 4xx answer: retrying the same request will not help."""
 
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def refuses_content(self) -> bool:
+        """The request's content was refused (malformed, invalid or too large), not the
+        device (401, 403) nor the route (404): the same route may take other content."""
+        return self.status in {400, 413, 422}
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -136,7 +146,8 @@ class OverlordClient:
         if answer.status >= 400:
             text = answer.content[:200].decode("utf-8", "replace")
             raise OverlordRejected(
-                f"Overlord refused {method} {url}: {answer.status} {self._quiet(text)}"
+                f"Overlord refused {method} {url}: {answer.status} {self._quiet(text)}",
+                status=answer.status,
             )
         return answer
 

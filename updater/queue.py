@@ -36,7 +36,7 @@ from fleetcore.atomic import atomic_write, fsync_dir
 from fleetcore.errors import FormatError
 from fleetcore.persisted import FORMAT_KEY, FileFormat, FormatTooNew, dump, load, set_aside
 from fleetcore.version import Version
-from fleetcore.wire import Event, EventKind
+from fleetcore.wire import INT64_MAX, Event, EventKind
 from updater.space import RESERVE_BYTES, Reserve, free_bytes, write_through
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,19 @@ class EventQueue:
         for number, line in enumerate(lines):
             if not line.strip():
                 continue
-            event = _parse_event(line, first=number == 0)
+            try:
+                event = _parse_event(line, first=number == 0)
+            except FormatTooNew:
+                raise
+            except FormatError:
+                # Torn by a power cut, or queued by a release whose events this one does
+                # not read: lost, and counted so the Overlord hears of it.
+                log.warning("skipping a torn or corrupt queued event")
+                self.cursor.dropped_total += 1
+                self.cursor.dropped_unreported += 1
+                if (seq := _raw_seq(line)) is not None:  # never reused for another event
+                    self.cursor.next_seq = max(self.cursor.next_seq, seq + 1)
+                continue
             if event is None:
                 continue
             if event.seq > self.cursor.acked_seq:
@@ -208,12 +220,18 @@ class EventQueue:
         """The oldest unacknowledged events, in order, a ``telemetry-dropped`` notice first.
 
         The notice takes the sequence number of the last dropped event, so the stream stays
-        strictly increasing and acknowledging a prefix never skips an unsent event.
+        strictly increasing and acknowledging a prefix never skips an unsent event; with
+        nothing else pending (the one refused event was the last) it takes a new number.
         """
-        if self.cursor.dropped_unreported and self._pending:
+        if self.cursor.dropped_unreported:
             count = self.cursor.dropped_unreported
+            if self._pending:
+                seq = self._pending[0].seq - 1
+            else:
+                seq = self.cursor.next_seq
+                self.cursor.next_seq += 1
             notice = Event(
-                seq=self._pending[0].seq - 1,
+                seq=seq,
                 time=datetime.now(UTC),
                 kind=EventKind.TELEMETRY_DROPPED,
                 message=f"{count} queued events were dropped (queue full, or refused by the"
@@ -251,20 +269,30 @@ class EventQueue:
 
 
 def _parse_event(line: bytes, *, first: bool) -> Event | None:
-    """One journal line as an event; ``None`` for a torn, corrupt or format line.
+    """One journal line as an event; ``None`` for the format line.
 
-    Raises :class:`FormatTooNew` for a first line naming a newer major format.
+    Raises :class:`FormatTooNew` for a first line naming a newer major format and
+    :class:`FormatError` for a torn or corrupt line.
     """
+    doc = strictjson.loads(line, what="queued event")
+    if not isinstance(doc, dict):
+        raise FormatError("queued event is not a JSON object")
+    if first and set(doc) == {FORMAT_KEY}:
+        load(line, current=FORMAT, what="event journal")
+        return None
+    try:
+        return Event.model_validate({k: v for k, v in doc.items() if k in _EVENT_FIELDS})
+    except ValidationError as err:
+        raise FormatError("queued event does not validate") from err
+
+
+def _raw_seq(line: bytes) -> int | None:
+    """The sequence number of a journal line that is not a readable event, if it has one."""
     try:
         doc = strictjson.loads(line, what="queued event")
-        if not isinstance(doc, dict):
-            raise FormatError("queued event is not a JSON object")
-        if first and set(doc) == {FORMAT_KEY}:
-            load(line, current=FORMAT, what="event journal")
-            return None
-        return Event.model_validate({k: v for k, v in doc.items() if k in _EVENT_FIELDS})
-    except FormatTooNew:
-        raise
-    except (FormatError, ValidationError):
-        log.warning("skipping a torn or corrupt queued event")
+    except FormatError:
         return None
+    seq = doc.get("seq") if isinstance(doc, dict) else None
+    if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= INT64_MAX:
+        return seq
+    return None

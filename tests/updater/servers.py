@@ -13,6 +13,7 @@ import hashlib
 import json
 import ssl
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -37,6 +38,9 @@ class FleetServer:
         self.registrations: list[RegisterRequest] = []
         self.events: list[dict[str, object]] = []
         self.last_seq = 0
+        # Given each event batch, a status to answer instead of taking it (None: take it).
+        self.judge_events: Callable[[EventBatch], int | None] | None = None
+        self.event_batches: list[tuple[list[int], int]] = []  # (seqs, status) of each batch
         self.peers: set[tuple[str, int]] = set()  # (host, port) of every client connection
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -175,6 +179,14 @@ class FleetServer:
                     self._send(204)
                 elif self.path.endswith("/events"):
                     batch = EventBatch.model_validate_json(body)
+                    with server.lock:
+                        judge = server.judge_events
+                        status = judge(batch) if judge else None
+                        seqs = [e.seq for e in batch.events]
+                        server.event_batches.append((seqs, status or 200))
+                    if status is not None:  # as FastAPI answers a body it does not validate
+                        self._json(status, {"detail": [{"loc": ["body"], "msg": "refused"}]})
+                        return
                     with server.lock:
                         for event in batch.events:
                             if event.seq > server.last_seq:

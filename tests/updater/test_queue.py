@@ -38,6 +38,25 @@ def test_torn_last_line_is_skipped(tmp_path):
     with (tmp_path / JOURNAL).open("ab") as handle:
         handle.write(b'{"seq": 2, "time": "2026-')  # power cut mid-append
     again = EventQueue(tmp_path, max_items=10)
-    assert [e.kind for e in again.pending()] == [EventKind.ENROLLED]
+    assert again.dropped_total == 1  # the torn event is lost, and said to be
+    assert [e.kind for e in again.pending()] == [EventKind.TELEMETRY_DROPPED, EventKind.ENROLLED]
     assert again.put(EventKind.ROLLBACK).seq == 2
-    assert [e.seq for e in EventQueue(tmp_path, max_items=10).pending()] == [1, 2]
+    reread = EventQueue(tmp_path, max_items=10).pending()
+    assert [e.seq for e in reread if e.kind is not EventKind.TELEMETRY_DROPPED] == [1, 2]
+
+
+def test_an_event_this_release_cannot_read_is_skipped_and_counted(tmp_path):
+    queue = EventQueue(tmp_path, max_items=10)
+    queue.put(EventKind.ENROLLED)
+    with (tmp_path / JOURNAL).open("ab") as handle:  # queued by another release
+        handle.write(b'{"seq": 2, "time": "2026-01-01T00:00:00Z", "kind": "teleported"}\n')
+    queue = EventQueue(tmp_path, max_items=10)
+    queue.put(EventKind.ROLLBACK)
+    assert queue.dropped_total == 1
+    pending = queue.pending()
+    assert [e.kind for e in pending] == [
+        EventKind.TELEMETRY_DROPPED,
+        EventKind.ENROLLED,
+        EventKind.ROLLBACK,
+    ]
+    assert [e.seq for e in pending] == [0, 1, 3]
