@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+from fleetcore import redact
 from fleetcore.errors import FleetError
 from fleetcore.version import Version
 from fleetcore.wire import (
@@ -120,7 +121,7 @@ class Agent:
 
     def report_unexpected(self, where: str, err: BaseException) -> None:
         """One log line and a queued event; never raises (the queue may be on a full disk)."""
-        text = f"{where}: {type(err).__name__}: {str(err)[:300]}"
+        text = f"{where}: {type(err).__name__}: {redact.SECRETS.mask(str(err))[:300]}"
         log.error("unexpected failure in %s", text)
         self._queue_report(text)
 

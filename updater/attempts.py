@@ -16,6 +16,7 @@ import hashlib
 import logging
 from pathlib import Path
 
+from fleetcore import redact
 from fleetcore.atomic import atomic_write
 from fleetcore.errors import FormatError
 from fleetcore.persisted import LEGACY, dump, load
@@ -69,7 +70,8 @@ class InstallAttempts:
         doc = {
             "version": version,
             "count": count,
-            "last_error": last_error[:500],
+            # Masked before it is cut: a cut secret could no longer be recognised.
+            "last_error": redact.SECRETS.mask(last_error)[:500],
             "progress": progress,
         }
         data = dump(doc, current=LEGACY)

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleetcore import redact
 from fleetcore.cli import run_main, setup_logging
-from fleetcore.errors import VersionError
+from fleetcore.errors import FleetError, VersionError
 from fleetcore.version import Version
 from fleetcore.wire import UpdateState
 from signing.client import ReleaseClient
@@ -171,6 +172,9 @@ def parser() -> argparse.ArgumentParser:
 def _body(argv: list[str] | None) -> int:
     args = parser().parse_args(argv)
     setup_logging(args.verbose)
+    # Device logs reach Loki through the system role: every secret read from here on is
+    # masked in every record.
+    redact.install()
     if args.command == "roles":
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
@@ -206,10 +210,8 @@ def _body(argv: list[str] | None) -> int:
             state = device.engine.store.load()
             if state.state is UpdateState.FAILED and state.target_version == version:
                 # Refused or broken during download or verification: not a success.
-                print(
-                    f"{PROG}: error: install of {version} failed: {state.last_failure}",
-                    file=sys.stderr,
-                )
+                reason = redact.SECRETS.mask(state.last_failure or "")
+                print(f"{PROG}: error: install of {version} failed: {reason}", file=sys.stderr)
                 return 1
             print(f"{PROG}: install of {version}: {outcome.value}")
             return 0 if outcome is not EngineResult.WAITING else 1
@@ -262,5 +264,16 @@ def _run(roots: Roots) -> int:
     return 0
 
 
+def _masked(argv: list[str]) -> int | None:
+    """:func:`_body`, with the secrets this process has read masked in the error it prints."""
+    try:
+        return _body(argv)
+    except FleetError as err:
+        err.args = (redact.SECRETS.mask(str(err)),)
+        if err.hint:
+            err.hint = redact.SECRETS.mask(err.hint)
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_main(PROG, lambda: _body(argv if argv is not None else sys.argv[1:]))
+    return run_main(PROG, lambda: _masked(argv if argv is not None else sys.argv[1:]))

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from fleetcore import redact
 from fleetcore.release import Hardware
 from updater.errors import ConfigError
 from updater.firstboot import FirstBoot, load_firstboot
@@ -71,7 +72,9 @@ class ProxyConfig(_Strict):
     """Overrides the proxy environment variables (see :mod:`updater.proxy`)."""
 
     url: str | None = Field(
-        default=None, description="http://[user:pass@]host:port for http:// and https://"
+        default=None,
+        repr=False,
+        description="http://[user:pass@]host:port for http:// and https://",
     )
     no_proxy: tuple[str, ...] | None = Field(
         default=None, description="hosts, domains, IPs or CIDRs reached directly; * for all"
@@ -92,7 +95,7 @@ class UpdaterConfig(_Strict):
     repository_url: str | None = Field(
         default=None, description="release repository; defaults to <overlord_url>/tuf"
     )
-    enrollment_token: str | None = None
+    enrollment_token: str | None = Field(default=None, repr=False)
     hostname: str | None = None
     hardware: Hardware | None = Field(default=None, description="detected when unset")
     disk: Path | None = Field(default=None, description="boot disk; found by PARTLABEL if unset")
@@ -144,8 +147,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {err.strerror}") from err
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    except yaml.MarkedYAMLError as err:
+        # Where and what, without PyYAML's snippet of the line: it may hold a password.
+        mark = err.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        raise ConfigError(f"{path} is not valid YAML: {err.problem} at {where}") from err
+    except (yaml.YAMLError, RecursionError) as err:
+        raise ConfigError(f"{path} is not valid YAML ({type(err).__name__})") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -200,4 +208,6 @@ def load_config(roots: Roots) -> UpdaterConfig:
     if first is not None:
         sources.append(first_path)
     data = _merge(data, firstboot_layer(first))
-    return _validate(data, sources)
+    config = _validate(data, sources)
+    redact.SECRETS.add(config.enrollment_token)  # masked in logs from now on
+    return config

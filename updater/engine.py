@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
+from fleetcore import redact
 from fleetcore.errors import FleetError
 from fleetcore.layout import Slot
 from fleetcore.release import Hardware, ImageName
@@ -222,7 +223,7 @@ class Engine:
                     "update of %s hit %s: %s",
                     state.target_version,
                     type(err).__name__,
-                    str(err)[:200],
+                    redact.SECRETS.mask(str(err))[:200],
                 )
                 return EngineResult.WAITING
             if guarded:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fleetcore import redact
 from fleetcore.atomic import atomic_write, atomic_write_fat
 from fleetcore.errors import FormatError
 from fleetcore.firstboot import FirstBoot, WiFi, dump_firstboot
@@ -20,12 +21,15 @@ __all__ = ["FirstBoot", "WiFi", "dump_firstboot", "load_firstboot", "move_secret
 
 
 def load_firstboot(path: Path) -> FirstBoot:
+    """Read ``fleet.yaml``; its secrets are masked in this process's logs from now on."""
     try:
-        return parse_firstboot(path.read_bytes())
+        first = parse_firstboot(path.read_bytes())
     except OSError as err:
         raise ConfigError(f"cannot read {path}: {err.strerror}") from err
     except FormatError as err:
         raise ConfigError(f"{path}: {err}") from err
+    redact.SECRETS.add(first.enrollment_token, first.wifi.psk if first.wifi else None)
+    return first
 
 
 def move_secrets(fat_copy: Path, data_copy: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -68,7 +68,10 @@ class OverlordRejected(OverlordClientError):
 @dataclass(frozen=True)
 class Identity:
     device_id: str
-    device_token: str
+    device_token: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        redact.SECRETS.add(self.device_token)
 
     def save(self, path: Path) -> None:
         """Kept on /data, readable by root only: the device's credential after enrolment."""
@@ -144,9 +147,11 @@ class OverlordClient:
         if answer.status >= 500:
             raise OverlordUnreachable(f"Overlord answered {answer.status} to {url}")
         if answer.status >= 400:
-            text = answer.content[:200].decode("utf-8", "replace")
+            # Masked whole, then cut: an answer may echo the request (FastAPI's 422 quotes
+            # the body, enrolment token included), and a cut secret is not recognised.
+            text = self._quiet(answer.content.decode("utf-8", "replace"))[:200]
             raise OverlordRejected(
-                f"Overlord refused {method} {url}: {answer.status} {self._quiet(text)}",
+                f"Overlord refused {method} {url}: {answer.status} {text}",
                 status=answer.status,
             )
         return answer
@@ -181,7 +186,7 @@ class OverlordClient:
     def _quiet(self, error: object) -> str:
         """An error's text without the device token or URL credentials."""
         token = self.identity.device_token if self.identity else None
-        return redact.secrets(str(error), token)
+        return redact.secrets(redact.SECRETS.mask(str(error)), token)
 
     @staticmethod
     def _parse(model: type[_M], answer: Answer) -> _M:

@@ -18,7 +18,7 @@ import base64
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from fleetcore import redact
@@ -32,7 +32,7 @@ class Proxy:
     url: str
     host: str
     port: int
-    authorization: str | None = None
+    authorization: str | None = field(default=None, repr=False)
 
     @classmethod
     def parse(cls, value: str) -> Proxy:
@@ -55,7 +55,10 @@ class Proxy:
         authorization = None
         if parts.username is not None:
             pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            authorization = "Basic " + base64.b64encode(pair.encode()).decode()
+            credentials = base64.b64encode(pair.encode()).decode()
+            authorization = f"Basic {credentials}"
+            # As written in the URL and decoded, and as the header carries it.
+            redact.SECRETS.add(parts.password, unquote(parts.password or ""), credentials)
         host = parts.hostname
         netloc = f"[{host}]" if ":" in host else host
         return cls(url=f"http://{netloc}:{port}", host=host, port=port, authorization=authorization)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from fleetcore import strictjson
+from fleetcore import redact, strictjson
 from fleetcore.atomic import atomic_write, fsync_dir
 from fleetcore.errors import FormatError
 from fleetcore.persisted import FORMAT_KEY, FileFormat, FormatTooNew, dump, load, set_aside
@@ -197,8 +197,10 @@ class EventQueue:
             time=datetime.now(UTC),
             kind=kind,
             version=version,
-            message=message[:4096],
-            reason=reason[:4096] if reason else None,
+            # Masked before they are cut (a cut secret is no longer recognised): events
+            # carry error text, and the Overlord shows them.
+            message=redact.SECRETS.mask(message)[:4096],
+            reason=redact.SECRETS.mask(reason)[:4096] if reason else None,
             data=data or {},
         )
         self.cursor.next_seq += 1

@@ -32,6 +32,8 @@ class FleetServer:
         self.chunk_requests: collections.Counter[str] = collections.Counter()
         self.chunk_bytes = 0
         self.enrollment_token = "enrol-me"
+        # A refused enrolment answers 422 quoting the request, as FastAPI's validation does.
+        self.echo_refusals = False
         self.devices: dict[str, str] = {}
         self.desired: dict[str, object] = {}
         self.heartbeats: list[Heartbeat] = []
@@ -166,7 +168,11 @@ class FleetServer:
                     request = RegisterRequest.model_validate_json(body)
                     server.registrations.append(request)
                     if request.enrollment_token != server.enrollment_token:
-                        self._json(403, {"detail": "bad enrollment token"})
+                        if server.echo_refusals:
+                            detail = {"loc": ["body"], "msg": "refused", "input": json.loads(body)}
+                            self._json(422, {"detail": [detail]})
+                        else:
+                            self._json(403, {"detail": "bad enrollment token"})
                         return
                     device_id = f"dev-{len(server.devices) + 1}"
                     server.devices[device_id] = f"token-{device_id}"
