@@ -47,7 +47,8 @@ class JsonLines(logging.Formatter):
                     value if isinstance(value, str | int | float | bool | None) else str(value)
                 )
         if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
+            # A filter may have set the text already (masked: fleetcore.redact.SECRETS).
+            doc["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(doc, ensure_ascii=False)
 
 

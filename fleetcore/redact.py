@@ -15,6 +15,8 @@ import re
 import threading
 from collections.abc import Iterable
 
+# What every LogRecord has; anything else on a record came from ``extra=``.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@'\"]*@")
 MASK = "***"
 # Shorter values occur in ordinary text too often to be masked without garbling it.
@@ -63,6 +65,9 @@ class SecretFilter(logging.Filter):
         except Exception:  # a bad format string: shown raw rather than raised into the caller
             message = f"{record.msg} {record.args}"
         record.msg, record.args = self.mask(message), None
+        for key, value in list(vars(record).items()):  # extra= fields: JSON lines carry them
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, self.mask(value))
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:

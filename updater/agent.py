@@ -29,7 +29,7 @@ from fleetcore.wire import (
 from updater.board import read_serial
 from updater.config import UpdaterConfig
 from updater.engine import Engine, EngineResult
-from updater.errors import ConfigError, OverlordError
+from updater.errors import ConfigError, OverlordClientError
 from updater.firstboot import move_secrets
 from updater.lock import updater_lock
 from updater.notify import Notifier
@@ -283,7 +283,7 @@ class Agent:
             self.flush()
         except OverlordUnreachable as err:
             log.info("events stay queued: %s", err)
-        except OverlordError as err:  # refused (401, or too many refusals): try next cycle
+        except OverlordClientError as err:  # refused (401, or too many refusals): try next cycle
             log.error("events not sent: %s", err)
 
     # -- the loop ----------------------------------------------------------------------------

@@ -7,6 +7,8 @@ the captured output is searched for them.
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import subprocess
 import sys
@@ -17,9 +19,11 @@ import httpx
 import pytest
 import yaml
 
-from fleetcore import redact
+from fleetcore import logs, redact
 from fleetcore.errors import FleetError
-from fleetcore.wire import Hardware, RegisterRequest, Slot
+from fleetcore.layout import Slot
+from fleetcore.release import Hardware
+from fleetcore.wire import RegisterRequest
 from simulator.server import stop
 from tests.updater.device import SimDevice
 from tests.updater.servers import FleetServer
@@ -46,13 +50,13 @@ def assert_clean(text: str) -> None:
 
 
 @pytest.fixture
-def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+def captured(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     redact.install([caplog.handler])
     return caplog
 
 
-def test_the_filter_masks_message_arguments_and_tracebacks(logs):
+def test_the_filter_masks_message_arguments_and_tracebacks(captured):
     redact.SECRETS.add(PSK, ENROL, PROXY_PASSWORD, DEVICE_TOKEN)
     log = logging.getLogger("updater.somewhere")
     log.error("connecting with %s through %s", PSK, f"http://u:{PROXY_PASSWORD}@h:3128")
@@ -62,8 +66,29 @@ def test_the_filter_masks_message_arguments_and_tracebacks(logs):
         log.exception("failed")
     log.warning("a bad format string %d", ENROL)  # masked, never raised into the caller
     log.info("stack", stack_info=True, extra={"x": PSK})
-    assert_clean(logs.text)
-    assert logs.text.count(redact.MASK) >= 5
+    assert_clean(captured.text)
+    assert captured.text.count(redact.MASK) >= 5
+
+
+def test_json_lines_carry_no_secret_in_extra_fields_or_tracebacks():
+    redact.SECRETS.add(PSK, ENROL)
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonLines())
+    redact.install([handler])
+    log = logging.getLogger("updater.json")
+    log.addHandler(handler)
+    try:
+        try:
+            raise RuntimeError(f"a library quoted {ENROL}")
+        except RuntimeError:
+            log.error("failed", exc_info=True, extra={"wifi": PSK})
+    finally:
+        log.removeHandler(handler)
+    doc = json.loads(stream.getvalue())
+    assert doc["wifi"] == redact.MASK
+    assert "RuntimeError" in doc["exception"]
+    assert_clean(stream.getvalue())
 
 
 def test_the_secrets_read_are_learnt_where_they_are_read(device: SimDevice):
@@ -151,8 +176,9 @@ def daemon_script() -> str:
     )
 
 
+@pytest.mark.parametrize("log_format", ["json", "text"])  # json: what the unit sets
 def test_a_daemon_whose_errors_quote_every_secret_logs_none(
-    device: SimDevice, server: FleetServer, tmp_path: Path
+    device: SimDevice, server: FleetServer, tmp_path: Path, log_format: str
 ):
     device.roots.fleet_yaml.write_text(
         yaml.safe_dump(
@@ -189,7 +215,11 @@ def test_a_daemon_whose_errors_quote_every_secret_logs_none(
             [str(python), "-c", daemon_script(), "-v", *cli(device, "run")],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": str(ROOT)},
+            env={
+                "PATH": "/usr/bin:/bin:/usr/sbin:/sbin",
+                "PYTHONPATH": str(ROOT),
+                logs.FORMAT_ENV: log_format,
+            },
         )
     try:
         wait_for("a refused enrolment", lambda: len(server.registrations) >= 2, proc)
