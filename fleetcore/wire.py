@@ -18,10 +18,19 @@ The release repository (TUF metadata, targets and chunks) is served under ``/tuf
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fleetcore.layout import Slot
+from fleetcore.bounded import (
+    Count,
+    DataKey,
+    DataValue,
+    FiniteFloat,
+    UtcDatetime,
+    text,
+)
 from fleetcore.release import Hardware
 from fleetcore.version import Version
 
@@ -95,10 +104,10 @@ class EventKind(StrEnum):
 
 
 class RegisterRequest(_Request):
-    enrollment_token: str = Field(min_length=1)
-    hostname: str = Field(min_length=1, max_length=253)
+    enrollment_token: Annotated[str, text(200, min_length=1)]
+    hostname: Annotated[str, text(253, min_length=1)]
     hardware: Hardware
-    serial: str | None = Field(default=None, max_length=64)
+    serial: Annotated[str, text(64)] | None = None
     image_version: Version
     booted_slot: Slot
 
@@ -108,16 +117,16 @@ class RegisterResponse(_Response):
     device_token: str
 
 
-# What a database column can hold: every number and string a device sends is bounded at the
-# edge, so one device's value can never fail a batch that carries other devices' data.
-INT64_MAX = 2**63 - 1
-# No NUL: PostgreSQL refuses it in text (other control characters, such as the ANSI escapes
-# in a tool's output quoted in a reason, are stored as sent).
-_TEXT = r"^[^\x00]*$"
+# Every number and string a device sends is bounded at the edge (fleetcore.bounded) to what a
+# database column can hold, so one device's value can never fail a batch that carries other
+# devices' data.
+MAX_ROLES = 64
+# The Overlord indexes a device's roles as ",name,name," in a 2000-character column.
+ROLE_INDEX_CHARS = 2000
 
 
 class RoleStatus(_Request):
-    name: str = Field(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    name: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
     version: Version | None
     health: Health
     safe_mode: bool = False
@@ -128,13 +137,11 @@ class Heartbeat(_Request):
     booted_slot: Slot
     committed_slot: Slot
     update_state: UpdateState
-    roles: list[RoleStatus] = Field(default_factory=list, max_length=64)
+    roles: list[RoleStatus] = Field(default_factory=list, max_length=MAX_ROLES)
     health: Health
-    free_data_bytes: int = Field(ge=0, le=INT64_MAX)
-    uptime_s: float = Field(ge=0, le=1e12, allow_inf_nan=False)
-    dropped_events: int = Field(
-        default=0, ge=0, le=INT64_MAX, description="queued items lost while offline"
-    )
+    free_data_bytes: Count
+    uptime_s: FiniteFloat = Field(ge=0, le=1e12)
+    dropped_events: Count = Field(default=0, description="queued items lost while offline")
     node_exporter: str | None = Field(
         default=None,
         max_length=261,
@@ -142,17 +149,21 @@ class Heartbeat(_Request):
         description="host:port where the Overlord's Prometheus reaches this device's node exporter",
     )
 
+    @model_validator(mode="after")
+    def _roles_fit_the_index(self) -> Heartbeat:
+        if 1 + sum(len(role.name) + 1 for role in self.roles) > ROLE_INDEX_CHARS:
+            raise ValueError(f"role names take more than {ROLE_INDEX_CHARS} characters together")
+        return self
+
 
 class Event(_Request):
-    seq: int = Field(
-        ge=0, le=INT64_MAX, description="device-local sequence number; the Overlord dedupes on it"
-    )
-    time: AwareDatetime
+    seq: Count = Field(description="device-local sequence number; the Overlord dedupes on it")
+    time: UtcDatetime
     kind: EventKind
     version: Version | None = None
-    message: str = Field(default="", max_length=4096, pattern=_TEXT)
-    reason: str | None = Field(default=None, max_length=4096, pattern=_TEXT)
-    data: dict[str, str | int | float | bool | None] = Field(default_factory=dict, max_length=32)
+    message: Annotated[str, text(4096)] = ""
+    reason: Annotated[str, text(4096)] | None = None
+    data: dict[DataKey, DataValue] = Field(default_factory=dict, max_length=32)
 
 
 class EventBatch(_Request):

@@ -30,6 +30,7 @@ from overlord.devices.routes import router as devices_router
 from overlord.errors import RETRY_HINT, DatabaseUnavailable, RequestError, error_body
 from overlord.events.routes import router as events_router
 from overlord.fastpath import FastPath
+from overlord.jsonbody import StrictJson
 from overlord.limits import BodyLimit
 from overlord.metrics.bounded import method_label
 from overlord.metrics.collector import FleetCollector
@@ -144,6 +145,8 @@ class OverlordApp(FastAPI):
 
     body_limit: BodyLimit | None = None
 
+    strict_json: StrictJson | None = None
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         # Outermost: refusals by the body limit and answers of the fast path are logged too.
@@ -161,6 +164,11 @@ class OverlordApp(FastAPI):
         await self._handle(scope, receive, send)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.strict_json is not None and scope["type"] == "http":
+            checked = await self.strict_json.check(scope, receive, send)
+            if checked is None:
+                return
+            receive = checked
         if self.fast_path is not None and scope["type"] == "http":
             handed_on = await self.fast_path.handle(scope, receive, send)
             if handed_on is None:
@@ -203,6 +211,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         json_bytes=settings.max_json_bytes,
         publish_bytes=settings.max_publish_bytes,
     )
+    app.strict_json = StrictJson(max_bytes=settings.max_json_bytes)
     openapi.install(app)
     _install_error_handlers(app)
     for router in (

@@ -74,6 +74,9 @@ def make_engine(url: str) -> Engine:
     No pre-ping (it would cost a round trip per request): the first statement on a dead
     connection fails as a disconnect, SQLAlchemy then invalidates the whole pool, and the
     next checkout connects afresh.
+
+    Statement parameters are hidden from SQL logs and error messages: they hold what clients
+    sent, and an error that reaches the server log must not quote a request.
     """
     if url.startswith("sqlite"):
         memory = url in {"sqlite://", "sqlite:///:memory:"}
@@ -81,6 +84,7 @@ def make_engine(url: str) -> Engine:
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
             poolclass=StaticPool if memory else None,
+            hide_parameters=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -91,6 +95,7 @@ def make_engine(url: str) -> Engine:
         max_overflow=10,
         pool_timeout=5,
         connect_args={"connect_timeout": 3},
+        hide_parameters=True,
     )
 
 

@@ -24,6 +24,7 @@ from overlord.auth.deps import cached_principal
 from overlord.auth.models import KeyRole
 from overlord.auth.tokens import digest
 from overlord.errors import RETRY_HINT, DatabaseUnavailable, RequestError, error_body
+from overlord.jsonbody import SCOPE_KEY
 
 if TYPE_CHECKING:
     from overlord.context import AppContext
@@ -64,11 +65,12 @@ class FastPath:
         else:
             messages = await _read_body(receive)
             body = _whole_body(messages)
-            if body is None or not _is_json(headers.get(b"content-type")):
+            # The edge (overlord.jsonbody) parsed the body strictly and left it in the scope.
+            if body is None or SCOPE_KEY not in scope:
                 return _replay(messages, receive)
             try:
-                heartbeat = Heartbeat.model_validate(json.loads(body))
-            except (ValueError, ValidationError):  # the route renders the 422
+                heartbeat = Heartbeat.model_validate(scope[SCOPE_KEY])
+            except ValidationError:  # the route renders the 422
                 return _replay(messages, receive)
             if not self._ctx.device_limiter.allow(device_id):
                 return _replay(messages, receive)
@@ -130,10 +132,6 @@ class FastPath:
             )
             self._observers[key] = observer
         observer.observe(seconds)
-
-
-def _is_json(content_type: bytes | None) -> bool:
-    return content_type is not None and content_type.split(b";")[0].strip() == b"application/json"
 
 
 async def _read_body(receive: Receive) -> list[Message]:

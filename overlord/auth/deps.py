@@ -13,6 +13,7 @@ from overlord.auth.service import Principal
 from overlord.auth.tokens import digest
 from overlord.context import AppContext
 from overlord.db import unit_of_work
+from overlord.devices.schemas import DeviceId
 from overlord.errors import AuthError, DatabaseUnavailable, Forbidden, RateLimited
 
 SESSION_COOKIE = "overlord_session"
@@ -79,7 +80,7 @@ async def authenticate(request: Request) -> Principal:
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
-async def device_caller(device_id: str, request: Request) -> Principal:
+async def device_caller(device_id: DeviceId, request: Request) -> Principal:
     """A device credential, only for its own device."""
     caller = await authenticate(request)
     ctx: AppContext = request.app.state.ctx

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleetcore.bounded import text
 from overlord.auth.models import KeyRole
 
 
@@ -13,7 +15,7 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: KeyRole = Field(description="admin, operator, viewer or enrollment")
-    name: str = Field(default="", max_length=200)
+    name: Annotated[str, text(200)] = ""
     expires_in_s: int | None = Field(default=None, ge=60, le=10 * 365 * 86400)
 
 

@@ -22,7 +22,7 @@ from overlord.db import unit_of_work
 from overlord.deps import Ctx, DbSession
 from overlord.devices import service as devices_service
 from overlord.devices.models import AdminStatus
-from overlord.devices.schemas import DeviceFilter, FleetStatus
+from overlord.devices.schemas import DeviceFilter, DeviceId, FleetStatus
 from overlord.errors import AuthError, Conflict, Forbidden, NotFound, RateLimited, RequestError
 from overlord.rollouts import service as rollouts_service
 
@@ -171,7 +171,7 @@ def fragment(
 
 @router.get("/dashboard/devices/{device_id}", response_class=HTMLResponse)
 def device(
-    device_id: str, request: Request, user: DashboardUser, ctx: Ctx, session: DbSession
+    device_id: DeviceId, request: Request, user: DashboardUser, ctx: Ctx, session: DbSession
 ) -> Response:
     page = service.device_page(
         session, device_id=device_id, offline_after_s=ctx.settings.offline_after_s
@@ -184,7 +184,7 @@ def device(
 
 @router.get("/dashboard/devices/{device_id}/timeline", response_class=HTMLResponse)
 def device_timeline(
-    device_id: str, request: Request, _user: DashboardUser, ctx: Ctx, session: DbSession
+    device_id: DeviceId, request: Request, _user: DashboardUser, ctx: Ctx, session: DbSession
 ) -> Response:
     page = service.device_page(
         session, device_id=device_id, offline_after_s=ctx.settings.offline_after_s
@@ -233,7 +233,7 @@ def rollout_action(
 
 @router.post("/dashboard/devices/{device_id}/status")
 def device_status_action(
-    device_id: str,
+    device_id: DeviceId,
     request: Request,
     user: DashboardUser,
     ctx: Ctx,

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
 
+from pydantic import BaseModel, ConfigDict
+
+from fleetcore.bounded import text
 from overlord.devices.models import AdminStatus
 
 
 class LoginForm(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    token: str = Field(min_length=1, max_length=200)
+    token: Annotated[str, text(200, min_length=1)]
 
 
 class ActionForm(BaseModel):
@@ -18,7 +21,7 @@ class ActionForm(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    csrf: str = Field(min_length=1, max_length=128)
+    csrf: Annotated[str, text(128, min_length=1)]
 
 
 class DeviceStatusForm(ActionForm):

@@ -10,8 +10,10 @@ from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from fleetcore.layout import Slot
-from fleetcore.wire import Health, UpdateState
+from fleetcore.wire import ROLE_INDEX_CHARS, Health, UpdateState
 from overlord.db import BIG_ID, Base, str_enum, utcnow
+
+LABEL_INDEX_CHARS = 4000
 
 
 class AdminStatus(StrEnum):
@@ -51,8 +53,8 @@ class Device(Base):
     health: Mapped[Health] = mapped_column(str_enum(Health), default=Health.UNKNOWN)
     roles: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # ",name," and ",key=value," lists, so role and label filters are portable LIKE queries.
-    role_index: Mapped[str] = mapped_column(String(2000), default=",")
-    label_index: Mapped[str] = mapped_column(String(4000), default=",")
+    role_index: Mapped[str] = mapped_column(String(ROLE_INDEX_CHARS), default=",")
+    label_index: Mapped[str] = mapped_column(String(LABEL_INDEX_CHARS), default=",")
     safe_mode: Mapped[bool] = mapped_column(default=False)
     free_data_bytes: Mapped[int | None] = mapped_column(BigInteger)
     uptime_s: Mapped[float | None]

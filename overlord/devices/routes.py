@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
+from fleetcore.bounded import NUL_FREE
 from fleetcore.wire import (
     API_PREFIX,
     EventAck,
@@ -24,6 +25,7 @@ from overlord.devices.schemas import (
     CachedDesiredState,
     DeviceAttributesUpdate,
     DeviceFilter,
+    DeviceId,
     DevicePage,
     DevicePublic,
     DeviceStatusUpdate,
@@ -61,7 +63,7 @@ def register(
     responses={200: {"model": None}, 304: {"description": "unchanged since If-None-Match"}},
 )
 async def desired_state(
-    device_id: str,
+    device_id: DeviceId,
     _caller: DeviceCaller,
     request: Request,
     if_none_match: Annotated[str | None, Header()] = None,
@@ -106,7 +108,7 @@ def _load_desired(ctx: Ctx, device_id: str) -> CachedDesiredState:
 
 @router.post("/{device_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)
 async def heartbeat(
-    device_id: str, body: Heartbeat, _caller: DeviceCaller, ctx: Ctx, request: Request
+    device_id: DeviceId, body: Heartbeat, _caller: DeviceCaller, ctx: Ctx, request: Request
 ) -> Response:
     screened = ctx.exporters.screen(device_id, body, client_host=client_address(request))
     await ctx.heartbeats.submit(device_id, screened)
@@ -114,7 +116,7 @@ async def heartbeat(
 
 
 @router.post("/{device_id}/events", response_model=EventAck)
-def post_events(device_id: str, body: EventBatch, _caller: DeviceCaller, ctx: Ctx) -> EventAck:
+def post_events(device_id: DeviceId, body: EventBatch, _caller: DeviceCaller, ctx: Ctx) -> EventAck:
     with unit_of_work(ctx.sessions) as session:
         device = service.get_device(session, device_id=device_id)
         ack, fresh = events_service.ingest(session, device=device, events=body.events)
@@ -144,10 +146,12 @@ def list_devices(
     ctx: Ctx,
     session: DbSession,
     status_: Annotated[FleetStatus | None, Query(alias="status")] = None,
-    image_version: Annotated[str | None, Query(max_length=40)] = None,
-    role: Annotated[str | None, Query(max_length=64)] = None,
-    label: Annotated[str | None, Query(max_length=128, description="key=value")] = None,
-    group: Annotated[str | None, Query(max_length=64)] = None,
+    image_version: Annotated[str | None, Query(max_length=40, pattern=NUL_FREE)] = None,
+    role: Annotated[str | None, Query(max_length=64, pattern=NUL_FREE)] = None,
+    label: Annotated[
+        str | None, Query(max_length=128, pattern=NUL_FREE, description="key=value")
+    ] = None,
+    group: Annotated[str | None, Query(max_length=64, pattern=NUL_FREE)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> DevicePage:
@@ -164,14 +168,18 @@ def list_devices(
 
 
 @router.get("/{device_id}", response_model=DevicePublic)
-def get_device(device_id: str, _caller: Viewer, ctx: Ctx, session: DbSession) -> DevicePublic:
+def get_device(device_id: DeviceId, _caller: Viewer, ctx: Ctx, session: DbSession) -> DevicePublic:
     device = service.get_device(session, device_id=device_id)
     return service.to_public(device, now=utcnow(), offline_after_s=ctx.settings.offline_after_s)
 
 
 @router.patch("/{device_id}", response_model=DevicePublic)
 def update_device(
-    device_id: str, body: DeviceAttributesUpdate, _caller: Operator, ctx: Ctx, session: DbSession
+    device_id: DeviceId,
+    body: DeviceAttributesUpdate,
+    _caller: Operator,
+    ctx: Ctx,
+    session: DbSession,
 ) -> DevicePublic:
     device = service.update_attributes(session, device_id=device_id, update=body)
     ctx.desired.drop(device_id)
@@ -180,7 +188,7 @@ def update_device(
 
 @router.patch("/{device_id}/status", response_model=DevicePublic)
 def set_status(
-    device_id: str, body: DeviceStatusUpdate, _caller: Admin, ctx: Ctx, session: DbSession
+    device_id: DeviceId, body: DeviceStatusUpdate, _caller: Admin, ctx: Ctx, session: DbSession
 ) -> DevicePublic:
     device = service.set_admin_status(session, device_id=device_id, status=body.status)
     ctx.desired.drop(device_id)
@@ -189,7 +197,7 @@ def set_status(
 
 @router.get("/{device_id}/events", response_model=DeviceEventPage)
 def list_events(
-    device_id: str,
+    device_id: DeviceId,
     _caller: Viewer,
     session: DbSession,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,

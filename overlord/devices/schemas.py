@@ -7,14 +7,24 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from fleetcore.bounded import Name
 from fleetcore.layout import Slot
 from fleetcore.wire import Health, UpdateState
-from overlord.devices.models import AdminStatus
+from overlord.devices.models import LABEL_INDEX_CHARS, AdminStatus
 
 LabelPart = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
-GroupName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+GroupName = Name
+# Ids the Overlord hands out are "dev-" and 16 hex digits; anything else is simply unknown,
+# but it must still fit the column and be a valid query parameter (no NUL).
+DeviceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,32}$")]
+MAX_LABELS = 32
+
+
+def label_index(labels: dict[str, str]) -> str:
+    """The ",key=value," list that label filters search with a portable LIKE."""
+    return "," + "".join(f"{key}={value}," for key, value in sorted(labels.items()))
 
 
 class FleetStatus(StrEnum):
@@ -34,11 +44,18 @@ class _In(BaseModel):
 class DeviceAttributesUpdate(_In):
     """PATCH /devices/{id}: labels replace the old set; an explicit null group clears it."""
 
-    labels: dict[LabelPart, LabelPart] | None = Field(default=None, max_length=32)
+    labels: dict[LabelPart, LabelPart] | None = Field(default=None, max_length=MAX_LABELS)
     group: GroupName | None = None
     safe_mode: bool | None = Field(
         default=None, description="ask the device to run (true) or leave (false) its safe mode"
     )
+
+    @model_validator(mode="after")
+    def _labels_fit_the_index(self) -> DeviceAttributesUpdate:
+        # 32 labels of 63-character keys and values would not fit the index column.
+        if self.labels is not None and len(label_index(self.labels)) > LABEL_INDEX_CHARS:
+            raise ValueError(f"labels take more than {LABEL_INDEX_CHARS} characters together")
+        return self
 
 
 class DeviceStatusUpdate(_In):

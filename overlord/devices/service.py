@@ -38,6 +38,7 @@ from overlord.devices.schemas import (
     DevicePublic,
     FleetStatus,
     LabelCount,
+    label_index,
     role_statuses,
 )
 from overlord.errors import AuthError, Forbidden, NotFound
@@ -271,7 +272,7 @@ def update_attributes(
     device = get_device(session, device_id=device_id)
     if update.labels is not None:
         device.labels = dict(sorted(update.labels.items()))
-        device.label_index = "," + "".join(f"{k}={v}," for k, v in device.labels.items())
+        device.label_index = label_index(device.labels)
     if update.safe_mode is not None:
         device.desired_safe_mode = update.safe_mode
     if "group" in update.model_fields_set:

@@ -7,13 +7,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from fleetcore.bounded import Name, text
 from fleetcore.release import Hardware
 from fleetcore.version import Version
 from overlord.devices.schemas import GroupName, LabelPart
 from overlord.rollouts.models import DeviceOutcome, ReleaseKind, RolloutState
 
 RolloutName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
-RoleName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+RoleName = Name
 
 
 class _In(BaseModel):
@@ -25,7 +26,7 @@ class Selector(_In):
 
     group: GroupName | None = None
     labels: dict[LabelPart, LabelPart] = Field(default_factory=dict, max_length=16)
-    hardware: list[Hardware] = Field(default_factory=list)
+    hardware: list[Hardware] = Field(default_factory=list, max_length=len(Hardware))
 
 
 class RolloutCreate(_In):
@@ -100,7 +101,7 @@ class DeviceUpdatePublic(BaseModel):
 class GroupUpdate(_In):
     """PUT /groups/{name}: the maintenance window (UTC, may wrap midnight) and poll interval."""
 
-    description: str = Field(default="", max_length=2000)
+    description: Annotated[str, text(2000)] = ""
     window_start: time | None = None
     window_end: time | None = None
     poll_interval_s: int | None = Field(default=None, ge=5, le=3600)
