@@ -36,7 +36,7 @@ class RolloutCreate(_In):
     version: Version
     selector: Selector = Field(default_factory=Selector)
     canary_devices: int = Field(default=1, ge=1, le=1000)
-    stages: list[int] = Field(
+    stages: list[Annotated[int, Field(ge=1, le=100)]] = Field(
         default_factory=lambda: [10, 50, 100],
         min_length=1,
         max_length=20,
@@ -57,8 +57,6 @@ class RolloutCreate(_In):
     def _consistent(self) -> RolloutCreate:
         if (self.kind is ReleaseKind.ROLE) != (self.role is not None):
             raise ValueError("a role rollout names its role; an os rollout does not")
-        if any(not 1 <= s <= 100 for s in self.stages):
-            raise ValueError("stage percentages are between 1 and 100")
         if self.stages != sorted(set(self.stages)) or self.stages[-1] != 100:
             raise ValueError("stage percentages strictly increase and end at 100")
         return self

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -278,3 +279,60 @@ def test_no_request_body_is_logged(
     assert SECRET not in caplog.text  # ...but never what the client sent
     for record in caplog.records:
         assert SECRET not in repr(record.args)
+
+
+# Every input has a bound ------------------------------------------------------------------
+
+_UNBOUNDED_QUANTIFIER = re.compile(r"(?<!\\)[+*]|\{\d+,\}")
+
+
+def _unbounded(node: Any, schemas: dict[str, Any], where: str) -> Iterator[str]:
+    """Paths in a JSON schema where a string, list, map or integer has no upper bound."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            name = node["$ref"].rsplit("/", 1)[-1]
+            yield from _unbounded(schemas[name], schemas, f"{where}>{name}")
+            return
+        kind = node.get("type")
+        if kind == "string" and not (
+            "maxLength" in node
+            or "enum" in node
+            or "const" in node
+            or node.get("format") in {"date-time", "time"}
+            or ("pattern" in node and not _UNBOUNDED_QUANTIFIER.search(node["pattern"]))
+        ):
+            yield where
+        if kind == "array" and "maxItems" not in node:
+            yield where
+        if kind == "object" and "maxProperties" not in node and "properties" not in node:
+            yield where
+        if kind == "integer" and ("maximum" not in node or "minimum" not in node):
+            yield where
+        for key, child in node.items():
+            if key in {"properties", "patternProperties"}:
+                for name, sub in child.items():
+                    yield from _unbounded(sub, schemas, f"{where}.{name}")
+            elif key in {"items", "additionalProperties", "propertyNames"}:
+                yield from _unbounded(child, schemas, f"{where}[]")
+            elif key in {"anyOf", "oneOf", "allOf"}:
+                for sub in child:
+                    yield from _unbounded(sub, schemas, where)
+
+
+def test_every_string_list_and_number_a_client_sends_is_bounded(overlord: Overlord):
+    """Walks the OpenAPI document: request bodies, path and query parameters (headers are
+    bounded by the HTTP server), so a field added without a bound fails here."""
+    document = overlord.client.app.openapi()
+    schemas = document["components"]["schemas"]
+    found: list[str] = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            where = f"{method.upper()} {path}"
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] in {"path", "query"}:
+                    found += _unbounded(
+                        parameter["schema"], schemas, f"{where} {parameter['name']}"
+                    )
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                found += _unbounded(content["schema"], schemas, f"{where} body")
+    assert found == []
