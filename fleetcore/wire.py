@@ -22,7 +22,6 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fleetcore.layout import Slot
 from fleetcore.bounded import (
     Count,
     DataKey,
@@ -31,6 +30,7 @@ from fleetcore.bounded import (
     UtcDatetime,
     text,
 )
+from fleetcore.layout import Slot
 from fleetcore.release import Hardware
 from fleetcore.version import Version
 

@@ -33,10 +33,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fleetcore import redact, strictjson
 from fleetcore.atomic import atomic_write, fsync_dir
+from fleetcore.bounded import INT64_MAX
 from fleetcore.errors import FormatError
 from fleetcore.persisted import FORMAT_KEY, FileFormat, FormatTooNew, dump, load, set_aside
 from fleetcore.version import Version
-from fleetcore.wire import INT64_MAX, Event, EventKind
+from fleetcore.wire import Event, EventKind
 from updater.space import RESERVE_BYTES, Reserve, free_bytes, write_through
 
 log = logging.getLogger(__name__)

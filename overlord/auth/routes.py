@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Response, status
 
 from fleetcore.wire import API_PREFIX
 from overlord.auth import service
@@ -15,6 +14,7 @@ from overlord.auth.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
 from overlord.db import utcnow
 from overlord.deps import Ctx, DbSession
 from overlord.errors import InvalidRequest
+from overlord.ids import RowId
 
 router = APIRouter(prefix=f"{API_PREFIX}/tokens", tags=["auth"])
 
@@ -35,9 +35,7 @@ def list_tokens(_caller: Admin, session: DbSession) -> list[ApiKeyPublic]:
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_token(
-    key_id: Annotated[int, Path(ge=1, le=2**62)], _caller: Admin, ctx: Ctx, session: DbSession
-) -> Response:
+def revoke_token(key_id: RowId, _caller: Admin, ctx: Ctx, session: DbSession) -> Response:
     service.revoke_key(session, key_id=key_id)
     ctx.principals.clear()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

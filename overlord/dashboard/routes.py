@@ -7,7 +7,6 @@ from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.staticfiles import StaticFiles
@@ -24,6 +23,7 @@ from overlord.devices import service as devices_service
 from overlord.devices.models import AdminStatus
 from overlord.devices.schemas import DeviceFilter, DeviceId, FleetStatus
 from overlord.errors import AuthError, Conflict, Forbidden, NotFound, RateLimited, RequestError
+from overlord.ids import BigRowId
 from overlord.rollouts import service as rollouts_service
 
 _HERE = Path(__file__).parent
@@ -210,7 +210,7 @@ def _back(path: str, error: RequestError | None = None) -> RedirectResponse:
 
 @router.post("/dashboard/rollouts/{rollout_id}/{action}")
 def rollout_action(
-    rollout_id: Annotated[int, PathParam(ge=1, le=2**62)],
+    rollout_id: BigRowId,
     action: str,
     request: Request,
     user: DashboardUser,

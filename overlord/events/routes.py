@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from fleetcore.wire import API_PREFIX
 from overlord.auth.deps import Admin, Operator, Viewer
@@ -12,6 +12,7 @@ from overlord.deps import DbSession
 from overlord.events import service
 from overlord.events.models import AlertKind
 from overlord.events.schemas import AlertPublic, AlertRulePublic, AlertRuleUpdate
+from overlord.ids import BigRowId
 
 router = APIRouter(prefix=API_PREFIX, tags=["alerts"])
 
@@ -30,9 +31,7 @@ def list_alerts(
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertPublic)
-def resolve_alert(
-    alert_id: Annotated[int, Path(ge=1, le=2**62)], _caller: Operator, session: DbSession
-) -> AlertPublic:
+def resolve_alert(alert_id: BigRowId, _caller: Operator, session: DbSession) -> AlertPublic:
     return AlertPublic.model_validate(service.resolve_alert(session, alert_id=alert_id))
 
 

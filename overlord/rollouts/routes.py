@@ -10,6 +10,7 @@ from fleetcore.wire import API_PREFIX
 from overlord.auth.deps import Operator, Viewer
 from overlord.deps import Ctx, DbSession
 from overlord.devices.schemas import GroupName
+from overlord.ids import BigRowId
 from overlord.openapi import error_responses
 from overlord.rollouts import service
 from overlord.rollouts.models import RolloutState
@@ -22,7 +23,7 @@ from overlord.rollouts.schemas import (
 )
 
 router = APIRouter(prefix=API_PREFIX, tags=["rollouts"])
-RolloutId = Annotated[int, Path(ge=1, le=2**62)]
+RolloutId = BigRowId
 
 
 @router.post(

@@ -113,6 +113,10 @@ CASES: list[Case] = [
      {"json": heartbeat() | {"roles": [
          {"name": f"r{i:02d}" + "x" * 61, "version": None, "health": "healthy"}
          for i in range(64)]}}, "device"),
+    # Path ids past their column's type (api_keys.id is a 32-bit integer on PostgreSQL).
+    ("key-id-past-int32", "DELETE", f"/api/v1/tokens/{2**31}", {}, "admin"),
+    ("rollout-id-past-int64", "GET", f"/api/v1/rollouts/{2**63}", {}, "admin"),
+    ("alert-id-past-int64", "POST", f"/api/v1/alerts/{2**63}/resolve", {}, "admin"),
     ("hardware-list-past-the-boards", "POST", "/api/v1/rollouts",
      {"json": {"name": "r", "kind": "os", "version": "1.1.0",
                "selector": {"hardware": ["pi4"] * 4}}}, "admin"),
