@@ -77,6 +77,11 @@ def test_each_extra_installs_and_its_commands_start(wheel: Path, tmp_path: Path)
     assert "pyfastcdc" in _installed(build)
     _run(build / "fleet-image", "--help")
 
+    cli = _venv(tmp_path / "cli", wheel, "cli")
+    assert not _installed(cli) & {"fastapi", "sqlalchemy", "uvicorn", "tuf", "zstandard"}
+    assert "rollouts" in _run(cli / "fleetctl", "--help").stdout
+    _run(cli / "fleetctl", "releases", "publish", "--help")
+
     overlord = _venv(tmp_path / "overlord", wheel, "overlord")
     assert "pyfastcdc" not in _installed(overlord)
     assert "overlord" in _run(overlord / "overlord", "--help").stdout

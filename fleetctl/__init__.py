@@ -1,0 +1,1 @@
+"""``fleetctl``: the operators' command line over the Overlord's public HTTP API."""
