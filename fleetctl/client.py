@@ -7,6 +7,7 @@ never carry the token; transport errors are passed through :func:`fleetcore.reda
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -106,6 +107,12 @@ class Client:
 
     def _transport_error(self, err: httpx.HTTPError) -> ServerError:
         reason = redact.secrets(str(err) or type(err).__name__, self._token)
+        if isinstance(err, httpx.ConnectError) and _caused_by_tls(err):
+            return ServerError(
+                f"TLS with {self.url} failed: {reason}",
+                hint="check --url: http:// versus https://, and that the server's certificate "
+                "is trusted",
+            )
         if isinstance(err, httpx.ConnectError):
             return ServerError(
                 f"cannot connect to {self.url}: {reason}",
@@ -120,6 +127,15 @@ class Client:
             f"{self.url} did not answer as an HTTP server: {reason}",
             hint="check --url: http:// versus https://, and the port",
         )
+
+
+def _caused_by_tls(err: BaseException) -> bool:
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _read_capped(chunks: Iterator[bytes], base: str) -> bytes:
