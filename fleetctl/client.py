@@ -168,7 +168,10 @@ def _refusal(answer: httpx.Response, data: bytes, path: str) -> Refused:
         body = None
     detail = body.get("detail") if isinstance(body, dict) else None
     server_hint = body.get("hint") if isinstance(body, dict) else None
-    hint = server_hint if isinstance(server_hint, str) else _STATUS_HINTS.get(status)
+    # "Fix the named field" only fits a validation error; other 422s (a refused publish)
+    # carry the server's own hint or none.
+    generic = None if status == 422 and not isinstance(detail, list) else _STATUS_HINTS.get(status)
+    hint = server_hint if isinstance(server_hint, str) else generic
     request_id = answer.headers.get("x-request-id")
     failed = f"HTTP {status}" + (f", request id {request_id}" if request_id else "")
     if status >= 500 and not isinstance(detail, str):

@@ -128,10 +128,15 @@ class Fleet:
             engine.dispose()
 
 
-def one_line_error(result: subprocess.CompletedProcess[str], code: int = 1) -> str:
-    """The failure is ``code``, one error line and at most one hint line, no traceback."""
+def one_line_error(
+    result: subprocess.CompletedProcess[str], code: int = 1, *, after_progress: bool = False
+) -> str:
+    """The failure is ``code``, one error line and at most one hint line, no traceback
+    (``after_progress``: following progress lines, which a non-terminal gets one per step)."""
     assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
+    if after_progress:
+        lines = lines[next(i for i, line in enumerate(lines) if line.startswith("fleetctl:")) :]
     assert lines[0].startswith("fleetctl: error: "), result.stderr
     assert len(lines) <= 2 and all(line.startswith("fleetctl: ") for line in lines), lines
     assert "Traceback" not in result.stderr
