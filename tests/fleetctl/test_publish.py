@@ -10,8 +10,8 @@ import zstandard
 
 from fleetcore.release import (
     Chunk,
-    ChunkIndex,
     Chunker,
+    ChunkIndex,
     Hardware,
     ImageEntry,
     ImageName,
