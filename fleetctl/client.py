@@ -66,7 +66,7 @@ class Client:
             raise self._transport_error(err) from None
         if answer.status_code in (200, 404):
             return answer.status_code == 200
-        raise _refusal(answer, b"", path)
+        raise self._masked(_refusal(answer, b"", path))
 
     def call(
         self,
@@ -94,7 +94,7 @@ class Client:
         except httpx.HTTPError as err:
             raise self._transport_error(err) from None
         if answer.status_code >= 400:
-            raise _refusal(answer, data, url)
+            raise self._masked(_refusal(answer, data, url))
         if 300 <= answer.status_code < 400:
             raise ServerError(
                 f"{self.url}{url} answered a redirect ({answer.status_code}) instead of the API",
@@ -104,6 +104,11 @@ class Client:
         if answer.status_code == 204 or not data:
             return None
         return _json(data, self.url, url)
+
+    def _masked(self, refusal: Refused) -> Refused:
+        """The server's words with our token masked: a proxy or a hostile host may echo it."""
+        hint = redact.secrets(refusal.hint, self._token) if refusal.hint else None
+        return Refused(redact.secrets(str(refusal), self._token), status=refusal.status, hint=hint)
 
     def _transport_error(self, err: httpx.HTTPError) -> ServerError:
         reason = redact.secrets(str(err) or type(err).__name__, self._token)
