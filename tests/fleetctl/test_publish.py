@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
+import pytest
 import zstandard
 
 from fleetcore.release import (
@@ -156,3 +158,17 @@ def test_publish_refusals_are_one_line(fleet: Fleet, tmp_path: Path):
     stray.unlink()
     missing = fleet.run("releases", "publish", str(repo))
     assert "is missing from" in one_line_error(missing)
+
+
+@pytest.mark.parametrize("name", ["../../../etc/passwd", "os/../../x", "/abs/path", "os//x"])
+def test_publish_refuses_target_names_that_leave_the_repository(
+    fleet: Fleet, tmp_path: Path, name: str
+):
+    repo, _keys = _offline_copy(fleet, tmp_path / "offline")
+    path = repo / "metadata" / "targets.json"
+    doc = json.loads(path.read_bytes())
+    doc["signed"]["version"] += 1
+    doc["signed"]["targets"][name] = {"length": 1, "hashes": {"sha256": "0" * 64}}
+    path.write_text(json.dumps(doc))
+    result = fleet.run("releases", "publish", str(repo))
+    assert "lists an invalid target" in one_line_error(result)
