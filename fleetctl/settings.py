@@ -81,10 +81,11 @@ def check_token(token: str) -> str:
 def load_file(path: Path) -> CredentialsFile:
     """Read the credentials file, refusing one that group or others may read or write."""
     try:
+        # O_NOFOLLOW, and the mode read from the open file: what is checked is what is read.
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise
     except OSError as err:
+        if isinstance(err, FileNotFoundError):
+            raise  # no file: the caller says which setting is missing
         raise ConfigFileError(
             f"cannot read {path}: {err.strerror}",
             hint="it must be a regular file you own (fleetctl login writes it)",
