@@ -33,7 +33,9 @@ class Scheduler:
         self._ctx = ctx
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="overlord-scheduler", daemon=True)
-        self._last_prune = 0.0
+        # None, not 0.0: the monotonic clock starts at boot, so a host up for less than an
+        # hour would otherwise wait for its first prune.
+        self._last_prune: float | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -64,7 +66,7 @@ class Scheduler:
         with unit_of_work(ctx.sessions) as session:
             rollouts_service.tick(session)
         self._refresh_timestamp()
-        if time.monotonic() - self._last_prune >= _PRUNE_EVERY_S:
+        if self._last_prune is None or time.monotonic() - self._last_prune >= _PRUNE_EVERY_S:
             with unit_of_work(ctx.sessions) as session:
                 removed = devices_service.prune_heartbeats(
                     session, retention_days=ctx.settings.heartbeat_retention_days

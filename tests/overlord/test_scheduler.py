@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import time
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import func, select
 
+from overlord import scheduler
 from overlord.context import AppContext
 from overlord.db import unit_of_work, utcnow
 from overlord.devices.models import DeviceHeartbeat
@@ -16,10 +19,16 @@ from overlord.scheduler import Scheduler
 from tests.overlord.conftest import Overlord, heartbeat, settings_for
 
 
-def test_one_replica_runs_the_jobs_and_keeps_the_repository_fresh(overlord: Overlord):
+@pytest.mark.parametrize("uptime_s", [5.0, 86_400.0], ids=["just-booted", "up-a-day"])
+def test_one_replica_runs_the_jobs_and_keeps_the_repository_fresh(
+    overlord: Overlord, monkeypatch: pytest.MonkeyPatch, uptime_s: float
+):
+    # The monotonic clock counts from boot: the first pass prunes however long the host is up.
+    clock = iter(itertools.count(uptime_s))
+    monkeypatch.setattr(scheduler.time, "monotonic", lambda: float(next(clock)))
     device_id, auth = overlord.enroll("SCH1")
     overlord.client.post(f"/api/v1/devices/{device_id}/heartbeat", json=heartbeat(), headers=auth)
-    ctx = overlord.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = overlord.ctx
     with unit_of_work(ctx.sessions) as session:
         session.add(
             DeviceHeartbeat(
