@@ -12,7 +12,7 @@ import json
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -56,7 +56,7 @@ def edit(text: str, old: str, new: str) -> str:
 
 @contextlib.contextmanager
 def serve_upstreams(
-    handlers: dict[str, type[BaseHTTPRequestHandler]],
+    handlers: Mapping[str, type[BaseHTTPRequestHandler]],
 ) -> Iterator[dict[str, int]]:
     """The stack's upstreams on loopback (name -> handler); yields name -> port."""
     servers = {}

@@ -35,7 +35,7 @@ def test_rules_and_dashboards_match_a_live_overlord(tmp_path):
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert proc.poll() is None, proc.stderr.read().decode()
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             try:
                 if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                     break

@@ -28,7 +28,7 @@ def find_tool(name: str) -> str:
     return path
 
 
-def run_tool(argv: Sequence[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def run_tool(argv: Sequence[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run a checker and return its result without raising; tests assert on returncode."""
     if "input" not in kwargs:
         kwargs["stdin"] = subprocess.DEVNULL
@@ -38,7 +38,7 @@ def run_tool(argv: Sequence[str | Path], **kwargs: object) -> subprocess.Complet
         text=True,
         check=False,
         timeout=120,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 

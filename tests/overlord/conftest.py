@@ -24,9 +24,10 @@ from fleetcore.wire import (
     UpdateState,
 )
 from overlord import migrate
-from overlord.app import create_app
+from overlord.app import OverlordApp, create_app
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
+from overlord.context import AppContext
 from overlord.db import make_engine, make_sessionmaker, unit_of_work
 from overlord.models import Base
 from overlord.settings import Settings
@@ -97,6 +98,17 @@ class Overlord:
     admin: str
     enrollment: str
     repo: Repo
+
+    @property
+    def app(self) -> OverlordApp:
+        app = self.client.app
+        assert isinstance(app, OverlordApp)
+        return app
+
+    @property
+    def ctx(self) -> AppContext:
+        ctx: AppContext = self.app.state.ctx
+        return ctx
 
     def token(self, role: KeyRole) -> str:
         return create_token(self.settings.database_url, role)

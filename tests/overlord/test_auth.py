@@ -36,7 +36,7 @@ def test_tokens_are_stored_only_as_digests(overlord: Overlord):
     )
     assert resp.status_code == 201
     token = resp.json()["token"]
-    ctx = overlord.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = overlord.ctx
     with unit_of_work(ctx.sessions) as session:
         hashes = list(session.scalars(select(ApiKey.token_hash)))
     assert token not in hashes and all(len(h) == 64 for h in hashes)
@@ -103,13 +103,13 @@ def test_dashboard_login_sets_a_session_cookie(overlord: Overlord):
 
 def test_cached_credentials_are_trusted_long_only_while_revocations_are_heard(database_url, repo):
     overlord = make_overlord(database_url, repo)  # not started: no keeper thread runs
-    ctx = overlord.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = overlord.ctx
     ctx.keeper.live = False
     assert ctx.principal_max_age_s() == overlord.settings.auth_cache_ttl_s
     ctx.keeper.live = True
     assert ctx.principal_max_age_s() == overlord.settings.auth_cache_max_s
-    ctx.principals.put("digest", "principal")
-    ctx.desired.put("dev-1", "state")
+    ctx.principals.put("digest", "principal")  # type: ignore[arg-type]  # any value will do
+    ctx.desired.put("dev-1", "state")  # type: ignore[arg-type]
     ctx.keeper.handle(invalidation.credential("digest"))
     ctx.keeper.handle(invalidation.device("dev-1"))
     assert ctx.principals.get("digest", max_age_s=None) is None

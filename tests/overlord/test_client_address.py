@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 import pytest
+import uvicorn
 
 from overlord import cli
 from overlord.errors import ConfigError
@@ -27,7 +28,7 @@ def test_serve_hands_the_trusted_proxies_to_uvicorn(
     monkeypatch: pytest.MonkeyPatch, tmp_path
 ) -> None:
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(cli.uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: seen.update(kwargs))
     monkeypatch.setenv("OVERLORD_DATABASE_URL", f"sqlite:///{tmp_path / 'o.db'}")
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "172.31.250.10")
     args = argparse.Namespace(host="127.0.0.1", port=8000, workers=1, verbose=False)

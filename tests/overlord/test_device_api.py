@@ -27,7 +27,7 @@ def test_register_issues_a_device_scoped_credential(overlord: Overlord):
 
 
 def test_register_rejects_unknown_and_non_enrollment_tokens(overlord: Overlord):
-    body = {
+    body: dict[str, object] = {
         "enrollment_token": overlord.token(KeyRole.VIEWER),
         "hostname": "pi",
         "hardware": "pi4",
@@ -48,7 +48,7 @@ def test_reenrolling_a_serial_keeps_the_id_and_revokes_the_old_credential(overlo
     url = f"/api/v1/devices/{first_id}/heartbeat"
     assert overlord.client.post(url, json=heartbeat(), headers=second_auth).status_code == 204
     # The old token may still sit in this replica's short credential cache: drop it.
-    overlord.client.app.state.ctx.principals.clear()  # type: ignore[attr-defined]
+    overlord.ctx.principals.clear()
     assert overlord.client.post(url, json=heartbeat(), headers=first_auth).status_code == 401
 
 
@@ -143,7 +143,7 @@ def test_decommissioning_revokes_the_device(overlord: Overlord):
         headers=overlord.as_admin(),
     )
     assert resp.status_code == 200 and resp.json()["admin_status"] == "decommissioned"
-    overlord.client.app.state.ctx.principals.clear()  # type: ignore[attr-defined]
+    overlord.ctx.principals.clear()
     assert (
         overlord.client.post(
             f"/api/v1/devices/{device_id}/heartbeat", json=heartbeat(), headers=auth
@@ -204,7 +204,7 @@ def test_cached_desired_state_follows_the_change_log(database_url, repo):
 
     replica = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=60)
     other = make_overlord(database_url, repo, cache_ttl_s=3600, change_poll_s=60)
-    keeper = replica.client.app.state.ctx.keeper  # type: ignore[attr-defined]
+    keeper = replica.ctx.keeper
     with replica.client, other.client:
         device_id, auth = replica.enroll("CL1")
         url = f"/api/v1/devices/{device_id}/desired-state"
@@ -271,7 +271,7 @@ def test_a_heartbeat_batch_rolled_back_by_the_server_is_retried(overlord: Overlo
     class Deadlock(Exception):
         sqlstate = "40P01"
 
-    writer = overlord.client.app.state.ctx.heartbeats  # type: ignore[attr-defined]
+    writer = overlord.ctx.heartbeats
     write_once = writer._write_once
     failures = [DBAPIError("UPDATE devices", {}, Deadlock("deadlock detected"))]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -26,8 +27,8 @@ def pair(database_url: str, repo: Repo) -> Iterator[tuple[Overlord, Overlord]]:
         yield fast, routes
 
 
-def _answer(client: TestClient, method: str, url: str, **kwargs: object) -> tuple:
-    resp = client.request(method, url, **kwargs)  # type: ignore[arg-type]
+def _answer(client: TestClient, method: str, url: str, **kwargs: Any) -> tuple[object, ...]:
+    resp = client.request(method, url, **kwargs)
     # Per request by design: the date and the request id (overlord.requestlog).
     varying = {"date", "server", "x-request-id"}
     headers = {k: v for k, v in resp.headers.items() if k not in varying}
@@ -36,9 +37,10 @@ def _answer(client: TestClient, method: str, url: str, **kwargs: object) -> tupl
 
 def test_fast_path_answers_like_the_routes(pair: tuple[Overlord, Overlord], monkeypatch):
     fast, routes = pair
-    ctx = fast.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = fast.ctx
     answered = []
-    path = fast.client.app.fast_path  # type: ignore[attr-defined]
+    path = fast.app.fast_path
+    assert path is not None
     handle = path.handle
 
     async def counting(scope, receive, send):
@@ -56,7 +58,7 @@ def test_fast_path_answers_like_the_routes(pair: tuple[Overlord, Overlord], monk
     etag = fast.client.get(state, headers=auth).headers["etag"]
     good = json.dumps(heartbeat()).encode()
     json_type = {"Content-Type": "application/json"}
-    cases = [
+    cases: list[tuple[str, str, dict[str, Any]]] = [
         ("GET", state, {"headers": auth}),
         ("GET", state, {"headers": auth | {"If-None-Match": etag}}),
         ("GET", state, {"headers": auth | {"If-None-Match": f'"other", {etag}'}}),

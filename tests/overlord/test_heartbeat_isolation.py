@@ -23,7 +23,7 @@ def test_a_row_the_database_refuses_fails_only_its_own_heartbeat(overlord: Overl
         return real(session, items=items)
 
     monkeypatch.setattr(heartbeats, "record", refusing)
-    writer = HeartbeatWriter(overlord.client.app.state.ctx)
+    writer = HeartbeatWriter(overlord.ctx)
     beat = Heartbeat.model_validate(heartbeat())
 
     async def all_at_once():

@@ -21,10 +21,10 @@ import pytest
 import uvicorn
 from sqlalchemy import func, select, text
 
+from fleetcore.net import free_port
 from overlord.db import make_engine
-from overlord.devices import routes as device_routes
+from overlord.devices import service as device_service
 from overlord.models import Base
-from simulator.server import free_port
 from tests.overlord.conftest import Overlord, heartbeat, make_overlord
 from tests.overlord.tufrepo import Repo
 
@@ -276,7 +276,7 @@ def test_no_request_body_is_logged(
         for method, path, content, headers in bodies:
             answer = client.request(method, path, content=content, headers=headers | JSON)
             assert answer.status_code == 422, answer.text
-        monkeypatch.setattr(device_routes.service, "register", _failing_register)
+        monkeypatch.setattr(device_service, "register", _failing_register)
         answer = client.post(REGISTER, content=_raw(secret_body), headers=JSON)
         assert answer.status_code == 500
     assert "no_such_table" in caplog.text  # the failure itself is logged...
@@ -326,7 +326,7 @@ def _unbounded(node: Any, schemas: dict[str, Any], where: str) -> Iterator[str]:
 def test_every_string_list_and_number_a_client_sends_is_bounded(overlord: Overlord):
     """Walks the OpenAPI document: request bodies, path and query parameters (headers are
     bounded by the HTTP server), so a field added without a bound fails here."""
-    document = overlord.client.app.openapi()
+    document = overlord.app.openapi()
     schemas = document["components"]["schemas"]
     found: list[str] = []
     for path, operations in document["paths"].items():

@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleetcore.wire import RoleStatus, Slot
+from fleetcore.layout import Slot
+from fleetcore.wire import RoleStatus
 from overlord.db import make_engine, make_sessionmaker, unit_of_work
 from overlord.devices.models import AdminStatus, Device
 from overlord.metrics.bounded import MAX_LABEL_CHARS, OTHER, CountFamily, label_value

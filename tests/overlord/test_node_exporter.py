@@ -58,7 +58,7 @@ def _enrol(served: Served, serial: str) -> tuple[str, dict[str, str]]:
     return body.device_id, {"Authorization": f"Bearer {body.device_token}"}
 
 
-def _report(served: Served, address: str) -> tuple[str, list[str]]:
+def _report(served: Served, address: str) -> tuple[str | None, list[str]]:
     """Heartbeat twice (the route, then the fast path once the token is cached, as on
     PostgreSQL); the stored address and the service discovery targets."""
     device_id, auth = _enrol(served, f"S-{address}")

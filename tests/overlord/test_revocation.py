@@ -39,9 +39,9 @@ def _seconds_until(refused: Callable[[], bool], what: str) -> float:
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'overlord.db'}"
-        migrate.upgrade(make_engine(url))
-        return url
+        sqlite_url = f"sqlite:///{tmp_path / 'overlord.db'}"
+        migrate.upgrade(make_engine(sqlite_url))
+        return sqlite_url
     url: str = request.getfixturevalue("pg_database")
     engine = make_engine(url)
     _truncate(engine)

@@ -13,7 +13,7 @@ from tests.overlord.conftest import Overlord, events, heartbeat
 
 
 def _tick(overlord: Overlord, *, later_s: float = 0) -> None:
-    ctx = overlord.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = overlord.ctx
     with unit_of_work(ctx.sessions) as session:
         rollouts_service.tick(session, now=utcnow() + timedelta(seconds=later_s))
 
@@ -255,12 +255,12 @@ def test_role_rollout_sets_desired_roles(overlord: Overlord):
 def test_listing_rollouts_costs_the_same_queries_for_any_number(overlord: Overlord):
     """Counts and the stage's failure ratio come from grouped queries, not one per rollout."""
     fleet = _fleet(overlord, 4)
-    ctx = overlord.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = overlord.ctx
 
     def listing_queries() -> tuple[int, list[dict]]:
         statements: list[str] = []
 
-        def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        def count(_conn, _cursor, statement, *_args) -> None:
             statements.append(statement)
 
         engine = ctx.sessions.kw["bind"]

@@ -16,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from simulator.server import free_port, stop
+from fleetcore.net import free_port
+from simulator.server import stop
 
 HEADER_TIMEOUT_S = 2
 BODY_TIMEOUT_S = 2

@@ -140,7 +140,7 @@ def test_timestamp_is_re_signed_when_due(overlord: Overlord):
 
 
 def test_the_write_lease_has_one_holder(overlord: Overlord):
-    ctx = overlord.client.app.state.ctx  # type: ignore[attr-defined]
+    ctx = overlord.ctx
     with unit_of_work(ctx.sessions) as session:
         assert leases.try_acquire(session, name="tuf-write", holder="replica-1", ttl_s=60)
     with unit_of_work(ctx.sessions) as session:

@@ -67,6 +67,9 @@ class FakeInspector:
     def __init__(self, *rounds):
         self.rounds = list(rounds)
 
+    def available(self) -> bool:
+        return True
+
     def containers(self, project):
         return self.rounds.pop(0) if len(self.rounds) > 1 else self.rounds[0]
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -28,7 +29,7 @@ EXPECTED: dict[str, str] = yaml.safe_load((BAD / "expected.yaml").read_text())
 IMAGE_CASES = sorted(case for case in EXPECTED if case.startswith(("image-archive-", "images-")))
 
 
-def carrying_bundle(tmp: Path, **archive_options: bool) -> tuple[Path, str]:
+def carrying_bundle(tmp: Path, **archive_options: Any) -> tuple[Path, str]:
     """The webapp bundle pinning a hand-made image by ID, with its archive in images/."""
     image_hex = image_archive(tmp / "made", **archive_options)
     bundle = make_bundle(tmp / "bundle", image=f"sha256:{image_hex}")

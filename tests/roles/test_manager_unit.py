@@ -29,6 +29,9 @@ class Engine:
     def available(self):
         return self.up
 
+    def containers(self, project):
+        raise AssertionError("these decisions end before Docker")
+
 
 def manager(tmp_path, events, *, engine_up=True):
     config = ManagerConfig(
@@ -38,7 +41,7 @@ def manager(tmp_path, events, *, engine_up=True):
 
 
 def test_nothing_is_attempted_while_the_engine_is_down(tmp_path):
-    events = []
+    events: list = []
 
     def fetch(role):
         raise AssertionError("must not fetch")
@@ -55,7 +58,7 @@ def desired(version="1.0.0", name="webapp"):
 
 
 def test_a_bundle_that_is_not_the_desired_version_is_marked_bad(tmp_path):
-    events = []
+    events: list = []
     pack(make_bundle(tmp_path / "good"), tmp_path / "1.0.0.tar.zst")
     fetched = []
 
@@ -76,7 +79,7 @@ def test_a_bundle_that_is_not_the_desired_version_is_marked_bad(tmp_path):
 
 
 def test_a_missing_device_fails_without_marking_the_version_bad(tmp_path):
-    events = []
+    events: list = []
     bundle = make_bundle(tmp_path / "b")
     role = (bundle / "role.yaml").read_text()
     (bundle / "role.yaml").write_text(
@@ -101,7 +104,7 @@ def test_a_missing_device_fails_without_marking_the_version_bad(tmp_path):
 
 
 def test_a_fetch_failure_is_reported_and_retried(tmp_path):
-    events = []
+    events: list = []
 
     def fetch(role):
         raise FleetError("download failed: connection refused")
@@ -113,7 +116,7 @@ def test_a_fetch_failure_is_reported_and_retried(tmp_path):
 
 
 def test_the_safe_mode_name_cannot_be_assigned(tmp_path):
-    events = []
+    events: list = []
     outcome = manager(tmp_path, events).apply(
         [desired(name="safe-mode")], lambda role: FetchedBundle(tmp_path)
     )

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ def desired(version: str) -> DesiredRole:
     return DesiredRole(name="webapp", version=Version(version), target=f"roles/webapp/{version}")
 
 
-def manager(root: Path, events: list, **options: int) -> RoleManager:
+def manager(root: Path, events: list, **options: Any) -> RoleManager:
     config = ManagerConfig(device_id="d", root=root, safe_mode_bundle=REPO / "safe-mode", **options)
     return RoleManager(config, on_event=events.append, inspector=Engine(True))
 

@@ -251,6 +251,7 @@ def test_publish_release(tmp_path, repo, keys, serve):
     )
     client.refresh()
     target = client.get_target("os/3.1.0/manifest.json")
+    assert target.custom is not None
     assert target.custom.kind is TargetKind.OS
     assert target.custom.uncompressed_sha256 == manifest.images[ImageName.SYSTEM].sha256
     assert client.get_target("os/3.1.0/system.index.json").length > 0

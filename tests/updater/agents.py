@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import random
+from typing import Protocol
 
 import yaml
 
 from tests.updater.device import SimDevice
-from tests.updater.servers import FleetServer
 from updater.agent import Agent
 from updater.config import load_config
 from updater.overlord import OverlordClient
 
 
-def setup_device(device: SimDevice, server: FleetServer, **extra: object) -> None:
+class Served(Protocol):
+    """What a device is pointed at: the test Overlord, or a hostile front for it."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def tuf_url(self) -> str: ...
+
+
+def setup_device(device: SimDevice, server: Served, **extra: object) -> None:
     device.roots.fleet_yaml.write_text(
         yaml.safe_dump(
             {"overlord_url": server.url, "enrollment_token": "enrol-me", "hostname": "cam-07"}
@@ -30,6 +40,7 @@ def setup_device(device: SimDevice, server: FleetServer, **extra: object) -> Non
 def make_agent(device: SimDevice) -> Agent:
     engine = device.engine()
     config = load_config(device.roots)
+    assert config.overlord_url is not None
     return Agent(
         roots=device.roots,
         config=config,

@@ -58,7 +58,7 @@ class ForwardProxy:
 
     @staticmethod
     def _head(reader: BinaryIO) -> list[bytes] | None:
-        lines = []
+        lines: list[bytes] = []
         while True:
             line = reader.readline(65536)
             if not line:

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from fleetcore.wire import DesiredState, UpdateState
 from tests.updater.agents import make_agent, setup_device
 from updater.engine import Engine
-from updater.overlord import Identity, OverlordClient, OverlordClientError, OverlordUnreachable
+from updater.errors import OverlordClientError
+from updater.overlord import Identity, OverlordClient, OverlordUnreachable
 
 
 def kinds(server):
@@ -63,6 +64,7 @@ def test_an_install_step_that_keeps_dying_is_given_up_and_reported(device, serve
         agent.cycle()
     state = agent.engine.store.load()
     assert state.state is UpdateState.FAILED
+    assert state.last_failure is not None
     assert state.last_failure.startswith("given up after 3 attempts that ended unexpectedly")
     assert "RecursionError" in state.last_failure
     assert "install-failed" in kinds(server)
@@ -137,8 +139,9 @@ def client_answering(handler) -> OverlordClient:
 )
 def test_hostile_overlord_answers_are_one_error(response, error, message):
     def answer(request):
-        content = response.stream if response.stream else b""
-        return httpx.Response(response.status_code, headers=response.headers, stream=content)
+        return httpx.Response(
+            response.status_code, headers=response.headers, stream=response.stream
+        )
 
     client = client_answering(answer)
     with pytest.raises(error, match=message) as info:

@@ -69,9 +69,11 @@ def test_secrets_move_from_fat_to_data(roots):
     roots.fleet_yaml.write_text(FLEET_YAML)
     move_secrets(roots.fleet_yaml, roots.firstboot_copy)
     on_fat = load_firstboot(roots.fleet_yaml)
+    assert on_fat.wifi is not None
     assert on_fat.enrollment_token is None and on_fat.wifi.psk is None
     assert "secret-token" not in roots.fleet_yaml.read_text()
     kept = load_firstboot(roots.firstboot_copy)
+    assert kept.wifi is not None
     assert kept.enrollment_token == "secret-token" and kept.wifi.psk == "correcthorse"
     assert roots.firstboot_copy.stat().st_mode & 0o777 == 0o600
     assert load_config(roots).hostname == "cam-07"

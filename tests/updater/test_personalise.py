@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,7 +16,7 @@ from updater.paths import Roots
 from updater.personalise import CONNECTION_UUID, Personaliser, nm_keyfile
 
 TOOLS = ("hostnamectl", "nmcli", "iw", "rfkill")
-FLEET = {
+FLEET: dict[str, Any] = {
     "overlord_url": "http://overlord.lan",
     "enrollment_token": "enrol-me",
     "hostname": "cam-07",
@@ -70,7 +71,8 @@ def test_first_boot_writes_hostname_and_wifi_and_tells_the_system(roots):
     assert roots.wifi_country_file.read_text() == "options cfg80211 ieee80211_regdom=DE\n"
     assert calls_of(log) == ["iw reg set DE", "rfkill unblock wifi", "nmcli connection reload"]
     # Not enrolled yet: the key stays until the token leaves with it.
-    assert load_firstboot(roots.fleet_yaml).wifi.psk == FLEET["wifi"]["psk"]
+    wifi = load_firstboot(roots.fleet_yaml).wifi
+    assert wifi is not None and wifi.psk == FLEET["wifi"]["psk"]
 
 
 def applied(roots: Roots, *, enrolled: bool) -> tuple[Personaliser, Path]:

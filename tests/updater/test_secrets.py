@@ -23,6 +23,7 @@ from fleetcore import logs, redact
 from fleetcore.errors import FleetError
 from fleetcore.layout import Slot
 from fleetcore.release import Hardware
+from fleetcore.version import Version
 from fleetcore.wire import RegisterRequest
 from simulator.server import stop
 from tests.updater.device import SimDevice
@@ -148,7 +149,7 @@ def test_a_refusal_quoting_a_secret_is_masked_before_it_is_cut():
         enrollment_token=ENROL,
         hostname="cam-1",
         hardware=Hardware.QEMU,
-        image_version="1.0.0",
+        image_version=Version("1.0.0"),
         booted_slot=Slot.A,
     )
     with pytest.raises(OverlordRejected) as caught:

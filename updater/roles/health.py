@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from fleetcore.errors import CommandError
 from fleetcore.run import run
@@ -105,6 +105,14 @@ def summarize(containers: Iterable[Container], services: Iterable[str]) -> Healt
     return Health.UNHEALTHY
 
 
+class EngineView(Protocol):
+    """What the role manager reads from the container engine (tests replay scripted views)."""
+
+    def available(self) -> bool: ...
+
+    def containers(self, project: str) -> list[Container]: ...
+
+
 class Inspector:
     """Reads a project's containers through the docker CLI."""
 
@@ -148,7 +156,7 @@ class Inspector:
 
 
 def wait_healthy(
-    inspector: Inspector,
+    inspector: EngineView,
     project: str,
     services: Iterable[str],
     *,

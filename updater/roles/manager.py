@@ -198,7 +198,7 @@ class RoleManager:
         *,
         on_event: EventSink = _ignore_event,
         compose: Compose | None = None,
-        inspector: health.Inspector | None = None,
+        inspector: health.EngineView | None = None,
         checkpoint: CheckpointHook = no_checkpoint,
     ) -> None:
         self.config = config

@@ -11,7 +11,7 @@ from image.roleimage import elf, loader
 from image.roleimage.apt import data_tar
 from image.roleimage.errors import TreeError
 from image.roleimage.recipe import Arch
-from image.roleimage.tree import Tree
+from image.roleimage.tree import Entry, Tree
 
 HOST_TRUE = Path("/usr/bin/true")
 
@@ -56,7 +56,7 @@ def test_static_and_non_elf_files_have_no_dependencies():
     assert elf.dynamic(b"\x7fELF\x01\x01" + bytes(100)) is None  # 32-bit: not a target here
 
 
-def tree_of(make_deb, files) -> dict:
+def tree_of(make_deb, files) -> dict[str, Entry]:
     deb = make_deb("pkg", files)
     tree = Tree()
     tree.add_package("pkg", data_tar(deb.path))
