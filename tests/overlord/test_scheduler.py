@@ -11,7 +11,6 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from overlord import scheduler
 from overlord.context import AppContext
 from overlord.db import unit_of_work, utcnow
 from overlord.devices.models import DeviceHeartbeat
@@ -25,7 +24,7 @@ def test_one_replica_runs_the_jobs_and_keeps_the_repository_fresh(
 ):
     # The monotonic clock counts from boot: the first pass prunes however long the host is up.
     clock = iter(itertools.count(uptime_s))
-    monkeypatch.setattr(scheduler.time, "monotonic", lambda: float(next(clock)))
+    monkeypatch.setattr(time, "monotonic", lambda: float(next(clock)))
     device_id, auth = overlord.enroll("SCH1")
     overlord.client.post(f"/api/v1/devices/{device_id}/heartbeat", json=heartbeat(), headers=auth)
     ctx = overlord.ctx
