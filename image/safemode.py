@@ -18,14 +18,14 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from fleetcore.errors import FleetError
+from fleetcore.rolebundle.bundle import load_bundle
+from fleetcore.rolebundle.images import IMAGES_DIR, archive_name
+from fleetcore.rolebundle.spec import ROLE_FILE
 from image.backends.base import SOURCE_ROOT
 from image.errors import BuildError
 from image.progress import step
 from image.roleimage import build, recipe
 from image.roleimage.apt import DEFAULT_CACHE
-from updater.roles.bundle import load_bundle
-from updater.roles.images import IMAGES_DIR, archive_name
-from updater.roles.spec import ROLE_FILE
 
 SOURCE = SOURCE_ROOT / "safe-mode"
 RECIPE = SOURCE / "image.yaml"
@@ -40,7 +40,7 @@ def prepare(out: Path, *, cache: Path = DEFAULT_CACHE) -> Path:
 
     Every image the source bundle names is replaced by the one local image, so the shipped
     bundle can only start what it carries; the result is checked with the role manager's own
-    bundle validation (archive included) before any backend copies it.
+    bundle validation (``fleetcore.rolebundle``, archive included) before any backend copies it.
     """
     source = load_bundle(SOURCE).spec
     with step("safe-mode stack: build its image (busybox-static, arm64)"):

@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fleetcore.rolebundle.spec import first_error
 from image.roleimage.errors import RecipeError
-from updater.roles.spec import first_error
 
 PackageName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -54,6 +54,17 @@ _DEFINED_ONCE = {
     r"^class RoleOutcome\(": "updater/roles/decide.py",
     r"^class UpdateStateError\(": "updater/errors.py",
     r"^class OverlordError\(": "overlord/errors.py",
+    # The role-bundle format, which the device and the image builder both read.
+    r"^class RoleSpec\(": "fleetcore/rolebundle/spec.py",
+    r"^ROLE_FILE = ": "fleetcore/rolebundle/spec.py",
+    r"^def check_compose\(": "fleetcore/rolebundle/policy.py",
+    r"^def load_bundle\(": "fleetcore/rolebundle/bundle.py",
+    r"^def check_template\(": "fleetcore/rolebundle/envfile.py",
+    r"^def check_archive\(": "fleetcore/rolebundle/images.py",
+    r"^class TarReader\b": "fleetcore/rolebundle/tarstream.py",
+    r"^class (BundleError|ArchiveError|ImageArchiveError|TemplateError)\(": (
+        "fleetcore/rolebundle/errors.py"
+    ),
 }
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from fleetcore.release import Hardware
+from fleetcore.rolebundle.bundle import load_bundle
+from fleetcore.rolebundle.images import archive_path, carried_ids
 from fleetcore.version import Version
 from image import assemble, safemode
 from image.filesystems import SystemSpec
 from image.layout import Sizes
 from updater.cli import SAFE_MODE_BUNDLE
-from updater.roles.bundle import load_bundle
-from updater.roles.images import archive_path, carried_ids
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EPOCH = 1700000000

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
+from fleetcore.rolebundle.bundle import load_bundle
+from fleetcore.rolebundle.errors import ArchiveError, BundleError
 from updater.roles.archive import extract, pack
-from updater.roles.bundle import load_bundle
-from updater.roles.errors import ArchiveError, BundleError
 
 from .helpers import GOOD, make_bundle
 

@@ -18,8 +18,8 @@ import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fleetcore.rolebundle.errors import ArchiveError, BundleError
 from updater.roles.archive import extract, pack
-from updater.roles.errors import ArchiveError, BundleError
 
 from .helpers import GOOD
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from updater.roles.bundle import load_bundle
-from updater.roles.errors import BundleError
+from fleetcore.rolebundle.bundle import load_bundle
+from fleetcore.rolebundle.errors import BundleError
 
 from .helpers import BAD, GOOD, REPO, make_bundle
 

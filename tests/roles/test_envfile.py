@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from updater.roles.envfile import check_template, render
-from updater.roles.errors import TemplateError
+from fleetcore.rolebundle.envfile import check_template, render
+from fleetcore.rolebundle.errors import TemplateError
 
 OWNED = {"ROLE_NAME": "webapp", "ROLE_STATE": "/data/roles/webapp/state"}
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from updater.roles.errors import BundleError
-from updater.roles.policy import check_state_binds
+from fleetcore.rolebundle.errors import BundleError
+from updater.roles.runtime import check_state_binds
 
 DOC = {"services": {"web": {"volumes": ["${ROLE_STATE}/www/sub:/srv", "./config:/c:ro"]}}}
 

@@ -17,10 +17,10 @@ import pytest
 import yaml
 import zstandard
 
+from fleetcore.rolebundle.bundle import load_bundle
+from fleetcore.rolebundle.errors import BundleError, ImageArchiveError
 from fleetcore.version import Version
 from updater.roles.archive import extract, pack
-from updater.roles.bundle import load_bundle
-from updater.roles.errors import BundleError, ImageArchiveError
 from updater.roles.manager import ManagerConfig, RoleManager
 
 from .helpers import BAD, image_archive, make_bundle, run_cli

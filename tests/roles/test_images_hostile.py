@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from updater.roles.errors import ImageArchiveError
-from updater.roles.images import check_archive
+from fleetcore.rolebundle.errors import ImageArchiveError
+from fleetcore.rolebundle.images import check_archive
 
 from .helpers import _tar, image_archive
 from .test_archive_hostile import raw_header

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from fleetcore.release import role_target
+from fleetcore.rolebundle.bundle import load_bundle
 from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, Health
 from updater.roles.archive import pack
-from updater.roles.bundle import load_bundle
 from updater.roles.compose import ComposeFlavor
 from updater.roles.errors import EngineError
 from updater.roles.manager import FetchedBundle, RoleOutcome

@@ -6,12 +6,12 @@ import pytest
 import yaml
 
 from fleetcore.errors import FleetError
+from fleetcore.rolebundle.bundle import load_bundle
+from fleetcore.rolebundle.errors import BundleError, TemplateError
 from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, EventKind
 from updater.roles.archive import pack
-from updater.roles.bundle import load_bundle
 from updater.roles.compose import ComposeFlavor
-from updater.roles.errors import BundleError, TemplateError
 from updater.roles.manager import FetchedBundle, ManagerConfig, RoleManager, RoleOutcome
 from updater.roles.state import load_state
 

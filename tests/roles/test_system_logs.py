@@ -22,8 +22,8 @@ import httpx
 import pytest
 import yaml
 
+from fleetcore.rolebundle import envfile
 from tests.ops.nginxrun import Echo, run_nginx, serve_upstreams
-from updater.roles import envfile
 
 pytestmark = pytest.mark.integration
 

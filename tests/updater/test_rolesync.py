@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from fleetcore.release import Hardware
+from fleetcore.rolebundle.spec import UNRESOLVED_DIGEST
 from fleetcore.version import Version
 from fleetcore.wire import DesiredState, EventKind
 from updater.cli import main
 from updater.queue import EventQueue
 from updater.roles.manager import ManagerConfig, RoleEvent, RoleManager
-from updater.roles.spec import UNRESOLVED_DIGEST
 from updater.rolesync import RoleSync
 
 

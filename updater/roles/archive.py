@@ -24,11 +24,12 @@ from typing import IO
 import zstandard
 
 from fleetcore.atomic import atomic_open
-from updater.roles.bundle import load_bundle
-from updater.roles.errors import ArchiveError, BundleError, NoSpace
-from updater.roles.images import IMAGES_DIR, archive_name, check_archive, local_ids
-from updater.roles.spec import UNRESOLVED_DIGEST, RoleSpec
-from updater.roles.tarstream import DIRECTORY, MAX_HEADER_BYTES, SYMLINK, Member, TarReader
+from fleetcore.rolebundle.bundle import load_bundle
+from fleetcore.rolebundle.errors import ArchiveError, BundleError
+from fleetcore.rolebundle.images import IMAGES_DIR, archive_name, check_archive, local_ids
+from fleetcore.rolebundle.spec import UNRESOLVED_DIGEST, RoleSpec
+from fleetcore.rolebundle.tarstream import DIRECTORY, MAX_HEADER_BYTES, SYMLINK, Member, TarReader
+from updater.roles.errors import NoSpace
 
 # Everything but the image archives: compose file, config/, templates.
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024

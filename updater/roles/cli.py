@@ -13,8 +13,8 @@ import os
 import socket
 from pathlib import Path
 
+from fleetcore.rolebundle.bundle import load_bundle
 from updater.roles.archive import ZSTD_LEVEL, pack
-from updater.roles.bundle import load_bundle
 from updater.roles.compose import ComposeFlavor
 from updater.roles.manager import ManagerConfig, RoleManager
 

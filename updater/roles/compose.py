@@ -17,9 +17,10 @@ from enum import StrEnum
 from pathlib import Path
 
 from fleetcore.errors import CommandError
+from fleetcore.rolebundle.errors import BundleError
+from fleetcore.rolebundle.spec import ENV_FILE, OVERRIDE_FILE
 from fleetcore.run import run
-from updater.roles.errors import BundleError, EngineError
-from updater.roles.spec import ENV_FILE, OVERRIDE_FILE
+from updater.roles.errors import EngineError
 
 
 class ComposeFlavor(StrEnum):

@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from fleetcore.rolebundle.spec import ROLE_NAME_RE, SAFE_MODE_ROLE
 from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, EventKind
 from signing.errors import DowngradeRefused
 from signing.rollback import check_upgrade, raise_floor
 from updater.roles.errors import TargetRefused
 from updater.roles.record import ManagerState, RoleRecord, SafeModeCause, SafeModeRecord
-from updater.roles.spec import ROLE_NAME_RE, SAFE_MODE_ROLE
 
 MAX_ERROR_CHARS = 500
 

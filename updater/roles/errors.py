@@ -1,28 +1,18 @@
-"""Exceptions of the role manager: one root, subtrees by origin."""
+"""Exceptions of the device's role manager: one root, subtrees by origin.
+
+A bundle's own faults are the format's (``fleetcore.rolebundle.errors``, root
+``BundleError``); :class:`TargetRefused` joins them, since a refused target is marked bad
+like a malformed bundle.
+"""
 
 from __future__ import annotations
 
 from fleetcore.errors import FleetError
+from fleetcore.rolebundle.errors import BundleError
 
 
 class RoleError(FleetError):
-    """Root of every role-manager failure."""
-
-
-class BundleError(RoleError):
-    """A role bundle is malformed or breaks the bundle policy; it is never applied."""
-
-
-class ArchiveError(BundleError):
-    """A bundle archive is unsafe to unpack (traversal, special files, size)."""
-
-
-class ImageArchiveError(BundleError):
-    """An image archive a bundle carries (``images/<hex>.tar``) is malformed or not pinned."""
-
-
-class TemplateError(BundleError):
-    """``.env.template`` cannot be rendered with the device's configuration."""
+    """Root of every role-manager failure that is not the bundle's own fault."""
 
 
 class NoSpace(RoleError):

@@ -13,10 +13,10 @@ import logging
 from pathlib import Path
 
 from fleetcore.errors import CommandError, FleetError, VersionError
+from fleetcore.rolebundle.images import carried_ids
+from fleetcore.rolebundle.spec import ROLE_FILE, load_spec
 from fleetcore.run import run
 from fleetcore.version import Version
-from updater.roles.images import carried_ids
-from updater.roles.spec import ROLE_FILE, load_spec
 
 log = logging.getLogger(__name__)
 

@@ -38,11 +38,13 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleetcore.errors import FleetError
+from fleetcore.rolebundle.bundle import Bundle, load_bundle
+from fleetcore.rolebundle.errors import BundleError
+from fleetcore.rolebundle.spec import SAFE_MODE_ROLE
 from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, Health, RoleStatus
 from updater.roles import health, imagegc, runtime
 from updater.roles.archive import MAX_BUNDLE_BYTES, MAX_IMAGE_BYTES, extract
-from updater.roles.bundle import Bundle, load_bundle
 from updater.roles.compose import Compose, ComposeFlavor, Project, detect
 from updater.roles.decide import (
     Action,
@@ -89,7 +91,6 @@ from updater.roles.decide import (
     valid_name,
 )
 from updater.roles.errors import (
-    BundleError,
     EngineError,
     HealthGateFailed,
     NoSpace,
@@ -107,8 +108,6 @@ from updater.roles.layout import (
     publish_staging,
     swap,
 )
-from updater.roles.policy import check_state_binds
-from updater.roles.spec import SAFE_MODE_ROLE
 from updater.roles.state import (
     STATE_FILE,
     ManagerState,
@@ -622,7 +621,7 @@ class RoleManager:
         bundle = load_bundle(layout.version_dir(version), staged=True)
         for name in bundle.spec.state:
             (layout.state_dir / name).mkdir(parents=True, exist_ok=True)
-        check_state_binds(bundle.compose, layout.state_dir)
+        runtime.check_state_binds(bundle.compose, layout.state_dir)
         project = self._project(layout, version, bundle)
         timeout = bundle.spec.health.timeout_s
         self.checkpoint("compose-up")

@@ -3,6 +3,8 @@
 - ``.env`` from the template and ``/data/fleet/roles/<role>.yaml``, plus the manager-owned
   variables, and ``fleet.override.yaml`` carrying ``role.yaml``'s limits and labels;
 - the host devices ``role.yaml`` declares;
+- state binds that reach the role's state directory without passing through a link, right
+  before every ``up``;
 - every image present in the engine before the swap, pulled if it is a registry reference, so
   a network failure delays an update instead of failing (and condemning) the new version, or
   loaded from the archive the bundle carries if it is pinned by ID; checked again before every
@@ -18,11 +20,13 @@ import yaml
 
 from fleetcore.atomic import atomic_write
 from fleetcore.errors import CommandError
+from fleetcore.rolebundle import envfile, images
+from fleetcore.rolebundle.bundle import Bundle
+from fleetcore.rolebundle.errors import BundleError
+from fleetcore.rolebundle.policy import state_binds
+from fleetcore.rolebundle.spec import ENV_FILE, ENV_TEMPLATE, OVERRIDE_FILE
 from fleetcore.run import run
-from updater.roles import envfile, images
-from updater.roles.bundle import Bundle
 from updater.roles.errors import DeviceMissing, EngineError, RoleError
-from updater.roles.spec import ENV_FILE, ENV_TEMPLATE, OVERRIDE_FILE
 
 ROLE_LABEL = "org.metrica.role"
 VERSION_LABEL = "org.metrica.role.version"
@@ -88,6 +92,27 @@ def check_devices(bundle: Bundle) -> None:
                 f"{bundle.spec.name} needs {device.path}, which this device lacks",
                 hint=device.description or None,
             )
+
+
+def check_state_binds(doc: dict[str, Any], state_dir: Path) -> None:
+    """No bind under ``${ROLE_STATE}`` passes through a link, checked right before ``up``.
+
+    The containers write their state directories, so one could leave a link where a bind
+    source was a directory; docker follows links in bind sources on the host, which would
+    mount whatever the link names (the updater's state, a socket) read-write.
+    """
+    for name, source, parts in state_binds(doc):
+        path = state_dir
+        for part in parts:
+            path = path / part
+            if path.is_symlink():
+                raise BundleError(
+                    f"service '{name}': state bind {source!r} passes through a link "
+                    f"({path.relative_to(state_dir)}); refusing to start",
+                    hint="a container replaced a state directory with a link; remove it",
+                )
+    if state_dir.is_symlink():
+        raise BundleError(f"the state directory {state_dir} is a link; refusing to start")
 
 
 def ensure_images(bundle: Bundle, *, docker: str = "docker") -> None:

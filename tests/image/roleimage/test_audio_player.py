@@ -24,6 +24,7 @@ import pytest
 
 from fleetcore.net import free_port
 from fleetcore.release import role_target
+from fleetcore.rolebundle.spec import load_spec
 from fleetcore.wire import DesiredRole, Health
 from image.roleimage import build, recipe
 from image.roleimage.build import Result
@@ -32,7 +33,6 @@ from tests.roles.conftest import Harness, busybox_image  # noqa: F401  (fixture)
 from updater.roles.archive import pack
 from updater.roles.compose import ComposeFlavor
 from updater.roles.manager import FetchedBundle, RoleOutcome
-from updater.roles.spec import load_spec
 
 pytestmark = pytest.mark.integration
 

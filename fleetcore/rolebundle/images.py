@@ -22,9 +22,9 @@ from typing import IO, Any
 
 from fleetcore import strictjson
 from fleetcore.errors import FleetError
-from updater.roles.errors import ArchiveError, ImageArchiveError
-from updater.roles.spec import RoleSpec
-from updater.roles.tarstream import Member, TarReader
+from fleetcore.rolebundle.errors import ArchiveError, ImageArchiveError
+from fleetcore.rolebundle.spec import RoleSpec
+from fleetcore.rolebundle.tarstream import Member, TarReader
 
 IMAGES_DIR = "images"
 ARCHIVE_SUFFIX = ".tar"

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from fleetcore.rolebundle.errors import BundleError
 from fleetcore.version import Version
-from updater.roles.errors import BundleError
 
 ROLE_FILE = "role.yaml"
 ENV_TEMPLATE = ".env.template"

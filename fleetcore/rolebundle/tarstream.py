@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-from updater.roles.errors import ArchiveError
+from fleetcore.rolebundle.errors import ArchiveError
 
 BLOCK = 512
 # Real PAX records for one member are a few hundred bytes (a long path, mtime, uid names).

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from updater.roles import envfile
-from updater.roles.errors import BundleError
-from updater.roles.images import check_images_dir
-from updater.roles.policy import check_compose, inside_path
-from updater.roles.spec import (
+from fleetcore.rolebundle import envfile
+from fleetcore.rolebundle.errors import BundleError
+from fleetcore.rolebundle.images import check_images_dir
+from fleetcore.rolebundle.policy import check_compose, inside_path
+from fleetcore.rolebundle.spec import (
     CONFIG_DIR,
     ENV_FILE,
     ENV_TEMPLATE,

@@ -25,11 +25,12 @@ import os
 import posixpath
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from updater.roles.errors import BundleError
-from updater.roles.spec import (
+from fleetcore.rolebundle.errors import BundleError
+from fleetcore.rolebundle.spec import (
     ENV_FILE,
     PrivilegeKind,
     Protocol,
@@ -373,27 +374,12 @@ def inside_path(root: Path, relative: str, *, what: str) -> Path:
     return target
 
 
-def check_state_binds(doc: dict[str, Any], state_dir: Path) -> None:
-    """No bind under ``${ROLE_STATE}`` passes through a link, checked right before ``up``.
-
-    The containers write their state directories, so one could leave a link where a bind
-    source was a directory; docker follows links in bind sources on the host, which would
-    mount whatever the link names (the updater's state, a socket) read-write.
-    """
+def state_binds(doc: dict[str, Any]) -> Iterator[tuple[str, str, list[str]]]:
+    """Each bind under ``${ROLE_STATE}`` in a checked compose ``doc``: the service, the source
+    as written and its path parts below the state directory."""
     for name, service in doc.get("services", {}).items():
         for entry in _as_list(service.get("volumes")):
             source = entry.split(":")[0] if isinstance(entry, str) else str(entry.get("source", ""))
             match = _STATE_PREFIX.match(source)
-            if match is None:
-                continue
-            path = state_dir
-            for part in [p for p in (match.group("rest") or "").split("/") if p]:
-                path = path / part
-                if path.is_symlink():
-                    raise BundleError(
-                        f"service '{name}': state bind {source!r} passes through a link "
-                        f"({path.relative_to(state_dir)}); refusing to start",
-                        hint="a container replaced a state directory with a link; remove it",
-                    )
-    if state_dir.is_symlink():
-        raise BundleError(f"the state directory {state_dir} is a link; refusing to start")
+            if match is not None:
+                yield name, source, [p for p in (match.group("rest") or "").split("/") if p]

@@ -15,7 +15,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from updater.roles.errors import TemplateError
+from fleetcore.rolebundle.errors import TemplateError
 
 RESERVED = ("ROLE_NAME", "ROLE_VERSION", "ROLE_STATE", "DEVICE_ID")
 _LINE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$")
