@@ -132,6 +132,18 @@ class RoleStatus(_Request):
     safe_mode: bool = False
 
 
+class BoardReport(_Request):
+    """The board as its firmware describes it (``updater.board``): ``board`` is the
+    ``fleetcore.boards.Board`` value (a plain bounded name, so an Overlord older than a new
+    board still stores it), ``model`` the device tree's model string, ``revision`` the
+    revision code in hex, ``memory_mib`` the RAM the revision code declares."""
+
+    board: Annotated[str, Field(max_length=16, pattern=r"^[a-z0-9]+$")]
+    model: Annotated[str, text(128)] | None = None
+    revision: Annotated[str, Field(pattern=r"^[0-9a-f]{1,8}$")] | None = None
+    memory_mib: Count | None = None
+
+
 class Heartbeat(_Request):
     image_version: Version
     booted_slot: Slot
@@ -148,6 +160,7 @@ class Heartbeat(_Request):
         pattern=r"^[A-Za-z0-9.:\[\]-]+:[0-9]{1,5}$",
         description="host:port where the Overlord's Prometheus reaches this device's node exporter",
     )
+    board: BoardReport | None = Field(default=None, description="the board, from its firmware")
 
     @model_validator(mode="after")
     def _roles_fit_the_index(self) -> Heartbeat:

@@ -26,10 +26,10 @@ from fleetcore.wire import (
     RegisterRequest,
     UpdateState,
 )
-from updater.board import read_serial
+from updater.board import board_report, read_serial
 from updater.config import UpdaterConfig
 from updater.engine import Engine, EngineResult
-from updater.errors import ConfigError, OverlordClientError
+from updater.errors import BoardRefused, ConfigError, OverlordClientError
 from updater.firstboot import move_secrets
 from updater.lock import updater_lock
 from updater.notify import Notifier
@@ -187,13 +187,17 @@ class Agent:
                 "not enrolled and no enrollment token",
                 hint="put overlord_url, enrollment_token and hostname in fleet.yaml",
             )
+        try:
+            hardware = self.engine.hardware
+        except BoardRefused as err:  # logged at every cycle; the Overlord never hears of it
+            raise BoardRefused(f"not enrolling: {err}", hint=err.hint) from err
         booted = self.engine.boot_state()
         try:
             identity = self.client.register(
                 RegisterRequest(
                     enrollment_token=self.config.enrollment_token,
                     hostname=self.config.hostname,
-                    hardware=self.engine.hardware,
+                    hardware=hardware,
                     image_version=self.engine.running_version(),
                     booted_slot=booted.slot,
                     # The board's serial: a reflashed card re-enrols as the same device.
@@ -226,6 +230,7 @@ class Agent:
             uptime_s=time.monotonic(),
             dropped_events=self.events.dropped_total,
             node_exporter=self.config.node_exporter,
+            board=board_report(self.engine.board),
         )
 
     def flush(self) -> None:

@@ -9,52 +9,29 @@ which the model string only tells in prose. Its fields follow the Raspberry Pi
 documentation's "Revision codes" page (``NOQuuuWuFMMMCCCCPPPPTTTTTTTTRRRR``).
 
 Every value read here is firmware-provided but still parsed defensively: a missing or
-malformed file gives ``None`` fields, never an exception.
+malformed file gives ``None`` fields, never an exception. The board table (families, tryboot
+support, boot files) is ``fleetcore.boards``, shared with the image builder.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
+from fleetcore.boards import (
+    BY_COMPATIBLE,
+    BY_TYPE,
+    TRYBOOT_AB_BOARDS,
+    Board,
+    family_of,
+    unsupported_reason,
+)
+from fleetcore.release import Hardware
+from fleetcore.wire import BoardReport
+from updater.errors import BoardRefused
+
 _MAX_READ = 4096
-
-
-class Board(StrEnum):
-    """Board families the fleet knows; ``supports_tryboot_ab`` says which it can run."""
-
-    PI4 = "pi4"
-    PI400 = "pi400"
-    CM4 = "cm4"
-    CM4S = "cm4s"
-    PI5 = "pi5"
-    PI500 = "pi500"
-    CM5 = "cm5"
-    ZERO2W = "zero2w"
-    PI3 = "pi3"
-    QEMU = "qemu"
-    UNKNOWN = "unknown"
-
-
-# The revision code's type field (bits 4-11) for the boards above.
-_TYPES: dict[int, Board] = {
-    0x08: Board.PI3,  # 3B
-    0x0A: Board.PI3,  # CM3
-    0x0D: Board.PI3,  # 3B+
-    0x0E: Board.PI3,  # 3A+
-    0x10: Board.PI3,  # CM3+
-    0x11: Board.PI4,
-    0x12: Board.ZERO2W,
-    0x13: Board.PI400,
-    0x14: Board.CM4,
-    0x15: Board.CM4S,
-    0x17: Board.PI5,
-    0x18: Board.CM5,
-    0x19: Board.PI500,
-    0x1A: Board.CM5,  # CM5 Lite
-}
 _MEMORY_MIB = {0: 256, 1: 512, 2: 1024, 3: 2048, 4: 4096, 5: 8192, 6: 16384}
 _PROCESSORS = {0: "BCM2835", 1: "BCM2836", 2: "BCM2837", 3: "BCM2711", 4: "BCM2712"}
 _MANUFACTURERS = {
@@ -64,28 +41,6 @@ _MANUFACTURERS = {
     3: "Sony Japan",
     4: "Embest",
     5: "Stadium",
-}
-# The EEPROM bootloader (Pi 4 and Pi 5 families) reads autoboot.txt with tryboot_a_b; the
-# CM4S boots the older way (no EEPROM), like the Pi 3 and the Zero 2 W.
-TRYBOOT_AB_BOARDS = frozenset(
-    {Board.PI4, Board.PI400, Board.CM4, Board.PI5, Board.PI500, Board.CM5}
-)
-# The first compatible string of each board's device tree, for boards without a revision.
-_COMPATIBLE: dict[str, Board] = {
-    "raspberrypi,4-model-b": Board.PI4,
-    "raspberrypi,400": Board.PI400,
-    "raspberrypi,4-compute-module": Board.CM4,
-    "raspberrypi,5-model-b": Board.PI5,
-    "raspberrypi,500": Board.PI500,
-    "raspberrypi,5-compute-module": Board.CM5,
-    "raspberrypi,4s-compute-module": Board.CM4S,
-    "raspberrypi,model-zero-2-w": Board.ZERO2W,
-    "raspberrypi,3-plus-compute-module": Board.PI3,
-    "raspberrypi,3-compute-module": Board.PI3,
-    "raspberrypi,3-model-a-plus": Board.PI3,
-    "raspberrypi,3-model-b-plus": Board.PI3,
-    "raspberrypi,3-model-b": Board.PI3,
-    "linux,dummy-virt": Board.QEMU,
 }
 _CPUINFO_REVISION = re.compile(r"^Revision\s*:\s*([0-9a-fA-F]{1,8})\s*$", re.MULTILINE)
 _CPUINFO_SERIAL = re.compile(r"^Serial\s*:\s*([0-9a-fA-F]{1,32})\s*$", re.MULTILINE)
@@ -111,7 +66,7 @@ class Revision:
         type_code = code >> 4 & 0xFF
         return cls(
             code=code,
-            board=_TYPES.get(type_code, Board.UNKNOWN),
+            board=BY_TYPE.get(type_code, Board.UNKNOWN),
             type_code=type_code,
             memory_mib=_MEMORY_MIB.get(code >> 20 & 0x7),
             processor=_PROCESSORS.get(code >> 12 & 0xF),
@@ -134,7 +89,61 @@ class BoardInfo:
 
     @property
     def memory_mib(self) -> int | None:
-        return self.revision.memory_mib if self.revision else None
+        """The RAM the revision code declares, if that code describes this board (a garbled
+        code whose type field names no board, or another one, is not believed)."""
+        if self.revision is None or self.revision.board is not self.board:
+            return None
+        return self.revision.memory_mib
+
+    @property
+    def family(self) -> Hardware | None:
+        """The release family this board installs; None where it cannot run A/B updates."""
+        return family_of(self.board)
+
+    @property
+    def is_raspberry_pi(self) -> bool:
+        """Firmware of some Raspberry Pi, known or not (a virt machine or a test tree is not)."""
+        return self.board is not Board.QEMU and (
+            self.board is not Board.UNKNOWN
+            or self.model.startswith("Raspberry Pi")
+            or self.revision is not None
+            or any(c.startswith("raspberrypi,") for c in self.compatible)
+        )
+
+
+def resolve_hardware(info: BoardInfo, configured: Hardware | None) -> Hardware:
+    """The release family this device installs, or :class:`BoardRefused` saying why none.
+
+    A Raspberry Pi's own firmware decides: updater.yaml's ``hardware`` may only name the
+    family the board belongs to (a card moved from a Pi 4 into a Pi 5 must not go on
+    installing pi4 releases). Boards without tryboot A/B (Zero 2 W, Pi 3, CM4S) and Pis this
+    updater does not know are refused. Only where no Raspberry Pi firmware is seen (the QEMU
+    virt machine, a test's empty device tree) does the configuration choose, ``qemu`` if unset.
+    """
+    if not info.is_raspberry_pi:
+        return configured or Hardware.QEMU
+    family = info.family
+    described = info.model or info.board.value
+    if family is None:
+        if info.board is Board.UNKNOWN:
+            code = f" (revision {info.revision.code:06x})" if info.revision else ""
+            raise BoardRefused(
+                f"{described}{code} is not a board this updater knows; it refuses to run A/B "
+                "updates on it",
+                hint="supported: Pi 4, Pi 400, CM4, Pi 5, Pi 500, CM5 (docs/boards.md)",
+            )
+        raise BoardRefused(
+            f"{unsupported_reason(info.board, info.model)}; this updater refuses to run A/B "
+            "updates on it",
+            hint="run the fleet on a Pi 4, Pi 400, CM4, Pi 5, Pi 500 or CM5 (docs/boards.md)",
+        )
+    if configured is not None and configured is not family:
+        raise BoardRefused(
+            f"updater.yaml sets hardware: {configured.value}, but this is a {described} "
+            f"({family.value} family); no {configured.value} release is installed here",
+            hint=f"remove hardware from updater.yaml or set it to {family.value}",
+        )
+    return family
 
 
 def _read(path: Path) -> bytes | None:
@@ -185,5 +194,15 @@ def detect(device_tree: Path, proc: Path) -> BoardInfo:
     revision = Revision.decode(code) if code is not None else None
     board = revision.board if revision else Board.UNKNOWN
     if board is Board.UNKNOWN and compatible:
-        board = _COMPATIBLE.get(compatible[0], Board.UNKNOWN)
+        board = BY_COMPATIBLE.get(compatible[0], Board.UNKNOWN)
     return BoardInfo(board, model, compatible, revision, read_serial(device_tree, proc))
+
+
+def board_report(info: BoardInfo) -> BoardReport:
+    """What the heartbeat says of the board (model cut to the wire's 128 characters)."""
+    return BoardReport(
+        board=info.board.value,
+        model=info.model[:128] or None,
+        revision=f"{info.revision.code:06x}" if info.revision else None,
+        memory_mib=info.memory_mib,
+    )

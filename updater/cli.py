@@ -85,7 +85,7 @@ def open_device(roots: Roots, notifier: Notifier | None = None) -> Device:
         events=events,
         open_client=lambda: _release_reader(roots, config),
         cache_dir=roots.fleet / "role-cache",
-        hardware=engine.hardware,
+        hardware=lambda: engine.hardware,
     )
     health.role_hook = roles.health
     return Device(roots, config, engine, events, roles)
@@ -114,9 +114,17 @@ def status(device: Device) -> dict[str, Any]:
         if progress_path.exists()
         else None
     )
+    engine, refusal = device.engine, device.engine.board_refusal
+    board = engine.board
     return {
         "state": state.state.value,
-        "running_version": str(device.engine.running_version(state)),
+        "running_version": str(engine.running_version(state)),
+        "board": board.board.value,
+        "board_model": board.model or None,
+        "board_revision": f"{board.revision.code:06x}" if board.revision else None,
+        "memory_mib": board.memory_mib,
+        # The release family this device installs, or why it runs no A/B update.
+        "hardware": f"refused: {refusal}" if refusal else engine.hardware.value,
         "booted_slot": booted.slot.value,
         "trial_boot": booted.tryboot,
         "committed_slot": autoboot.read(device.roots.autoboot).committed.value,

@@ -27,11 +27,12 @@ from fleetcore.version import Version
 from fleetcore.wire import IN_PROGRESS_STATES, EventKind, UpdateState
 from signing.errors import DownloadError, VerificationError
 from signing.rollback import check_upgrade, raise_floor
-from updater import autoboot
+from updater import autoboot, board
 from updater.attempts import InstallAttempts
 from updater.config import UpdaterConfig
 from updater.disk import BootDisk, find_boot_disk
 from updater.errors import (
+    BoardRefused,
     DiskError,
     FirmwareError,
     InstallError,
@@ -63,18 +64,6 @@ class EngineResult(StrEnum):
     REBOOTING = "rebooting"  # a reboot was requested; the agent waits to be stopped
 
 
-def detect_hardware(roots: Roots) -> Hardware:
-    try:
-        model = (roots.device_tree / "model").read_bytes().rstrip(b"\0").decode()
-    except OSError:
-        model = ""
-    if "Raspberry Pi 5" in model or "Raspberry Pi Compute Module 5" in model:
-        return Hardware.PI5
-    if "Raspberry Pi" in model:
-        return Hardware.PI4
-    return Hardware.QEMU
-
-
 class Engine:
     def __init__(
         self,
@@ -103,11 +92,32 @@ class Engine:
         )
         self._space_reported: Version | None = None
         self.tick = tick
-        self.hardware = config.hardware or detect_hardware(roots)
+        # What the firmware says this board is, and the release family it installs (or why
+        # it installs none: a board without tryboot A/B, or one updater.yaml misnames).
+        self.board = board.detect(roots.device_tree, roots.proc)
+        self._refusal: BoardRefused | None = None
+        try:
+            self._hardware: Hardware | None = board.resolve_hardware(self.board, config.hardware)
+        except BoardRefused as err:
+            self._hardware, self._refusal = None, err
+            log.error("%s", err)
         self._disk: BootDisk | None = None
         self.last_stats: dict[str, int] = {}
 
     # -- facts about the running device -------------------------------------------------
+
+    @property
+    def hardware(self) -> Hardware:
+        """The release family this device installs; :class:`BoardRefused` on a board that
+        cannot run A/B updates (the agent then neither enrols nor installs)."""
+        if self._hardware is None:
+            assert self._refusal is not None
+            raise BoardRefused(str(self._refusal), hint=self._refusal.hint)
+        return self._hardware
+
+    @property
+    def board_refusal(self) -> BoardRefused | None:
+        return self._refusal
 
     @property
     def disk(self) -> BootDisk:
@@ -153,6 +163,7 @@ class Engine:
 
     def start(self, version: Version, source: str) -> EngineResult:
         """Begin installing ``version`` from ``source`` unless it is done or under way."""
+        _ = self.hardware  # a refused board installs nothing, and says why
         state = self.load()
         if state.state is UpdateState.ROLLED_BACK:  # report it (or finish it) first
             outcome = self.resume()

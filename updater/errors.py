@@ -13,6 +13,11 @@ class ConfigError(UpdaterError):
     """A configuration layer is missing, unreadable or invalid."""
 
 
+class BoardRefused(UpdaterError):
+    """This board cannot run the fleet's A/B updates (no tryboot A/B, or not the board the
+    configuration names): the agent neither enrols nor installs, and says why."""
+
+
 class UpdateStateError(UpdaterError):
     """The persisted state on /data is unreadable or a transition is not allowed."""
 

@@ -31,14 +31,20 @@ class RoleSync:
         events: EventQueue,
         open_client: Callable[[], ReleaseClient],
         cache_dir: Path,
-        hardware: Hardware,
+        hardware: Hardware | Callable[[], Hardware],
     ) -> None:
         self.manager = manager
         self.events = events
         self.open_client = open_client
         self.cache_dir = cache_dir
-        self.hardware = hardware
+        # The engine's ``hardware`` is read at each sync: on a refused board it raises
+        # BoardRefused there, and no role is fetched.
+        self._hardware = hardware
         manager.on_event = self._queue
+
+    @property
+    def hardware(self) -> Hardware:
+        return self._hardware if isinstance(self._hardware, Hardware) else self._hardware()
 
     def _queue(self, event: RoleEvent) -> None:
         """Queue the event for the Overlord, then log it: the device's journal tells the same

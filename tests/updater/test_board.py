@@ -9,9 +9,15 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from updater.board import Board, Revision, detect, read_serial
+from fleetcore.boards import Board
+from fleetcore.release import Hardware
+from updater.board import Revision, detect, read_serial, resolve_hardware
+from updater.errors import BoardRefused
 
-BOARDS = yaml.safe_load((Path(__file__).parent / "fixtures" / "boards.yaml").read_text())
+FIXTURES = Path(__file__).parent / "fixtures"
+BOARDS = yaml.safe_load((FIXTURES / "boards.yaml").read_text())
+TREES = FIXTURES / "device-trees"
+EXPECTED = yaml.safe_load((TREES / "expected.yaml").read_text())
 
 
 def device_tree(
@@ -114,3 +120,49 @@ def test_any_firmware_bytes_give_an_answer_not_an_exception(
     (base / "serial-number").write_bytes(serial)
     info = detect(base, base / "proc")
     assert isinstance(info.board, Board)
+
+
+def test_every_checked_in_tree_has_an_expectation():
+    assert {p.name for p in TREES.iterdir() if p.is_dir()} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_checked_in_device_trees(name):
+    """The firmware's own files, as checked-in bytes: board, family, RAM, revision, refusal."""
+    want = EXPECTED[name]
+    info = detect(TREES / name / "device-tree", TREES / name / "proc")
+    assert info.board is Board(want["board"])
+    assert info.memory_mib == want["ram"]
+    code = f"{info.revision.code:06x}" if info.revision else None
+    assert code == (str(want["revision"]) if want["revision"] is not None else None)
+    if "pcb" in want:
+        assert info.revision is not None
+        assert (info.revision.pcb_revision, info.revision.processor) == (want["pcb"], want["soc"])
+    if want["family"] is None:
+        with pytest.raises(BoardRefused, match=want["refused"]):
+            resolve_hardware(info, None)
+        with pytest.raises(BoardRefused):  # a configured family does not override it
+            resolve_hardware(info, Hardware.PI4)
+    else:
+        assert resolve_hardware(info, None) is Hardware(want["family"])
+
+
+@pytest.mark.parametrize(
+    ("name", "configured"),
+    [
+        ("pi5-8gb-r1.0", Hardware.PI4),
+        ("cm4-1gb-r1.0", Hardware.PI5),
+        ("pi4b-4gb-r1.5", Hardware.QEMU),
+    ],
+)
+def test_updater_yaml_cannot_name_another_family_than_the_board(name, configured):
+    info = detect(TREES / name / "device-tree", TREES / name / "proc")
+    with pytest.raises(BoardRefused, match=f"sets hardware: {configured.value}"):
+        resolve_hardware(info, configured)
+    assert resolve_hardware(info, info.family) is info.family
+
+
+def test_without_raspberry_pi_firmware_the_configuration_chooses(tmp_path):
+    info = detect(tmp_path / "none", tmp_path / "none")
+    assert resolve_hardware(info, None) is Hardware.QEMU
+    assert resolve_hardware(info, Hardware.PI4) is Hardware.PI4  # the QEMU tier's updater.yaml
