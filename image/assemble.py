@@ -7,6 +7,7 @@ failure leaves no partial output behind.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -15,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetcore.atomic import atomic_write
+from fleetcore.boards import PI_FAMILIES
 from fleetcore.layout import CONFIG_LABEL, Slot, autoboot_txt, boot_label, system_label
 from fleetcore.release import SLOT_INDEX_DIR, Hardware, ImageName, Manifest
 from fleetcore.version import Version
-from image import disk, filesystems, release
+from image import bootfiles, disk, filesystems, release
 from image.errors import InputError, LayoutError
 from image.filesystems import SystemSpec
 from image.layout import (
@@ -44,7 +46,8 @@ class Request:
     rootfs: Path
     out: Path
     version: Version
-    hardware: Sequence[Hardware]
+    # The families the release targets; None: every Pi family whose boot files are complete.
+    hardware: Sequence[Hardware] | None
     sizes: Sizes
     system: SystemSpec
     epoch: int
@@ -61,6 +64,7 @@ def source_date_epoch() -> int:
 def assemble(req: Request) -> Manifest:
     """Build OUT/disk.img and OUT/release/ from the rootfs."""
     _check_input(req)
+    req = dataclasses.replace(req, hardware=_check_boot_files(req))
     layout = plan(req.sizes, seed=f"{req.version}:{req.epoch}")
     with _staging(req.out) as stage:
         manifest = _build(req, layout, stage)
@@ -77,6 +81,28 @@ def _check_input(req: Request) -> None:
         )
     if req.out.exists() and (not req.out.is_dir() or any(req.out.iterdir())):
         raise InputError(f"output {req.out} already exists and is not empty")
+
+
+def _check_boot_files(req: Request) -> tuple[Hardware, ...]:
+    """The families the release targets, each with every boot file its boards load."""
+    files = bootfiles.BootFiles.read(req.rootfs / BOOT_FILES)
+    if req.hardware is None:
+        found = tuple(files.families())
+        if not found:
+            raise InputError(
+                f"{req.rootfs / BOOT_FILES} serves no whole board family: "
+                f"{bootfiles.check(files, PI_FAMILIES)}",
+                hint="install the firmware, kernel and device trees, or name --hardware",
+            )
+        return found
+    problem = bootfiles.check(files, req.hardware)
+    if problem is not None:
+        raise InputError(
+            f"{req.rootfs / BOOT_FILES} lacks boot files: {problem}",
+            hint="an image for a family boots each of its boards (docs/boards.md); "
+            "leave out --hardware to target the families the rootfs serves",
+        )
+    return tuple(req.hardware)
 
 
 @contextlib.contextmanager
@@ -136,7 +162,7 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
         manifest = release.write(
             result / RELEASE_DIR,
             version=req.version,
-            hardware=req.hardware,
+            hardware=tuple(req.hardware or ()),
             system_format=req.system.format,
             created=req.epoch,
             images={ImageName.BOOT: boot_imgs[Slot.A], ImageName.SYSTEM: system_img},

@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from fleetcore.boards import Board, family_of, unsupported_reason
 from fleetcore.cli import run_main, setup_logging
 from fleetcore.errors import VersionError
 from fleetcore.release import Hardware
@@ -23,12 +24,40 @@ from image.roleimage.apt import DEFAULT_CACHE
 PROG = "fleet-image"
 
 
-def _hardware(text: str) -> tuple[Hardware, ...]:
-    try:
-        return tuple(Hardware(item.strip()) for item in text.split(",") if item.strip())
-    except ValueError as err:
-        known = ", ".join(h.value for h in Hardware)
-        raise InputError(f"invalid hardware list {text!r}: expected some of {known}") from err
+_FAMILIES = {h.value for h in Hardware}
+_BOARDS = {b.value for b in Board} - {Board.UNKNOWN.value, Board.QEMU.value}
+
+
+def _hardware(text: str) -> tuple[Hardware, ...] | None:
+    """``--hardware``: release families (pi4, pi5, qemu), or ``auto`` (every Pi family whose
+    boot files the rootfs holds). A board's name is refused with the family to name instead,
+    and a board without tryboot A/B with the reason."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if items == ["auto"]:
+        return None
+    families: list[Hardware] = []
+    for item in items:
+        if item in _FAMILIES:
+            families.append(Hardware(item))
+            continue
+        board = Board(item) if item in _BOARDS else None
+        family = family_of(board) if board is not None else None
+        if board is not None and family is None:
+            raise InputError(
+                f"--hardware {item}: {unsupported_reason(board)}; the fleet's A/B image "
+                "cannot boot it",
+                hint="supported: pi4 (Pi 4, Pi 400, CM4) and pi5 (Pi 5, Pi 500, CM5)",
+            )
+        if family is not None:
+            raise InputError(
+                f"--hardware {item}: releases target a family, and {item} is in {family.value}",
+                hint=f"use --hardware {family.value} (its image boots every board of the family)",
+            )
+        known = ", ".join(["auto", *(h.value for h in Hardware)])
+        raise InputError(f"invalid hardware list {text!r}: expected some of {known}")
+    if not families:
+        raise InputError(f"invalid hardware list {text!r}: name at least one family or auto")
+    return tuple(dict.fromkeys(families))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     asm.add_argument("--rootfs", type=Path, required=True)
     asm.add_argument("--out", type=Path, required=True)
     asm.add_argument("--version", required=True)
-    asm.add_argument("--hardware", default="pi4,pi5", help="comma list (default pi4,pi5)")
+    asm.add_argument(
+        "--hardware",
+        default="auto",
+        help="families: comma list of pi4, pi5, qemu; auto (default): each Pi family whose "
+        "boot files the rootfs holds",
+    )
     asm.add_argument("--sizes", default="", help="MiB per partition: boot=256M,system=1536M,...")
     asm.add_argument("--system", default="squashfs:zstd", help="system image FORMAT[:COMPRESSION]")
 

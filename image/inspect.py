@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 from fleetcore.errors import CommandError, FormatError
-from fleetcore.release import chunk_path
+from fleetcore.release import ImageName, chunk_path
 from fleetcore.run import run, run_text
-from image import chunkstore, disk, release
+from image import bootfiles, chunkstore, disk, release
 from image.errors import InputError
 from image.layout import MIB, SECTOR
 
@@ -47,7 +48,17 @@ def describe_release(path: Path) -> str:
         if patches:
             size = sum(len(p.data) // 2 for p in patches)
             lines.append(f"    slot b: {len(patches)} patches ({size} bytes) -> sha256 {sha}")
+    lines.append(f"  boards: {_release_boards(path)}")
     return "\n".join(lines) + "\n"
+
+
+def _release_boards(path: Path) -> str:
+    """The boards the release's boot image serves (rebuilt from its chunks, then listed)."""
+    index = chunkstore.load_index_file(path / release.index_file(ImageName.BOOT))
+    with tempfile.TemporaryDirectory(prefix="fleet-inspect-") as scratch:
+        image = Path(scratch) / "boot.vfat"
+        chunkstore.reassemble(index, path, image)
+        return bootfiles.describe_boards(_fat_boot_files(image, 0))
 
 
 def describe_disk(path: Path) -> str:
@@ -69,7 +80,24 @@ def describe_disk(path: Path) -> str:
             if text is not None:
                 body = text.strip().replace("\n", "\n      ")
                 lines.append(f"    {name}:\n      {body}")
+        if fstype == "vfat" and part.get("name", "").startswith("boot_"):
+            lines.append(f"    boards: {bootfiles.describe_boards(_fat_boot_files(path, start))}")
     return "\n".join(lines) + "\n"
+
+
+def _fat_boot_files(path: Path, offset: int) -> bootfiles.BootFiles:
+    """The files of the FAT filesystem at ``offset`` and its config.txt."""
+    try:
+        listing = run_text(
+            ["mdir", "-/", "-b", "-i", f"{path}@@{offset}", "::/"],
+            env={"MTOOLS_SKIP_CHECK": "1"},
+        )
+    except CommandError:
+        listing = ""
+    names = [
+        line[3:] for line in listing.splitlines() if line.startswith("::/") and line[-1] != "/"
+    ]
+    return bootfiles.BootFiles.of(names, _fat_file(path, offset, bootfiles.CONFIG_TXT))
 
 
 def _fstype(path: Path, offset: int) -> str:

@@ -42,11 +42,26 @@ def assert_safe_mode_shipped(rootfs: Path) -> None:
         assert info.st_mode & 0o022 == 0, path
 
 
+# Stand-ins for what each family's firmware loads from the boot partition (fleetcore.boards):
+# the Pi 4 family's firmware, and every supported board's device tree (Raspberry Pi OS names).
+PI4_BOOT_FILES = (
+    "start4.elf",
+    "fixup4.dat",
+    "bcm2711-rpi-4-b.dtb",
+    "bcm2711-rpi-400.dtb",
+    "bcm2711-rpi-cm4.dtb",
+)
+PI5_BOOT_FILES = ("bcm2712-rpi-5-b.dtb", "bcm2712-rpi-500.dtb", "bcm2712-rpi-cm5-cm5io.dtb")
+
+
 def make_rootfs(root: Path, *, seed: int = 1, extra_bytes: int = 0) -> Path:
-    """A rootfs shaped like Raspberry Pi OS's: binaries, config, and boot/firmware."""
+    """A rootfs shaped like Raspberry Pi OS's: binaries, config, and boot/firmware with the
+    boot files of both Pi families (config.txt names one kernel for all: vmlinuz)."""
     rng = random.Random(seed)
     firmware = root / "boot/firmware"
     (firmware / "overlays").mkdir(parents=True)
+    for name in PI4_BOOT_FILES + PI5_BOOT_FILES:
+        (firmware / name).write_bytes(rng.randbytes(2000))
     (firmware / "vmlinuz").write_bytes(rng.randbytes(1_500_000))
     (firmware / "initrd.img").write_bytes(rng.randbytes(400_000))
     (firmware / "config.txt").write_text(

@@ -199,7 +199,12 @@ def test_boot_files_larger_than_boot_partition(tmp_path: Path, capsys):
         (["--system", "squashfs:zstd:23"], "levels 1-22"),
         (["--system", "squashfs:xz:6"], "takes no compression level"),
         (["--system", "erofs:lz4hc:fast"], "invalid system image spec"),
-        (["--hardware", "pi3"], "invalid hardware list"),
+        (["--hardware", "pi6"], "invalid hardware list"),
+        (["--hardware", ","], "name at least one family"),
+        (["--hardware", "pi4,pi3"], "--hardware pi3: Raspberry Pi 3 has no tryboot A/B boot"),
+        (["--hardware", "zero2w"], "Raspberry Pi Zero 2 W has no tryboot A/B boot"),
+        (["--hardware", "cm4"], "releases target a family, and cm4 is in pi4"),
+        (["--hardware", "pi500"], "and pi500 is in pi5"),
     ],
 )
 def test_malformed_arguments(rootfs: Path, tmp_path: Path, capsys, extra, expected):

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from fleetcore.release import Hardware
 from image.backends.base import UPDATER_UNIT
+from image.bootfiles import BootFiles
 from image.cli import main
 from image.config import DEFAULT_CACHE
 from tests.image.conftest import FIXTURES, assert_safe_mode_shipped
@@ -102,6 +104,10 @@ def test_boot_files_for_pi_and_qemu(built_rootfs: Path):
         assert (firmware / name).is_file(), name
     config = (firmware / "config.txt").read_text().splitlines()
     assert "kernel=vmlinuz" in config and "initramfs initrd.img followkernel" in config
+    # Debian bookworm's kernel has no BCM2712 device tree: the image serves the Pi 4 family
+    # (the CM4 through its upstream tree name, raspi-firmware writes upstream_kernel=1).
+    files = BootFiles.read(firmware)
+    assert files.families() == [Hardware.PI4], files.missing_for(Hardware.PI5)
 
 
 def _cpio_names(data: bytes) -> list[str]:
