@@ -86,7 +86,12 @@ def device_page(session: Session, *, device_id: str, offline_after_s: int) -> De
         )
     ]
     return DevicePage(
-        device=devices_service.to_public(device, now=utcnow(), offline_after_s=offline_after_s),
+        device=devices_service.to_public(
+            device,
+            now=utcnow(),
+            offline_after_s=offline_after_s,
+            board=devices_service.last_board(session, device_id=device_id),
+        ),
         events=events,
         rollbacks=[e for e in events if e.kind in ROLLBACK_KINDS],
         updates=updates,

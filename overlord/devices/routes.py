@@ -170,7 +170,12 @@ def list_devices(
 @router.get("/{device_id}", response_model=DevicePublic)
 def get_device(device_id: DeviceId, _caller: Viewer, ctx: Ctx, session: DbSession) -> DevicePublic:
     device = service.get_device(session, device_id=device_id)
-    return service.to_public(device, now=utcnow(), offline_after_s=ctx.settings.offline_after_s)
+    return service.to_public(
+        device,
+        now=utcnow(),
+        offline_after_s=ctx.settings.offline_after_s,
+        board=service.last_board(session, device_id=device_id),
+    )
 
 
 @router.patch("/{device_id}", response_model=DevicePublic)

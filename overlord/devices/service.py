@@ -8,6 +8,7 @@ import secrets
 from collections import Counter
 from datetime import datetime, timedelta
 
+from pydantic import ValidationError
 from sqlalchemy import ColumnElement, and_, delete, func, not_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -17,6 +18,7 @@ from fleetcore.version import Version
 from fleetcore.wire import (
     FAILED_STATES,
     IN_PROGRESS_STATES,
+    BoardReport,
     DesiredOS,
     DesiredRole,
     DesiredState,
@@ -82,7 +84,9 @@ def status_clause(
     return and_(live, Device.update_state.not_in(FAILED_STATES | IN_PROGRESS_STATES))
 
 
-def to_public(device: Device, *, now: datetime, offline_after_s: int) -> DevicePublic:
+def to_public(
+    device: Device, *, now: datetime, offline_after_s: int, board: BoardReport | None = None
+) -> DevicePublic:
     return DevicePublic(
         id=device.id,
         hostname=device.hostname,
@@ -114,6 +118,7 @@ def to_public(device: Device, *, now: datetime, offline_after_s: int) -> DeviceP
         desired_roles=device.desired_roles,
         desired_safe_mode=device.desired_safe_mode,
         node_exporter=device.node_exporter,
+        board=board,
     )
 
 
@@ -328,6 +333,24 @@ def heartbeat_history(session: Session, *, device_id: str, limit: int) -> list[D
             .limit(limit)
         )
     )
+
+
+def last_board(session: Session, *, device_id: str) -> BoardReport | None:
+    """The board the device's newest stored heartbeat reports (kept in the history row's JSON
+    payload, so no column holds it); None before one has, or when it is unreadable."""
+    payload = session.scalar(
+        select(DeviceHeartbeat.payload)
+        .where(DeviceHeartbeat.device_id == device_id)
+        .order_by(DeviceHeartbeat.received_at.desc(), DeviceHeartbeat.id.desc())
+        .limit(1)
+    )
+    raw = payload.get("board") if isinstance(payload, dict) else None
+    if raw is None:
+        return None
+    try:
+        return BoardReport.model_validate(raw)
+    except ValidationError:
+        return None
 
 
 def known_label(key: str, value: str) -> ColumnElement[bool]:
