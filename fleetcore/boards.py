@@ -10,9 +10,10 @@ Facts, from the Raspberry Pi documentation (``raspberrypi/documentation``):
 
 - the revision code's type field (bits 4-11), in the "Revision codes" table;
 - the device tree's first ``compatible`` string of each board;
-- ``autoboot.txt`` with ``tryboot_a_b=1`` is read by the EEPROM bootloader of the Pi 4,
-  Pi 400, CM4, Pi 5, Pi 500 and CM5 only; the Pi 3 family, the Zero 2 W and the CM4S boot
-  from ``bootcode.bin``/``start.elf`` without it, so they cannot run the fleet's A/B image;
+- ``autoboot.txt`` with ``tryboot_a_b=1`` is documented for the EEPROM bootloader of the
+  Pi 4, Pi 400, CM4, Pi 5, Pi 500 and CM5 only; the Pi 3 family, the Zero 2 W and the CM4S
+  boot from ``bootcode.bin``/``start.elf`` with no EEPROM stage, and the fleet refuses them
+  (docs/boards.md);
 - config.txt's model filters (``[pi4]`` is seen by the Pi 4 B, Pi 400, CM4 and CM4S;
   ``[pi400]`` and ``[cm4]`` by one board each, and likewise ``[pi5]``, ``[pi500]``, ``[cm5]``);
 - the Pi 4 family loads ``start4.elf``/``fixup4.dat`` from the boot partition; the Pi 5
@@ -190,6 +191,6 @@ def unsupported_reason(board: Board, model: str = "") -> str:
     spec = BY_BOARD.get(board)
     what = model or (spec.name if spec else f"board {board.value}")
     return (
-        f"{what} has no tryboot A/B boot: autoboot.txt with tryboot_a_b=1 is read only by the "
-        "EEPROM bootloader of the Pi 4, Pi 400, CM4, Pi 5, Pi 500 and CM5"
+        f"{what} has no tryboot A/B boot: Raspberry Pi documents autoboot.txt with "
+        "tryboot_a_b=1 for the EEPROM bootloader of the Pi 4, Pi 400, CM4, Pi 5, Pi 500 and CM5"
     )
