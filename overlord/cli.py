@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import socket
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ValidationError
 
 from fleetcore.cli import run_main, setup_logging
 from overlord import migrate
+from overlord.audit.models import Channel
+from overlord.audit.service import Actor
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
 from overlord.db import make_engine, make_sessionmaker, unit_of_work, utcnow
@@ -101,9 +104,26 @@ def _session_factory() -> Callable[[], Any]:
     return lambda: unit_of_work(factory)
 
 
+def _local_actor() -> Actor:
+    """This CLI acts with the database's authority, not a key's: audited as the local user."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER (a bare container)
+        user = f"uid {os.getuid()}"
+    return Actor(
+        key_id=None,
+        name=f"{user}@{socket.gethostname()}",
+        role=None,
+        source="local",
+        via=Channel.CLI,
+    )
+
+
 def cmd_token_create(args: argparse.Namespace) -> None:
     with _session_factory()() as session:
-        _key, token = auth_service.create_key(session, role=KeyRole(args.role), name=args.name)
+        _key, token = auth_service.issue_key(
+            session, role=KeyRole(args.role), name=args.name, expires_at=None, actor=_local_actor()
+        )
     print(token)
 
 
@@ -126,7 +146,7 @@ def cmd_token_list(_args: argparse.Namespace) -> None:
 
 def cmd_token_revoke(args: argparse.Namespace) -> None:
     with _session_factory()() as session:
-        auth_service.revoke_key(session, key_id=args.id)
+        auth_service.revoke_key(session, key_id=args.id, actor=_local_actor())
 
 
 def cmd_release_list(args: argparse.Namespace) -> None:
@@ -149,6 +169,7 @@ def cmd_release_gc(args: argparse.Namespace) -> None:
         metadata_window=timedelta(seconds=settings.metadata_keep_s),
         holder=f"cli/gc/{socket.gethostname()}",
         dry_run=args.dry_run,
+        actor=_local_actor(),
     )
     verb = "would delete" if args.dry_run else "deleted"
     for doomed in gc_plan.files:
@@ -180,7 +201,9 @@ def cmd_rollout_create(args: argparse.Namespace) -> None:
         }
     )
     with _session_factory()() as session:
-        rollout = rollouts_service.create_rollout(session, spec=spec, repo_dir=settings.repo_dir)
+        rollout = rollouts_service.create_rollout(
+            session, spec=spec, repo_dir=settings.repo_dir, actor=_local_actor()
+        )
         _print(rollouts_service.to_public(session, rollout))
 
 
@@ -193,7 +216,8 @@ def cmd_rollout_list(_args: argparse.Namespace) -> None:
 def _rollout_action(action: Callable[..., Any]) -> Callable[[argparse.Namespace], None]:
     def run(args: argparse.Namespace) -> None:
         with _session_factory()() as session:
-            _print(rollouts_service.to_public(session, action(session, rollout_id=args.id)))
+            rollout = action(session, rollout_id=args.id, actor=_local_actor())
+            _print(rollouts_service.to_public(session, rollout))
 
     return run
 
@@ -217,7 +241,7 @@ def cmd_device_status(args: argparse.Namespace) -> None:
     settings = _settings()
     with _session_factory()() as session:
         device = devices_service.set_admin_status(
-            session, device_id=args.id, status=AdminStatus(args.status)
+            session, device_id=args.id, status=AdminStatus(args.status), actor=_local_actor()
         )
         _print(
             devices_service.to_public(

@@ -1,5 +1,6 @@
 """Every table, imported in one place for Alembic and ``create_all`` in tests."""
 
+from overlord.audit.models import AuditEntry
 from overlord.auth.models import ApiKey, DashboardSession, Lease
 from overlord.db import Base
 from overlord.devices.models import DesiredStateChange, Device, DeviceHeartbeat
@@ -10,6 +11,7 @@ __all__ = [
     "Alert",
     "AlertRule",
     "ApiKey",
+    "AuditEntry",
     "Base",
     "DashboardSession",
     "DeploymentRollout",

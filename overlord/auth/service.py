@@ -10,6 +10,9 @@ from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session
 
 from overlord import invalidation
+from overlord.audit import service as audit
+from overlord.audit.models import AuditAction, AuditObject
+from overlord.audit.service import Actor
 from overlord.auth.models import OPERATOR_RANK, ApiKey, DashboardSession, KeyRole
 from overlord.auth.tokens import digest, new_token
 from overlord.db import utcnow
@@ -18,12 +21,13 @@ from overlord.errors import Forbidden, NotFound
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a key's role, and for a device credential, its device."""
+    """Who is calling: a key's role and name, and for a device credential, its device."""
 
     key_id: int
     role: KeyRole
     device_id: str | None = None
     expires_at: datetime | None = None
+    name: str = ""
 
     def at_least(self, role: KeyRole) -> bool:
         return OPERATOR_RANK.get(self.role, 0) >= OPERATOR_RANK[role]
@@ -51,6 +55,31 @@ def create_key(
     return key, token
 
 
+def issue_key(
+    session: Session, *, role: KeyRole, name: str, expires_at: datetime | None, actor: Actor
+) -> tuple[ApiKey, str]:
+    """An operator's new credential (audited); the token is returned once, never recorded."""
+    key, token = create_key(session, role=role, name=name, expires_at=expires_at)
+    audit.record(
+        session,
+        actor,
+        AuditAction.TOKEN_CREATE,
+        object_type=AuditObject.TOKEN,
+        object_id=key.id,
+        after=_key_fields(key),
+    )
+    return key, token
+
+
+def _key_fields(key: ApiKey) -> dict[str, object]:
+    return {
+        "role": key.role,
+        "name": key.name,
+        "expires_at": key.expires_at,
+        "revoked_at": key.revoked_at,
+    }
+
+
 def grant(issuer: Principal, *, role: KeyRole, expires_at: datetime | None) -> None:
     """Raise Forbidden unless ``issuer`` may mint a ``role`` token expiring at ``expires_at``.
 
@@ -73,7 +102,11 @@ def resolve_token(session: Session, *, token: str) -> Principal | None:
     if key is None or key.revoked_at is not None:
         return None
     principal = Principal(
-        key_id=key.id, role=key.role, device_id=key.device_id, expires_at=key.expires_at
+        key_id=key.id,
+        role=key.role,
+        device_id=key.device_id,
+        expires_at=key.expires_at,
+        name=key.name,
     )
     return None if principal.expired() else principal
 
@@ -97,9 +130,21 @@ def _revoke(session: Session, *conditions: ColumnElement[bool]) -> int:
     return len(digests)
 
 
-def revoke_key(session: Session, *, key_id: int) -> None:
-    if _revoke(session, ApiKey.id == key_id) == 0:
+def revoke_key(session: Session, *, key_id: int, actor: Actor) -> None:
+    key = session.get(ApiKey, key_id)
+    before = None if key is None else _key_fields(key)
+    if key is None or _revoke(session, ApiKey.id == key_id) == 0:
         raise NotFound(f"no active key {key_id}")
+    session.refresh(key)
+    audit.record(
+        session,
+        actor,
+        AuditAction.TOKEN_REVOKE,
+        object_type=AuditObject.TOKEN,
+        object_id=key_id,
+        before=before,
+        after=_key_fields(key),
+    )
 
 
 def revoke_device_keys(session: Session, *, device_id: str) -> None:
@@ -135,7 +180,7 @@ def resolve_session(session: Session, *, cookie: str) -> Principal | None:
     expires_at = session_expires_at
     if key.expires_at is not None:
         expires_at = min(expires_at, key.expires_at)
-    principal = Principal(key_id=key.id, role=key.role, expires_at=expires_at)
+    principal = Principal(key_id=key.id, role=key.role, expires_at=expires_at, name=key.name)
     return None if principal.expired() else principal
 
 

@@ -9,8 +9,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
 from starlette.staticfiles import StaticFiles
 
+from overlord.audit import service as audit
+from overlord.audit.deps import actor_of
+from overlord.audit.models import AuditAction, AuditObject, Channel
+from overlord.audit.service import Actor
 from overlord.auth import service as auth_service
 from overlord.auth.deps import SESSION_COOKIE, client_address
 from overlord.auth.models import KeyRole
@@ -70,6 +75,7 @@ def login(
         raise RateLimited("too many login attempts")
     principal = auth_service.resolve_token(session, token=form.token.strip())
     if principal is None or not principal.at_least(KeyRole.VIEWER):
+        _record_failed_login(session, principal, request)
         return templates.TemplateResponse(
             request,
             "login.html",
@@ -79,6 +85,7 @@ def login(
     cookie = auth_service.open_session(
         session, principal=principal, ttl_s=ctx.settings.session_ttl_s
     )
+    _record_session(session, principal, request, AuditAction.LOGIN)
     response = RedirectResponse("/dashboard", status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -94,10 +101,47 @@ def login(
 @router.post("/dashboard/logout")
 def logout(request: Request, session: DbSession) -> Response:
     if cookie := request.cookies.get(SESSION_COOKIE):
+        principal = auth_service.resolve_session(session, cookie=cookie)
         auth_service.close_session(session, cookie=cookie)
+        if principal is not None:
+            _record_session(session, principal, request, AuditAction.LOGOUT)
     response = RedirectResponse("/dashboard/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
+
+
+def _dashboard_actor(principal: Principal, request: Request) -> Actor:
+    return actor_of(principal, request, via=Channel.DASHBOARD)
+
+
+def _record_session(
+    session: Session, principal: Principal, request: Request, action: AuditAction
+) -> None:
+    audit.record(
+        session,
+        _dashboard_actor(principal, request),
+        action,
+        object_type=AuditObject.TOKEN,
+        object_id=principal.key_id,
+    )
+
+
+def _record_failed_login(session: Session, principal: Principal | None, request: Request) -> None:
+    """Who tried, as far as the token tells (never the token itself), and from where."""
+    if principal is None:
+        actor = Actor(None, "", None, client_address(request), Channel.DASHBOARD)
+        reason = "unknown, revoked or expired token"
+    else:
+        actor = _dashboard_actor(principal, request)
+        reason = f"a {principal.role.value} token is not an operator token"
+    audit.record(
+        session,
+        actor,
+        AuditAction.LOGIN_FAILED,
+        object_type=AuditObject.TOKEN,
+        object_id=actor.key_id,
+        after={"reason": reason},
+    )
 
 
 def _forms(request: Request, user: Principal) -> dict[str, object]:
@@ -225,7 +269,7 @@ def rollout_action(
         raise Forbidden("rollout actions need the operator role or higher")
     try:
         with unit_of_work(ctx.sessions) as session:
-            verb(session, rollout_id=rollout_id)
+            verb(session, rollout_id=rollout_id, actor=_dashboard_actor(user, request))
     except (Conflict, NotFound) as err:
         return _back("/dashboard", err)
     return _back("/dashboard")
@@ -243,6 +287,11 @@ def device_status_action(
     if not user.at_least(KeyRole.ADMIN):
         raise Forbidden("setting a device's admin status needs the admin role")
     with unit_of_work(ctx.sessions) as session:
-        devices_service.set_admin_status(session, device_id=device_id, status=form.status)
+        devices_service.set_admin_status(
+            session,
+            device_id=device_id,
+            status=form.status,
+            actor=_dashboard_actor(user, request),
+        )
     ctx.desired.drop(device_id)
     return _back(f"/dashboard/devices/{device_id}")

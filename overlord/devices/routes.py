@@ -16,7 +16,8 @@ from fleetcore.wire import (
     RegisterRequest,
     RegisterResponse,
 )
-from overlord.auth.deps import Admin, DeviceCaller, Operator, Viewer, client_address
+from overlord.audit.deps import AdminActor, OperatorActor
+from overlord.auth.deps import DeviceCaller, Viewer, client_address
 from overlord.context import AppContext
 from overlord.db import unit_of_work, utcnow
 from overlord.deps import Ctx, DbSession
@@ -182,20 +183,24 @@ def get_device(device_id: DeviceId, _caller: Viewer, ctx: Ctx, session: DbSessio
 def update_device(
     device_id: DeviceId,
     body: DeviceAttributesUpdate,
-    _caller: Operator,
+    actor: OperatorActor,
     ctx: Ctx,
     session: DbSession,
 ) -> DevicePublic:
-    device = service.update_attributes(session, device_id=device_id, update=body)
+    device = service.update_attributes(session, device_id=device_id, update=body, actor=actor)
     ctx.desired.drop(device_id)
     return service.to_public(device, now=utcnow(), offline_after_s=ctx.settings.offline_after_s)
 
 
 @router.patch("/{device_id}/status", response_model=DevicePublic)
 def set_status(
-    device_id: DeviceId, body: DeviceStatusUpdate, _caller: Admin, ctx: Ctx, session: DbSession
+    device_id: DeviceId,
+    body: DeviceStatusUpdate,
+    actor: AdminActor,
+    ctx: Ctx,
+    session: DbSession,
 ) -> DevicePublic:
-    device = service.set_admin_status(session, device_id=device_id, status=body.status)
+    device = service.set_admin_status(session, device_id=device_id, status=body.status, actor=actor)
     ctx.desired.drop(device_id)
     return service.to_public(device, now=utcnow(), offline_after_s=ctx.settings.offline_after_s)
 

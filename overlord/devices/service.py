@@ -26,6 +26,9 @@ from fleetcore.wire import (
     RegisterResponse,
     UpdateState,
 )
+from overlord.audit import service as audit
+from overlord.audit.models import AuditAction, AuditObject
+from overlord.audit.service import Actor
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
 from overlord.db import utcnow
@@ -263,29 +266,59 @@ def list_devices(
     return [to_public(d, now=now, offline_after_s=offline_after_s) for d in rows], total
 
 
-def set_admin_status(session: Session, *, device_id: str, status: AdminStatus) -> Device:
+def set_admin_status(
+    session: Session, *, device_id: str, status: AdminStatus, actor: Actor
+) -> Device:
     device = get_device(session, device_id=device_id)
+    before = device.admin_status
     device.admin_status = status
     if status is AdminStatus.DECOMMISSIONED:
         auth_service.revoke_device_keys(session, device_id=device_id)
+    audit.record(
+        session,
+        actor,
+        AuditAction.DEVICE_STATUS,
+        object_type=AuditObject.DEVICE,
+        object_id=device_id,
+        before={"admin_status": before},
+        after={"admin_status": status},
+    )
     return device
 
 
 def update_attributes(
-    session: Session, *, device_id: str, update: DeviceAttributesUpdate
+    session: Session, *, device_id: str, update: DeviceAttributesUpdate, actor: Actor
 ) -> Device:
+    """Labels, safe mode and group, each one audit entry when the request sets it."""
     device = get_device(session, device_id=device_id)
+    changed: list[tuple[AuditAction, str, object, object]] = []
     if update.labels is not None:
-        device.labels = dict(sorted(update.labels.items()))
+        labels = dict(sorted(update.labels.items()))
+        changed.append((AuditAction.DEVICE_LABELS, "labels", device.labels, labels))
+        device.labels = labels
         device.label_index = label_index(device.labels)
     if update.safe_mode is not None:
+        changed.append(
+            (AuditAction.DEVICE_SAFE_MODE, "safe_mode", device.desired_safe_mode, update.safe_mode)
+        )
         device.desired_safe_mode = update.safe_mode
     if "group" in update.model_fields_set:
         if update.group is not None and session.get(DeviceGroup, update.group) is None:
             raise NotFound(
                 f"no device group {update.group}", hint="create it with PUT /groups/{name}"
             )
+        changed.append((AuditAction.DEVICE_GROUP, "group", device.group_name, update.group))
         device.group_name = update.group
+    for action, field, old, new in changed:
+        audit.record(
+            session,
+            actor,
+            action,
+            object_type=AuditObject.DEVICE,
+            object_id=device_id,
+            before={field: old},
+            after={field: new},
+        )
     return device
 
 

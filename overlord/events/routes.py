@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from fleetcore.wire import API_PREFIX
-from overlord.auth.deps import Admin, Operator, Viewer
+from overlord.audit.deps import AdminActor, OperatorActor
+from overlord.auth.deps import Viewer
 from overlord.deps import DbSession
 from overlord.events import service
 from overlord.events.models import AlertKind
@@ -31,8 +32,10 @@ def list_alerts(
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertPublic)
-def resolve_alert(alert_id: BigRowId, _caller: Operator, session: DbSession) -> AlertPublic:
-    return AlertPublic.model_validate(service.resolve_alert(session, alert_id=alert_id))
+def resolve_alert(alert_id: BigRowId, actor: OperatorActor, session: DbSession) -> AlertPublic:
+    return AlertPublic.model_validate(
+        service.resolve_alert(session, alert_id=alert_id, actor=actor)
+    )
 
 
 @router.get("/alert-rules", response_model=list[AlertRulePublic])
@@ -42,8 +45,8 @@ def list_rules(_caller: Viewer, session: DbSession) -> list[AlertRulePublic]:
 
 @router.put("/alert-rules/{kind}", response_model=AlertRulePublic)
 def set_rule(
-    kind: AlertKind, body: AlertRuleUpdate, _caller: Admin, session: DbSession
+    kind: AlertKind, body: AlertRuleUpdate, actor: AdminActor, session: DbSession
 ) -> AlertRulePublic:
     return AlertRulePublic.model_validate(
-        service.set_rule(session, kind=kind, enabled=body.enabled)
+        service.set_rule(session, kind=kind, enabled=body.enabled, actor=actor)
     )

@@ -6,6 +6,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from fleetcore.wire import Event, EventAck, EventKind
+from overlord.audit import service as audit
+from overlord.audit.models import AuditAction, AuditObject
+from overlord.audit.service import Actor
 from overlord.db import utcnow
 from overlord.devices.models import Device
 from overlord.errors import NotFound
@@ -113,12 +116,24 @@ def list_alerts(session: Session, *, open_only: bool, limit: int) -> list[Alert]
     return list(session.scalars(query))
 
 
-def set_rule(session: Session, *, kind: AlertKind, enabled: bool) -> AlertRule:
+def set_rule(session: Session, *, kind: AlertKind, enabled: bool, actor: Actor) -> AlertRule:
     rule = session.get(AlertRule, kind)
     if rule is None:
         rule = AlertRule(kind=kind, enabled=enabled)
         session.add(rule)
+        before = True  # no row: the kind's alerts are raised (rule_enabled)
+    else:
+        before = rule.enabled
     rule.enabled = enabled
+    audit.record(
+        session,
+        actor,
+        AuditAction.ALERT_RULE_SET,
+        object_type=AuditObject.ALERT_RULE,
+        object_id=kind.value,
+        before={"enabled": before},
+        after={"enabled": enabled},
+    )
     return rule
 
 
@@ -127,10 +142,20 @@ def list_rules(session: Session) -> list[AlertRule]:
     return [stored.get(kind) or AlertRule(kind=kind, enabled=True) for kind in AlertKind]
 
 
-def resolve_alert(session: Session, *, alert_id: int) -> Alert:
+def resolve_alert(session: Session, *, alert_id: int, actor: Actor) -> Alert:
     alert = session.get(Alert, alert_id)
     if alert is None:
         raise NotFound(f"no alert {alert_id}")
+    before = alert.resolved_at
     if alert.resolved_at is None:
         alert.resolved_at = utcnow()
+    audit.record(
+        session,
+        actor,
+        AuditAction.ALERT_RESOLVE,
+        object_type=AuditObject.ALERT,
+        object_id=alert_id,
+        before={"subject": alert.subject, "resolved_at": before},
+        after={"subject": alert.subject, "resolved_at": alert.resolved_at},
+    )
     return alert

@@ -37,6 +37,9 @@ from tuf.api.serialization import DeserializationError
 from fleetcore.errors import FormatError
 from fleetcore.release import load_index
 from overlord import leases
+from overlord.audit import service as audit
+from overlord.audit.models import AuditAction, AuditObject
+from overlord.audit.service import Actor
 from overlord.db import unit_of_work
 from overlord.devices.models import Device, DeviceHeartbeat
 from overlord.errors import RepositoryMissing
@@ -199,11 +202,14 @@ def collect(
     metadata_window: timedelta,
     holder: str,
     dry_run: bool,
+    actor: Actor,
 ) -> GcPlan:
     """Plan and (unless ``dry_run``) delete, holding the repository's write lease.
 
     The lease is the one publishing holds: a publish stores its chunks before its targets
-    metadata names them, so a collection running between the two would delete them.
+    metadata names them, so a collection running between the two would delete them. A
+    collection that deleted something is audited right after, in the lease (a dry run
+    changes nothing and is not).
     """
     with leases.held(sessions, name=WRITE_LEASE, holder=holder, ttl_s=600, wait_s=30):
         with unit_of_work(sessions) as session:
@@ -217,7 +223,28 @@ def collect(
         )
         if not dry_run:
             apply(gc_plan)
+            with unit_of_work(sessions) as session:
+                _record(session, actor, gc_plan, keep_last=keep_last)
     return gc_plan
+
+
+_RELEASES_RECORDED = 100  # dropped releases an audit entry names; the count is always there
+
+
+def _record(session: Session, actor: Actor, gc_plan: GcPlan, *, keep_last: int) -> None:
+    audit.record(
+        session,
+        actor,
+        AuditAction.RELEASE_GC,
+        object_type=AuditObject.REPOSITORY,
+        after={
+            "keep_last": keep_last,
+            "dropped_releases": list(gc_plan.dropped_releases[:_RELEASES_RECORDED]),
+            "dropped_release_count": len(gc_plan.dropped_releases),
+            "deleted_files": len(gc_plan.files),
+            "deleted_bytes": gc_plan.total_bytes,
+        },
+    )
 
 
 def apply(gc_plan: GcPlan) -> None:

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Body, Query
 from starlette.concurrency import run_in_threadpool
 
 from fleetcore.wire import API_PREFIX
-from overlord.auth.deps import Admin, Viewer
+from overlord.audit.deps import AdminActor
+from overlord.auth.deps import Viewer
 from overlord.deps import Ctx
 from overlord.releases import gc, service
 from overlord.releases.schemas import GcRequest, GcResult, ReleasePublic
@@ -30,7 +31,7 @@ def list_releases(
 
 @router.post("/gc", response_model=GcResult)
 async def collect_garbage(
-    caller: Admin, ctx: Ctx, request: Annotated[GcRequest | None, Body()] = None
+    actor: AdminActor, ctx: Ctx, request: Annotated[GcRequest | None, Body()] = None
 ) -> GcResult:
     """Delete releases, chunks and metadata no device or client can need (docs/operations.md)."""
     request = request or GcRequest()
@@ -40,7 +41,8 @@ async def collect_garbage(
         repo_dir=ctx.settings.repo_dir,
         keep_last=request.keep_last or ctx.settings.release_keep_last,
         metadata_window=timedelta(seconds=ctx.settings.metadata_keep_s),
-        holder=f"{ctx.replica_id}/gc/{caller.key_id}",
+        holder=f"{ctx.replica_id}/gc/{actor.key_id}",
         dry_run=request.dry_run,
+        actor=actor,
     )
     return gc.to_result(gc_plan, repo_dir=ctx.settings.repo_dir, dry_run=request.dry_run)

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from fleetcore.wire import API_PREFIX
-from overlord.auth.deps import Operator, Viewer
+from overlord.audit.deps import OperatorActor
+from overlord.auth.deps import Viewer
 from overlord.deps import Ctx, DbSession
 from overlord.devices.schemas import GroupName
 from overlord.ids import BigRowId
@@ -33,9 +34,11 @@ RolloutId = BigRowId
     responses=error_responses(404),  # the release or the device group named in the body
 )
 def create_rollout(
-    body: RolloutCreate, _caller: Operator, ctx: Ctx, session: DbSession
+    body: RolloutCreate, actor: OperatorActor, ctx: Ctx, session: DbSession
 ) -> RolloutPublic:
-    rollout = service.create_rollout(session, spec=body, repo_dir=ctx.settings.repo_dir)
+    rollout = service.create_rollout(
+        session, spec=body, repo_dir=ctx.settings.repo_dir, actor=actor
+    )
     return service.to_public(session, rollout)
 
 
@@ -62,18 +65,18 @@ def rollout_devices(
 
 
 @router.post("/rollouts/{rollout_id}/pause", response_model=RolloutPublic)
-def pause(rollout_id: RolloutId, _caller: Operator, session: DbSession) -> RolloutPublic:
-    return service.to_public(session, service.pause(session, rollout_id=rollout_id))
+def pause(rollout_id: RolloutId, actor: OperatorActor, session: DbSession) -> RolloutPublic:
+    return service.to_public(session, service.pause(session, rollout_id=rollout_id, actor=actor))
 
 
 @router.post("/rollouts/{rollout_id}/resume", response_model=RolloutPublic)
-def resume(rollout_id: RolloutId, _caller: Operator, session: DbSession) -> RolloutPublic:
-    return service.to_public(session, service.resume(session, rollout_id=rollout_id))
+def resume(rollout_id: RolloutId, actor: OperatorActor, session: DbSession) -> RolloutPublic:
+    return service.to_public(session, service.resume(session, rollout_id=rollout_id, actor=actor))
 
 
 @router.post("/rollouts/{rollout_id}/abort", response_model=RolloutPublic)
-def abort(rollout_id: RolloutId, _caller: Operator, session: DbSession) -> RolloutPublic:
-    return service.to_public(session, service.abort(session, rollout_id=rollout_id))
+def abort(rollout_id: RolloutId, actor: OperatorActor, session: DbSession) -> RolloutPublic:
+    return service.to_public(session, service.abort(session, rollout_id=rollout_id, actor=actor))
 
 
 @router.get("/groups", response_model=list[GroupPublic])
@@ -83,15 +86,18 @@ def list_groups(_caller: Viewer, session: DbSession) -> list[GroupPublic]:
 
 @router.put("/groups/{name}", response_model=GroupPublic)
 def put_group(
-    name: Annotated[GroupName, Path()], body: GroupUpdate, _caller: Operator, session: DbSession
+    name: Annotated[GroupName, Path()],
+    body: GroupUpdate,
+    actor: OperatorActor,
+    session: DbSession,
 ) -> GroupPublic:
-    group = service.put_group(session, name=name, update=body)
+    group = service.put_group(session, name=name, update=body, actor=actor)
     return GroupPublic.model_validate(group)
 
 
 @router.delete("/groups/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_group(
-    name: Annotated[GroupName, Path()], _caller: Operator, session: DbSession
+    name: Annotated[GroupName, Path()], actor: OperatorActor, session: DbSession
 ) -> Response:
-    service.delete_group(session, name=name)
+    service.delete_group(session, name=name, actor=actor)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

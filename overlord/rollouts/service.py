@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session
 
 from fleetcore.version import Version
 from fleetcore.wire import Event, Heartbeat
+from overlord.audit import service as audit
+from overlord.audit.models import AuditAction, AuditObject
+from overlord.audit.service import Actor
 from overlord.db import utcnow
 from overlord.devices.models import AdminStatus, Device
 from overlord.devices.service import known_label
@@ -41,7 +44,9 @@ from signing.targets import TargetKind
 ACTIVE_STATES = frozenset({RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.HALTED})
 
 
-def create_rollout(session: Session, *, spec: RolloutCreate, repo_dir: Path) -> DeploymentRollout:
+def create_rollout(
+    session: Session, *, spec: RolloutCreate, repo_dir: Path, actor: Actor
+) -> DeploymentRollout:
     """A rollout of a signed release; at most one unfinished rollout per release name."""
     kind = TargetKind(spec.kind.value)
     release = releases_service.find_release(
@@ -84,6 +89,14 @@ def create_rollout(session: Session, *, spec: RolloutCreate, repo_dir: Path) -> 
     )
     session.add(rollout)
     session.flush()
+    audit.record(
+        session,
+        actor,
+        AuditAction.ROLLOUT_CREATE,
+        object_type=AuditObject.ROLLOUT,
+        object_id=rollout.id,
+        after=spec.model_dump(mode="json") | {"state": rollout.state},
+    )
     return rollout
 
 
@@ -103,16 +116,19 @@ def list_rollouts(
     return list(session.scalars(query))
 
 
-def pause(session: Session, *, rollout_id: int) -> DeploymentRollout:
+def pause(session: Session, *, rollout_id: int, actor: Actor) -> DeploymentRollout:
     rollout = get_rollout(session, rollout_id=rollout_id)
+    before = _control_state(rollout)
     _require_state(rollout, {RolloutState.RUNNING}, "pause")
     rollout.state = RolloutState.PAUSED
+    _record_control(session, actor, AuditAction.ROLLOUT_PAUSE, rollout, before)
     return rollout
 
 
-def resume(session: Session, *, rollout_id: int) -> DeploymentRollout:
+def resume(session: Session, *, rollout_id: int, actor: Actor) -> DeploymentRollout:
     """Start a pending rollout, continue a paused one, or override a halt."""
     rollout = get_rollout(session, rollout_id=rollout_id)
+    before = _control_state(rollout)
     _require_state(
         rollout, {RolloutState.PENDING, RolloutState.PAUSED, RolloutState.HALTED}, "resume"
     )
@@ -124,16 +140,41 @@ def resume(session: Session, *, rollout_id: int) -> DeploymentRollout:
                 row.stage = -1
     rollout.state = RolloutState.RUNNING
     rollout.halt_reason = None
+    _record_control(session, actor, AuditAction.ROLLOUT_RESUME, rollout, before)
     return rollout
 
 
-def abort(session: Session, *, rollout_id: int) -> DeploymentRollout:
+def abort(session: Session, *, rollout_id: int, actor: Actor) -> DeploymentRollout:
     rollout = get_rollout(session, rollout_id=rollout_id)
+    before = _control_state(rollout)
     if rollout.state in TERMINAL_STATES:
         raise Conflict(f"rollout {rollout.name} is already {rollout.state.value}")
     _withdraw_unstarted(session, rollout)
     rollout.state = RolloutState.ABORTED
+    _record_control(session, actor, AuditAction.ROLLOUT_ABORT, rollout, before)
     return rollout
+
+
+def _control_state(rollout: DeploymentRollout) -> dict[str, object]:
+    return {"name": rollout.name, "state": rollout.state, "halt_reason": rollout.halt_reason}
+
+
+def _record_control(
+    session: Session,
+    actor: Actor,
+    action: AuditAction,
+    rollout: DeploymentRollout,
+    before: dict[str, object],
+) -> None:
+    audit.record(
+        session,
+        actor,
+        action,
+        object_type=AuditObject.ROLLOUT,
+        object_id=rollout.id,
+        before=before,
+        after=_control_state(rollout),
+    )
 
 
 def _require_state(rollout: DeploymentRollout, allowed: set[RolloutState], verb: str) -> None:
@@ -504,8 +545,9 @@ def tick(session: Session, *, now: datetime | None = None) -> None:
 # Device groups -------------------------------------------------------------------------------
 
 
-def put_group(session: Session, *, name: str, update: GroupUpdate) -> DeviceGroup:
+def put_group(session: Session, *, name: str, update: GroupUpdate, actor: Actor) -> DeviceGroup:
     group = session.get(DeviceGroup, name)
+    before = None if group is None else _group_settings(group)
     if group is None:
         group = DeviceGroup(name=name)
         session.add(group)
@@ -514,7 +556,25 @@ def put_group(session: Session, *, name: str, update: GroupUpdate) -> DeviceGrou
     group.window_end = update.window_end
     group.poll_interval_s = update.poll_interval_s
     session.flush()
+    audit.record(
+        session,
+        actor,
+        AuditAction.GROUP_CREATE if before is None else AuditAction.GROUP_UPDATE,
+        object_type=AuditObject.GROUP,
+        object_id=name,
+        before=before,
+        after=_group_settings(group),
+    )
     return group
+
+
+def _group_settings(group: DeviceGroup) -> dict[str, object]:
+    return {
+        "description": group.description,
+        "window_start": group.window_start,
+        "window_end": group.window_end,
+        "poll_interval_s": group.poll_interval_s,
+    }
 
 
 def list_groups(session: Session) -> list[GroupPublic]:
@@ -537,10 +597,19 @@ def list_groups(session: Session) -> list[GroupPublic]:
     ]
 
 
-def delete_group(session: Session, *, name: str) -> None:
+def delete_group(session: Session, *, name: str, actor: Actor) -> None:
     group = session.get(DeviceGroup, name)
     if group is None:
         raise NotFound(f"no device group {name}")
     if session.scalar(select(func.count()).select_from(Device).where(Device.group_name == name)):
         raise Conflict(f"device group {name} still has devices")
+    before = _group_settings(group)
     session.delete(group)
+    audit.record(
+        session,
+        actor,
+        AuditAction.GROUP_DELETE,
+        object_type=AuditObject.GROUP,
+        object_id=name,
+        before=before,
+    )

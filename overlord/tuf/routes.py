@@ -14,7 +14,11 @@ from starlette.staticfiles import StaticFiles
 
 from fleetcore.wire import API_PREFIX
 from overlord import leases
-from overlord.auth.deps import Operator
+from overlord.audit import service as audit
+from overlord.audit.deps import OperatorActor
+from overlord.audit.models import AuditAction, AuditObject
+from overlord.audit.service import Actor
+from overlord.db import unit_of_work
 from overlord.deps import Ctx
 from overlord.errors import PublishRejected
 from overlord.tuf import service
@@ -41,6 +45,7 @@ itself, the targets signature verifies against the (new) root's targets keys and
 matches its signed hashes.
 """
 _SIGNED_FIELDS = (SIGNED_ROOT_FIELD, SIGNED_TARGETS_FIELD)
+_TARGETS_RECORDED = 100  # target names an audit entry lists; the count is always there
 
 
 @router.post(
@@ -49,7 +54,7 @@ _SIGNED_FIELDS = (SIGNED_ROOT_FIELD, SIGNED_TARGETS_FIELD)
     status_code=status.HTTP_201_CREATED,
     description=_PUBLISH_DESCRIPTION,
 )
-async def publish(request: Request, caller: Operator, ctx: Ctx) -> PublishResult:
+async def publish(request: Request, actor: OperatorActor, ctx: Ctx) -> PublishResult:
     form = await request.form(max_files=_MAX_PARTS, max_fields=_MAX_PARTS)
     try:
         signed: dict[str, bytes] = {}
@@ -85,7 +90,7 @@ async def publish(request: Request, caller: Operator, ctx: Ctx) -> PublishResult
             return await run_in_threadpool(
                 _publish_locked,
                 ctx,
-                caller.key_id,
+                actor,
                 signed.get(SIGNED_ROOT_FIELD),
                 signed.get(SIGNED_TARGETS_FIELD),
                 uploads,
@@ -102,26 +107,57 @@ def _spool(upload: UploadFile, dest: Path) -> None:
 
 def _publish_locked(
     ctx: Ctx,
-    key_id: int,
+    actor: Actor,
     signed_root: bytes | None,
     signed_targets: bytes | None,
     uploads: dict[str, Path],
     chunks: dict[str, Path],
 ) -> PublishResult:
+    """Publish under the write lease; the audit entry follows the files in that lease.
+
+    The repository is files, not rows, so the entry cannot share their transaction: it is
+    written right after they are in place (ADR 0066).
+    """
     with leases.held(
         ctx.sessions,
         name=WRITE_LEASE,
-        holder=f"{ctx.replica_id}/publish/{key_id}",
+        holder=f"{ctx.replica_id}/publish/{actor.key_id}",
         ttl_s=600,
         wait_s=30,
     ):
-        return service.publish(
+        before = service.served(ctx.settings.repo_dir)
+        result = service.publish(
             repo_dir=ctx.settings.repo_dir,
             keys_dir=ctx.settings.keys_dir,
             signed_root=signed_root,
             signed_targets=signed_targets,
             uploads=uploads,
             chunks=chunks,
+        )
+        _record_publish(ctx, actor, before, result)
+        return result
+
+
+def _record_publish(
+    ctx: Ctx, actor: Actor, before: service.Served | None, result: PublishResult
+) -> None:
+    added = sorted(set(result.targets) - (before.targets if before else frozenset()))
+    with unit_of_work(ctx.sessions) as session:
+        audit.record(
+            session,
+            actor,
+            AuditAction.RELEASE_PUBLISH,
+            object_type=AuditObject.REPOSITORY,
+            before=None
+            if before is None
+            else {"root_version": before.root_version, "targets_version": before.targets_version},
+            after={
+                "root_version": result.root_version,
+                "targets_version": result.targets_version,
+                "added_targets": added[:_TARGETS_RECORDED],
+                "added_target_count": len(added),
+                "new_chunks": result.new_chunks,
+            },
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from fleetcore.errors import FormatError
@@ -77,6 +78,26 @@ def publish(
         targets=sorted(served.signed.targets),
         new_chunks=new_chunks,
     )
+
+
+@dataclass(frozen=True)
+class Served:
+    """What the repository serves: the before of a publish's audit entry."""
+
+    root_version: int
+    targets_version: int
+    targets: frozenset[str]
+
+
+def served(repo_dir: Path) -> Served | None:
+    repo = Repository(repo_dir)
+    if not repo.exists():
+        return None
+    try:
+        targets = repo.load("targets").signed
+        return Served(repo.root().signed.version, targets.version, frozenset(targets.targets))
+    except SigningError:
+        return None
 
 
 def _check_index_chunks(repo_dir: Path, name: str, index: ChunkIndex) -> None:

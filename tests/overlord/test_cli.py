@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from overlord.cli import main
+from overlord.db import make_engine
 from tests.overlord.tufrepo import Repo
 
 
@@ -50,3 +53,23 @@ def test_expected_failures_are_one_line(env, capsys):
     assert main(["rollout", "create", "x", "--version", "1.1.0", "--stages", "50"]) == 1
     assert "end at 100" in capsys.readouterr().err
     assert main(["device", "status", "nope", "quarantined"]) == 1
+
+
+def test_changes_made_here_are_audited_as_the_local_user(env, capsys):
+    capsys.readouterr()
+    assert main(["token", "create", "--role", "viewer", "--name", "wall screen"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert main(["rollout", "create", "spring", "--version", "1.1.0"]) == 0
+    engine = make_engine(f"sqlite:///{env / 'cli.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT actor_key_id, actor_name, source, via, action, after FROM audit_log")
+            ).all()
+    finally:
+        engine.dispose()
+    assert [row.action for row in rows] == ["token.create", "rollout.create"]
+    for row in rows:
+        assert row.actor_key_id is None and row.source == "local" and row.via == "cli"
+        assert row.actor_name.endswith(f"@{socket.gethostname()}")
+    assert "wall screen" in rows[0].after and token not in rows[0].after

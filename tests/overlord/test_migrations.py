@@ -10,6 +10,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from overlord import migrate
 from overlord.db import make_engine
@@ -59,5 +60,35 @@ def test_the_device_group_rename_keeps_groups_and_their_devices(empty_database: 
             command.downgrade(config, "0004")
         with engine.begin() as conn:
             assert conn.execute(text("SELECT name FROM deployment_configs")).scalar() == "lab"
+    finally:
+        engine.dispose()
+
+
+def test_the_audit_log_table_comes_with_its_guard_and_goes_with_it(empty_database: str):
+    """0006 adds audit_log with the triggers that refuse UPDATE and DELETE; the downgrade
+    removes both (PostgreSQL's trigger function too), so upgrading again works."""
+    engine = make_engine(empty_database)
+    config = migrate.alembic_config(engine)
+    try:
+        migrate.upgrade(engine, "0005")
+        migrate.upgrade(engine)
+        insert = text(
+            "INSERT INTO audit_log (at, actor_name, source, via, action, object_type) "
+            "VALUES (CURRENT_TIMESTAMP, 'ops', 'local', 'cli', 'group.create', 'group')"
+        )
+        with engine.begin() as conn:
+            conn.execute(insert)
+        for statement in ("UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log"):
+            with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+                conn.execute(text(statement))
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0005")
+        with engine.connect() as conn:
+            assert "audit_log" not in inspect(conn).get_table_names()
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(insert)
+            assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar() == 1
     finally:
         engine.dispose()
