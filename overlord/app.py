@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetcore.wire import TUF_PREFIX
 from overlord import __version__, openapi
+from overlord.audit.routes import router as audit_router
 from overlord.auth.routes import router as auth_router
 from overlord.context import AppContext
 from overlord.dashboard.routes import LoginRequired
@@ -222,6 +223,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         releases_router,
         events_router,
         auth_router,
+        audit_router,
         tuf_router,
         dashboard_router,
     ):

@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from overlord.audit import service as audit
 from overlord.audit.models import AuditAction, AuditEntry, AuditObject, Channel
 from overlord.audit.service import Actor
 from overlord.auth.models import KeyRole
-from overlord.db import make_engine, make_sessionmaker, unit_of_work
+from overlord.db import make_engine, make_sessionmaker, unit_of_work, utcnow
 from overlord.errors import Conflict
 from overlord.events.models import Alert, AlertKind
 from overlord.rollouts import service as rollouts_service
@@ -403,3 +404,84 @@ def test_each_entry_is_one_structured_log_line(
     assert line["source"] == "testclient" and line["via"] == "api"
     assert line["before"] is None and json.loads(line["after"])["description"] == "d"
     assert line["audit_id"] == _last_id(overlord) and line["request_id"]
+
+
+def test_the_read_api_filters_and_pages(overlord: Overlord):
+    admin = overlord.as_admin()
+    operator = overlord.token(KeyRole.OPERATOR)
+    as_operator = {"Authorization": f"Bearer {operator}"}
+    for name in ("a", "b", "c"):
+        overlord.client.put(f"/api/v1/groups/{name}", json={}, headers=admin)
+    overlord.client.put("/api/v1/groups/a", json={"description": "x"}, headers=as_operator)
+    rollout_id = _rollout(overlord, "read")
+
+    def read(token: dict[str, str] = admin, **params: Any) -> Any:
+        answer = overlord.client.get("/api/v1/audit", params=params, headers=token)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def actions(**params: Any) -> list[str]:
+        return [
+            f"{i['action']} {i['object_type']}/{i['object_id']}" for i in read(**params)["items"]
+        ]
+
+    assert actions() == [
+        f"rollout.create rollout/{rollout_id}",
+        "group.update group/a",
+        "group.create group/c",
+        "group.create group/b",
+        "group.create group/a",
+    ]
+    assert actions(actor="test operator") == ["group.update group/a"]
+    operator_id = _entries(overlord)[-2].actor_key_id
+    assert actions(actor=str(operator_id)) == ["group.update group/a"]
+    assert actions(action="group.create") == [
+        "group.create group/c",
+        "group.create group/b",
+        "group.create group/a",
+    ]
+    assert actions(object="group/a") == ["group.update group/a", "group.create group/a"]
+    assert actions(object="rollout") == [f"rollout.create rollout/{rollout_id}"]
+    last = _entries(overlord)[-1].at
+    assert actions(since=last.isoformat()) == [f"rollout.create rollout/{rollout_id}"]
+    assert f"rollout.create rollout/{rollout_id}" not in actions(until=last.isoformat())
+    assert actions(until=(last - timedelta(days=1)).isoformat()) == []
+
+    first = read(limit=2)
+    assert [i["action"] for i in first["items"]] == ["rollout.create", "group.update"]
+    second = read(limit=2, cursor=first["next_cursor"])
+    third = read(limit=2, cursor=second["next_cursor"])
+    assert len(third["items"]) == 1 and third["next_cursor"] is None
+    assert read(token=as_operator)["items"], "operators read the audit log"
+
+    viewer = {"Authorization": f"Bearer {overlord.token(KeyRole.VIEWER)}"}
+    assert overlord.client.get("/api/v1/audit", headers=viewer).status_code == 403
+    for bad in (
+        {"limit": 501},
+        {"limit": 0},
+        {"object": "planet/earth"},
+        {"action": "rollout.explode"},
+        {"since": "2025-01-01T00:00:00"},  # no zone
+        {"cursor": 2**63},
+        {"actor": "\x00"},
+    ):
+        assert overlord.client.get("/api/v1/audit", params=bad, headers=admin).status_code == 422
+
+
+def test_entries_outlive_nothing_they_name(overlord: Overlord):
+    """No foreign keys: a revoked key's entries stay as written (the row holds its name)."""
+    created = overlord.client.post(
+        "/api/v1/tokens", json={"role": "operator", "name": "temp"}, headers=overlord.as_admin()
+    ).json()
+    token = {"Authorization": f"Bearer {created['token']}"}
+    overlord.client.put("/api/v1/groups/t", json={}, headers=token)
+    overlord.client.delete(f"/api/v1/tokens/{created['id']}", headers=overlord.as_admin())
+    entry = overlord.client.get(
+        "/api/v1/audit", params={"actor": "temp"}, headers=overlord.as_admin()
+    ).json()["items"][0]
+    assert entry["action"] == "group.create" and entry["actor_key_id"] == created["id"]
+    revoked = _entries(overlord)[-1]
+    assert revoked.action == "token.revoke" and revoked.after is not None
+    assert revoked.after["revoked_at"] is not None and revoked.before is not None
+    assert revoked.before["revoked_at"] is None
+    assert utcnow() - revoked.at < timedelta(minutes=5)
