@@ -7,7 +7,16 @@ import sys
 from collections.abc import Sequence
 
 from fleetcore.cli import EXIT_USAGE, run_main
-from fleetctl.commands import devices, global_options, groups, login, releases, rollouts, tokens
+from fleetctl.commands import (
+    audit,
+    devices,
+    global_options,
+    groups,
+    login,
+    releases,
+    rollouts,
+    tokens,
+)
 from fleetctl.errors import UsageError
 from fleetctl.output import Printer
 from fleetctl.session import Session
@@ -22,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[global_options(defaults=True)],
     )
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    for module in (login, devices, groups, releases, rollouts, tokens):
+    for module in (login, devices, groups, releases, rollouts, tokens, audit):
         module.add(sub)
     return parser
 

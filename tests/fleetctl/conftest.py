@@ -3,11 +3,13 @@ as its own process against it, as an operator's laptop would."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,12 +18,14 @@ from typing import Any
 import httpx
 import pytest
 
+from fleetcore.net import free_port
 from fleetcore.wire import RegisterResponse
 from overlord import migrate
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
 from overlord.db import make_engine, make_sessionmaker, unit_of_work, utcnow
 from overlord.rollouts import service as rollouts_service
+from simulator.server import stop
 from simulator.site import scratch_database
 from tests.overlord.conftest import heartbeat
 from tests.overlord.servers import overlord_process
@@ -143,7 +147,45 @@ def one_line_error(
     return result.stderr
 
 
-def _serve(database_url: str, root: Path) -> Iterator[Fleet]:
+@contextlib.contextmanager
+def overlord_serve(env: dict[str, str], *, log: Path) -> Iterator[str]:
+    """The ``overlord serve`` command itself (its logging set-up, not only the app) on
+    loopback; yields its base URL."""
+    port = free_port()
+    main = "import sys; from overlord.cli import main; sys.exit(main())"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", main, "serve", "--port", str(port)],
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while not _healthy(base):
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "overlord serve did not start"
+                time.sleep(0.2)
+            yield base
+        finally:
+            stop(proc)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/health", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+Server = Callable[..., contextlib.AbstractContextManager[str]]
+
+
+def _serve(
+    database_url: str, root: Path, *, server: Server = overlord_process, **extra_env: str
+) -> Iterator[Fleet]:
     repo = make_repo(root / "tuf")
     repo.add_os("1.0.0")
     repo.add_os("1.1.0")
@@ -153,10 +195,11 @@ def _serve(database_url: str, root: Path) -> Iterator[Fleet]:
         "OVERLORD_KEYS_DIR": str(repo.keydir),
         "OVERLORD_RUN_SCHEDULER": "false",
         "OVERLORD_CACHE_TTL_S": "0",
+        **extra_env,
     }
     home = root / "home"
     home.mkdir()
-    with overlord_process(env, log=root / "overlord.log") as url:
+    with server(env, log=root / "overlord.log") as url:
         fleet = Fleet(url, database_url, repo, home, admin="", enrollment="")
         fleet.admin = fleet.token(KeyRole.ADMIN)
         fleet.enrollment = fleet.token(KeyRole.ENROLLMENT)
@@ -177,3 +220,10 @@ def pg_fleet(pg_url: str, tmp_path: Path) -> Iterator[Fleet]:
         migrate.upgrade(engine)
         engine.dispose()
         yield from _serve(url, tmp_path)
+
+
+@pytest.fixture
+def served_fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """Through ``overlord serve`` logging JSON lines to ``tmp_path / 'overlord.log'``."""
+    url = f"sqlite:///{tmp_path / 'overlord.db'}"
+    yield from _serve(url, tmp_path, server=overlord_serve, FLEET_LOG_FORMAT="json")
