@@ -18,18 +18,24 @@ router = APIRouter(prefix=API_PREFIX, tags=["audit"])
 _OBJECT = rf"^({'|'.join(o.value for o in AuditObject)})(/[^\x00]{{1,{OBJECT_ID_CHARS}}})?$"
 
 
+ActorQuery = Annotated[
+    str | None,
+    Query(
+        max_length=NAME_CHARS,
+        pattern=NUL_FREE,
+        description="a key's name, or its id (digits match either)",
+    ),
+]
+CursorQuery = Annotated[
+    int | None, Query(ge=1, le=INT64_MAX, description="next_cursor of the previous page")
+]
+
+
 @router.get("/audit", response_model=AuditPage)
 def list_audit(
     _caller: Operator,
     session: DbSession,
-    actor: Annotated[
-        str | None,
-        Query(
-            max_length=NAME_CHARS,
-            pattern=NUL_FREE,
-            description="a key's name, or its id (digits match either)",
-        ),
-    ] = None,
+    actor: ActorQuery = None,
     action: Annotated[AuditAction | None, Query()] = None,
     object_: Annotated[
         str | None,
@@ -42,20 +48,18 @@ def list_audit(
     ] = None,
     since: Annotated[UtcDatetime | None, Query(description="at or after this time")] = None,
     until: Annotated[UtcDatetime | None, Query(description="before this time")] = None,
-    cursor: Annotated[
-        int | None, Query(ge=1, le=INT64_MAX, description="next_cursor of the previous page")
-    ] = None,
+    cursor: CursorQuery = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AuditPage:
     """Who did what, newest first; keyset pages (``cursor``) stay stable while entries arrive."""
-    object_type, _, object_id = (object_ or "").partition("/")
+    object_type, object_id = service.parse_object(object_ or "")
     rows, next_cursor = service.list_entries(
         session,
         filters=service.AuditFilter(
             actor=actor,
             action=action,
-            object_type=AuditObject(object_type) if object_type else None,
-            object_id=object_id or None,
+            object_type=object_type,
+            object_id=object_id,
             since=since,
             until=until,
         ),

@@ -31,6 +31,7 @@ from overlord.audit.models import (
 )
 from overlord.auth.models import KeyRole
 from overlord.db import utcnow
+from overlord.errors import InvalidRequest
 
 log = logging.getLogger("overlord.audit")
 # Audit lines are written whatever the process's log level (-v or not): they are the record.
@@ -152,6 +153,18 @@ def _forget_uncommitted(session: Session, transaction: SessionTransaction) -> No
     # After a commit the list is gone already; after a rollback its entries never existed.
     if transaction.parent is None:
         session.info.pop(_PENDING, None)
+
+
+def parse_object(text: str) -> tuple[AuditObject | None, str | None]:
+    """``rollout`` or ``rollout/12`` as (type, id); empty text is no object filter."""
+    if not text:
+        return None, None
+    kind, _, ident = text.partition("/")
+    try:
+        return AuditObject(kind), ident or None
+    except ValueError:
+        known = ", ".join(o.value for o in AuditObject)
+        raise InvalidRequest(f"no object type {kind!r}; the types are {known}") from None
 
 
 @dataclass(frozen=True)

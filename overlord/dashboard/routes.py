@@ -12,9 +12,11 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 from starlette.staticfiles import StaticFiles
 
+from fleetcore.bounded import NUL_FREE
 from overlord.audit import service as audit
 from overlord.audit.deps import actor_of
-from overlord.audit.models import AuditAction, AuditObject, Channel
+from overlord.audit.models import OBJECT_ID_CHARS, AuditAction, AuditObject, Channel
+from overlord.audit.routes import ActorQuery, CursorQuery
 from overlord.audit.service import Actor
 from overlord.auth import service as auth_service
 from overlord.auth.deps import SESSION_COOKIE, client_address
@@ -27,7 +29,15 @@ from overlord.deps import Ctx, DbSession
 from overlord.devices import service as devices_service
 from overlord.devices.models import AdminStatus
 from overlord.devices.schemas import DeviceFilter, DeviceId, FleetStatus
-from overlord.errors import AuthError, Conflict, Forbidden, NotFound, RateLimited, RequestError
+from overlord.errors import (
+    AuthError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RateLimited,
+    RequestError,
+)
 from overlord.ids import BigRowId
 from overlord.rollouts import service as rollouts_service
 
@@ -234,6 +244,44 @@ def device_timeline(
         session, device_id=device_id, offline_after_s=ctx.settings.offline_after_s
     )
     return templates.TemplateResponse(request, "_device_live.html", {"page": page})
+
+
+@router.get("/dashboard/audit", response_class=HTMLResponse)
+def audit_log(
+    request: Request,
+    user: DashboardUser,
+    session: DbSession,
+    actor: ActorQuery = None,
+    action: Annotated[str, Query(max_length=32, pattern=NUL_FREE)] = "",
+    object_: Annotated[
+        str, Query(alias="object", max_length=32 + OBJECT_ID_CHARS, pattern=NUL_FREE)
+    ] = "",
+    cursor: CursorQuery = None,
+) -> Response:
+    """The audit log, newest first (operators and admins: it names tokens and addresses)."""
+    if not user.at_least(KeyRole.OPERATOR):
+        raise Forbidden("the audit log needs the operator role or higher")
+    shown = {"actor": actor or "", "action": action, "object": object_}
+    context = _forms(request, user) | shown | {"actions": list(AuditAction), "entries": []}
+    try:
+        if action and action not in set(AuditAction):
+            raise InvalidRequest(f"no action {action!r}")
+        object_type, object_id = audit.parse_object(object_)
+    except InvalidRequest as err:
+        context["error"] = str(err)
+        return templates.TemplateResponse(request, "audit.html", context, status_code=422)
+    filters = audit.AuditFilter(
+        actor=actor or None,
+        action=AuditAction(action) if action else None,
+        object_type=object_type,
+        object_id=object_id,
+    )
+    entries, older = audit.list_entries(session, filters=filters, cursor=cursor, limit=PAGE_SIZE)
+    context["entries"] = entries
+    if older is not None:
+        query = {k: v for k, v in shown.items() if v} | {"cursor": str(older)}
+        context["older"] = f"/dashboard/audit?{urlencode(query)}"
+    return templates.TemplateResponse(request, "audit.html", context)
 
 
 # Operator actions -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ import re
 from fastapi.testclient import TestClient
 
 from overlord.auth.models import KeyRole
+from overlord.dashboard.routes import PAGE_SIZE
 from tests.overlord.conftest import Overlord
 
 
@@ -82,3 +83,57 @@ def test_actions_need_their_roles(overlord: Overlord):
     device = overlord.client.get(f"/api/v1/devices/{device_id}", headers=overlord.as_admin())
     assert device.json()["admin_status"] == "quarantined"
     assert _state(overlord, rollout_id) == "running"
+
+
+def test_the_audit_page_lists_actions_escaped_for_operators_only(overlord: Overlord):
+    rollout_id = _rollout(overlord)
+    hostile = "<script>alert(1)</script>"
+    created = overlord.client.post(
+        "/api/v1/tokens", json={"role": "operator", "name": hostile}, headers=overlord.as_admin()
+    ).json()
+    browser = TestClient(overlord.client.app, base_url="http://overlord.test")
+    assert browser.post("/dashboard/login", data={"token": created["token"]}).status_code == 200
+    page = browser.get("/dashboard")
+    token = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text)
+    assert token and 'id="audit-link"' in page.text
+    browser.post(f"/dashboard/rollouts/{rollout_id}/pause", data={"csrf": token.group(1)})
+
+    audit = browser.get("/dashboard/audit")
+    assert audit.status_code == 200
+    rows = re.findall(
+        r'<tr class="audit-entry" data-action="([a-z_.]+)" data-via="(\w+)">', audit.text
+    )
+    assert rows == [
+        ("rollout.pause", "dashboard"),
+        ("dashboard.login", "dashboard"),
+        ("token.create", "api"),
+        ("rollout.create", "api"),
+    ]
+    assert hostile not in audit.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in audit.text
+    assert created["token"] not in audit.text
+
+    only = browser.get("/dashboard/audit", params={"object": f"rollout/{rollout_id}"})
+    assert only.text.count('class="audit-entry"') == 2
+    paused = browser.get("/dashboard/audit", params={"action": "rollout.pause", "actor": hostile})
+    assert paused.text.count('class="audit-entry"') == 1
+    refused = browser.get("/dashboard/audit", params={"object": "planet/earth"})
+    assert refused.status_code == 422 and "no object type" in refused.text
+
+    viewer, _none = _login(overlord, KeyRole.VIEWER)
+    assert 'id="audit-link"' not in viewer.get("/dashboard").text
+    assert viewer.get("/dashboard/audit").status_code == 403
+    anonymous = TestClient(overlord.client.app, base_url="http://overlord.test")
+    assert anonymous.get("/dashboard/audit", follow_redirects=False).status_code == 303
+
+
+def test_the_audit_page_pages_with_an_older_link(overlord: Overlord):
+    for i in range(PAGE_SIZE + 3):
+        overlord.client.put(f"/api/v1/groups/g{i}", json={}, headers=overlord.as_admin())
+    browser, _token = _login(overlord, KeyRole.OPERATOR)
+    first = browser.get("/dashboard/audit", params={"action": "group.create"})
+    assert first.text.count('class="audit-entry"') == PAGE_SIZE
+    older = re.search(r'id="audit-older" href="([^"]+)"', first.text)
+    assert older is not None
+    rest = browser.get(older.group(1).replace("&amp;", "&"))
+    assert rest.text.count('class="audit-entry"') == 3 and 'id="audit-older"' not in rest.text
+    assert ">group/g0<" in rest.text

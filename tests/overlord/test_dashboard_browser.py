@@ -223,3 +223,20 @@ def test_an_admin_resumes_pauses_and_aborts_a_rollout_and_quarantines_a_device(
         admin = {"Authorization": f"Bearer {create_token(url, KeyRole.ADMIN)}"}
         device = httpx.get(f"{base}/api/v1/devices/{canary}", headers=admin).json()
         assert device["admin_status"] == "quarantined"
+
+        # Each of those clicks is in the audit log, attributed to the dashboard.
+        browser.find_element(By.ID, "audit-link").click()
+        rows = browser.find_elements(By.CSS_SELECTOR, "#audit-table tr.audit-entry")
+        assert [(r.get_attribute("data-action"), r.get_attribute("data-via")) for r in rows] == [
+            ("device.status", "dashboard"),
+            ("rollout.abort", "dashboard"),
+            ("rollout.pause", "dashboard"),
+            ("rollout.resume", "dashboard"),
+            ("dashboard.login", "dashboard"),
+            ("rollout.create", "api"),
+        ]
+        assert "quarantined" in rows[0].text and "127.0.0.1" in rows[0].text
+        Select(browser.find_element(By.ID, "audit-action")).select_by_value("rollout.pause")
+        browser.find_element(By.CSS_SELECTOR, "#audit-filters button").click()
+        wait.until(lambda driver: "action=rollout.pause" in driver.current_url)
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#audit-table tr.audit-entry")) == 1
