@@ -38,8 +38,11 @@ log = logging.getLogger("overlord.audit")
 log.setLevel(logging.INFO)
 
 MASK = "***"
-# Fields never stored or logged, whatever an action hands in: credentials and their digests.
-_SECRET_PARTS = ("token", "password", "secret", "hash", "cookie", "csrf")
+# Fields never stored or logged, whatever an action hands in: credentials and their digests
+# (``token``, ``device_token``, ``token_hash``, ...), but not a label that merely contains
+# such a word.
+_SECRET_NAMES = frozenset({"token", "password", "passphrase", "secret", "cookie", "csrf"})
+_SECRET_SUFFIXES = tuple(f"_{name}" for name in (*_SECRET_NAMES, "hash"))
 _PENDING = "audit_pending"
 
 
@@ -74,8 +77,8 @@ def masked(value: Any) -> Any:
 
 
 def _is_secret(key: str) -> bool:
-    lowered = key.lower()
-    return any(part in lowered for part in _SECRET_PARTS)
+    name = key.lower().replace("-", "_")
+    return name in _SECRET_NAMES or name.endswith(_SECRET_SUFFIXES)
 
 
 def record(

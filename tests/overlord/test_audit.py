@@ -366,10 +366,14 @@ def test_the_table_refuses_updates_and_deletes(database_url: str, statement: str
 
 
 def test_secrets_are_masked_and_never_stored(overlord: Overlord, caplog: pytest.LogCaptureFixture):
-    assert audit.masked({"token": "t", "nested": [{"token_hash": "h", "password": "p"}]}) == {
-        "nested": [{"password": "***", "token_hash": "***"}],
+    assert audit.masked(
+        {"token": "t", "nested": [{"token_hash": "h", "Password": "p", "device-token": "d"}]}
+    ) == {
+        "nested": [{"Password": "***", "device-token": "***", "token_hash": "***"}],
         "token": "***",
     }
+    labels = {"hashrate": "12", "secret_zone": "b", "tokens": "3"}
+    assert audit.masked({"labels": labels}) == {"labels": labels}, "words inside names stay"
     with caplog.at_level(logging.INFO, logger="overlord.audit"):
         created = overlord.client.post(
             "/api/v1/tokens",
