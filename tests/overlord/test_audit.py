@@ -472,7 +472,7 @@ def test_the_read_api_filters_and_pages(overlord: Overlord):
         assert overlord.client.get("/api/v1/audit", params=bad, headers=admin).status_code == 422
 
 
-def test_entries_outlive_nothing_they_name(overlord: Overlord):
+def test_entries_stay_as_written_when_their_key_is_revoked(overlord: Overlord):
     """No foreign keys: a revoked key's entries stay as written (the row holds its name)."""
     created = overlord.client.post(
         "/api/v1/tokens", json={"role": "operator", "name": "temp"}, headers=overlord.as_admin()
