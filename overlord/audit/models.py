@@ -1,4 +1,4 @@
-"""The audit log: one append-only row per operator action (ADR 0066).
+"""The audit log: one append-only row per operator action (ADR 0067).
 
 Actions, roles and object types are stored as plain strings, not as enum columns: an entry
 must stay readable whatever later versions rename or retire, and a new action needs no

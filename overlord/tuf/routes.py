@@ -116,7 +116,7 @@ def _publish_locked(
     """Publish under the write lease; the audit entry follows the files in that lease.
 
     The repository is files, not rows, so the entry cannot share their transaction: it is
-    written right after they are in place (ADR 0066).
+    written right after they are in place (ADR 0067).
     """
     with leases.held(
         ctx.sessions,
