@@ -25,7 +25,7 @@ class Version:
     __slots__ = ("_key", "text")
 
     def __init__(self, text: str) -> None:
-        if not isinstance(text, str) or not _VERSION_RE.match(text):
+        if not isinstance(text, str) or not _VERSION_RE.fullmatch(text):
             raise VersionError(
                 f"invalid version {text!r}: expected 1 to 4 dotted numbers such as 1.4.0"
             )

@@ -1,15 +1,16 @@
 """Device-side verification: refresh TUF metadata, look up targets, download them verified.
 
 Built on ``tuf.ngclient``: the protocol (root chain, thresholds, expiry, rollback and
-mix-and-match checks) is python-tuf's, not ours. This module adds the Metrica custom metadata,
-streaming downloads with a hard length cap, and one error tree for the updater.
+mix-and-match checks) is python-tuf's, not ours. This module adds strict parsing of every
+metadata file before python-tuf reads it, the Metrica custom metadata, streaming downloads with
+a hard length cap, and one error tree for the updater.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeVar
@@ -19,7 +20,9 @@ from tuf.api.metadata import TargetFile
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
+from fleetcore import strictjson
 from fleetcore.atomic import atomic_open
+from fleetcore.errors import FormatError
 from signing.errors import (
     DownloadError,
     MetadataError,
@@ -55,6 +58,40 @@ def _describe(err: tuf_errors.RepositoryError) -> str:
     return f"metadata rejected: {err}"
 
 
+def check_metadata(data: bytes, *, name: str, max_bytes: int | None = None) -> None:
+    """Refuse metadata that is not strict JSON, before python-tuf parses it.
+
+    python-tuf reads metadata with the standard ``json.loads``: of a key named twice it keeps
+    the last, and the signature covers that reading, so a reader keeping the first would see
+    other metadata; it also takes NaN, lone surrogates and any nesting. The publisher and the
+    Overlord parse with :mod:`fleetcore.strictjson`; so does the device, here.
+    """
+    try:
+        strictjson.loads(data, what=name, max_bytes=max_bytes)
+    except FormatError as err:
+        raise MetadataError(f"metadata refused, not strict JSON: {err}") from err
+
+
+class StrictMetadataFetcher(FetcherInterface):
+    """``inner``, with every metadata file it downloads checked by :func:`check_metadata`.
+
+    python-tuf downloads metadata through ``download_bytes`` (root, timestamp, snapshot,
+    targets and delegated targets) and nothing else through it; target files go through
+    ``fetch`` (:meth:`ReleaseClient._stream`) and are checked against their signed hashes.
+    """
+
+    def __init__(self, inner: FetcherInterface) -> None:
+        self.inner = inner
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        return self.inner.fetch(url)
+
+    def download_bytes(self, url: str, max_length: int) -> bytes:
+        data = self.inner.download_bytes(url, max_length)  # capped at max_length
+        check_metadata(data, name=url.rpartition("/")[2][:80], max_bytes=max_length)
+        return data
+
+
 class ReleaseClient:
     """One device's view of the release repository at ``base_url``.
 
@@ -84,15 +121,17 @@ class ReleaseClient:
             socket_timeout=int(socket_timeout), app_user_agent=USER_AGENT
         )
         try:
+            if bootstrap_root is not None:
+                check_metadata(bootstrap_root, name="root.json")
             self._updater = Updater(
                 metadata_dir=str(metadata_dir),
                 metadata_base_url=f"{self.base_url}/metadata/",
                 target_base_url=f"{self.base_url}/targets/",
-                fetcher=self._fetcher,
+                fetcher=StrictMetadataFetcher(self._fetcher),
                 config=UpdaterConfig(app_user_agent=USER_AGENT),
                 bootstrap=bootstrap_root,
             )
-        except tuf_errors.RepositoryError as err:
+        except (tuf_errors.RepositoryError, MetadataError) as err:
             raise MetadataError(f"trusted root is invalid: {err}") from err
         except OSError as err:
             raise MetadataError(f"cannot read trusted metadata in {metadata_dir}: {err}") from err

@@ -74,7 +74,7 @@ class TargetSpec:
 def check_target_name(name: str) -> str:
     """Reject names that could escape ``targets/`` or be misread: ``os/1.0.0/manifest.json``."""
     parts = name.split("/")
-    if not name or any(not _NAME_PART.match(p) or p in {".", ".."} for p in parts):
+    if not name or any(not _NAME_PART.fullmatch(p) or p in {".", ".."} for p in parts):
         raise RepositoryError(
             f"invalid target name {name!r}",
             hint="use slash-separated parts of letters, digits, '.', '_', '+', '-'",

@@ -19,7 +19,9 @@ def test_trailing_zeros_are_equal():
     assert hash(Version("1.2")) == hash(Version("1.2.0.0"))
 
 
-@pytest.mark.parametrize("bad", ["", "v1.0", "1.0-rc1", "01.2", "1..2", "1.2.3.4.5", "-1", " 1"])
+@pytest.mark.parametrize(
+    "bad", ["", "v1.0", "1.0-rc1", "01.2", "1..2", "1.2.3.4.5", "-1", " 1", "1.0.0\n"]
+)
 def test_rejects_ambiguous(bad):
     with pytest.raises(VersionError, match="invalid version"):
         Version(bad)

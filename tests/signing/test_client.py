@@ -80,6 +80,7 @@ def test_endless_data_is_cut_at_signed_length(tmp_path, repo_server, trusted_roo
         ("wrong-key", "signatures do not meet the threshold"),
         ("expired-timestamp", "expired"),
         ("below-threshold", "signatures do not meet the threshold"),
+        ("duplicate-key-timestamp", "duplicate key 'meta'"),
     ],
 )
 def test_bad_metadata_keeps_trusted_state(tmp_path, repo_server, trusted_root, fixture, message):
@@ -92,6 +93,24 @@ def test_bad_metadata_keeps_trusted_state(tmp_path, repo_server, trusted_root, f
         attacked.refresh()
         attacked.get_target(ROLE)
     assert snapshot_dir(tmp_path / "trusted") == trusted
+
+
+@pytest.mark.parametrize(
+    ("fixture", "key"),
+    [("duplicate-key-timestamp", "meta"), ("duplicate-key-targets", "targets")],
+)
+def test_signed_metadata_naming_a_key_twice_is_refused(
+    tmp_path, repo_server, trusted_root, fixture, key
+):
+    """python-tuf's json.loads keeps the last of two equal keys, and the signature covers
+    that reading; a reader keeping the first sees other metadata. Refused before python-tuf
+    parses it, as one MetadataError, and nothing of it is trusted."""
+    repo_server.serve(REPOS / fixture)
+    client = make_client(tmp_path, repo_server, trusted_root)
+    with pytest.raises(MetadataError, match=f"not strict JSON: .*duplicate key '{key}'"):
+        client.refresh()
+        client.get_target(ROLE)
+    assert not (tmp_path / "trusted" / "targets.json").exists()
 
 
 def test_mix_and_match_targets_is_refused(tmp_path, repo_server, trusted_root):

@@ -98,7 +98,9 @@ def test_add_writes_hash_prefixed_target_and_bumps_versions(tmp_path, repo, keys
     assert (repo / "metadata" / "2.targets.json").exists()
 
 
-@pytest.mark.parametrize("name", ["../escape", "/abs", "a//b", "a/./b", "", "sp ace"])
+@pytest.mark.parametrize(
+    "name", ["../escape", "/abs", "a//b", "a/./b", "", "sp ace", "os/1/m.json\n"]
+)
 def test_add_rejects_bad_names(tmp_path, repo, keys, name):
     payload = tmp_path / "f"
     payload.write_bytes(b"x")

@@ -9,6 +9,7 @@ clauses kept the two apart.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,33 @@ def test_a_forged_timestamp_signature_fails_the_install(tmp_path, own_repo, own_
     state = device.engine().store.load()
     assert state.state is UpdateState.FAILED
     assert "timestamp" in (state.last_failure or "")
+
+
+def _served(metadata: Path, role: str) -> Path:
+    """The file a device fetches for ``role``: the newest ``N.role.json``, else ``role.json``."""
+    versions = sorted(metadata.glob(f"*.{role}.json"), key=lambda p: int(p.name.split(".")[0]))
+    return versions[-1] if versions else metadata / f"{role}.json"
+
+
+@pytest.mark.parametrize("role", ["timestamp", "targets"])
+def test_metadata_naming_a_key_twice_fails_the_install_and_the_honest_one_updates(
+    tmp_path, own_repo, own_server, role
+):
+    """Validly signed metadata with ``signed`` named twice: python-tuf keeps the last (the
+    signed one) and trusted it; a reader that keeps the first sees another document."""
+    device = v1_device(tmp_path / "device", own_repo)
+    path = _served(own_repo.path / "metadata", role)
+    honest = path.read_bytes()
+    first = json.dumps({"signed": {"_type": role, "version": 1}})[:-1].encode()
+    path.write_bytes(first + b", " + honest.lstrip()[1:])
+
+    assert device.engine().start(Version("2.0.0"), own_server.tuf_url) is EngineResult.IDLE
+    state = device.engine().store.load()
+    assert state.state is UpdateState.FAILED
+    assert "not strict JSON" in (state.last_failure or "")
+    assert "duplicate key 'signed'" in (state.last_failure or "")
+    failed = [e for e in device.engine().events.pending() if e.kind is EventKind.INSTALL_FAILED]
+    assert failed and "duplicate key" in (failed[-1].reason or "")
+
+    path.write_bytes(honest)
+    assert device.engine().start(Version("2.0.0"), own_server.tuf_url) is EngineResult.REBOOTING
