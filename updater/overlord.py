@@ -4,16 +4,25 @@ httpx's own reading of the proxy environment is switched off (``trust_env=False`
 comes from :class:`updater.proxy.ProxyRules`, as for every other connection of the device, and
 TLS trusts the system store (plus ``SSL_CERT_FILE``/``SSL_CERT_DIR``), as the chunk pipeline
 and the TUF fetcher do.
+
+httpx's timeouts bound each read, so a server that trickles its answer a byte at a time, status
+line and headers included, would hold the agent (and its heartbeats) as long as it liked. Every
+socket operation of a request is therefore bounded by the request's deadline too
+(:class:`_DeadlineBackend`), and the body is capped.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import httpcore
 import httpx
 from pydantic import BaseModel, ValidationError
 
@@ -34,6 +43,11 @@ from updater.errors import OverlordClientError
 from updater.proxy import ProxyRules
 
 _M = TypeVar("_M", bound=BaseModel)
+log = logging.getLogger(__name__)
+# httpcore's socket option type (httpcore._backends.base.SOCKET_OPTION).
+SocketOption = (
+    tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+)
 
 
 # The largest answer the device API gives (a desired state with many roles is a few KiB).
@@ -94,6 +108,104 @@ def _proxy_headers(authorization: str | None) -> dict[str, str] | None:
     return {"Proxy-Authorization": authorization} if authorization else None
 
 
+class _Deadline:
+    """When the answer being read must be complete (``time.monotonic``); None between requests."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def passed(self) -> bool:
+        return self.at is not None and time.monotonic() >= self.at
+
+    def bound(self, timeout: float | None, error: type[httpcore.TimeoutException]) -> float | None:
+        """``timeout`` for one socket operation, shortened to what is left before the deadline."""
+        if self.at is None:
+            return timeout
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise error("the answer's deadline has passed")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, self._deadline.bound(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, self._deadline.bound(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = self._deadline.bound(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(
+            self._inner.start_tls(ssl_context, server_hostname, bounded), self._deadline
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's sockets, each read, write and connect bounded by the request's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkBackend, deadline: _Deadline) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = self._deadline.bound(timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_tcp(host, port, bounded, local_address, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = self._deadline.bound(timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_unix_socket(path, bounded, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _deadline_transport(proxy: httpx.Proxy | None, deadline: _Deadline) -> httpx.HTTPTransport:
+    """httpx's own transport, its connection pool on a :class:`_DeadlineBackend`.
+
+    httpx takes no network backend, so the pool's is replaced before its first connection.
+    Should a later httpx or httpcore move it, the agent keeps httpx's per-read timeouts and
+    the body's deadline, and says so (the trickle tests fail).
+    """
+    transport = httpx.HTTPTransport(verify=tls.client_context(), trust_env=False, proxy=proxy)
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.NetworkBackend):
+        pool._network_backend = _DeadlineBackend(backend, deadline)  # type: ignore[union-attr]
+    else:
+        log.warning("httpx's connection pool has moved: an Overlord answer's head has no deadline")
+    return transport
+
+
 class OverlordClient:
     def __init__(
         self,
@@ -107,14 +219,18 @@ class OverlordClient:
         """``proxies`` defaults to the process environment's; ``deadline_s`` bounds a whole
         answer (default: four times ``timeout``)."""
         proxy = (proxies or ProxyRules.resolve()).for_url(base_url)
+        self._deadline = _Deadline()
+        if transport is None:
+            transport = _deadline_transport(
+                httpx.Proxy(proxy.url, headers=_proxy_headers(proxy.authorization))
+                if proxy
+                else None,
+                self._deadline,
+            )
         self.http = httpx.Client(
             base_url=f"{base_url.rstrip('/')}{API_PREFIX}",
             timeout=timeout,
             transport=transport,
-            proxy=httpx.Proxy(proxy.url, headers=_proxy_headers(proxy.authorization))
-            if proxy
-            else None,
-            verify=tls.client_context(),
             trust_env=False,
             # Raw bytes only: a compressed answer could expand past the cap in one piece.
             headers={"Accept-Encoding": "identity"},
@@ -139,11 +255,16 @@ class OverlordClient:
         content = body.model_dump_json().encode() if body is not None else None
         if content is not None:
             headers["Content-Type"] = "application/json"
+        self._deadline.at = time.monotonic() + self.deadline_s
         try:
             with self.http.stream(method, url, content=content, headers=headers) as response:
                 answer = self._read(response)
         except httpx.TransportError as err:
+            if self._deadline.passed():
+                raise OverlordUnreachable(self._too_slow()) from err
             raise OverlordUnreachable(f"Overlord unreachable: {self._quiet(err)}") from err
+        finally:
+            self._deadline.at = None
         if answer.status >= 500:
             raise OverlordUnreachable(f"Overlord answered {answer.status} to {url}")
         if answer.status >= 400:
@@ -156,12 +277,16 @@ class OverlordClient:
             )
         return answer
 
+    def _too_slow(self) -> str:
+        return f"Overlord answer not complete within {self.deadline_s:.0f} s"
+
     def _read(self, response: httpx.Response) -> Answer:
         """The body, capped at MAX_ANSWER bytes and cut off at the request's deadline.
 
         httpx's timeouts bound each read; a server that trickles bytes would hold the agent
         (and its heartbeats) for as long as it likes, and one that sends 200 MiB would have
-        it all in memory. Both end here with :class:`OverlordUnreachable`.
+        it all in memory. Both end with :class:`OverlordUnreachable`. The sockets stop at the
+        deadline too (not so a transport given for tests); the check here is for those.
         """
         length = response.headers.get("Content-Length")
         if length is not None and not (length.isdigit() and int(length) <= MAX_ANSWER):
@@ -171,16 +296,13 @@ class OverlordClient:
         encoding = response.headers.get("Content-Encoding", "identity").lower()
         if encoding != "identity":
             raise OverlordUnreachable(f"Overlord answer in {encoding[:24]!r} encoding refused")
-        deadline = time.monotonic() + self.deadline_s
         body = bytearray()
         for piece in response.iter_raw():
             body += piece
             if len(body) > MAX_ANSWER:
                 raise OverlordUnreachable(f"Overlord answer longer than {MAX_ANSWER} bytes")
-            if time.monotonic() > deadline:
-                raise OverlordUnreachable(
-                    f"Overlord answer not complete within {self.deadline_s:.0f} s"
-                )
+            if self._deadline.passed():
+                raise OverlordUnreachable(self._too_slow())
         return Answer(response.status_code, dict(response.headers), bytes(body))
 
     def _quiet(self, error: object) -> str:

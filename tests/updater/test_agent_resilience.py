@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from fleetcore.wire import DesiredState, UpdateState
 from tests.updater.agents import make_agent, setup_device
+from tests.updater.test_hostile_transfer import canned
 from updater.engine import Engine
 from updater.errors import OverlordClientError
 from updater.overlord import Identity, OverlordClient, OverlordUnreachable
@@ -174,3 +175,26 @@ def test_any_answer_is_a_model_or_one_overlord_error(data):
     client = client_answering(lambda request: httpx.Response(200, stream=httpx.ByteStream(data)))
     with contextlib.suppress(OverlordClientError):
         client.desired_state(None)
+
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 60\r\n"
+HEAD += b"X-Padding: trickled\r\n" * 8 + b"\r\n"
+TRICKLED = HEAD + b"{" + b" " * 58 + b"}"
+
+
+@pytest.mark.timeout(90)  # a guard: the old client waited for a trickled head at any pace
+@pytest.mark.parametrize(
+    ("at_once", "whole"), [(len(HEAD), len(TRICKLED)), (0, len(HEAD))], ids=["body", "head"]
+)
+def test_an_overlord_that_trickles_its_answer_is_cut_off_by_the_deadline(at_once, whole):
+    """A real server sends the answer a byte every 0.2 s, each well within the 0.5 s
+    per-read timeout. The deadline (four timeouts) bounds the whole answer: the status line
+    and headers too, which httpx reads before the client sees a response."""
+    sent: list[int] = []
+    with canned(TRICKLED, trickle=0.2, at_once=at_once, sent=sent) as url:
+        client = OverlordClient(url, timeout=0.5)
+        client.identity = Identity("dev-1", "s3cret-device-token")
+        with pytest.raises(OverlordUnreachable, match="answer not complete within 2 s"):
+            client.desired_state(None)
+        client.close()
+    assert sent[0] < whole  # given up while it trickled, not once it was whole

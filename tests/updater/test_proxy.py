@@ -166,23 +166,46 @@ def test_https_goes_through_a_connect_tunnel(tmp_path, repo, proxy, monkeypatch)
     assert proxy.bytes_to_client > 0
 
 
+REGISTRATION = RegisterRequest.model_validate(
+    {
+        "enrollment_token": "t",
+        "hostname": "cam-01",
+        "hardware": "qemu",
+        "image_version": "1.0.0",
+        "booted_slot": "a",
+    }
+)
+
+
 def test_overlord_client_uses_the_same_rules(server, proxy):
     server.enrollment_token = "t"
     rules = ProxyRules.resolve(f"http://u:pw@{proxy.url.removeprefix('http://')}", (), {})
     client = OverlordClient(server.url, timeout=5, proxies=rules)
     try:
-        client.register(
-            RegisterRequest.model_validate(
-                {
-                    "enrollment_token": "t",
-                    "hostname": "cam-01",
-                    "hardware": "qemu",
-                    "image_version": "1.0.0",
-                    "booted_slot": "a",
-                }
-            )
-        )
+        client.register(REGISTRATION)
     finally:
         client.close()
     assert proxy.targets("POST") == [f"{server.url}/api/v1/devices/register"]
     assert proxy.authorizations == ["Basic dTpwdw=="]
+
+
+def test_overlord_client_speaks_tls_through_a_connect_tunnel(tmp_path, repo, proxy, monkeypatch):
+    """TLS started on a tunnelled socket: the client's sockets (bounded by each answer's
+    deadline) wrap the proxy's stream and the TLS stream alike."""
+    cert, key = make_certificate(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    server = FleetServer(repo.path, tls=context)
+    server.enrollment_token = "t"
+    rules = ProxyRules.resolve(proxy.url, (), {})
+    client = OverlordClient(server.url, timeout=5, proxies=rules)
+    try:
+        identity = client.register(REGISTRATION)
+        desired, _ = client.desired_state(None)
+    finally:
+        client.close()
+        server.close()
+    assert identity.device_id and desired is not None
+    assert set(proxy.targets("CONNECT")) == {server.url.split("/")[2]}
+    assert proxy.targets("POST") == []  # nothing in clear text
