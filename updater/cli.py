@@ -149,6 +149,14 @@ def _print_status(info: dict[str, Any]) -> None:
         print(f"{key.replace('_', ' '):<{width}}  {'-' if value is None else value}")
 
 
+def _version_argument(text: str) -> Version:
+    """A malformed version is a usage error (exit 2), like any other bad argument."""
+    try:
+        return Version(text)
+    except VersionError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=PROG, description="Metrica Fleet device updater")
     ap.add_argument("-v", "--verbose", action="count", default=0)
@@ -170,7 +178,9 @@ def parser() -> argparse.ArgumentParser:
     inst = sub.add_parser("install", help="install a signed release now")
     what = inst.add_mutually_exclusive_group(required=True)
     what.add_argument("file", nargs="?", type=Path, help="a copy of the release repository (USB)")
-    what.add_argument("--version", type=Version, help="a version from the configured repository")
+    what.add_argument(
+        "--version", type=_version_argument, help="a version from the configured repository"
+    )
     sub.add_parser("commit", help="commit the running trial without waiting for health checks")
     sub.add_parser("rollback", help="fail the running trial and reboot into the committed slot")
     roles_cli.register(sub)

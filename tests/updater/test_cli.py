@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from fleetcore.layout import Slot
+from fleetcore.version import Version
 from tests.updater.device import SimDevice
 from updater.cli import main
 
@@ -70,6 +71,49 @@ def test_usb_install_that_fails_exits_non_zero(device, repo, tmp_path, capsys):
         chunk.write_bytes(b"not the signed chunk")
     assert main(cli(device, "install", str(usb))) == 1
     assert "install of 2.0.0 failed:" in capsys.readouterr().err
+
+
+def test_usb_install_refused_for_a_bad_signature_exits_1(device, repo, tmp_path, capsys):
+    usb = tmp_path / "usb"
+    shutil.copytree(repo.path, usb)
+    timestamp = usb / "metadata" / "timestamp.json"
+    metadata = json.loads(timestamp.read_text())
+    sig = metadata["signatures"][0]["sig"]
+    metadata["signatures"][0]["sig"] = ("0" if sig[0] != "0" else "1") + sig[1:]
+    timestamp.write_text(json.dumps(metadata))
+    assert main(cli(device, "install", str(usb))) == 1
+    err = capsys.readouterr().err
+    assert "install of 2.0.0 failed: metadata signatures do not meet the threshold" in err
+    assert Slot.B not in device.engine().store.load().slot_versions  # nothing installed
+
+
+@pytest.mark.parametrize("refusal", ["below-installed", "below-floor"])
+def test_usb_install_refused_by_anti_rollback_exits_1(device, repo, tmp_path, capsys, refusal):
+    if refusal == "below-installed":
+        device.roots.image_version_file.write_text("3.0.0\n")
+        message = "refusing version 2.0.0: it is lower than the installed 3.0.0"
+    else:
+        store = device.engine().store
+        state = store.load()
+        state.version_floor = Version("3.0.0")
+        store.save(state)
+        message = "refusing version 2.0.0: it is below this device's version floor 3.0.0"
+    usb = tmp_path / "usb"
+    shutil.copytree(repo.path, usb)
+    assert main(cli(device, "install", str(usb))) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"fleet-updater: error: {message}"
+    assert err[1].startswith("fleet-updater: hint:")
+
+
+@pytest.mark.parametrize("version", ["2.x", "v2.0.0", "1.0.0\n", ""])
+def test_install_of_a_malformed_version_is_a_usage_error(device, capsys, version):
+    """Exit 2 like every other usage error (the VersionError got past argparse: exit 1)."""
+    with pytest.raises(SystemExit) as exit_:
+        main(cli(device, "install", "--version", version))
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"install: error: argument --version: invalid version {version!r}" in err
 
 
 def test_manual_rollback_of_a_trial(device, repo, tmp_path, capsys):
