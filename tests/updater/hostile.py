@@ -5,8 +5,9 @@ Requests are parsed with a raw socket loop (no http.server), so answers can be a
 hostile peer could send: negative or huge lengths, floods of ``100 Continue``, zstd frames
 that declare a terabyte, bodies that never end. Each request is counted by kind before the
 answer, so a test sees that the device kept heartbeating whatever came back. ``attack`` names
-what the Overlord and chunk answers do now; ``None`` forwards to the honest upstream.
-TUF metadata is always forwarded honestly, so the device gets as far as fetching chunks.
+what the Overlord, chunk or TUF metadata answers do now; ``None`` forwards to the honest
+upstream. Outside the metadata attacks, TUF metadata is forwarded honestly, so the device gets
+as far as fetching chunks.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import zstandard
@@ -56,11 +58,23 @@ _ANY = (
     "garbage",  # not HTTP at all
 )
 ATTACKS: tuple[tuple[str, str], ...] = (
+    # TUF metadata first, while the device has none cached, so each attack meets its file.
+    ("timestamp", "huge-body"),  # an endless timestamp.json (python-tuf's cap: 16 KiB)
+    ("targets", "trickle"),  # N.targets.json a byte every 0.2 s
+    ("metadata", "duplicate-key"),  # honest metadata with "signed" named twice, first forged
     ("chunk", "zstd-bomb"),  # frames that declare or decode to far more than the chunk
     *(("chunk", attack) for attack in _ANY),
     *(("api", attack) for attack in _ANY),
     ("api", "bad-json"),  # NaN, deep nesting, duplicate keys
 )
+
+
+def _name_signed_twice(document: bytes) -> bytes:
+    """Signed TUF metadata with ``signed`` named twice: a forged one first, then the signed one
+    (python-tuf's json.loads keeps the last, so the signature still verifies)."""
+    if not document.lstrip().startswith(b"{"):
+        return document
+    return b'{"signed": {"_type": "forged", "version": 1}, ' + document.lstrip()[1:]
 
 
 class HostileServer:
@@ -118,14 +132,16 @@ class HostileServer:
                 with self.lock:
                     self.counts[kind] += 1
                 current = self.attack
-                target = "chunk" if kind == "chunk" else "api" if kind in _API else None
-                if current is not None and current[0] == "api" and kind == "chunk":
+                if current is not None and current[0] != "chunk" and kind == "chunk":
                     # Never an honest chunk after the honest phase: an install that completed
                     # would leave the simulated device waiting for a reboot nobody performs.
                     self._attack(conn, "zstd-bomb", kind)
                     return
-                if current is None or current[0] != target:
+                if current is None or current[0] not in self._targets(path, kind):
                     conn.sendall(self._forward(method, path, headers, body))
+                    continue
+                if current[1] == "duplicate-key":
+                    conn.sendall(self._forward(method, path, headers, body, _name_signed_twice))
                     continue
                 self._attack(conn, current[1], kind)
                 return
@@ -153,6 +169,18 @@ class HostileServer:
         return method, path, headers, body
 
     @staticmethod
+    def _targets(path: str, kind: str) -> set[str]:
+        """What an attack may name to hit this request."""
+        if kind == "chunk":
+            return {"chunk"}
+        if kind in _API:
+            return {"api"}
+        if kind != "tuf-metadata":
+            return set()
+        role = path.removesuffix(".json").rsplit("/", 1)[-1].rsplit(".", 1)[-1]
+        return {"metadata", role}  # N.targets.json: targets
+
+    @staticmethod
     def _kind(path: str) -> str:
         if path.startswith(TUF_PREFIX + "/chunks/"):
             return "chunk"
@@ -162,13 +190,23 @@ class HostileServer:
             return path.rsplit("/", 1)[-1]  # register, heartbeat, events, desired-state
         return "other"
 
-    def _forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
+    def _forward(
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        body: bytes,
+        rewrite: Callable[[bytes], bytes] | None = None,
+    ) -> bytes:
+        """The upstream's answer; ``rewrite`` changes the body of a 200."""
         upstream = http.client.HTTPConnection(*self.upstream, timeout=30)
         try:
             keep = {k: v for k, v in headers.items() if k not in {"connection", "host"}}
             upstream.request(method, path, body=body or None, headers=keep)
             answer = upstream.getresponse()
             data = answer.read()
+            if rewrite is not None and answer.status == 200:
+                data = rewrite(data)
             head = f"HTTP/1.1 {answer.status} {answer.reason}\r\n"
             for name, value in answer.getheaders():
                 if name.lower() not in {"content-length", "connection", "transfer-encoding"}:

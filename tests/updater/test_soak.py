@@ -2,10 +2,12 @@
 
 One attack at a time (``tests/updater/hostile.py``), each for a phase of the soak, while the
 Overlord keeps asking for 2.0.0 so the agent keeps trying to install it through the hostile
-chunk store. Through every phase the agent process must stay alive (no crash, no restart),
-keep sending heartbeats, and stay under 64 MiB of peak RSS (VmHWM, the kernel's high-water
-mark of the process). ``FLEET_SOAK_PHASE_S`` sets the length of a phase (default 8 s: fourteen
-attacks after an honest phase, about 2.5 minutes with the waits for heartbeats).
+TUF metadata and chunk store. Through every phase the agent process must stay alive (no
+crash, no restart), keep sending heartbeats, and stay under 64 MiB of peak RSS (VmHWM, the
+kernel's high-water mark of the process). ``FLEET_SOAK_PHASE_S`` sets the length of a phase
+(default 8 s: seventeen attacks after an honest phase, about three minutes with the waits for
+heartbeats). Transfers time out after 2 s, so the TUF fetcher's deadline (four timeouts) cuts
+a trickling metadata file within a phase.
 
 The agent runs on the device's own interpreter and packages (``.venv-device``: Debian
 bookworm's Python 3.11.2 with only ``[device,build]``), which is what the 64 MiB is about; the
@@ -58,6 +60,7 @@ def test_agent_survives_a_hostile_chunk_store_and_overlord(
         poll_max_s=2,
         offline_backoff_max_s=4,
         request_timeout_s=5,
+        transfer={"timeout_s": 2},
     )
     if not DEVICE_PYTHON.exists():
         pytest.fail(f"{DEVICE_PYTHON} missing: scripts/test creates it (ensure_device_venv)")
@@ -86,6 +89,7 @@ def test_agent_survives_a_hostile_chunk_store_and_overlord(
                 with server.lock:
                     server.desired["poll_interval_s"] = 5 + number % 2
             before = hostile.count("heartbeat")
+            fetched = hostile.count("tuf-metadata")
             started = time.monotonic()
             while time.monotonic() - started < PHASE_S or hostile.count("heartbeat") == before:
                 assert proc.poll() is None, f"the agent exited during {attack}: {proc.returncode}"
@@ -94,13 +98,16 @@ def test_agent_survives_a_hostile_chunk_store_and_overlord(
                 )
                 peak = max(peak, vm_hwm_kib(proc.pid))
                 time.sleep(0.5)
-            phases.append(f"{'/'.join(attack) if attack else 'honest'} {peak / 1024:.1f}")
+            if attack is not None and attack[0] in {"timestamp", "targets", "metadata"}:
+                assert hostile.count("tuf-metadata") > fetched, f"no metadata asked in {attack}"
+            name = "/".join(attack) if attack else "honest"
+            phases.append(f"{name} {peak / 1024:.1f} ({time.monotonic() - started:.0f} s)")
         assert peak < RSS_LIMIT_KIB, f"peak RSS {peak} KiB; after each phase: {phases}"
         assert hostile.count("chunk") >= 7, "the agent did not retry through every chunk attack"
     finally:
         stop(proc)
         log.close()
-    print("soak: peak RSS after each phase (MiB):", ", ".join(phases))
+    print("soak: peak RSS after each phase in MiB (its length):", ", ".join(phases))
     print(
         f"soak: peak RSS {peak / 1024:.1f} MiB, {hostile.count('heartbeat')} heartbeats, "
         f"{hostile.count('chunk')} chunk requests"
