@@ -213,7 +213,7 @@ def role_target(name: str, version: Version | str) -> str:
 
 def chunk_path(sha256: str) -> str:
     """Path of a chunk below the release repository's base URL or directory."""
-    if not _SHA256.match(sha256):
+    if not _SHA256.fullmatch(sha256):
         raise FormatError(f"not a SHA-256 hex digest: {sha256!r}")
     return f"chunks/{sha256[:4]}/{sha256}.zst"
 

@@ -92,7 +92,9 @@ def served_state(root: dict[str, Any], targets: dict[str, Any]) -> Served:
 
 def _target_file(repo: Path, name: str, sha256: str) -> Path:
     parts = name.split("/")
-    if any(p in {".", ".."} or not _NAME_PART.match(p) for p in parts) or not _SHA256.match(sha256):
+    if any(p in {".", ".."} or not _NAME_PART.fullmatch(p) for p in parts) or not _SHA256.fullmatch(
+        sha256
+    ):
         raise PublishError(f"targets.json lists an invalid target {name[:200]!r}")
     folder, _, base = name.rpartition("/")
     path = repo / "targets" / folder / f"{sha256}.{base}"

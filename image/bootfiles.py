@@ -77,7 +77,7 @@ class BootFiles:
                     model_ok, runtime, hidden = True, False, False
                 elif name == "none":
                     hidden = True
-                elif _MODEL_FILTER.match(name):
+                elif _MODEL_FILTER.fullmatch(name):
                     model_ok = spec is not None and _sees(spec, name)
                 else:
                     runtime = True

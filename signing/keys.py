@@ -130,7 +130,7 @@ class KeyStore:
             numbered = {
                 int(match.group(1)): path
                 for path in offline.iterdir()
-                if (match := _ROOT_KEY.match(path.name))
+                if (match := _ROOT_KEY.fullmatch(path.name))
             }
             root_files = [numbered[n] for n in sorted(numbered)]
             if root_files:

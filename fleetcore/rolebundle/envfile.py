@@ -52,7 +52,7 @@ def render(text: str, *, context: Mapping[str, Any], owned: Mapping[str, str]) -
         if not stripped or stripped.startswith("#"):
             lines.append(line)
             continue
-        match = _LINE.match(stripped)
+        match = _LINE.fullmatch(stripped)
         if not match:
             raise TemplateError(f".env line {number} is not KEY=VALUE: {stripped[:60]!r}")
         if match.group("key") in RESERVED:

@@ -39,7 +39,7 @@ _MAX_LINK_HOPS = 8
 
 def local_ids(spec: RoleSpec) -> dict[str, str]:
     """The ``sha256:<hex>`` images of ``spec``, by hex."""
-    return {m[1]: image for image in spec.images if (m := _LOCAL_ID.match(image))}
+    return {m[1]: image for image in spec.images if (m := _LOCAL_ID.fullmatch(image))}
 
 
 def archive_name(image_hex: str) -> str:
@@ -48,7 +48,7 @@ def archive_name(image_hex: str) -> str:
 
 def archive_path(bundle_dir: Path, image: str) -> Path | None:
     """The archive ``bundle_dir`` carries for ``image`` (a ``sha256:<hex>`` ID), if any."""
-    match = _LOCAL_ID.match(image)
+    match = _LOCAL_ID.fullmatch(image)
     if match is None:
         return None
     path = bundle_dir / IMAGES_DIR / archive_name(match[1])
@@ -60,7 +60,9 @@ def carried_ids(bundle_dir: Path) -> set[str]:
     folder = bundle_dir / IMAGES_DIR
     if folder.is_symlink() or not folder.is_dir():
         return set()
-    return {f"sha256:{m[1]}" for path in folder.iterdir() if (m := _ARCHIVE_NAME.match(path.name))}
+    return {
+        f"sha256:{m[1]}" for path in folder.iterdir() if (m := _ARCHIVE_NAME.fullmatch(path.name))
+    }
 
 
 def check_images_dir(bundle_dir: Path, spec: RoleSpec) -> None:
@@ -80,7 +82,7 @@ def check_images_dir(bundle_dir: Path, spec: RoleSpec) -> None:
                 f"{label} is a link, directory or special file; {IMAGES_DIR}/ holds only "
                 "image archives"
             )
-        match = _ARCHIVE_NAME.match(entry.name)
+        match = _ARCHIVE_NAME.fullmatch(entry.name)
         if match is None:
             raise ImageArchiveError(
                 f"{label} is not named <image ID>.tar (64 lowercase hex digits)"

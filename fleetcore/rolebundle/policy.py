@@ -266,7 +266,7 @@ class _ServiceCheck:
                             )
 
     def bind_source(self, source: str, read_only: bool) -> None:
-        state = _STATE_PREFIX.match(source)
+        state = _STATE_PREFIX.fullmatch(source)
         if state:
             rest = state.group("rest") or ""
             parts = [p for p in rest.split("/") if p]
@@ -309,7 +309,7 @@ class _ServiceCheck:
                 raise self.fail(f"port {entry!r} has no explicit host port")
             host = str(published)
         else:
-            match = _PORT.match(str(entry))
+            match = _PORT.fullmatch(str(entry))
             if not match:
                 raise self.fail(
                     f"port {entry!r} is not HOST:CONTAINER[/proto] with single port numbers"
@@ -380,6 +380,6 @@ def state_binds(doc: dict[str, Any]) -> Iterator[tuple[str, str, list[str]]]:
     for name, service in doc.get("services", {}).items():
         for entry in _as_list(service.get("volumes")):
             source = entry.split(":")[0] if isinstance(entry, str) else str(entry.get("source", ""))
-            match = _STATE_PREFIX.match(source)
+            match = _STATE_PREFIX.fullmatch(source)
             if match is not None:
                 yield name, source, [p for p in (match.group("rest") or "").split("/") if p]

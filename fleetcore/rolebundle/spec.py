@@ -47,7 +47,7 @@ StateName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$")]
 
 
 def is_pinned(image: str) -> bool:
-    return bool(_IMAGE_REF.match(image))
+    return bool(_IMAGE_REF.fullmatch(image))
 
 
 class _Strict(BaseModel):

@@ -51,7 +51,7 @@ def add(sub: Subparsers) -> None:
 
 def when(text: str, option: str, *, now: datetime | None = None) -> str:
     """An ISO 8601 time (naive means UTC) or an age before ``now``, as ISO 8601 with a zone."""
-    age = _AGE.match(text)
+    age = _AGE.fullmatch(text)
     try:
         if age:
             ago = timedelta(**{_UNITS[age.group(2)]: int(age.group(1))})

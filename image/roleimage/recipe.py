@@ -88,7 +88,7 @@ class Recipe(BaseModel):
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
         for key in value:
-            if not _ENV_NAME.match(key):
+            if not _ENV_NAME.fullmatch(key):
                 raise ValueError(f"environment variable name {key!r} is not valid")
         return value
 

@@ -81,7 +81,7 @@ async def publish(request: Request, actor: OperatorActor, ctx: Ctx) -> PublishRe
                 await run_in_threadpool(_spool, value, dest)
                 if field.startswith(TARGET_FIELD):
                     uploads[field.removeprefix(TARGET_FIELD)] = dest
-                elif field.startswith(CHUNK_FIELD) and _SHA256.match(
+                elif field.startswith(CHUNK_FIELD) and _SHA256.fullmatch(
                     field.removeprefix(CHUNK_FIELD)
                 ):
                     chunks[field.removeprefix(CHUNK_FIELD)] = dest

@@ -394,7 +394,7 @@ def refusal(record: RoleRecord | None, version: Version) -> TargetRefused | None
 
 
 def valid_name(name: str) -> bool:
-    return name != SAFE_MODE_ROLE and re.match(ROLE_NAME_RE, name) is not None
+    return name != SAFE_MODE_ROLE and re.fullmatch(ROLE_NAME_RE, name) is not None
 
 
 def decide(state: ManagerState, observation: Observation, rules: Rules) -> Decision:
