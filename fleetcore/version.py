@@ -27,7 +27,8 @@ class Version:
     def __init__(self, text: str) -> None:
         if not isinstance(text, str) or not _VERSION_RE.fullmatch(text):
             raise VersionError(
-                f"invalid version {text!r}: expected 1 to 4 dotted numbers such as 1.4.0"
+                # At most 80 characters of the input: it may come from the network.
+                f"invalid version {repr(text)[:80]}: expected 1 to 4 dotted numbers such as 1.4.0"
             )
         self.text = text
         parts = [int(p) for p in text.split(".")]

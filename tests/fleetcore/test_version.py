@@ -36,3 +36,9 @@ def test_pydantic_round_trip():
     assert model.model_dump(mode="json") == {"version": "1.4.0"}
     with pytest.raises(ValueError, match="invalid version"):
         Model.model_validate({"version": "latest"})
+
+
+def test_an_invalid_version_is_quoted_short():
+    with pytest.raises(VersionError) as info:
+        Version("9" * 1_000_000 + "x")
+    assert len(str(info.value)) < 200
