@@ -11,6 +11,7 @@ image (``image.safemode``), built on the host too: neither touches the cached ba
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -99,18 +100,23 @@ class DebootstrapBackend(Backend):
     def _base(self) -> Path:
         entry = self.config.cache_dir / self.cache_key()
         rootfs = entry / ROOTFS
-        if rootfs.is_dir():
-            print(f"fleet-image: base rootfs from cache {entry}", file=sys.stderr)
-            return rootfs
         self.config.cache_dir.mkdir(parents=True, exist_ok=True)
-        _remove_dead_partials(self.config.cache_dir)
-        work = Path(tempfile.mkdtemp(prefix=f"{_PARTIAL}{os.getpid()}-", dir=self.config.cache_dir))
-        try:
-            self._build_base(work / ROOTFS)
-            mounts.remove_tree(entry)
-            work.rename(entry)
-        finally:
-            mounts.remove_tree(work)
+        # One build per key at a time: a second builder (the test tiers run side by side)
+        # waits for the first and then takes its result from the cache.
+        with _locked(self.config.cache_dir / f".lock-{entry.name}"):
+            if rootfs.is_dir():
+                print(f"fleet-image: base rootfs from cache {entry}", file=sys.stderr)
+                return rootfs
+            _remove_dead_partials(self.config.cache_dir)
+            work = Path(
+                tempfile.mkdtemp(prefix=f"{_PARTIAL}{os.getpid()}-", dir=self.config.cache_dir)
+            )
+            try:
+                self._build_base(work / ROOTFS)
+                mounts.remove_tree(entry)
+                work.rename(entry)
+            finally:
+                mounts.remove_tree(work)
         return rootfs
 
     def _build_base(self, rootfs: Path) -> None:
@@ -195,6 +201,16 @@ class DebootstrapBackend(Backend):
             run(argv, env=env, capture=False)
         except CommandError as err:
             raise BuildError(f"{err}", hint="see the output above for the failing step") from err
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _remove_dead_partials(cache_dir: Path) -> None:
