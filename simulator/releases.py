@@ -24,6 +24,17 @@ HARDWARE = Hardware.PI4
 _PACKAGES = ("busybox", "libc", "metrica-agent", "camera-daemon", "openssl", "zlib")
 
 
+# Stand-ins for what the Pi 4 family's firmware loads besides the kernel and initramfs:
+# `fleet-image assemble` checks that each board of the family has its boot files.
+PI4_FIRMWARE = (
+    "start4.elf",
+    "fixup4.dat",
+    "bcm2711-rpi-4-b.dtb",
+    "bcm2711-rpi-400.dtb",
+    "bcm2711-rpi-cm4.dtb",
+)
+
+
 def _blob(seed: str, size: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
@@ -36,6 +47,8 @@ def write_rootfs(root: Path, version: Version) -> None:
     (firmware / "config.txt").write_text("arm_64bit=1\nkernel=vmlinuz\ninitramfs initrd.img\n")
     (firmware / "vmlinuz").write_bytes(_blob(f"kernel-{major}", 600_000))
     (firmware / "initrd.img").write_bytes(_blob("initrd", 200_000))
+    for name in PI4_FIRMWARE:
+        (firmware / name).write_bytes(_blob(name, 2_000))
     (root / "etc" / "metrica-fleet").mkdir(parents=True)
     (root / "etc" / "metrica-fleet" / "version").write_text(f"{version}\n")
     (root / "etc" / "hostname").write_text("metrica\n")
