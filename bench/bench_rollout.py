@@ -32,8 +32,6 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
-from bench_load import database  # noqa: E402
-
 from fleetcore.version import Version  # noqa: E402
 from overlord.auth.models import KeyRole  # noqa: E402
 from simulator.demo import DemoOptions, run_demo  # noqa: E402
@@ -42,7 +40,7 @@ from simulator.operator import OperatorClient  # noqa: E402
 from simulator.releases import build_release  # noqa: E402
 from simulator.scale import Policy, RolloutFigure, measure_rollout  # noqa: E402
 from simulator.server import serve  # noqa: E402
-from simulator.site import prepare_site  # noqa: E402
+from simulator.site import prepare_site, scratch_database  # noqa: E402
 
 POLL_S, INSTALL_S, ENGINE_S = 60.0, 120.0, 10.0
 
@@ -107,7 +105,7 @@ def main() -> None:
     pg_url = os.environ.get("FLEET_TEST_PG_URL")
     if not pg_url:
         sys.exit("set FLEET_TEST_PG_URL to a PostgreSQL server (see the README's test section)")
-    with tempfile.TemporaryDirectory() as tmp, database(pg_url) as url:
+    with tempfile.TemporaryDirectory() as tmp, scratch_database(pg_url, "bench_rollout") as url:
         staged, at_once = asyncio.run(scenario(args, Path(tmp), url))
     print(
         f"\n{args.devices} lightweight devices, PostgreSQL, 2 workers; polls {POLL_S:.0f} s, "
