@@ -35,15 +35,14 @@ DEVICE_PYTHON = ROOT / ".venv-device" / "bin" / "python"
 # nothing.
 WAIT_BOUND_S = 120.0
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(os.geteuid() != 0, reason="mounts a tmpfs: needs root"),
-]
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def small_data(device: SimDevice) -> Iterator[Path]:
     """The device's /data moved onto a 16 MiB tmpfs."""
+    if os.geteuid() != 0:
+        pytest.fail("mounting a tmpfs needs root: run scripts/test as root")
     data = device.roots.data
     saved = data.with_name("data-saved")
     shutil.copytree(data, saved, symlinks=True)
