@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, and_, or_, select, text
 from sqlalchemy.orm import Session
 
+from fleetcore.wire import DesiredVariable
 from overlord.audit import service as audit
 from overlord.audit.models import AuditAction, AuditObject
 from overlord.audit.service import Actor
@@ -27,7 +28,7 @@ from overlord.configvars.schemas import MAX_KEYS
 from overlord.db import utcnow
 from overlord.devices import changes
 from overlord.devices.models import Device
-from overlord.errors import InvalidRequest, NoConfigKey, NotFound
+from overlord.errors import InvalidRequest, NoConfigKey, NotFound, SecretsUnavailable
 from overlord.rollouts.models import DeviceGroup
 
 MASK = audit.MASK
@@ -282,3 +283,35 @@ def digest(layered: Collection[Layered]) -> str:
     ]
     canonical = json.dumps(items, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def desired_variables(
+    layered: Collection[Layered], sealer: sealing.Sealer | None
+) -> dict[str, DesiredVariable]:
+    """The values a device gets, secrets opened: the one place they leave the Overlord.
+
+    A secret this Overlord cannot open (no key, another key, a value moved between rows)
+    makes the whole answer a 503, and the device keeps running what it has: a partial
+    configuration would restart roles without a value they need.
+    """
+    config = {}
+    for item in layered:
+        row = item.row
+        if row.sealed is None:
+            config[row.key] = DesiredVariable(value=row.value or "", secret=False)
+            continue
+        if sealer is None:
+            raise SecretsUnavailable(
+                f"{item.source.binding(row.key)}: a secret value, and OVERLORD_CONFIG_KEY is "
+                "not set",
+                hint="set the key it was sealed under on every replica",
+            )
+        binding = item.source.binding(row.key)
+        try:
+            value = sealer.open(row.sealed, binding=binding)
+        except sealing.SecretUnreadable as err:
+            raise SecretsUnavailable(
+                f"{binding}: {err}", hint="set the key it was sealed under on every replica"
+            ) from err
+        config[row.key] = DesiredVariable(value=value, secret=True)
+    return config
