@@ -75,21 +75,27 @@ class Fleet:
         )
 
     def run(
-        self, *args: str, token: str | None = None, auth: bool = True, **env: str
+        self,
+        *args: str,
+        token: str | None = None,
+        auth: bool = True,
+        stdin: str = "",
+        **env: str,
     ) -> subprocess.CompletedProcess[str]:
         """``python -m fleetctl ARGS`` with --url/--token unless ``auth`` is false."""
         creds = ["--url", self.url, "--token", token or self.admin] if auth else []
         return subprocess.run(
             [sys.executable, "-m", "fleetctl", *creds, *args],
             env=self.env(**env),
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
 
-    def ok(self, *args: str, token: str | None = None) -> str:
-        result = self.run(*args, token=token)
+    def ok(self, *args: str, token: str | None = None, stdin: str = "") -> str:
+        result = self.run(*args, token=token, stdin=stdin)
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr
         return result.stdout
