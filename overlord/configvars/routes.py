@@ -23,7 +23,6 @@ from overlord.configvars.schemas import (
     ConfigChange,
     ConfigScopePublic,
     EffectiveConfig,
-    EffectiveVariable,
     VariableIn,
     VariablePublic,
 )
@@ -49,15 +48,9 @@ def _device(device_id: DeviceId) -> service.Scope:
     return service.Scope(ConfigScope.DEVICE, device_id)
 
 
-def public(row: ConfigVariable) -> VariablePublic:
-    return VariablePublic(
-        key=row.key, value=service.shown(row), secret=row.secret, updated_at=row.updated_at
-    )
-
-
 def _scope_public(scope: service.Scope, rows: list[ConfigVariable]) -> ConfigScopePublic:
     return ConfigScopePublic(
-        scope=scope.kind, name=scope.target or None, variables=[public(r) for r in rows]
+        scope=scope.kind, name=scope.target or None, variables=[service.public(r) for r in rows]
     )
 
 
@@ -124,7 +117,7 @@ def _add_level(path: str, level: str, resolve: Callable[..., service.Scope]) -> 
             actor=actor,
         )
         _forget_cached(ctx, scope)
-        return public(next(r for r in rows if r.key == key))
+        return service.public(next(r for r in rows if r.key == key))
 
     @router.delete(
         f"{path}/{{key}}", status_code=status.HTTP_204_NO_CONTENT, name=f"unset_{level}_variable"
@@ -148,18 +141,4 @@ def effective(device_id: DeviceId, _caller: Viewer, session: DbSession) -> Effec
     """What the device gets: each key's most specific value, where it is set and what it
     overrides, secrets as ``***``; and whether the device reported applying it."""
     device = devices_service.get_device(session, device_id=device_id)
-    layered = service.effective(session, device_id=device.id, group=device.group_name)
-    return EffectiveConfig(
-        device_id=device.id,
-        group=device.group_name,
-        variables=[
-            EffectiveVariable(
-                **public(item.row).model_dump(),
-                source=item.source.name,
-                overrides=[scope.name for scope in item.overrides],
-            )
-            for item in layered
-        ],
-        digest=service.digest(layered),
-        applied_digest=device.config_digest,
-    )
+    return service.effective_config(session, device)

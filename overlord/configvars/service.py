@@ -24,7 +24,12 @@ from overlord.audit.models import AuditAction, AuditObject
 from overlord.audit.service import Actor
 from overlord.configvars import sealing
 from overlord.configvars.models import ConfigScope, ConfigVariable
-from overlord.configvars.schemas import MAX_KEYS
+from overlord.configvars.schemas import (
+    MAX_KEYS,
+    EffectiveConfig,
+    EffectiveVariable,
+    VariablePublic,
+)
 from overlord.db import utcnow
 from overlord.devices import changes
 from overlord.devices.models import Device
@@ -270,6 +275,33 @@ def effective(session: Session, *, device_id: str, group: str | None) -> list[La
         overrides = tuple(Scope.of(row) for row in reversed(ranked[:-1]))
         layered.append(Layered(row=winner, source=Scope.of(winner), overrides=overrides))
     return layered
+
+
+def public(row: ConfigVariable) -> VariablePublic:
+    """A variable as listings show it (a secret value as ``***``)."""
+    return VariablePublic(
+        key=row.key, value=shown(row), secret=row.secret, updated_at=row.updated_at
+    )
+
+
+def effective_config(session: Session, device: Device) -> EffectiveConfig:
+    """What ``device`` gets, secrets as ``***``: each key's value, where it is set, what it
+    overrides; the digest it should apply and the one it reported."""
+    layered = effective(session, device_id=device.id, group=device.group_name)
+    return EffectiveConfig(
+        device_id=device.id,
+        group=device.group_name,
+        variables=[
+            EffectiveVariable(
+                **public(item.row).model_dump(),
+                source=item.source.name,
+                overrides=[scope.name for scope in item.overrides],
+            )
+            for item in layered
+        ],
+        digest=digest(layered),
+        applied_digest=device.config_digest,
+    )
 
 
 def digest(layered: Collection[Layered]) -> str:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import select, text
 
@@ -19,7 +21,7 @@ from overlord.configvars import sealing
 from overlord.configvars.models import ConfigVariable
 from overlord.db import unit_of_work
 from overlord.settings import Settings
-from tests.overlord.conftest import Overlord, make_overlord
+from tests.overlord.conftest import Overlord, heartbeat, make_overlord
 from tests.overlord.tufrepo import Repo
 
 CONFIG = "/api/v1/config"
@@ -292,3 +294,35 @@ def test_a_bad_config_key_setting_is_refused_without_echoing_it():
     assert "not-a-key-but-a-secret-anyway" not in str(refused.value)
     assert Settings.model_validate({"config_key": ""}).config_key is None
     assert KEY not in repr(Settings.model_validate({"config_key": KEY}))
+
+
+def test_the_device_page_shows_each_value_where_it_comes_from_and_no_secret(keyed: Overlord):
+    device_id, auth = keyed.enroll("CFG5")
+    admin = keyed.as_admin()
+    keyed.client.put("/api/v1/groups/cameras", json={}, headers=admin)
+    keyed.client.patch(f"/api/v1/devices/{device_id}", json={"group": "cameras"}, headers=admin)
+    _set(keyed, "/fleet/CAMERA_FPS", "15")
+    _set(keyed, "/groups/cameras/CAMERA_FPS", "25")
+    _set(keyed, "/groups/cameras/RTSP_PASSWORD", SECRET, secret=True)
+    _set(keyed, f"/devices/{device_id}/NOTE", "<b>bold</b>")
+    browser = TestClient(keyed.client.app, base_url="http://overlord.test")
+    login = browser.post("/dashboard/login", data={"token": keyed.token(KeyRole.VIEWER)})
+    assert login.status_code == 200
+    page = browser.get(f"/dashboard/devices/{device_id}").text
+    table = page[page.index('id="config-table"') :]
+    table = table[: table.index("</table>")]
+    rows = [
+        [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
+    ]
+    assert rows == [
+        ["CAMERA_FPS", "25", "group/cameras", "fleet"],
+        ["NOTE", "&lt;b&gt;bold&lt;/b&gt;", f"device/{device_id}", "—"],
+        ["RTSP_PASSWORD", "***", "group/cameras", "—"],
+    ]
+    assert "not reported yet" in page and SECRET not in page
+    state = keyed.client.get(f"/api/v1/devices/{device_id}/desired-state", headers=auth).json()
+    beat = heartbeat() | {"config_digest": state["config_digest"]}
+    keyed.client.post(f"/api/v1/devices/{device_id}/heartbeat", json=beat, headers=auth)
+    live = browser.get(f"/dashboard/devices/{device_id}/timeline").text
+    assert 'id="config-state">applied' in live and SECRET not in live
