@@ -82,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     asm.add_argument("--sizes", default="", help="MiB per partition: boot=256M,system=1536M,...")
     asm.add_argument("--system", default="squashfs:zstd", help="system image FORMAT[:COMPRESSION]")
+    asm.add_argument(
+        "--boot-key",
+        type=Path,
+        help="RSA-2048 private key (PEM): each boot partition gets a signed boot.img + boot.sig "
+        "for Raspberry Pi secure boot; without it the image is unsigned (development)",
+    )
 
     ins = sub.add_parser("inspect", help="show layout, versions and hashes of an image or release")
     ins.add_argument("path", type=Path)
@@ -128,6 +134,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 sizes=Sizes.parse(args.sizes),
                 system=SystemSpec.parse(args.system),
                 epoch=assemble.source_date_epoch(),
+                boot_key=args.boot_key,
             )
         )
         print(f"{args.out / assemble.DISK_IMAGE} and release {manifest.version} written")
