@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
 
     ins = sub.add_parser("inspect", help="show layout, versions and hashes of an image or release")
     ins.add_argument("path", type=Path)
+    ins.add_argument(
+        "--boot-pubkey",
+        type=Path,
+        help="customer public key (PEM, RSA-2048): check each boot.sig against it",
+    )
 
     fl = sub.add_parser("flash", help="write a disk image with its first-boot fleet.yaml")
     fl.add_argument("image", type=Path)
@@ -147,7 +152,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         print(result.image_id)
     elif args.command == "inspect":
-        sys.stdout.write(inspect.describe(args.path))
+        sys.stdout.write(inspect.describe(args.path, args.boot_pubkey))
     else:
         flash.flash(args.image, config_file=args.config, device=args.device, out=args.out)
     return 0

@@ -10,6 +10,7 @@ import pytest
 from fleetcore import bootsig
 from fleetcore.release import ImageName
 from image import assemble, release, secureboot
+from image.cli import main
 from tests.image.conftest import EPOCH, Built, make_rootfs, request
 from tests.image.test_assemble import _fails_cleanly, _part, slot_b_boot
 
@@ -183,3 +184,43 @@ def test_config_txt_without_initramfs(tmp_path: Path, capsys):
     out = tmp_path / "out"
     argv = _argv(rootfs, out, "--boot-key", str(KEYS / "customer.pem"))
     _fails_cleanly(capsys, argv, out, "names no initramfs; a secure-boot image needs one")
+
+
+def test_inspect_shows_the_mode_and_checks_boot_sig(secure: Built, built: Built, capsys):
+    assert main(["inspect", str(secure.disk), "--boot-pubkey", str(KEYS / "customer.pub.pem")]) == 0
+    out = capsys.readouterr().out
+    assert "boot mode: secure-boot" in out.splitlines()[2]
+    assert out.count("signature: verified against the given key") == 2
+    assert out.count("(matches boot.img), ts 1700000000") == 2
+    assert "root=PARTLABEL=system_b" in out
+    assert "pi4: pi4, pi400, cm4" in out
+
+    assert main(["inspect", str(secure.disk), "--boot-pubkey", str(KEYS / "other.pub.pem")]) == 0
+    assert capsys.readouterr().out.count("signature: FAILS against the given key") == 2
+
+    assert main(["inspect", str(secure.release), "--boot-pubkey", str(KEYS / "other.pub.pem")]) == 0
+    out = capsys.readouterr().out
+    assert "mode: secure-boot" in out and "signature: FAILS" in out
+
+    assert main(["inspect", str(secure.disk)]) == 0
+    assert "signature: not checked (give --boot-pubkey)" in capsys.readouterr().out
+
+    assert main(["inspect", str(built.disk)]) == 0
+    out = capsys.readouterr().out
+    assert "boot mode: unsigned (development: anyone with the card can replace the kernel" in out
+    assert "boot.sig" not in out
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("customer.pem", "not a PEM public key"),
+        ("missing.pem", "cannot read boot public key"),
+        ("garbage.pem", "not a PEM public key"),
+    ],
+)
+def test_inspect_bad_public_key(secure: Built, capsys, key: str, expected: str):
+    assert main(["inspect", str(secure.disk), "--boot-pubkey", str(KEYS / key)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fleet-image: error: ") and expected in err
+    assert "Traceback" not in err
