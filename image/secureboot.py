@@ -35,8 +35,8 @@ from image.layout import MIB
 BOOT_IMG = "boot.img"
 BOOT_SIG = "boot.sig"
 MAX_BOOT_IMG = 128 * MIB
-"""The bootloader's largest ramdisk (rpi-eeprom release notes: 96 MB in 2021, 128 MB since
-2022-04; tryboot under secure boot needs 2024-04-15 or later anyway)."""
+"""The bootloader's largest ramdisk (rpi-eeprom release notes: 96 MB from 2021-10, 128 MB since
+2022-03; tryboot under secure boot needs 2024-04-15 or later anyway)."""
 BOOT_IMG_LABEL = "FLEETBOOT"
 OUTER_CONFIG_TXT = """\
 # Metrica Fleet secure-boot slot: firmware, kernel, initramfs, device trees, config.txt and
