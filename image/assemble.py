@@ -167,7 +167,9 @@ def _build(
             if signer is not None:
                 # One volume id for both slots' boot.img: they differ only in cmdline.txt.
                 volume_id = derived_uuid(seed, f"fs:{secureboot.BOOT_IMG}")[:8]
-                tree = signer.seal(tree, work, volume_id=volume_id, epoch=req.epoch)
+                tree = signer.seal(
+                    tree, work, label=boot_label(slot), volume_id=volume_id, epoch=req.epoch
+                )
             filesystems.make_vfat(
                 img,
                 size=layout.get(boot_label(slot)).size,

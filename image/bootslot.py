@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
@@ -36,42 +37,52 @@ NOTES = {
 }
 
 
-def describe(image: Path, offset: int, key: rsa.RSAPublicKey | None) -> tuple[Mode, list[str]]:
+@dataclass(frozen=True)
+class SlotView:
+    mode: Mode
+    lines: list[str]
+    verified: bool | None
+    """Whether boot.sig verifies against the key given (False when there is none to check);
+    None without a key."""
+
+
+def describe(image: Path, offset: int, key: rsa.RSAPublicKey | None) -> SlotView:
     """The mode of the FAT boot partition at ``offset`` and the lines ``inspect`` prints."""
     if not fat_boot_files(image, offset).has(BOOT_IMG):
         lines = [f"mode: {Mode.UNSIGNED} ({NOTES[Mode.UNSIGNED]})", *_files(image, offset)]
-        return Mode.UNSIGNED, lines
+        return SlotView(Mode.UNSIGNED, lines, None if key is None else False)
     with tempfile.TemporaryDirectory(prefix="fleet-inspect-") as scratch:
         inner = Path(scratch) / BOOT_IMG
         run(["mcopy", "-n", "-i", f"{image}@@{offset}", f"::/{BOOT_IMG}", inner], env=_MTOOLS)
         lines = [f"mode: {Mode.SECURE_BOOT} ({NOTES[Mode.SECURE_BOOT]})"]
-        lines += _signature(inner, fat_file(image, offset, BOOT_SIG), key)
-        lines += _files(inner, 0)
-    return Mode.SECURE_BOOT, lines
+        signature, verified = _signature(inner, fat_file(image, offset, BOOT_SIG), key)
+        lines += signature + _files(inner, 0)
+    return SlotView(Mode.SECURE_BOOT, lines, verified)
 
 
-def _signature(inner: Path, sig_text: str | None, key: rsa.RSAPublicKey | None) -> list[str]:
+def _signature(
+    inner: Path, sig_text: str | None, key: rsa.RSAPublicKey | None
+) -> tuple[list[str], bool | None]:
     with inner.open("rb") as handle:
         digest = hashlib.file_digest(handle, "sha256").digest()
     lines = [f"boot.img: {inner.stat().st_size} bytes sha256 {digest.hex()}"]
+    failed = None if key is None else False
     if sig_text is None:
-        return [*lines, f"{BOOT_SIG}: missing (no bootloader in signed-boot mode loads this)"]
+        lines.append(f"{BOOT_SIG}: missing (no bootloader in signed-boot mode loads this)")
+        return lines, failed
     try:
         sig = bootsig.parse(sig_text.encode())
     except bootsig.BootSigError as err:
-        return [*lines, f"{BOOT_SIG}: unreadable: {err}"]
+        return [*lines, f"{BOOT_SIG}: unreadable: {err}"], failed
     match = "matches boot.img" if sig.sha256 == digest.hex() else "DOES NOT match boot.img"
     lines.append(f"{BOOT_SIG}: sha256 {sig.sha256} ({match}), ts {sig.ts}")
     if key is None:
-        lines.append("signature: not checked (give --boot-pubkey)")
-        return lines
+        return [*lines, "signature: not checked (give --boot-pubkey)"], None
     try:
         bootsig.verify(sig, digest, key)
     except bootsig.BootSigError as err:
-        lines.append(f"signature: FAILS against the given key: {err}")
-    else:
-        lines.append("signature: verified against the given key")
-    return lines
+        return [*lines, f"signature: FAILS against the given key: {err}"], False
+    return [*lines, "signature: verified against the given key"], True
 
 
 def _files(image: Path, offset: int) -> list[str]:

@@ -152,7 +152,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         print(result.image_id)
     elif args.command == "inspect":
-        sys.stdout.write(inspect.describe(args.path, args.boot_pubkey))
+        report = inspect.describe(args.path, args.boot_pubkey)
+        sys.stdout.write(report.text)
+        if report.unverified:
+            raise InputError(
+                f"{', '.join(report.unverified)}: boot.sig does not verify against "
+                f"{args.boot_pubkey}",
+                hint="a board whose bootloader holds that key would refuse to boot it",
+            )
     else:
         flash.flash(args.image, config_file=args.config, device=args.device, out=args.out)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -16,7 +17,14 @@ from image.errors import InputError
 from image.layout import MIB, SECTOR
 
 
-def describe(path: Path, boot_pubkey: Path | None = None) -> str:
+@dataclass(frozen=True)
+class Report:
+    text: str
+    unverified: list[str] = field(default_factory=list)
+    """Boot partitions whose boot.sig does not verify against the key given (or has none)."""
+
+
+def describe(path: Path, boot_pubkey: Path | None = None) -> Report:
     """What a disk image or release holds; ``boot_pubkey`` checks each boot.sig against it."""
     key = _public_key(boot_pubkey) if boot_pubkey is not None else None
     if path.is_dir():
@@ -35,7 +43,7 @@ def _public_key(path: Path) -> rsa.RSAPublicKey:
         raise InputError(f"boot public key {path}: {err}") from err
 
 
-def describe_release(path: Path, key: rsa.RSAPublicKey | None = None) -> str:
+def describe_release(path: Path, key: rsa.RSAPublicKey | None = None) -> Report:
     try:
         manifest = release.read_manifest(path)
     except OSError as err:
@@ -62,21 +70,22 @@ def describe_release(path: Path, key: rsa.RSAPublicKey | None = None) -> str:
         if patches:
             size = sum(len(p.data) // 2 for p in patches)
             lines.append(f"    slot b: {len(patches)} patches ({size} bytes) -> sha256 {sha}")
-    lines += [f"  {line}" for line in _release_boot(path, key)]
-    return "\n".join(lines) + "\n"
+    boot = _release_boot(path, key)
+    lines += [f"  {line}" for line in boot.lines]
+    return Report("\n".join(lines) + "\n", ["boot (slot a)"] if boot.verified is False else [])
 
 
-def _release_boot(path: Path, key: rsa.RSAPublicKey | None) -> list[str]:
+def _release_boot(path: Path, key: rsa.RSAPublicKey | None) -> bootslot.SlotView:
     """Slot A's boot partition of the release (rebuilt from its chunks): mode, boot.sig,
     cmdline.txt and the boards it serves."""
     index = chunkstore.load_index_file(path / release.index_file(ImageName.BOOT))
     with tempfile.TemporaryDirectory(prefix="fleet-inspect-") as scratch:
         image = Path(scratch) / "boot.vfat"
         chunkstore.reassemble(index, path, image)
-        return bootslot.describe(image, 0, key)[1]
+        return bootslot.describe(image, 0, key)
 
 
-def describe_disk(path: Path, key: rsa.RSAPublicKey | None = None) -> str:
+def describe_disk(path: Path, key: rsa.RSAPublicKey | None = None) -> Report:
     try:
         table = disk.read_table(path)
     except CommandError as err:
@@ -84,6 +93,7 @@ def describe_disk(path: Path, key: rsa.RSAPublicKey | None = None) -> str:
     lines = [f"disk {path}: {path.stat().st_size} bytes, {table['label']} {table.get('id', '')}"]
     lines.append(f"  sha256 {chunkstore.sha256_file(path)}")
     modes: set[bootslot.Mode] = set()
+    unverified: list[str] = []
     for part in table.get("partitions", []):
         start, size = part["start"] * SECTOR, part["size"] * SECTOR
         fstype = _fstype(path, start)
@@ -96,15 +106,17 @@ def describe_disk(path: Path, key: rsa.RSAPublicKey | None = None) -> str:
             body = autoboot.strip().replace("\n", "\n      ")
             lines.append(f"    autoboot.txt:\n      {body}")
         if fstype == "vfat" and part.get("name", "").startswith("boot_"):
-            mode, described = bootslot.describe(path, start, key)
-            modes.add(mode)
-            lines += [f"    {line}" for line in described]
+            view = bootslot.describe(path, start, key)
+            modes.add(view.mode)
+            lines += [f"    {line}" for line in view.lines]
+            if view.verified is False:
+                unverified.append(part.get("name", ""))
     if len(modes) == 1:
         (mode,) = modes
         lines.insert(2, f"  boot mode: {mode} ({bootslot.NOTES[mode]})")
     elif modes:
         lines.insert(2, f"  boot mode: mixed ({', '.join(sorted(modes))})")
-    return "\n".join(lines) + "\n"
+    return Report("\n".join(lines) + "\n", unverified)
 
 
 def _fstype(path: Path, offset: int) -> str:

@@ -59,16 +59,16 @@ class BootSigner:
     def load(cls, path: Path, *, ts: int) -> BootSigner:
         return cls(load_key(path), ts)
 
-    def seal(self, tree: Path, work: Path, *, volume_id: str, epoch: int) -> Path:
-        """The outer boot partition's folder for the slot whose boot files are ``tree``:
+    def seal(self, tree: Path, work: Path, *, label: str, volume_id: str, epoch: int) -> Path:
+        """The outer folder of boot partition ``label`` whose boot files are ``tree``:
         ``boot.img`` of ``tree``, its ``boot.sig``, and the outer ``config.txt``."""
-        outer = work / f"{tree.name}-sealed"
+        outer = work / f"{label}-sealed"
         outer.mkdir()
         image = outer / BOOT_IMG
         size = filesystems.vfat_size_for(tree)
         if size > MAX_BOOT_IMG:
             raise LayoutError(
-                f"boot.img of {tree.name} would be {size // MIB} MiB; the bootloader loads at "
+                f"boot.img of {label} would be {size // MIB} MiB; the bootloader loads at "
                 f"most {MAX_BOOT_IMG // MIB} MiB",
                 hint="leave unused firmware, device trees and overlays out of boot/firmware",
             )

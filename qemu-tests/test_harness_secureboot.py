@@ -43,7 +43,7 @@ def seal(card: Path, label: str, key: str, *, ramdisk_line: bool = True) -> None
         for name in loose:
             boot.copy_out(name, tree / name)
         signer = BootSigner.load(KEYS / key, ts=1700000000)
-        outer = signer.seal(tree, Path(tmp), volume_id="12345678", epoch=1700000000)
+        outer = signer.seal(tree, Path(tmp), label=label, volume_id="12345678", epoch=1700000000)
         for name in loose:
             boot.delete(name)
         for path in sorted(outer.iterdir()):

@@ -162,6 +162,16 @@ def test_boot_partition_too_small_for_boot_img(tmp_path: Path, capsys):
     _fails_cleanly(capsys, argv, out, "but the boot_a partition has 16 MiB")
 
 
+def test_boot_img_larger_than_the_bootloader_loads(tmp_path: Path, capsys):
+    rootfs = make_rootfs(tmp_path / "hugeboot")
+    with (rootfs / "boot/firmware/firmware.bin").open("wb") as handle:
+        handle.truncate(120 * 2**20)  # sparse: 120 MiB of files make a 137 MiB boot.img
+    out = tmp_path / "out"
+    argv = _argv(rootfs, out, "--boot-key", str(KEYS / "customer.pem"))
+    argv[argv.index("--sizes") + 1] = "config=4M,boot=256M,system=24M,data=16M"
+    _fails_cleanly(capsys, argv, out, "boot.img of boot_a would be 137 MiB; the bootloader loads")
+
+
 @pytest.mark.parametrize(
     ("remove", "expected"),
     [
@@ -195,12 +205,24 @@ def test_inspect_shows_the_mode_and_checks_boot_sig(secure: Built, built: Built,
     assert "root=PARTLABEL=system_b" in out
     assert "pi4: pi4, pi400, cm4" in out
 
-    assert main(["inspect", str(secure.disk), "--boot-pubkey", str(KEYS / "other.pub.pem")]) == 0
-    assert capsys.readouterr().out.count("signature: FAILS against the given key") == 2
+    # Another key: the report is printed, then one error line, and the exit code says so.
+    assert main(["inspect", str(secure.disk), "--boot-pubkey", str(KEYS / "other.pub.pem")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.count("signature: FAILS against the given key") == 2
+    errors = [line for line in captured.err.splitlines() if "error:" in line]
+    assert errors == [
+        f"fleet-image: error: boot_a, boot_b: boot.sig does not verify against "
+        f"{KEYS / 'other.pub.pem'}"
+    ]
 
-    assert main(["inspect", str(secure.release), "--boot-pubkey", str(KEYS / "other.pub.pem")]) == 0
-    out = capsys.readouterr().out
-    assert "mode: secure-boot" in out and "signature: FAILS" in out
+    assert main(["inspect", str(secure.release), "--boot-pubkey", str(KEYS / "other.pub.pem")]) == 1
+    captured = capsys.readouterr()
+    assert "mode: secure-boot" in captured.out and "signature: FAILS" in captured.out
+    assert "boot (slot a): boot.sig does not verify" in captured.err
+    assert (
+        main(["inspect", str(secure.release), "--boot-pubkey", str(KEYS / "customer.pub.pem")]) == 0
+    )
+    assert "signature: verified against the given key" in capsys.readouterr().out
 
     assert main(["inspect", str(secure.disk)]) == 0
     assert "signature: not checked (give --boot-pubkey)" in capsys.readouterr().out
@@ -209,6 +231,9 @@ def test_inspect_shows_the_mode_and_checks_boot_sig(secure: Built, built: Built,
     out = capsys.readouterr().out
     assert "boot mode: unsigned (development: anyone with the card can replace the kernel" in out
     assert "boot.sig" not in out
+    # An unsigned image asked about a key: no locked board would boot it.
+    assert main(["inspect", str(built.disk), "--boot-pubkey", str(KEYS / "customer.pub.pem")]) == 1
+    assert "boot_a, boot_b: boot.sig does not verify" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
