@@ -125,15 +125,36 @@ def _kind(key: object) -> str:
 
 
 def check_boot_files(files: bootfiles.BootFiles, folder: Path) -> None:
-    """What a secure image needs beyond the boards' own checks: an initramfs that config.txt
-    names and that is there (the root is opened from it; the kernel and device trees are
-    checked per family by :mod:`image.bootfiles`)."""
-    names = [n for n in files.settings(None).get("initramfs", "").split(",") if n]
+    """What a secure image needs beyond the boards' own checks: an initramfs (the root is
+    opened from it), named by config.txt's ``initramfs`` line or, with ``auto_initramfs=1``
+    (Raspberry Pi OS), the firmware's ``initramfs<suffix>`` beside each ``kernel<suffix>.img``.
+    The kernel and device trees are checked per family by :mod:`image.bootfiles`."""
+    settings = files.settings(None)
+    names = [n for n in settings.get("initramfs", "").split(",") if n]
+    if not names and settings.get("auto_initramfs") == "1":
+        kernels = [settings["kernel"]] if "kernel" in settings else list(_AUTO_KERNELS)
+        names = [_auto_initramfs(k) for k in kernels if files.has(k)]
     if not names:
         raise InputError(
             f"{folder}/config.txt names no initramfs; a secure-boot image needs one",
-            hint="add 'initramfs initrd.img followkernel' to config.txt",
+            hint="add 'initramfs initrd.img followkernel' (or auto_initramfs=1 with "
+            "kernel8.img and initramfs8) to config.txt",
         )
     missing = [name for name in names if not files.has(name)]
     if missing:
         raise InputError(f"{folder} lacks the initramfs {', '.join(missing)} config.txt names")
+
+
+# The kernels the firmware loads without a kernel= line (64-bit Pi 4 and Pi 5 families).
+_AUTO_KERNELS = ("kernel8.img", "kernel_2712.img")
+
+
+def _auto_initramfs(kernel: str) -> str:
+    """The initramfs ``auto_initramfs=1`` loads with ``kernel``: kernel8.img -> initramfs8."""
+    stem = kernel.rsplit("/", 1)[-1].removesuffix(".img")
+    if not stem.startswith("kernel"):
+        raise InputError(
+            f"auto_initramfs=1 pairs kernel*.img with initramfs*, not {kernel}",
+            hint="name the initramfs with an 'initramfs FILE followkernel' line",
+        )
+    return stem.replace("kernel", "initramfs", 1)

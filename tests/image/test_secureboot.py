@@ -249,3 +249,38 @@ def test_inspect_bad_public_key(secure: Built, capsys, key: str, expected: str):
     err = capsys.readouterr().err
     assert err.startswith("fleet-image: error: ") and expected in err
     assert "Traceback" not in err
+
+
+def _auto_initramfs_rootfs(root: Path, *, initramfs: bool) -> Path:
+    """Raspberry Pi OS's way: no kernel= or initramfs line, auto_initramfs=1, kernel8.img."""
+    rootfs = make_rootfs(root)
+    firmware = rootfs / "boot/firmware"
+    (firmware / "config.txt").write_text("arm_64bit=1\nauto_initramfs=1\n")
+    (firmware / "vmlinuz").rename(firmware / "kernel8.img")
+    if initramfs:
+        (firmware / "initrd.img").rename(firmware / "initramfs8")
+    return rootfs
+
+
+def test_auto_initramfs_as_raspberry_pi_os_writes_it(tmp_path: Path):
+    rootfs = _auto_initramfs_rootfs(tmp_path / "root", initramfs=True)
+    out = tmp_path / "out"
+    assemble.assemble(request(rootfs, out, hardware=None, boot_key=KEYS / "customer.pem"))
+    image, _sig = _slot_files(Built(rootfs, out), "a", tmp_path / "a")
+    assert {"kernel8.img", "initramfs8"} <= set(_names(image))
+
+
+def test_auto_initramfs_without_the_file(tmp_path: Path, capsys):
+    rootfs = _auto_initramfs_rootfs(tmp_path / "root", initramfs=False)
+    out = tmp_path / "out"
+    argv = _argv(rootfs, out, "--boot-key", str(KEYS / "customer.pem"))
+    _fails_cleanly(capsys, argv, out, "lacks the initramfs initramfs8 config.txt names")
+
+
+def test_boot_sig_timestamp_is_source_date_epoch(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1234567890")
+    rootfs = make_rootfs(tmp_path / "root")  # assemble stamps the version into it
+    out = tmp_path / "out"
+    assert main(_argv(rootfs, out, "--boot-key", str(KEYS / "customer.pem"))) == 0
+    _image, sig = _slot_files(Built(rootfs, out), "b", tmp_path / "b")
+    assert bootsig.parse(sig.read_bytes()).ts == 1234567890
