@@ -43,6 +43,7 @@ FRESH_S = 2
 # cached at 10.9 s with 2 s of freshness is served until 13.0 s: wait a second more than that.
 SECOND_GRAIN = 1.5
 ORIGIN_NAME = "overlord.example.com"
+DELTA = "deltas/abcd/" + "ab" * 32 + "-" + "cd" * 32 + ".zst"
 
 
 class Origin:
@@ -92,7 +93,7 @@ def run_edge(root: Path, origin: Origin, ca: Path) -> Iterator[str]:
     text = edit(text, "/var/cache/nginx/fleet", str(root / "cache"))
     text = edit(text, "listen 80 default_server", f"listen 127.0.0.1:{port} default_server")
     text, fresh = re.subn(r"(proxy_cache_valid (?:200|404)) 10s;", rf"\1 {FRESH_S}s;", text)
-    assert fresh == 5, "every short-lived freshness in the config is shortened"
+    assert fresh == 4, "every short-lived freshness in the config is shortened"
     (root / "nginx.conf").write_text(text)
     (root / "logs").mkdir()
     with nginx_running(root, port):
@@ -142,6 +143,8 @@ def test_a_fleet_fetches_each_immutable_file_once_from_the_origin(
 ) -> None:
     origin, edge = site
     chunks = write_chunks(origin.root / "tuf", 40)
+    (origin.root / "tuf" / DELTA).parent.mkdir(parents=True)
+    (origin.root / "tuf" / DELTA).write_bytes(b"a delta")
     for name in ("device-1", "device-2", "device-3"):
         client = device(tmp_path, name, edge)
         client.refresh()
@@ -153,8 +156,9 @@ def test_a_fleet_fetches_each_immutable_file_once_from_the_origin(
         finally:
             source.close()
         assert [hashlib.sha256(data).hexdigest() for data in got] == [s for s, _ in chunks]
+        assert httpx.get(f"{edge}/tuf/{DELTA}", timeout=10).content == b"a delta"
     immutable = [p for p in origin.hits if not re.search(r"/(timestamp|\d+\.root)\.json$", p)]
-    assert len(immutable) >= 40 + 3  # every chunk, the manifest, versioned metadata
+    assert len(immutable) >= 40 + 4  # every chunk, a delta, the manifest, versioned metadata
     assert all(origin.hits[path] == 1 for path in immutable), origin.hits
 
 
