@@ -82,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     asm.add_argument("--sizes", default="", help="MiB per partition: boot=256M,system=1536M,...")
     asm.add_argument("--system", default="squashfs:zstd", help="system image FORMAT[:COMPRESSION]")
+    asm.add_argument(
+        "--delta-from",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RELEASE",
+        help="a previous release folder (OUT/release) to make chunk deltas from; repeatable",
+    )
 
     ins = sub.add_parser("inspect", help="show layout, versions and hashes of an image or release")
     ins.add_argument("path", type=Path)
@@ -128,6 +136,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 sizes=Sizes.parse(args.sizes),
                 system=SystemSpec.parse(args.system),
                 epoch=assemble.source_date_epoch(),
+                delta_from=tuple(args.delta_from),
             )
         )
         print(f"{args.out / assemble.DISK_IMAGE} and release {manifest.version} written")
