@@ -30,8 +30,8 @@ from fleetcore.release import Chunk, ChunkIndex, ImageName, chunk_path
 from fleetcore.version import Version
 from image import chunkstore
 
-# Measured by bench/bench_delta.py (ADR 0073): one old chunk each side of the anchored range.
-DEFAULT_NEIGHBOURS = 1
+# Measured by bench/bench_delta.py (ADR 0073): two old chunks each side of the anchored range.
+DEFAULT_NEIGHBOURS = 2
 
 
 @dataclass
