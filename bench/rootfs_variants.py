@@ -7,9 +7,11 @@ CPU-heavy builds run once and every later bench run reuses them:
 - ``one-package``: ``htop`` installed;
 - ``security``: about ten packages upgraded from bookworm-security / bookworm-updates, libc
   and openssl among them when the archive has newer ones;
-- ``kernel``: ``linux-image-arm64`` upgraded (a new kernel ABI package beside the old one);
-- ``monthly``: everything upgraded from bookworm-security and bookworm-updates (the nearest
-  to "two snapshots a month apart" the archive allows: snapshot.debian.org is not reachable).
+- ``kernel``: ``linux-image-arm64`` upgraded to the new kernel ABI package, the old one purged
+  (a release image is built afresh, so it holds only the new kernel);
+- ``monthly``: everything upgraded from bookworm-security and bookworm-updates, the old kernel
+  purged likewise (the nearest to "two snapshots a month apart" the archive allows:
+  snapshot.debian.org is not reachable).
 
     python bench/rootfs_variants.py --rootfs BASE [--cache /var/tmp/bench-delta-cache] [KIND...]
 """
@@ -70,17 +72,28 @@ def security(rootfs: Path) -> str:
     return "upgraded " + " ".join(chosen)
 
 
+def _kernels(rootfs: Path) -> set[str]:
+    return {p.name.removeprefix("vmlinuz-") for p in (rootfs / "boot").glob("vmlinuz-*")}
+
+
+def _purge_old_kernels(rootfs: Path, old: set[str]) -> str:
+    new = _kernels(rootfs) - old
+    if new and old:
+        _apt(rootfs, "apt-get", "purge", "-y", "-q", *(f"linux-image-{k}" for k in sorted(old)))
+    return f"kernel {' '.join(sorted(old))} -> {' '.join(sorted(new)) or 'unchanged'}"
+
+
 def kernel(rootfs: Path) -> str:
+    old = _kernels(rootfs)
     _apt(rootfs, "apt-get", "install", "-y", "-q", "--only-upgrade", "linux-image-arm64")
-    return "linux-image-arm64 upgraded: " + " ".join(
-        sorted(p.name for p in (rootfs / "boot").glob("vmlinuz-*"))
-    )
+    return "linux-image-arm64 upgraded, " + _purge_old_kernels(rootfs, old)
 
 
 def monthly(rootfs: Path) -> str:
+    old = _kernels(rootfs)
     count = len(_upgradable(rootfs))
     _apt(rootfs, "apt-get", "upgrade", "-y", "-q", "--with-new-pkgs")
-    return f"apt-get upgrade: {count} packages"
+    return f"apt-get upgrade: {count} packages, " + _purge_old_kernels(rootfs, old)
 
 
 KINDS: dict[str, Callable[[Path], str]] = {

@@ -3,11 +3,12 @@ after an interruption, and every failure of a delta falling back to the full chu
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 
-from fleetcore.delta import load_deltas
+from fleetcore.delta import deltas_target, load_deltas
 from fleetcore.layout import Slot
 from fleetcore.release import ImageName, load_index
 from fleetcore.version import Version
@@ -150,3 +151,32 @@ def test_a_broken_delta_falls_back_to_the_full_chunk(device, delta_repo, tmp_pat
     assert requested(server, "chunks/") == 1
     refused = [r for r in caplog.records if "delta refused" in r.getMessage()]
     assert len(refused) == 1 and "\n" not in refused[0].getMessage()
+
+
+def test_a_hostile_signed_delta_list_is_refused_and_full_chunks_fetched(
+    device, delta_repo, tmp_path, caplog
+):
+    """Signed, but two entries for one chunk: the device refuses the list, with one line,
+    and installs from full chunks."""
+    from signing.repository import add_targets
+    from signing.targets import TargetSpec
+
+    repo = delta_repo.copy(tmp_path / "repo-copy")
+    listed = repo.base / "build" / f"release-{VERSION}" / "delta-lists" / "1.0.0.json"
+    document = json.loads(listed.read_bytes())
+    document["deltas"].append(document["deltas"][0])
+    hostile = tmp_path / "hostile.json"
+    hostile.write_text(json.dumps(document))
+    add_targets(repo.path, repo.keys, [TargetSpec(hostile, deltas_target(VERSION, "1.0.0"))])
+    server = FleetServer(repo.path)
+    try:
+        engine = device.engine()
+        with caplog.at_level(logging.WARNING, logger="updater.release"):
+            assert engine.start(Version(VERSION), server.tuf_url) is EngineResult.REBOOTING
+    finally:
+        server.close()
+    assert_slot_holds(device, Slot.B, v3_images())
+    assert engine.last_stats["delta_chunks"] == 0
+    assert requested(server, "deltas/") == 0
+    refused = [r.getMessage() for r in caplog.records if "delta list" in r.getMessage()]
+    assert len(refused) == 1 and "has two deltas" in refused[0] and "\n" not in refused[0]
