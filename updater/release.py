@@ -24,7 +24,7 @@ from fleetcore.release import (
 )
 from fleetcore.version import Version
 from signing.client import TrustedTarget
-from signing.errors import TargetMismatch, TargetNotFound
+from signing.errors import DownloadError, TargetMismatch, TargetNotFound
 from signing.rollback import check_upgrade
 from signing.targets import TargetCustom, TargetKind
 from updater.chunkindex import CompactIndex, load_compact
@@ -143,10 +143,10 @@ def _fetch_deltas(reader: TargetReader, version: Version, installed: Version) ->
         target = reader.get_target(deltas_target(version, installed))
     except TargetNotFound:
         return None
-    data = reader.read(target)
     try:
+        data = reader.read(target)
         DeltaPlan.load(data)
-    except FormatError as err:
+    except (DownloadError, FormatError) as err:
         log.warning(
             "delta list from %s to %s refused: %s; fetching full chunks", installed, version, err
         )
