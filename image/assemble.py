@@ -20,7 +20,7 @@ from fleetcore.boards import PI_FAMILIES
 from fleetcore.layout import CONFIG_LABEL, Slot, autoboot_txt, boot_label, system_label
 from fleetcore.release import SLOT_INDEX_DIR, Hardware, ImageName, Manifest
 from fleetcore.version import Version
-from image import bootfiles, disk, filesystems, release
+from image import bootfiles, disk, filesystems, release, secureboot
 from image.errors import InputError, LayoutError
 from image.filesystems import SystemSpec
 from image.layout import (
@@ -53,6 +53,8 @@ class Request:
     epoch: int
     # Previous release folders to make chunk deltas from (image.delta, ADR 0073).
     delta_from: Sequence[Path] = ()
+    # The RSA-2048 private key that signs each slot's boot.img; None: an unsigned image.
+    boot_key: Path | None = None
 
 
 def source_date_epoch() -> int:
@@ -67,10 +69,20 @@ def assemble(req: Request) -> Manifest:
     """Build OUT/disk.img and OUT/release/ from the rootfs."""
     _check_input(req)
     req = dataclasses.replace(req, hardware=_check_boot_files(req))
+    signer = _secure_boot(req)
     layout = plan(req.sizes, seed=f"{req.version}:{req.epoch}")
     with _staging(req.out) as stage:
-        manifest = _build(req, layout, stage)
+        manifest = _build(req, layout, stage, signer)
     return manifest
+
+
+def _secure_boot(req: Request) -> secureboot.BootSigner | None:
+    """The boot.img signer for ``--boot-key`` (its key and the boot files checked first)."""
+    if req.boot_key is None:
+        return None
+    folder = req.rootfs / BOOT_FILES
+    secureboot.check_boot_files(bootfiles.BootFiles.read(folder), folder)
+    return secureboot.BootSigner.load(req.boot_key, ts=req.epoch)
 
 
 def _check_input(req: Request) -> None:
@@ -122,7 +134,9 @@ def _staging(out: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
+def _build(
+    req: Request, layout: Layout, stage: Path, signer: secureboot.BootSigner | None
+) -> Manifest:
     work, result = stage / "work", stage / "result"
     work.mkdir()
     (result / RELEASE_DIR).mkdir(parents=True)
@@ -153,12 +167,19 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
     boot_imgs = {slot: work / f"{boot_label(slot)}.vfat" for slot in Slot}
     with step("boot partitions"):
         for slot, img in boot_imgs.items():
+            tree = _boot_tree(req, work, slot)
+            if signer is not None:
+                # One volume id for both slots' boot.img: they differ only in cmdline.txt.
+                volume_id = derived_uuid(seed, f"fs:{secureboot.BOOT_IMG}")[:8]
+                tree = signer.seal(
+                    tree, work, label=boot_label(slot), volume_id=volume_id, epoch=req.epoch
+                )
             filesystems.make_vfat(
                 img,
                 size=layout.get(boot_label(slot)).size,
                 label=boot_label(slot),
                 volume_id=derived_uuid(seed, f"fs:{boot_label(slot)}")[:8],
-                content=_boot_tree(req, work, slot),
+                content=tree,
                 epoch=req.epoch,
             )
 

@@ -231,6 +231,7 @@ class Agent:
             dropped_events=self.events.dropped_total,
             node_exporter=self.config.node_exporter,
             board=board_report(self.engine.board),
+            config_digest=self.roles.applied_digest if self.roles else None,
         )
 
     def flush(self) -> None:
