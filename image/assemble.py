@@ -51,6 +51,8 @@ class Request:
     sizes: Sizes
     system: SystemSpec
     epoch: int
+    # Previous release folders to make chunk deltas from (image.delta, ADR 0073).
+    delta_from: Sequence[Path] = ()
     # The RSA-2048 private key that signs each slot's boot.img; None: an unsigned image.
     boot_key: Path | None = None
 
@@ -93,6 +95,8 @@ def _check_input(req: Request) -> None:
         )
     if req.out.exists() and (not req.out.is_dir() or any(req.out.iterdir())):
         raise InputError(f"output {req.out} already exists and is not empty")
+    for previous in req.delta_from:  # refused now, not after the build
+        release.read_previous(previous)
 
 
 def _check_boot_files(req: Request) -> tuple[Hardware, ...]:
@@ -188,6 +192,7 @@ def _build(
             created=req.epoch,
             images={ImageName.BOOT: boot_imgs[Slot.A], ImageName.SYSTEM: system_img},
             slot_b={ImageName.BOOT: boot_imgs[Slot.B]},
+            delta_from=req.delta_from,
         )
 
     config_img, data_img = work / "config.vfat", work / "data.ext4"

@@ -83,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     asm.add_argument("--sizes", default="", help="MiB per partition: boot=256M,system=1536M,...")
     asm.add_argument("--system", default="squashfs:zstd", help="system image FORMAT[:COMPRESSION]")
     asm.add_argument(
+        "--delta-from",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RELEASE",
+        help="a previous release folder (OUT/release) to make chunk deltas from; repeatable",
+    )
+    asm.add_argument(
         "--boot-key",
         type=Path,
         help="RSA-2048 private key (PEM): each boot partition gets a signed boot.img + boot.sig "
@@ -139,6 +147,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 sizes=Sizes.parse(args.sizes),
                 system=SystemSpec.parse(args.system),
                 epoch=assemble.source_date_epoch(),
+                delta_from=tuple(args.delta_from),
                 boot_key=args.boot_key,
             )
         )
