@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from fleetcore.layout import Slot
+from fleetcore.release import Hardware
+from fleetcore.version import Version
+from fleetcore.wire import RegisterRequest
+from overlord.auth.models import KeyRole
 from overlord.cli import main
-from overlord.db import make_engine
+from overlord.db import make_engine, make_sessionmaker, unit_of_work
+from overlord.devices import service as devices_service
+from tests.overlord.conftest import create_token
 from tests.overlord.tufrepo import Repo
 
 
@@ -23,6 +30,27 @@ def env(tmp_path: Path, repo: Repo, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def fleet_env(env: Path) -> Path:
+    """``env`` with one enrolled device, for commands that create rollouts."""
+    url = f"sqlite:///{env / 'cli.db'}"
+    request = RegisterRequest(
+        enrollment_token=create_token(url, KeyRole.ENROLLMENT),
+        hostname="pi",
+        hardware=Hardware.PI4,
+        serial="CLI1",
+        image_version=Version("1.0.0"),
+        booted_slot=Slot.A,
+    )
+    engine = make_engine(url)
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as session:
+            devices_service.register(session, request=request)
+    finally:
+        engine.dispose()
+    return env
+
+
 def test_token_create_prints_a_token(env, capsys):
     capsys.readouterr()
     assert main(["token", "create", "--role", "operator", "--name", "ci"]) == 0
@@ -31,7 +59,7 @@ def test_token_create_prints_a_token(env, capsys):
     assert json.loads(capsys.readouterr().out)[0]["role"] == "operator"
 
 
-def test_release_and_rollout_commands(env, capsys):
+def test_release_and_rollout_commands(fleet_env, capsys):
     capsys.readouterr()
     assert main(["release", "list", "--kind", "os"]) == 0
     versions = [r["version"] for r in json.loads(capsys.readouterr().out)]
@@ -45,7 +73,7 @@ def test_release_and_rollout_commands(env, capsys):
     assert main(["device", "list"]) == 0
 
 
-def test_expected_failures_are_one_line(env, capsys):
+def test_expected_failures_are_one_line(fleet_env, capsys):
     capsys.readouterr()
     assert main(["rollout", "create", "x", "--version", "9.9.9"]) == 1
     err = capsys.readouterr().err
@@ -55,12 +83,12 @@ def test_expected_failures_are_one_line(env, capsys):
     assert main(["device", "status", "nope", "quarantined"]) == 1
 
 
-def test_changes_made_here_are_audited_as_the_local_user(env, capsys):
+def test_changes_made_here_are_audited_as_the_local_user(fleet_env, capsys):
     capsys.readouterr()
     assert main(["token", "create", "--role", "viewer", "--name", "wall screen"]) == 0
     token = capsys.readouterr().out.strip()
     assert main(["rollout", "create", "spring", "--version", "1.1.0"]) == 0
-    engine = make_engine(f"sqlite:///{env / 'cli.db'}")
+    engine = make_engine(f"sqlite:///{fleet_env / 'cli.db'}")
     try:
         with engine.connect() as conn:
             rows = conn.execute(
