@@ -224,6 +224,12 @@ STEPS = (
         Channel.DASHBOARD,
     ),
     Step(
+        ("POST", "/dashboard/rollouts"),
+        (AuditAction.ROLLOUT_CREATE,),
+        lambda w: w.form("/dashboard/rollouts", release="role/camera/2.0.0", name="dash"),
+        Channel.DASHBOARD,
+    ),
+    Step(
         ("POST", "/api/v1/rollouts/{rollout_id}/abort"),
         (AuditAction.ROLLOUT_ABORT,),
         lambda w: w.api("POST", f"/api/v1/rollouts/{w.rollout_id}/abort"),
