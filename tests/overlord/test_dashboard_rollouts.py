@@ -58,11 +58,11 @@ def fleet(overlord: Overlord) -> dict[str, str]:
 def test_the_release_page_lists_releases_where_they_run_and_their_rollouts(
     overlord: Overlord, fleet: dict[str, str]
 ):
-    overlord.client.post(
+    earlier = overlord.client.post(
         "/api/v1/rollouts",
         json={"name": "earlier", "kind": "os", "version": "1.1.0"},
         headers=overlord.as_admin(),
-    )
+    ).json()
     viewer, token = _login(overlord, KeyRole.VIEWER)
     page = viewer.get("/dashboard/releases")
     assert page.status_code == 200
@@ -72,7 +72,7 @@ def test_the_release_page_lists_releases_where_they_run_and_their_rollouts(
     assert "<strong>3</strong> devices" in by_release["os/1.0.0"]
     assert "cameras 2 · doors 1" in by_release["os/1.0.0"]
     assert "<strong>0</strong> devices" in by_release["os/1.1.0"]
-    assert 'href="/dashboard/rollouts/1">earlier</a>' in by_release["os/1.1.0"]
+    assert f'href="/dashboard/rollouts/{earlier["id"]}">earlier</a>' in by_release["os/1.1.0"]
     assert "pi4" in by_release["os/1.1.0"] and "MiB" in by_release["os/1.1.0"]
     assert 'id="rollout-form"' not in page.text, "a viewer sees no form"
     refused = viewer.post("/dashboard/rollouts", data=_form(token))
