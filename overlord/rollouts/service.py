@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from fleetcore.version import Version
 from fleetcore.wire import Event, Heartbeat
 from overlord.audit import service as audit
-from overlord.audit.models import AuditAction, AuditObject
+from overlord.audit.models import AuditAction, AuditObject, Channel
 from overlord.audit.service import Actor
 from overlord.configvars import service as configvars
 from overlord.db import utcnow
@@ -546,8 +546,13 @@ def step(session: Session, *, rollout: DeploymentRollout, now: datetime) -> None
     _admit(session, rollout, now)
 
 
+# Schedule changes are the scheduler's, on behalf of whoever scheduled the rollout.
+SCHEDULER = Actor(None, "scheduler", None, "overlord", Channel.SCHEDULER)
+
+
 def _keep_schedule(session: Session, rollout: DeploymentRollout, now: datetime) -> None:
     """Halt an unfinished rollout at its deadline; start a scheduled one when it is due."""
+    before = _control_state(rollout)
     if rollout.state is not RolloutState.HALTED and schedule.expired(rollout.deadline, now=now):
         assert rollout.deadline is not None
         counts = Counter(
@@ -563,8 +568,10 @@ def _keep_schedule(session: Session, rollout: DeploymentRollout, now: datetime) 
         rollout.state = RolloutState.HALTED
         rollout.stage_settled_at = None
         _withdraw_unstarted(session, rollout)
+        _record_control(session, SCHEDULER, AuditAction.ROLLOUT_DEADLINE, rollout, before)
     elif rollout.state is RolloutState.PENDING and schedule.due(rollout.start_at, now=now):
         rollout.state = RolloutState.RUNNING
+        _record_control(session, SCHEDULER, AuditAction.ROLLOUT_START, rollout, before)
 
 
 def tick(session: Session, *, now: datetime | None = None) -> None:

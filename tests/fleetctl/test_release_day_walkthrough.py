@@ -187,7 +187,7 @@ def test_every_command_of_the_release_day_walkthrough_runs(scheduled_fleet: Flee
     }
     assert devices["dev-5c6d7e"] not in updated and devices["dev-0a0b0c"] not in updated
     actions = [e["action"] for e in fleet.json("audit", "list", "--object", "rollout/1")["items"]]
-    assert actions == ["rollout.resume", "rollout.create"]
+    assert actions == ["rollout.resume", "rollout.start", "rollout.create"]
 
 
 def _token_id(fleet: Fleet, name: str) -> str:

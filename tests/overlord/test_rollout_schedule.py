@@ -25,6 +25,11 @@ def _get(overlord: Overlord, rollout_id: int) -> dict:
     return answer.json()
 
 
+def _audit(overlord: Overlord, action: str) -> list[dict]:
+    answer = overlord.client.get(f"/api/v1/audit?action={action}", headers=overlord.as_admin())
+    return list(answer.json()["items"])
+
+
 def test_a_scheduled_rollout_waits_for_its_start_then_runs(overlord: Overlord):
     fleet = _fleet(overlord, 2)
     rollout = _create(overlord, start_at=_at(3600), stages=[100], success_window_s=0)
@@ -35,6 +40,9 @@ def test_a_scheduled_rollout_waits_for_its_start_then_runs(overlord: Overlord):
     assert _targeted(overlord, fleet) == []
     _tick(overlord, later_s=3601)
     assert _get(overlord, rollout["id"])["state"] == "running"
+    (started,) = _audit(overlord, "rollout.start")
+    assert (started["actor_name"], started["via"]) == ("scheduler", "scheduler")
+    assert (started["before"]["state"], started["after"]["state"]) == ("pending", "running")
     (canary,) = _targeted(overlord, fleet)
     _commit(overlord, canary, fleet[canary])
     for _ in range(3):
@@ -60,6 +68,8 @@ def test_the_deadline_stops_admission_and_devices_already_updating_finish(overlo
     assert halted["state"] == "halted"
     assert halted["halt_reason"].startswith(schedule.DEADLINE_PREFIX)
     assert "0 of 2 admitted devices succeeded" in halted["halt_reason"]
+    (expired,) = _audit(overlord, "rollout.deadline")
+    assert expired["after"]["halt_reason"] == halted["halt_reason"]
     # The admitted device that had not started is withdrawn; the one updating goes on.
     assert _targeted(overlord, fleet) == [updating] and waiting not in _targeted(overlord, fleet)
     _commit(overlord, updating, fleet[updating], seq=2)
