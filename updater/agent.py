@@ -112,6 +112,9 @@ class Agent:
     def resume(self) -> EngineResult:
         """Continue any update; whatever it raises, the cycle goes on to heartbeat."""
         try:
+            bootloader = self.engine.bootloader
+            if bootloader is not None and bootloader.resume():
+                return EngineResult.REBOOTING
             return self.engine.resume()
         except FleetError as err:
             log.error("update: %s", err)
@@ -232,6 +235,7 @@ class Agent:
             node_exporter=self.config.node_exporter,
             board=board_report(self.engine.board),
             config_digest=self.roles.applied_digest if self.roles else None,
+            bootloader=self.engine.bootloader.report() if self.engine.bootloader else None,
         )
 
     def flush(self) -> None:

@@ -1,0 +1,66 @@
+"""The agent and the EEPROM bootloader: the heartbeat reports it, a bootloader below the
+minimum is an event, and a staged update is verified after the reboot before anything else.
+The board is a checked-in Pi 4 device tree with the simulated EEPROM's tools on PATH."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fleetcore.bootloader import TrybootSupport
+from fleetcore.release import Hardware
+from fleetcore.wire import EventKind
+from tests.updater.agents import make_agent, setup_device
+from tests.updater.eeprom_board import EepromBoard, eeprom_image, eeprom_sig
+from tests.updater.releases import ReleaseRepo
+from tests.updater.servers import FleetServer
+from tests.updater.test_boards import family_repo, family_server, on_board
+from updater.bootloader.update import BootloaderRelease
+from updater.engine import EngineResult
+
+__all__ = ["family_repo", "family_server"]  # fixtures used here
+
+PI4_2022_11_25 = 1669373653
+PI4_2023_05_11 = 1683786363
+
+
+def reported(server: FleetServer) -> tuple[int | None, TrybootSupport, int | None]:
+    report = server.heartbeats[-1].bootloader
+    assert report is not None
+    return report.version, report.tryboot_ab, report.pending
+
+
+def test_heartbeat_reports_the_bootloader_and_an_old_one_is_an_event(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    family_repo: ReleaseRepo,
+    family_server: FleetServer,
+) -> None:
+    board = EepromBoard(tmp_path / "board", Hardware.PI4, PI4_2022_11_25)
+    monkeypatch.setenv("PATH", str(board.bin), prepend=os.pathsep)
+    device = on_board(tmp_path / "device", family_repo, "pi4b-4gb-r1.5")
+    setup_device(device, family_server)
+    agent = make_agent(device)
+    agent.cycle()
+    assert reported(family_server) == (PI4_2022_11_25, TrybootSupport.BELOW_MINIMUM, None)
+    assert family_server.heartbeats[-1].bootloader.boot_order == "0xf41"  # type: ignore[union-attr]
+    kinds = [event["kind"] for event in family_server.events]
+    assert kinds.count(EventKind.BOOTLOADER_BELOW_MINIMUM) == 1
+
+    bootloader = agent.engine.bootloader
+    assert bootloader is not None
+    data = eeprom_image(board.family, PI4_2023_05_11)
+    assert bootloader.install(BootloaderRelease(board.family, data, eeprom_sig(data), b"rec"))
+    # Until the reboot happens, each cycle asks for it again and reports nothing else.
+    assert agent.resume() is EngineResult.REBOOTING
+    board.power_on(device.roots.boot_config)
+    device.power_on(requested_reboot=False)
+    agent = make_agent(device)
+    agent.cycle()
+    assert reported(family_server) == (PI4_2023_05_11, TrybootSupport.SUPPORTED, None)
+    assert [e["kind"] for e in family_server.events][-2:] == [
+        EventKind.BOOTLOADER_STAGED,
+        EventKind.BOOTLOADER_UPDATED,
+    ]
