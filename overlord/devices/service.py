@@ -7,8 +7,9 @@ import json
 import secrets
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import ColumnElement, and_, delete, func, not_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -19,6 +20,7 @@ from fleetcore.wire import (
     FAILED_STATES,
     IN_PROGRESS_STATES,
     BoardReport,
+    BootloaderReport,
     DesiredOS,
     DesiredRole,
     DesiredState,
@@ -50,6 +52,8 @@ from overlord.devices.schemas import (
 )
 from overlord.errors import AuthError, Forbidden, NotFound
 from overlord.rollouts.models import DeviceGroup
+
+_R = TypeVar("_R", bound=BaseModel)
 
 
 def fleet_status(
@@ -90,7 +94,12 @@ def status_clause(
 
 
 def to_public(
-    device: Device, *, now: datetime, offline_after_s: int, board: BoardReport | None = None
+    device: Device,
+    *,
+    now: datetime,
+    offline_after_s: int,
+    board: BoardReport | None = None,
+    bootloader: BootloaderReport | None = None,
 ) -> DevicePublic:
     return DevicePublic(
         id=device.id,
@@ -124,6 +133,7 @@ def to_public(
         desired_safe_mode=device.desired_safe_mode,
         node_exporter=device.node_exporter,
         board=board,
+        bootloader=bootloader,
     )
 
 
@@ -393,17 +403,26 @@ def heartbeat_history(session: Session, *, device_id: str, limit: int) -> list[D
 def last_board(session: Session, *, device_id: str) -> BoardReport | None:
     """The board the device's newest stored heartbeat reports (kept in the history row's JSON
     payload, so no column holds it); None before one has, or when it is unreadable."""
+    return _last_reported(session, device_id, "board", BoardReport)
+
+
+def last_bootloader(session: Session, *, device_id: str) -> BootloaderReport | None:
+    """The EEPROM bootloader the device's newest stored heartbeat reports, like the board."""
+    return _last_reported(session, device_id, "bootloader", BootloaderReport)
+
+
+def _last_reported(session: Session, device_id: str, key: str, model: type[_R]) -> _R | None:
     payload = session.scalar(
         select(DeviceHeartbeat.payload)
         .where(DeviceHeartbeat.device_id == device_id)
         .order_by(DeviceHeartbeat.received_at.desc(), DeviceHeartbeat.id.desc())
         .limit(1)
     )
-    raw = payload.get("board") if isinstance(payload, dict) else None
+    raw = payload.get(key) if isinstance(payload, dict) else None
     if raw is None:
         return None
     try:
-        return BoardReport.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError:
         return None
 
