@@ -21,8 +21,8 @@ import re
 import sys
 from pathlib import Path
 
+from fleetcore.eeprom import AB_PARTITION_OFFSET, AB_PARTITION_SIZE, IMAGE_SIZE
 from fleetcore.release import Hardware
-from updater.bootloader.image import AB_PARTITION_OFFSET, AB_PARTITION_SIZE, IMAGE_SIZE
 
 DEFAULT_CONFIG = "[all]\nBOOT_UART=0\nWAKE_ON_GPIO=1\nBOOT_ORDER=0xf41\n"
 

@@ -10,19 +10,26 @@ from pathlib import Path
 
 import pytest
 
+from fleetcore import eeprom
 from fleetcore.bootloader import MINIMUMS, TrybootSupport, tryboot_support
 from fleetcore.release import Hardware
 from fleetcore.version import Version
 from fleetcore.wire import BootloaderReport, EventKind, Heartbeat, UpdateState
+from signing.bootloader import publish_bootloader
+from signing.client import ReleaseClient
+from signing.errors import RepositoryError
 from tests.updater.device import SimDevice
 from tests.updater.eeprom_board import EepromBoard, eeprom_image, eeprom_sig
+from tests.updater.releases import ReleaseRepo
 from tests.updater.servers import FleetServer
-from updater.bootloader import image, settings, sig, version
+from updater.bootloader import settings, version
+from updater.bootloader.fetch import install_from
 from updater.bootloader.pending import BootloaderState, BootloaderStore, Method, Pending
 from updater.bootloader.update import STAGED, BootloaderRelease, BootloaderUpdater
 from updater.engine import EngineResult
 from updater.errors import BootloaderError
 from updater.queue import EventQueue
+from updater.sources import DirectoryFetcher
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bootloader"
 PI4_2022_11_25 = 1669373653
@@ -113,31 +120,6 @@ def test_settings_are_read(name: str, boot_order: str, secure: bool) -> None:
 def test_bad_settings_are_one_clear_error(name: str, error: str) -> None:
     with pytest.raises(BootloaderError, match=error):
         settings.parse((FIXTURES / name).read_bytes())
-
-
-def test_sig_round_trips_and_refuses_garbage() -> None:
-    data = eeprom_image(Hardware.PI4, PI4_2024_04_15)
-    loaded = sig.load(eeprom_sig(data) + b"target-soc: 2711\n")
-    assert loaded == sig.EepromSig(image.load(data, Hardware.PI4).sha256, 1700000000, "2711")
-    assert sig.load(loaded.dump()) == loaded
-    for bad in (b"", b"nothex\n", eeprom_sig(data) + b"ts: 1\n", eeprom_sig(data) + b"evil: 1\n"):
-        with pytest.raises(BootloaderError, match="pieeprom.sig"):
-            sig.load(bad)
-
-
-def test_image_checks_size_and_build_timestamp() -> None:
-    assert image.load(eeprom_image(Hardware.PI5, 5, ab=True), Hardware.PI5).ab_capable
-    assert not image.load(eeprom_image(Hardware.PI5, 5), Hardware.PI5).ab_capable
-    with pytest.raises(BootloaderError, match="the pi5 flash size"):
-        image.load(eeprom_image(Hardware.PI5, 5), Hardware.PI4)
-    with pytest.raises(BootloaderError, match="no BUILD_TIMESTAMP"):
-        image.load(bytes(512 * 1024), Hardware.PI4)
-    two = bytearray(eeprom_image(Hardware.PI4, 5))
-    two[9000:9020] = b"BUILD_TIMESTAMP=6\0\0\0"
-    with pytest.raises(BootloaderError, match="more than one"):
-        image.load(bytes(two), Hardware.PI4)
-    with pytest.raises(BootloaderError, match="no EEPROM"):
-        image.load(b"", Hardware.QEMU)
 
 
 # -- minimum versions ------------------------------------------------------------------------
@@ -441,3 +423,115 @@ def test_an_os_update_waits_for_a_staged_bootloader_update(
     assert engine.store.load().state is UpdateState.IDLE
     store.save(BootloaderState())
     assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
+
+
+# -- bootloader releases through TUF ------------------------------------------------------------
+
+
+@pytest.fixture
+def signed(tmp_path: Path) -> ReleaseRepo:
+    return ReleaseRepo(tmp_path / "repo")
+
+
+def publish(
+    repo: ReleaseRepo, family: Hardware, timestamp: int, *, min_updater: Version | None = None
+) -> Version:
+    image_path = repo.base / f"pieeprom-{timestamp}.bin"
+    image_path.write_bytes(eeprom_image(family, timestamp))
+    recovery = repo.base / "recovery.bin"
+    recovery.write_bytes(b"recovery.bin of the same rpi-eeprom release")
+    return publish_bootloader(
+        repo.path,
+        repo.keys,
+        family=family,
+        image_path=image_path,
+        recovery_path=recovery,
+        min_updater_version=min_updater,
+    )
+
+
+def client_of(repo: ReleaseRepo, base: Path) -> ReleaseClient:
+    return ReleaseClient(
+        metadata_dir=base / "tuf",
+        base_url="dir:",
+        bootstrap_root=repo.root_json,
+        fetcher=DirectoryFetcher(repo.path),
+    )
+
+
+def test_a_signed_release_moves_the_device_from_x_to_y(pi4: Device, signed: ReleaseRepo) -> None:
+    version = publish(signed, Hardware.PI4, PI4_2024_04_15)
+    assert version == Version("2024.4.15.47534")
+    client = client_of(signed, pi4.base)
+    assert install_from(pi4.updater, client, version, updater_version=Version("1.0.0"))
+    assert (pi4.config_partition / "pieeprom.sig").read_bytes() == eeprom.sig_for(
+        eeprom.load_image(eeprom_image(Hardware.PI4, PI4_2024_04_15), Hardware.PI4)
+    ).dump()
+    pi4.power_on()
+    pi4.updater.resume()
+    assert pi4.board.running() == PI4_2024_04_15
+    assert pi4.kinds()[-1] is EventKind.BOOTLOADER_UPDATED
+
+
+@pytest.mark.parametrize(
+    ("publish_as", "ask", "updater", "error"),
+    [
+        (Hardware.PI5, Hardware.PI4, "1.0.0", "no signed target named 'bootloader/pi4/"),
+        (Hardware.PI4, Hardware.PI4, "0.9.0", "needs updater 1.0.0 or later, this is 0.9.0"),
+    ],
+)
+def test_unsuitable_signed_releases_are_refused_and_reported(
+    pi4: Device,
+    signed: ReleaseRepo,
+    publish_as: Hardware,
+    ask: Hardware,
+    updater: str,
+    error: str,
+) -> None:
+    stamp = PI4_2024_04_15
+    version = publish(signed, publish_as, stamp, min_updater=Version("1.0.0"))
+    with pytest.raises(BootloaderError, match=error):
+        install_from(
+            pi4.updater, client_of(signed, pi4.base), version, updater_version=Version(updater)
+        )
+    assert pi4.kinds() == [EventKind.BOOTLOADER_FAILED]
+    assert pi4.store.load().pending is None
+
+
+def test_a_tampered_target_is_refused(pi4: Device, signed: ReleaseRepo) -> None:
+    version = publish(signed, Hardware.PI4, PI4_2024_04_15)
+    stored = next(
+        (signed.path / "targets" / "bootloader" / "pi4" / str(version)).glob("*.pieeprom.bin")
+    )
+    data = bytearray(stored.read_bytes())
+    data[100] ^= 1
+    stored.write_bytes(bytes(data))
+    with pytest.raises(BootloaderError, match="bootloader 2024.4.15.47534: .*pieeprom.bin"):
+        install_from(
+            pi4.updater, client_of(signed, pi4.base), version, updater_version=Version("1.0.0")
+        )
+    assert pi4.kinds() == [EventKind.BOOTLOADER_FAILED]
+    assert [p.name for p in pi4.config_partition.iterdir()] == ["autoboot.txt"]
+
+
+def test_an_older_signed_release_is_refused(pi4: Device, signed: ReleaseRepo) -> None:
+    version = publish(signed, Hardware.PI4, PI4_2022_11_25)
+    with pytest.raises(BootloaderError, match="never downgraded"):
+        install_from(
+            pi4.updater, client_of(signed, pi4.base), version, updater_version=Version("1.0.0")
+        )
+    assert pi4.kinds() == [EventKind.BOOTLOADER_FAILED]
+
+
+def test_fleet_sign_refuses_an_image_for_another_board(signed: ReleaseRepo) -> None:
+    image_path = signed.base / "pieeprom.bin"
+    image_path.write_bytes(eeprom_image(Hardware.PI5, PI5_2024_04_17))
+    (signed.base / "recovery.bin").write_bytes(b"r")
+    with pytest.raises(RepositoryError, match="the pi5 flash size"):
+        publish_bootloader(
+            signed.path,
+            signed.keys,
+            family=Hardware.PI4,
+            image_path=image_path,
+            recovery_path=signed.base / "recovery.bin",
+        )

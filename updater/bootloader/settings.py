@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from updater.bootloader.output import ascii_text
+from fleetcore.eeprom import ascii_text
 from updater.errors import BootloaderError
 
 MAX_OUTPUT = 16384
@@ -37,7 +37,9 @@ class EepromSettings:
 
 def parse(output: bytes) -> EepromSettings:
     """The settings that matter in ``rpi-eeprom-config``'s output, or :class:`BootloaderError`."""
-    text = ascii_text(output, what="rpi-eeprom-config printed", limit=MAX_OUTPUT)
+    text = ascii_text(
+        output, what="rpi-eeprom-config printed", limit=MAX_OUTPUT, error=BootloaderError
+    )
     unconditional = True
     found: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), 1):

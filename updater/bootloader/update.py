@@ -30,13 +30,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetcore import eeprom
 from fleetcore.atomic import atomic_write, atomic_write_fat, remove_fat
 from fleetcore.bootloader import TrybootSupport, build_date
-from fleetcore.errors import CommandError
+from fleetcore.errors import CommandError, FormatError
 from fleetcore.release import Hardware
 from fleetcore.run import run
 from fleetcore.wire import IN_PROGRESS_STATES, BootloaderReport, EventKind, UpdateState
-from updater.bootloader import image, probe, sig
+from updater.bootloader import probe
 from updater.bootloader.pending import BootloaderState, BootloaderStore, Method, Pending
 from updater.errors import BootloaderError
 from updater.queue import EventQueue
@@ -135,8 +136,13 @@ class BootloaderUpdater:
         try:
             return self._install(release)
         except BootloaderError as err:
-            self.events.put(EventKind.BOOTLOADER_FAILED, reason=str(err))
+            self.refused(err)
             raise
+
+    def refused(self, err: BootloaderError) -> None:
+        """Report a refused bootloader release to the Overlord (one event, one line)."""
+        log.error("bootloader update refused: %s", err)
+        self.events.put(EventKind.BOOTLOADER_FAILED, reason=str(err))
 
     def _install(self, release: BootloaderRelease) -> bool:
         state = self.store.load()
@@ -191,21 +197,17 @@ class BootloaderUpdater:
         self.reboot()
         return True
 
-    def _check(self, release: BootloaderRelease) -> image.EepromImage:
-        new = image.load(release.image, self.family)
-        digest = sig.load(release.sig)
-        if digest.sha256 != new.sha256:
-            raise BootloaderError("pieeprom.sig does not match the EEPROM image")
-        if digest.target_soc is not None and digest.target_soc != image.SOC[self.family]:
-            raise BootloaderError(
-                f"pieeprom.sig is for BCM{digest.target_soc}, this board is "
-                f"BCM{image.SOC[self.family]}"
-            )
+    def _check(self, release: BootloaderRelease) -> eeprom.EepromImage:
+        try:
+            new = eeprom.load_image(release.image, self.family)
+            eeprom.check_pair(new, eeprom.load_sig(release.sig))
+        except FormatError as err:
+            raise BootloaderError(str(err)) from err
         if not 0 < len(release.recovery) <= MAX_RECOVERY_BIN:
             raise BootloaderError(f"recovery.bin is empty or larger than {MAX_RECOVERY_BIN} bytes")
         return new
 
-    def _ab_available(self, new: image.EepromImage) -> bool:
+    def _ab_available(self, new: eeprom.EepromImage) -> bool:
         if self.family is not Hardware.PI5 or not new.ab_capable:
             return False
         try:
@@ -217,7 +219,7 @@ class BootloaderUpdater:
         for name, data in zip(STAGED, (release.image, release.recovery, release.sig), strict=True):
             atomic_write_fat(self.config_partition / name, data)
 
-    def _flash_ab(self, new: image.EepromImage) -> None:
+    def _flash_ab(self, new: eeprom.EepromImage) -> None:
         partition = new.ab_partition()
         staged = self.work_dir / "bootloader-ab.bin"
         atomic_write(staged, partition)

@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from updater.bootloader.output import ascii_text
+from fleetcore.eeprom import ascii_text
 from updater.errors import BootloaderError
 
 MAX_OUTPUT = 4096
@@ -48,7 +48,9 @@ class BootloaderVersion:
 
 def parse(output: bytes) -> BootloaderVersion:
     """The version in ``vcgencmd bootloader_version``'s output, or :class:`BootloaderError`."""
-    text = ascii_text(output, what="bootloader_version printed", limit=MAX_OUTPUT)
+    text = ascii_text(
+        output, what="bootloader_version printed", limit=MAX_OUTPUT, error=BootloaderError
+    )
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         raise BootloaderError("bootloader_version printed nothing")
