@@ -247,8 +247,16 @@ class DesiredVariable(_Response):
     )
 
 
+class DesiredBootloader(_Response):
+    """A bootloader release for the device's family (``bootloader/<family>/<version>/``);
+    the version is its build instant (``fleetcore.eeprom.release_version``)."""
+
+    version: Version
+
+
 class DesiredState(_Response):
     os: DesiredOS | None = None
+    bootloader: DesiredBootloader | None = None
     roles: list[DesiredRole] = Field(default_factory=list)
     safe_mode: bool = False
     poll_interval_s: int | None = Field(default=None, ge=5, le=3600)

@@ -168,6 +168,11 @@ class BootloaderUpdater:
                 f"{build_date(running)}; bootloaders are never downgraded"
             )
         if new.timestamp == running:
+            self.events.put(
+                EventKind.BOOTLOADER_UPDATED,
+                message=f"{build_date(running)} already runs",
+                data={"bootloader": running},
+            )
             return False
         if new.timestamp in state.failed:
             raise BootloaderError(
@@ -196,6 +201,12 @@ class BootloaderUpdater:
         log.info("bootloader %s staged (%s); rebooting", build_date(new.timestamp), method.value)
         self.reboot()
         return True
+
+    def blocks_os_updates(self) -> bool:
+        """True while the running bootloader is below the tryboot A/B minimum: an OS update
+        would rely on a tryboot the bootloader does not do right, so it waits for a
+        bootloader update (reported once as ``bootloader-below-minimum``)."""
+        return self.report().tryboot_ab is TrybootSupport.BELOW_MINIMUM
 
     def _check(self, release: BootloaderRelease) -> eeprom.EepromImage:
         try:
