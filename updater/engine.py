@@ -117,6 +117,7 @@ class Engine:
         if self._hardware in MINIMUMS:
             self.bootloader = BootloaderUpdater(
                 family=self._hardware,
+                board=self.board.board,
                 config_partition=roots.boot_config,
                 store=BootloaderStore(roots.bootloader_file),
                 events=events,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from fleetcore import eeprom
+from fleetcore.boards import Board
 from fleetcore.bootloader import MINIMUMS, TrybootSupport, tryboot_support
 from fleetcore.release import Hardware
 from fleetcore.version import Version
@@ -166,6 +167,7 @@ class Device:
         monkeypatch: pytest.MonkeyPatch,
         family: Hardware,
         timestamp: int,
+        board_kind: Board = Board.PI4,
         **board: object,
     ) -> None:
         self.board = EepromBoard(base, family, timestamp, **board)  # type: ignore[arg-type]
@@ -180,12 +182,14 @@ class Device:
         self.events = EventQueue(base / "queue", max_items=100)
         self.store = BootloaderStore(base / "data" / "bootloader.json")
         self.family = family
+        self.board_kind = board_kind
         self.base = base
         self.updater = self.start_agent()
 
     def start_agent(self) -> BootloaderUpdater:
         return BootloaderUpdater(
             family=self.family,
+            board=self.board_kind,
             config_partition=self.config_partition,
             store=self.store,
             events=self.events,
@@ -381,7 +385,9 @@ def test_the_report_fits_an_old_and_a_new_heartbeat(pi4: Device) -> None:
 def test_pi5_with_ab_eeprom_flashes_the_other_partition(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    device = Device(tmp_path, monkeypatch, Hardware.PI5, PI5_2026_05_13, ab=True)
+    device = Device(
+        tmp_path, monkeypatch, Hardware.PI5, PI5_2026_05_13, board_kind=Board.PI5, ab=True
+    )
     assert device.updater.install(device.release(PI5_2026_05_13 + 86400, ab=True))
     assert [p.name for p in device.config_partition.iterdir()] == ["autoboot.txt"]
     pending = device.store.load().pending
@@ -396,7 +402,7 @@ def test_pi5_with_ab_eeprom_flashes_the_other_partition(
 def test_pi5_without_ab_eeprom_uses_recovery_bin(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    device = Device(tmp_path, monkeypatch, Hardware.PI5, PI5_2024_04_17)
+    device = Device(tmp_path, monkeypatch, Hardware.PI5, PI5_2024_04_17, board_kind=Board.PI5)
     assert device.updater.install(device.release(PI5_2026_05_13, ab=True))
     pending = device.store.load().pending
     assert pending is not None and pending.method is Method.RECOVERY
@@ -535,3 +541,12 @@ def test_fleet_sign_refuses_an_image_for_another_board(signed: ReleaseRepo) -> N
             image_path=image_path,
             recovery_path=signed.base / "recovery.bin",
         )
+
+
+def test_a_cm4_is_refused_with_the_way_to_update_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    device = Device(tmp_path, monkeypatch, Hardware.PI4, PI4_2023_05_11, board_kind=Board.CM4)
+    with pytest.raises(BootloaderError, match="CM4's boot ROM does not load recovery.bin"):
+        device.updater.install(device.release(PI4_2024_04_15))
+    assert device.kinds() == [EventKind.BOOTLOADER_FAILED] and device.reboots == 0

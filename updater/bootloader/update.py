@@ -32,6 +32,7 @@ from pathlib import Path
 
 from fleetcore import eeprom
 from fleetcore.atomic import atomic_write, atomic_write_fat, remove_fat
+from fleetcore.boards import Board
 from fleetcore.bootloader import TrybootSupport, build_date
 from fleetcore.errors import CommandError, FormatError
 from fleetcore.release import Hardware
@@ -68,6 +69,7 @@ class BootloaderUpdater:
         self,
         *,
         family: Hardware,
+        board: Board,
         config_partition: Path,
         store: BootloaderStore,
         events: EventQueue,
@@ -77,6 +79,7 @@ class BootloaderUpdater:
         os_state: Callable[[], UpdateState],
     ) -> None:
         self.family = family
+        self.board = board
         self.config_partition = config_partition
         self.store = store
         self.events = events
@@ -161,6 +164,12 @@ class BootloaderUpdater:
                 f"the bootloader release is for {release.family.value}, this is {self.family.value}"
             )
         new = self._check(release)
+        if self.board is Board.CM4:
+            raise BootloaderError(
+                "a CM4's boot ROM does not load recovery.bin from eMMC and its bootloader does "
+                "not self-update from it; update a CM4's EEPROM with rpiboot (usbboot)",
+                hint="docs/boards.md, Bootloader updates",
+            )
         running = self.running().version.timestamp
         if new.timestamp < running:
             raise BootloaderError(
