@@ -21,6 +21,7 @@ from fleetcore.wire import (
     IN_PROGRESS_STATES,
     BoardReport,
     BootloaderReport,
+    DesiredBootloader,
     DesiredOS,
     DesiredRole,
     DesiredState,
@@ -228,6 +229,7 @@ def desired_state(
             Device.desired_roles,
             Device.desired_safe_mode,
             Device.group_name,
+            Device.desired_bootloader_version,
             DeviceGroup.poll_interval_s,
         )
         .outerjoin(DeviceGroup, DeviceGroup.name == Device.group_name)
@@ -235,7 +237,7 @@ def desired_state(
     ).one_or_none()
     if row is None:
         raise NotFound(f"no device {device_id}")
-    admin_status, os_version, roles, safe_mode, group, group_poll = row
+    admin_status, os_version, roles, safe_mode, group, bootloader, group_poll = row
     poll = group_poll if group_poll is not None else default_poll_interval_s
     if admin_status is not AdminStatus.ACTIVE:
         state = DesiredState(poll_interval_s=poll)
@@ -245,6 +247,7 @@ def desired_state(
             os=DesiredOS(version=Version(os_version), manifest_target=manifest_target(os_version))
             if os_version
             else None,
+            bootloader=DesiredBootloader(version=Version(bootloader)) if bootloader else None,
             roles=[
                 DesiredRole(name=name, version=Version(version), target=role_target(name, version))
                 for name, version in sorted(roles.items())

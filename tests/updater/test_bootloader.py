@@ -477,6 +477,7 @@ def test_a_signed_release_moves_the_device_from_x_to_y(pi4: Device, signed: Rele
     pi4.updater.resume()
     assert pi4.board.running() == PI4_2024_04_15
     assert pi4.kinds()[-1] is EventKind.BOOTLOADER_UPDATED
+    assert [e.version for e in pi4.events.pending()] == [version, version]  # its rollout's
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,6 @@ def install_from(
     try:
         release = fetch_bootloader(client, updater.family, version, updater_version=updater_version)
     except BootloaderError as err:
-        updater.refused(err)
+        updater.refused(err, version)
         raise
-    return updater.install(release)
+    return updater.install(release, version=version)

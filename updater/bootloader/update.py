@@ -37,6 +37,7 @@ from fleetcore.bootloader import TrybootSupport, build_date
 from fleetcore.errors import CommandError, FormatError
 from fleetcore.release import Hardware
 from fleetcore.run import run
+from fleetcore.version import Version
 from fleetcore.wire import IN_PROGRESS_STATES, BootloaderReport, EventKind, UpdateState
 from updater.bootloader import probe
 from updater.bootloader.pending import BootloaderState, BootloaderStore, Method, Pending
@@ -130,7 +131,7 @@ class BootloaderUpdater:
 
     # -- installing ---------------------------------------------------------------------
 
-    def install(self, release: BootloaderRelease) -> bool:
+    def install(self, release: BootloaderRelease, *, version: Version | None = None) -> bool:
         """Stage ``release`` and reboot to apply it; False when it already runs.
 
         :class:`BootloaderError` (and an event) when it is refused: another update under
@@ -139,13 +140,14 @@ class BootloaderUpdater:
         try:
             return self._install(release)
         except BootloaderError as err:
-            self.refused(err)
+            self.refused(err, version)
             raise
 
-    def refused(self, err: BootloaderError) -> None:
-        """Report a refused bootloader release to the Overlord (one event, one line)."""
+    def refused(self, err: BootloaderError, version: Version | None = None) -> None:
+        """Report a refused bootloader release (``version``, when known, is the release's:
+        its rollout counts the failure) to the Overlord: one event, one line."""
         log.error("bootloader update refused: %s", err)
-        self.events.put(EventKind.BOOTLOADER_FAILED, reason=str(err))
+        self.events.put(EventKind.BOOTLOADER_FAILED, version=version, reason=str(err))
 
     def _install(self, release: BootloaderRelease) -> bool:
         state = self.store.load()
@@ -179,6 +181,7 @@ class BootloaderUpdater:
         if new.timestamp == running:
             self.events.put(
                 EventKind.BOOTLOADER_UPDATED,
+                version=eeprom.release_version(running),
                 message=f"{build_date(running)} already runs",
                 data={"bootloader": running},
             )
@@ -204,6 +207,7 @@ class BootloaderUpdater:
             raise BootloaderError(f"staging bootloader {build_date(new.timestamp)}: {err}") from err
         self.events.put(
             EventKind.BOOTLOADER_STAGED,
+            version=eeprom.release_version(new.timestamp),
             message=f"{method.value}: {build_date(running)} -> {build_date(new.timestamp)}",
             data={"bootloader": new.timestamp},
         )
@@ -285,6 +289,7 @@ class BootloaderUpdater:
             log.info("bootloader %s runs", build_date(running))
             self.events.put(
                 EventKind.BOOTLOADER_UPDATED,
+                version=eeprom.release_version(running),
                 message=f"{build_date(pending.previous)} -> {build_date(running)}",
                 data={"bootloader": running},
             )
@@ -299,6 +304,7 @@ class BootloaderUpdater:
         log.error("%s", reason)
         self.events.put(
             EventKind.BOOTLOADER_FAILED,
+            version=eeprom.release_version(pending.target),
             reason=reason,
             data={"bootloader": pending.target},
         )
