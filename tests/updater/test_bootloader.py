@@ -13,12 +13,14 @@ import pytest
 from fleetcore import eeprom
 from fleetcore.boards import Board
 from fleetcore.bootloader import MINIMUMS, TrybootSupport, tryboot_support
-from fleetcore.release import Hardware
+from fleetcore.release import BOOTLOADER_FILES, Hardware, bootloader_target
 from fleetcore.version import Version
 from fleetcore.wire import BootloaderReport, EventKind, Heartbeat, UpdateState
 from signing.bootloader import publish_bootloader
 from signing.client import ReleaseClient
 from signing.errors import RepositoryError
+from signing.repository import add_targets
+from signing.targets import TargetCustom, TargetKind, TargetSpec, payload_digest
 from tests.updater.device import SimDevice
 from tests.updater.eeprom_board import EepromBoard, eeprom_image, eeprom_sig
 from tests.updater.releases import ReleaseRepo
@@ -551,3 +553,30 @@ def test_a_cm4_is_refused_with_the_way_to_update_it(
     with pytest.raises(BootloaderError, match="CM4's boot ROM does not load recovery.bin"):
         device.updater.install(device.release(PI4_2024_04_15))
     assert device.kinds() == [EventKind.BOOTLOADER_FAILED] and device.reboots == 0
+
+
+def test_a_signed_version_that_is_not_the_images_build_is_refused(
+    pi4: Device, signed: ReleaseRepo
+) -> None:
+    """Metadata and bytes disagree: signed as 2024.4.15.1, built at 2024-04-15 13:12:14."""
+    lie = Version("2024.4.15.1")
+    data = eeprom_image(Hardware.PI4, PI4_2024_04_15)
+    specs = []
+    for name, content in zip(BOOTLOADER_FILES, (data, eeprom_sig(data), b"recovery"), strict=True):
+        path = signed.base / name
+        path.write_bytes(content)
+        size, sha256 = payload_digest(path)
+        custom = TargetCustom(
+            kind=TargetKind.BOOTLOADER,
+            version=lie,
+            hardware=(Hardware.PI4,),
+            uncompressed_size=size,
+            uncompressed_sha256=sha256,
+        )
+        specs.append(TargetSpec(path, bootloader_target(Hardware.PI4, lie, name), custom))
+    add_targets(signed.path, signed.keys, specs)
+    with pytest.raises(BootloaderError, match="BUILD_TIMESTAMP 1713186734 is not its signed"):
+        install_from(
+            pi4.updater, client_of(signed, pi4.base), lie, updater_version=Version("1.0.0")
+        )
+    assert pi4.kinds() == [EventKind.BOOTLOADER_FAILED]
