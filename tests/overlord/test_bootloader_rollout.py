@@ -4,12 +4,15 @@ device's bootloader events decide each device's outcome and the halt threshold."
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from fleetcore.release import Hardware
 from fleetcore.wire import DesiredState, EventKind
+from overlord.cli import main
 from overlord.db import unit_of_work, utcnow
 from overlord.rollouts import service as rollouts_service
 from signing.bootloader import publish_bootloader
@@ -119,3 +122,21 @@ def test_a_refused_bootloader_counts_as_a_failure(overlord: Overlord) -> None:
     ).json()
     assert halted["state"] == "halted"
     assert "the bootloader is older" in halted["halt_reason"]
+
+
+def test_the_overlord_cli_lists_and_rolls_out_a_bootloader_release(
+    tmp_path: Path, repo: Repo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OVERLORD_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
+    monkeypatch.setenv("OVERLORD_REPO_DIR", str(repo.path))
+    monkeypatch.setenv("OVERLORD_KEYS_DIR", str(repo.keydir))
+    assert main(["db", "upgrade"]) == 0
+    capsys.readouterr()
+    assert main(["release", "list", "--kind", "bootloader"]) == 0
+    assert [r["version"] for r in json.loads(capsys.readouterr().out)] == [VERSION]
+    assert main(["rollout", "create", "eeprom", "--kind", "bootloader", "--version", VERSION]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert (created["kind"], created["target"]) == (
+        "bootloader",
+        f"bootloader/pi4/{VERSION}/pieeprom.bin",
+    )
