@@ -112,9 +112,10 @@ class Engine:
             log.error("%s", err)
         self._disk: BootDisk | None = None
         self.last_stats: dict[str, int] = {}
-        # The EEPROM bootloader of a Pi 4 or Pi 5 family board (None elsewhere: QEMU).
+        # The EEPROM bootloader of a Pi 4 or Pi 5 family board (None where no Raspberry Pi
+        # firmware is seen: the QEMU tier and the simulator, even with hardware: pi4).
         self.bootloader: BootloaderUpdater | None = None
-        if self._hardware in MINIMUMS:
+        if self._hardware in MINIMUMS and self.board.is_raspberry_pi:
             self.bootloader = BootloaderUpdater(
                 family=self._hardware,
                 board=self.board.board,

@@ -130,3 +130,15 @@ def test_without_a_bootloader_release_the_os_waits_below_the_minimum(
     agent.cycle()
     assert agent.engine.store.load().state is UpdateState.IDLE
     assert [e["kind"] for e in family_server.events].count(EventKind.BOOTLOADER_BELOW_MINIMUM) == 1
+
+
+def test_no_bootloader_is_read_where_no_raspberry_pi_firmware_is_seen(
+    tmp_path: Path, family_repo: ReleaseRepo, family_server: FleetServer
+) -> None:
+    """The QEMU tier and the simulator configure hardware: pi4 on a virt machine."""
+    device = on_board(tmp_path / "device", family_repo, "qemu-virt", hardware="pi4")
+    setup_device(device, family_server)
+    agent = make_agent(device)
+    assert agent.engine.bootloader is None
+    agent.cycle()
+    assert family_server.heartbeats[-1].bootloader is None
