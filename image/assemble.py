@@ -19,8 +19,9 @@ from fleetcore.atomic import atomic_write
 from fleetcore.boards import PI_FAMILIES
 from fleetcore.layout import CONFIG_LABEL, Slot, autoboot_txt, boot_label, system_label
 from fleetcore.release import SLOT_INDEX_DIR, Hardware, ImageName, Manifest
+from fleetcore.verity import VerityParams
 from fleetcore.version import Version
-from image import bootfiles, disk, filesystems, release
+from image import bootfiles, disk, filesystems, release, verity
 from image.errors import InputError, LayoutError
 from image.filesystems import SystemSpec
 from image.layout import (
@@ -51,6 +52,8 @@ class Request:
     sizes: Sizes
     system: SystemSpec
     epoch: int
+    # Append a dm-verity hash tree to the system image and pin it in cmdline.txt (ADR 0071).
+    verity: bool = False
 
 
 def source_date_epoch() -> int:
@@ -138,6 +141,7 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
             fs_uuid=derived_uuid(seed, "fs:system"),
             exclude=[str(BOOT_FILES)],
         )
+    verity_params = _verity_hook(req, system_img)
     slot_size = layout.get(system_label(Slot.A)).size
     if system_img.stat().st_size > slot_size:
         raise LayoutError(
@@ -154,7 +158,7 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
                 size=layout.get(boot_label(slot)).size,
                 label=boot_label(slot),
                 volume_id=derived_uuid(seed, f"fs:{boot_label(slot)}")[:8],
-                content=_boot_tree(req, work, slot),
+                content=_boot_tree(req, work, slot, verity_params),
                 epoch=req.epoch,
             )
 
@@ -218,14 +222,22 @@ def _data_tree(work: Path, release_dir: Path) -> Path:
     return tree
 
 
-def _boot_tree(req: Request, work: Path, slot: Slot) -> Path:
+def _verity_hook(req: Request, system_img: Path) -> VerityParams | None:
+    if not req.verity:
+        return None
+    with step("verity hash tree"):
+        return verity.append_tree(system_img)
+
+
+def _boot_tree(req: Request, work: Path, slot: Slot, verity_params: VerityParams | None) -> Path:
     """A copy of the rootfs's boot files with this slot's cmdline.txt."""
     tree = work / f"{boot_label(slot)}-tree"
     src = req.rootfs / BOOT_FILES
     shutil.copytree(src, tree, symlinks=False)
     base = src / "cmdline.txt"
     text = base.read_text() if base.is_file() else DEFAULT_CMDLINE
-    (tree / "cmdline.txt").write_text(cmdline_txt(text, slot, req.system.format.value))
+    extra = [verity_params.kernel_arg()] if verity_params is not None else []
+    (tree / "cmdline.txt").write_text(cmdline_txt(text, slot, req.system.format.value, extra))
     return tree
 
 

@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     asm.add_argument("--sizes", default="", help="MiB per partition: boot=256M,system=1536M,...")
     asm.add_argument("--system", default="squashfs:zstd", help="system image FORMAT[:COMPRESSION]")
+    asm.add_argument(
+        "--verity",
+        action="store_true",
+        help="append a dm-verity hash tree to the system image, its root hash in cmdline.txt",
+    )
 
     ins = sub.add_parser("inspect", help="show layout, versions and hashes of an image or release")
     ins.add_argument("path", type=Path)
@@ -128,6 +133,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 sizes=Sizes.parse(args.sizes),
                 system=SystemSpec.parse(args.system),
                 epoch=assemble.source_date_epoch(),
+                verity=args.verity,
             )
         )
         print(f"{args.out / assemble.DISK_IMAGE} and release {manifest.version} written")

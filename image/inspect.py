@@ -8,7 +8,7 @@ from pathlib import Path
 from fleetcore.errors import CommandError, FormatError
 from fleetcore.release import ImageName, chunk_path
 from fleetcore.run import run, run_text
-from image import bootfiles, chunkstore, disk, release
+from image import bootfiles, chunkstore, disk, release, verity
 from image.errors import InputError
 from image.layout import MIB, SECTOR
 
@@ -80,6 +80,8 @@ def describe_disk(path: Path) -> str:
             if text is not None:
                 body = text.strip().replace("\n", "\n      ")
                 lines.append(f"    {name}:\n      {body}")
+                if name == "cmdline.txt":
+                    lines.append(f"    root: {verity.describe(text)}")
         if fstype == "vfat" and part.get("name", "").startswith("boot_"):
             lines.append(f"    boards: {bootfiles.describe_boards(_fat_boot_files(path, start))}")
     return "\n".join(lines) + "\n"
