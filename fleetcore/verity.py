@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from fleetcore.errors import FleetError, FormatError
 
 ARG = "fleet.verity"
+# The device-mapper name the initramfs gives the verified root (/dev/mapper/fleet-root).
+MAPPER_NAME = "fleet-root"
 HASH = "sha256"
 BLOCK = 4096
 _DIGEST = hashlib.sha256().digest_size
