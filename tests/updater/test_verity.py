@@ -81,17 +81,16 @@ def test_fat_reader_reads_what_mtools_wrote(tmp_path: Path, size: int, fat: str)
 
 
 def test_fat_reader_refuses_damage(tmp_path: Path):
-    assert_raises = pytest.raises
-    with assert_raises(NotFat):
+    with pytest.raises(NotFat):
         read_root_file(_reader(image_bytes(1, BOOT_SIZE)), "cmdline.txt")
     data = bytearray(fat_image(tmp_path, {"cmdline.txt": b"x" * 5000}))
     fat_start = 512 * int.from_bytes(data[14:16], "little")
     # FAT12 entries 2 and 3: the file's first cluster points back at itself (a loop).
     data[fat_start + 3 : fat_start + 5] = bytes([0x02, 0x20])
-    with assert_raises(FatError, match="cluster chain"):
+    with pytest.raises(FatError, match="cluster chain"):
         read_root_file(_reader(bytes(data)), "cmdline.txt")
     data[11:13] = (300).to_bytes(2, "little")
-    with assert_raises(FatError, match="implausible FAT geometry"):
+    with pytest.raises(FatError, match="implausible FAT geometry"):
         read_root_file(_reader(bytes(data)), "cmdline.txt")
 
 
