@@ -13,6 +13,16 @@ format and chunker setting it prints, side by side:
 Run as root on a rootfs from ``fleet-image build`` (it needs network for apt):
 
     python bench/bench_delta.py --rootfs out/rootfs [--package htop]
+
+With ``--kinds``, it measures chunk deltas (``image.delta``, ADR 0073) on the real update
+kinds of ``bench/rootfs_variants.py`` (one package, a security update, a kernel update, a
+monthly update), each built once and cached under ``--cache``, in the release's system format
+(squashfs, zstd level 6):
+for each kind, seeded plain chunks, seeded with deltas (diffs plus the delta list itself),
+``zstd --patch-from``, the whole new image compressed, and ratios; the last figures go to
+``bench/results/bench_delta.txt``:
+
+    python bench/bench_delta.py --rootfs BASE --kinds [--neighbours 0,1,2]
 """
 
 from __future__ import annotations
@@ -26,10 +36,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from fleetcore.release import Chunker, ImageName, chunk_path
-from image import chunkstore, filesystems
-from image.backends import chroot
+import rootfs_variants
+
+from fleetcore.delta import delta_list_file
+from fleetcore.release import Chunker, ChunkIndex, ImageName, chunk_path
+from fleetcore.version import Version
+from image import chunkstore, delta, filesystems
 from image.filesystems import SystemSpec
+
+RESULTS = Path(__file__).resolve().parent / "results" / "bench_delta.txt"
+# Rugix's benchmark of 50 reproducible Debian images, a monthly update as a fraction of the
+# compressed full image: chunk-based deltas and xdelta static deltas.
+RUGIX = {"chunk deltas": 0.28, "xdelta": 0.14}
 
 EPOCH = 1700000000
 SPECS = ["erofs:lz4hc", "erofs:none", "squashfs:zstd"]
@@ -44,32 +62,9 @@ ZSTD_LEVEL = 12  # the chunk store's level; the zstd baselines use it too, for a
 
 
 def install_package(rootfs: Path, package: str) -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "INITRD": "No"}
-    shutil.copyfile("/etc/resolv.conf", rootfs / "etc/resolv.conf.bench")
-    resolv = rootfs / "etc/resolv.conf"
-    saved = resolv.readlink() if resolv.is_symlink() else None
-    resolv.unlink(missing_ok=True)
-    (rootfs / "etc/resolv.conf.bench").rename(resolv)
-    policy = rootfs / "usr/sbin/policy-rc.d"
-    policy.write_text("#!/bin/sh\nexit 101\n")
-    policy.chmod(0o755)
-    try:
-        with chroot.mounted(rootfs):
-            for argv in (
-                ["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
-                ["apt-get", "clean"],
-            ):
-                subprocess.run(
-                    ["chroot", rootfs, *argv], check=True, env=env, stdout=subprocess.DEVNULL
-                )
-    finally:
-        policy.unlink()
-        resolv.unlink()
-        if saved is not None:
-            resolv.symlink_to(saved)
-        shutil.rmtree(rootfs / "var/lib/apt/lists", ignore_errors=True)
-        (rootfs / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
+    rootfs_variants.with_network(
+        rootfs, lambda root: rootfs_variants.install(root, package), security_sources=False
+    )
 
 
 def compressed_sizes(store: Path, shas: set[str]) -> int:
@@ -83,6 +78,113 @@ def zstd_size(args: list[str], src: Path, out: Path) -> int:
 
 def mib(n: int) -> str:
     return f"{n / 2**20:8.1f}"
+
+
+def make_image(root: Path, out: Path, spec: SystemSpec) -> Path:
+    """The system image of ``root`` (kept: building it is the slow part of a run)."""
+    if not out.exists():
+        tmp = out.with_name(f".{out.name}.tmp")
+        filesystems.make_system(
+            tmp, src=root, spec=spec, epoch=EPOCH,
+            fs_uuid="11111111-2222-4333-8444-555555555555", exclude=["boot/firmware"],
+        )  # fmt: skip
+        tmp.replace(out)
+    return out
+
+
+def seeded_sizes(
+    store: Path, old: ChunkIndex, new: ChunkIndex, neighbours: int
+) -> tuple[int, int, int]:
+    """Bytes a seeded device downloads: plain chunks, with deltas, and how many deltas."""
+    have = {c.sha256 for c in old.chunks}
+    missing = {c.sha256 for c in new.chunks} - have
+    plain = compressed_sizes(store, missing)
+    shutil.rmtree(store / "deltas", ignore_errors=True)
+    shutil.rmtree(store / "delta-lists", ignore_errors=True)
+    made = delta.make(
+        store, store, version=Version("2.0.0"), from_version=Version("1.0.0"),
+        new={ImageName.SYSTEM: new}, old={ImageName.SYSTEM: old},
+        level=ZSTD_LEVEL, neighbours=neighbours,
+    )  # fmt: skip
+    by_target = made.by_target()
+    with_deltas = (store / delta_list_file("1.0.0")).stat().st_size
+    for sha in missing:
+        found = by_target.get(sha)
+        with_deltas += found.delta_size if found else (store / chunk_path(sha)).stat().st_size
+    return plain, with_deltas, len(by_target)
+
+
+def run_kinds(args: argparse.Namespace) -> None:
+    spec = SystemSpec()  # the release's: squashfs, zstd level 6 (ADR 0010)
+    cache: Path = args.cache
+    images = cache / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    kinds = args.kinds.split(",")
+    neighbours = [int(n) for n in args.neighbours.split(",")]
+    old_image = make_image(args.rootfs, images / f"base.{spec.format.value}", spec)
+    work = Path(tempfile.mkdtemp(prefix="bench-delta-", dir=args.work))
+    lines = []
+    header = (
+        f"{'kind':<12} {'nb':>2} {'plain MiB':>9} {'delta MiB':>9} {'deltas':>6} "
+        f"{'patch MiB':>9} {'whole MiB':>9} {'plain/patch':>11} {'delta/patch':>11} "
+        f"{'delta/whole':>11} {'s':>5}"
+    )
+    print(f"system image {spec.format.value}; chunk store and zstd level {ZSTD_LEVEL}\n")
+    print(header)
+    print("-" * len(header))
+    try:
+        store = work / "store"
+        old = chunkstore.cut(old_image, ImageName.SYSTEM, store, level=ZSTD_LEVEL)
+        for kind in kinds:
+            root = rootfs_variants.build(args.rootfs, kind, cache)
+            new_image = make_image(root, images / f"{kind}.{spec.format.value}", spec)
+            new = chunkstore.cut(new_image, ImageName.SYSTEM, store, level=ZSTD_LEVEL)
+            patch = zstd_size(
+                [f"-{ZSTD_LEVEL}", "--long=30", f"--patch-from={old_image}"],
+                new_image,
+                work / "patch.zst",
+            )
+            whole = zstd_size([f"-{ZSTD_LEVEL}", "--long=30"], new_image, work / "whole.zst")
+            chosen = None
+            for count in neighbours:
+                start = time.monotonic()
+                plain, with_deltas, made = seeded_sizes(store, old, new, count)
+                took = time.monotonic() - start
+                print(
+                    f"{kind:<12} {count:>2} {mib(plain):>9} {mib(with_deltas):>9} {made:>6} "
+                    f"{mib(patch):>9} {mib(whole):>9} {plain / patch:>10.2f}x "
+                    f"{with_deltas / patch:>10.2f}x {with_deltas / whole:>10.3f}x {took:>5.1f}",
+                    flush=True,
+                )
+                if count == delta.DEFAULT_NEIGHBOURS or chosen is None:
+                    chosen = (plain, with_deltas)
+            assert chosen is not None
+            plain, with_deltas = chosen
+            change = (cache / kind / "change.txt").read_text().strip()
+            lines.append(
+                f"{kind}: seeded {with_deltas / 2**20:.2f} MiB, patch-from "
+                f"{patch / 2**20:.2f} MiB, patch-from ratio {with_deltas / patch:.2f}x "
+                f"(plain chunks {plain / 2**20:.2f} MiB, {plain / patch:.2f}x; whole image "
+                f"{whole / 2**20:.1f} MiB, seeded/whole {with_deltas / whole:.3f}x) [{change}]"
+            )
+            if kind == "monthly":
+                rugix = ", ".join(f"{k} {v:.2f}x" for k, v in RUGIX.items())
+                lines.append(
+                    f"monthly as a fraction of the compressed full image: seeded with deltas "
+                    f"{with_deltas / whole:.3f}x, plain chunks {plain / whole:.3f}x "
+                    f"(Rugix: {rugix})"
+                )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print("\n".join(lines))
+    if args.results:
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(
+            f"# python bench/bench_delta.py --kinds; system image {spec.format.value}, "
+            f"zstd level {ZSTD_LEVEL}, FastCDC 16k/64k/256k, {delta.DEFAULT_NEIGHBOURS} "
+            "neighbour(s)\n" + "\n".join(lines) + "\n"
+        )
 
 
 def main() -> None:
@@ -106,7 +208,23 @@ def main() -> None:
         default=",".join(CHUNKERS),
         help="chunker settings measured on the first spec (the others use the default)",
     )
+    parser.add_argument(
+        "--kinds",
+        nargs="?",
+        const=",".join(rootfs_variants.KINDS),
+        help="measure chunk deltas on these update kinds (default: all of them)",
+    )
+    parser.add_argument("--cache", type=Path, default=rootfs_variants.DEFAULT_CACHE)
+    parser.add_argument(
+        "--neighbours", default="0,1,2", help="old chunks each side of a delta's anchored base"
+    )
+    parser.add_argument(
+        "--no-results", dest="results", action="store_false", help="leave bench/results alone"
+    )
     args = parser.parse_args()
+    if args.kinds:
+        run_kinds(args)
+        return
 
     work = Path(tempfile.mkdtemp(prefix="bench-delta-", dir=args.work))
     try:

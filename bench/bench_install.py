@@ -10,7 +10,9 @@ Every figure is printed next to a baseline measured in the same run:
 - the updater's peak RSS (target <= 64 MiB), measured with wait4() on a child process, beside
   the peak RSS of the baseline pipeline's processes;
 - bytes downloaded by a seeded update whose system image differs by one "package" (a few
-  contiguous MiB), against the bytes of a full download.
+  contiguous MiB), against the bytes of a full download;
+- a seeded update that changes a few bytes in many chunks (as relinked libraries do), installed
+  with chunk deltas (ADR 0073) and without them in the same run: bytes, time and peak RSS.
 """
 
 from __future__ import annotations
@@ -35,11 +37,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fleetcore.atomic import atomic_write  # noqa: E402
+from fleetcore.delta import delta_list_file  # noqa: E402
 from fleetcore.release import (  # noqa: E402
     Chunker,
     ImageName,
     dump_index,
+    load_index,
 )
+from fleetcore.version import Version  # noqa: E402
+from image import delta  # noqa: E402
 from tests.updater.releases import cut  # noqa: E402
 
 # casync's default average; the image builder's choice is recorded in each index.
@@ -68,11 +74,13 @@ from updater.chunkindex import load_compact
 from updater.chunks import HttpChunkSource
 from updater.config import TransferConfig
 from updater.disk import BootDisk, PartitionIO
+from updater.deltas import DeltaPlan
 from updater.install import ProgressFile, Seed, SlotWriter
 from updater.paths import Roots
 import hashlib, time
 
-disk_path, url, release, seed_dir, work = sys.argv[1:6]
+disk_path, url, release, seed_dir, work, deltas_file = sys.argv[1:7]
+deltas = None if deltas_file == "-" else DeltaPlan.load(Path(deltas_file).read_bytes())
 disk = BootDisk.open(Path(disk_path))
 compact = {i: load_compact((Path(release) / f"{i.value}.index.json").read_bytes())
            for i in ImageName}
@@ -85,7 +93,8 @@ source = HttpChunkSource(url, TransferConfig())
 progress = ProgressFile(Path(work) / "progress.json")
 progress.clear()
 writer = SlotWriter(disk=disk, roots=Roots(root=Path(work)), active=Slot.A, target=Slot.B,
-                    source=source, seed=seed, config=TransferConfig(), progress=progress)
+                    source=source, seed=seed, config=TransferConfig(), progress=progress,
+                    deltas=deltas)
 start = time.perf_counter()
 writer.install(Version("2.0.0"), compact)
 written = time.perf_counter() - start
@@ -102,7 +111,8 @@ hwm = next(int(line.split()[1]) for line in open("/proc/self/status")
 print(json.dumps({"write_s": written, "total_s": time.perf_counter() - start, "rss_kib": hwm,
                   "fetched_bytes": source.fetched_bytes,
                   "fetched_chunks": source.fetched_chunks,
-                  "seeded_chunks": writer.stats.seeded_chunks}))
+                  "seeded_chunks": writer.stats.seeded_chunks,
+                  "delta_chunks": writer.stats.delta_chunks}))
 """
 
 
@@ -141,10 +151,33 @@ def make_disk(path: Path, boot_mib: int, system_mib: int) -> dict[str, int]:
     return {p["name"]: p["start"] * 512 for p in table}
 
 
-def write_release(out: Path, images: dict[ImageName, bytes]) -> None:
+def write_release(
+    out: Path, images: dict[ImageName, bytes], *, delta_from: Path | None = None
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for image, data in images.items():
-        atomic_write(out / f"{image.value}.index.json", dump_index(cut(data, image, out, CHUNKER)))
+    indexes = {image: cut(data, image, out, CHUNKER) for image, data in images.items()}
+    for image, index in indexes.items():
+        atomic_write(out / f"{image.value}.index.json", dump_index(index))
+    if delta_from is not None:
+        old = {i: load_index((delta_from / f"{i.value}.index.json").read_bytes()) for i in indexes}
+        delta.make(
+            out,
+            delta_from,
+            version=Version("3.0.0"),
+            from_version=Version("1.0.0"),
+            new=indexes,
+            old=old,
+        )
+
+
+def scattered_edits(data: bytes, count: int, seed: int) -> bytes:
+    """``data`` with ``count`` runs of 64 new bytes spread over it."""
+    rng = random.Random(seed)
+    out = bytearray(data)
+    for n in range(count):
+        at = (n * len(data)) // count + rng.randrange(4096)
+        out[at : at + 64] = rng.randbytes(64)
+    return bytes(out)
 
 
 def child_run(argv: list[str]) -> dict[str, float]:
@@ -243,6 +276,7 @@ def main() -> None:
     ap.add_argument("--system-mib", type=int, default=256)
     ap.add_argument("--boot-mib", type=int, default=32)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--edits", type=int, default=400, help="scattered edits of the delta update")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-install-"))
     serve = work / "serve"
@@ -258,9 +292,14 @@ def main() -> None:
         + package
         + v1[ImageName.SYSTEM][at + len(package) :],
     }
+    v3 = {
+        ImageName.BOOT: v1[ImageName.BOOT],
+        ImageName.SYSTEM: scattered_edits(v1[ImageName.SYSTEM], args.edits, 4),
+    }
     print(f"images: boot {args.boot_mib} MiB, system {args.system_mib} MiB; chunking...")
     write_release(serve / "r1", v1)
     write_release(serve / "r2", v2)
+    write_release(serve / "r3", v3, delta_from=serve / "r1")
     for image, data in v1.items():
         (serve / f"{image.value}.img").write_bytes(data)
         subprocess.run(
@@ -296,7 +335,9 @@ def main() -> None:
                     theirs.append(seconds)
                     naive_rss = max(naive_rss, peak)
                 else:
-                    stats = child_run([*child, f"{base}/r1", str(serve / "r1"), "-", str(work)])
+                    stats = child_run(
+                        [*child, f"{base}/r1", str(serve / "r1"), "-", str(work), "-"]
+                    )
                     ours.append(stats["write_s"])
                     ours_verified.append(stats["total_s"])
                     rss.append(int(stats["rss_kib"]))
@@ -346,7 +387,9 @@ def main() -> None:
             ],
             check=True,
         )
-        stats = child_run([*child, f"{base}/r2", str(serve / "r2"), str(serve / "r1"), str(work)])
+        stats = child_run(
+            [*child, f"{base}/r2", str(serve / "r2"), str(serve / "r1"), str(work), "-"]
+        )
         print(
             f"seeded one-package update ({len(package) >> 20} MiB changed): downloaded "
             f"{stats['fetched_bytes'] / (1 << 20):.2f} MiB in {stats['fetched_chunks']:.0f} "
@@ -358,6 +401,27 @@ def main() -> None:
             handle.seek(offsets["system_b"])
             got = hashlib.sha256(handle.read(len(v2[ImageName.SYSTEM]))).hexdigest()
         print(f"seeded result verified: {got == digest}")
+        # Seeded update of scattered edits, with and without deltas (same release, same seed).
+        r3 = [*child, f"{base}/r3", str(serve / "r3"), str(serve / "r1"), str(work)]
+        plain, with_deltas = [], []
+        for run in range(args.runs):
+            for contender in ("plain", "deltas") if run % 2 == 0 else ("deltas", "plain"):
+                if contender == "plain":
+                    plain.append(child_run([*r3, "-"]))
+                else:
+                    listed = serve / "r3" / delta_list_file("1.0.0")
+                    with_deltas.append(child_run([*r3, str(listed)]))
+        for name, runs in (("plain chunks", plain), ("with deltas", with_deltas)):
+            t = statistics.median(r["write_s"] for r in runs)
+            print(
+                f"seeded {args.edits}-edit update, {name:<12}: downloaded "
+                f"{runs[0]['fetched_bytes'] / (1 << 20):6.2f} MiB ({runs[0]['fetched_chunks']:.0f} "
+                f"files, {runs[0]['delta_chunks']:.0f} deltas), {mib / t:7.1f} MiB/s written, "
+                f"peak RSS {max(r['rss_kib'] for r in runs) / 1024:.1f} MiB"
+            )
+        t_plain = statistics.median(r["write_s"] for r in plain)
+        t_deltas = statistics.median(r["write_s"] for r in with_deltas)
+        print(f"  ratio with deltas/plain chunks (time): {t_plain / t_deltas:.2f}x")
     finally:
         server.terminate()
         server.wait()

@@ -52,3 +52,28 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 # Free-form scalars of a device event's ``data``: small enough to store, show and chart.
 DataKey = Annotated[str, text(64, min_length=1)]
 DataValue = Annotated[str, text(1024)] | Int64 | FiniteFloat | bool | None
+
+# Configuration variables (the Overlord's fleet, group and device configuration, rendered
+# into role environment files on the device): an environment variable's name, and a value
+# one ``.env`` line can carry (no control character but tab), at most 4 KiB in UTF-8.
+CONFIG_KEY = r"^[A-Z][A-Z0-9_]{0,63}$"
+CONFIG_VALUE_BYTES = 4096
+CONFIG_VALUE = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
+
+
+def _fits_config_value(value: str) -> str:
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as err:  # a lone surrogate (strict JSON refuses them already)
+        raise ValueError("not valid Unicode") from err
+    if size > CONFIG_VALUE_BYTES:
+        raise ValueError(f"longer than {CONFIG_VALUE_BYTES} bytes in UTF-8")
+    return value
+
+
+ConfigKey = Annotated[str, StringConstraints(pattern=CONFIG_KEY)]
+ConfigValue = Annotated[
+    str,
+    StringConstraints(max_length=CONFIG_VALUE_BYTES, pattern=CONFIG_VALUE),
+    AfterValidator(_fits_config_value),
+]

@@ -23,6 +23,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fleetcore.bounded import (
+    ConfigKey,
+    ConfigValue,
     Count,
     DataKey,
     DataValue,
@@ -126,6 +128,9 @@ class RegisterResponse(_Response):
     device_token: str
 
 
+# SHA-256 in hex: what identifies a device's configuration (DesiredState.config_digest).
+CONFIG_DIGEST = r"^[0-9a-f]{64}$"
+
 # Every number and string a device sends is bounded at the edge (fleetcore.bounded) to what a
 # database column can hold, so one device's value can never fail a batch that carries other
 # devices' data.
@@ -173,6 +178,11 @@ class Heartbeat(_Request):
     boot_mode: BootMode | None = Field(
         default=None, description="what the boot verified; None from agents older than it"
     )
+    config_digest: str | None = Field(
+        default=None,
+        pattern=CONFIG_DIGEST,
+        description="the DesiredState.config_digest whose configuration every role now runs with",
+    )
 
     @model_validator(mode="after")
     def _roles_fit_the_index(self) -> Heartbeat:
@@ -211,8 +221,26 @@ class DesiredRole(_Response):
     target: str
 
 
+class DesiredVariable(_Response):
+    """One configuration variable for the roles' ``.env`` templates (``vars.KEY``)."""
+
+    value: ConfigValue = Field(repr=False)
+    secret: bool = Field(
+        default=False, description="mask it in logs and write it nowhere but a role's .env"
+    )
+
+
 class DesiredState(_Response):
     os: DesiredOS | None = None
     roles: list[DesiredRole] = Field(default_factory=list)
     safe_mode: bool = False
     poll_interval_s: int | None = Field(default=None, ge=5, le=3600)
+    config: dict[ConfigKey, DesiredVariable] = Field(
+        default_factory=dict,
+        description="the merged fleet, group and device configuration (the most specific wins)",
+    )
+    config_digest: str | None = Field(
+        default=None,
+        pattern=CONFIG_DIGEST,
+        description="identifies ``config``; a device reports it back once applied",
+    )

@@ -46,15 +46,25 @@ def _window_cap(size: int) -> int:
     return max(_MIN_WINDOW, 1 << max(size - 1, 1).bit_length())
 
 
-def decompress_exact(data: bytes, size: int, *, what: str) -> bytes:
+def decompress_exact(data: bytes, size: int, *, what: str, base: bytes | None = None) -> bytes:
     """Decode one zstd frame that must hold exactly ``size`` bytes.
 
     Refuses a frame whose header declares another content size, output past ``size``,
     output short of it, and bytes after the frame. Memory is bounded by ``size`` plus a
     window of about the same, whatever the frame claims.
+
+    With ``base``, the frame is a diff (``zstd --patch-from``) made with ``base`` as its
+    raw-content dictionary; the window may then also span the base, and no more.
     """
     if size < 0:
         raise ZstdBombError(f"{what}: negative size {size}")
+    if base is None:
+        dctx = _decompressor(_window_cap(size))
+    else:
+        dictionary = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        dctx = zstandard.ZstdDecompressor(
+            dict_data=dictionary, max_window_size=_window_cap(size + len(base))
+        )
     try:
         declared = zstandard.get_frame_parameters(data).content_size
     except zstandard.ZstdError as err:
@@ -62,9 +72,7 @@ def decompress_exact(data: bytes, size: int, *, what: str) -> bytes:
     if declared != zstandard.CONTENTSIZE_UNKNOWN and declared != size:
         raise ZstdBombError(f"{what} declares {declared} bytes, {size} expected")
     try:
-        with _decompressor(_window_cap(size)).stream_reader(
-            io.BytesIO(data), read_size=_READ
-        ) as reader:
+        with dctx.stream_reader(io.BytesIO(data), read_size=_READ) as reader:
             plain = reader.read(size + 1)
             trailing = reader.read(1) if len(plain) == size else b""
     except zstandard.ZstdError as err:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from fleetcore.cli import EXIT_USAGE, run_main
 from fleetctl.commands import (
     audit,
+    config,
     devices,
     global_options,
     groups,
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[global_options(defaults=True)],
     )
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    for module in (login, devices, groups, releases, rollouts, tokens, audit):
+    for module in (login, devices, groups, config, releases, rollouts, tokens, audit):
         module.add(sub)
     return parser
 

@@ -21,7 +21,7 @@ from fleetcore.layout import CONFIG_LABEL, Slot, autoboot_txt, boot_label, syste
 from fleetcore.release import SLOT_INDEX_DIR, Hardware, ImageName, Manifest
 from fleetcore.verity import VerityParams
 from fleetcore.version import Version
-from image import bootfiles, disk, filesystems, release, verity
+from image import bootfiles, disk, filesystems, release, secureboot, verity
 from image.errors import InputError, LayoutError
 from image.filesystems import SystemSpec
 from image.layout import (
@@ -52,7 +52,12 @@ class Request:
     sizes: Sizes
     system: SystemSpec
     epoch: int
-    # Append a dm-verity hash tree to the system image and pin it in cmdline.txt (ADR 0071).
+    # Previous release folders to make chunk deltas from (image.delta, ADR 0073).
+    delta_from: Sequence[Path] = ()
+    # The RSA-2048 private key that signs each slot's boot.img; None: an unsigned image.
+    boot_key: Path | None = None
+    # Append a dm-verity hash tree to the system image and pin it in cmdline.txt (ADR 0071);
+    # a boot key implies it (the signed boot.img then pins the root).
     verity: bool = False
 
 
@@ -68,10 +73,20 @@ def assemble(req: Request) -> Manifest:
     """Build OUT/disk.img and OUT/release/ from the rootfs."""
     _check_input(req)
     req = dataclasses.replace(req, hardware=_check_boot_files(req))
+    signer = _secure_boot(req)
     layout = plan(req.sizes, seed=f"{req.version}:{req.epoch}")
     with _staging(req.out) as stage:
-        manifest = _build(req, layout, stage)
+        manifest = _build(req, layout, stage, signer)
     return manifest
+
+
+def _secure_boot(req: Request) -> secureboot.BootSigner | None:
+    """The boot.img signer for ``--boot-key`` (its key and the boot files checked first)."""
+    if req.boot_key is None:
+        return None
+    folder = req.rootfs / BOOT_FILES
+    secureboot.check_boot_files(bootfiles.BootFiles.read(folder), folder)
+    return secureboot.BootSigner.load(req.boot_key, ts=req.epoch)
 
 
 def _check_input(req: Request) -> None:
@@ -84,6 +99,8 @@ def _check_input(req: Request) -> None:
         )
     if req.out.exists() and (not req.out.is_dir() or any(req.out.iterdir())):
         raise InputError(f"output {req.out} already exists and is not empty")
+    for previous in req.delta_from:  # refused now, not after the build
+        release.read_previous(previous)
 
 
 def _check_boot_files(req: Request) -> tuple[Hardware, ...]:
@@ -121,7 +138,9 @@ def _staging(out: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
+def _build(
+    req: Request, layout: Layout, stage: Path, signer: secureboot.BootSigner | None
+) -> Manifest:
     work, result = stage / "work", stage / "result"
     work.mkdir()
     (result / RELEASE_DIR).mkdir(parents=True)
@@ -153,12 +172,19 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
     boot_imgs = {slot: work / f"{boot_label(slot)}.vfat" for slot in Slot}
     with step("boot partitions"):
         for slot, img in boot_imgs.items():
+            tree = _boot_tree(req, work, slot, verity_params)
+            if signer is not None:
+                # One volume id for both slots' boot.img: they differ only in cmdline.txt.
+                volume_id = derived_uuid(seed, f"fs:{secureboot.BOOT_IMG}")[:8]
+                tree = signer.seal(
+                    tree, work, label=boot_label(slot), volume_id=volume_id, epoch=req.epoch
+                )
             filesystems.make_vfat(
                 img,
                 size=layout.get(boot_label(slot)).size,
                 label=boot_label(slot),
                 volume_id=derived_uuid(seed, f"fs:{boot_label(slot)}")[:8],
-                content=_boot_tree(req, work, slot, verity_params),
+                content=tree,
                 epoch=req.epoch,
             )
 
@@ -171,6 +197,7 @@ def _build(req: Request, layout: Layout, stage: Path) -> Manifest:
             created=req.epoch,
             images={ImageName.BOOT: boot_imgs[Slot.A], ImageName.SYSTEM: system_img},
             slot_b={ImageName.BOOT: boot_imgs[Slot.B]},
+            delta_from=req.delta_from,
         )
 
     config_img, data_img = work / "config.vfat", work / "data.ext4"
@@ -223,7 +250,7 @@ def _data_tree(work: Path, release_dir: Path) -> Path:
 
 
 def _verity_hook(req: Request, system_img: Path) -> VerityParams | None:
-    if not req.verity:
+    if not (req.verity or req.boot_key is not None):
         return None
     with step("verity hash tree"):
         return verity.append_tree(system_img)

@@ -56,7 +56,7 @@ def cut(
             data = bytes(piece.data)
             sha = hashlib.sha256(data).hexdigest()
             chunks.append(Chunk(sha256=sha, size=len(data)))
-            _store(store, sha, compressor.compress(data))
+            store_file(store / chunk_path(sha), compressor.compress(data))
     return ChunkIndex(
         image=name,
         image_size=size,
@@ -66,8 +66,8 @@ def cut(
     )
 
 
-def _store(store: Path, sha: str, compressed: bytes) -> None:
-    path = store / chunk_path(sha)
+def store_file(path: Path, compressed: bytes) -> None:
+    """Write a content-addressed file (a chunk or a delta) unless it is already there."""
     if path.exists():
         return
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -83,13 +83,33 @@ def _parser() -> argparse.ArgumentParser:
     asm.add_argument("--sizes", default="", help="MiB per partition: boot=256M,system=1536M,...")
     asm.add_argument("--system", default="squashfs:zstd", help="system image FORMAT[:COMPRESSION]")
     asm.add_argument(
+        "--delta-from",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="RELEASE",
+        help="a previous release folder (OUT/release) to make chunk deltas from; repeatable",
+    )
+    asm.add_argument(
+        "--boot-key",
+        type=Path,
+        help="RSA-2048 private key (PEM): each boot partition gets a signed boot.img + boot.sig "
+        "for Raspberry Pi secure boot; without it the image is unsigned (development)",
+    )
+    asm.add_argument(
         "--verity",
         action="store_true",
-        help="append a dm-verity hash tree to the system image, its root hash in cmdline.txt",
+        help="append a dm-verity hash tree to the system image, its root hash in cmdline.txt "
+        "(implied by --boot-key)",
     )
 
     ins = sub.add_parser("inspect", help="show layout, versions and hashes of an image or release")
     ins.add_argument("path", type=Path)
+    ins.add_argument(
+        "--boot-pubkey",
+        type=Path,
+        help="customer public key (PEM, RSA-2048): check each boot.sig against it",
+    )
 
     fl = sub.add_parser("flash", help="write a disk image with its first-boot fleet.yaml")
     fl.add_argument("image", type=Path)
@@ -133,6 +153,8 @@ def _dispatch(args: argparse.Namespace) -> int:
                 sizes=Sizes.parse(args.sizes),
                 system=SystemSpec.parse(args.system),
                 epoch=assemble.source_date_epoch(),
+                delta_from=tuple(args.delta_from),
+                boot_key=args.boot_key,
                 verity=args.verity,
             )
         )
@@ -146,7 +168,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         )
         print(result.image_id)
     elif args.command == "inspect":
-        sys.stdout.write(inspect.describe(args.path))
+        report = inspect.describe(args.path, args.boot_pubkey)
+        sys.stdout.write(report.text)
+        if report.unverified:
+            raise InputError(
+                f"{', '.join(report.unverified)}: boot.sig does not verify against "
+                f"{args.boot_pubkey}",
+                hint="a board whose bootloader holds that key would refuse to boot it",
+            )
     else:
         flash.flash(args.image, config_file=args.config, device=args.device, out=args.out)
     return 0

@@ -130,12 +130,18 @@ def clamp_mtimes(root: Path, epoch: int) -> None:
     os.utime(root, (epoch, epoch))
 
 
+def vfat_size_for(content: Path) -> int:
+    """Bytes a FAT image needs to hold the files below ``content``, in whole MiB."""
+    needed = int(tree_size(content) * _VFAT_OVERHEAD) + _VFAT_RESERVED
+    return -(-needed // MIB) * MIB
+
+
 def make_vfat(
     out: Path, *, size: int, label: str, volume_id: str, content: Path | None, epoch: int
 ) -> None:
     """A FAT32/16 image of ``size`` bytes holding the files below ``content``."""
     if content is not None:
-        needed = int(tree_size(content) * _VFAT_OVERHEAD) + _VFAT_RESERVED
+        needed = vfat_size_for(content)
         if needed > size:
             raise LayoutError(
                 f"boot files need about {needed // MIB} MiB but the {label} partition has "

@@ -3,25 +3,47 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from fleetcore import bootsig
 from fleetcore.errors import CommandError, FormatError
 from fleetcore.release import ImageName, chunk_path
-from fleetcore.run import run, run_text
-from image import bootfiles, chunkstore, disk, release, verity
+from fleetcore.run import run
+from image import bootslot, chunkstore, disk, release
 from image.errors import InputError
 from image.layout import MIB, SECTOR
 
 
-def describe(path: Path) -> str:
+@dataclass(frozen=True)
+class Report:
+    text: str
+    unverified: list[str] = field(default_factory=list)
+    """Boot partitions whose boot.sig does not verify against the key given (or has none)."""
+
+
+def describe(path: Path, boot_pubkey: Path | None = None) -> Report:
+    """What a disk image or release holds; ``boot_pubkey`` checks each boot.sig against it."""
+    key = _public_key(boot_pubkey) if boot_pubkey is not None else None
     if path.is_dir():
-        return describe_release(path)
+        return describe_release(path, key)
     if path.is_file():
-        return describe_disk(path)
+        return describe_disk(path, key)
     raise InputError(f"{path} is neither a disk image nor a release folder")
 
 
-def describe_release(path: Path) -> str:
+def _public_key(path: Path) -> rsa.RSAPublicKey:
+    try:
+        return bootsig.load_public_key(path.read_bytes())
+    except OSError as err:
+        raise InputError(f"cannot read boot public key {path}: {err.strerror}") from err
+    except bootsig.BootSigError as err:
+        raise InputError(f"boot public key {path}: {err}") from err
+
+
+def describe_release(path: Path, key: rsa.RSAPublicKey | None = None) -> Report:
     try:
         manifest = release.read_manifest(path)
     except OSError as err:
@@ -48,26 +70,30 @@ def describe_release(path: Path) -> str:
         if patches:
             size = sum(len(p.data) // 2 for p in patches)
             lines.append(f"    slot b: {len(patches)} patches ({size} bytes) -> sha256 {sha}")
-    lines.append(f"  boards: {_release_boards(path)}")
-    return "\n".join(lines) + "\n"
+    boot = _release_boot(path, key)
+    lines += [f"  {line}" for line in boot.lines]
+    return Report("\n".join(lines) + "\n", ["boot (slot a)"] if boot.verified is False else [])
 
 
-def _release_boards(path: Path) -> str:
-    """The boards the release's boot image serves (rebuilt from its chunks, then listed)."""
+def _release_boot(path: Path, key: rsa.RSAPublicKey | None) -> bootslot.SlotView:
+    """Slot A's boot partition of the release (rebuilt from its chunks): mode, boot.sig,
+    cmdline.txt and the boards it serves."""
     index = chunkstore.load_index_file(path / release.index_file(ImageName.BOOT))
     with tempfile.TemporaryDirectory(prefix="fleet-inspect-") as scratch:
         image = Path(scratch) / "boot.vfat"
         chunkstore.reassemble(index, path, image)
-        return bootfiles.describe_boards(_fat_boot_files(image, 0))
+        return bootslot.describe(image, 0, key)
 
 
-def describe_disk(path: Path) -> str:
+def describe_disk(path: Path, key: rsa.RSAPublicKey | None = None) -> Report:
     try:
         table = disk.read_table(path)
     except CommandError as err:
         raise InputError(f"{path} has no readable partition table") from err
     lines = [f"disk {path}: {path.stat().st_size} bytes, {table['label']} {table.get('id', '')}"]
     lines.append(f"  sha256 {chunkstore.sha256_file(path)}")
+    modes: set[bootslot.Mode] = set()
+    unverified: list[str] = []
     for part in table.get("partitions", []):
         start, size = part["start"] * SECTOR, part["size"] * SECTOR
         fstype = _fstype(path, start)
@@ -75,42 +101,24 @@ def describe_disk(path: Path) -> str:
             f"  {part['node'][len(str(path)) :]:>3} {part.get('name', ''):<9} "
             f"{size // MIB:>6} MiB at {start // MIB:>6} MiB  {fstype}"
         )
-        for name in ("autoboot.txt", "cmdline.txt"):
-            text = _fat_file(path, start, name) if fstype == "vfat" else None
-            if text is not None:
-                body = text.strip().replace("\n", "\n      ")
-                lines.append(f"    {name}:\n      {body}")
-                if name == "cmdline.txt":
-                    lines.append(f"    root: {verity.describe(text)}")
+        autoboot = bootslot.fat_file(path, start, "autoboot.txt") if fstype == "vfat" else None
+        if autoboot is not None:
+            body = autoboot.strip().replace("\n", "\n      ")
+            lines.append(f"    autoboot.txt:\n      {body}")
         if fstype == "vfat" and part.get("name", "").startswith("boot_"):
-            lines.append(f"    boards: {bootfiles.describe_boards(_fat_boot_files(path, start))}")
-    return "\n".join(lines) + "\n"
-
-
-def _fat_boot_files(path: Path, offset: int) -> bootfiles.BootFiles:
-    """The files of the FAT filesystem at ``offset`` and its config.txt."""
-    try:
-        listing = run_text(
-            ["mdir", "-/", "-b", "-i", f"{path}@@{offset}", "::/"],
-            env={"MTOOLS_SKIP_CHECK": "1"},
-        )
-    except CommandError:
-        listing = ""
-    names = [
-        line[3:] for line in listing.splitlines() if line.startswith("::/") and line[-1] != "/"
-    ]
-    return bootfiles.BootFiles.of(names, _fat_file(path, offset, bootfiles.CONFIG_TXT))
+            view = bootslot.describe(path, start, key)
+            modes.add(view.mode)
+            lines += [f"    {line}" for line in view.lines]
+            if view.verified is False:
+                unverified.append(part.get("name", ""))
+    if len(modes) == 1:
+        (mode,) = modes
+        lines.insert(2, f"  boot mode: {mode} ({bootslot.NOTES[mode]})")
+    elif modes:
+        lines.insert(2, f"  boot mode: mixed ({', '.join(sorted(modes))})")
+    return Report("\n".join(lines) + "\n", unverified)
 
 
 def _fstype(path: Path, offset: int) -> str:
     proc = run(["blkid", "-p", "-O", str(offset), "-s", "TYPE", "-o", "value", path], check=False)
     return proc.stdout.decode().strip() or "empty"
-
-
-def _fat_file(path: Path, offset: int, name: str) -> str | None:
-    try:
-        return run_text(
-            ["mtype", "-i", f"{path}@@{offset}", f"::/{name}"], env={"MTOOLS_SKIP_CHECK": "1"}
-        )
-    except CommandError:
-        return None

@@ -3,6 +3,7 @@
 Layout of ``OUT/release`` (what ``fleet-sign add-release`` publishes)::
 
     manifest.json  boot.index.json  system.index.json  chunks/
+    delta-lists/<from>.json  deltas/      (only with ``delta_from``: ``image.delta``)
 
 Slot B's boot image is not indexed: it is slot A's with a few bytes replaced, and those
 patches travel in the manifest (``Manifest.slot_b``, ADR 0013).
@@ -13,9 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from fleetcore.errors import FormatError
 from fleetcore.release import (
     BytePatch,
     Chunker,
+    ChunkIndex,
     Hardware,
     ImageEntry,
     ImageName,
@@ -28,7 +31,7 @@ from fleetcore.release import (
     load_manifest,
 )
 from fleetcore.version import Version
-from image import chunkstore
+from image import chunkstore, delta
 from image.errors import LayoutError
 
 MANIFEST = "manifest.json"
@@ -52,12 +55,16 @@ def write(
     slot_b: Mapping[ImageName, Path],
     chunker: Chunker = chunkstore.DEFAULT_CHUNKER,
     level: int = chunkstore.DEFAULT_LEVEL,
+    delta_from: Sequence[Path] = (),
 ) -> Manifest:
-    """Chunk every image into ``out/chunks`` and write the indexes and manifest."""
+    """Chunk every image into ``out/chunks`` and write the indexes and manifest; with
+    ``delta_from`` (previous release folders), the chunk deltas from each of them too."""
     out.mkdir(parents=True, exist_ok=True)
     entries = {}
+    indexes = {}
     for name, path in sorted(images.items()):
         index = chunkstore.cut(path, name, out, chunker=chunker, level=level)
+        indexes[name] = index
         (out / index_file(name)).write_bytes(dump_index(index))
         entries[name] = ImageEntry(
             size=index.image_size, sha256=index.image_sha256, index=index_target(version, name)
@@ -76,12 +83,38 @@ def write(
         images=entries,
         slot_b=variants,
     )
+    for previous in delta_from:
+        from_version, old = read_previous(previous)
+        delta.make(
+            out,
+            previous,
+            version=version,
+            from_version=from_version,
+            new=indexes,
+            old=old,
+            level=level,
+        )
     (out / MANIFEST).write_bytes(dump_manifest(manifest))
     return manifest
 
 
 def read_manifest(release: Path) -> Manifest:
     return load_manifest((release / MANIFEST).read_bytes())
+
+
+def read_previous(release: Path) -> tuple[Version, dict[ImageName, ChunkIndex]]:
+    """The version and chunk indexes of a previous release folder, to make deltas from."""
+    try:
+        manifest = read_manifest(release)
+        return manifest.version, {
+            name: chunkstore.load_index_file(release / index_file(name)) for name in ImageName
+        }
+    except OSError as err:
+        raise LayoutError(
+            f"--delta-from {release} is not a release folder: {err.filename}: {err.strerror}"
+        ) from err
+    except FormatError as err:
+        raise LayoutError(f"--delta-from {release}: {err}") from err
 
 
 def diff(base: Path, other: Path) -> Iterator[BytePatch]:

@@ -20,6 +20,7 @@ from fleetcore.wire import TUF_PREFIX
 from overlord import __version__, openapi
 from overlord.audit.routes import router as audit_router
 from overlord.auth.routes import router as auth_router
+from overlord.configvars.routes import router as config_router
 from overlord.context import AppContext
 from overlord.dashboard.routes import LoginRequired
 from overlord.dashboard.routes import router as dashboard_router
@@ -224,6 +225,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         events_router,
         auth_router,
         audit_router,
+        config_router,
         tuf_router,
         dashboard_router,
     ):

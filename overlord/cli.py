@@ -20,6 +20,7 @@ from overlord.audit.models import Channel
 from overlord.audit.service import Actor
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
+from overlord.configvars import sealing
 from overlord.db import make_engine, make_sessionmaker, unit_of_work, utcnow
 from overlord.devices import service as devices_service
 from overlord.devices.models import AdminStatus
@@ -250,6 +251,11 @@ def cmd_device_status(args: argparse.Namespace) -> None:
         )
 
 
+def cmd_config_key(_args: argparse.Namespace) -> None:
+    """A fresh OVERLORD_CONFIG_KEY; losing it loses every secret value sealed under it."""
+    print(sealing.new_key())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("-v", "--verbose", action="count", default=0)
@@ -266,6 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
     revision = db.add_parser("revision", help="autogenerate a migration (developers)")
     revision.add_argument("message")
     revision.set_defaults(func=cmd_db_revision)
+
+    sub.add_parser(
+        "config-key", help="print a new OVERLORD_CONFIG_KEY (seals secret configuration values)"
+    ).set_defaults(func=cmd_config_key)
 
     token = sub.add_parser("token", help="credentials").add_subparsers(dest="token", required=True)
     create = token.add_parser("create", help="create a token and print it once")

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from overlord.auth.ratelimit import RateLimiter
 from overlord.auth.service import Principal
 from overlord.cache import TTLCache
+from overlord.configvars.sealing import Sealer
 from overlord.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from overlord.devices.changes import ChangeFollower
 from overlord.devices.exporter import ExporterScreen
@@ -50,6 +51,7 @@ class AppContext:
     exporters: ExporterScreen = field(init=False)
     changes: ChangeFollower = field(init=False)
     keeper: CacheKeeper = field(init=False)
+    _sealer: Sealer | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.heartbeats = HeartbeatWriter(self)
@@ -71,6 +73,13 @@ class AppContext:
         except DatabaseUnavailable:
             self.mark_database_down()
             raise
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """Seals and opens secret configuration values; None without ``config_key``."""
+        if self._sealer is None and self.settings.config_key is not None:
+            self._sealer = Sealer.from_setting(self.settings.config_key.get_secret_value())
+        return self._sealer
 
     def principal_max_age_s(self) -> float:
         """How long a cached credential is trusted: long only while revocations are heard."""

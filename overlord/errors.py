@@ -79,3 +79,13 @@ class RepositoryMissing(RequestError):
     """No TUF repository is configured at the Overlord's repository directory."""
 
     status_code = 503
+
+
+class NoConfigKey(Conflict):
+    """A secret configuration value was sent to an Overlord without ``OVERLORD_CONFIG_KEY``."""
+
+
+class SecretsUnavailable(RequestError):
+    """A device's configuration holds a secret this Overlord's key cannot open."""
+
+    status_code = 503

@@ -2,6 +2,7 @@
 
 from overlord.audit.models import AuditEntry
 from overlord.auth.models import ApiKey, DashboardSession, Lease
+from overlord.configvars.models import ConfigVariable
 from overlord.db import Base
 from overlord.devices.models import DesiredStateChange, Device, DeviceHeartbeat
 from overlord.events.models import Alert, AlertRule, DeviceEvent
@@ -13,6 +14,7 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "Base",
+    "ConfigVariable",
     "DashboardSession",
     "DeploymentRollout",
     "DesiredStateChange",

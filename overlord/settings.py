@@ -5,14 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, IPvAnyNetwork, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from overlord.configvars.sealing import decode_key
 
 
 class Settings(BaseSettings):
     """Everything the Overlord reads from its environment; unknown keys are rejected."""
 
-    model_config = SettingsConfigDict(env_prefix="OVERLORD_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="OVERLORD_", extra="forbid", frozen=True, hide_input_in_errors=True
+    )
 
     database_url: str = "sqlite:///./overlord.db"
     # Request bodies (overlord.limits): device and operator JSON, and the release upload.
@@ -97,6 +101,11 @@ class Settings(BaseSettings):
     http_max_header_bytes: int = Field(
         default=64 << 10, ge=4 << 10, le=1 << 20, description="request line plus headers"
     )
+    config_key: SecretStr | None = Field(
+        default=None,
+        description="AES-256 key (32 bytes, base64) sealing secret configuration values at "
+        "rest; `overlord config-key` makes one. Without it, secret values are refused",
+    )
     session_ttl_s: int = Field(default=12 * 3600, ge=60)
     secure_cookies: bool = False
     run_scheduler: bool = True
@@ -106,6 +115,18 @@ class Settings(BaseSettings):
     def _split_networks(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("config_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("config_key")
+    @classmethod
+    def _key_decodes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            decode_key(value.get_secret_value())
         return value
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from harness.disk import ext4_volume, fat_volume, partition, partitions
 from harness.errors import DiskError
+from harness.testdisk import fat_card
 
 from fleetcore.run import run
 
@@ -13,14 +14,7 @@ MIB = 1024 * 1024
 
 @pytest.fixture
 def image(tmp_path):
-    path = tmp_path / "disk.img"
-    with path.open("wb") as handle:
-        handle.truncate(12 * MIB)
-    table = "label: gpt\nsize=4MiB, name=config\nsize=6MiB, name=boot_a\n"
-    run(["sfdisk", "--quiet", path], input=table.encode())
-    for part in partitions(path):
-        run(["mkfs.vfat", f"--offset={part.start // 512}", path, str(part.size // 1024)])
-    return path
+    return fat_card(tmp_path / "disk.img", [("config", 4), ("boot_a", 6)])
 
 
 def test_partitions_are_read_from_the_gpt(image):

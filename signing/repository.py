@@ -52,6 +52,7 @@ from fleetcore.release import (
     manifest_target,
 )
 from fleetcore.zstdcap import ZstdBombError, decompress_capped, decompress_exact
+from signing.deltas import delta_specs
 from signing.errors import RepositoryError
 from signing.keys import ONLINE_ROLES, KeyStore
 from signing.targets import TargetCustom, TargetKind, TargetSpec, check_target_name
@@ -256,6 +257,7 @@ def publish_release(
     except FormatError as err:
         raise RepositoryError(str(err)) from err
     specs = []
+    sizes: dict[str, int] = {}
     for image in ImageName:
         entry = manifest.images[image]
         index_path = release_dir / f"{image.value}.index.json"
@@ -275,7 +277,9 @@ def publish_release(
                 f"{index_target(manifest.version, image)!r}"
             )
         _copy_chunks(release_dir, repo, index.chunks)
+        sizes.update((c.sha256, c.size) for c in index.chunks)
         specs.append(TargetSpec(index_path, entry.index))
+    specs += delta_specs(release_dir, repo, manifest, sizes)
     system = manifest.images[ImageName.SYSTEM]
     custom = TargetCustom(
         kind=TargetKind.OS,

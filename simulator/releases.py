@@ -60,8 +60,10 @@ def write_rootfs(root: Path, version: Version) -> None:
         (lib / f"{name}.so").write_bytes(_blob(f"{name}-{generation}", 300_000))
 
 
-def build_release(workdir: Path, version: Version) -> Path:
-    """Assemble ``version`` into ``workdir/build/<version>``; returns that folder."""
+def build_release(workdir: Path, version: Version, *, boot_key: Path | None = None) -> Path:
+    """Assemble ``version`` into ``workdir/build/<version>``; returns that folder.
+
+    ``boot_key``: sign each slot's boot.img with it (``fleet-image assemble --boot-key``)."""
     rootfs = workdir / "rootfs" / str(version)
     write_rootfs(rootfs, version)
     out = workdir / "build" / str(version)
@@ -74,6 +76,7 @@ def build_release(workdir: Path, version: Version) -> Path:
             sizes=SIZES,
             system=SystemSpec(),
             epoch=0,
+            boot_key=boot_key,
         )
     )
     return out

@@ -251,6 +251,7 @@ class Agent:
             node_exporter=self.config.node_exporter,
             board=board_report(self.engine.board),
             boot_mode=self.boot_mode,
+            config_digest=self.roles.applied_digest if self.roles else None,
         )
 
     def flush(self) -> None:

@@ -36,17 +36,23 @@ def decode_chunk(compressed: bytes, *, sha256: str, size: int) -> bytes:
     (:func:`fleetcore.zstdcap.decompress_exact`), so a hostile store cannot make a small
     chunk cost more memory than the chunk itself.
     """
+    return _decoded(compressed, sha256=sha256, size=size, what=f"chunk {sha256}", base=None)
+
+
+def decode_delta(diff: bytes, base: bytes, *, sha256: str, size: int) -> bytes:
+    """Decode a chunk delta (``fleetcore.delta``) against its base bytes, with the same cap
+    and the same check against the chunk's signed hash as a full chunk."""
+    return _decoded(diff, sha256=sha256, size=size, what=f"delta of chunk {sha256}", base=base)
+
+
+def _decoded(data: bytes, *, sha256: str, size: int, what: str, base: bytes | None) -> bytes:
+    hint = "the chunk store serves wrong bytes; nothing was written from it"
     try:
-        plain = decompress_exact(compressed, size, what=f"chunk {sha256}")
+        plain = decompress_exact(data, size, what=what, base=base)
     except ZstdBombError as err:
-        raise ChunkError(
-            str(err), hint="the chunk store serves wrong bytes; nothing was written from it"
-        ) from err
+        raise ChunkError(str(err), hint=hint) from err
     if hashlib.sha256(plain).hexdigest() != sha256:
-        raise ChunkError(
-            f"chunk {sha256} does not match its signed hash",
-            hint="the chunk store serves wrong bytes; nothing was written from it",
-        )
+        raise ChunkError(f"{what} does not match its signed hash", hint=hint)
     return plain
 
 
@@ -63,13 +69,25 @@ class ChunkSource(ABC):
 
     def get_many(self, requests: list[Request]) -> Iterator[bytes]:
         """The verified bytes of each requested chunk, in order."""
-        wanted = [(sha256, max_compressed_size(size)) for sha256, size in requests]
+        wanted = [(chunk_path(sha256), max_compressed_size(size)) for sha256, size in requests]
+        for (sha256, size), compressed in zip(requests, self._counted(wanted), strict=True):
+            yield decode_chunk(compressed, sha256=sha256, size=size)
+
+    def get_raw(self, wanted: list[tuple[str, int]]) -> Iterator[bytes]:
+        """The bytes of each (path, exact length) as stored, in order: chunk deltas, which
+        the caller decodes against their bases. A file of another length is refused."""
+        for (path, length), data in zip(wanted, self._counted(wanted), strict=True):
+            if len(data) != length:
+                raise ChunkError(f"{path} is {len(data)} bytes, {length} listed")
+            yield data
+
+    def _counted(self, wanted: list[tuple[str, int]]) -> Iterator[bytes]:
         # strict: run the fetch generator to its end, so it returns its connection to the pool
-        for (sha256, size), compressed in zip(requests, self._fetch_many(wanted), strict=True):
+        for _, compressed in zip(wanted, self._fetch_many(wanted), strict=True):
             with self._lock:
                 self.fetched_chunks += 1
                 self.fetched_bytes += len(compressed)
-            yield decode_chunk(compressed, sha256=sha256, size=size)
+            yield compressed
 
     def get(self, sha256: str, size: int) -> bytes:
         (data,) = self.get_many([(sha256, size)])
@@ -77,7 +95,7 @@ class ChunkSource(ABC):
 
     @abstractmethod
     def _fetch_many(self, wanted: list[tuple[str, int]]) -> Iterator[bytes]:
-        """Compressed bytes of each (sha256, length cap), in order."""
+        """Stored bytes of each (path below the base, length cap), in order."""
 
     @abstractmethod
     def close(self) -> None:
@@ -92,22 +110,20 @@ class DirectoryChunkSource(ChunkSource):
         self.base = base
 
     def _fetch_many(self, wanted: list[tuple[str, int]]) -> Iterator[bytes]:
-        for sha256, limit in wanted:
-            path = self.base / chunk_path(sha256)
+        for name, limit in wanted:
+            path = self.base / name
             try:
                 # Non-blocking: opening a FIFO (a stick is any filesystem) would otherwise
                 # wait for a writer forever; no effect on a regular file.
                 fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
                 with os.fdopen(fd, "rb") as handle:
                     if not stat.S_ISREG(os.fstat(fd).st_mode):
-                        raise ChunkError(f"chunk {sha256} in {self.base} is not a regular file")
+                        raise ChunkError(f"{name} in {self.base} is not a regular file")
                     data = handle.read(limit + 1)
             except OSError as err:
-                raise ChunkError(
-                    f"chunk {sha256} missing from {self.base}: {err.strerror}"
-                ) from err
+                raise ChunkError(f"{name} missing from {self.base}: {err.strerror}") from err
             if len(data) > limit:
-                raise ChunkError(f"chunk {sha256} in {self.base} is larger than possible")
+                raise ChunkError(f"{name} in {self.base} is larger than possible")
             yield data
 
     def close(self) -> None:
@@ -153,21 +169,19 @@ class HttpChunkSource(ChunkSource):
             conn = self._connection()
             batch = list(remaining)
             try:
-                answers = conn.get_many(
-                    [chunk_path(sha256) for sha256, _ in batch], [limit for _, limit in batch]
-                )
-                for (sha256, _), (status, body) in zip(batch, answers, strict=False):
+                answers = conn.get_many([path for path, _ in batch], [limit for _, limit in batch])
+                for (path, _), (status, body) in zip(batch, answers, strict=False):
                     if status >= 500:
                         raise ProtocolError(f"chunk store answered HTTP {status}")
                     if status != 200:
                         conn.close()
-                        raise ChunkError(f"chunk {sha256}: chunk store answered HTTP {status}")
+                        raise ChunkError(f"{path}: chunk store answered HTTP {status}")
                     remaining.pop(0)
                     failures, delay = 0, self.config.backoff_initial_s
                     yield body
             except BodyTooLong as err:
                 conn.close()
-                raise ChunkError(f"chunk {remaining[0][0]} is longer than possible: {err}") from err
+                raise ChunkError(f"{remaining[0][0]} is longer than possible: {err}") from err
             except OSError as err:  # includes ProtocolError, timeouts, refused connections
                 conn.close()
                 failures += 1

@@ -46,7 +46,13 @@ from updater.health import HealthChecker
 from updater.install import ProgressFile, Seed, SlotWriter, verify_slot
 from updater.paths import Roots
 from updater.queue import EventQueue
-from updater.release import fetch_release, keep_as_seed, load_seed_indexes, load_stored
+from updater.release import (
+    fetch_release,
+    keep_as_seed,
+    load_seed_indexes,
+    load_stored,
+    load_stored_deltas,
+)
 from updater.slots import other
 from updater.sources import ReleaseSource, open_source
 from updater.space import RESERVE_BYTES, Reserve, free_bytes
@@ -346,6 +352,7 @@ class Engine:
             seed=seed,
             config=self.config.transfer,
             progress=ProgressFile(self.roots.install_dir / PROGRESS_FILE),
+            deltas=load_stored_deltas(self.roots.install_dir),
             on_progress=progress,
             tick=self.tick,
             patches={
@@ -366,6 +373,8 @@ class Engine:
                 "seeded_chunks": writer.stats.seeded_chunks,
                 "present_chunks": writer.stats.present_chunks,
                 "copied_chunks": writer.stats.copied_chunks,
+                "delta_chunks": writer.stats.delta_chunks,
+                "delta_fallbacks": writer.stats.delta_fallbacks,
             }
         state.state = UpdateState.VERIFYING
         self.store.save(state)

@@ -7,6 +7,11 @@ bytes are re-hashed; the rest are fetched a few at a time over keep-alive connec
 interrupted install resumes there; chunks past the checkpoint that already reached the disk
 are recognised by hash and not fetched again. Memory is bounded by the fetch window, not by
 the image size.
+
+A chunk the seed lacks but a delta of the release makes from seed chunks (``DeltaPlan``, ADR
+0073) is fetched as that delta, pipelined like chunks, and decoded against its bases read
+from the active slot; a delta that is missing, corrupt or whose bases no longer match falls
+back to the full chunk, with a log line.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,16 +30,18 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from fleetcore.atomic import atomic_write
+from fleetcore.delta import Delta
 from fleetcore.errors import FormatError
 from fleetcore.layout import Slot
 from fleetcore.persisted import LEGACY, dump, load
 from fleetcore.release import BytePatch, ImageName, Manifest, apply_patches
 from fleetcore.version import Version
 from updater.chunkindex import CompactIndex, SeedMap
-from updater.chunks import ChunkSource
+from updater.chunks import ChunkSource, decode_delta
 from updater.config import TransferConfig
+from updater.deltas import DeltaPlan, request
 from updater.disk import BootDisk, PartitionIO
-from updater.errors import DiskError, ImageMismatch, NoSpace, SpaceError
+from updater.errors import ChunkError, DiskError, ImageMismatch, NoSpace, SpaceError
 from updater.paths import Roots
 
 log = logging.getLogger(__name__)
@@ -111,6 +119,16 @@ class Seed:
             return None
         return data
 
+    def read_bases(self, delta: Delta) -> bytes | None:
+        """The base bytes of a delta, each base chunk re-verified, or None."""
+        parts = []
+        for base in delta.bases:
+            data = self.read(bytes.fromhex(base.sha256))
+            if data is None:
+                return None
+            parts.append(data)
+        return b"".join(parts)
+
     def close(self) -> None:
         for reader in self.readers.values():
             reader.close()
@@ -120,6 +138,7 @@ class Origin(StrEnum):
     PRESENT = "present"
     SEED = "seed"
     COPY = "copy"  # the same content appeared earlier in this image: copied from the new slot
+    DELTA = "delta"  # fetched as a delta against seed chunks
     FETCH = "fetch"
 
 
@@ -129,6 +148,8 @@ class InstallStats:
     present_chunks: int = 0
     copied_chunks: int = 0
     fetched_chunks: int = 0
+    delta_chunks: int = 0
+    delta_fallbacks: int = 0  # deltas refused or unusable: their full chunks were fetched
     written_bytes: int = 0
 
 
@@ -157,6 +178,7 @@ class SlotWriter:
         on_progress: ProgressCallback | None = None,
         tick: Callable[[], None] = lambda: None,
         patches: Mapping[ImageName, tuple[BytePatch, ...]] | None = None,
+        deltas: DeltaPlan | None = None,
     ) -> None:
         self.disk, self.roots, self.active, self.target = disk, roots, active, target
         # Slot-specific bytes (slot B's cmdline.txt names system_b), applied as chunks land.
@@ -165,7 +187,10 @@ class SlotWriter:
         self.progress_file = progress
         self.on_progress = on_progress
         self.tick = tick
+        # Deltas are only usable against a seed: their bases are seed chunks.
+        self.deltas = deltas if seed is not None else None
         self.stats = InstallStats()
+        self._stats_lock = threading.Lock()
 
     def check_space(self, manifest: Manifest, *, data: Path) -> None:
         """Refuse images larger than their partition or the cap, and a nearly full /data."""
@@ -226,15 +251,17 @@ class SlotWriter:
             def refill() -> None:
                 """Top the window up in one go, so fetches leave in batches of ``depth``."""
                 nonlocal ahead
-                batch: list[_Pending] = []
+                batches: dict[Origin, list[_Pending]] = {Origin.FETCH: [], Origin.DELTA: []}
+                fetchers = {Origin.FETCH: self._fetch_into, Origin.DELTA: self._delta_into}
 
                 def send() -> None:
-                    if batch:
-                        numbers = [p.number for p in batch]
-                        future = pool.submit(self._fetch_into, out, index, numbers)
-                        for pending in batch:
-                            pending.future = future
-                        batch.clear()
+                    for origin, batch in batches.items():
+                        if batch:
+                            numbers = [p.number for p in batch]
+                            future = pool.submit(fetchers[origin], out, index, numbers)
+                            for pending in batch:
+                                pending.future = future
+                            batch.clear()
 
                 while ahead < len(index) and len(window) < window_limit:
                     earlier = first_seen.setdefault(index.digest(ahead), ahead)
@@ -245,9 +272,9 @@ class SlotWriter:
                         pending = _Pending(ahead, self._origin(index, ahead, out, probing))
                     window.append(pending)
                     ahead += 1
-                    if pending.origin is Origin.FETCH:
-                        batch.append(pending)
-                        if len(batch) >= depth:
+                    if pending.origin in batches:
+                        batches[pending.origin].append(pending)
+                        if len(batches[pending.origin]) >= depth:
                             send()
                 send()
 
@@ -276,6 +303,42 @@ class SlotWriter:
         for number, data in zip(numbers, self.source.get_many(requests), strict=True):
             self._write(out, index, number, data)
 
+    def _delta_into(self, out: PartitionIO, index: CompactIndex, numbers: list[int]) -> None:
+        """Fetch chunks as deltas, pipelined; decode each against its bases from the seed.
+
+        A delta that cannot be used (its bases unreadable, the delta missing, corrupt, too
+        large or not making the signed bytes) is logged and its full chunk fetched; the rest
+        of the batch goes on. A transfer error (the store unreachable) is not a delta's fault
+        and ends the install as for chunks, to resume later.
+        """
+        assert self.deltas is not None and self.seed is not None
+        wanted = []
+        for number in numbers:  # the plan and the seed map are fixed: usable when planned
+            delta = self.deltas.usable(index.digest(number), self.seed.map)
+            assert delta is not None
+            wanted.append((number, delta))
+        while wanted:
+            done = 0
+            try:
+                fetched = self.source.get_raw([request(d) for _, d in wanted])
+                for (number, delta), diff in zip(wanted, fetched, strict=True):
+                    base = self.seed.read_bases(delta)
+                    if base is None:
+                        raise ChunkError(f"a base of the delta of chunk {delta.target} is gone")
+                    digest = index.digest(number).hex()
+                    data = decode_delta(diff, base, sha256=digest, size=index.sizes[number])
+                    self._write(out, index, number, data)
+                    done += 1
+            except ChunkError as err:
+                number = wanted[done][0]
+                log.warning("delta refused (%s); fetching the full chunk", err)
+                with self._stats_lock:
+                    self.stats.delta_fallbacks += 1
+                self._fetch_into(out, index, [number])
+                wanted = wanted[done + 1 :]
+            else:
+                wanted = []
+
     def _write(self, out: PartitionIO, index: CompactIndex, number: int, data: bytes) -> None:
         offset = index.offsets[number]
         patches = self.patches.get(index.image)
@@ -289,6 +352,8 @@ class SlotWriter:
                 return Origin.PRESENT
         if self.seed is not None and self.seed.map.find(digest) is not None:
             return Origin.SEED
+        if self.deltas is not None and self.seed is not None:
+            return Origin.DELTA if self.deltas.usable(digest, self.seed.map) else Origin.FETCH
         return Origin.FETCH
 
     def _place(self, index: CompactIndex, pending: _Pending, out: PartitionIO) -> None:
@@ -314,6 +379,10 @@ class SlotWriter:
         else:
             assert pending.future is not None
             pending.future.result()
+            if pending.origin is Origin.DELTA:
+                self.stats.delta_chunks += 1
+                self.stats.written_bytes += size
+                return
         self.stats.fetched_chunks += 1
         self.stats.written_bytes += size
 

@@ -6,12 +6,14 @@ functions of the verified bytes; the TUF client and the directory are thin layer
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from fleetcore.atomic import atomic_write
+from fleetcore.delta import deltas_target
 from fleetcore.errors import FormatError
 from fleetcore.release import (
     Hardware,
@@ -22,13 +24,17 @@ from fleetcore.release import (
 )
 from fleetcore.version import Version
 from signing.client import TrustedTarget
-from signing.errors import TargetMismatch
+from signing.errors import DownloadError, TargetMismatch, TargetNotFound
 from signing.rollback import check_upgrade
 from signing.targets import TargetCustom, TargetKind
 from updater.chunkindex import CompactIndex, load_compact
+from updater.deltas import DeltaPlan
 from updater.errors import InstallError, VersionRejected
 
+log = logging.getLogger(__name__)
+
 MANIFEST_FILE = "manifest.json"
+DELTAS_FILE = "deltas.json"
 
 
 class TargetReader(Protocol):
@@ -122,9 +128,38 @@ def fetch_release(
     dest.mkdir(parents=True)
     for image, data in raw_indexes.items():
         atomic_write(dest / index_file(image), data)
+    deltas = _fetch_deltas(reader, version, installed)
+    if deltas is not None:
+        atomic_write(dest / DELTAS_FILE, deltas)
     atomic_write(dest / MANIFEST_FILE, manifest_bytes)
     assert target.custom is not None
     return Release(manifest, indexes, target.custom.version_floor)
+
+
+def _fetch_deltas(reader: TargetReader, version: Version, installed: Version) -> bytes | None:
+    """The signed delta list from the running release to ``version``, if it was published and
+    is well formed; otherwise the install fetches full chunks (ADR 0073)."""
+    try:
+        target = reader.get_target(deltas_target(version, installed))
+    except TargetNotFound:
+        return None
+    try:
+        data = reader.read(target)
+        DeltaPlan.load(data)
+    except (DownloadError, FormatError) as err:
+        log.warning(
+            "delta list from %s to %s refused: %s; fetching full chunks", installed, version, err
+        )
+        return None
+    return data
+
+
+def load_stored_deltas(src: Path) -> DeltaPlan | None:
+    """The delta list :func:`fetch_release` kept, or None (none published, or unreadable)."""
+    try:
+        return DeltaPlan.load((src / DELTAS_FILE).read_bytes())
+    except (OSError, FormatError):
+        return None
 
 
 def load_stored(src: Path, version: Version) -> tuple[Manifest, dict[ImageName, CompactIndex]]:

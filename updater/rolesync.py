@@ -12,15 +12,18 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from fleetcore import redact
 from fleetcore.release import Hardware
 from fleetcore.wire import DesiredState, EventKind, Health, RoleStatus
 from signing.client import ReleaseClient
 from updater.queue import EventQueue
 from updater.roles.fetch import TufRoleFetcher
-from updater.roles.manager import RoleEvent, RoleManager
+from updater.roles.manager import RoleEvent, RoleManager, RoleOutcome
 
 log = logging.getLogger(__name__)
 _QUIET = frozenset({EventKind.ROLE_APPLIED, EventKind.SAFE_MODE_LEFT})
+# Outcomes after which every assigned role runs with the configuration it was given.
+_CONFIGURED = frozenset({RoleOutcome.APPLIED, RoleOutcome.UNCHANGED, RoleOutcome.ROLLED_BACK})
 
 
 class RoleSync:
@@ -41,6 +44,9 @@ class RoleSync:
         # BoardRefused there, and no role is fetched.
         self._hardware = hardware
         manager.on_event = self._queue
+        # The desired state's config_digest once every role runs with its configuration
+        # (Heartbeat.config_digest); None until then, after each start of the agent too.
+        self.applied_digest: str | None = None
 
     @property
     def hardware(self) -> Hardware:
@@ -68,7 +74,11 @@ class RoleSync:
         )
 
     def sync(self, desired: DesiredState) -> None:
+        """Apply the desired roles and configuration; secret values are masked in every log
+        line and event from now on, and written nowhere but the roles' ``.env`` files."""
+        redact.SECRETS.add(*(v.value for v in desired.config.values() if v.secret))
         if not desired.roles and not desired.safe_mode and not self.manager.status():
+            self.applied_digest = desired.config_digest  # no role to give it to
             return
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         fetch = TufRoleFetcher(
@@ -77,8 +87,11 @@ class RoleSync:
             hardware=self.hardware,
             installed=self.manager.installed_version,
         )
-        self.manager.apply(desired.roles, fetch)
+        variables = {key: variable.value for key, variable in desired.config.items()}
+        outcomes = self.manager.apply(desired.roles, fetch, variables=variables)
         self.manager.follow_desired_safe_mode(desired.safe_mode)
+        if not self.manager.unconfigured and set(outcomes.values()) <= _CONFIGURED:
+            self.applied_digest = desired.config_digest
 
     def status(self) -> list[RoleStatus]:
         return self.manager.status()

@@ -13,6 +13,7 @@ from fleetcore.rolebundle.errors import BundleError
 from fleetcore.rolebundle.images import check_images_dir
 from fleetcore.rolebundle.policy import check_compose, inside_path
 from fleetcore.rolebundle.spec import (
+    APPLYING_FILE,
     CONFIG_DIR,
     ENV_FILE,
     ENV_TEMPLATE,
@@ -24,7 +25,7 @@ from fleetcore.rolebundle.spec import (
 )
 
 MAX_BUNDLE_FILES = 2000
-RUNTIME_FILES = (ENV_FILE, OVERRIDE_FILE)
+RUNTIME_FILES = (ENV_FILE, OVERRIDE_FILE, APPLYING_FILE)
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,9 @@ def check_tree(root: Path) -> None:
 def load_bundle(path: Path, *, staged: bool = False) -> Bundle:
     """Validate the bundle folder at ``path`` and return it; the first problem raises.
 
-    ``staged`` accepts the files the manager writes into a staged version (``.env`` and the
-    override file); a bundle as shipped must not contain them.
+    ``staged`` accepts the files the manager writes into a staged version (``.env``, the
+    override file, the marker of a start under way); a bundle as shipped must not contain
+    them.
     """
     if not path.is_dir():
         raise BundleError(f"{path} is not a directory")

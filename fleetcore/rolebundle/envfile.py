@@ -1,9 +1,12 @@
 """Render a role's ``.env`` from its ``.env.template`` and the device's configuration.
 
 Jinja2 in a sandbox with ``StrictUndefined``: a value the template needs but the device lacks
-is an error naming it, never an empty string. The manager appends the variables it owns
-(``ROLE_NAME``, ``ROLE_VERSION``, ``ROLE_STATE``, ``DEVICE_ID``); a template may read them from
-the context but not define them.
+is an error naming it (:class:`MissingValue`), never an empty string. The context holds
+``vars`` (the configuration variables the Overlord sends: fleet, group and device level,
+``{{ vars.CAMERA_FPS }}``), ``config`` (the device's own ``/data/fleet/roles/<role>.yaml``),
+``device`` and ``role``. The manager appends the variables it owns (``ROLE_NAME``,
+``ROLE_VERSION``, ``ROLE_STATE``, ``DEVICE_ID``); a template may read them from the context
+but not define them.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from fleetcore.rolebundle.errors import TemplateError
+from fleetcore.rolebundle.errors import MissingValue, TemplateError
 
 RESERVED = ("ROLE_NAME", "ROLE_VERSION", "ROLE_STATE", "DEVICE_ID")
 _LINE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*)=(?P<value>.*)$")
@@ -40,9 +43,11 @@ def render(text: str, *, context: Mapping[str, Any], owned: Mapping[str, str]) -
     try:
         rendered = _environment().from_string(text).render(**context)
     except jinja2.UndefinedError as err:
-        raise TemplateError(
-            f".env.template: {err.message}",
-            hint="set the value in the device's role configuration",
+        # The fix in the message itself: it travels as the device's event reason.
+        raise MissingValue(
+            f".env.template: {err.message} (set vars.KEY with `fleetctl config set`, "
+            "config.key in the device's role configuration)",
+            hint="or give the template a default: {{ vars.KEY | default('...') }}",
         ) from err
     except jinja2.TemplateError as err:
         raise TemplateError(f".env.template: {err}") from err

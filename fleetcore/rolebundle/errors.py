@@ -24,3 +24,11 @@ class ImageArchiveError(BundleError):
 
 class TemplateError(BundleError):
     """``.env.template`` cannot be rendered with the device's configuration."""
+
+
+class MissingValue(TemplateError):
+    """The template needs a value the device's configuration lacks.
+
+    The device's configuration is at fault, not the bundle: the role manager retries the
+    version once the value is set (``fleetctl config set``) instead of marking it bad.
+    """

@@ -24,6 +24,9 @@ CONFIG_DIR = "config"
 # Written by the manager into a staged version; a shipped bundle must not contain them.
 ENV_FILE = ".env"
 OVERRIDE_FILE = "fleet.override.yaml"
+# In a staged version while a start with a freshly rendered .env runs: a power cut before
+# compose recreated the containers leaves it, and the next apply restarts the role again.
+APPLYING_FILE = ".env.applying"
 SAFE_MODE_ROLE = "safe-mode"
 # The safe-mode status page's port: it must stay free while other roles run beside safe mode.
 SAFE_MODE_PORT = 8088

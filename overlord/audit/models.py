@@ -48,6 +48,8 @@ class AuditAction(StrEnum):
     ROLLOUT_ABORT = "rollout.abort"
     ALERT_RULE_SET = "alert_rule.set"
     ALERT_RESOLVE = "alert.resolve"
+    CONFIG_SET = "config.set"
+    CONFIG_UNSET = "config.unset"
 
 
 class AuditObject(StrEnum):
@@ -60,6 +62,7 @@ class AuditObject(StrEnum):
     ROLLOUT = "rollout"
     ALERT_RULE = "alert_rule"
     ALERT = "alert"
+    CONFIG = "config"  # id: fleet, group/<name> or device/<id>
 
 
 class Channel(StrEnum):

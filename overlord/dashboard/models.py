@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from overlord.configvars.schemas import EffectiveConfig
 from overlord.devices.schemas import DevicePublic
 from overlord.events.schemas import DeviceEventPublic
 from overlord.rollouts.schemas import DeviceUpdatePublic
@@ -38,3 +39,4 @@ class DevicePage:
     events: list[DeviceEventPublic]
     rollbacks: list[DeviceEventPublic]
     updates: list[tuple[str, DeviceUpdatePublic]] = field(default_factory=list)
+    config: EffectiveConfig | None = None

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from fleetcore.errors import VersionError
 from fleetcore.version import Version
 from fleetcore.wire import EventKind
+from overlord.configvars import service as configvars
 from overlord.dashboard.models import DevicePage, FleetSummary, RoleRow, VersionRow
 from overlord.db import utcnow
 from overlord.devices import service as devices_service
@@ -95,4 +96,5 @@ def device_page(session: Session, *, device_id: str, offline_after_s: int) -> De
         events=events,
         rollbacks=[e for e in events if e.kind in ROLLBACK_KINDS],
         updates=updates,
+        config=configvars.effective_config(session, device),
     )

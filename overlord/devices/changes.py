@@ -12,6 +12,7 @@ modest clock difference between replicas, is not missed.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -63,6 +64,18 @@ def _record_changes(session: Session, _context: Any, _instances: Any) -> None:
         messages = {invalidation.ALL_DEVICES}
     for message in messages:
         invalidation.announce(session, message)
+
+
+def touch(session: Session, device_ids: Collection[str] | None) -> None:
+    """Record that these devices' desired states change in this transaction (None: possibly
+    every device), for what the hook cannot see (configuration variables)."""
+    if device_ids is None or len(device_ids) > _MAX_NOTIFIES:
+        session.add(DesiredStateChange(device_id=None))
+        invalidation.announce(session, invalidation.ALL_DEVICES)
+        return
+    for device_id in sorted(set(device_ids)):
+        session.add(DesiredStateChange(device_id=device_id))
+        invalidation.announce(session, invalidation.device(device_id))
 
 
 class ChangeFollower:

@@ -95,6 +95,7 @@ def _load_desired(ctx: Ctx, device_id: str) -> CachedDesiredState:
                     session,
                     device_id=device_id,
                     default_poll_interval_s=ctx.settings.poll_interval_s,
+                    sealer=ctx.sealer,
                 )
         except DatabaseUnavailable:
             ctx.mark_database_down()

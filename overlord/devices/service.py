@@ -32,6 +32,8 @@ from overlord.audit.models import AuditAction, AuditObject
 from overlord.audit.service import Actor
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
+from overlord.configvars import service as configvars
+from overlord.configvars.sealing import Sealer
 from overlord.db import utcnow
 
 # Imported for its side effect: the session hook that writes the desired-state change log.
@@ -200,15 +202,24 @@ def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
 
 
 def desired_state(
-    session: Session, *, device_id: str, default_poll_interval_s: int
+    session: Session,
+    *,
+    device_id: str,
+    default_poll_interval_s: int,
+    sealer: Sealer | None = None,
 ) -> CachedDesiredState:
-    """What the device should run, serialised once with its ETag (one indexed query)."""
+    """What the device should run, serialised once with its ETag (two indexed queries).
+
+    The ETag is computed with secret values masked: their sealed forms are in the digest, so
+    a changed secret still changes it, and the tag reveals nothing of the value.
+    """
     row = session.execute(
         select(
             Device.admin_status,
             Device.desired_os_version,
             Device.desired_roles,
             Device.desired_safe_mode,
+            Device.group_name,
             DeviceGroup.poll_interval_s,
         )
         .outerjoin(DeviceGroup, DeviceGroup.name == Device.group_name)
@@ -216,11 +227,12 @@ def desired_state(
     ).one_or_none()
     if row is None:
         raise NotFound(f"no device {device_id}")
-    admin_status, os_version, roles, safe_mode, group_poll = row
+    admin_status, os_version, roles, safe_mode, group, group_poll = row
     poll = group_poll if group_poll is not None else default_poll_interval_s
     if admin_status is not AdminStatus.ACTIVE:
         state = DesiredState(poll_interval_s=poll)
     else:
+        layered = configvars.effective(session, device_id=device_id, group=group)
         state = DesiredState(
             os=DesiredOS(version=Version(os_version), manifest_target=manifest_target(os_version))
             if os_version
@@ -231,10 +243,20 @@ def desired_state(
             ],
             safe_mode=safe_mode,
             poll_interval_s=poll,
+            config=configvars.desired_variables(layered, sealer),
+            config_digest=configvars.digest(layered),
         )
-    body = json.dumps(state.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-    etag = '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
-    return CachedDesiredState(body=body.encode(), etag=etag)
+    document = state.model_dump(mode="json")
+    body = _canonical(document)
+    for variable in document["config"].values():
+        if variable["secret"]:
+            variable["value"] = configvars.MASK
+    etag = '"' + hashlib.sha256(_canonical(document)).hexdigest()[:32] + '"'
+    return CachedDesiredState(body=body, etag=etag)
+
+
+def _canonical(document: object) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
 
 
 def list_devices(

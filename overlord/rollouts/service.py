@@ -15,6 +15,7 @@ from fleetcore.wire import Event, Heartbeat
 from overlord.audit import service as audit
 from overlord.audit.models import AuditAction, AuditObject
 from overlord.audit.service import Actor
+from overlord.configvars import service as configvars
 from overlord.db import utcnow
 from overlord.devices.models import AdminStatus, Device
 from overlord.devices.service import known_label
@@ -604,6 +605,8 @@ def delete_group(session: Session, *, name: str, actor: Actor) -> None:
     if session.scalar(select(func.count()).select_from(Device).where(Device.group_name == name)):
         raise Conflict(f"device group {name} still has devices")
     before = _group_settings(group)
+    # The group's configuration goes with it (no device is in the group to lose it).
+    before["config"] = configvars.delete_group_variables(session, name)
     session.delete(group)
     audit.record(
         session,

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from harness import qemu
+from fleetcore import bootsig
+from harness import qemu, secureboot
 from harness.disk import fat_volume
 from harness.errors import DiskError, HarnessError
 from harness.firmware import CONFIG_LABEL, BootFiles, ConfigPartition, Decision, load_boot_files
@@ -73,8 +74,12 @@ class SimulatedPi:
         healthy_marker: str,
         deadlines: Deadlines | None = None,
         spec: MachineSpec | None = None,
+        customer_key: bytes | None = None,
     ) -> None:
+        """``customer_key``: the PEM RSA-2048 public key the board's bootloader holds for
+        signed boot (the key OTP pins); None: a board without secure boot."""
         self.disk = disk
+        self.customer_key = bootsig.load_public_key(customer_key) if customer_key else None
         self.workdir = workdir
         self.healthy_marker = healthy_marker
         self.deadlines = deadlines or Deadlines()
@@ -125,7 +130,13 @@ class SimulatedPi:
             volume = fat_volume(self.disk, number=number)
         except DiskError as err:
             return "", str(err)
-        return volume.part.label, load_boot_files(volume, self.workdir / "boot-files")
+        dest = self.workdir / "boot-files"
+        if self.customer_key is not None or secureboot.wants_ramdisk(volume):
+            ramdisk = secureboot.open_ramdisk(volume, dest, self.customer_key)
+            if isinstance(ramdisk, str):
+                return volume.part.label, ramdisk
+            return volume.part.label, load_boot_files(ramdisk, dest)
+        return volume.part.label, load_boot_files(volume, dest)
 
     def _run(
         self, files: BootFiles | str, log: IO[bytes], power_cut: PowerCut | None

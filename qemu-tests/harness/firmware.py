@@ -10,6 +10,11 @@ The contract, shared with the updater's simulated firmware backend:
 - Before each boot the firmware writes ``simfw/boot.json`` =
   ``{"boot_partition": N, "tryboot": true|false}`` on the config partition, the simulated
   ``/proc/device-tree/chosen/bootloader/{partition,tryboot}``.
+- Secure boot (:mod:`harness.secureboot`): a board given a customer public key boots only a
+  boot partition's ``boot.img`` whose ``boot.sig`` verifies against it, and takes kernel,
+  initramfs and ``cmdline.txt`` from inside ``boot.img``; a refused partition is unbootable
+  (the flag is lost, the committed slot boots next). Without a key, ``boot_ramdisk=1`` in the
+  partition's ``config.txt`` loads ``boot.img`` unchecked.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from fleetcore.run import run
 from harness import autoboot
 from harness.cpio import Archive
 from harness.debian import DebianCache
-from harness.disk import FatVolume, partition
+from harness.disk import FatVolume, partition, partitions
 from harness.errors import GuestAssetError
 
 GUEST_INIT = Path(__file__).with_name("guest") / "init"
@@ -189,6 +189,18 @@ def build_disk(image: Path, assets: GuestAssets, initrd: bytes) -> None:
             boot.put(initrd_file, "initrd.img")
             boot.write("cmdline.txt", f"{CMDLINE} fleet.slot={slot}\n".encode())
             boot.write(PLAN, b"normal: healthy poweroff\ntryboot: healthy poweroff\n")
+
+
+def fat_card(image: Path, slices: list[tuple[str, int]]) -> Path:
+    """A small GPT card of FAT partitions (label, MiB), for tests that need no guest."""
+    total = FIRST_MIB + sum(mib for _, mib in slices) + 1
+    with image.open("wb") as handle:
+        handle.truncate(total * MIB)
+    table = "label: gpt\n" + "".join(f"size={mib}MiB, name={label}\n" for label, mib in slices)
+    run(["sfdisk", "--quiet", image], input=table.encode())
+    for part in partitions(image):
+        run(["mkfs.vfat", f"--offset={part.start // 512}", image, str(part.size // 1024)])
+    return image
 
 
 def set_plan(image: Path, label: str, *, normal: str, tryboot: str) -> None:

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,17 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from fleetcore.net import free_port
 from fleetcore.wire import RegisterResponse
 from overlord import migrate
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
 from overlord.db import make_engine, make_sessionmaker, unit_of_work, utcnow
 from overlord.rollouts import service as rollouts_service
-from simulator.server import stop
 from simulator.site import scratch_database
 from tests.overlord.conftest import heartbeat
-from tests.overlord.servers import overlord_process
+from tests.overlord.servers import overlord_process, overlord_serve, server_env
 from tests.overlord.tufrepo import Repo, make_repo
 
 SOURCE = Path(__file__).parents[2]
@@ -78,21 +75,27 @@ class Fleet:
         )
 
     def run(
-        self, *args: str, token: str | None = None, auth: bool = True, **env: str
+        self,
+        *args: str,
+        token: str | None = None,
+        auth: bool = True,
+        stdin: str = "",
+        **env: str,
     ) -> subprocess.CompletedProcess[str]:
         """``python -m fleetctl ARGS`` with --url/--token unless ``auth`` is false."""
         creds = ["--url", self.url, "--token", token or self.admin] if auth else []
         return subprocess.run(
             [sys.executable, "-m", "fleetctl", *creds, *args],
             env=self.env(**env),
+            input=stdin,
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
 
-    def ok(self, *args: str, token: str | None = None) -> str:
-        result = self.run(*args, token=token)
+    def ok(self, *args: str, token: str | None = None, stdin: str = "") -> str:
+        result = self.run(*args, token=token, stdin=stdin)
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr
         return result.stdout
@@ -147,39 +150,6 @@ def one_line_error(
     return result.stderr
 
 
-@contextlib.contextmanager
-def overlord_serve(env: dict[str, str], *, log: Path) -> Iterator[str]:
-    """The ``overlord serve`` command itself (its logging set-up, not only the app) on
-    loopback; yields its base URL."""
-    port = free_port()
-    main = "import sys; from overlord.cli import main; sys.exit(main())"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", main, "serve", "--port", str(port)],
-            env={**os.environ, **env},
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while not _healthy(base):
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "overlord serve did not start"
-                time.sleep(0.2)
-            yield base
-        finally:
-            stop(proc)
-
-
-def _healthy(base: str) -> bool:
-    try:
-        return httpx.get(f"{base}/health", timeout=5).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 Server = Callable[..., contextlib.AbstractContextManager[str]]
 
 
@@ -189,14 +159,7 @@ def _serve(
     repo = make_repo(root / "tuf")
     repo.add_os("1.0.0")
     repo.add_os("1.1.0")
-    env = {
-        "OVERLORD_DATABASE_URL": database_url,
-        "OVERLORD_REPO_DIR": str(repo.path),
-        "OVERLORD_KEYS_DIR": str(repo.keydir),
-        "OVERLORD_RUN_SCHEDULER": "false",
-        "OVERLORD_CACHE_TTL_S": "0",
-        **extra_env,
-    }
+    env = server_env(database_url, repo, **extra_env)
     home = root / "home"
     home.mkdir()
     with server(env, log=root / "overlord.log") as url:

@@ -89,20 +89,27 @@ def test_chunk_indexes_reassemble_the_images(built: Built, tmp_path: Path):
         assert out.read_bytes() == _read(built.disk, start, index.image_size)
 
 
+def slot_b_boot(built: Built, scratch: Path) -> bytes:
+    """Slot B's boot image as the updater writes it: slot A's from the release's chunks, with
+    the manifest's patches applied chunk by chunk, as the updater streams them."""
+    manifest = release.read_manifest(built.release)
+    _sha, patches = manifest.written(ImageName.BOOT, "b")
+    index = chunkstore.load_index_file(built.release / release.index_file(ImageName.BOOT))
+    out = scratch / "boot-a.vfat"
+    chunkstore.reassemble(index, built.release, out)
+    data = out.read_bytes()
+    return b"".join(
+        apply_patches(data[off : off + c.size], off, patches)
+        for off, c in zip(index.offsets(), index.chunks, strict=True)
+    )
+
+
 def test_slot_b_boot_is_slot_a_boot_plus_manifest_patches(built: Built, tmp_path: Path):
     manifest = release.read_manifest(built.release)
     sha, patches = manifest.written(ImageName.BOOT, "b")
     assert 0 < len(patches) <= 8
     assert sum(len(p.data) // 2 for p in patches) < 64
-    index = chunkstore.load_index_file(built.release / release.index_file(ImageName.BOOT))
-    out = tmp_path / "boot.img"
-    chunkstore.reassemble(index, built.release, out)
-    # Apply chunk by chunk, as the updater streams them.
-    data = out.read_bytes()
-    written = b"".join(
-        apply_patches(data[off : off + c.size], off, patches)
-        for off, c in zip(index.offsets(), index.chunks, strict=True)
-    )
+    written = slot_b_boot(built, tmp_path)
     start, size = _part(built, "boot_b")
     assert written == _read(built.disk, start, size)
     assert hashlib.sha256(written).hexdigest() == sha

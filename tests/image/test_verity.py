@@ -19,6 +19,7 @@ from image.inspect import describe
 from image.layout import MIB
 from tests.image.conftest import Built, make_rootfs, request
 from tests.image.test_assemble import _fails_cleanly, _fat_file, _part, _read
+from tests.image.test_secureboot import KEYS
 
 
 @pytest.fixture(scope="module")
@@ -155,5 +156,14 @@ def test_tree_counts_against_the_slot(tmp_path: Path, capsys):
 
 def test_inspect_names_the_root(verified: Built, built: Built):
     params = _params(verified, "a")
-    assert describe(verified.disk).count(f"root: dm-verity, root hash {params.root_hash}") == 2
-    assert describe(built.disk).count("root: not verified (no dm-verity root)") == 2
+    assert describe(verified.disk).text.count(f"root: dm-verity, root hash {params.root_hash}") == 2
+    assert describe(built.disk).text.count("root: not verified (no dm-verity root)") == 2
+
+
+def test_a_boot_key_implies_verity(tmp_path: Path):
+    """The signed boot.img carries the cmdline.txt that pins the root (ADR 0070, 0071)."""
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    out = tmp_path / "secure"
+    assemble.assemble(request(rootfs, out, boot_key=KEYS / "customer.pem"))
+    report = describe(out / "disk.img").text
+    assert report.count("root: dm-verity, root hash ") == 2

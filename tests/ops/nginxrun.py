@@ -90,6 +90,13 @@ def run_nginx(root: Path, upstreams: dict[str, int]) -> Iterator[tuple[str, str,
         [find_tool("openssl"), "passwd", "-apr1", "-stdin"], input="s3cret"
     ).stdout.strip()
     (root / "htpasswd" / "loki-push.htpasswd").write_text(f"fleet-device:{hashed}\n")
+    with nginx_running(root, https):
+        yield f"https://127.0.0.1:{https}", f"http://127.0.0.1:{http}", cert
+
+
+@contextlib.contextmanager
+def nginx_running(root: Path, port: int) -> Iterator[None]:
+    """nginx with ``root/nginx.conf`` (prefix ``root``) until it listens on ``port``."""
     # Workers run as nobody by default and could not read the htpasswd file in pytest's
     # root-only temporary folder; in the container the file is mounted world-readable.
     settings = f"daemon off; pid {root}/nginx.pid; user root;"
@@ -102,12 +109,12 @@ def run_nginx(root: Path, upstreams: dict[str, int]) -> Iterator[tuple[str, str,
     try:
         for _ in range(100):
             try:
-                socket.create_connection(("127.0.0.1", https), timeout=0.1).close()
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
                 break
             except OSError:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 threading.Event().wait(0.05)
-        yield f"https://127.0.0.1:{https}", f"http://127.0.0.1:{http}", cert
+        yield
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -48,12 +48,12 @@ def load_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def make_self_signed_cert(tls_dir: Path) -> Path:
-    """A throwaway EC certificate for 127.0.0.1 as tls_dir/fullchain.pem (+ privkey.pem)."""
+def make_self_signed_cert(tls_dir: Path, *, san: str = "IP:127.0.0.1") -> Path:
+    """A throwaway EC certificate for ``san`` as tls_dir/fullchain.pem (+ privkey.pem)."""
     cert = tls_dir / "fullchain.pem"
     argv = [find_tool("openssl"), "req", "-x509", "-newkey", "ec"]
     argv += ["-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"]
-    argv += ["-subj", "/CN=overlord.test", "-addext", "subjectAltName=IP:127.0.0.1"]
+    argv += ["-subj", "/CN=overlord.test", "-addext", f"subjectAltName={san}"]
     argv += ["-keyout", str(tls_dir / "privkey.pem"), "-out", str(cert)]
     result = run_tool(argv)
     assert result.returncode == 0, result.stderr

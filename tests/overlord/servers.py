@@ -1,14 +1,68 @@
-"""Real Overlord processes (simulator.server) and a cuttable TCP proxy for failure tests."""
+"""Real Overlord processes (simulator.server, or the ``overlord serve`` command) and a
+cuttable TCP proxy for failure tests."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+
 from fleetcore.net import free_port
-from simulator.server import serve
+from simulator.server import serve, stop
+from tests.overlord.tufrepo import Repo
+
+
+def server_env(database_url: str, repo: Repo, **extra: str) -> dict[str, str]:
+    """The settings of a served test Overlord: no scheduler, no desired-state cache."""
+    return {
+        "OVERLORD_DATABASE_URL": database_url,
+        "OVERLORD_REPO_DIR": str(repo.path),
+        "OVERLORD_KEYS_DIR": str(repo.keydir),
+        "OVERLORD_RUN_SCHEDULER": "false",
+        "OVERLORD_CACHE_TTL_S": "0",
+        **extra,
+    }
+
+
+@contextlib.contextmanager
+def overlord_serve(env: dict[str, str], *, log: Path) -> Iterator[str]:
+    """The ``overlord serve`` command itself (its logging set-up, not only the app) on
+    loopback; yields its base URL."""
+    port = free_port()
+    main = "import sys; from overlord.cli import main; sys.exit(main())"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", main, "serve", "--port", str(port)],
+            env={**os.environ, **env},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while not _healthy(base):
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "overlord serve did not start"
+                time.sleep(0.2)
+            yield base
+        finally:
+            stop(proc)
+
+
+def _healthy(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/health", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def overlord_process(

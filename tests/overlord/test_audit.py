@@ -140,6 +140,40 @@ def _create_and_delete_group(walk: Walk) -> httpx.Response:
     return walk.api("DELETE", "/api/v1/groups/spare")
 
 
+def _config_path(route: str) -> Callable[[Walk], str]:
+    def path(walk: Walk) -> str:
+        return route.replace("{name}", "lab").replace("{device_id}", walk.device_id)
+
+    return path
+
+
+def _config_steps() -> tuple[Step, ...]:
+    """PATCH, PUT and DELETE at each level: set, then unset what was set."""
+    steps: list[Step] = []
+    for route in (
+        "/api/v1/config/fleet",
+        "/api/v1/config/groups/{name}",
+        "/api/v1/config/devices/{device_id}",
+    ):
+        path = _config_path(route)
+
+        def patch(w: Walk, path: Callable[[Walk], str] = path) -> httpx.Response:
+            return w.api("PATCH", path(w), json={"set": {"A": {"value": "1"}}})
+
+        def put(w: Walk, path: Callable[[Walk], str] = path) -> httpx.Response:
+            return w.api("PUT", f"{path(w)}/B", json={"value": "2"})
+
+        def delete(w: Walk, path: Callable[[Walk], str] = path) -> httpx.Response:
+            return w.api("DELETE", f"{path(w)}/B")
+
+        steps += [
+            Step(("PATCH", route), (AuditAction.CONFIG_SET,), patch),
+            Step(("PUT", f"{route}/{{key}}"), (AuditAction.CONFIG_SET,), put),
+            Step(("DELETE", f"{route}/{{key}}"), (AuditAction.CONFIG_UNSET,), delete),
+        ]
+    return tuple(steps)
+
+
 STEPS = (
     Step(
         ("PUT", "/api/v1/groups/{name}"),
@@ -155,6 +189,7 @@ STEPS = (
             json={"labels": {"site": "lab"}, "group": "lab", "safe_mode": False},
         ),
     ),
+    *_config_steps(),
     Step(
         ("PATCH", "/api/v1/devices/{device_id}/status"),
         (AuditAction.DEVICE_STATUS,),
@@ -275,6 +310,8 @@ def test_every_operator_route_records_an_audit_entry(overlord: Overlord):
     assert by_action["rollout.pause"].after is not None
     assert by_action["rollout.pause"].after["state"] == "paused"
     assert by_action["group.delete"].before is not None and by_action["group.delete"].after is None
+    assert by_action["config.unset"].object_id == f"device/{walk.device_id}"
+    assert by_action["config.unset"].before == {"values": {"B": "2"}, "masked": []}
     published = by_action["release.publish"].after
     assert published is not None and "os/1.2.0/manifest.json" in published["added_targets"]
 

@@ -18,6 +18,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from fleetcore.wire import EventKind, RoleStatus, UpdateState
 from overlord import migrate
 from overlord.auth.models import KeyRole
+from overlord.configvars import sealing
 from overlord.db import make_engine
 from tests.overlord.conftest import create_token, events, heartbeat
 from tests.overlord.servers import overlord_process
@@ -240,3 +241,52 @@ def test_an_admin_resumes_pauses_and_aborts_a_rollout_and_quarantines_a_device(
         browser.find_element(By.CSS_SELECTOR, "#audit-filters button").click()
         wait.until(lambda driver: "action=rollout.pause" in driver.current_url)
         assert len(browser.find_elements(By.CSS_SELECTOR, "#audit-table tr.audit-entry")) == 1
+
+
+def test_the_device_page_shows_its_configuration_and_when_the_device_applied_it(
+    browser, tmp_path: Path
+):
+    """Each variable with where it is set and what it overrides, secrets as ***; the state
+    turns to applied, live, once the device's heartbeat reports the digest."""
+    secret = "browser-secret-d00d"
+    url, env = _site(tmp_path)
+    env["OVERLORD_CONFIG_KEY"] = sealing.new_key()
+    with overlord_process(env, log=tmp_path / "dash.log") as base:
+        admin = {"Authorization": f"Bearer {create_token(url, KeyRole.ADMIN)}"}
+        device = httpx.post(
+            f"{base}/api/v1/devices/register",
+            json={
+                "enrollment_token": create_token(url, KeyRole.ENROLLMENT),
+                "hostname": "cam-cfg",
+                "hardware": "pi4",
+                "image_version": "1.0.0",
+                "booted_slot": "a",
+            },
+        ).json()
+        device_id = device["device_id"]
+        auth = {"Authorization": f"Bearer {device['device_token']}"}
+        api = httpx.Client(base_url=f"{base}/api/v1", headers=admin)
+        api.put("/groups/cameras", json={})
+        api.patch(f"/devices/{device_id}", json={"group": "cameras"})
+        for path, value, is_secret in (
+            ("/config/fleet/CAMERA_FPS", "15", False),
+            ("/config/groups/cameras/CAMERA_FPS", "25", False),
+            ("/config/groups/cameras/RTSP_PASSWORD", secret, True),
+        ):
+            assert api.put(path, json={"value": value, "secret": is_secret}).is_success
+        _log_in(browser, base, create_token(url, KeyRole.VIEWER))
+        browser.get(f"{base}/dashboard/devices/{device_id}")
+        rows = browser.find_elements(By.CSS_SELECTOR, "#config-table tr")[1:]
+        assert [r.text for r in rows] == [
+            "CAMERA_FPS 25 group/cameras fleet",
+            "RTSP_PASSWORD *** group/cameras —",
+        ]
+        assert browser.find_element(By.ID, "config-state").text == "not reported yet"
+        state = httpx.get(f"{base}/api/v1/devices/{device_id}/desired-state", headers=auth)
+        beat = heartbeat() | {"config_digest": state.json()["config_digest"]}
+        httpx.post(f"{base}/api/v1/devices/{device_id}/heartbeat", json=beat, headers=auth)
+        WebDriverWait(browser, 20).until(
+            expected_conditions.text_to_be_present_in_element((By.ID, "config-state"), "applied")
+        )
+        assert secret not in browser.page_source
+        api.close()

@@ -92,3 +92,53 @@ def test_the_audit_log_table_comes_with_its_guard_and_goes_with_it(empty_databas
             assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_the_config_variables_table_comes_and_goes_with_the_devices_digest(empty_database: str):
+    """0007 adds config_variables (one row per scope, target and key; plain or sealed, never
+    both) and devices.config_digest; the downgrade removes both and keeps the devices."""
+    engine = make_engine(empty_database)
+    config = migrate.alembic_config(engine)
+    insert = text(
+        "INSERT INTO config_variables (scope, target, key, value, sealed, updated_at) "
+        "VALUES ('fleet', '', 'FPS', :value, :sealed, CURRENT_TIMESTAMP)"
+    )
+    try:
+        migrate.upgrade(engine, "0006")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO devices (id, hostname, hardware, labels, admin_status, "
+                    "enrolled_at, image_version, booted_slot, update_state, health, roles, "
+                    "role_index, label_index, safe_mode, dropped_events, last_event_seq, "
+                    "desired_roles, desired_safe_mode, open_update) VALUES ('dev-1', 'pi', "
+                    "'pi4', '{}', 'active', CURRENT_TIMESTAMP, '1.0.0', 'a', 'idle', "
+                    "'unknown', '[]', ',', ',', false, 0, -1, '{}', false, false)"
+                )
+            )
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(insert, {"value": "25", "sealed": None})
+            conn.execute(text("UPDATE devices SET config_digest = :d"), {"d": "a" * 64})
+        for duplicate in ({"value": "30", "sealed": None}, {"value": None, "sealed": None}):
+            with pytest.raises(DBAPIError), engine.begin() as conn:
+                conn.execute(insert, duplicate)
+        with pytest.raises(DBAPIError), engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO config_variables (scope, target, key, value, sealed, "
+                    "updated_at) VALUES ('group', 'g', 'X', 'plain', 'v1.x.y', CURRENT_TIMESTAMP)"
+                )
+            )
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0006")
+        with engine.connect() as conn:
+            assert "config_variables" not in inspect(conn).get_table_names()
+            assert "config_digest" not in {c["name"] for c in inspect(conn).get_columns("devices")}
+            assert conn.execute(text("SELECT id FROM devices")).scalar() == "dev-1"
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(insert, {"value": "25", "sealed": None})
+    finally:
+        engine.dispose()

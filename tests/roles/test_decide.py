@@ -354,6 +354,65 @@ CASES = {
         ],
         cause=SafeModeCause.CRASH_LOOP,
     ),
+    # -- new configuration: the running version's rendered .env changed
+    "a changed .env restarts the running version": Case(
+        state(),
+        Assigned(want("1.0.0"), v("1.0.0"), reconfigure="FPS changed"),
+        Start("webapp", v("1.0.0"), Purpose.RECONFIGURE, cause="FPS changed"),
+    ),
+    "a changed .env of another version waits for the install": Case(
+        state(),
+        Assigned(want("2.0.0"), v("1.0.0"), reconfigure="FPS changed"),
+        Install(want("2.0.0")),
+    ),
+    "a changed .env in an operator's safe mode is skipped": Case(
+        state(OPERATOR),
+        Assigned(want("1.0.0"), v("1.0.0"), reconfigure="FPS changed"),
+        RoleOutcome.SKIPPED,
+    ),
+    "a changed .env restarts even the role that tripped safe mode": Case(
+        state(crash_loop()),
+        Assigned(want("1.0.0"), v("1.0.0"), reconfigure="FPS changed"),
+        Start("webapp", v("1.0.0"), Purpose.RECONFIGURE, cause="FPS changed"),
+    ),
+    "a changed .env is not restarted below a newer floor": Case(
+        state(floor=v("1.1.0")),
+        Assigned(want("1.0.0"), v("1.0.0"), reconfigure="FPS changed"),
+        Refuse(
+            "webapp",
+            v("1.0.0"),
+            Purpose.RECONFIGURE,
+            "refusing version 1.0.0: it is below this device's version floor 1.1.0",
+            cause="FPS changed",
+        ),
+    ),
+    "a role restarted with its new configuration is applied": Case(
+        state(failures=1),
+        Started("webapp", v("1.0.0"), Purpose.RECONFIGURE, None, cause="FPS changed"),
+        RoleOutcome.APPLIED,
+        [(EventKind.ROLE_APPLIED, "restarted with the new configuration")],
+        record={"failures": 0},
+    ),
+    "a new configuration that works ends the safe mode its role tripped": Case(
+        state(crash_loop(), failures=3),
+        Started("webapp", v("1.0.0"), Purpose.RECONFIGURE, None, cause="FPS changed"),
+        RoleOutcome.APPLIED,
+        [
+            (EventKind.ROLE_APPLIED, "restarted with the new configuration"),
+            (EventKind.SAFE_MODE_LEFT, "safe mode left"),
+        ],
+        cause=SafeModeCause.NONE,
+    ),
+    "a failed restart with the new configuration is counted": Case(
+        state(failures=2),
+        Started("webapp", v("1.0.0"), Purpose.RECONFIGURE, "exited 1", cause="FPS changed"),
+        RoleOutcome.FAILED,
+        [
+            (EventKind.ROLE_FAILED, "restart with the new configuration failed"),
+            (EventKind.SAFE_MODE_ENTERED, "role webapp 1.0.0 failed 3 times in a row: exited 1"),
+        ],
+        cause=SafeModeCause.CRASH_LOOP,
+    ),
     "keeping a role with no current version skips it": Case(
         state(), KeepRunning("webapp", None), RoleOutcome.SKIPPED
     ),

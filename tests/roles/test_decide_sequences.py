@@ -197,9 +197,10 @@ class Device:
 
     # ------------------------------------------------------------ commands
 
-    def poll(self, desired: list[DesiredRole]) -> None:
+    def poll(self, desired: list[DesiredRole], *, reconfigure: bool = False) -> None:
+        changed = "FPS changed" if reconfigure else None
         for role in desired:
-            self.drive(Assigned(role, self.current.get(role.name)))
+            self.drive(Assigned(role, self.current.get(role.name), changed))
         wanted = {role.name for role in desired}
         for name in sorted(self.current):
             if name not in wanted:
@@ -264,6 +265,7 @@ KINDS = (
     ("poll",) * 4
     + ("repeat",) * 4
     + ("crash",) * 2
+    + ("reconfigure",) * 2
     + ("operator-enter", "operator-leave", "overlord-on", "overlord-off", "stack-failed")
 )
 commands = st.tuples(
@@ -290,6 +292,8 @@ def test_invariants_hold_over_random_event_sequences(
                     last = desired
                 case "repeat":
                     device.poll(last)
+                case "reconfigure":  # new configuration: each running role's .env changed
+                    device.poll(last, reconfigure=True)
                 case "operator-enter":
                     device.drive(OperatorEntered("bench"))
                 case "operator-leave":

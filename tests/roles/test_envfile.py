@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fleetcore.rolebundle.envfile import check_template, render
-from fleetcore.rolebundle.errors import TemplateError
+from fleetcore.rolebundle.errors import MissingValue, TemplateError
 
 OWNED = {"ROLE_NAME": "webapp", "ROLE_STATE": "/data/roles/webapp/state"}
 
@@ -25,6 +25,17 @@ def test_missing_value_names_it():
     with pytest.raises(TemplateError, match="loki_url") as caught:
         render("LOKI_URL={{ config.loki_url }}\n", context={"config": {}}, owned=OWNED)
     assert caught.value.hint
+
+
+def test_overlord_variables_are_vars_and_a_missing_one_is_not_the_bundles_fault():
+    text = render(
+        "FPS={{ vars.CAMERA_FPS }}\nURL={{ vars.URL | default('none') }}\n",
+        context={"vars": {"CAMERA_FPS": "25"}},
+        owned={},
+    )
+    assert text == "FPS=25\nURL=none\n"
+    with pytest.raises(MissingValue, match="CAMERA_FPS.*fleetctl config set"):
+        render("FPS={{ vars.CAMERA_FPS }}\n", context={"vars": {}}, owned={})
 
 
 def test_defaults_apply():

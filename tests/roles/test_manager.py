@@ -299,3 +299,30 @@ def test_leaving_safe_mode_does_not_restart_a_version_below_a_newer_floor(harnes
     assert "below this device's version floor 1.1.0" in (harness.events[-1].reason or "")
     [status] = manager.status()
     assert (status.version, status.health) == (Version("1.0.0"), Health.UNHEALTHY)
+
+
+def test_a_role_restarts_with_new_configuration_only_when_a_value_it_uses_changes(harness):
+    """The Overlord's variables (``vars``) in a real container: a value the template does not
+    read leaves the container alone; one it reads recreates it with the new environment."""
+    source = make_bundle(harness.tmp / "src-vars", image=harness.image)
+    (source / ".env.template").write_text("GREETING={{ vars.GREETING }}\n")
+    archive = harness.tmp / "webapp-vars.tar.zst"
+    pack(source, archive)
+    desired = DesiredRole(name="webapp", version=Version("1.0.0"), target="roles/webapp/1.0.0")
+    fetch = fetcher({"1.0.0": archive})
+    manager = harness.manager()
+    assert manager.apply([desired], fetch, variables={"GREETING": "moin"}) == {
+        "webapp": RoleOutcome.APPLIED
+    }
+    assert "moin from webapp 1.0.0" in page(harness, "1.0.0")
+    first = harness.containers()
+    unused = {"GREETING": "moin", "UNUSED": "x"}
+    assert manager.apply([desired], fetch, variables=unused) == {"webapp": RoleOutcome.UNCHANGED}
+    assert harness.containers() == first
+    assert manager.apply([desired], fetch, variables={"GREETING": "servus"}) == {
+        "webapp": RoleOutcome.APPLIED
+    }
+    assert "servus from webapp 1.0.0" in page(harness, "1.0.0")
+    assert harness.containers() != first
+    assert harness.events[-1].message == "restarted with the new configuration"
+    assert harness.events[-1].reason == "GREETING changed"

@@ -32,6 +32,8 @@ from fleetcore.release import (
     index_target,
 )
 from fleetcore.version import Version
+from image import delta
+from image.release import read_previous
 from signing.keys import KeyStore
 from signing.repository import init_repository, publish_release
 
@@ -76,17 +78,20 @@ def build_release(
     hardware: tuple[Hardware, ...] = (Hardware.QEMU,),
     claimed_sha256: str | None = None,
     slot_b_boot_patch: tuple[int, bytes] | None = None,
+    delta_from: Path | None = None,
 ) -> Path:
     """Write an ``fleet-image assemble``-style release directory.
 
     ``claimed_sha256`` replaces the system image's hash in the index and the manifest, for a
-    release whose signed hash does not match its bytes.
+    release whose signed hash does not match its bytes. ``delta_from`` (a release directory
+    built here before) adds chunk deltas from that release, made by the image builder's code.
     """
     release = out / f"release-{version}"
     release.mkdir(parents=True)
     entries = {}
+    indexes = {}
     for image, data in images.items():
-        index = cut(data, image, release)
+        index = indexes[image] = cut(data, image, release)
         if claimed_sha256 is not None and image is ImageName.SYSTEM:
             index = index.model_copy(update={"image_sha256": claimed_sha256})
         atomic_write(release / f"{image.value}.index.json", dump_index(index))
@@ -109,6 +114,16 @@ def build_release(
         images=entries,
         slot_b=slot_b,
     )
+    if delta_from is not None:
+        from_version, old = read_previous(delta_from)
+        delta.make(
+            release,
+            delta_from,
+            version=Version(version),
+            from_version=from_version,
+            new=indexes,
+            old=old,
+        )
     atomic_write(release / "manifest.json", dump_manifest(manifest))
     return release
 

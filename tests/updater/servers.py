@@ -139,7 +139,7 @@ class FleetServer:
                 if not path.is_relative_to(server.repo.resolve()) or not path.is_file():
                     self._send(404)
                     return
-                if relative.startswith("chunks/"):
+                if relative.startswith(("chunks/", "deltas/")):
                     with server.lock:
                         limit = server.down_after_chunks
                         if limit is not None and server.fetched_chunks() >= limit:

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from fleetcore.layout import Slot
-from fleetcore.release import SLOT_INDEX_DIR
+from fleetcore.release import SLOT_INDEX_DIR, Manifest
 from fleetcore.run import run
 from fleetcore.version import Version
 from image import disk as image_disk
@@ -41,14 +41,15 @@ def _data_partition(disk: Path, dest: Path) -> None:
     shutil.copytree(dumped, dest, dirs_exist_ok=True)
 
 
-def test_first_update_is_seeded_from_the_data_partition(tmp_path: Path):
-    builds = {v: build_release(tmp_path, v) for v in (V1, V2)}
+def v1_device_and_repo(
+    tmp_path: Path, builds: dict[Version, Path]
+) -> tuple[SimulatedDevice, Path, dict[Version, Manifest]]:
+    """Every build published to a fresh repository, and a device provisioned with V1 that
+    talks to no Overlord (the tests drive its engine from a directory source)."""
     keys = KeyStore.generate(tmp_path / "keys")
     repo = tmp_path / "repo"
     init_repository(repo, keys)
-    for build in builds.values():
-        publish(repo, keys, build)
-
+    manifests = {version: publish(repo, keys, build) for version, build in builds.items()}
     device = SimulatedDevice("first", tmp_path / "device")
     device.provision(
         build=builds[V1],
@@ -57,6 +58,12 @@ def test_first_update_is_seeded_from_the_data_partition(tmp_path: Path):
         overlord_url="http://127.0.0.1:9",
         enrollment_token="unused",
     )
+    return device, repo, manifests
+
+
+def test_first_update_is_seeded_from_the_data_partition(tmp_path: Path):
+    builds = {v: build_release(tmp_path, v) for v in (V1, V2)}
+    device, repo, _ = v1_device_and_repo(tmp_path, builds)
     roots = device.roots
     # Only what a real card holds: slot A's indexes come from the data partition.
     shutil.rmtree(roots.slot_dir(Slot.A))

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from fleetcore import redact
 from fleetcore.release import Hardware
 from fleetcore.rolebundle.spec import UNRESOLVED_DIGEST
 from fleetcore.version import Version
-from fleetcore.wire import DesiredState, EventKind
+from fleetcore.wire import DesiredState, DesiredVariable, EventKind
 from updater.cli import main
 from updater.queue import EventQueue
 from updater.roles.manager import ManagerConfig, RoleEvent, RoleManager
@@ -38,6 +39,19 @@ def test_no_roles_assigned_and_none_installed_is_a_no_op(tmp_path):
     assert sync.status() == []
     assert sync.health() == []
     assert len(events) == 0
+
+
+def test_without_roles_the_configuration_is_applied_and_its_secrets_masked(tmp_path):
+    sync, _events = _sync(tmp_path)
+    assert sync.applied_digest is None
+    secret = "no-role-secret-91c2"
+    sync.sync(
+        DesiredState(
+            config={"PW": DesiredVariable(value=secret, secret=True)}, config_digest="e" * 64
+        )
+    )
+    assert sync.applied_digest == "e" * 64
+    assert redact.SECRETS.mask(f"quoted {secret}!") == "quoted ***!"
 
 
 def test_role_events_reach_the_queue_and_the_log(tmp_path, caplog):

@@ -16,6 +16,10 @@ The rules (ADR 0041):
   ``previous`` it is stopped and counted as a failure of the role; so is a failed rollback or
   restart; ``safe_mode_after`` failures in a row trip safe mode (:class:`SafeModeCause`
   ``CRASH_LOOP``): only that role is stopped and the safe-mode stack started;
+- the running version whose ``.env`` renders differently with the device's configuration now
+  (the Overlord's variables, ADR 0068) is restarted (``RECONFIGURE``); its failure counts like a
+  failed restart, and a success ends a safe mode the role tripped, so a configuration that
+  broke a role is fixed by the next one;
 - an operator's or the Overlord's safe mode stops every role and skips every apply; the
   Overlord ends only the one it asked for;
 - anti-rollback holds for every start: never a bad version, one below the highest version that
@@ -68,6 +72,7 @@ class Purpose(StrEnum):
     ACTIVATE = "activate"  # ``current`` was just swapped to it (or a swap was cut)
     ROLL_BACK = "roll-back"  # ``current`` was swapped back to ``previous``
     RESTART = "restart"  # it is ``current`` but was found not running healthy
+    RECONFIGURE = "reconfigure"  # it is ``current`` and its rendered ``.env`` changed
 
 
 # ---------------------------------------------------------------- observations
@@ -75,10 +80,16 @@ class Purpose(StrEnum):
 
 @dataclass(frozen=True)
 class Assigned:
-    """The desired state lists ``desired``; ``current`` is what the role's link names."""
+    """The desired state lists ``desired``; ``current`` is what the role's link names.
+
+    ``reconfigure`` says what changed (``CAMERA_FPS changed``) when ``current`` is the desired
+    version and its ``.env``, rendered with the device's configuration now, differs from the
+    one it runs with; None otherwise.
+    """
 
     desired: DesiredRole
     current: Version | None
+    reconfigure: str | None = None
 
 
 @dataclass(frozen=True)
@@ -417,12 +428,12 @@ class _Step:
 
     def handle(self, observation: Observation) -> RoleOutcome | Probe:
         match observation:
-            case Assigned(desired=desired, current=current):
+            case Assigned(desired=desired, current=current, reconfigure=reconfigure):
                 if not valid_name(desired.name):
                     name, version = desired.name, desired.version
                     self.emit(EventKind.ROLE_FAILED, name, version, "invalid role name")
                     return RoleOutcome.FAILED
-                return self.assigned(desired, current)
+                return self.assigned(desired, current, reconfigure)
             case AppliedByHand(desired=desired, current=current):
                 record = self.state.role(desired.name)
                 if desired.version in record.bad_versions:
@@ -490,7 +501,9 @@ class _Step:
 
     # ------------------------------------------------------------ one role
 
-    def assigned(self, desired: DesiredRole, current: Version | None) -> RoleOutcome | Probe:
+    def assigned(
+        self, desired: DesiredRole, current: Version | None, reconfigure: str | None = None
+    ) -> RoleOutcome | Probe:
         name, version = desired.name, desired.version
         record = self.state.role(name)
         safe = self.state.safe_mode
@@ -498,6 +511,8 @@ class _Step:
             return RoleOutcome.SKIPPED
         tripped = safe.tripped_by(name)
         if current == version and record.pending is None:
+            if reconfigure is not None:  # also for a tripped role: new values may fix it
+                return self.start(name, version, Purpose.RECONFIGURE, cause=reconfigure)
             return RoleOutcome.SKIPPED if tripped else self.keep_running(name, current)
         if version in record.bad_versions or (tripped and safe.version == version):
             if current is None or tripped:
@@ -541,6 +556,13 @@ class _Step:
             cause = started.cause if started.purpose is Purpose.ROLL_BACK else record.last_error
             self.report_rollback(role, version, cause)
             return RoleOutcome.ROLLED_BACK
+        if started.purpose is Purpose.RECONFIGURE:
+            message = "restarted with the new configuration"
+            self.emit(EventKind.ROLE_APPLIED, role, version, message, started.cause)
+            if self.state.safe_mode.tripped_by(role):
+                self.leave()
+            self.do(Save())
+            return RoleOutcome.APPLIED
         self.emit(EventKind.ROLE_APPLIED, role, version, "restarted and healthy")
         self.do(Save())
         return RoleOutcome.APPLIED
@@ -555,8 +577,12 @@ class _Step:
             self.do(Stop(role, version))
             self.count_failure(role, version, error)
             return RoleOutcome.FAILED
-        if started.purpose is Purpose.RESTART:
-            self.emit(EventKind.ROLE_FAILED, role, version, "restart failed", error)
+        if started.purpose in (Purpose.RESTART, Purpose.RECONFIGURE):
+            message = {
+                Purpose.RESTART: "restart failed",
+                Purpose.RECONFIGURE: "restart with the new configuration failed",
+            }[started.purpose]
+            self.emit(EventKind.ROLE_FAILED, role, version, message, error)
             self.record_error(role, f"{version}: {error}")
             self.count_failure(role, version, error)
             return RoleOutcome.FAILED

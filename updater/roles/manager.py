@@ -12,6 +12,10 @@ apply:
   tripped is left;
 - it fails and ``previous`` passes: ``ROLE_FAILED`` then ``ROLE_ROLLBACK``; the version is
   marked bad and not retried (a bad release is fixed by publishing a newer one);
+- the running version's ``.env``, rendered with the configuration ``apply`` was given (the
+  Overlord's variables, template context ``vars``), differs from the one it runs with: it is
+  restarted with the new one (``ROLE_APPLIED``, naming the changed variables); a role whose
+  ``.env`` does not change is left alone;
 - nothing of the role runs healthy (no previous, the rollback failed or was refused, or the
   running version crash-loops): a *failure*. ``safe_mode_after`` consecutive failures stop the
   role and start the safe-mode stack; a healthy apply of another version leaves safe mode.
@@ -30,17 +34,18 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleetcore import redact
 from fleetcore.errors import FleetError
 from fleetcore.rolebundle.bundle import Bundle, load_bundle
-from fleetcore.rolebundle.errors import BundleError
-from fleetcore.rolebundle.spec import SAFE_MODE_ROLE
+from fleetcore.rolebundle.errors import BundleError, MissingValue
+from fleetcore.rolebundle.spec import APPLYING_FILE, ENV_FILE, SAFE_MODE_ROLE
 from fleetcore.version import Version
 from fleetcore.wire import DesiredRole, Health, RoleStatus
 from updater.roles import health, imagegc, runtime
@@ -128,6 +133,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LOCK_FILE = ".lock"
+# Names listed in a reconfiguration's event, at most.
+_MAX_NAMES = 10
 STATUS_PAGE_STATE = "www"
 # compose may have to pull images before it can start anything; the gate deadline runs after.
 _UP_SLACK_S = 600
@@ -205,16 +212,35 @@ class RoleManager:
         self._compose = compose
         self.inspector = inspector or health.Inspector()
         self.checkpoint = checkpoint
+        # The Overlord's configuration variables (template context ``vars``), once an apply
+        # brought them; until then (an agent just started, offline) each role keeps the
+        # .env it was last started with, since secret values are kept nowhere else.
+        self.variables: dict[str, str] | None = None
+        # Roles the last apply could not give the configuration (why, secrets masked).
+        self.unconfigured: dict[str, str] = {}
 
     # ----------------------------------------------------------------- public API
 
-    def apply(self, desired: Sequence[DesiredRole], fetch: Fetch) -> dict[str, RoleOutcome]:
+    def apply(
+        self,
+        desired: Sequence[DesiredRole],
+        fetch: Fetch,
+        *,
+        variables: Mapping[str, str] | None = None,
+    ) -> dict[str, RoleOutcome]:
         """Converge the device's roles on ``desired``; roles not listed are stopped.
+
+        ``variables`` (the desired state's configuration) become the templates' ``vars``
+        from now on: a running role whose ``.env`` renders differently with them is restarted
+        with the new one; one whose ``.env`` does not change is left alone.
 
         While the Docker engine does not answer, nothing is attempted or counted: an engine
         outage is not a role failure and must not lead to safe mode.
         """
         outcomes: dict[str, RoleOutcome] = {}
+        if variables is not None:
+            self.variables = dict(variables)
+        self.unconfigured = {}
         if not self.inspector.available():
             log.error("docker engine is not answering; roles left as they are")
             return {role.name: RoleOutcome.SKIPPED for role in desired}
@@ -222,7 +248,8 @@ class RoleManager:
             session.fetch = fetch
             for role in desired:
                 current = self._current(role.name) if valid_name(role.name) else None
-                outcomes[role.name] = self._drive(session, Assigned(role, current))
+                changed = self._reconfigure(role, current)
+                outcomes[role.name] = self._drive(session, Assigned(role, current, changed))
             wanted = {role.name for role in desired}
             for name in self._installed():
                 if name not in wanted:
@@ -366,7 +393,7 @@ class RoleManager:
                     self._start(layout, version)
                 except (HealthGateFailed, EngineError, BundleError) as err:
                     previous = layout.previous_version()
-                    return Started(role, version, purpose, str(err), previous, cause)
+                    return Started(role, version, purpose, _said(err), previous, cause)
                 return Started(role, version, purpose, None, cause=cause)
             case Refuse(role=role, version=version, purpose=purpose, error=error, cause=cause):
                 previous = self._layout(role).previous_version()
@@ -391,11 +418,41 @@ class RoleManager:
             self.checkpoint("staged")
             runtime.check_devices(bundle)
             runtime.ensure_images(bundle)
+        except MissingValue as err:  # the device's configuration, not the bundle, is at fault
+            return StageFailed(name, version, _said(err), rejected=False)
         except BundleError as err:
-            return StageFailed(name, version, str(err), rejected=True)
+            return StageFailed(name, version, _said(err), rejected=True)
         except FleetError as err:
-            return StageFailed(name, version, str(err), rejected=False)
+            return StageFailed(name, version, _said(err), rejected=False)
         return Staged(name, version)
+
+    def _reconfigure(self, desired: DesiredRole, current: Version | None) -> str | None:
+        """What changed in the running version's ``.env`` with the configuration now, if
+        anything (names only); None also when it cannot be rendered (the role keeps running
+        what it has, and is listed in :attr:`unconfigured`)."""
+        if self.variables is None or current is None or current != desired.version:
+            return None
+        layout = self._layout(desired.name)
+        directory = layout.version_dir(current)
+        if (directory / APPLYING_FILE).exists():
+            return "a restart with new configuration was cut short"
+        try:
+            bundle = load_bundle(directory, staged=True)
+            wanted = self._env(layout, directory, bundle)
+        except (FleetError, OSError) as err:
+            said = _said(err)
+            log.error("role %s %s keeps its configuration: %s", desired.name, current, said)
+            self.unconfigured[desired.name] = said
+            return None
+        try:
+            running = (directory / ENV_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            running = ""
+        names = runtime.changed_names(running, wanted)
+        if not names:
+            return None
+        more = f" and {len(names) - _MAX_NAMES} more" if len(names) > _MAX_NAMES else ""
+        return f"{', '.join(names[:_MAX_NAMES])}{more} changed"
 
     def _running_healthy(self, role: str, version: Version) -> bool:
         """Judge the running containers, waiting for ones still starting; no restart."""
@@ -590,14 +647,18 @@ class RoleManager:
             max_image_bytes=self.config.max_image_bytes,
         )
 
-    def _write_runtime_files(self, layout: RoleLayout, directory: Path, bundle: Bundle) -> None:
-        runtime.write_runtime_files(
+    def _env(self, layout: RoleLayout, directory: Path, bundle: Bundle) -> str:
+        return runtime.render_env(
             directory,
             bundle,
             state_dir=layout.state_dir,
             device_id=self.config.device_id,
             config=runtime.load_role_config(self.config.role_config_dir, layout.name),
+            variables=self.variables or {},
         )
+
+    def _write_runtime_files(self, layout: RoleLayout, directory: Path, bundle: Bundle) -> None:
+        runtime.write_runtime_files(directory, bundle, env=self._env(layout, directory, bundle))
 
     def _project(
         self,
@@ -616,9 +677,12 @@ class RoleManager:
     def _start(self, layout: RoleLayout, version: Version) -> None:
         """``compose up`` the version ``current`` names and wait for its health gate.
 
+        With the Overlord's configuration known, its ``.env`` is rendered afresh first, so a
+        restart or a rollback runs with the configuration of now, not of when it was staged.
         Anti-rollback was decided before (``decide`` refuses, or asks for this start).
         """
-        bundle = load_bundle(layout.version_dir(version), staged=True)
+        directory = layout.version_dir(version)
+        bundle = load_bundle(directory, staged=True)
         for name in bundle.spec.state:
             (layout.state_dir / name).mkdir(parents=True, exist_ok=True)
         runtime.check_state_binds(bundle.compose, layout.state_dir)
@@ -626,10 +690,16 @@ class RoleManager:
         timeout = bundle.spec.health.timeout_s
         self.checkpoint("compose-up")
         runtime.ensure_images(bundle)  # a rollback's image may have been removed meanwhile
+        applying = directory / APPLYING_FILE
         try:
+            if self.variables is not None:
+                applying.touch()
+                self._write_runtime_files(layout, directory, bundle)
             self.compose.up(project, timeout_s=timeout + _UP_SLACK_S, wait_s=timeout, recreate=True)
         except EngineError as err:
             raise self._explain_up_failure(project, bundle, timeout, err) from err
+        finally:
+            applying.unlink(missing_ok=True)
         health.wait_healthy(
             self.inspector,
             project.name,
@@ -678,6 +748,12 @@ class RoleManager:
             return health.summarize(self.inspector.containers(project.name), bundle.services)
         except (EngineError, BundleError):
             return Health.UNKNOWN
+
+
+def _said(err: BaseException) -> str:
+    """An error's text for the state file, the events and the status page: a compose or
+    template error may quote a rendered value, and secret ones are masked."""
+    return redact.SECRETS.mask(str(err))
 
 
 def _check_startable(state: ManagerState, name: str, version: Version) -> None:

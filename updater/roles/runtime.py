@@ -1,7 +1,8 @@
 """What a staged role needs on this device: its rendered files, its devices and its images.
 
-- ``.env`` from the template and ``/data/fleet/roles/<role>.yaml``, plus the manager-owned
-  variables, and ``fleet.override.yaml`` carrying ``role.yaml``'s limits and labels;
+- ``.env`` from the template, the Overlord's configuration variables (``vars``) and
+  ``/data/fleet/roles/<role>.yaml`` (``config``), plus the manager-owned variables, and
+  ``fleet.override.yaml`` carrying ``role.yaml``'s limits and labels;
 - the host devices ``role.yaml`` declares;
 - state binds that reach the role's state directory without passing through a link, right
   before every ``up``;
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +53,16 @@ def load_role_config(config_dir: Path, name: str) -> dict[str, Any]:
     return data
 
 
-def write_runtime_files(
-    directory: Path, bundle: Bundle, *, state_dir: Path, device_id: str, config: dict[str, Any]
-) -> None:
-    """Write ``.env`` and ``fleet.override.yaml`` into the bundle copy at ``directory``."""
+def render_env(
+    directory: Path,
+    bundle: Bundle,
+    *,
+    state_dir: Path,
+    device_id: str,
+    config: Mapping[str, Any],
+    variables: Mapping[str, str],
+) -> str:
+    """The ``.env`` text of the bundle copy at ``directory`` with this configuration."""
     spec = bundle.spec
     owned = {
         "ROLE_NAME": spec.name,
@@ -66,10 +74,17 @@ def write_runtime_files(
         "device": {"id": device_id},
         "role": {"name": spec.name, "version": str(spec.version), "state": owned["ROLE_STATE"]},
         "config": config,
+        "vars": dict(variables),
     }
     template = (directory / ENV_TEMPLATE).read_text(encoding="utf-8")
-    text = envfile.render(template, context=context, owned=owned)
-    atomic_write(directory / ENV_FILE, text.encode(), mode=0o600)
+    return envfile.render(template, context=context, owned=owned)
+
+
+def write_runtime_files(directory: Path, bundle: Bundle, *, env: str) -> None:
+    """Write ``.env`` (mode 0600: it may hold secret values) and ``fleet.override.yaml``
+    into the bundle copy at ``directory``."""
+    spec = bundle.spec
+    atomic_write(directory / ENV_FILE, env.encode(), mode=0o600)
     labels = {ROLE_LABEL: spec.name, VERSION_LABEL: str(spec.version)}
     override = {
         "services": {
@@ -83,6 +98,23 @@ def write_runtime_files(
         }
     }
     atomic_write(directory / OVERRIDE_FILE, yaml.safe_dump(override, sort_keys=True).encode())
+
+
+def env_values(text: str) -> dict[str, str]:
+    """The ``KEY=VALUE`` lines of a rendered ``.env`` (comments and blank lines left out)."""
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith("#"):
+            values[key] = value
+    return values
+
+
+def changed_names(running: str, wanted: str) -> list[str]:
+    """The variables whose value differs between two ``.env`` texts, added or removed ones
+    too (names only: a value may be secret)."""
+    old, new = env_values(running), env_values(wanted)
+    return sorted(key for key in old.keys() | new.keys() if old.get(key) != new.get(key))
 
 
 def check_devices(bundle: Bundle) -> None:
