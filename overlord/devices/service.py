@@ -19,6 +19,7 @@ from fleetcore.wire import (
     FAILED_STATES,
     IN_PROGRESS_STATES,
     BoardReport,
+    BootMode,
     DesiredOS,
     DesiredRole,
     DesiredState,
@@ -123,6 +124,7 @@ def to_public(
         desired_roles=device.desired_roles,
         desired_safe_mode=device.desired_safe_mode,
         node_exporter=device.node_exporter,
+        boot_mode=BootMode(device.boot_mode) if device.boot_mode else None,
         board=board,
     )
 
