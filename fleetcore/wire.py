@@ -109,6 +109,15 @@ class EventKind(StrEnum):
     BOOTLOADER_STAGED = "bootloader-staged"
     BOOTLOADER_UPDATED = "bootloader-updated"
     BOOTLOADER_FAILED = "bootloader-failed"
+    VERITY_CORRUPTION = "verity-corruption"  # dm-verity refused a block of the running root
+
+
+class BootMode(StrEnum):
+    """How much of what the device runs was verified as it booted (docs/security.md)."""
+
+    UNSIGNED = "unsigned"  # nothing: the root is read as it is on the card
+    VERITY = "verity"  # the root through dm-verity, its root hash from cmdline.txt
+    SECURE_VERITY = "secure-boot+verity"  # and the bootloader checked boot.sig over boot.img
 
 
 class RegisterRequest(_Request):
@@ -192,6 +201,9 @@ class Heartbeat(_Request):
         description="host:port where the Overlord's Prometheus reaches this device's node exporter",
     )
     board: BoardReport | None = Field(default=None, description="the board, from its firmware")
+    boot_mode: BootMode | None = Field(
+        default=None, description="what the boot verified; None from agents older than it"
+    )
     config_digest: str | None = Field(
         default=None,
         pattern=CONFIG_DIGEST,

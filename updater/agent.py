@@ -19,6 +19,7 @@ from fleetcore.errors import FleetError
 from fleetcore.version import Version
 from fleetcore.wire import (
     IN_PROGRESS_STATES,
+    BootMode,
     DesiredState,
     EventBatch,
     EventKind,
@@ -27,6 +28,7 @@ from fleetcore.wire import (
     RegisterRequest,
     UpdateState,
 )
+from updater import bootmode
 from updater.board import board_report, read_serial
 from updater.bootloader.fetch import install_from
 from updater.config import UpdaterConfig
@@ -82,6 +84,10 @@ class Agent:
         self.desired: DesiredState | None = None
         self.interval: float | None = None
         self.client.identity = Identity.load(roots.identity_file)
+        # Fixed for the boot; the agent process never outlives it.
+        self.boot_mode = bootmode.boot_mode(roots)
+        self.corruption_reported = False
+        log.info("boot mode: %s", self.boot_mode)
 
     # -- one cycle ---------------------------------------------------------------------------
 
@@ -89,6 +95,7 @@ class Agent:
         """Do one round of work; return how long to sleep before the next one."""
         self.engine.reserve.ensure()  # taken again once a full /data has room
         self.personalise()  # first: Wi-Fi may be what reaches the Overlord
+        self.watch_verity()
         outcome = self.resume()
         if outcome is EngineResult.REBOOTING:
             return self.config.poll_max_s
@@ -145,10 +152,22 @@ class Agent:
         if self._queue_report(f"state file unreadable ({reason}); set aside as {aside.name}"):
             self.engine.store.quarantined = None
 
-    def _queue_report(self, reason: str) -> bool:
-        """Queue an ``agent-error``; False (logged) when the queue cannot take it."""
+    def watch_verity(self) -> None:
+        """Report once per agent run that dm-verity refused a block of the running root."""
+        if self.boot_mode is BootMode.UNSIGNED or self.corruption_reported:
+            return
+        if bootmode.corrupted():
+            reason = (
+                "dm-verity refused a block of the running root (dmsetup status: C): "
+                "the card's system slot no longer reads as it was signed"
+            )
+            log.error("%s", reason)
+            self.corruption_reported = self._queue_report(reason, EventKind.VERITY_CORRUPTION)
+
+    def _queue_report(self, reason: str, kind: EventKind = EventKind.AGENT_ERROR) -> bool:
+        """Queue an ``agent-error`` (or ``kind``); False (logged) when the queue cannot take it."""
         try:
-            self.events.put(EventKind.AGENT_ERROR, reason=reason)
+            self.events.put(kind, reason=reason)
         except Exception as err:  # reporting must never fail the agent (a full disk)
             log.error("cannot queue the report: %s", err)
             return False
@@ -285,6 +304,7 @@ class Agent:
             dropped_events=self.events.dropped_total,
             node_exporter=self.config.node_exporter,
             board=board_report(self.engine.board),
+            boot_mode=self.boot_mode,
             config_digest=self.roles.applied_digest if self.roles else None,
             bootloader=self.engine.bootloader.report() if self.engine.bootloader else None,
         )

@@ -21,6 +21,7 @@ from fleetcore.wire import (
     IN_PROGRESS_STATES,
     BoardReport,
     BootloaderReport,
+    BootMode,
     DesiredBootloader,
     DesiredOS,
     DesiredRole,
@@ -133,6 +134,7 @@ def to_public(
         desired_roles=device.desired_roles,
         desired_safe_mode=device.desired_safe_mode,
         node_exporter=device.node_exporter,
+        boot_mode=BootMode(device.boot_mode) if device.boot_mode else None,
         board=board,
         bootloader=bootloader,
     )

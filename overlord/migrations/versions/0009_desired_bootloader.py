@@ -1,7 +1,7 @@
 """desired_bootloader: devices.desired_bootloader_version, set by bootloader rollouts
 
 Revision ID: 0009
-Revises: 0007 (0008 once branch h20's rollout targeting is merged before it)
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
