@@ -10,7 +10,8 @@ A release of version V is three kinds of file under a release repository's base 
   is trusted because its hash is listed in a TUF-verified index, so the store may be shared by
   every release and served by any static web server, object store or CDN.
 
-Role bundles are single TUF targets ``roles/<name>/<version>.tar.zst``.
+Role bundles are single TUF targets ``roles/<name>/<version>.tar.zst``; a bootloader release
+is ``bootloader/<family>/<version>/`` with :data:`BOOTLOADER_FILES`.
 """
 
 from __future__ import annotations
@@ -209,6 +210,15 @@ def index_target(version: Version | str, image: ImageName) -> str:
 
 def role_target(name: str, version: Version | str) -> str:
     return f"roles/{name}/{version}.tar.zst"
+
+
+# A bootloader release's targets, as rpi-eeprom ships them (fleetcore.eeprom): the EEPROM
+# image, its pieeprom.sig and the recovery.bin that flashes it.
+BOOTLOADER_FILES = ("pieeprom.bin", "pieeprom.sig", "recovery.bin")
+
+
+def bootloader_target(family: Hardware, version: Version | str, name: str) -> str:
+    return f"bootloader/{family.value}/{version}/{name}"
 
 
 def chunk_path(sha256: str) -> str:

@@ -22,6 +22,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from fleetcore.bootloader import TrybootSupport
 from fleetcore.bounded import (
     ConfigKey,
     ConfigValue,
@@ -103,6 +104,20 @@ class EventKind(StrEnum):
     SAFE_MODE_LEFT = "safe-mode-left"
     TELEMETRY_DROPPED = "telemetry-dropped"
     AGENT_ERROR = "agent-error"  # the agent hit something unexpected and kept running
+    # The EEPROM bootloader (updater.bootloader); ``data["bootloader"]`` is a build timestamp.
+    BOOTLOADER_BELOW_MINIMUM = "bootloader-below-minimum"
+    BOOTLOADER_STAGED = "bootloader-staged"
+    BOOTLOADER_UPDATED = "bootloader-updated"
+    BOOTLOADER_FAILED = "bootloader-failed"
+    VERITY_CORRUPTION = "verity-corruption"  # dm-verity refused a block of the running root
+
+
+class BootMode(StrEnum):
+    """How much of what the device runs was verified as it booted (docs/security.md)."""
+
+    UNSIGNED = "unsigned"  # nothing: the root is read as it is on the card
+    VERITY = "verity"  # the root through dm-verity, its root hash from cmdline.txt
+    SECURE_VERITY = "secure-boot+verity"  # and the bootloader checked boot.sig over boot.img
 
 
 class RegisterRequest(_Request):
@@ -149,6 +164,26 @@ class BoardReport(_Request):
     memory_mib: Count | None = None
 
 
+# A bootloader build timestamp: seconds since 1970, within the 32 bits the EEPROM stores.
+EepromTimestamp = Annotated[int, Field(ge=0, le=0xFFFFFFFF, strict=True)]
+
+
+class BootloaderReport(_Request):
+    """The EEPROM bootloader (``updater.bootloader``): its ``version`` (build timestamp), the
+    settings that matter (``boot_order`` as rpi-eeprom-config prints it, ``secure_boot`` from
+    ``SIGNED_BOOT``), the ``tryboot_ab`` verdict against ``minimum``
+    (``fleetcore.bootloader.MINIMUMS``), a ``pending`` update staged for the next boot, and
+    ``error`` when the device could not read it (then the other fields are unknown)."""
+
+    version: EepromTimestamp | None = None
+    boot_order: Annotated[str, Field(pattern=r"^0x[0-9a-f]{1,8}$")] | None = None
+    secure_boot: bool | None = None
+    tryboot_ab: TrybootSupport = TrybootSupport.UNKNOWN
+    minimum: EepromTimestamp | None = None
+    pending: EepromTimestamp | None = None
+    error: Annotated[str, text(300)] | None = None
+
+
 class Heartbeat(_Request):
     image_version: Version
     booted_slot: Slot
@@ -166,10 +201,16 @@ class Heartbeat(_Request):
         description="host:port where the Overlord's Prometheus reaches this device's node exporter",
     )
     board: BoardReport | None = Field(default=None, description="the board, from its firmware")
+    boot_mode: BootMode | None = Field(
+        default=None, description="what the boot verified; None from agents older than it"
+    )
     config_digest: str | None = Field(
         default=None,
         pattern=CONFIG_DIGEST,
         description="the DesiredState.config_digest whose configuration every role now runs with",
+    )
+    bootloader: BootloaderReport | None = Field(
+        default=None, description="the EEPROM bootloader, from vcgencmd and rpi-eeprom-config"
     )
 
     @model_validator(mode="after")
@@ -218,8 +259,16 @@ class DesiredVariable(_Response):
     )
 
 
+class DesiredBootloader(_Response):
+    """A bootloader release for the device's family (``bootloader/<family>/<version>/``);
+    the version is its build instant (``fleetcore.eeprom.release_version``)."""
+
+    version: Version
+
+
 class DesiredState(_Response):
     os: DesiredOS | None = None
+    bootloader: DesiredBootloader | None = None
     roles: list[DesiredRole] = Field(default_factory=list)
     safe_mode: bool = False
     poll_interval_s: int | None = Field(default=None, ge=5, le=3600)

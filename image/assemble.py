@@ -19,8 +19,9 @@ from fleetcore.atomic import atomic_write
 from fleetcore.boards import PI_FAMILIES
 from fleetcore.layout import CONFIG_LABEL, Slot, autoboot_txt, boot_label, system_label
 from fleetcore.release import SLOT_INDEX_DIR, Hardware, ImageName, Manifest
+from fleetcore.verity import VerityParams
 from fleetcore.version import Version
-from image import bootfiles, disk, filesystems, release, secureboot
+from image import bootfiles, disk, filesystems, release, secureboot, verity
 from image.errors import InputError, LayoutError
 from image.filesystems import SystemSpec
 from image.layout import (
@@ -55,6 +56,9 @@ class Request:
     delta_from: Sequence[Path] = ()
     # The RSA-2048 private key that signs each slot's boot.img; None: an unsigned image.
     boot_key: Path | None = None
+    # Append a dm-verity hash tree to the system image and pin it in cmdline.txt (ADR 0071);
+    # a boot key implies it (the signed boot.img then pins the root).
+    verity: bool = False
 
 
 def source_date_epoch() -> int:
@@ -156,6 +160,7 @@ def _build(
             fs_uuid=derived_uuid(seed, "fs:system"),
             exclude=[str(BOOT_FILES)],
         )
+    verity_params = _verity_hook(req, system_img)
     slot_size = layout.get(system_label(Slot.A)).size
     if system_img.stat().st_size > slot_size:
         raise LayoutError(
@@ -167,7 +172,7 @@ def _build(
     boot_imgs = {slot: work / f"{boot_label(slot)}.vfat" for slot in Slot}
     with step("boot partitions"):
         for slot, img in boot_imgs.items():
-            tree = _boot_tree(req, work, slot)
+            tree = _boot_tree(req, work, slot, verity_params)
             if signer is not None:
                 # One volume id for both slots' boot.img: they differ only in cmdline.txt.
                 volume_id = derived_uuid(seed, f"fs:{secureboot.BOOT_IMG}")[:8]
@@ -244,14 +249,22 @@ def _data_tree(work: Path, release_dir: Path) -> Path:
     return tree
 
 
-def _boot_tree(req: Request, work: Path, slot: Slot) -> Path:
+def _verity_hook(req: Request, system_img: Path) -> VerityParams | None:
+    if not (req.verity or req.boot_key is not None):
+        return None
+    with step("verity hash tree"):
+        return verity.append_tree(system_img)
+
+
+def _boot_tree(req: Request, work: Path, slot: Slot, verity_params: VerityParams | None) -> Path:
     """A copy of the rootfs's boot files with this slot's cmdline.txt."""
     tree = work / f"{boot_label(slot)}-tree"
     src = req.rootfs / BOOT_FILES
     shutil.copytree(src, tree, symlinks=False)
     base = src / "cmdline.txt"
     text = base.read_text() if base.is_file() else DEFAULT_CMDLINE
-    (tree / "cmdline.txt").write_text(cmdline_txt(text, slot, req.system.format.value))
+    extra = [verity_params.kernel_arg()] if verity_params is not None else []
+    (tree / "cmdline.txt").write_text(cmdline_txt(text, slot, req.system.format.value, extra))
     return tree
 
 

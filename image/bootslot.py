@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fleetcore import bootsig
 from fleetcore.errors import CommandError
 from fleetcore.run import run, run_text
-from image import bootfiles
+from image import bootfiles, verity
 from image.secureboot import BOOT_IMG, BOOT_SIG
 
 _MTOOLS = {"MTOOLS_SKIP_CHECK": "1"}
@@ -90,6 +90,7 @@ def _files(image: Path, offset: int) -> list[str]:
     cmdline = fat_file(image, offset, "cmdline.txt")
     if cmdline is not None:
         lines.append(f"cmdline.txt:\n      {cmdline.strip()}")
+        lines.append(f"root: {verity.describe(cmdline)}")
     lines.append(f"boards: {bootfiles.describe_boards(fat_boot_files(image, offset))}")
     return lines
 

@@ -96,6 +96,12 @@ def _parser() -> argparse.ArgumentParser:
         help="RSA-2048 private key (PEM): each boot partition gets a signed boot.img + boot.sig "
         "for Raspberry Pi secure boot; without it the image is unsigned (development)",
     )
+    asm.add_argument(
+        "--verity",
+        action="store_true",
+        help="append a dm-verity hash tree to the system image, its root hash in cmdline.txt "
+        "(implied by --boot-key)",
+    )
 
     ins = sub.add_parser("inspect", help="show layout, versions and hashes of an image or release")
     ins.add_argument("path", type=Path)
@@ -149,6 +155,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 epoch=assemble.source_date_epoch(),
                 delta_from=tuple(args.delta_from),
                 boot_key=args.boot_key,
+                verity=args.verity,
             )
         )
         print(f"{args.out / assemble.DISK_IMAGE} and release {manifest.version} written")

@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Sequence
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fleetcore import verity
 from fleetcore.layout import (
     CONFIG_LABEL,
     DATA_LABEL,
@@ -21,7 +23,7 @@ from fleetcore.layout import (
     boot_label,
     system_label,
 )
-from image.errors import InputError
+from image.errors import InputError, LayoutError
 
 MIB = 2**20
 SECTOR = 512
@@ -148,15 +150,26 @@ def sfdisk_script(layout: Layout) -> str:
     return "\n".join(lines) + "\n"
 
 
-# Kernel arguments the builder owns: they name the root and how to mount it.
-_OWNED_ARGS = ("root=", "rootfstype=", "rootflags=", "init=")
+# Kernel arguments the builder owns: they name the root, how to mount and how to verify it.
+_OWNED_ARGS = ("root=", "rootfstype=", "rootflags=", "init=", f"{verity.ARG}=")
 _OWNED_FLAGS = {"ro", "rw", "rootwait", "fsck.repair=yes"}
+# arm64's COMMAND_LINE_SIZE is 2048 bytes, and the Pi firmware prepends its own arguments
+# (memory layout, serial, video: some 300-600 bytes); cmdline.txt keeps clear of that.
+CMDLINE_MAX = 1024
 
 
-def cmdline_txt(base: str, slot: Slot, system_fstype: str) -> str:
-    """The slot's cmdline.txt: the rootfs's own arguments plus the root of this slot."""
+def cmdline_txt(base: str, slot: Slot, system_fstype: str, extra: Sequence[str] = ()) -> str:
+    """The slot's cmdline.txt: the rootfs's own arguments plus the root of this slot (and
+    ``extra``, the root's verity arguments)."""
     kept = [
         arg for arg in base.split() if not arg.startswith(_OWNED_ARGS) and arg not in _OWNED_FLAGS
     ]
     own = [f"root=PARTLABEL={system_label(slot)}", f"rootfstype={system_fstype}", "ro", "rootwait"]
-    return " ".join(kept + own) + "\n"
+    text = " ".join(kept + own + list(extra)) + "\n"
+    if len(text.encode()) > CMDLINE_MAX:
+        raise LayoutError(
+            f"cmdline.txt for slot {slot} would be {len(text.encode())} bytes, above the "
+            f"{CMDLINE_MAX} the kernel has room for beside the firmware's own arguments",
+            hint="shorten the rootfs's boot/firmware/cmdline.txt",
+        )
+    return text

@@ -29,6 +29,7 @@ from overlord.errors import ConfigError
 from overlord.releases import gc as releases_gc
 from overlord.releases import service as releases_service
 from overlord.rollouts import service as rollouts_service
+from overlord.rollouts.models import ReleaseKind
 from overlord.rollouts.schemas import RolloutCreate, Selector
 from overlord.serving import KEEP_ALIVE_S, GuardedHttpToolsProtocol
 from overlord.settings import Settings
@@ -310,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ro_create = rollout.add_parser("create")
     ro_create.add_argument("name")
-    ro_create.add_argument("--kind", choices=["os", "role"], default="os")
+    ro_create.add_argument("--kind", choices=[k.value for k in ReleaseKind], default="os")
     ro_create.add_argument("--role")
     ro_create.add_argument("--version", required=True)
     ro_create.add_argument("--group", action="append", default=[], help="repeatable")

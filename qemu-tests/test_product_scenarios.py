@@ -31,6 +31,7 @@ from product import card, images, roles
 from product.overlord import Overlord
 from product.signing import Repository
 
+from fleetcore import verity
 from fleetcore.net import free_port
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(5400)]
@@ -255,6 +256,28 @@ def test_power_cuts_during_the_v2_install_leave_v1_bootable(
     files = config_partition_intact(board)
     assert autoboot_all(files["autoboot.txt"]) == SLOT_A_BOOT
     assert only_device(overlord)["image_version"] == "1.0.0"
+
+
+def test_the_root_is_read_through_dm_verity(product: Product, board: SimulatedPi) -> None:
+    """Every version is assembled with --verity. The first boot's initramfs mapped system_a
+    through dm-verity with the root hash of its cmdline.txt, systemd ran from that device, and
+    the device reports the mode (its heartbeats of the boots above). No boot of its own."""
+    first = board.records[0]
+    params = verity.from_cmdline(kernel_command_line(board, first).split(":", 1)[1])
+    assert params is not None
+    console = board.console(first)
+    assert f"through dm-verity, root hash {params.root_hash}" in console
+    # dmsetup table: NAME: START SECTORS verity 1 DATA HASH 4096 4096 BLOCKS HASH_START ALG
+    # ROOT SALT, the devices as major:minor.
+    table = [line for line in console.splitlines() if f"{verity.MAPPER_NAME}: 0 " in line]
+    assert table, "dmsetup table printed no fleet-root line"
+    fields = table[0].split(f"{verity.MAPPER_NAME}: ", 1)[1].split()
+    assert fields[2:4] == ["verity", "1"]
+    assert fields[8:13] == [
+        str(params.data_blocks), str(params.hash_offset // verity.BLOCK), "sha256",
+        params.root_hash, params.salt,
+    ]  # fmt: skip
+    assert only_device(product.overlord)["boot_mode"] == "verity"
 
 
 def test_v2_is_committed_on_slot_b(product: Product, board: SimulatedPi) -> None:

@@ -13,6 +13,7 @@ from fleetcore.cli import run_main, setup_logging
 from fleetcore.errors import VersionError
 from fleetcore.release import Hardware
 from fleetcore.version import Version
+from signing.bootloader import publish_bootloader
 from signing.client import ReleaseClient
 from signing.errors import RepositoryError
 from signing.keys import PASSPHRASE_ENV, KeyStore
@@ -92,6 +93,19 @@ def cmd_add_release(args: argparse.Namespace) -> None:
     print(f"published OS release {manifest.version} for {', '.join(manifest.hardware)}")
 
 
+def cmd_add_bootloader(args: argparse.Namespace) -> None:
+    keys = KeyStore.open(_keydir(args))
+    version = publish_bootloader(
+        Path(args.repo),
+        keys,
+        family=args.hardware,
+        image_path=Path(args.image),
+        recovery_path=Path(args.recovery),
+        min_updater_version=args.min_updater,
+    )
+    print(f"published bootloader release {version} for {args.hardware.value}")
+
+
 def cmd_timestamp(args: argparse.Namespace) -> None:
     refresh_timestamp(Path(args.repo), KeyStore.open(_keydir(args)))
     print("re-signed snapshot and timestamp")
@@ -162,6 +176,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("release", metavar="RELEASE_DIR")
     p.add_argument("--keys", help=keys_help)
     p.set_defaults(func=cmd_add_release)
+
+    p = sub.add_parser(
+        "add-bootloader", help="publish an rpi-eeprom image and its recovery.bin for one family"
+    )
+    p.add_argument("repo", metavar="REPO")
+    p.add_argument("image", metavar="PIEEPROM_BIN", help="e.g. pieeprom-2024-04-15.bin")
+    p.add_argument("recovery", metavar="RECOVERY_BIN", help="recovery.bin of the same release")
+    p.add_argument("--hardware", required=True, type=Hardware, choices=[Hardware.PI4, Hardware.PI5])
+    p.add_argument("--min-updater", type=_version, help="oldest updater that may install it")
+    p.add_argument("--keys", help=keys_help)
+    p.set_defaults(func=cmd_add_bootloader)
 
     p = sub.add_parser("timestamp", help="re-sign snapshot and timestamp with the online keys")
     p.add_argument("repo", metavar="REPO")

@@ -30,6 +30,7 @@ MAX_PAYLOAD_SIZE = 64 << 30
 class TargetKind(StrEnum):
     OS = "os"
     ROLE = "role"
+    BOOTLOADER = "bootloader"  # an EEPROM bootloader (fleetcore.eeprom)
 
 
 class TargetCustom(BaseModel):
@@ -43,6 +44,9 @@ class TargetCustom(BaseModel):
     uncompressed_size: int = Field(ge=0)
     uncompressed_sha256: Sha256
     version_floor: Version | None = None
+    # The oldest updater that may install it (a bootloader release needs the updater that
+    # knows how to stage it); omitted: any.
+    min_updater_version: Version | None = None
 
     def to_custom(self) -> dict[str, Any]:
         return {CUSTOM_KEY: self.model_dump(mode="json", exclude_none=True)}

@@ -18,6 +18,8 @@ from fleetcore import redact
 from fleetcore.errors import FleetError
 from fleetcore.version import Version
 from fleetcore.wire import (
+    IN_PROGRESS_STATES,
+    BootMode,
     DesiredState,
     EventBatch,
     EventKind,
@@ -26,7 +28,9 @@ from fleetcore.wire import (
     RegisterRequest,
     UpdateState,
 )
+from updater import bootmode
 from updater.board import board_report, read_serial
+from updater.bootloader.fetch import install_from
 from updater.config import UpdaterConfig
 from updater.engine import Engine, EngineResult
 from updater.errors import BoardRefused, ConfigError, OverlordClientError
@@ -38,6 +42,7 @@ from updater.paths import Roots
 from updater.personalise import Personaliser
 from updater.queue import EventQueue
 from updater.rolesync import RoleSync
+from updater.sources import open_source
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +78,16 @@ class Agent:
         self.backoff = config.poll_min_s
         self.failed_version: Version | None = None
         self.desired_version: Version | None = None
+        # The desired bootloader release last installed, found running, or refused: not
+        # tried again until the desired state names another.
+        self.bootloader_done: Version | None = None
         self.desired: DesiredState | None = None
         self.interval: float | None = None
         self.client.identity = Identity.load(roots.identity_file)
+        # Fixed for the boot; the agent process never outlives it.
+        self.boot_mode = bootmode.boot_mode(roots)
+        self.corruption_reported = False
+        log.info("boot mode: %s", self.boot_mode)
 
     # -- one cycle ---------------------------------------------------------------------------
 
@@ -83,6 +95,7 @@ class Agent:
         """Do one round of work; return how long to sleep before the next one."""
         self.engine.reserve.ensure()  # taken again once a full /data has room
         self.personalise()  # first: Wi-Fi may be what reaches the Overlord
+        self.watch_verity()
         outcome = self.resume()
         if outcome is EngineResult.REBOOTING:
             return self.config.poll_max_s
@@ -101,7 +114,9 @@ class Agent:
             self.failed_version = None
             self.desired_version = desired.os.version if desired.os else None
             self.interval = float(desired.poll_interval_s) if desired.poll_interval_s else None
-        if self.desired_version is not None:
+        if self.converge_bootloader():
+            return self.config.poll_max_s
+        if self.desired_version is not None and not self.os_waits_for_bootloader():
             self.apply(self.desired_version)
         self.sync_roles()
         self.flush_quietly()
@@ -112,6 +127,9 @@ class Agent:
     def resume(self) -> EngineResult:
         """Continue any update; whatever it raises, the cycle goes on to heartbeat."""
         try:
+            bootloader = self.engine.bootloader
+            if bootloader is not None and bootloader.resume():
+                return EngineResult.REBOOTING
             return self.engine.resume()
         except FleetError as err:
             log.error("update: %s", err)
@@ -134,10 +152,22 @@ class Agent:
         if self._queue_report(f"state file unreadable ({reason}); set aside as {aside.name}"):
             self.engine.store.quarantined = None
 
-    def _queue_report(self, reason: str) -> bool:
-        """Queue an ``agent-error``; False (logged) when the queue cannot take it."""
+    def watch_verity(self) -> None:
+        """Report once per agent run that dm-verity refused a block of the running root."""
+        if self.boot_mode is BootMode.UNSIGNED or self.corruption_reported:
+            return
+        if bootmode.corrupted():
+            reason = (
+                "dm-verity refused a block of the running root (dmsetup status: C): "
+                "the card's system slot no longer reads as it was signed"
+            )
+            log.error("%s", reason)
+            self.corruption_reported = self._queue_report(reason, EventKind.VERITY_CORRUPTION)
+
+    def _queue_report(self, reason: str, kind: EventKind = EventKind.AGENT_ERROR) -> bool:
+        """Queue an ``agent-error`` (or ``kind``); False (logged) when the queue cannot take it."""
         try:
-            self.events.put(EventKind.AGENT_ERROR, reason=reason)
+            self.events.put(kind, reason=reason)
         except Exception as err:  # reporting must never fail the agent (a full disk)
             log.error("cannot queue the report: %s", err)
             return False
@@ -160,6 +190,49 @@ class Agent:
         if self.engine.store.load().state is UpdateState.FAILED:
             self.failed_version = version
         log.info("update to %s: %s", version, outcome.value)
+
+    def converge_bootloader(self) -> bool:
+        """Install the desired bootloader release, before any OS release and never during an
+        OS update; True when the device reboots to apply it."""
+        bootloader = self.engine.bootloader
+        wanted = self.desired.bootloader if self.desired else None
+        source = self.config.release_url
+        if bootloader is None or wanted is None or source is None:
+            return False
+        if wanted.version == self.bootloader_done:
+            return False
+        if self.engine.store.load().state in IN_PROGRESS_STATES:
+            return False  # serialised: the OS update ends first
+        self.bootloader_done = wanted.version
+        opened = open_source(
+            source,
+            roots=self.roots,
+            trust_root=self.config.trust_root,
+            transfer=self.config.transfer,
+            proxies=self.config.proxy_rules(),
+        )
+        try:
+            return install_from(
+                bootloader,
+                opened.reader,
+                wanted.version,
+                updater_version=self.engine.running_version(),
+            )
+        except FleetError as err:  # reported by install_from; retried when the desired state
+            log.error("bootloader %s: %s", wanted.version, err)  # names another release
+            return False
+        finally:
+            opened.close()
+
+    def os_waits_for_bootloader(self) -> bool:
+        bootloader = self.engine.bootloader
+        if bootloader is None or not bootloader.blocks_os_updates():
+            return False
+        log.warning(
+            "the OS update to %s waits: the bootloader is below the tryboot A/B minimum",
+            self.desired_version,
+        )
+        return True
 
     def sync_roles(self) -> None:
         """Converge roles on the last desired state; a role failure never stops the agent."""
@@ -231,7 +304,9 @@ class Agent:
             dropped_events=self.events.dropped_total,
             node_exporter=self.config.node_exporter,
             board=board_report(self.engine.board),
+            boot_mode=self.boot_mode,
             config_digest=self.roles.applied_digest if self.roles else None,
+            bootloader=self.engine.bootloader.report() if self.engine.bootloader else None,
         )
 
     def flush(self) -> None:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from fleetcore import redact
+from fleetcore.bootloader import MINIMUMS
 from fleetcore.errors import FleetError
 from fleetcore.layout import Slot
 from fleetcore.release import Hardware, ImageName
@@ -27,8 +28,10 @@ from fleetcore.version import Version
 from fleetcore.wire import IN_PROGRESS_STATES, EventKind, UpdateState
 from signing.errors import DownloadError, VerificationError
 from signing.rollback import check_upgrade, raise_floor
-from updater import autoboot, board
+from updater import autoboot, board, verity
 from updater.attempts import InstallAttempts
+from updater.bootloader.pending import BootloaderStore
+from updater.bootloader.update import BootloaderUpdater
 from updater.config import UpdaterConfig
 from updater.disk import BootDisk, find_boot_disk
 from updater.errors import (
@@ -109,6 +112,21 @@ class Engine:
             log.error("%s", err)
         self._disk: BootDisk | None = None
         self.last_stats: dict[str, int] = {}
+        # The EEPROM bootloader of a Pi 4 or Pi 5 family board (None where no Raspberry Pi
+        # firmware is seen: the QEMU tier and the simulator, even with hardware: pi4).
+        self.bootloader: BootloaderUpdater | None = None
+        if self._hardware in MINIMUMS and self.board.is_raspberry_pi:
+            self.bootloader = BootloaderUpdater(
+                family=self._hardware,
+                board=self.board.board,
+                config_partition=roots.boot_config,
+                store=BootloaderStore(roots.bootloader_file),
+                events=events,
+                work_dir=roots.fleet,
+                boot_id=self.boot_id,
+                reboot=firmware.reboot,
+                os_state=lambda: self.store.load().state,
+            )
 
     # -- facts about the running device -------------------------------------------------
 
@@ -170,6 +188,10 @@ class Engine:
     def start(self, version: Version, source: str) -> EngineResult:
         """Begin installing ``version`` from ``source`` unless it is done or under way."""
         _ = self.hardware  # a refused board installs nothing, and says why
+        staged = BootloaderStore(self.roots.bootloader_file).load().pending
+        if staged is not None:  # the two kinds of update are serialised (updater.bootloader)
+            log.info("the OS update to %s waits for the staged bootloader update", version)
+            return EngineResult.WAITING
         state = self.load()
         if state.state is UpdateState.ROLLED_BACK:  # report it (or finish it) first
             outcome = self.resume()
@@ -385,6 +407,7 @@ class Engine:
         manifest, _ = load_stored(self.roots.install_dir, state.target_version)
         try:
             verify_slot(self.disk, target, manifest)
+            verity.check_slot(self.disk, target)
         except InstallError:
             ProgressFile(self.roots.install_dir / PROGRESS_FILE).clear()
             raise

@@ -68,3 +68,8 @@ class OverlordClientError(UpdaterError):
 
 class HealthError(UpdaterError):
     """A health check could not be run."""
+
+
+class BootloaderError(UpdaterError):
+    """The EEPROM bootloader cannot be read, or an update of it is refused or failed. The
+    running bootloader is untouched (the ROM's recovery path guarantees it: docs/boards.md)."""

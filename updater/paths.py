@@ -89,6 +89,11 @@ class Roots:
         return self.fleet / "state.json"
 
     @property
+    def bootloader_file(self) -> Path:
+        """The bootloader update under way (:mod:`updater.bootloader.pending`)."""
+        return self.fleet / "bootloader.json"
+
+    @property
     def identity_file(self) -> Path:
         return self.fleet / "identity.json"
 

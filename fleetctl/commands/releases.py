@@ -26,7 +26,7 @@ _COLUMNS = columns(
 def add(sub: Subparsers) -> None:
     actions = group(sub, "releases", "signed releases: list, publish, collect garbage")
     p = command(actions, "list", list_releases, "releases in the served targets metadata")
-    p.add_argument("--kind", choices=("os", "role"))
+    p.add_argument("--kind", choices=("os", "role", "bootloader"))
     p = command(
         actions,
         "publish",

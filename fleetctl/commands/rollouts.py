@@ -56,7 +56,7 @@ def add(sub: Subparsers) -> None:
     actions = group(sub, "rollouts", "staged rollouts: create, follow, pause, resume, abort")
     p = command(actions, "create", create, "start a staged rollout of a published release")
     p.add_argument("name")
-    p.add_argument("--kind", choices=("os", "role"), required=True)
+    p.add_argument("--kind", choices=("os", "role", "bootloader"), required=True)
     p.add_argument("--role", help="the role's name, for --kind role")
     p.add_argument("--version", required=True)
     p.add_argument(

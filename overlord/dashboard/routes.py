@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 from starlette.staticfiles import StaticFiles
 
+from fleetcore.bootloader import build_date
 from fleetcore.bounded import NUL_FREE
 from overlord.audit import service as audit
 from overlord.audit.deps import actor_of
@@ -43,6 +44,7 @@ from overlord.rollouts import service as rollouts_service
 
 _HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=_HERE / "templates")
+templates.env.filters["eeprom_date"] = build_date  # a bootloader version (build timestamp)
 static_files = StaticFiles(directory=_HERE / "static")
 router = APIRouter(include_in_schema=False)
 REFRESH_S = 5

@@ -92,6 +92,7 @@ def device_page(session: Session, *, device_id: str, offline_after_s: int) -> De
             now=utcnow(),
             offline_after_s=offline_after_s,
             board=devices_service.last_board(session, device_id=device_id),
+            bootloader=devices_service.last_bootloader(session, device_id=device_id),
         ),
         events=events,
         rollbacks=[e for e in events if e.kind in ROLLBACK_KINDS],

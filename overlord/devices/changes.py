@@ -30,6 +30,7 @@ OVERLAP = timedelta(seconds=10)
 RETENTION = timedelta(hours=1)
 _DEVICE_COLUMNS = (
     "desired_os_version",
+    "desired_bootloader_version",
     "desired_roles",
     "desired_safe_mode",
     "admin_status",

@@ -34,6 +34,7 @@ _STATE_COLUMNS = (
     "uptime_s",
     "dropped_events",
     "node_exporter",
+    "boot_mode",
     "config_digest",
 )
 
@@ -44,7 +45,7 @@ WITH state AS (
         id text, image_version text, booted_slot text, committed_slot text,
         update_state text, health text, roles json, role_index text, safe_mode boolean,
         free_data_bytes bigint, uptime_s double precision, dropped_events bigint,
-        node_exporter text, config_digest text)
+        node_exporter text, boot_mode text, config_digest text)
 ), updated AS (
     UPDATE devices AS d SET last_seen = :now,
         image_version = state.image_version, booted_slot = state.booted_slot,
@@ -52,7 +53,8 @@ WITH state AS (
         health = state.health, roles = state.roles, role_index = state.role_index,
         safe_mode = state.safe_mode, free_data_bytes = state.free_data_bytes,
         uptime_s = state.uptime_s, dropped_events = state.dropped_events,
-        node_exporter = state.node_exporter, config_digest = state.config_digest
+        node_exporter = state.node_exporter, boot_mode = state.boot_mode,
+        config_digest = state.config_digest
     FROM state WHERE d.id = state.id
     RETURNING d.id, d.open_update
 ), history AS (
@@ -84,6 +86,7 @@ def _state(payload: dict[str, Any]) -> dict[str, Any]:
         "uptime_s": payload["uptime_s"],
         "dropped_events": payload["dropped_events"],
         "node_exporter": payload["node_exporter"],
+        "boot_mode": payload["boot_mode"],
         "config_digest": payload["config_digest"],
     }
 

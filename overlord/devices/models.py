@@ -61,10 +61,14 @@ class Device(Base):
     dropped_events: Mapped[int] = mapped_column(BigInteger, default=0)
     last_event_seq: Mapped[int] = mapped_column(BigInteger, default=-1)
     desired_os_version: Mapped[str | None] = mapped_column(String(40))
+    # A bootloader release of the device's family (DesiredState.bootloader), set by rollouts.
+    desired_bootloader_version: Mapped[str | None] = mapped_column(String(40))
     desired_roles: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     # An operator asked the device to run its safe-mode stack (DesiredState.safe_mode).
     desired_safe_mode: Mapped[bool] = mapped_column(default=False)
     node_exporter: Mapped[str | None] = mapped_column(String(261))
+    # fleetcore.wire.BootMode as the last heartbeat reported it; None from older agents.
+    boot_mode: Mapped[str | None] = mapped_column(String(32))
     # The configuration digest the device last reported applying (Heartbeat.config_digest).
     config_digest: Mapped[str | None] = mapped_column(String(64))
     # Set while the device takes part in an unfinished rollout, so heartbeats skip the lookup.

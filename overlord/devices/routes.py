@@ -177,6 +177,7 @@ def get_device(device_id: DeviceId, _caller: Viewer, ctx: Ctx, session: DbSessio
         now=utcnow(),
         offline_after_s=ctx.settings.offline_after_s,
         board=service.last_board(session, device_id=device_id),
+        bootloader=service.last_bootloader(session, device_id=device_id),
     )
 
 

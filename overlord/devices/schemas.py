@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from fleetcore.bounded import Name
 from fleetcore.layout import Slot
-from fleetcore.wire import BoardReport, Health, UpdateState
+from fleetcore.wire import BoardReport, BootloaderReport, BootMode, Health, UpdateState
 from overlord.devices.models import LABEL_INDEX_CHARS, AdminStatus
 
 LabelPart = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")]
@@ -96,8 +96,12 @@ class DevicePublic(BaseModel):
     desired_roles: dict[str, str]
     desired_safe_mode: bool
     node_exporter: str | None
+    boot_mode: BootMode | None = Field(
+        default=None, description="what the device's boot verified; None before it reported"
+    )
     # From the last stored heartbeat; filled by GET /devices/{id} and the device page only.
     board: BoardReport | None = None
+    bootloader: BootloaderReport | None = None
 
 
 class LabelCount(BaseModel):

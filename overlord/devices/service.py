@@ -7,8 +7,9 @@ import json
 import secrets
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import ColumnElement, and_, delete, func, not_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -19,6 +20,9 @@ from fleetcore.wire import (
     FAILED_STATES,
     IN_PROGRESS_STATES,
     BoardReport,
+    BootloaderReport,
+    BootMode,
+    DesiredBootloader,
     DesiredOS,
     DesiredRole,
     DesiredState,
@@ -50,6 +54,8 @@ from overlord.devices.schemas import (
 )
 from overlord.errors import AuthError, Forbidden, NotFound
 from overlord.rollouts.models import DeviceGroup
+
+_R = TypeVar("_R", bound=BaseModel)
 
 
 def fleet_status(
@@ -90,7 +96,12 @@ def status_clause(
 
 
 def to_public(
-    device: Device, *, now: datetime, offline_after_s: int, board: BoardReport | None = None
+    device: Device,
+    *,
+    now: datetime,
+    offline_after_s: int,
+    board: BoardReport | None = None,
+    bootloader: BootloaderReport | None = None,
 ) -> DevicePublic:
     return DevicePublic(
         id=device.id,
@@ -123,7 +134,9 @@ def to_public(
         desired_roles=device.desired_roles,
         desired_safe_mode=device.desired_safe_mode,
         node_exporter=device.node_exporter,
+        boot_mode=BootMode(device.boot_mode) if device.boot_mode else None,
         board=board,
+        bootloader=bootloader,
     )
 
 
@@ -218,6 +231,7 @@ def desired_state(
             Device.desired_roles,
             Device.desired_safe_mode,
             Device.group_name,
+            Device.desired_bootloader_version,
             DeviceGroup.poll_interval_s,
         )
         .outerjoin(DeviceGroup, DeviceGroup.name == Device.group_name)
@@ -225,7 +239,7 @@ def desired_state(
     ).one_or_none()
     if row is None:
         raise NotFound(f"no device {device_id}")
-    admin_status, os_version, roles, safe_mode, group, group_poll = row
+    admin_status, os_version, roles, safe_mode, group, bootloader, group_poll = row
     poll = group_poll if group_poll is not None else default_poll_interval_s
     if admin_status is not AdminStatus.ACTIVE:
         state = DesiredState(poll_interval_s=poll)
@@ -235,6 +249,7 @@ def desired_state(
             os=DesiredOS(version=Version(os_version), manifest_target=manifest_target(os_version))
             if os_version
             else None,
+            bootloader=DesiredBootloader(version=Version(bootloader)) if bootloader else None,
             roles=[
                 DesiredRole(name=name, version=Version(version), target=role_target(name, version))
                 for name, version in sorted(roles.items())
@@ -393,17 +408,26 @@ def heartbeat_history(session: Session, *, device_id: str, limit: int) -> list[D
 def last_board(session: Session, *, device_id: str) -> BoardReport | None:
     """The board the device's newest stored heartbeat reports (kept in the history row's JSON
     payload, so no column holds it); None before one has, or when it is unreadable."""
+    return _last_reported(session, device_id, "board", BoardReport)
+
+
+def last_bootloader(session: Session, *, device_id: str) -> BootloaderReport | None:
+    """The EEPROM bootloader the device's newest stored heartbeat reports, like the board."""
+    return _last_reported(session, device_id, "bootloader", BootloaderReport)
+
+
+def _last_reported(session: Session, device_id: str, key: str, model: type[_R]) -> _R | None:
     payload = session.scalar(
         select(DeviceHeartbeat.payload)
         .where(DeviceHeartbeat.device_id == device_id)
         .order_by(DeviceHeartbeat.received_at.desc(), DeviceHeartbeat.id.desc())
         .limit(1)
     )
-    raw = payload.get("board") if isinstance(payload, dict) else None
+    raw = payload.get(key) if isinstance(payload, dict) else None
     if raw is None:
         return None
     try:
-        return BoardReport.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError:
         return None
 

@@ -58,6 +58,14 @@ class FleetCollector(Collector):
             ["role", "version", "health"],
             max_series=max_series,
         )
+        # fleetcore.wire.BootMode and "unknown" (agents older than the field): a fixed set.
+        boot_modes = CountFamily(
+            "fleet_devices_boot_mode",
+            "devices by the boot mode their last heartbeat reported (verity: the root verified)",
+            ["boot_mode"],
+            max_series=max_series,
+            kept=["boot_mode"],
+        )
         rows = session.execute(
             select(
                 Device.image_version,
@@ -65,9 +73,11 @@ class FleetCollector(Collector):
                 Device.safe_mode,
                 Device.update_state,
                 Device.roles,
+                Device.boot_mode,
             )
         )
-        for image_version, last_seen, safe_mode, update_state, device_roles in rows:
+        for image_version, last_seen, safe_mode, update_state, device_roles, boot_mode in rows:
+            boot_modes.add([boot_mode or "unknown"])
             status = fleet_status(
                 last_seen=last_seen,
                 safe_mode=safe_mode,
@@ -80,7 +90,14 @@ class FleetCollector(Collector):
                 roles.add([role.get("name"), role.get("version"), role.get("health")])
         yield devices.family()
         yield roles.family()
-        dropped.update({devices.name: devices.dropped, roles.name: roles.dropped})
+        yield boot_modes.family()
+        dropped.update(
+            {
+                devices.name: devices.dropped,
+                roles.name: roles.dropped,
+                boot_modes.name: boot_modes.dropped,
+            }
+        )
 
     def _rollouts(self, session: Session, dropped: dict[str, int]) -> Iterator[GaugeMetricFamily]:
         """Rollouts still in progress first, then the newest, up to the series cap.

@@ -104,8 +104,8 @@ def in_use(session: Session) -> InUse:
     ):
         if kind is ReleaseKind.OS:
             os_versions.add(version)
-        elif role:
-            roles.add((role, version))
+        else:  # a role by its name; a bootloader release is named "bootloader"
+            roles.add((role or kind.value, version))
     return InUse(frozenset(os_versions), frozenset(roles))
 
 
@@ -279,9 +279,12 @@ def _split_releases(
 
 
 def _belongs(name: str, release: Release) -> bool:
-    """An OS release is its manifest and its indexes (``os/<version>/``); a role its bundle."""
+    """An OS release is its manifest and its indexes (``os/<version>/``), a bootloader release
+    the three files beside its image (``bootloader/<family>/<version>/``); a role its bundle."""
     if release.kind is TargetKind.OS:
         return name.startswith(f"os/{release.version}/")
+    if release.kind is TargetKind.BOOTLOADER:
+        return name.startswith(release.target.rpartition("/")[0] + "/")
     return name == release.target
 
 

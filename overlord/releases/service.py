@@ -8,7 +8,7 @@ from tuf.api.exceptions import RepositoryError as TufRepositoryError
 from tuf.api.metadata import Metadata, Targets
 from tuf.api.serialization import DeserializationError
 
-from fleetcore.release import manifest_target, role_target
+from fleetcore.release import BOOTLOADER_FILES, bootloader_target, manifest_target, role_target
 from fleetcore.version import Version
 from overlord.errors import NotFound, RepositoryMissing
 from overlord.releases.models import Release
@@ -47,6 +47,13 @@ def list_releases(
         if custom.kind is TargetKind.OS:
             release_name = "os"
             if name != manifest_target(custom.version):
+                continue
+        elif custom.kind is TargetKind.BOOTLOADER:
+            release_name = "bootloader"  # one release per family: its image target stands for it
+            family = custom.hardware[0]
+            if len(custom.hardware) != 1 or name != bootloader_target(
+                family, custom.version, BOOTLOADER_FILES[0]
+            ):
                 continue
         else:
             parts = name.split("/")

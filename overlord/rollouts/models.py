@@ -26,6 +26,7 @@ TERMINAL_STATES = frozenset({RolloutState.ABORTED, RolloutState.COMPLETED})
 class ReleaseKind(StrEnum):
     OS = "os"
     ROLE = "role"
+    BOOTLOADER = "bootloader"  # an EEPROM bootloader release of one family (fleetcore.eeprom)
 
 
 class DeviceOutcome(StrEnum):

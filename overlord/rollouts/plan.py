@@ -89,6 +89,11 @@ _OS_UPDATING = frozenset(
     }
 )
 _ROLE_FAILED = frozenset({EventKind.ROLE_FAILED, EventKind.ROLE_ROLLBACK})
+_BOOTLOADER_OUTCOMES = {
+    EventKind.BOOTLOADER_STAGED: DeviceOutcome.UPDATING,
+    EventKind.BOOTLOADER_UPDATED: DeviceOutcome.SUCCEEDED,
+    EventKind.BOOTLOADER_FAILED: DeviceOutcome.FAILED,
+}
 
 
 def outcome_from_event(
@@ -111,6 +116,8 @@ def outcome_from_event(
         if event_kind in _OS_UPDATING:
             return DeviceOutcome.UPDATING
         return None
+    if kind is ReleaseKind.BOOTLOADER:
+        return _BOOTLOADER_OUTCOMES.get(event_kind)
     if event_role is not None and event_role != role:
         return None
     if event_kind is EventKind.ROLE_APPLIED:
@@ -135,6 +142,8 @@ def outcome_from_heartbeat(
             return DeviceOutcome.SUCCEEDED
         if update_state in IN_PROGRESS_STATES:
             return DeviceOutcome.UPDATING
+        return None
+    if kind is ReleaseKind.BOOTLOADER:  # its events say how it went (the device verifies it)
         return None
     for status in roles:
         if status.get("name") == role and status.get("version") == version:

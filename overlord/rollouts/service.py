@@ -51,7 +51,7 @@ def create_rollout(
     """A rollout of a signed release; at most one unfinished rollout per release name."""
     kind = TargetKind(spec.kind.value)
     release = releases_service.find_release(
-        repo_dir=repo_dir, kind=kind, name=spec.role or "os", version=spec.version
+        repo_dir=repo_dir, kind=kind, name=spec.role or spec.kind.value, version=spec.version
     )
     if session.scalar(select(DeploymentRollout.id).where(DeploymentRollout.name == spec.name)):
         raise Conflict(f"a rollout named {spec.name} exists")
@@ -379,6 +379,8 @@ def _needs_update(rollout: DeploymentRollout, device: Device) -> bool:
     target = Version(rollout.version)
     if rollout.kind is ReleaseKind.OS:
         return Version(device.image_version) < target
+    if rollout.kind is ReleaseKind.BOOTLOADER:  # bootloader/<family>/<version>/pieeprom.bin
+        return device.hardware == rollout.target.split("/")[1]
     for status in device.roles:
         if status.get("name") == rollout.role_name and status.get("version") == rollout.version:
             return False
@@ -390,6 +392,10 @@ def _desire(device: Device, rollout: DeploymentRollout) -> str | None:
     if rollout.kind is ReleaseKind.OS:
         previous = device.desired_os_version
         device.desired_os_version = rollout.version
+        return previous
+    if rollout.kind is ReleaseKind.BOOTLOADER:
+        previous = device.desired_bootloader_version
+        device.desired_bootloader_version = rollout.version
         return previous
     assert rollout.role_name is not None
     roles = dict(device.desired_roles)
@@ -403,6 +409,10 @@ def _undesire(device: Device, rollout: DeploymentRollout, previous: str | None) 
     if rollout.kind is ReleaseKind.OS:
         if device.desired_os_version == rollout.version:
             device.desired_os_version = previous
+        return
+    if rollout.kind is ReleaseKind.BOOTLOADER:
+        if device.desired_bootloader_version == rollout.version:
+            device.desired_bootloader_version = previous
         return
     assert rollout.role_name is not None
     roles = dict(device.desired_roles)

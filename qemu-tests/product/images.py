@@ -27,7 +27,8 @@ from product import tool
 #   dockerd to answer (`health.docker: required`, the default), since the image ships
 #   Docker with Compose v2 and the role scenarios run a role on it;
 # - a unit drop-in that copies the updater's log (at INFO, -v) to the serial console, where
-#   the harness and a failed test's report read it.
+#   the harness and a failed test's report read it, after the device-mapper table (every
+#   version is assembled with --verity: the root is read through dm-verity, ADR 0071).
 UPDATER_YAML = """\
 hardware: pi4
 poll_min_s: 5
@@ -40,6 +41,7 @@ health:
 """
 CONSOLE_DROPIN = """\
 [Service]
+ExecStartPre=-/sbin/dmsetup table
 ExecStart=
 ExecStart=/opt/metrica-fleet/bin/fleet-updater -v run
 StandardOutput=journal+console
@@ -159,7 +161,7 @@ def assemble(base: Path, workdir: Path, version: str, change: Change = no_change
     started = time.monotonic()
     run(
         [tool("fleet-image"), "assemble", "--rootfs", rootfs, "--out", out,
-         "--version", version, "--sizes", DATA_SIZE],
+         "--version", version, "--sizes", DATA_SIZE, "--verity"],
         timeout=1800,
     )  # fmt: skip
     print(f"fleet-image assemble {version}: {time.monotonic() - started:.0f} s")

@@ -146,7 +146,7 @@ def test_the_config_variables_table_comes_and_goes_with_the_devices_digest(empty
 
 
 def test_a_rollout_keeps_its_group_through_the_targeting_migration(empty_database: str):
-    """0008 turns selector_group into the list selector_groups and adds the schedule and the
+    """0010 turns selector_group into the list selector_groups and adds the schedule and the
     exclusions; the downgrade gives the first group back."""
     engine = make_engine(empty_database)
     config = migrate.alembic_config(engine)
@@ -160,7 +160,7 @@ def test_a_rollout_keeps_its_group_through_the_targeting_migration(empty_databas
         "'pending', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP"
     )
     try:
-        migrate.upgrade(engine, "0007")
+        migrate.upgrade(engine, "0009")
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO device_groups (name, description) VALUES ('lab', '')"))
             conn.execute(
@@ -192,7 +192,7 @@ def test_a_rollout_keeps_its_group_through_the_targeting_migration(empty_databas
             }
         with engine.begin() as conn:
             config.attributes["connection"] = conn
-            command.downgrade(config, "0007")
+            command.downgrade(config, "0009")
         with engine.connect() as conn:
             rows = conn.execute(
                 text("SELECT name, selector_group FROM deployment_rollouts ORDER BY name")

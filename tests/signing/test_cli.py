@@ -51,6 +51,7 @@ def test_full_cycle_and_verify(tmp_path, repo, serve, capsys):
         "uncompressed_size": 900,
         "uncompressed_sha256": report["custom"]["uncompressed_sha256"],
         "version_floor": None,
+        "min_updater_version": None,
     }
     assert out.read_bytes() == bundle.read_bytes()
 

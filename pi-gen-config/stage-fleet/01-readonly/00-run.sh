@@ -2,8 +2,12 @@
 # Read-only root: the system partition is mounted ro; everything writable lives on /data.
 install -m 644 files/fstab "${ROOTFS_DIR}/etc/fstab"
 install -d "${ROOTFS_DIR}/etc/initramfs-tools/scripts/init-bottom" \
+	"${ROOTFS_DIR}/etc/initramfs-tools/scripts/local-premount" \
 	"${ROOTFS_DIR}/etc/initramfs-tools/conf.d" "${ROOTFS_DIR}/etc/initramfs-tools/hooks"
 install -m 755 files/fleet-data "${ROOTFS_DIR}/etc/initramfs-tools/scripts/init-bottom/fleet-data"
+install -m 755 files/fleet-verity \
+	"${ROOTFS_DIR}/etc/initramfs-tools/scripts/local-premount/fleet-verity"
+install -m 755 files/fleet-verity-hook "${ROOTFS_DIR}/etc/initramfs-tools/hooks/fleet-verity"
 install -m 644 files/initramfs-fleet.conf "${ROOTFS_DIR}/etc/initramfs-tools/conf.d/fleet.conf"
 install -m 644 files/initramfs-modules "${ROOTFS_DIR}/etc/initramfs-tools/modules"
 install -m 755 files/fleet-data-hook "${ROOTFS_DIR}/etc/initramfs-tools/hooks/fleet-data"

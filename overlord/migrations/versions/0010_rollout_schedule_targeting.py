@@ -4,8 +4,8 @@ selector_group (one group) becomes selector_groups (a list); selector_exclude ho
 exclusions. Existing rollouts keep their group as a one-item list, and the downgrade keeps the
 first group of each.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from alembic import op
 
 import overlord.db
 
-revision = "0008"
-down_revision = "0007"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
