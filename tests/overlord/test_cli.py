@@ -9,15 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from fleetcore.layout import Slot
-from fleetcore.release import Hardware
-from fleetcore.version import Version
-from fleetcore.wire import RegisterRequest
-from overlord.auth.models import KeyRole
 from overlord.cli import main
-from overlord.db import make_engine, make_sessionmaker, unit_of_work
-from overlord.devices import service as devices_service
-from tests.overlord.conftest import create_token
+from overlord.db import make_engine
+from tests.overlord.conftest import register_device
 from tests.overlord.tufrepo import Repo
 
 
@@ -33,21 +27,7 @@ def env(tmp_path: Path, repo: Repo, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def fleet_env(env: Path) -> Path:
     """``env`` with one enrolled device, for commands that create rollouts."""
-    url = f"sqlite:///{env / 'cli.db'}"
-    request = RegisterRequest(
-        enrollment_token=create_token(url, KeyRole.ENROLLMENT),
-        hostname="pi",
-        hardware=Hardware.PI4,
-        serial="CLI1",
-        image_version=Version("1.0.0"),
-        booted_slot=Slot.A,
-    )
-    engine = make_engine(url)
-    try:
-        with unit_of_work(make_sessionmaker(engine)) as session:
-            devices_service.register(session, request=request)
-    finally:
-        engine.dispose()
+    register_device(f"sqlite:///{env / 'cli.db'}", serial="CLI1")
     return env
 
 
