@@ -22,6 +22,7 @@ from overlord.audit.routes import router as audit_router
 from overlord.auth.routes import router as auth_router
 from overlord.configvars.routes import router as config_router
 from overlord.context import AppContext
+from overlord.dashboard.rollout_pages import router as dashboard_rollouts_router
 from overlord.dashboard.routes import LoginRequired
 from overlord.dashboard.routes import router as dashboard_router
 from overlord.dashboard.routes import static_files as dashboard_static
@@ -228,6 +229,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         config_router,
         tuf_router,
         dashboard_router,
+        dashboard_rollouts_router,
     ):
         app.include_router(router)
 

@@ -192,7 +192,7 @@ def cmd_rollout_create(args: argparse.Namespace) -> None:
             "role": args.role,
             "version": args.version,
             "selector": Selector.model_validate(
-                {"group": args.group, "labels": labels, "hardware": args.hardware}
+                {"groups": args.group, "labels": labels, "hardware": args.hardware}
             ),
             "canary_devices": args.canary,
             "stages": args.stages,
@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     ro_create.add_argument("--kind", choices=[k.value for k in ReleaseKind], default="os")
     ro_create.add_argument("--role")
     ro_create.add_argument("--version", required=True)
-    ro_create.add_argument("--group")
+    ro_create.add_argument("--group", action="append", default=[], help="repeatable")
     ro_create.add_argument("--label", action="append", default=[], help="key=value, repeatable")
     ro_create.add_argument("--hardware", action="append", default=[])
     ro_create.add_argument("--canary", type=int, default=1)

@@ -20,6 +20,9 @@ _COLUMNS = columns(
     ("VERSION", "version"),
     ("STATE", "state"),
     ("STAGE", "stage_label"),
+    ("START AT", "start_at"),
+    ("DEADLINE", "deadline"),
+    ("TARGETING", "targeting"),
     ("DEVICES", "devices"),
     ("FAILED", "failure_ratio"),
 )
@@ -30,7 +33,10 @@ _SHOW_KEYS = (
     "role",
     "version",
     "target",
-    "selector",
+    "targeting",
+    "excluding",
+    "start_at",
+    "deadline",
     "state",
     "stage_label",
     "stages",
@@ -53,9 +59,25 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--kind", choices=("os", "role", "bootloader"), required=True)
     p.add_argument("--role", help="the role's name, for --kind role")
     p.add_argument("--version", required=True)
-    p.add_argument("--group", help="only devices in this group")
-    p.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--group", action="append", default=[], help="only devices in these groups (repeatable)"
+    )
+    p.add_argument(
+        "--label", action="append", default=[], metavar="KEY=VALUE", help="devices with all"
+    )
     p.add_argument("--hardware", action="append", default=[], help="pi4, pi5 (repeatable)")
+    p.add_argument("--exclude-group", action="append", default=[], metavar="GROUP")
+    p.add_argument("--exclude-label", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--exclude-hardware", action="append", default=[], metavar="HARDWARE")
+    p.add_argument("--exclude-device", action="append", default=[], metavar="DEVICE_ID")
+    p.add_argument(
+        "--start-at",
+        metavar="TIME",
+        help="start later: ISO 8601 with a zone, e.g. 2026-12-05T06:00:00+01:00",
+    )
+    p.add_argument(
+        "--deadline", metavar="TIME", help="admit no devices after this time (ISO 8601, zoned)"
+    )
     p.add_argument("--canary", type=int, default=1, metavar="N", help="canary devices first")
     p.add_argument(
         "--stages", default="10,50,100", help="percentages after the canary (default 10,50,100)"
@@ -99,9 +121,15 @@ def create(session: Session, args: argparse.Namespace) -> None:
         "role": args.role,
         "version": args.version,
         "selector": {
-            "group": args.group,
+            "groups": args.group,
             "labels": key_values(args.label, "--label"),
             "hardware": args.hardware,
+            "exclude": {
+                "groups": args.exclude_group,
+                "labels": key_values(args.exclude_label, "--exclude-label"),
+                "hardware": args.exclude_hardware,
+                "devices": args.exclude_device,
+            },
         },
         "canary_devices": args.canary,
         "stages": _stages(args.stages),
@@ -109,12 +137,49 @@ def create(session: Session, args: argparse.Namespace) -> None:
         "stage_timeout_s": args.stage_timeout,
         "failure_threshold": args.failure_threshold,
         "start": not args.paused,
+        "start_at": args.start_at,
+        "deadline": args.deadline,
     }
-    session.printer.record(session.client.call("POST", "/rollouts", body=body), _SHOW_KEYS)
+    _record(session, session.client.call("POST", "/rollouts", body=body))
+
+
+def targeting(selector: dict[str, Any]) -> str:
+    """Whom a selector targets in one line: ``groups cameras,doors; label site=north``."""
+    parts = [f"groups {','.join(selector['groups'])}" if selector.get("groups") else "all"]
+    parts += [f"label {k}={v}" for k, v in (selector.get("labels") or {}).items()]
+    if selector.get("hardware"):
+        parts.append(f"hardware {','.join(selector['hardware'])}")
+    return "; ".join(parts)
+
+
+def excluding(selector: dict[str, Any]) -> str | None:
+    """Whom it excludes: ``group lab; label bench=yes; device dev-1``, or None."""
+    exclude = selector.get("exclude") or {}
+    parts = [f"group {g}" for g in exclude.get("groups", [])]
+    parts += [f"label {k}={v}" for k, v in (exclude.get("labels") or {}).items()]
+    parts += [f"hardware {h}" for h in exclude.get("hardware", [])]
+    parts += [f"device {d}" for d in exclude.get("devices", [])]
+    return "; ".join(parts) or None
+
+
+def _readable(rollout: dict[str, Any]) -> dict[str, Any]:
+    selector = rollout.get("selector") or {}
+    return rollout | {"targeting": targeting(selector), "excluding": excluding(selector)}
+
+
+def _record(session: Session, rollout: dict[str, Any]) -> None:
+    if session.printer.as_json:
+        session.printer.data(rollout)
+        return
+    session.printer.record(_readable(rollout), _SHOW_KEYS)
 
 
 def list_rollouts(session: Session, args: argparse.Namespace) -> None:
-    session.printer.table(session.client.get("/rollouts", params={"state": args.state}), _COLUMNS)
+    rollouts = session.client.get("/rollouts", params={"state": args.state})
+    if session.printer.as_json:
+        session.printer.data(rollouts)
+        return
+    session.printer.table([_readable(r) for r in rollouts], _COLUMNS)
 
 
 def show(session: Session, args: argparse.Namespace) -> None:
@@ -123,7 +188,7 @@ def show(session: Session, args: argparse.Namespace) -> None:
     if session.printer.as_json:
         session.printer.data(rollout | {"device_updates": devices})
         return
-    session.printer.record(rollout, _SHOW_KEYS)
+    session.printer.record(_readable(rollout), _SHOW_KEYS)
     if devices:
         session.printer.message("")
         session.printer.table(

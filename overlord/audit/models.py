@@ -46,6 +46,9 @@ class AuditAction(StrEnum):
     ROLLOUT_PAUSE = "rollout.pause"
     ROLLOUT_RESUME = "rollout.resume"
     ROLLOUT_ABORT = "rollout.abort"
+    # Made by the scheduler as the rollout's schedule said (ADR 0069):
+    ROLLOUT_START = "rollout.start"
+    ROLLOUT_DEADLINE = "rollout.deadline"
     ALERT_RULE_SET = "alert_rule.set"
     ALERT_RESOLVE = "alert.resolve"
     CONFIG_SET = "config.set"
@@ -66,10 +69,12 @@ class AuditObject(StrEnum):
 
 
 class Channel(StrEnum):
-    """Where the action came in: the JSON API, the dashboard, or the server's own CLI."""
+    """Where the action came in: the JSON API, the dashboard, the server's own CLI, or the
+    scheduler carrying out what an operator scheduled."""
 
     API = "api"
     DASHBOARD = "dashboard"
+    SCHEDULER = "scheduler"
     CLI = "cli"
 
 

@@ -17,7 +17,9 @@ class AuditEntryPublic(BaseModel):
     actor_name: str
     actor_role: str | None
     source: str = Field(description="the client address (after trusted-proxy handling)")
-    via: str = Field(description="api, dashboard or cli")
+    via: str = Field(
+        description="api, dashboard, cli, or scheduler (a scheduled start or deadline)"
+    )
     action: str
     object_type: str
     object_id: str | None

@@ -24,7 +24,7 @@ from overlord.auth.deps import SESSION_COOKIE, client_address
 from overlord.auth.models import KeyRole
 from overlord.auth.service import Principal
 from overlord.dashboard import csrf, service
-from overlord.dashboard.schemas import ActionForm, DeviceStatusForm, LoginForm
+from overlord.dashboard.schemas import DeviceStatusForm, LoginForm, RolloutActionForm
 from overlord.db import unit_of_work
 from overlord.deps import Ctx, DbSession
 from overlord.devices import service as devices_service
@@ -122,7 +122,7 @@ def logout(request: Request, session: DbSession) -> Response:
     return response
 
 
-def _dashboard_actor(principal: Principal, request: Request) -> Actor:
+def dashboard_actor(principal: Principal, request: Request) -> Actor:
     return actor_of(principal, request, via=Channel.DASHBOARD)
 
 
@@ -131,7 +131,7 @@ def _record_session(
 ) -> None:
     audit.record(
         session,
-        _dashboard_actor(principal, request),
+        dashboard_actor(principal, request),
         action,
         object_type=AuditObject.TOKEN,
         object_id=principal.key_id,
@@ -144,7 +144,7 @@ def _record_failed_login(session: Session, principal: Principal | None, request:
         actor = Actor(None, "", None, client_address(request), Channel.DASHBOARD)
         reason = "unknown, revoked or expired token"
     else:
-        actor = _dashboard_actor(principal, request)
+        actor = dashboard_actor(principal, request)
         reason = f"a {principal.role.value} token is not an operator token"
     audit.record(
         session,
@@ -156,7 +156,7 @@ def _record_failed_login(session: Session, principal: Principal | None, request:
     )
 
 
-def _forms(request: Request, user: Principal) -> dict[str, object]:
+def forms_context(request: Request, user: Principal) -> dict[str, object]:
     """What templates need to show the actions this user may take."""
     return {
         "user": user,
@@ -204,7 +204,7 @@ def index(
     status: StatusQuery = None,
     page: PageQuery = 0,
 ) -> Response:
-    context = _fleet_context(ctx, session, status, page) | _forms(request, user)
+    context = _fleet_context(ctx, session, status, page) | forms_context(request, user)
     context["error"] = request.query_params.get("error")
     return templates.TemplateResponse(request, "index.html", context)
 
@@ -221,7 +221,7 @@ def fragment(
 ) -> Response:
     if name not in {"fleet", "rollouts", "devices"}:
         return Response(status_code=404)
-    context = _fleet_context(ctx, session, status, page) | _forms(request, user)
+    context = _fleet_context(ctx, session, status, page) | forms_context(request, user)
     return templates.TemplateResponse(request, f"_{name}.html", context)
 
 
@@ -233,7 +233,7 @@ def device(
         session, device_id=device_id, offline_after_s=ctx.settings.offline_after_s
     )
     context = {"page": page, "refresh_s": REFRESH_S, "statuses": list(AdminStatus)}
-    context |= _forms(request, user)
+    context |= forms_context(request, user)
     context["error"] = request.query_params.get("error")
     return templates.TemplateResponse(request, "device.html", context)
 
@@ -264,7 +264,7 @@ def audit_log(
     if not user.at_least(KeyRole.OPERATOR):
         raise Forbidden("the audit log needs the operator role or higher")
     shown = {"actor": actor or "", "action": action, "object": object_}
-    context = _forms(request, user) | shown | {"actions": list(AuditAction), "entries": []}
+    context = forms_context(request, user) | shown | {"actions": list(AuditAction), "entries": []}
     try:
         if action and action not in set(AuditAction):
             raise InvalidRequest(f"no action {action!r}")
@@ -295,7 +295,7 @@ _ROLLOUT_ACTIONS = {
 }
 
 
-def _back(path: str, error: RequestError | None = None) -> RedirectResponse:
+def back_to(path: str, error: RequestError | None = None) -> RedirectResponse:
     """Post/redirect/get; a refused action comes back as a banner on the page."""
     return RedirectResponse(
         f"{path}?{urlencode({'error': str(error)})}" if error else path, status_code=303
@@ -309,7 +309,7 @@ def rollout_action(
     request: Request,
     user: DashboardUser,
     ctx: Ctx,
-    form: Annotated[ActionForm, Form()],
+    form: Annotated[RolloutActionForm, Form()],
 ) -> Response:
     verb = _ROLLOUT_ACTIONS.get(action)
     if verb is None:
@@ -317,12 +317,13 @@ def rollout_action(
     csrf.check(request, request.cookies.get(SESSION_COOKIE, ""), form.csrf)
     if not user.at_least(KeyRole.OPERATOR):
         raise Forbidden("rollout actions need the operator role or higher")
+    page = "/dashboard" if form.back == "fleet" else f"/dashboard/rollouts/{rollout_id}"
     try:
         with unit_of_work(ctx.sessions) as session:
-            verb(session, rollout_id=rollout_id, actor=_dashboard_actor(user, request))
+            verb(session, rollout_id=rollout_id, actor=dashboard_actor(user, request))
     except (Conflict, NotFound) as err:
-        return _back("/dashboard", err)
-    return _back("/dashboard")
+        return back_to(page, err)
+    return back_to(page)
 
 
 @router.post("/dashboard/devices/{device_id}/status")
@@ -341,7 +342,7 @@ def device_status_action(
             session,
             device_id=device_id,
             status=form.status,
-            actor=_dashboard_actor(user, request),
+            actor=dashboard_actor(user, request),
         )
     ctx.desired.drop(device_id)
-    return _back(f"/dashboard/devices/{device_id}")
+    return back_to(f"/dashboard/devices/{device_id}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,6 +22,12 @@ class ActionForm(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     csrf: Annotated[str, text(128, min_length=1)]
+
+
+class RolloutActionForm(ActionForm):
+    """Where to go back to: the fleet page's table or the rollout's own page."""
+
+    back: Literal["fleet", "rollout"] = "fleet"
 
 
 class DeviceStatusForm(ActionForm):

@@ -16,5 +16,6 @@ class Release:
     target: str
     length: int
     sha256: str
+    uncompressed_size: int
     hardware: tuple[str, ...]
     version_floor: Version | None

@@ -16,6 +16,9 @@ class ReleasePublic(BaseModel):
     target: str
     length: int
     sha256: str
+    uncompressed_size: int = Field(
+        description="bytes installed: the system image of an OS release, a role's bundle"
+    )
     hardware: list[str]
     version_floor: str | None
 

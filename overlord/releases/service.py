@@ -74,6 +74,7 @@ def list_releases(
                 target=name,
                 length=info.length,
                 sha256=info.hashes.get("sha256", ""),
+                uncompressed_size=custom.uncompressed_size,
                 hardware=tuple(h.value for h in custom.hardware),
                 version_floor=custom.version_floor,
             )
@@ -97,6 +98,7 @@ def to_public(release: Release) -> ReleasePublic:
         target=release.target,
         length=release.length,
         sha256=release.sha256,
+        uncompressed_size=release.uncompressed_size,
         hardware=list(release.hardware),
         version_floor=str(release.version_floor) if release.version_floor else None,
     )

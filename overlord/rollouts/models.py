@@ -60,14 +60,19 @@ class DeploymentRollout(Base):
     role_name: Mapped[str | None] = mapped_column(String(64))
     version: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(255))
-    selector_group: Mapped[str | None] = mapped_column(String(64))
+    selector_groups: Mapped[list[str]] = mapped_column(JSON, default=list)
     selector_labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     selector_hardware: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Exclusion as the API takes it: {"groups": [...], "labels": {...}, "hardware": [...],
+    # "devices": [...]}.
+    selector_exclude: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
     canary_devices: Mapped[int]
     stages: Mapped[list[int]] = mapped_column(JSON)
     success_window_s: Mapped[int]
     stage_timeout_s: Mapped[int] = mapped_column(default=7200, server_default="7200")
     failure_threshold: Mapped[float] = mapped_column(Float)
+    start_at: Mapped[datetime | None]
+    deadline: Mapped[datetime | None]
     state: Mapped[RolloutState] = mapped_column(str_enum(RolloutState), index=True)
     current_stage: Mapped[int] = mapped_column(default=0)
     stage_settled_at: Mapped[datetime | None]

@@ -5,12 +5,23 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from fleetcore.bounded import Name, text
 from fleetcore.release import Hardware
 from fleetcore.version import Version
-from overlord.devices.schemas import GroupName, LabelPart
+from overlord.db import utcnow
+from overlord.devices.schemas import DeviceId, GroupName, LabelPart
+from overlord.rollouts import schedule
 from overlord.rollouts.models import DeviceOutcome, ReleaseKind, RolloutState
 
 RolloutName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
@@ -21,12 +32,38 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Selector(_In):
-    """Which devices a rollout targets: all conditions must hold."""
+Groups = Annotated[list[GroupName], Field(max_length=64)]
+Labels = Annotated[dict[LabelPart, LabelPart], Field(max_length=16)]
+HardwareList = Annotated[list[Hardware], Field(max_length=len(Hardware))]
 
-    group: GroupName | None = None
-    labels: dict[LabelPart, LabelPart] = Field(default_factory=dict, max_length=16)
-    hardware: list[Hardware] = Field(default_factory=list, max_length=len(Hardware))
+
+class Exclusion(_In):
+    """Devices a rollout never admits: any one condition excludes a device."""
+
+    groups: Groups = Field(default_factory=list, description="devices in any of these groups")
+    labels: Labels = Field(default_factory=dict, description="devices with any of these labels")
+    hardware: HardwareList = Field(default_factory=list, description="devices on these boards")
+    devices: list[DeviceId] = Field(default_factory=list, max_length=1000)
+
+
+class Selector(_In):
+    """Which devices a rollout targets: in one of ``groups`` (any group when empty), with every
+    label of ``labels``, on one of ``hardware`` (any when empty), and not excluded."""
+
+    groups: Groups = Field(default_factory=list)
+    labels: Labels = Field(default_factory=dict)
+    hardware: HardwareList = Field(default_factory=list)
+    exclude: Exclusion = Field(default_factory=Exclusion)
+
+    @model_validator(mode="after")
+    def _not_both(self) -> Selector:
+        for field in ("groups", "hardware"):
+            both = set(getattr(self, field)) & set(getattr(self.exclude, field))
+            if both:
+                raise ValueError(
+                    f"selector.exclude.{field}: {', '.join(sorted(both))} also targeted"
+                )
+        return self
 
 
 class RolloutCreate(_In):
@@ -51,12 +88,38 @@ class RolloutCreate(_In):
         "counts as failed for the halt threshold",
     )
     failure_threshold: float = Field(default=0.05, ge=0, le=1)
-    start: bool = True
+    start: bool = Field(default=True, description="false: created pending, resume starts it")
+    start_at: AwareDatetime | None = Field(
+        default=None,
+        description="start later: pending until this time (ISO 8601 with a zone), then the "
+        "scheduler starts it",
+    )
+    deadline: AwareDatetime | None = Field(
+        default=None,
+        description="stop admitting devices at this time: the rollout halts with the reason "
+        "'deadline passed' and devices already updating finish",
+    )
+
+    @field_validator("start_at")
+    @classmethod
+    def _start_ahead(cls, value: datetime | None) -> datetime | None:
+        if value is not None:
+            schedule.check_start(value, now=utcnow())
+        return value
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline_ahead(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        if value is not None:
+            schedule.check_deadline(value, start_at=info.data.get("start_at"), now=utcnow())
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> RolloutCreate:
         if (self.kind is ReleaseKind.ROLE) != (self.role is not None):
             raise ValueError("a role rollout names its role; an os rollout does not")
+        if self.start_at is not None and not self.start:
+            raise ValueError("start_at schedules the start: leave start true")
         if self.stages != sorted(set(self.stages)) or self.stages[-1] != 100:
             raise ValueError("stage percentages strictly increase and end at 100")
         return self
@@ -75,6 +138,8 @@ class RolloutPublic(BaseModel):
     success_window_s: int
     stage_timeout_s: int
     failure_threshold: float
+    start_at: datetime | None
+    deadline: datetime | None
     state: RolloutState
     current_stage: int
     stage_label: str

@@ -13,17 +13,16 @@ from sqlalchemy.orm import Session
 from fleetcore.version import Version
 from fleetcore.wire import Event, Heartbeat
 from overlord.audit import service as audit
-from overlord.audit.models import AuditAction, AuditObject
+from overlord.audit.models import AuditAction, AuditObject, Channel
 from overlord.audit.service import Actor
 from overlord.configvars import service as configvars
 from overlord.db import utcnow
-from overlord.devices.models import AdminStatus, Device
-from overlord.devices.service import known_label
+from overlord.devices.models import Device
 from overlord.errors import Conflict, NotFound
 from overlord.events import service as events_service
 from overlord.events.models import AlertKind
 from overlord.releases import service as releases_service
-from overlord.rollouts import plan
+from overlord.rollouts import plan, schedule, targeting
 from overlord.rollouts.models import (
     TERMINAL_STATES,
     DeploymentRollout,
@@ -34,6 +33,7 @@ from overlord.rollouts.models import (
     RolloutState,
 )
 from overlord.rollouts.schemas import (
+    Exclusion,
     GroupPublic,
     GroupUpdate,
     RolloutCreate,
@@ -69,23 +69,27 @@ def create_rollout(
             f"rollout {clash} of the same release line is unfinished",
             hint="complete or abort it first",
         )
-    if spec.selector.group is not None and session.get(DeviceGroup, spec.selector.group) is None:
-        raise NotFound(f"no device group {spec.selector.group}")
+    targeting.check(session, spec.selector)
     rollout = DeploymentRollout(
         name=spec.name,
         kind=spec.kind,
         role_name=spec.role,
         version=str(spec.version),
         target=release.target,
-        selector_group=spec.selector.group,
+        selector_groups=list(spec.selector.groups),
         selector_labels=dict(spec.selector.labels),
         selector_hardware=[h.value for h in spec.selector.hardware],
+        selector_exclude=spec.selector.exclude.model_dump(mode="json"),
         canary_devices=spec.canary_devices,
         stages=list(spec.stages),
         success_window_s=spec.success_window_s,
         stage_timeout_s=spec.stage_timeout_s,
         failure_threshold=spec.failure_threshold,
-        state=RolloutState.RUNNING if spec.start else RolloutState.PENDING,
+        start_at=spec.start_at,
+        deadline=spec.deadline,
+        state=RolloutState.RUNNING
+        if spec.start and spec.start_at is None
+        else RolloutState.PENDING,
         current_stage=0,
     )
     session.add(rollout)
@@ -127,12 +131,18 @@ def pause(session: Session, *, rollout_id: int, actor: Actor) -> DeploymentRollo
 
 
 def resume(session: Session, *, rollout_id: int, actor: Actor) -> DeploymentRollout:
-    """Start a pending rollout, continue a paused one, or override a halt."""
+    """Start a pending rollout (a scheduled one early), continue a paused one, or override a
+    halt; never past the rollout's deadline."""
     rollout = get_rollout(session, rollout_id=rollout_id)
     before = _control_state(rollout)
     _require_state(
         rollout, {RolloutState.PENDING, RolloutState.PAUSED, RolloutState.HALTED}, "resume"
     )
+    if schedule.expired(rollout.deadline, now=utcnow()):
+        raise Conflict(
+            f"cannot resume rollout {rollout.name}: its deadline passed",
+            hint="abort it, and create a new rollout with a later deadline",
+        )
     if rollout.state is RolloutState.HALTED:
         events_service.resolve_alerts(session, subject=f"rollout/{rollout.name}")
         # The operator accepts the failures so far: judge the stage afresh from here on.
@@ -224,16 +234,14 @@ def _public(
         role=rollout.role_name,
         version=rollout.version,
         target=rollout.target,
-        selector=Selector(
-            group=rollout.selector_group,
-            labels=rollout.selector_labels,
-            hardware=rollout.selector_hardware,  # type: ignore[arg-type]
-        ),
+        selector=selector(rollout),
         canary_devices=rollout.canary_devices,
         stages=rollout.stages,
         success_window_s=rollout.success_window_s,
         stage_timeout_s=rollout.stage_timeout_s,
         failure_threshold=rollout.failure_threshold,
+        start_at=rollout.start_at,
+        deadline=rollout.deadline,
         state=rollout.state,
         current_stage=rollout.current_stage,
         stage_label=plan.stage_label(rollout.current_stage, rollout.stages),
@@ -354,15 +362,17 @@ def stage_tally(session: Session, rollout: DeploymentRollout) -> plan.StageTally
     )
 
 
+def selector(rollout: DeploymentRollout) -> Selector:
+    return Selector(
+        groups=rollout.selector_groups,
+        labels=rollout.selector_labels,
+        hardware=rollout.selector_hardware,  # type: ignore[arg-type]
+        exclude=Exclusion.model_validate(rollout.selector_exclude),
+    )
+
+
 def _selected(session: Session, rollout: DeploymentRollout) -> list[Device]:
-    query = select(Device).where(Device.admin_status == AdminStatus.ACTIVE)
-    if rollout.selector_group is not None:
-        query = query.where(Device.group_name == rollout.selector_group)
-    for key, value in rollout.selector_labels.items():
-        query = query.where(known_label(key, value))
-    if rollout.selector_hardware:
-        query = query.where(Device.hardware.in_(rollout.selector_hardware))
-    return list(session.scalars(query))
+    return list(session.scalars(targeting.matching(selector(rollout))))
 
 
 def _needs_update(rollout: DeploymentRollout, device: Device) -> bool:
@@ -546,9 +556,45 @@ def step(session: Session, *, rollout: DeploymentRollout, now: datetime) -> None
     _admit(session, rollout, now)
 
 
+# Schedule changes are the scheduler's, on behalf of whoever scheduled the rollout.
+SCHEDULER = Actor(None, "scheduler", None, "overlord", Channel.SCHEDULER)
+
+
+def _keep_schedule(session: Session, rollout: DeploymentRollout, now: datetime) -> None:
+    """Halt an unfinished rollout at its deadline; start a scheduled one when it is due."""
+    before = _control_state(rollout)
+    if rollout.state is not RolloutState.HALTED and schedule.expired(rollout.deadline, now=now):
+        assert rollout.deadline is not None
+        counts = Counter(
+            session.scalars(
+                select(DeviceUpdate.outcome).where(DeviceUpdate.rollout_id == rollout.id)
+            )
+        )
+        rollout.halt_reason = schedule.deadline_reason(
+            rollout.deadline,
+            succeeded=counts[DeviceOutcome.SUCCEEDED],
+            admitted=sum(counts.values()),
+        )
+        rollout.state = RolloutState.HALTED
+        rollout.stage_settled_at = None
+        _withdraw_unstarted(session, rollout)
+        _record_control(session, SCHEDULER, AuditAction.ROLLOUT_DEADLINE, rollout, before)
+    elif rollout.state is RolloutState.PENDING and schedule.due(rollout.start_at, now=now):
+        rollout.state = RolloutState.RUNNING
+        _record_control(session, SCHEDULER, AuditAction.ROLLOUT_START, rollout, before)
+
+
 def tick(session: Session, *, now: datetime | None = None) -> None:
-    """One engine pass over every running rollout (run under the engine lease)."""
+    """One engine pass (run under the engine lease): deadlines and scheduled starts first,
+    then every running rollout."""
     now = now or utcnow()
+    scheduled = select(DeploymentRollout).where(
+        DeploymentRollout.state.not_in(TERMINAL_STATES),
+        (DeploymentRollout.start_at.is_not(None)) | (DeploymentRollout.deadline.is_not(None)),
+    )
+    for rollout in session.scalars(scheduled):
+        _keep_schedule(session, rollout, now)
+    session.flush()
     for rollout in list_rollouts(session, state=RolloutState.RUNNING):
         step(session, rollout=rollout, now=now)
 

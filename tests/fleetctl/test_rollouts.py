@@ -75,10 +75,10 @@ def test_create_list_show_pause_resume_abort(fleet: Fleet):
         "1",
         "--stages",
         "50,100",
-        "--label",
-        "site=none",
+        "--hardware",
+        "pi4",
     )
-    assert created["selector"]["labels"] == {"site": "none"}
+    assert created["selector"]["hardware"] == ["pi4"]
     assert created["stages"] == [50, 100]
     listed = fleet.json("rollouts", "list")
     assert [r["name"] for r in listed] == ["spring"]

@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 
 from fleetcore.layout import Slot
+from fleetcore.release import Hardware
+from fleetcore.version import Version
 from fleetcore.wire import (
     Event,
     EventBatch,
@@ -29,6 +31,7 @@ from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
 from overlord.context import AppContext
 from overlord.db import make_engine, make_sessionmaker, unit_of_work
+from overlord.devices import service as devices_service
 from overlord.models import Base
 from overlord.settings import Settings
 from simulator.site import scratch_database
@@ -141,6 +144,24 @@ def create_token(url: str, role: KeyRole) -> str:
         with unit_of_work(make_sessionmaker(engine)) as session:
             _key, token = auth_service.create_key(session, role=role, name=f"test {role.value}")
         return token
+    finally:
+        engine.dispose()
+
+
+def register_device(url: str, *, serial: str, hardware: Hardware = Hardware.PI4) -> str:
+    """Enrol one device straight into the database at ``url``; returns its id."""
+    request = RegisterRequest(
+        enrollment_token=create_token(url, KeyRole.ENROLLMENT),
+        hostname=serial.lower(),
+        hardware=hardware,
+        serial=serial,
+        image_version=Version("1.0.0"),
+        booted_slot=Slot.A,
+    )
+    engine = make_engine(url)
+    try:
+        with unit_of_work(make_sessionmaker(engine)) as session:
+            return devices_service.register(session, request=request).device_id
     finally:
         engine.dispose()
 

@@ -64,6 +64,7 @@ def _browser(overlord: Overlord, token: str) -> tuple[TestClient, str]:
 
 
 def _rollout(overlord: Overlord, name: str) -> int:
+    overlord.enroll(f"R-{name}")  # a rollout must target at least one device
     answer = overlord.client.post(
         "/api/v1/rollouts",
         json={"name": name, "kind": "os", "version": "1.1.0", "stages": [100]},
@@ -117,6 +118,7 @@ def _login(walk: Walk) -> httpx.Response:
 
 
 def _create_rollout(walk: Walk) -> httpx.Response:
+    walk.overlord.enroll("AUDIT-ROLLOUT")  # the first device is quarantined by now
     answer = walk.api(
         "POST", "/api/v1/rollouts", json={"name": "walk", "kind": "os", "version": "1.1.0"}
     )
@@ -219,6 +221,12 @@ STEPS = (
         ("POST", "/dashboard/devices/{device_id}/status"),
         (AuditAction.DEVICE_STATUS,),
         lambda w: w.form(f"/dashboard/devices/{w.device_id}/status", status="active"),
+        Channel.DASHBOARD,
+    ),
+    Step(
+        ("POST", "/dashboard/rollouts"),
+        (AuditAction.ROLLOUT_CREATE,),
+        lambda w: w.form("/dashboard/rollouts", release="role/camera/2.0.0", name="dash"),
         Channel.DASHBOARD,
     ),
     Step(

@@ -16,7 +16,7 @@ from overlord.cli import main
 from overlord.db import unit_of_work, utcnow
 from overlord.rollouts import service as rollouts_service
 from signing.bootloader import publish_bootloader
-from tests.overlord.conftest import Overlord, events, heartbeat
+from tests.overlord.conftest import Overlord, events, heartbeat, register_device
 from tests.overlord.tufrepo import Repo
 from tests.updater.eeprom_board import eeprom_image
 
@@ -131,6 +131,7 @@ def test_the_overlord_cli_lists_and_rolls_out_a_bootloader_release(
     monkeypatch.setenv("OVERLORD_REPO_DIR", str(repo.path))
     monkeypatch.setenv("OVERLORD_KEYS_DIR", str(repo.keydir))
     assert main(["db", "upgrade"]) == 0
+    register_device(f"sqlite:///{tmp_path / 'cli.db'}", serial="EEPROM1")  # a rollout needs one
     capsys.readouterr()
     assert main(["release", "list", "--kind", "bootloader"]) == 0
     assert [r["version"] for r in json.loads(capsys.readouterr().out)] == [VERSION]

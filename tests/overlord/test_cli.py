@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from overlord.cli import main
 from overlord.db import make_engine
+from tests.overlord.conftest import register_device
 from tests.overlord.tufrepo import Repo
 
 
@@ -23,6 +24,13 @@ def env(tmp_path: Path, repo: Repo, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def fleet_env(env: Path) -> Path:
+    """``env`` with one enrolled device, for commands that create rollouts."""
+    register_device(f"sqlite:///{env / 'cli.db'}", serial="CLI1")
+    return env
+
+
 def test_token_create_prints_a_token(env, capsys):
     capsys.readouterr()
     assert main(["token", "create", "--role", "operator", "--name", "ci"]) == 0
@@ -31,7 +39,7 @@ def test_token_create_prints_a_token(env, capsys):
     assert json.loads(capsys.readouterr().out)[0]["role"] == "operator"
 
 
-def test_release_and_rollout_commands(env, capsys):
+def test_release_and_rollout_commands(fleet_env, capsys):
     capsys.readouterr()
     assert main(["release", "list", "--kind", "os"]) == 0
     versions = [r["version"] for r in json.loads(capsys.readouterr().out)]
@@ -45,7 +53,7 @@ def test_release_and_rollout_commands(env, capsys):
     assert main(["device", "list"]) == 0
 
 
-def test_expected_failures_are_one_line(env, capsys):
+def test_expected_failures_are_one_line(fleet_env, capsys):
     capsys.readouterr()
     assert main(["rollout", "create", "x", "--version", "9.9.9"]) == 1
     err = capsys.readouterr().err
@@ -55,12 +63,12 @@ def test_expected_failures_are_one_line(env, capsys):
     assert main(["device", "status", "nope", "quarantined"]) == 1
 
 
-def test_changes_made_here_are_audited_as_the_local_user(env, capsys):
+def test_changes_made_here_are_audited_as_the_local_user(fleet_env, capsys):
     capsys.readouterr()
     assert main(["token", "create", "--role", "viewer", "--name", "wall screen"]) == 0
     token = capsys.readouterr().out.strip()
     assert main(["rollout", "create", "spring", "--version", "1.1.0"]) == 0
-    engine = make_engine(f"sqlite:///{env / 'cli.db'}")
+    engine = make_engine(f"sqlite:///{fleet_env / 'cli.db'}")
     try:
         with engine.connect() as conn:
             rows = conn.execute(

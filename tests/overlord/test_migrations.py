@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,3 +143,65 @@ def test_the_config_variables_table_comes_and_goes_with_the_devices_digest(empty
             conn.execute(insert, {"value": "25", "sealed": None})
     finally:
         engine.dispose()
+
+
+def test_a_rollout_keeps_its_group_through_the_targeting_migration(empty_database: str):
+    """0010 turns selector_group into the list selector_groups and adds the schedule and the
+    exclusions; the downgrade gives the first group back."""
+    engine = make_engine(empty_database)
+    config = migrate.alembic_config(engine)
+    columns = (
+        "name, kind, version, target, selector_labels, selector_hardware, canary_devices, "
+        "stages, success_window_s, failure_threshold, state, current_stage, created_at, "
+        "updated_at"
+    )
+    values = (
+        "'os', '1.1.0', 'os/1.1.0/manifest.json', '{}', '[]', 1, '[100]', 0, 0.05, "
+        "'pending', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP"
+    )
+    try:
+        migrate.upgrade(engine, "0009")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO device_groups (name, description) VALUES ('lab', '')"))
+            conn.execute(
+                text(
+                    f"INSERT INTO deployment_rollouts ({columns}, selector_group) "
+                    f"VALUES ('grouped', {values}, 'lab')"
+                )
+            )
+            conn.execute(
+                text(f"INSERT INTO deployment_rollouts ({columns}) VALUES ('all', {values})")
+            )
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT name, selector_groups, selector_exclude, start_at, deadline "
+                    "FROM deployment_rollouts ORDER BY name"
+                )
+            ).all()
+            assert [
+                (r.name, _json(r.selector_groups), _json(r.selector_exclude)) for r in rows
+            ] == [
+                ("all", [], {}),
+                ("grouped", ["lab"], {}),
+            ]
+            assert all(r.start_at is None and r.deadline is None for r in rows)
+            assert "selector_group" not in {
+                c["name"] for c in inspect(conn).get_columns("deployment_rollouts")
+            }
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0009")
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT name, selector_group FROM deployment_rollouts ORDER BY name")
+            ).all()
+            assert [tuple(r) for r in rows] == [("all", None), ("grouped", "lab")]
+    finally:
+        engine.dispose()
+
+
+def _json(value: object) -> object:
+    """A JSON column as SQLite (text) or PostgreSQL (decoded) returns it from raw SQL."""
+    return json.loads(value) if isinstance(value, str) else value

@@ -55,7 +55,7 @@ def _commit(overlord: Overlord, device_id: str, auth: dict[str, str], seq: int =
     )
 
 
-def _create(overlord: Overlord, **extra: object) -> dict:
+def _create(overlord: Overlord, *, expect: int = 201, **extra: object) -> dict:
     body = {
         "name": "r1",
         "kind": "os",
@@ -64,7 +64,7 @@ def _create(overlord: Overlord, **extra: object) -> dict:
         "success_window_s": 60,
     } | extra
     resp = overlord.client.post("/api/v1/rollouts", json=body, headers=overlord.as_admin())
-    assert resp.status_code == 201, resp.text
+    assert resp.status_code == expect, resp.text
     return resp.json()
 
 
@@ -211,7 +211,7 @@ def test_maintenance_window_holds_devices_back(overlord: Overlord):
         overlord.client.patch(
             f"/api/v1/devices/{device_id}", json={"group": "night"}, headers=overlord.as_admin()
         )
-    _create(overlord, selector={"group": "night"})
+    _create(overlord, selector={"groups": ["night"]})
     _tick(overlord)
     assert _targeted(overlord, fleet) == []
     _tick(overlord, later_s=2 * 3600 + 60)
@@ -219,6 +219,7 @@ def test_maintenance_window_holds_devices_back(overlord: Overlord):
 
 
 def test_rollouts_need_a_signed_release_and_an_operator(overlord: Overlord):
+    _fleet(overlord, 1)
     resp = overlord.client.post(
         "/api/v1/rollouts",
         json={"name": "x", "kind": "os", "version": "9.9.9"},
