@@ -276,8 +276,14 @@ def test_the_device_page_shows_its_configuration_and_when_the_device_applied_it(
             assert api.put(path, json={"value": value, "secret": is_secret}).is_success
         _log_in(browser, base, create_token(url, KeyRole.VIEWER))
         browser.get(f"{base}/dashboard/devices/{device_id}")
-        rows = browser.find_elements(By.CSS_SELECTOR, "#config-table tr")[1:]
-        assert [r.text for r in rows] == [
+
+        def config_rows(driver: webdriver.Chrome) -> list[str] | None:
+            # The live part of the page is swapped in by the browser: wait for its rows.
+            rows = [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#config-table tr")[1:]]
+            return rows if len(rows) == 2 and all(rows) else None
+
+        wait = WebDriverWait(browser, 20, ignored_exceptions=(StaleElementReferenceException,))
+        assert wait.until(config_rows) == [
             "CAMERA_FPS 25 group/cameras fleet",
             "RTSP_PASSWORD *** group/cameras —",
         ]
