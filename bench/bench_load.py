@@ -8,6 +8,17 @@ polls (``If-None-Match``: 304 once a device has its ETag), closed loop with ``--
 requests in flight. The baseline is ``bench/load_baseline.py``, a bare FastAPI app on the
 same uvicorn settings, driven by the same generator in the same run; rounds alternate between
 the two and the medians are printed with their ratio. Traffic stays on loopback.
+
+To size a deployment of your own, point it at a staging Overlord instead (no baseline then):
+
+    FLEET_ENROLLMENT_TOKEN=mfe_... .venv/bin/python bench/bench_load.py \\
+        --url https://overlord.staging.example [--devices 1000] [--requests 6000]
+
+It enrols ``--devices`` devices there for real (serials ``SIM00000000``...; a rerun re-enrols
+the same ones; decommission them afterwards), so never aim it at production. The Overlord's
+per-device rate limit (``OVERLORD_DEVICE_RATE_PER_S``) and nginx's per-address limits answer
+a load generator on one address with 429s, counted as errors: raise them on the staging stack
+for the run, or drive one replica directly.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
 
 from overlord.auth.models import KeyRole  # noqa: E402
+from simulator.errors import SimulatorError  # noqa: E402
 from simulator.load import LoadPlan, LoadReport, Operation, run_load  # noqa: E402
 from simulator.server import serve  # noqa: E402
 from simulator.site import prepare_site, scratch_database  # noqa: E402
@@ -41,13 +53,51 @@ def figures(report: LoadReport) -> dict[str, float]:
     }
 
 
+def plan(args: argparse.Namespace, base_url: str, token: str, *, seed: int) -> LoadPlan:
+    return LoadPlan(
+        base_url=base_url,
+        enrollment_token=token,
+        devices=args.devices,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        seed=seed,
+    )
+
+
+def external(args: argparse.Namespace) -> None:
+    """Rounds against ``args.url`` alone; the medians of its figures."""
+    token = os.environ.get("FLEET_ENROLLMENT_TOKEN")
+    if not token:
+        sys.exit("set FLEET_ENROLLMENT_TOKEN to an enrollment token of that Overlord")
+    runs = []
+    for n in range(args.rounds):
+        try:
+            report = asyncio.run(run_load(plan(args, args.url, token, seed=n)))
+        except SimulatorError as err:
+            sys.exit(f"bench_load: {err}")
+        runs.append(figures(report))
+        print(f"round {n + 1} {args.url}:\n{report.summary()}", flush=True)
+    print(
+        f"\nmedians of {args.rounds} rounds against {args.url}, {args.devices} devices, "
+        f"{args.concurrency} requests in flight (no baseline: another machine's figures):"
+    )
+    for key in runs[0]:
+        print(f"{key:<18} {statistics.median(r[key] for r in runs):>10.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--url", help="an Overlord to measure instead (token from FLEET_ENROLLMENT_TOKEN)"
+    )
     args = parser.parse_args()
+    if args.url:
+        external(args)
+        return
     pg_url = os.environ.get("FLEET_TEST_PG_URL")
     if not pg_url:
         sys.exit("set FLEET_TEST_PG_URL to a PostgreSQL server (see the README's test section)")
@@ -64,15 +114,7 @@ def main() -> None:
         with overlord as overlord_url, baseline as baseline_url:
             for n in range(args.rounds):
                 for name, base in (("overlord", overlord_url), ("baseline", baseline_url)):
-                    plan = LoadPlan(
-                        base_url=base,
-                        enrollment_token=token,
-                        devices=args.devices,
-                        requests=args.requests,
-                        concurrency=args.concurrency,
-                        seed=n,
-                    )
-                    report = asyncio.run(run_load(plan))
+                    report = asyncio.run(run_load(plan(args, base, token, seed=n)))
                     runs[name].append(figures(report))
                     print(f"round {n + 1} {name}:\n{report.summary()}", flush=True)
     print(

@@ -26,6 +26,7 @@ import math
 import multiprocessing
 import os
 import random
+import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Mapping
@@ -171,8 +172,10 @@ class HttpConnection:
         self._writer = writer
 
     @classmethod
-    async def open(cls, host: str, port: int) -> HttpConnection:
-        reader, writer = await asyncio.open_connection(host, port)
+    async def open(
+        cls, host: str, port: int, *, tls: ssl.SSLContext | None = None
+    ) -> HttpConnection:
+        reader, writer = await asyncio.open_connection(host, port, ssl=tls)
         return cls(reader, writer)
 
     async def exchange(self, request: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
@@ -194,21 +197,44 @@ class HttpConnection:
 
 
 def http_request(
-    method: str, path: str, headers: Mapping[str, str] | None = None, body: bytes = b""
+    method: str,
+    path: str,
+    headers: Mapping[str, str] | None = None,
+    body: bytes = b"",
+    *,
+    host: str = "127.0.0.1",
 ) -> bytes:
     """The bytes of one HTTP/1.1 request (JSON body when ``body`` is given)."""
-    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     if body or method in {"POST", "PUT", "PATCH"}:
         lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-def _address(base_url: str) -> tuple[str, int]:
-    parts = urlsplit(base_url)
-    if parts.scheme != "http" or parts.hostname is None or parts.port is None:
-        raise SimulatorError(f"load mode needs http://host:port, not {base_url}")
-    return parts.hostname, parts.port
+@dataclass(frozen=True)
+class Endpoint:
+    """Where load goes: a host and port, over TLS for an https:// URL."""
+
+    host: str
+    port: int
+    tls: ssl.SSLContext | None
+
+    @classmethod
+    def of(cls, base_url: str) -> Endpoint:
+        parts = urlsplit(base_url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise SimulatorError(f"load mode needs http(s)://host[:port], not {base_url}")
+        https = parts.scheme == "https"
+        port = parts.port or (443 if https else 80)
+        return cls(parts.hostname, port, ssl.create_default_context() if https else None)
+
+    @property
+    def host_header(self) -> str:
+        return self.host if self.port in {80, 443} else f"{self.host}:{self.port}"
+
+    async def connect(self) -> HttpConnection:
+        return await HttpConnection.open(self.host, self.port, tls=self.tls)
 
 
 async def _timed_exchange(
@@ -230,7 +256,7 @@ async def _timed_exchange(
 async def run_load(plan: LoadPlan) -> LoadReport:
     """Enroll ``plan.devices`` devices, then drive ``plan.requests`` requests; return the report."""
     ops = {op: OpStats() for op in Operation}
-    host, port = _address(plan.base_url)
+    endpoint = Endpoint.of(plan.base_url)
     limits = httpx.Limits(
         max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency
     )
@@ -251,26 +277,28 @@ async def run_load(plan: LoadPlan) -> LoadReport:
     cursor = itertools.count()
 
     async def worker() -> None:
-        conn = await HttpConnection.open(host, port)
+        conn = await endpoint.connect()
         try:
             while (n := next(cursor)) < len(schedule):
                 device, beat = schedule[n]
                 headers = {"Authorization": f"Bearer {device.token}"}
                 if beat:
                     url = f"{API_PREFIX}/devices/{device.device_id}/heartbeat"
-                    request = http_request("POST", url, headers, heartbeat)
+                    request = http_request(
+                        "POST", url, headers, heartbeat, host=endpoint.host_header
+                    )
                     answer = await _timed_exchange(ops[Operation.HEARTBEAT], conn, request)
                 else:
                     if device.etag:
                         headers["If-None-Match"] = device.etag
                     url = f"{API_PREFIX}/devices/{device.device_id}/desired-state"
-                    request = http_request("GET", url, headers)
+                    request = http_request("GET", url, headers, host=endpoint.host_header)
                     answer = await _timed_exchange(ops[Operation.POLL], conn, request)
                     if answer is not None and answer[0] == 200:
                         device.etag = answer[1].get(b"etag", b"").decode() or None
                 if answer is None:  # the connection is unusable now: open another
                     conn.close()
-                    conn = await HttpConnection.open(host, port)
+                    conn = await endpoint.connect()
         finally:
             conn.close()
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,9 @@ from simulator.load import (
 )
 from simulator.server import serve
 from simulator.site import prepare_site
+from tests.ops.nginxrun import run_nginx
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def test_percentiles_pick_ranks_of_the_sorted_latencies():
@@ -80,8 +86,7 @@ def test_load_mode_fails_clearly_on_a_wrong_enrollment_token(pg_database: str, t
 
 
 def test_blast_replays_prepared_requests_from_a_child_process(tmp_path: Path):
-    bench = Path(__file__).resolve().parents[2] / "bench"
-    env = {"PYTHONPATH": str(bench)}
+    env = {"PYTHONPATH": str(BENCH)}
     with serve("load_baseline:asgi_app", env=env, factory=False) as base:
         port = int(base.rsplit(":", 1)[1])
         poll = {"If-None-Match": '"baseline"'}
@@ -95,3 +100,29 @@ def test_blast_replays_prepared_requests_from_a_child_process(tmp_path: Path):
     assert result.rate > 0 and 0 < result.p50_s <= result.p99_s
     with pytest.raises(SimulatorError, match="unexpected answers"):
         result.only(204)
+
+
+@pytest.mark.integration
+def test_bench_load_measures_an_overlord_of_its_own_behind_nginx_over_tls(
+    pg_database: str, tmp_path: Path
+):
+    """``bench/bench_load.py --url``: what an operator runs against a staging stack."""
+    site = prepare_site(tmp_path, pg_database)
+    token = site.token(KeyRole.ENROLLMENT, "bench against a stack")
+    with serve(env=site.env(run_scheduler=False), log=tmp_path / "overlord.log") as base:
+        port = int(base.rsplit(":", 1)[1])
+        upstreams = {"overlord": port, "grafana": port, "loki": port}
+        with run_nginx(tmp_path / "nginx", upstreams) as (https, _http, cert):
+            argv = [sys.executable, str(BENCH / "bench_load.py"), "--url", https]
+            argv += ["--devices", "5", "--requests", "100", "--rounds", "1"]
+            env = os.environ | {"FLEET_ENROLLMENT_TOKEN": token, "SSL_CERT_FILE": str(cert)}
+            run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+            assert run.returncode == 0, run.stderr
+            medians = dict(line.rsplit(None, 1) for line in run.stdout.splitlines()[-5:])
+            assert float(medians["heartbeats/s"]) > 0 and float(medians["304 polls/s"]) > 0
+            assert float(medians["errors"]) == 0
+            env["FLEET_ENROLLMENT_TOKEN"] = "mfe_wrong"
+            wrong = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 1
+    assert wrong.stderr.startswith("bench_load: enrollment of sim-0000")
+    assert "Traceback" not in wrong.stderr
