@@ -11,7 +11,6 @@ image (``image.safemode``), built on the host too: neither touches the cached ba
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -22,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from fleetcore.errors import CommandError
+from fleetcore.filelock import held
 from fleetcore.run import run
 from image import safemode
 from image.backends import chroot, mounts, stages, wheelhouse, workdir
@@ -103,7 +103,7 @@ class DebootstrapBackend(Backend):
         self.config.cache_dir.mkdir(parents=True, exist_ok=True)
         # One build per key at a time: a second builder (the test tiers run side by side)
         # waits for the first and then takes its result from the cache.
-        with _locked(self.config.cache_dir / f".lock-{entry.name}"):
+        with held(self.config.cache_dir / f".lock-{entry.name}"):
             if rootfs.is_dir():
                 print(f"fleet-image: base rootfs from cache {entry}", file=sys.stderr)
                 return rootfs
@@ -201,16 +201,6 @@ class DebootstrapBackend(Backend):
             run(argv, env=env, capture=False)
         except CommandError as err:
             raise BuildError(f"{err}", hint="see the output above for the failing step") from err
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _remove_dead_partials(cache_dir: Path) -> None:

@@ -9,13 +9,16 @@ not verify, and checks each downloaded .deb against the SHA-256 in that index. C
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from fleetcore.atomic import atomic_write
 from fleetcore.errors import CommandError
+from fleetcore.filelock import held
 from fleetcore.run import run, run_text
 from image.roleimage.errors import PackageError
 from image.roleimage.recipe import Arch, Recipe
@@ -59,6 +62,21 @@ def sources(recipe: Recipe, arch: Arch) -> str:
 def parse_simulation(text: str) -> list[PackageRef]:
     """The packages an ``apt-get -s install`` would unpack, sorted by name."""
     return sorted(PackageRef(m[1], m[2], m[3]) for m in _INST.finditer(text))
+
+
+@contextlib.contextmanager
+def shared_cache(root: Path) -> Iterator[None]:
+    """Exclusive use of the apt folder ``root`` among the processes that build into it."""
+    with contextlib.ExitStack() as stack:
+        try:
+            root.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(held(root.parent / f".{root.name}.lock"))
+        except OSError as err:
+            raise PackageError(
+                f"cannot lock {root} for apt's lists and packages: {err.strerror}",
+                hint="pass --cache DIR with a folder you can write",
+            ) from err
+        yield
 
 
 class AptRoot:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from image.roleimage import loader
-from image.roleimage.apt import DEFAULT_CACHE, AptRoot, Deb, PackageRef, data_tar
+from image.roleimage.apt import DEFAULT_CACHE, AptRoot, Deb, PackageRef, data_tar, shared_cache
 from image.roleimage.archive import image_config, write_archive, write_layer
 from image.roleimage.errors import PackageError
 from image.roleimage.recipe import Arch, Recipe
@@ -81,9 +81,13 @@ def assemble(recipe: Recipe, arch: Arch, debs: Iterable[Deb], out: Path) -> Resu
 
 def build(recipe: Recipe, arch: Arch, out: Path, *, cache: Path = DEFAULT_CACHE) -> Result:
     """Resolve and download the recipe's packages for ``arch`` and make its image in ``out``."""
-    apt = AptRoot(cache / f"{recipe.suite}-{arch.value}", recipe, arch)
-    apt.update()
-    closure = apt.resolve(recipe.packages)
-    chosen = select(recipe, closure)
-    log.info("%d packages in the closure, %d unpacked", len(closure), len(chosen))
-    return assemble(recipe, arch, apt.download(chosen), out)
+    root = cache / f"{recipe.suite}-{arch.value}"
+    # One build at a time per apt folder: apt refuses a second process outright (its archives
+    # lock does not wait), and another build's autoclean could drop a .deb this one reads.
+    with shared_cache(root):
+        apt = AptRoot(root, recipe, arch)
+        apt.update()
+        closure = apt.resolve(recipe.packages)
+        chosen = select(recipe, closure)
+        log.info("%d packages in the closure, %d unpacked", len(closure), len(chosen))
+        return assemble(recipe, arch, apt.download(chosen), out)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from image.roleimage import apt, recipe
+from image.roleimage.errors import PackageError
 
 from .conftest import FIXTURES
 
@@ -57,3 +60,29 @@ def test_the_cache_keeps_only_what_the_index_offers(tmp_path: Path, require_root
     root.update()
     assert deb.path.exists()
     assert not superseded.exists()
+
+
+def test_builds_sharing_an_apt_folder_take_turns(tmp_path: Path):
+    """Two builders of one apt folder (CI's tiers run side by side): the second waits for the
+    first, rather than failing on apt's archives lock or losing a .deb to its autoclean."""
+    root = tmp_path / "cache" / "bookworm-arm64"
+    child = [
+        sys.executable,
+        "-c",
+        "import sys; from pathlib import Path; from image.roleimage.apt import shared_cache\n"
+        "with shared_cache(Path(sys.argv[1])): print('in', flush=True)",
+        str(root),
+    ]
+    with apt.shared_cache(root):
+        waiting = subprocess.Popen(child, stdout=subprocess.PIPE, text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiting.communicate(timeout=1.0)
+    out, _ = waiting.communicate(timeout=30)
+    assert (waiting.returncode, out) == (0, "in\n")
+
+
+def test_an_unusable_cache_folder_is_one_error(tmp_path: Path):
+    (tmp_path / "file").write_text("")
+    unusable = apt.shared_cache(tmp_path / "file" / "bookworm-arm64")
+    with pytest.raises(PackageError, match="cannot lock .* for apt's lists"), unusable:
+        pass
