@@ -135,9 +135,17 @@ def _site(tmp_path: Path) -> tuple[str, dict[str, str]]:
 
 
 def _log_in(browser, base: str, token: str) -> None:
-    browser.get(f"{base}/dashboard")
+    """Log in and wait for the dashboard: a click does not wait for the answer that sets the
+    session cookie, and a page opened before it arrives is the login form again."""
+    browser.get(f"{base}/dashboard/login")
     browser.find_element(By.ID, "token").send_keys(token)
     browser.find_element(By.ID, "login-submit").click()
+    WebDriverWait(browser, 20).until(lambda d: "/dashboard/login" not in d.current_url)
+
+
+def _log_out(browser) -> None:
+    browser.find_element(By.CSS_SELECTOR, "header form button").click()
+    WebDriverWait(browser, 20).until(lambda d: "/dashboard/login" in d.current_url)
 
 
 def test_dashboard_shows_versions_rollouts_and_device_timelines(browser, tmp_path: Path):

@@ -17,7 +17,7 @@ from overlord.auth.models import KeyRole
 from overlord.db import utcnow
 from tests.overlord.conftest import create_token, heartbeat
 from tests.overlord.servers import overlord_process
-from tests.overlord.test_dashboard_browser import _log_in, _site, browser  # noqa: F401
+from tests.overlord.test_dashboard_browser import _log_in, _log_out, _site, browser  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def test_an_operator_creates_a_scheduled_rollout_from_the_release_page(browser, 
         assert [r.get_attribute("data-release") for r in rows] == ["os/1.1.0", "os/1.0.0"]
         assert "3 devices" in rows[1].text and "cameras 2 · doors 1" in rows[1].text
         assert not browser.find_elements(By.ID, "rollout-form"), "a viewer sees no form"
-        browser.find_element(By.CSS_SELECTOR, "header form button").click()  # log out
+        _log_out(browser)
 
         _log_in(browser, base, create_token(url, KeyRole.OPERATOR))
         browser.get(f"{base}/dashboard/releases")
