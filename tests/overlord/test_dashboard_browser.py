@@ -158,7 +158,8 @@ def test_dashboard_shows_versions_rollouts_and_device_timelines(browser, tmp_pat
         assert "/dashboard/login" in browser.current_url
         browser.find_element(By.ID, "token").send_keys("not-a-token")
         browser.find_element(By.ID, "login-submit").click()
-        assert "unknown" in browser.find_element(By.ID, "login-error").text
+        error = (By.ID, "login-error")
+        wait.until(expected_conditions.text_to_be_present_in_element(error, "unknown"))
         browser.find_element(By.ID, "token").send_keys(viewer)
         browser.find_element(By.ID, "login-submit").click()
         wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "images"), "1.1.0"))
