@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,7 +51,8 @@ def flash(image: Path, *, config_file: Path, device: Path | None, out: Path | No
                 # 0600 from its creation: the image holds the enrolment token and the Wi-Fi key.
                 tmp.unlink(missing_ok=True)
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                shutil.copyfile(personal, tmp)
+                # Sparse, like the personalised copy: a plain copy would write every hole.
+                run(["cp", "--sparse=always", "--reflink=auto", personal, tmp])
                 tmp.replace(out)
             finally:
                 tmp.unlink(missing_ok=True)

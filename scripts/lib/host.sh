@@ -149,6 +149,21 @@ ensure_device_venv() {
     fi
 }
 
+# The whole suite's peak disk use (disk images, role images, the base rootfs cache), measured
+# in a full run with every tier at once (the README's test figures).
+NEEDED_FREE_GIB="${FLEET_NEEDED_FREE_GIB:-20}"
+
+check_free_space() {
+    local dir free_gib
+    mkdir -p "$STATE_DIR"
+    for dir in "$STATE_DIR" "${TMPDIR:-/tmp}"; do
+        free_gib=$(( $(df --output=avail -k "$dir" | tail -1) / 1048576 ))
+        [ "$free_gib" -ge "$NEEDED_FREE_GIB" ] || die "$dir has $free_gib GiB free; the whole \
+suite needs $NEEDED_FREE_GIB GiB (set FLEET_NEEDED_FREE_GIB to override)"
+    done
+    say "disk: $free_gib GiB free"
+}
+
 start_postgres() {
     need_root
     local bin pgdata="$STATE_DIR/postgres" sock="$STATE_DIR/pgsock"
