@@ -14,12 +14,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fleetcore.wire import DesiredRemote
 from overlord.audit import service as audit
 from overlord.audit.models import AuditAction, AuditObject, Channel
 from overlord.audit.service import Actor
 from overlord.auth.models import OPERATOR_RANK, KeyRole
 from overlord.configvars import service as configvars
 from overlord.db import utcnow
+from overlord.devices import changes
 from overlord.devices.models import Device
 from overlord.errors import Conflict, Forbidden, NotFound
 from overlord.remote.models import (
@@ -101,6 +103,7 @@ def open_session(
         last_activity_at=now,
     )
     session.add(row)
+    changes.touch(session, [device_id])
     audit.record(
         session,
         actor,
@@ -110,6 +113,26 @@ def open_session(
         after={"session": row.id, "kind": kind, **row.params},
     )
     return row
+
+
+def named_session(session: Session, device_id: str, *, join_timeout_s: int) -> DesiredRemote | None:
+    """The session the device's desired state names: its oldest active one, else its oldest
+    pending one not yet past the join timeout (so a stale row never keeps it polling fast)."""
+    recent = utcnow() - timedelta(seconds=join_timeout_s)
+    row = session.scalars(
+        select(RemoteSession)
+        .where(
+            RemoteSession.device_id == device_id,
+            (RemoteSession.state == SessionState.ACTIVE)
+            | ((RemoteSession.state == SessionState.PENDING) & (RemoteSession.opened_at > recent)),
+        )
+        # "active" sorts before "pending": the values are stored as strings.
+        .order_by(RemoteSession.state, RemoteSession.opened_at, RemoteSession.id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return DesiredRemote(session=row.id, kind=row.kind.value, **row.params)
 
 
 def due(row: RemoteSession, limits: Limits, now: datetime) -> EndReason | None:
@@ -191,6 +214,7 @@ def _end(
     row.ended_at = now
     row.end_reason = reason
     row.end_detail = detail[:200]
+    changes.touch(session, [row.device_id])
     audit.record(
         session,
         actor,

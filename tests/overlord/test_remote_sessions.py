@@ -221,3 +221,47 @@ def test_a_session_within_its_limits_stays_open(overlord: Overlord):
         row.state = SessionState.ACTIVE
         row.joined_at = row.opened_at
         assert service.due(row, LIMITS, row.opened_at + timedelta(seconds=299)) is None
+
+
+def _desired(
+    overlord: Overlord, device_id: str, auth: dict[str, str], etag: str = ""
+) -> httpx.Response:
+    headers = {**auth, "If-None-Match": etag} if etag else auth
+    return overlord.client.get(f"/api/v1/devices/{device_id}/desired-state", headers=headers)
+
+
+def test_the_desired_state_names_the_open_session_and_its_etag_follows(overlord: Overlord):
+    device_id, auth = overlord.enroll("REMOTE9")
+    before = _desired(overlord, device_id, auth)
+    assert "remote" not in before.json()
+    assert _desired(overlord, device_id, auth, before.headers["ETag"]).status_code == 304
+
+    opened = _open(overlord, device_id, kind="logs", unit="ssh.service", lines=20).json()
+    named = _desired(overlord, device_id, auth, before.headers["ETag"])
+    assert named.status_code == 200
+    assert named.json()["remote"] == {
+        "session": opened["id"],
+        "kind": "logs",
+        "unit": "ssh.service",
+        "priority": None,
+        "lines": 20,
+        "port": None,
+        "poll_s": 2,
+    }
+    assert _desired(overlord, device_id, auth, named.headers["ETag"]).status_code == 304
+
+    overlord.client.delete(f"/api/v1/remote-sessions/{opened['id']}", headers=overlord.as_admin())
+    after = _desired(overlord, device_id, auth, named.headers["ETag"])
+    assert after.status_code == 200
+    assert "remote" not in after.json()
+    assert after.headers["ETag"] == before.headers["ETag"]
+
+
+def test_a_pending_session_past_its_join_timeout_is_no_longer_named(overlord: Overlord):
+    device_id, _auth = overlord.enroll("REMOTE10")
+    opened = _open(overlord, device_id, kind="logs").json()
+    with unit_of_work(overlord.ctx.sessions) as session:
+        row = session.get(RemoteSession, opened["id"])
+        assert row is not None
+        row.opened_at = utcnow() - timedelta(seconds=61)
+        assert service.named_session(session, device_id, join_timeout_s=60) is None
