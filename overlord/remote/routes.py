@@ -23,12 +23,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["remote"])
 
 
 def _limits(ctx: Ctx) -> service.Limits:
-    settings = ctx.settings
-    return service.Limits(
-        idle_timeout_s=settings.remote_idle_timeout_s,
-        max_length_s=settings.remote_max_length_s,
-        join_timeout_s=settings.remote_join_timeout_s,
-    )
+    return service.Limits.of(ctx.settings)
 
 
 @router.post(

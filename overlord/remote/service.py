@@ -32,6 +32,7 @@ from overlord.remote.models import (
     SessionState,
 )
 from overlord.remote.schemas import OpenSession
+from overlord.settings import Settings
 
 OVERLORD = Actor(None, "overlord", None, "overlord", Channel.SCHEDULER)
 ROLE_NEEDED = {
@@ -54,6 +55,14 @@ class Limits:
     idle_timeout_s: int
     max_length_s: int
     join_timeout_s: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(
+            idle_timeout_s=settings.remote_idle_timeout_s,
+            max_length_s=settings.remote_max_length_s,
+            join_timeout_s=settings.remote_join_timeout_s,
+        )
 
 
 def allowed(session: Session, device: Device, kind: SessionKind) -> bool:
@@ -164,6 +173,16 @@ def expire(
         else:
             _end(session, OVERLORD, row, reason, f"{reason.value} limit reached", now)
     return still_open
+
+
+def sweep(session: Session, limits: Limits) -> int:
+    """Ends every open session past a limit, whether or not anyone reads it (the scheduler's
+    job); returns how many devices had open sessions."""
+    query = select(RemoteSession.device_id).where(RemoteSession.state.in_(OPEN_STATES))
+    device_ids = sorted(set(session.scalars(query)))
+    for device_id in device_ids:
+        expire(session, device_id, limits)
+    return len(device_ids)
 
 
 def list_sessions(

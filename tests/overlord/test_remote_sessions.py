@@ -17,6 +17,7 @@ from overlord.auth.models import KeyRole
 from overlord.db import unit_of_work, utcnow
 from overlord.remote import service
 from overlord.remote.models import EndReason, RemoteSession, SessionState
+from overlord.scheduler import Scheduler
 from tests.overlord.conftest import Overlord
 
 LIMITS = service.Limits(idle_timeout_s=300, max_length_s=3600, join_timeout_s=60)
@@ -265,3 +266,21 @@ def test_a_pending_session_past_its_join_timeout_is_no_longer_named(overlord: Ov
         assert row is not None
         row.opened_at = utcnow() - timedelta(seconds=61)
         assert service.named_session(session, device_id, join_timeout_s=60) is None
+
+
+def test_the_scheduler_ends_sessions_nobody_reads(overlord: Overlord):
+    device_id, _auth = overlord.enroll("REMOTE11")
+    stale, fresh = (_open(overlord, device_id, kind="logs").json()["id"] for _ in range(2))
+    with unit_of_work(overlord.ctx.sessions) as session:
+        row = session.get(RemoteSession, stale)
+        assert row is not None
+        row.opened_at = utcnow() - timedelta(seconds=61)
+    assert Scheduler(overlord.ctx).run_once()
+    with unit_of_work(overlord.ctx.sessions) as session:
+        states = {i: session.get(RemoteSession, i) for i in (stale, fresh)}
+        assert {i: (r.state, r.end_reason) for i, r in states.items() if r} == {
+            stale: (SessionState.ENDED, EndReason.JOIN_TIMEOUT),
+            fresh: (SessionState.PENDING, None),
+        }
+    ends = [e for e in _audit(overlord, device_id) if e.action == AuditAction.REMOTE_END]
+    assert [e.after["session"] for e in ends if e.after] == [stale]
