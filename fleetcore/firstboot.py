@@ -49,6 +49,15 @@ class WiFi(_Strict):
         return psk
 
 
+class RemoteAccess(_Strict):
+    """Which remote troubleshooting sessions this device serves (ADR 0074): its owner's veto,
+    whatever the Overlord allows. A log tail is on unless refused; shell and forwarding off."""
+
+    logs: bool = True
+    shell: bool = False
+    forward: bool = False
+
+
 class FirstBoot(_Strict):
     """Per-device settings the image cannot carry: the same image goes to every card."""
 
@@ -56,6 +65,7 @@ class FirstBoot(_Strict):
     enrollment_token: str | None = Field(default=None, min_length=1)
     hostname: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
     wifi: WiFi | None = None
+    remote: RemoteAccess = RemoteAccess()
 
     def without_secrets(self) -> FirstBoot:
         wifi = self.wifi.model_copy(update={"psk": None}) if self.wifi else None
@@ -87,6 +97,9 @@ def load_firstboot(data: bytes) -> FirstBoot:
 
 
 def dump_firstboot(config: FirstBoot) -> bytes:
+    # The remote-access veto is written only when the file set it, so a rewritten fleet.yaml
+    # never turns defaults into settings that override updater.yaml.
+    unset = set() if "remote" in config.model_fields_set else {"remote"}
     return yaml.safe_dump(
-        config.model_dump(mode="json", exclude_none=True), sort_keys=True
+        config.model_dump(mode="json", exclude_none=True, exclude=unset), sort_keys=True
     ).encode()

@@ -266,6 +266,22 @@ class DesiredBootloader(_Response):
     version: Version
 
 
+class DesiredRemote(_Response):
+    """A remote troubleshooting session the device should join (ADR 0074). The kind is any
+    short word, so an agent refuses a kind it does not know with a reason instead of
+    rejecting the whole desired state."""
+
+    session: str = Field(pattern=r"^[A-Za-z0-9_-]{16,32}$")
+    kind: str = Field(pattern=r"^[a-z]{1,16}$")
+    unit: str | None = Field(default=None, max_length=256)
+    priority: str | None = Field(default=None, max_length=16)
+    lines: int | None = Field(default=None, ge=0, le=1000)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    poll_s: int = Field(
+        default=2, ge=1, le=60, description="poll this often while the session is named"
+    )
+
+
 class DesiredState(_Response):
     os: DesiredOS | None = None
     bootloader: DesiredBootloader | None = None
@@ -280,4 +296,7 @@ class DesiredState(_Response):
         default=None,
         pattern=CONFIG_DIGEST,
         description="identifies ``config``; a device reports it back once applied",
+    )
+    remote: DesiredRemote | None = Field(
+        default=None, description="the oldest open remote session for the device, if any"
     )

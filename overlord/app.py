@@ -38,6 +38,7 @@ from overlord.limits import BodyLimit
 from overlord.metrics.bounded import method_label
 from overlord.metrics.collector import FleetCollector
 from overlord.releases.routes import router as releases_router
+from overlord.remote.routes import router as remote_router
 from overlord.requestlog import RequestLog
 from overlord.rollouts.routes import router as rollouts_router
 from overlord.scheduler import Scheduler
@@ -227,6 +228,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         auth_router,
         audit_router,
         config_router,
+        remote_router,
         tuf_router,
         dashboard_router,
         dashboard_rollouts_router,

@@ -1,7 +1,8 @@
 """Background jobs, run by whichever replica holds the ``scheduler`` lease.
 
-Jobs: the rollout engine (every ``engine_interval_s``), snapshot+timestamp re-signing (when
-the served timestamp is older than ``timestamp_refresh_s``), heartbeat retention (hourly).
+Jobs: the rollout engine and the remote-session timeouts (every ``engine_interval_s``),
+snapshot+timestamp re-signing (when the served timestamp is older than
+``timestamp_refresh_s``), heartbeat retention (hourly).
 A replica that loses the database or the lease simply stops running them until it has both
 again; a standby replica takes over within ``lease_ttl_s`` when the holder dies.
 """
@@ -18,6 +19,7 @@ from overlord.db import unit_of_work
 from overlord.devices import changes
 from overlord.devices import service as devices_service
 from overlord.errors import OverlordError
+from overlord.remote import service as remote_service
 from overlord.rollouts import service as rollouts_service
 from overlord.tuf import service as tuf_service
 from overlord.tuf.models import WRITE_LEASE
@@ -65,6 +67,8 @@ class Scheduler:
                 return False
         with unit_of_work(ctx.sessions) as session:
             rollouts_service.tick(session)
+        with unit_of_work(ctx.sessions) as session:
+            remote_service.sweep(session, remote_service.Limits.of(ctx.settings))
         self._refresh_timestamp()
         if self._last_prune is None or time.monotonic() - self._last_prune >= _PRUNE_EVERY_S:
             with unit_of_work(ctx.sessions) as session:

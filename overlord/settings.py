@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     )
     poll_interval_s: int = Field(default=60, ge=5, le=3600)
     offline_after_s: int = Field(default=300, ge=10)
+    remote_idle_timeout_s: int = Field(
+        default=300, ge=10, le=86400, description="a remote session without traffic ends"
+    )
+    remote_max_length_s: int = Field(
+        default=3600, ge=60, le=86400, description="a remote session ends this long after joining"
+    )
+    remote_join_timeout_s: int = Field(
+        default=60, ge=10, le=3600, description="a session its device never joins ends"
+    )
     heartbeat_retention_days: int = Field(default=14, ge=1)
     timestamp_refresh_s: int = Field(default=3600, ge=10)
     release_keep_last: int = Field(

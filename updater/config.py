@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fleetcore import redact
+from fleetcore.firstboot import RemoteAccess
 from fleetcore.release import Hardware
 from updater.errors import ConfigError
 from updater.firstboot import FirstBoot, load_firstboot
@@ -118,6 +119,7 @@ class UpdaterConfig(_Strict):
     health: HealthConfig = HealthConfig()
     transfer: TransferConfig = TransferConfig()
     proxy: ProxyConfig = ProxyConfig()
+    remote: RemoteAccess = RemoteAccess()
 
     @model_validator(mode="after")
     def _poll_range(self) -> UpdaterConfig:
@@ -189,6 +191,8 @@ def firstboot_layer(first: FirstBoot | None) -> dict[str, Any]:
     layer: dict[str, Any] = {"overlord_url": first.overlord_url, "hostname": first.hostname}
     if first.enrollment_token:
         layer["enrollment_token"] = first.enrollment_token
+    if "remote" in first.model_fields_set:
+        layer["remote"] = first.remote.model_dump(exclude_unset=True)
     return layer
 
 

@@ -53,6 +53,8 @@ class AuditAction(StrEnum):
     ALERT_RESOLVE = "alert.resolve"
     CONFIG_SET = "config.set"
     CONFIG_UNSET = "config.unset"
+    REMOTE_OPEN = "remote.open"
+    REMOTE_END = "remote.end"
 
 
 class AuditObject(StrEnum):

@@ -96,6 +96,7 @@ def _load_desired(ctx: Ctx, device_id: str) -> CachedDesiredState:
                     device_id=device_id,
                     default_poll_interval_s=ctx.settings.poll_interval_s,
                     sealer=ctx.sealer,
+                    remote_join_timeout_s=ctx.settings.remote_join_timeout_s,
                 )
         except DatabaseUnavailable:
             ctx.mark_database_down()

@@ -53,6 +53,7 @@ from overlord.devices.schemas import (
     role_statuses,
 )
 from overlord.errors import AuthError, Forbidden, NotFound
+from overlord.remote import service as remote
 from overlord.rollouts.models import DeviceGroup
 
 _R = TypeVar("_R", bound=BaseModel)
@@ -218,6 +219,7 @@ def desired_state(
     device_id: str,
     default_poll_interval_s: int,
     sealer: Sealer | None = None,
+    remote_join_timeout_s: int = 60,
 ) -> CachedDesiredState:
     """What the device should run, serialised once with its ETag (two indexed queries).
 
@@ -259,7 +261,11 @@ def desired_state(
             config=configvars.desired_variables(layered, sealer),
             config_digest=configvars.digest(layered),
         )
+    # Named whatever the device's status: a quarantined device is one to look at.
+    state.remote = remote.named_session(session, device_id, join_timeout_s=remote_join_timeout_s)
     document = state.model_dump(mode="json")
+    if document["remote"] is None:
+        del document["remote"]  # devices without a session keep the ETag they had
     body = _canonical(document)
     for variable in document["config"].values():
         if variable["secret"]:

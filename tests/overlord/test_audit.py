@@ -83,6 +83,7 @@ class Walk:
     rollout_id: int = 0
     token_id: int = 0
     alert_id: int = 0
+    remote_session: str = ""
     browser: TestClient | None = None
     csrf: str = ""
     admin_key_id: int = 0
@@ -149,6 +150,14 @@ def _config_path(route: str) -> Callable[[Walk], str]:
     return path
 
 
+def _open_remote(walk: Walk) -> httpx.Response:
+    answer = walk.api(
+        "POST", f"/api/v1/devices/{walk.device_id}/remote-sessions", json={"kind": "logs"}
+    )
+    walk.remote_session = answer.json()["id"]
+    return answer
+
+
 def _config_steps() -> tuple[Step, ...]:
     """PATCH, PUT and DELETE at each level: set, then unset what was set."""
     steps: list[Step] = []
@@ -198,6 +207,16 @@ STEPS = (
         lambda w: w.api(
             "PATCH", f"/api/v1/devices/{w.device_id}/status", json={"status": "quarantined"}
         ),
+    ),
+    Step(
+        ("POST", "/api/v1/devices/{device_id}/remote-sessions"),
+        (AuditAction.REMOTE_OPEN,),
+        _open_remote,
+    ),
+    Step(
+        ("DELETE", "/api/v1/remote-sessions/{session_id}"),
+        (AuditAction.REMOTE_END,),
+        lambda w: w.api("DELETE", f"/api/v1/remote-sessions/{w.remote_session}"),
     ),
     Step(("POST", "/api/v1/rollouts"), (AuditAction.ROLLOUT_CREATE,), _create_rollout),
     Step(

@@ -205,3 +205,31 @@ def test_a_rollout_keeps_its_group_through_the_targeting_migration(empty_databas
 def _json(value: object) -> object:
     """A JSON column as SQLite (text) or PostgreSQL (decoded) returns it from raw SQL."""
     return json.loads(value) if isinstance(value, str) else value
+
+
+def test_the_remote_sessions_table_comes_and_goes(empty_database: str):
+    """0011 adds remote_sessions (ids unique); the downgrade removes it and an upgrade after
+    that adds it again."""
+    engine = make_engine(empty_database)
+    config = migrate.alembic_config(engine)
+    insert = text(
+        "INSERT INTO remote_sessions (id, device_id, kind, state, params, opened_by, opened_at, "
+        "last_activity_at) VALUES (:id, 'dev-1', 'logs', :state, '{}', 'admin', "
+        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+    )
+    try:
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(insert, {"id": "s" * 22, "state": "pending"})
+        with pytest.raises(DBAPIError), engine.begin() as conn:
+            conn.execute(insert, {"id": "s" * 22, "state": "active"})
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0010")
+        with engine.connect() as conn:
+            assert "remote_sessions" not in inspect(conn).get_table_names()
+        migrate.upgrade(engine)
+        with engine.begin() as conn:
+            conn.execute(insert, {"id": "s" * 22, "state": "active"})
+    finally:
+        engine.dispose()

@@ -1,0 +1,84 @@
+"""The remote-session broker API: open, list, read and end (ADR 0074).
+
+Opening needs the role of the kind (logs: viewer; shell and forward: admin) and the device's
+configuration allowing it; ending needs the session's opener or an admin. Both are audited.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from fleetcore.wire import API_PREFIX
+from overlord.audit.deps import actor_of
+from overlord.auth.deps import Viewer
+from overlord.deps import Ctx, DbSession
+from overlord.devices.schemas import DeviceId
+from overlord.openapi import error_responses
+from overlord.remote import service
+from overlord.remote.schemas import OpenSession, RemoteSessionPublic, SessionId
+
+router = APIRouter(prefix=API_PREFIX, tags=["remote"])
+
+
+def _limits(ctx: Ctx) -> service.Limits:
+    return service.Limits.of(ctx.settings)
+
+
+@router.post(
+    "/devices/{device_id}/remote-sessions",
+    response_model=RemoteSessionPublic,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(403, 404, 409),
+)
+def open_session(
+    device_id: DeviceId,
+    body: OpenSession,
+    caller: Viewer,
+    request: Request,
+    ctx: Ctx,
+    session: DbSession,
+) -> RemoteSessionPublic:
+    """A pending session; the device joins it on its next desired-state poll."""
+    row = service.open_session(session, actor_of(caller, request), device_id, body, _limits(ctx))
+    return RemoteSessionPublic.model_validate(row)
+
+
+@router.get("/devices/{device_id}/remote-sessions", response_model=list[RemoteSessionPublic])
+def list_sessions(
+    device_id: DeviceId,
+    _caller: Viewer,
+    ctx: Ctx,
+    session: DbSession,
+    open_only: Annotated[bool, Query(alias="open")] = False,
+) -> list[RemoteSessionPublic]:
+    """The device's sessions, newest first; ``open=true`` for pending and active ones."""
+    rows = service.list_sessions(session, device_id, _limits(ctx), open_only=open_only)
+    return [RemoteSessionPublic.model_validate(row) for row in rows]
+
+
+@router.get("/remote-sessions/{session_id}", response_model=RemoteSessionPublic)
+def get_session(
+    session_id: SessionId, _caller: Viewer, ctx: Ctx, session: DbSession
+) -> RemoteSessionPublic:
+    return RemoteSessionPublic.model_validate(
+        service.get_session(session, session_id, _limits(ctx))
+    )
+
+
+@router.delete(
+    "/remote-sessions/{session_id}",
+    response_model=RemoteSessionPublic,
+    responses=error_responses(403, 404, 409),
+)
+def end_session(
+    session_id: SessionId,
+    caller: Viewer,
+    request: Request,
+    ctx: Ctx,
+    session: DbSession,
+) -> RemoteSessionPublic:
+    """Ends the session now (its opener or an admin)."""
+    row = service.end_session(session, actor_of(caller, request), session_id, _limits(ctx))
+    return RemoteSessionPublic.model_validate(row)
