@@ -24,9 +24,10 @@ from typing import Any, TypeVar
 
 import httpcore
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ValidationError
 
-from fleetcore import redact, strictjson
+from fleetcore import httpsig, redact, strictjson
 from fleetcore.atomic import atomic_write
 from fleetcore.errors import FormatError
 from fleetcore.wire import (
@@ -39,6 +40,7 @@ from fleetcore.wire import (
     RegisterResponse,
 )
 from updater import tls
+from updater.clock import OverlordClock
 from updater.errors import OverlordClientError
 from updater.proxy import ProxyRules
 
@@ -236,6 +238,9 @@ class OverlordClient:
             headers={"Accept-Encoding": "identity"},
         )
         self.identity: Identity | None = None
+        # Set by the agent (updater.devicekey); enrolment sends its public half.
+        self.key: Ed25519PrivateKey | None = None
+        self.clock = OverlordClock()
         self.deadline_s = deadline_s if deadline_s is not None else 4 * timeout
 
     def close(self) -> None:
@@ -255,16 +260,23 @@ class OverlordClient:
         content = body.model_dump_json().encode() if body is not None else None
         if content is not None:
             headers["Content-Type"] = "application/json"
+        request = self.http.build_request(method, url, content=content, headers=headers)
+        if self.identity is not None and self.key is not None:
+            request.headers.update(self._signature(request, content or b""))
         self._deadline.at = time.monotonic() + self.deadline_s
         try:
-            with self.http.stream(method, url, content=content, headers=headers) as response:
+            response = self.http.send(request, stream=True)
+            try:
                 answer = self._read(response)
+            finally:
+                response.close()
         except httpx.TransportError as err:
             if self._deadline.passed():
                 raise OverlordUnreachable(self._too_slow()) from err
             raise OverlordUnreachable(f"Overlord unreachable: {self._quiet(err)}") from err
         finally:
             self._deadline.at = None
+        self.clock.learn(answer.headers.get("date"))
         if answer.status >= 500:
             raise OverlordUnreachable(f"Overlord answered {answer.status} to {url}")
         if answer.status >= 400:
@@ -276,6 +288,19 @@ class OverlordClient:
                 status=answer.status,
             )
         return answer
+
+    def _signature(self, request: httpx.Request, body: bytes) -> dict[str, str]:
+        """RFC 9421 headers over the request as sent (ADR 0075), on the Overlord's clock."""
+        assert self.key is not None
+        path, _, query = request.url.raw_path.decode("ascii").partition("?")
+        return httpsig.sign(
+            self.key,
+            method=request.method,
+            path=path,
+            query=query,
+            body=body,
+            created=int(self.clock.now()),
+        )
 
     def _too_slow(self) -> str:
         return f"Overlord answer not complete within {self.deadline_s:.0f} s"

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
-from overlord.auth import service
+from overlord.auth import service, signatures
 from overlord.auth.models import KeyRole
 from overlord.auth.service import Principal
 from overlord.auth.tokens import digest
@@ -19,7 +20,7 @@ from overlord.errors import AuthError, DatabaseUnavailable, Forbidden, RateLimit
 SESSION_COOKIE = "overlord_session"
 
 
-def client_address(request: Request) -> str:
+def client_address(request: HTTPConnection) -> str:
     return request.client.host if request.client else "unknown"
 
 
@@ -48,12 +49,12 @@ def cached_principal(ctx: AppContext, key: str) -> Principal | None:
     return principal
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(request: HTTPConnection) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-async def authenticate(request: Request) -> Principal:
+async def authenticate(request: HTTPConnection) -> Principal:
     """The caller behind a bearer token.
 
     The JSON API takes bearer tokens only, never the dashboard's session cookie: a browser
@@ -80,12 +81,27 @@ async def authenticate(request: Request) -> Principal:
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
-async def device_caller(device_id: DeviceId, request: Request) -> Principal:
-    """A device credential, only for its own device."""
+async def device_caller(device_id: DeviceId, request: HTTPConnection) -> Principal:
+    """A device credential, only for its own device, signed with its key if it has one.
+
+    Takes an HTTPConnection so that a WebSocket route can depend on it too: a handshake has
+    no body and is signed over an empty one.
+    """
     caller = await authenticate(request)
     ctx: AppContext = request.app.state.ctx
     if caller.role is not KeyRole.DEVICE or caller.device_id != device_id:
         raise Forbidden("this credential is not the device's own")
+    if caller.public_key is not None:
+        body = await request.body() if isinstance(request, Request) else b""
+        signatures.check(
+            ctx.seen_signatures,
+            request.scope,
+            request.headers,
+            device_id=device_id,
+            public_key=caller.public_key,
+            body=body,
+            window_s=ctx.settings.device_signature_window_s,
+        )
     if not ctx.device_limiter.allow(device_id):
         raise RateLimited(f"device {device_id} is over its request rate")
     return caller

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,8 @@ class Principal:
     device_id: str | None = None
     expires_at: datetime | None = None
     name: str = ""
+    # The raw ed25519 key a device credential's requests must be signed with (ADR 0075).
+    public_key: bytes | None = None
 
     def at_least(self, role: KeyRole) -> bool:
         return OPERATOR_RANK.get(self.role, 0) >= OPERATOR_RANK[role]
@@ -44,11 +47,17 @@ def create_key(
     name: str = "",
     device_id: str | None = None,
     expires_at: datetime | None = None,
+    public_key: str | None = None,
 ) -> tuple[ApiKey, str]:
     """A new credential; the token is returned once and only its digest is stored."""
     token = new_token(role)
     key = ApiKey(
-        token_hash=digest(token), role=role, name=name, device_id=device_id, expires_at=expires_at
+        token_hash=digest(token),
+        role=role,
+        name=name,
+        device_id=device_id,
+        expires_at=expires_at,
+        public_key=public_key,
     )
     session.add(key)
     session.flush()
@@ -107,6 +116,7 @@ def resolve_token(session: Session, *, token: str) -> Principal | None:
         device_id=key.device_id,
         expires_at=key.expires_at,
         name=key.name,
+        public_key=base64.b64decode(key.public_key) if key.public_key else None,
     )
     return None if principal.expired() else principal
 

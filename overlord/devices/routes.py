@@ -56,7 +56,9 @@ def register(
 ) -> RegisterResponse:
     if not ctx.anonymous_limiter.allow(client_address(request)):
         raise RateLimited("too many enrolment attempts from this address")
-    return service.register(session, request=body)
+    return service.register(
+        session, request=body, require_signatures=ctx.settings.require_device_signatures
+    )
 
 
 @router.get(

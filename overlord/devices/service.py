@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, not_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fleetcore import httpsig
 from fleetcore.release import manifest_target, role_target
 from fleetcore.version import Version
 from fleetcore.wire import (
@@ -109,6 +110,7 @@ def to_public(
         hostname=device.hostname,
         hardware=device.hardware,
         serial=device.serial,
+        key_fingerprint=device.key_fingerprint,
         group=device.group_name,
         labels=device.labels,
         admin_status=device.admin_status,
@@ -191,7 +193,9 @@ def _reenrol(session: Session, device: Device, request: RegisterRequest) -> None
     session.flush()
 
 
-def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
+def register(
+    session: Session, *, request: RegisterRequest, require_signatures: bool = False
+) -> RegisterResponse:
     """Enrol a device with an enrollment token; a known serial re-enrols the same device.
 
     Re-enrolment keeps what an admin decided: a quarantined device stays quarantined, and a
@@ -202,15 +206,42 @@ def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
     principal = auth_service.resolve_token(session, token=request.enrollment_token)
     if principal is None or principal.role is not KeyRole.ENROLLMENT:
         raise AuthError("the enrollment token is unknown, revoked or expired")
+    fingerprint = _fingerprint(request.public_key)
+    if fingerprint is None and require_signatures:
+        raise AuthError(
+            "enrolment needs the device's public key",
+            hint="this Overlord requires signed device requests (require_device_signatures)",
+        )
     device = _locked_by_serial(session, request.serial)
     if device is None:
         device = _add_device(session, request)
     else:
+        if device.key_fingerprint is not None and device.key_fingerprint != fingerprint:
+            # Checked before anything changes: a copied enrolment token and serial do not
+            # take over a device whose key is bound; an operator rotates it first.
+            raise Forbidden(
+                f"device {device.id} is bound to another key and cannot re-enrol with this one",
+                hint="an admin rotates its credential first (POST /devices/{id}/rotate-credential)",
+            )
         _reenrol(session, device, request)
+    device.key_fingerprint = fingerprint
     _key, token = auth_service.create_key(
-        session, role=KeyRole.DEVICE, name=request.hostname, device_id=device.id
+        session,
+        role=KeyRole.DEVICE,
+        name=request.hostname,
+        device_id=device.id,
+        public_key=request.public_key,
     )
     return RegisterResponse(device_id=device.id, device_token=token)
+
+
+def _fingerprint(public_key: str | None) -> str | None:
+    if public_key is None:
+        return None
+    try:
+        return httpsig.fingerprint(httpsig.decode_public_key(public_key))
+    except httpsig.SignatureError as err:
+        raise AuthError(str(err)) from err
 
 
 def desired_state(
