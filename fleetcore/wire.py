@@ -135,6 +135,12 @@ class RegisterRequest(_Request):
     public_key: Annotated[str, StringConstraints(pattern=PUBLIC_KEY)] | None = None
 
 
+class RekeyRequest(_Request):
+    """A device's new public key, sent signed with its old one (ADR 0075)."""
+
+    public_key: Annotated[str, StringConstraints(pattern=PUBLIC_KEY)]
+
+
 class RegisterResponse(_Response):
     device_id: str
     device_token: str

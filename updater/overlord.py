@@ -13,6 +13,7 @@ socket operation of a request is therefore bounded by the request's deadline too
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import ssl
@@ -38,6 +39,7 @@ from fleetcore.wire import (
     Heartbeat,
     RegisterRequest,
     RegisterResponse,
+    RekeyRequest,
 )
 from updater import tls
 from updater.clock import OverlordClock
@@ -355,6 +357,15 @@ class OverlordClient:
         answer = self._parse(RegisterResponse, response)
         self.identity = Identity(answer.device_id, answer.device_token)
         return self.identity
+
+    def rekey(self, new_key: Ed25519PrivateKey) -> None:
+        """Bind the device to ``new_key``: the request is signed with the current key, which
+        proves it; from the answer on, requests are signed with the new one. The caller
+        stores the new key first, so a cut between the two leaves a key the Overlord knows
+        or one an operator rebinds (ADR 0075)."""
+        public = base64.b64encode(httpsig.public_bytes(new_key)).decode()
+        self._request("POST", f"{self._device()}/key", RekeyRequest(public_key=public))
+        self.key = new_key
 
     def _device(self) -> str:
         if self.identity is None:

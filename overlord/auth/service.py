@@ -161,6 +161,15 @@ def revoke_device_keys(session: Session, *, device_id: str) -> None:
     _revoke(session, ApiKey.device_id == device_id)
 
 
+def rebind_public_key(session: Session, *, key_id: int, public_key: str) -> None:
+    """Bind a device credential to a new key; every replica forgets the old one at commit."""
+    key = session.get(ApiKey, key_id)
+    if key is None or key.revoked_at is not None:
+        raise NotFound("the credential was revoked meanwhile")
+    key.public_key = public_key
+    invalidation.announce(session, invalidation.credential(key.token_hash))
+
+
 def open_session(session: Session, *, principal: Principal, ttl_s: int) -> str:
     """A dashboard session for an operator key, ending no later than the key; the cookie."""
     cookie = secrets.token_urlsafe(32)

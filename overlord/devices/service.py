@@ -36,6 +36,7 @@ from overlord.audit.models import AuditAction, AuditObject
 from overlord.audit.service import Actor
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
+from overlord.auth.service import Principal
 from overlord.configvars import service as configvars
 from overlord.configvars.sealing import Sealer
 from overlord.db import utcnow
@@ -338,6 +339,49 @@ def list_devices(
         .offset(offset)
     )
     return [to_public(d, now=now, offline_after_s=offline_after_s) for d in rows], total
+
+
+def rotate_credential(session: Session, *, device_id: str, actor: Actor) -> Device:
+    """Revoke a device's credential and unbind its key: it must enrol again (ADR 0075).
+
+    For a device whose key is lost (a corrupt key file, a replaced card) or suspected
+    copied. Every replica refuses the old credential within one change poll.
+    """
+    device = get_device(session, device_id=device_id)
+    before = device.key_fingerprint
+    auth_service.revoke_device_keys(session, device_id=device_id)
+    device.key_fingerprint = None
+    audit.record(
+        session,
+        actor,
+        AuditAction.DEVICE_CREDENTIAL_ROTATE,
+        object_type=AuditObject.DEVICE,
+        object_id=device_id,
+        before={"key_fingerprint": before},
+        after={"key_fingerprint": None},
+    )
+    return device
+
+
+def rekey(session: Session, *, caller: Principal, actor: Actor, public_key: str) -> Device:
+    """A device's new key, proved by its old one: the route's device_caller checked that
+    this request is signed with the bound key. Audited as the device."""
+    assert caller.device_id is not None
+    device = get_device(session, device_id=caller.device_id)
+    fingerprint = _fingerprint(public_key)
+    before = device.key_fingerprint
+    auth_service.rebind_public_key(session, key_id=caller.key_id, public_key=public_key)
+    device.key_fingerprint = fingerprint
+    audit.record(
+        session,
+        actor,
+        AuditAction.DEVICE_REKEY,
+        object_type=AuditObject.DEVICE,
+        object_id=device.id,
+        before={"key_fingerprint": before},
+        after={"key_fingerprint": fingerprint},
+    )
+    return device
 
 
 def set_admin_status(

@@ -115,3 +115,21 @@ def test_a_malformed_public_key_is_refused_at_enrolment(overlord: Overlord) -> N
         },
     )
     assert answer.status_code == 422
+
+
+def test_a_rekey_signed_by_anything_but_the_bound_key_changes_nothing(
+    overlord: Overlord, bound
+) -> None:
+    device_id, token, key = bound
+    thief = Ed25519PrivateKey.generate()
+    url = f"/api/v1/devices/{device_id}/key"
+    body = json.dumps({"public_key": base64.b64encode(httpsig.public_bytes(thief)).decode()})
+    for signer in (thief, None):  # signed with the new key itself; the bare token
+        headers = (
+            _signed(signer, token, "POST", url, body.encode())
+            if signer
+            else {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        )
+        assert overlord.client.post(url, content=body, headers=headers).status_code == 401
+    shown = overlord.client.get(f"/api/v1/devices/{device_id}", headers=overlord.as_admin())
+    assert shown.json()["key_fingerprint"] == httpsig.fingerprint(httpsig.public_bytes(key))
