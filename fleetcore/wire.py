@@ -132,13 +132,13 @@ class RegisterRequest(_Request):
     booted_slot: Slot
     # The device's ed25519 public key, base64 of the raw 32 bytes (ADR 0075). A device that
     # sends one is bound to it: every later request of its must be signed with it.
-    public_key: Annotated[str, StringConstraints(pattern=PUBLIC_KEY)] | None = None
+    public_key: Annotated[str, StringConstraints(pattern=PUBLIC_KEY, max_length=44)] | None = None
 
 
 class RekeyRequest(_Request):
     """A device's new public key, sent signed with its old one (ADR 0075)."""
 
-    public_key: Annotated[str, StringConstraints(pattern=PUBLIC_KEY)]
+    public_key: Annotated[str, StringConstraints(pattern=PUBLIC_KEY, max_length=44)]
 
 
 class RegisterResponse(_Response):
