@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -13,7 +14,8 @@ from overlord.auth.models import KeyRole
 from overlord.auth.service import Principal
 from overlord.auth.tokens import digest
 from overlord.context import AppContext
-from overlord.db import unit_of_work
+from overlord.db import unit_of_work, utcnow
+from overlord.devices import service as devices_service
 from overlord.devices.schemas import DeviceId
 from overlord.errors import AuthError, DatabaseUnavailable, Forbidden, RateLimited
 
@@ -81,6 +83,15 @@ async def authenticate(request: HTTPConnection) -> Principal:
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
+def _record_proof(ctx: AppContext, device_id: str) -> None:
+    """``devices.key_proved_at``; while the database is down the proof is simply not shown."""
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            devices_service.mark_proved(session, device_id=device_id, at=utcnow())
+    except DatabaseUnavailable:
+        ctx.mark_database_down()
+
+
 async def device_caller(device_id: DeviceId, request: HTTPConnection) -> Principal:
     """A device credential, only for its own device, signed with its key if it has one.
 
@@ -102,6 +113,8 @@ async def device_caller(device_id: DeviceId, request: HTTPConnection) -> Princip
             body=body,
             window_s=ctx.settings.device_signature_window_s,
         )
+        if ctx.seen_signatures.proof_due(device_id, time.time()):
+            await run_in_threadpool(_record_proof, ctx, device_id)
     if not ctx.device_limiter.allow(device_id):
         raise RateLimited(f"device {device_id} is over its request rate")
     return caller

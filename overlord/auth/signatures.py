@@ -18,6 +18,8 @@ from overlord.errors import AuthError
 log = logging.getLogger(__name__)
 
 MAX_SEEN = 100_000
+# How often a replica records that a device proved its key (devices.key_proved_at).
+PROOF_RECORD_S = 60.0
 
 
 class SeenSignatures:
@@ -30,6 +32,17 @@ class SeenSignatures:
     def __init__(self, max_entries: int = MAX_SEEN) -> None:
         self._seen: OrderedDict[bytes, int] = OrderedDict()
         self._max = max_entries
+        self._recorded: dict[str, float] = {}
+
+    def proof_due(self, device_id: str, now: float) -> bool:
+        """Whether this replica should write the device's ``key_proved_at`` now: at most
+        once a minute per device, so a proof costs no write on most requests."""
+        if now - self._recorded.get(device_id, float("-inf")) < PROOF_RECORD_S:
+            return False
+        if len(self._recorded) >= self._max:
+            self._recorded.clear()
+        self._recorded[device_id] = now
+        return True
 
     def first_time(self, signature: bytes, created: int, oldest: int) -> bool:
         while self._seen and (

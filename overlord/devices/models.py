@@ -35,6 +35,8 @@ class Device(Base):
     serial: Mapped[str | None] = mapped_column(String(64), unique=True)
     # SHA-256 of the public key its credential is bound to (ADR 0075); None before keys.
     key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # When a request signed with that key last passed (per replica, at most once a minute).
+    key_proved_at: Mapped[datetime | None]
     group_name: Mapped[str | None] = mapped_column(
         ForeignKey("device_groups.name", ondelete="SET NULL"), index=True
     )

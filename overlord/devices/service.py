@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import ColumnElement, and_, delete, func, not_, select
+from sqlalchemy import ColumnElement, and_, delete, func, not_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -112,6 +112,7 @@ def to_public(
         hardware=device.hardware,
         serial=device.serial,
         key_fingerprint=device.key_fingerprint,
+        key_proved_at=device.key_proved_at,
         group=device.group_name,
         labels=device.labels,
         admin_status=device.admin_status,
@@ -339,6 +340,10 @@ def list_devices(
         .offset(offset)
     )
     return [to_public(d, now=now, offline_after_s=offline_after_s) for d in rows], total
+
+
+def mark_proved(session: Session, *, device_id: str, at: datetime) -> None:
+    session.execute(update(Device).where(Device.id == device_id).values(key_proved_at=at))
 
 
 def rotate_credential(session: Session, *, device_id: str, actor: Actor) -> Device:

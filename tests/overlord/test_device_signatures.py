@@ -10,7 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleetcore import httpsig
+from overlord.auth.models import KeyRole
 from tests.overlord.conftest import Overlord, heartbeat
+from tests.overlord.test_dashboard_actions import _login
 
 
 def _enrol(overlord: Overlord, serial: str, key: Ed25519PrivateKey):
@@ -97,6 +99,7 @@ def test_reenrolment_with_another_key_is_refused_and_changes_nothing(
     assert _state(overlord, device_id, _signed(key, token, "GET", path)) == 200
     shown = overlord.client.get(f"/api/v1/devices/{device_id}", headers=overlord.as_admin())
     assert shown.json()["key_fingerprint"] == httpsig.fingerprint(httpsig.public_bytes(key))
+    assert shown.json()["key_proved_at"] is not None  # the signed poll above
     # The same key re-enrols (a reflashed card that kept /data, or a lost identity file).
     assert _enrol(overlord, "K1", key).status_code == 201
 
@@ -133,3 +136,13 @@ def test_a_rekey_signed_by_anything_but_the_bound_key_changes_nothing(
         assert overlord.client.post(url, content=body, headers=headers).status_code == 401
     shown = overlord.client.get(f"/api/v1/devices/{device_id}", headers=overlord.as_admin())
     assert shown.json()["key_fingerprint"] == httpsig.fingerprint(httpsig.public_bytes(key))
+
+
+def test_the_device_page_shows_the_key_and_when_it_was_proved(overlord: Overlord, bound) -> None:
+    device_id, token, key = bound
+    path = f"/api/v1/devices/{device_id}/desired-state"
+    assert _state(overlord, device_id, _signed(key, token, "GET", path)) == 200
+    browser, _csrf = _login(overlord, KeyRole.VIEWER)
+    page = browser.get(f"/dashboard/devices/{device_id}").text
+    fingerprint = httpsig.fingerprint(httpsig.public_bytes(key))
+    assert f"ed25519 {fingerprint[:16]}" in page and "last proved 20" in page
