@@ -99,7 +99,7 @@ async def _pump_in(
 
 async def _watch(ctx: AppContext, row: RemoteSession, seen: list[float]) -> None:
     limits = service.Limits.of(ctx.settings)
-    started = time.monotonic()
+    started = recorded = time.monotonic()
     while True:
         await asyncio.sleep(WATCH_S)
         now = time.monotonic()
@@ -107,7 +107,9 @@ async def _watch(ctx: AppContext, row: RemoteSession, seen: list[float]) -> None
             raise Ended(EndReason.EXPIRED, "expired limit reached")
         if now - seen[0] >= limits.idle_timeout_s:
             raise Ended(EndReason.IDLE, "idle limit reached")
-        await _in_db(ctx, _record_activity, row.id, seen[0], now)
+        if seen[0] != recorded:  # a write only when there was traffic since the last one
+            recorded = seen[0]
+            await _in_db(ctx, _record_activity, row.id, recorded, now)
 
 
 def _record_activity(session: Session, session_id: str, seen: float, now: float) -> None:

@@ -10,6 +10,7 @@ import json
 
 import pytest
 from sqlalchemy import select
+from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
 from overlord.audit.models import AuditAction, AuditEntry
@@ -39,12 +40,19 @@ def _state(overlord: Overlord, session_id: str) -> dict[str, object]:
     return body
 
 
+def _join(
+    overlord: Overlord, device_id: str, session_id: str, auth: dict[str, str]
+) -> WebSocketTestSession:
+    """The device's WebSocket into the session, with the credential ``auth``."""
+    return overlord.client.websocket_connect(
+        f"/api/v1/devices/{device_id}/remote/{session_id}", headers=auth
+    )
+
+
 def test_device_lines_reach_the_operator_and_the_device_close_ends_it(overlord: Overlord):
     device_id, device_auth = overlord.enroll("WS1")
     session_id = _open_logs(overlord, device_id)
-    with overlord.client.websocket_connect(
-        f"/api/v1/devices/{device_id}/remote/{session_id}", headers=device_auth
-    ) as device:
+    with _join(overlord, device_id, session_id, device_auth) as device:
         assert _state(overlord, session_id)["state"] == "active"
         device.send_text(frames.text("hello", session=session_id, version="test"))
         with overlord.client.websocket_connect(
@@ -75,9 +83,7 @@ def test_another_devices_token_is_refused_before_the_upgrade(overlord: Overlord)
     session_id = _open_logs(overlord, device_id)
     with (
         pytest.raises(WebSocketDisconnect),
-        overlord.client.websocket_connect(
-            f"/api/v1/devices/{device_id}/remote/{session_id}", headers=other_auth
-        ),
+        _join(overlord, device_id, session_id, other_auth),
     ):
         pass
     assert _state(overlord, session_id)["state"] == "pending"
@@ -97,9 +103,7 @@ def test_another_devices_token_is_refused_before_the_upgrade(overlord: Overlord)
 def test_a_hostile_frame_ends_the_session_with_error(overlord: Overlord, hostile: str | bytes):
     device_id, device_auth = overlord.enroll("WS4")
     session_id = _open_logs(overlord, device_id)
-    with overlord.client.websocket_connect(
-        f"/api/v1/devices/{device_id}/remote/{session_id}", headers=device_auth
-    ) as device:
+    with _join(overlord, device_id, session_id, device_auth) as device:
         if isinstance(hostile, bytes):
             device.send_bytes(hostile)
         else:
@@ -129,11 +133,31 @@ def test_a_silent_session_ends_idle(database_url: str, repo: Repo):
     with overlord.client:
         device_id, device_auth = overlord.enroll("WS5")
         session_id = _open_logs(overlord, device_id)
-        with overlord.client.websocket_connect(
-            f"/api/v1/devices/{device_id}/remote/{session_id}", headers=device_auth
-        ) as device:
+        with _join(overlord, device_id, session_id, device_auth) as device:
             assert json.loads(device.receive_text()) == {
                 "type": "close",
                 "reason": "idle limit reached",
             }
         assert _state(overlord, session_id)["end_reason"] == "idle"
+
+
+def test_attach_is_refused_for_an_ended_session_and_a_second_device_socket(overlord: Overlord):
+    device_id, device_auth = overlord.enroll("WS6")
+    session_id = _open_logs(overlord, device_id)
+    with _join(overlord, device_id, session_id, device_auth) as device:
+        # The session is active now: a second join of it is refused before the upgrade.
+        with (
+            pytest.raises(WebSocketDisconnect),
+            _join(overlord, device_id, session_id, device_auth),
+        ):
+            pass
+        device.send_text(frames.text("close", reason="done"))
+        assert json.loads(device.receive_text())["type"] == "close"
+    assert _state(overlord, session_id)["end_reason"] == "device"
+    with (
+        pytest.raises(WebSocketDisconnect),
+        overlord.client.websocket_connect(
+            f"/api/v1/remote/{session_id}/attach", headers=overlord.as_admin()
+        ),
+    ):
+        pass
