@@ -12,11 +12,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import socket
+import subprocess
+import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
-from harness.fwcrypto import MESSAGE_MAX, PtyFirmware, answer
+from harness.fwcrypto import MESSAGE_MAX, PtyFirmware, SocketFirmware, answer
 
 from fleetcore.run import run, run_text
 from image.encrypteddata import BLANK_MARKER
@@ -43,6 +47,50 @@ def test_the_firmware_answers_an_hmac_and_refuses_bad_requests():
     assert answer(SECRET, b"READ secret") == b"ERR unknown request"
 
 
+def test_the_socket_firmware_answers_each_connection_in_turn(tmp_path):
+    with closing(SocketFirmware(SECRET, tmp_path / "fw.sock")) as firmware:
+        for message in (b"first", b"second"):
+            with socket.socket(socket.AF_UNIX) as guest:
+                guest.connect(str(firmware.path))
+                guest.sendall(b"HMAC " + message + b"\nHMAC \n")
+                replies = b""
+                while replies.count(b"\n") < 2:
+                    replies += guest.recv(4096)
+            expected = [answer(SECRET, b"HMAC " + message), answer(SECRET, b"HMAC ")]
+            assert replies.splitlines() == expected
+    assert not (tmp_path / "fw.sock").exists()
+
+
+@pytest.mark.qemu
+def test_qemu_connects_the_virtio_port_to_the_firmware(tmp_path):
+    """QEMU accepts the port's arguments and connects to the socket (paused, nothing boots)."""
+    with closing(SocketFirmware(SECRET, tmp_path / "fw.sock")) as firmware:
+        qemu = subprocess.Popen(
+            [
+                "qemu-system-aarch64",
+                "-M",
+                "virt",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-S",
+                *firmware.qemu_args(),
+            ],
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while firmware.connections == 0 and qemu.poll() is None:
+                assert time.monotonic() < deadline, "QEMU never connected the port"
+                time.sleep(0.1)
+            assert qemu.poll() is None, "QEMU refused the port's arguments"
+        finally:
+            qemu.kill()
+            _, err = qemu.communicate()
+        assert firmware.connections == 1, err.decode()
+
+
 class Device:
     """A data partition on a loop device, the config partition's state folder, a board."""
 
@@ -58,7 +106,7 @@ class Device:
 
     def boot(self, secret: bytes) -> str:
         """Runs the program as the initramfs does; the error line, or "" when it opened."""
-        with PtyFirmware(secret) as firmware:
+        with closing(PtyFirmware(secret)) as firmware:
             proc = run(
                 [PROGRAM, self.loop, self.state, firmware.port, self.name], check=False, timeout=300
             )
