@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from overlord.auth import service
 from overlord.auth.models import KeyRole
@@ -19,7 +20,7 @@ from overlord.errors import AuthError, DatabaseUnavailable, Forbidden, RateLimit
 SESSION_COOKIE = "overlord_session"
 
 
-def client_address(request: Request) -> str:
+def client_address(request: HTTPConnection) -> str:
     return request.client.host if request.client else "unknown"
 
 
@@ -48,12 +49,12 @@ def cached_principal(ctx: AppContext, key: str) -> Principal | None:
     return principal
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(request: HTTPConnection) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-async def authenticate(request: Request) -> Principal:
+async def authenticate(request: HTTPConnection) -> Principal:
     """The caller behind a bearer token.
 
     The JSON API takes bearer tokens only, never the dashboard's session cookie: a browser
@@ -80,8 +81,9 @@ async def authenticate(request: Request) -> Principal:
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
-async def device_caller(device_id: DeviceId, request: Request) -> Principal:
-    """A device credential, only for its own device."""
+async def device_caller(device_id: DeviceId, request: HTTPConnection) -> Principal:
+    """A device credential, only for its own device (HTTP routes and the remote-session
+    WebSocket alike: one check for every device route)."""
     caller = await authenticate(request)
     ctx: AppContext = request.app.state.ctx
     if caller.role is not KeyRole.DEVICE or caller.device_id != device_id:
