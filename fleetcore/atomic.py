@@ -98,6 +98,24 @@ def atomic_write_fat(path: Path, data: bytes, *, mode: int = 0o644) -> None:
         handle.write(data)
 
 
+def scrub_fat(path: Path, data: bytes) -> None:
+    """Overwrite ``path`` in place with ``data`` padded with newlines to its old length, and
+    flush: the clusters that held the old bytes now hold ``data``.
+
+    A rename leaves the replaced file's clusters free but unchanged, so a secret removed by
+    :func:`atomic_write_fat` alone stays readable in the raw card (ADR 0076). ``data`` must be
+    a valid file itself with the padding (a power cut can leave this version); fleet.yaml is
+    YAML, to which trailing newlines add nothing.
+    """
+    with path.open("r+b") as handle:
+        old = handle.seek(0, os.SEEK_END)
+        handle.seek(0)
+        handle.write(data.ljust(old, b"\n"))
+        handle.flush()
+        os.fsync(handle.fileno())
+    syncfs(path.parent)
+
+
 def remove_fat(path: Path) -> None:
     """Delete ``path`` from a FAT filesystem and flush it (a missing file is no error)."""
     try:

@@ -21,7 +21,7 @@ from fleetcore.layout import CONFIG_LABEL, Slot, autoboot_txt, boot_label, syste
 from fleetcore.release import SLOT_INDEX_DIR, Hardware, ImageName, Manifest
 from fleetcore.verity import VerityParams
 from fleetcore.version import Version
-from image import bootfiles, disk, filesystems, release, secureboot, verity
+from image import bootfiles, disk, encrypteddata, filesystems, release, secureboot, verity
 from image.errors import InputError, LayoutError
 from image.filesystems import SystemSpec
 from image.layout import (
@@ -59,6 +59,8 @@ class Request:
     # Append a dm-verity hash tree to the system image and pin it in cmdline.txt (ADR 0071);
     # a boot key implies it (the signed boot.img then pins the root).
     verity: bool = False
+    # Leave the data partition for the device to format as LUKS2 at first boot (ADR 0076).
+    encrypt_data: bool = False
 
 
 def source_date_epoch() -> int:
@@ -200,10 +202,23 @@ def _build(
             delta_from=req.delta_from,
         )
 
-    config_img, data_img = work / "config.vfat", work / "data.ext4"
+    config_img, data_img = work / "config.vfat", work / "data.img"
     config_tree = work / "config-tree"
     config_tree.mkdir()
     (config_tree / "autoboot.txt").write_text(autoboot_txt())
+    data_tree = _data_tree(work, result / RELEASE_DIR)
+    if req.encrypt_data:
+        encrypteddata.add_seed(config_tree, data_tree / SLOT_INDEX_DIR / Slot.A.value)
+        encrypteddata.write_blank_data(data_img)
+    else:
+        filesystems.make_ext4(
+            data_img,
+            size=layout.get("data").size,
+            label="data",
+            fs_uuid=derived_uuid(seed, "fs:data"),
+            epoch=req.epoch,
+            content=data_tree,
+        )
     filesystems.make_vfat(
         config_img,
         size=layout.get(CONFIG_LABEL).size,
@@ -211,14 +226,6 @@ def _build(
         volume_id=derived_uuid(seed, "fs:config")[:8],
         content=config_tree,
         epoch=req.epoch,
-    )
-    filesystems.make_ext4(
-        data_img,
-        size=layout.get("data").size,
-        label="data",
-        fs_uuid=derived_uuid(seed, "fs:data"),
-        epoch=req.epoch,
-        content=_data_tree(work, result / RELEASE_DIR),
     )
 
     disk_img = result / DISK_IMAGE
@@ -264,6 +271,8 @@ def _boot_tree(req: Request, work: Path, slot: Slot, verity_params: VerityParams
     base = src / "cmdline.txt"
     text = base.read_text() if base.is_file() else DEFAULT_CMDLINE
     extra = [verity_params.kernel_arg()] if verity_params is not None else []
+    if req.encrypt_data:
+        extra.append(encrypteddata.KERNEL_ARG)
     (tree / "cmdline.txt").write_text(cmdline_txt(text, slot, req.system.format.value, extra))
     return tree
 

@@ -102,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         help="append a dm-verity hash tree to the system image, its root hash in cmdline.txt "
         "(implied by --boot-key)",
     )
+    asm.add_argument(
+        "--encrypt-data",
+        action="store_true",
+        help="leave the data partition blank: each device formats it as LUKS2 at first boot "
+        "under a key derived from its own secret (ADR 0076); no key exists on the build host",
+    )
 
     ins = sub.add_parser("inspect", help="show layout, versions and hashes of an image or release")
     ins.add_argument("path", type=Path)
@@ -156,6 +162,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 delta_from=tuple(args.delta_from),
                 boot_key=args.boot_key,
                 verity=args.verity,
+                encrypt_data=args.encrypt_data,
             )
         )
         print(f"{args.out / assemble.DISK_IMAGE} and release {manifest.version} written")

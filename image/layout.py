@@ -23,6 +23,7 @@ from fleetcore.layout import (
     boot_label,
     system_label,
 )
+from image.encrypteddata import ARG as DATA_ARG
 from image.errors import InputError, LayoutError
 
 MIB = 2**20
@@ -151,7 +152,7 @@ def sfdisk_script(layout: Layout) -> str:
 
 
 # Kernel arguments the builder owns: they name the root, how to mount and how to verify it.
-_OWNED_ARGS = ("root=", "rootfstype=", "rootflags=", "init=", f"{verity.ARG}=")
+_OWNED_ARGS = ("root=", "rootfstype=", "rootflags=", "init=", f"{verity.ARG}=", f"{DATA_ARG}=")
 _OWNED_FLAGS = {"ro", "rw", "rootwait", "fsck.repair=yes"}
 # arm64's COMMAND_LINE_SIZE is 2048 bytes, and the Pi firmware prepends its own arguments
 # (memory layout, serial, video: some 300-600 bytes); cmdline.txt keeps clear of that.

@@ -39,6 +39,7 @@ from overlord.metrics.bounded import method_label
 from overlord.metrics.collector import FleetCollector
 from overlord.releases.routes import router as releases_router
 from overlord.remote.routes import router as remote_router
+from overlord.remote.ws import router as remote_ws_router
 from overlord.requestlog import RequestLog
 from overlord.rollouts.routes import router as rollouts_router
 from overlord.scheduler import Scheduler
@@ -229,6 +230,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         audit_router,
         config_router,
         remote_router,
+        remote_ws_router,
         tuf_router,
         dashboard_router,
         dashboard_rollouts_router,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fleetcore import redact
-from fleetcore.atomic import atomic_write, atomic_write_fat
+from fleetcore.atomic import atomic_write, atomic_write_fat, scrub_fat
 from fleetcore.errors import FormatError
 from fleetcore.firstboot import FirstBoot, WiFi, dump_firstboot
 from fleetcore.firstboot import load_firstboot as parse_firstboot
@@ -45,4 +45,7 @@ def move_secrets(fat_copy: Path, data_copy: Path) -> None:
         return
     data_copy.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(data_copy, dump_firstboot(first), mode=0o600)
-    atomic_write_fat(fat_copy, dump_firstboot(first.without_secrets()))
+    stripped = dump_firstboot(first.without_secrets())
+    # The old file's clusters would keep the secrets in the raw card after the rename.
+    scrub_fat(fat_copy, stripped)
+    atomic_write_fat(fat_copy, stripped)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from overlord.audit.models import Channel
 from overlord.audit.service import Actor
@@ -12,7 +13,7 @@ from overlord.auth.deps import Admin, Operator, client_address
 from overlord.auth.service import Principal
 
 
-def actor_of(principal: Principal, request: Request, *, via: Channel = Channel.API) -> Actor:
+def actor_of(principal: Principal, request: HTTPConnection, *, via: Channel = Channel.API) -> Actor:
     """The key behind ``principal``, from the client address the proxy handling settled on."""
     return Actor(
         key_id=principal.key_id,

@@ -40,6 +40,7 @@ class EndReason(StrEnum):
     IDLE = "idle"
     EXPIRED = "expired"
     JOIN_TIMEOUT = "join_timeout"
+    ERROR = "error"
 
 
 OPEN_STATES = (SessionState.PENDING, SessionState.ACTIVE)

@@ -243,3 +243,37 @@ def _end(
         before=before,
         after={"session": row.id, "state": row.state, "reason": reason},
     )
+
+
+def join(session: Session, device_id: str, session_id: str, limits: Limits) -> RemoteSession:
+    """The device's join: its own open session, still allowed by its configuration."""
+    row = get_session(session, session_id, limits)
+    if row.device_id != device_id:
+        raise NotFound(f"no remote session {session_id} for device {device_id}")
+    if row.state is not SessionState.PENDING:
+        raise Conflict(f"remote session {session_id} is {row.state.value}, not pending")
+    device = session.get(Device, device_id)
+    if device is None or not allowed(session, device, row.kind):
+        _end(session, OVERLORD, row, EndReason.DEVICE, "turned off by configuration", utcnow())
+        raise Forbidden(f"{row.kind.value} sessions are off for device {device_id}")
+    row.state = SessionState.ACTIVE
+    row.joined_at = row.last_activity_at = utcnow()
+    return row
+
+
+def attachable(session: Session, actor: Actor, session_id: str, limits: Limits) -> RemoteSession:
+    """The open session an operator attaches to, the role of its kind checked again."""
+    row = get_session(session, session_id, limits)
+    needed = ROLE_NEEDED[row.kind]
+    if actor.role is None or OPERATOR_RANK.get(actor.role, 0) < OPERATOR_RANK[needed]:
+        raise Forbidden(f"a {row.kind.value} session needs the {needed.value} role or higher")
+    if row.state is SessionState.ENDED:
+        raise Conflict(f"remote session {session_id} has ended")
+    return row
+
+
+def finish(session: Session, session_id: str, reason: EndReason, detail: str) -> None:
+    """Ends a session its relay saw end (device close, error, timeout), unless already ended."""
+    row = session.get(RemoteSession, session_id, with_for_update=True)
+    if row is not None and row.state is not SessionState.ENDED:
+        _end(session, OVERLORD, row, reason, detail, utcnow())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,13 +139,21 @@ def build_rootfs(workdir: Path, root_json: Path) -> Path:
     return out / "rootfs"
 
 
-def assemble(base: Path, workdir: Path, version: str, change: Change = no_change) -> Release:
-    """A copy of ``base`` with the QEMU layer, the version stamp and ``change``, assembled.
+def assemble(
+    base: Path,
+    workdir: Path,
+    version: str,
+    change: Change = no_change,
+    extra: Sequence[str] = (),
+) -> Release:
+    """A copy of ``base`` with the QEMU layer, the version stamp and ``change``, assembled
+    (with ``extra`` assemble options, which name the output folder too).
 
     An image a previous run finished in the same ``workdir`` is reused (see ``DONE``).
     """
-    out = workdir / f"image-{version}"
-    if (workdir / f"image-{version}.{DONE}").exists():
+    name = "".join([f"image-{version}", *extra])
+    out = workdir / name
+    if (workdir / f"{name}.{DONE}").exists():
         print(f"fleet-image assemble {version}: reusing {out}")
         return Release(version, out)
     if out.exists():
@@ -161,12 +169,12 @@ def assemble(base: Path, workdir: Path, version: str, change: Change = no_change
     started = time.monotonic()
     run(
         [tool("fleet-image"), "assemble", "--rootfs", rootfs, "--out", out,
-         "--version", version, "--sizes", DATA_SIZE, "--verity"],
+         "--version", version, "--sizes", DATA_SIZE, "--verity", *extra],
         timeout=1800,
     )  # fmt: skip
     print(f"fleet-image assemble {version}: {time.monotonic() - started:.0f} s")
     shutil.rmtree(rootfs)
-    (workdir / f"image-{version}.{DONE}").touch()
+    (workdir / f"{name}.{DONE}").touch()
     return Release(version, out)
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from updater.config import CheckLevel, FirmwareBackend, load_config
@@ -79,3 +81,19 @@ def test_secrets_move_from_fat_to_data(roots):
     assert load_config(roots).hostname == "cam-07"
     move_secrets(roots.fleet_yaml, roots.firstboot_copy)  # idempotent
     assert load_firstboot(roots.firstboot_copy).enrollment_token == "secret-token"
+
+
+def test_the_replaced_fleet_yaml_is_overwritten_in_place_first(roots):
+    """A rename frees the old fleet.yaml's clusters without clearing them, so the raw card
+    would keep the token and the Wi-Fi key (ADR 0076): the old file itself, seen here through
+    a second link to it, must hold the stripped YAML by then."""
+    roots.fleet_yaml.write_text(FLEET_YAML)
+    old = roots.fleet_yaml.with_name("old-link")
+    os.link(roots.fleet_yaml, old)
+
+    move_secrets(roots.fleet_yaml, roots.firstboot_copy)
+
+    scrubbed = old.read_bytes()
+    assert len(scrubbed) == len(FLEET_YAML)
+    assert b"secret-token" not in scrubbed and b"correcthorse" not in scrubbed
+    assert load_firstboot(old) == load_firstboot(roots.fleet_yaml)

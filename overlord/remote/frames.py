@@ -1,0 +1,54 @@
+"""The frame rules of ADR 0074: every frame from the network is hostile.
+
+A text frame is one JSON object with a known ``type`` and at most 4 KiB; a binary frame is
+opaque payload of at most 64 KiB. Anything else is a :class:`FrameError`, which ends the
+session with ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_TEXT_BYTES = 4 * 1024
+MAX_BINARY_BYTES = 64 * 1024
+MAX_REASON_CHARS = 200
+FROM_DEVICE = frozenset({"hello", "close"})
+FROM_OPERATOR = frozenset({"close", "resize"})
+
+
+class FrameError(ValueError):
+    """A frame that breaks the rules; its message is the session's end detail."""
+
+
+def control(text: str, allowed: frozenset[str]) -> dict[str, Any]:
+    """The control message a text frame holds, if it is one ``allowed`` here."""
+    if len(text.encode()) > MAX_TEXT_BYTES:
+        raise FrameError(f"text frame over {MAX_TEXT_BYTES} bytes")
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise FrameError("text frame is not JSON") from None
+    if not isinstance(message, dict) or message.get("type") not in allowed:
+        raise FrameError(f"text frame is not one of {', '.join(sorted(allowed))}")
+    reason = message.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
+        raise FrameError(f"close reason is not a string of at most {MAX_REASON_CHARS} chars")
+    if message["type"] == "resize":
+        for key in ("cols", "rows"):
+            value = message.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
+                raise FrameError(f"resize {key} must be an integer in 1..1000")
+    return message
+
+
+def payload(data: bytes) -> bytes:
+    """A binary frame's bytes, if within the size limit."""
+    if len(data) > MAX_BINARY_BYTES:
+        raise FrameError(f"binary frame over {MAX_BINARY_BYTES} bytes")
+    return data
+
+
+def text(message_type: str, **fields: object) -> str:
+    """A control message as a text frame."""
+    return json.dumps({"type": message_type, **fields})

@@ -1,0 +1,173 @@
+"""The remote-session WebSockets (ADR 0074): the device's join and the operator's attach.
+
+Both sides authenticate before the upgrade is accepted (the device with the one device
+check every device route uses, the operator with a bearer token and the kind's role). The
+replica holding the device's socket enforces the idle and maximum-length limits and records
+the end; every frame is checked against :mod:`overlord.remote.frames`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TypeVar
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from fleetcore.wire import API_PREFIX
+from overlord.audit.deps import actor_of
+from overlord.auth.deps import Caller, DeviceCaller
+from overlord.context import AppContext
+from overlord.db import unit_of_work, utcnow
+from overlord.devices.schemas import DeviceId
+from overlord.remote import frames, service
+from overlord.remote.models import EndReason, RemoteSession, SessionKind
+from overlord.remote.relay import Hub, Mailbox, Side
+from overlord.remote.schemas import SessionId
+
+router = APIRouter(prefix=API_PREFIX, tags=["remote"])
+WATCH_S = 1.0
+PEER_ENDED = "the other side ended the session"  # already recorded by that side
+T = TypeVar("T")
+
+
+def _ctx(socket: WebSocket) -> AppContext:
+    ctx: AppContext = socket.app.state.ctx
+    return ctx
+
+
+def _hub(socket: WebSocket) -> Hub:
+    hub: Hub | None = getattr(socket.app.state, "remote_hub", None)
+    if hub is None:
+        hub = socket.app.state.remote_hub = Hub()
+    return hub
+
+
+async def _in_db(ctx: AppContext, work: Callable[..., T], *args: object) -> T:
+    def run() -> T:
+        with unit_of_work(ctx.sessions) as session:
+            return work(session, *args)
+
+    return await run_in_threadpool(run)
+
+
+class Ended(Exception):
+    """Why one side's socket stops: the end reason and its detail."""
+
+    def __init__(self, reason: EndReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+async def _pump_out(socket: WebSocket, box: Mailbox) -> None:
+    while (frame := await box.take()) is not None:
+        if isinstance(frame, bytes):
+            await socket.send_bytes(frame)
+        else:
+            await socket.send_text(frame)
+    raise Ended(EndReason.OPERATOR, PEER_ENDED)
+
+
+async def _pump_in(
+    socket: WebSocket, hub: Hub, session_id: str, side: Side, seen: list[float]
+) -> None:
+    allowed = frames.FROM_DEVICE if side is Side.DEVICE else frames.FROM_OPERATOR
+    ender = EndReason.DEVICE if side is Side.DEVICE else EndReason.OPERATOR
+    while True:
+        message = await socket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise Ended(ender, f"{side.value} disconnected")
+        seen[0] = time.monotonic()
+        try:
+            if message.get("bytes") is not None:
+                await hub.send(session_id, side, frames.payload(message["bytes"]))
+                continue
+            control = frames.control(message.get("text") or "", allowed)
+        except frames.FrameError as error:
+            raise Ended(EndReason.ERROR, str(error)) from None
+        if control["type"] == "close":
+            raise Ended(ender, control.get("reason") or f"closed by the {side.value}")
+        if control["type"] == "resize":
+            await hub.send(session_id, side, frames.text("resize", **control))
+
+
+async def _watch(ctx: AppContext, row: RemoteSession, seen: list[float]) -> None:
+    limits = service.Limits.of(ctx.settings)
+    started = recorded = time.monotonic()
+    while True:
+        await asyncio.sleep(WATCH_S)
+        now = time.monotonic()
+        if now - started >= limits.max_length_s:
+            raise Ended(EndReason.EXPIRED, "expired limit reached")
+        if now - seen[0] >= limits.idle_timeout_s:
+            raise Ended(EndReason.IDLE, "idle limit reached")
+        if seen[0] != recorded:  # a write only when there was traffic since the last one
+            recorded = seen[0]
+            await _in_db(ctx, _record_activity, row.id, recorded, now)
+
+
+def _record_activity(session: Session, session_id: str, seen: float, now: float) -> None:
+    row = session.get(RemoteSession, session_id)
+    if row is not None:
+        row.last_activity_at = utcnow() - timedelta(seconds=now - seen)
+
+
+async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_limits: bool) -> None:
+    ctx, hub = _ctx(socket), _hub(socket)
+    try:
+        box = hub.open(row.id, side, lossy=row.kind is SessionKind.LOGS)
+    except frames.FrameError as refused:
+        await socket.send_text(frames.text("error", reason=str(refused)))
+        await socket.close()
+        return
+    seen = [time.monotonic()]
+    tasks = [
+        asyncio.create_task(_pump_in(socket, hub, row.id, side, seen)),
+        asyncio.create_task(_pump_out(socket, box)),
+    ]
+    if holds_limits:
+        tasks.append(asyncio.create_task(_watch(ctx, row, seen)))
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    for task in pending:
+        task.cancel()
+    outcome = next((t.exception() for t in done if t.exception() is not None), None)
+    hub.release(row.id, side)
+    if isinstance(outcome, Ended) and outcome.detail != PEER_ENDED:
+        await _in_db(ctx, service.finish, row.id, outcome.reason, outcome.detail)
+        kind = "error" if outcome.reason is EndReason.ERROR else "close"
+        last = frames.text(kind, reason=outcome.detail)
+        hub.end(row.id, last)
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await socket.send_text(last)
+    elif outcome is not None and not isinstance(outcome, Ended):
+        raise outcome
+    with contextlib.suppress(RuntimeError):
+        await socket.close()
+
+
+@router.websocket("/devices/{device_id}/remote/{session_id}")
+async def device_join(
+    socket: WebSocket, device_id: DeviceId, session_id: SessionId, _caller: DeviceCaller
+) -> None:
+    """The device's side of a session (its own device credential only)."""
+    ctx = _ctx(socket)
+    row = await _in_db(ctx, service.join, device_id, session_id, service.Limits.of(ctx.settings))
+    await socket.accept()
+    await _serve(socket, row, Side.DEVICE, holds_limits=True)
+
+
+@router.websocket("/remote/{session_id}/attach")
+async def operator_attach(socket: WebSocket, session_id: SessionId, caller: Caller) -> None:
+    """The operator's side of a session; the kind's role is checked again here."""
+    ctx = _ctx(socket)
+    actor = actor_of(caller, socket)
+    limits = service.Limits.of(ctx.settings)
+    row = await _in_db(ctx, service.attachable, actor, session_id, limits)
+    await socket.accept()
+    await _serve(socket, row, Side.OPERATOR, holds_limits=False)
