@@ -20,7 +20,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from fleetcore.bootloader import TrybootSupport
 from fleetcore.bounded import (
@@ -120,6 +120,9 @@ class BootMode(StrEnum):
     SECURE_VERITY = "secure-boot+verity"  # and the bootloader checked boot.sig over boot.img
 
 
+PUBLIC_KEY = r"^[A-Za-z0-9+/]{43}=$"
+
+
 class RegisterRequest(_Request):
     enrollment_token: Annotated[str, text(200, min_length=1)]
     hostname: Annotated[str, text(253, min_length=1)]
@@ -127,6 +130,15 @@ class RegisterRequest(_Request):
     serial: Annotated[str, text(64)] | None = None
     image_version: Version
     booted_slot: Slot
+    # The device's ed25519 public key, base64 of the raw 32 bytes (ADR 0075). A device that
+    # sends one is bound to it: every later request of its must be signed with it.
+    public_key: Annotated[str, StringConstraints(pattern=PUBLIC_KEY, max_length=44)] | None = None
+
+
+class RekeyRequest(_Request):
+    """A device's new public key, sent signed with its old one (ADR 0075)."""
+
+    public_key: Annotated[str, StringConstraints(pattern=PUBLIC_KEY, max_length=44)]
 
 
 class RegisterResponse(_Response):

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from overlord.auth.ratelimit import RateLimiter
 from overlord.auth.service import Principal
+from overlord.auth.signatures import SeenSignatures
 from overlord.cache import TTLCache
 from overlord.configvars.sealing import Sealer
 from overlord.db import make_engine, make_read_sessionmaker, make_sessionmaker
@@ -51,6 +52,7 @@ class AppContext:
     exporters: ExporterScreen = field(init=False)
     changes: ChangeFollower = field(init=False)
     keeper: CacheKeeper = field(init=False)
+    seen_signatures: SeenSignatures = field(default_factory=SeenSignatures)
     _sealer: Sealer | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:

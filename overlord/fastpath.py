@@ -91,6 +91,8 @@ class FastPath:
             principal is not None
             and principal.role is KeyRole.DEVICE
             and principal.device_id == device_id
+            # A key-bound device's signature is checked by the router's device_caller.
+            and principal.public_key is None
         )
 
     async def _desired_state(

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     heartbeat_queue_max: int = Field(
         default=10_000, ge=1, description="heartbeats waiting for their commit, per worker"
     )
+    require_device_signatures: bool = Field(
+        default=False,
+        description="refuse enrolments without a public key (ADR 0075); bound devices sign always",
+    )
+    device_signature_window_s: int = Field(
+        default=300, ge=10, le=3600, description="how far a signature's created may be off"
+    )
     device_rate_per_s: float = Field(default=5.0, gt=0)
     device_rate_burst: int = Field(default=30, ge=1)
     anonymous_rate_per_s: float = Field(default=2.0, gt=0)

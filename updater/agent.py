@@ -8,13 +8,14 @@ is lost unless the queue overflows, and that is reported too.
 
 from __future__ import annotations
 
+import base64
 import logging
 import random
 import shutil
 import time
 from pathlib import Path
 
-from fleetcore import redact
+from fleetcore import httpsig, redact
 from fleetcore.errors import FleetError
 from fleetcore.version import Version
 from fleetcore.wire import (
@@ -28,7 +29,7 @@ from fleetcore.wire import (
     RegisterRequest,
     UpdateState,
 )
-from updater import bootmode
+from updater import bootmode, devicekey
 from updater.board import board_report, read_serial
 from updater.bootloader.fetch import install_from
 from updater.config import UpdaterConfig
@@ -84,6 +85,8 @@ class Agent:
         self.desired: DesiredState | None = None
         self.interval: float | None = None
         self.client.identity = Identity.load(roots.identity_file)
+        self.key = devicekey.load_or_create(roots.device_key_file)
+        self.client.key = self.key
         # Fixed for the boot; the agent process never outlives it.
         self.boot_mode = bootmode.boot_mode(roots)
         self.corruption_reported = False
@@ -275,6 +278,7 @@ class Agent:
                     booted_slot=booted.slot,
                     # The board's serial: a reflashed card re-enrols as the same device.
                     serial=read_serial(self.roots.device_tree, self.roots.proc),
+                    public_key=base64.b64encode(httpsig.public_bytes(self.key)).decode(),
                 )
             )
         except OverlordRejected as err:

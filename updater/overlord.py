@@ -13,6 +13,7 @@ socket operation of a request is therefore bounded by the request's deadline too
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import ssl
@@ -24,9 +25,10 @@ from typing import Any, TypeVar
 
 import httpcore
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ValidationError
 
-from fleetcore import redact, strictjson
+from fleetcore import httpsig, redact, strictjson
 from fleetcore.atomic import atomic_write
 from fleetcore.errors import FormatError
 from fleetcore.wire import (
@@ -37,8 +39,10 @@ from fleetcore.wire import (
     Heartbeat,
     RegisterRequest,
     RegisterResponse,
+    RekeyRequest,
 )
 from updater import tls
+from updater.clock import OverlordClock
 from updater.errors import OverlordClientError
 from updater.proxy import ProxyRules
 
@@ -236,6 +240,9 @@ class OverlordClient:
             headers={"Accept-Encoding": "identity"},
         )
         self.identity: Identity | None = None
+        # Set by the agent (updater.devicekey); enrolment sends its public half.
+        self.key: Ed25519PrivateKey | None = None
+        self.clock = OverlordClock()
         self.deadline_s = deadline_s if deadline_s is not None else 4 * timeout
 
     def close(self) -> None:
@@ -255,16 +262,23 @@ class OverlordClient:
         content = body.model_dump_json().encode() if body is not None else None
         if content is not None:
             headers["Content-Type"] = "application/json"
+        request = self.http.build_request(method, url, content=content, headers=headers)
+        if self.identity is not None and self.key is not None:
+            request.headers.update(self._signature(request, content or b""))
         self._deadline.at = time.monotonic() + self.deadline_s
         try:
-            with self.http.stream(method, url, content=content, headers=headers) as response:
+            response = self.http.send(request, stream=True)
+            try:
                 answer = self._read(response)
+            finally:
+                response.close()
         except httpx.TransportError as err:
             if self._deadline.passed():
                 raise OverlordUnreachable(self._too_slow()) from err
             raise OverlordUnreachable(f"Overlord unreachable: {self._quiet(err)}") from err
         finally:
             self._deadline.at = None
+        self.clock.learn(answer.headers.get("date"))
         if answer.status >= 500:
             raise OverlordUnreachable(f"Overlord answered {answer.status} to {url}")
         if answer.status >= 400:
@@ -276,6 +290,19 @@ class OverlordClient:
                 status=answer.status,
             )
         return answer
+
+    def _signature(self, request: httpx.Request, body: bytes) -> dict[str, str]:
+        """RFC 9421 headers over the request as sent (ADR 0075), on the Overlord's clock."""
+        assert self.key is not None
+        path, _, query = request.url.raw_path.decode("ascii").partition("?")
+        return httpsig.sign(
+            self.key,
+            method=request.method,
+            path=path,
+            query=query,
+            body=body,
+            created=int(self.clock.now()),
+        )
 
     def _too_slow(self) -> str:
         return f"Overlord answer not complete within {self.deadline_s:.0f} s"
@@ -330,6 +357,15 @@ class OverlordClient:
         answer = self._parse(RegisterResponse, response)
         self.identity = Identity(answer.device_id, answer.device_token)
         return self.identity
+
+    def rekey(self, new_key: Ed25519PrivateKey) -> None:
+        """Bind the device to ``new_key``: the request is signed with the current key, which
+        proves it; from the answer on, requests are signed with the new one. The caller
+        stores the new key first, so a cut between the two leaves a key the Overlord knows
+        or one an operator rebinds (ADR 0075)."""
+        public = base64.b64encode(httpsig.public_bytes(new_key)).decode()
+        self._request("POST", f"{self._device()}/key", RekeyRequest(public_key=public))
+        self.key = new_key
 
     def _device(self) -> str:
         if self.identity is None:

@@ -98,6 +98,11 @@ class Roots:
         return self.fleet / "identity.json"
 
     @property
+    def device_key_file(self) -> Path:
+        """The device's ed25519 private key (:mod:`updater.devicekey`), mode 0600."""
+        return self.fleet / "device-key.pem"
+
+    @property
     def reserve_file(self) -> Path:
         """Allocated space released when /data is full (see :mod:`updater.space`)."""
         return self.fleet / "reserve"

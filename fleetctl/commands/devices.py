@@ -1,4 +1,4 @@
-"""``fleetctl devices list|show|set-status|label|move-group``."""
+"""``fleetctl devices list|show|set-status|rotate-credential|label|move-group``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ _SHOW_KEYS = (
     "hostname",
     "hardware",
     "serial",
+    "key_fingerprint",
     "group",
     "labels",
     "admin_status",
@@ -72,6 +73,15 @@ def add(sub: Subparsers) -> None:
     )
     p.add_argument("device")
     p.add_argument("status", choices=ADMIN_STATUSES)
+
+    p = command(
+        actions,
+        "rotate-credential",
+        rotate_credential,
+        "revoke a device's credential and unbind its key (admin)",
+        "For a lost or copied key: the device must enrol again with an enrolment token.",
+    )
+    p.add_argument("device")
 
     p = command(actions, "label", label, "set or remove labels (other labels stay)")
     p.add_argument("device")
@@ -135,6 +145,11 @@ def set_status(session: Session, args: argparse.Namespace) -> None:
         "PATCH", f"{_path(args.device)}/status", body={"status": args.status}
     )
     session.printer.record(device, ("id", "hostname", "admin_status", "status"))
+
+
+def rotate_credential(session: Session, args: argparse.Namespace) -> None:
+    device = session.client.call("POST", f"{_path(args.device)}/rotate-credential")
+    session.printer.record(device, ("id", "hostname", "key_fingerprint"))
 
 
 def label(session: Session, args: argparse.Namespace) -> None:

@@ -37,6 +37,8 @@ class AuditAction(StrEnum):
     DEVICE_LABELS = "device.labels"
     DEVICE_GROUP = "device.group"
     DEVICE_SAFE_MODE = "device.safe_mode"
+    DEVICE_CREDENTIAL_ROTATE = "device.credential_rotate"
+    DEVICE_REKEY = "device.rekey"
     GROUP_CREATE = "group.create"
     GROUP_UPDATE = "group.update"
     GROUP_DELETE = "group.delete"

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
-from overlord.auth import service
+from overlord.auth import service, signatures
 from overlord.auth.models import KeyRole
 from overlord.auth.service import Principal
 from overlord.auth.tokens import digest
 from overlord.context import AppContext
-from overlord.db import unit_of_work
+from overlord.db import unit_of_work, utcnow
+from overlord.devices import service as devices_service
 from overlord.devices.schemas import DeviceId
 from overlord.errors import AuthError, DatabaseUnavailable, Forbidden, RateLimited
 
@@ -81,13 +83,38 @@ async def authenticate(request: HTTPConnection) -> Principal:
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
+def _record_proof(ctx: AppContext, device_id: str) -> None:
+    """``devices.key_proved_at``; while the database is down the proof is simply not shown."""
+    try:
+        with unit_of_work(ctx.sessions) as session:
+            devices_service.mark_proved(session, device_id=device_id, at=utcnow())
+    except DatabaseUnavailable:
+        ctx.mark_database_down()
+
+
 async def device_caller(device_id: DeviceId, request: HTTPConnection) -> Principal:
-    """A device credential, only for its own device (HTTP routes and the remote-session
-    WebSocket alike: one check for every device route)."""
+    """A device credential, only for its own device, signed with its key if it has one.
+
+    Takes an HTTPConnection so that a WebSocket route can depend on it too: a handshake has
+    no body and is signed over an empty one.
+    """
     caller = await authenticate(request)
     ctx: AppContext = request.app.state.ctx
     if caller.role is not KeyRole.DEVICE or caller.device_id != device_id:
         raise Forbidden("this credential is not the device's own")
+    if caller.public_key is not None:
+        body = await request.body() if isinstance(request, Request) else b""
+        signatures.check(
+            ctx.seen_signatures,
+            request.scope,
+            request.headers,
+            device_id=device_id,
+            public_key=caller.public_key,
+            body=body,
+            window_s=ctx.settings.device_signature_window_s,
+        )
+        if ctx.seen_signatures.proof_due(device_id, time.time()):
+            await run_in_threadpool(_record_proof, ctx, device_id)
     if not ctx.device_limiter.allow(device_id):
         raise RateLimited(f"device {device_id} is over its request rate")
     return caller

@@ -37,6 +37,8 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    # A device credential's ed25519 public key (base64), when the device sent one (ADR 0075).
+    public_key: Mapped[str | None] = mapped_column(String(44))
 
 
 class DashboardSession(Base):

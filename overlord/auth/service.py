@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,8 @@ class Principal:
     device_id: str | None = None
     expires_at: datetime | None = None
     name: str = ""
+    # The raw ed25519 key a device credential's requests must be signed with (ADR 0075).
+    public_key: bytes | None = None
 
     def at_least(self, role: KeyRole) -> bool:
         return OPERATOR_RANK.get(self.role, 0) >= OPERATOR_RANK[role]
@@ -44,11 +47,17 @@ def create_key(
     name: str = "",
     device_id: str | None = None,
     expires_at: datetime | None = None,
+    public_key: str | None = None,
 ) -> tuple[ApiKey, str]:
     """A new credential; the token is returned once and only its digest is stored."""
     token = new_token(role)
     key = ApiKey(
-        token_hash=digest(token), role=role, name=name, device_id=device_id, expires_at=expires_at
+        token_hash=digest(token),
+        role=role,
+        name=name,
+        device_id=device_id,
+        expires_at=expires_at,
+        public_key=public_key,
     )
     session.add(key)
     session.flush()
@@ -107,6 +116,7 @@ def resolve_token(session: Session, *, token: str) -> Principal | None:
         device_id=key.device_id,
         expires_at=key.expires_at,
         name=key.name,
+        public_key=base64.b64decode(key.public_key) if key.public_key else None,
     )
     return None if principal.expired() else principal
 
@@ -149,6 +159,15 @@ def revoke_key(session: Session, *, key_id: int, actor: Actor) -> None:
 
 def revoke_device_keys(session: Session, *, device_id: str) -> None:
     _revoke(session, ApiKey.device_id == device_id)
+
+
+def rebind_public_key(session: Session, *, key_id: int, public_key: str) -> None:
+    """Bind a device credential to a new key; every replica forgets the old one at commit."""
+    key = session.get(ApiKey, key_id)
+    if key is None or key.revoked_at is not None:
+        raise NotFound("the credential was revoked meanwhile")
+    key.public_key = public_key
+    invalidation.announce(session, invalidation.credential(key.token_hash))
 
 
 def open_session(session: Session, *, principal: Principal, ttl_s: int) -> str:

@@ -33,6 +33,10 @@ class Device(Base):
     hostname: Mapped[str] = mapped_column(String(253))
     hardware: Mapped[str] = mapped_column(String(16))
     serial: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # SHA-256 of the public key its credential is bound to (ADR 0075); None before keys.
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    # When a request signed with that key last passed (per replica, at most once a minute).
+    key_proved_at: Mapped[datetime | None]
     group_name: Mapped[str | None] = mapped_column(
         ForeignKey("device_groups.name", ondelete="SET NULL"), index=True
     )

@@ -15,8 +15,9 @@ from fleetcore.wire import (
     Heartbeat,
     RegisterRequest,
     RegisterResponse,
+    RekeyRequest,
 )
-from overlord.audit.deps import AdminActor, OperatorActor
+from overlord.audit.deps import AdminActor, OperatorActor, actor_of
 from overlord.auth.deps import DeviceCaller, Viewer, client_address
 from overlord.context import AppContext
 from overlord.db import unit_of_work, utcnow
@@ -56,7 +57,9 @@ def register(
 ) -> RegisterResponse:
     if not ctx.anonymous_limiter.allow(client_address(request)):
         raise RateLimited("too many enrolment attempts from this address")
-    return service.register(session, request=body)
+    return service.register(
+        session, request=body, require_signatures=ctx.settings.require_device_signatures
+    )
 
 
 @router.get(
@@ -107,6 +110,35 @@ def _load_desired(ctx: Ctx, device_id: str) -> CachedDesiredState:
     if stale is None:
         raise DatabaseUnavailable("the database is unreachable and this device is not cached")
     return stale
+
+
+@router.post(
+    "/{device_id}/key",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 403, 429),
+)
+def rekey(
+    device_id: DeviceId, body: RekeyRequest, caller: DeviceCaller, ctx: Ctx, request: Request
+) -> Response:
+    """The device's new key, proved by the old one: this request is signed with it."""
+    with unit_of_work(ctx.sessions) as session:
+        service.rekey(
+            session, caller=caller, actor=actor_of(caller, request), public_key=body.public_key
+        )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{device_id}/rotate-credential",
+    response_model=DevicePublic,
+    responses=error_responses(401, 403, 404),
+)
+def rotate_credential(
+    device_id: DeviceId, actor: AdminActor, ctx: Ctx, session: DbSession
+) -> DevicePublic:
+    """Revoke the device's credential and unbind its key; it must enrol again."""
+    device = service.rotate_credential(session, device_id=device_id, actor=actor)
+    return service.to_public(device, now=utcnow(), offline_after_s=ctx.settings.offline_after_s)
 
 
 @router.post("/{device_id}/heartbeat", status_code=status.HTTP_204_NO_CONTENT)

@@ -76,6 +76,12 @@ class DevicePublic(BaseModel):
     hostname: str
     hardware: str
     serial: str | None
+    key_fingerprint: str | None = Field(
+        default=None, description="SHA-256 of the ed25519 key the device signs with (ADR 0075)"
+    )
+    key_proved_at: datetime | None = Field(
+        default=None, description="when a request signed with that key last passed (minute)"
+    )
     group: str | None
     labels: dict[str, str]
     admin_status: AdminStatus

@@ -10,10 +10,11 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import ColumnElement, and_, delete, func, not_, select
+from sqlalchemy import ColumnElement, and_, delete, func, not_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fleetcore import httpsig
 from fleetcore.release import manifest_target, role_target
 from fleetcore.version import Version
 from fleetcore.wire import (
@@ -35,6 +36,7 @@ from overlord.audit.models import AuditAction, AuditObject
 from overlord.audit.service import Actor
 from overlord.auth import service as auth_service
 from overlord.auth.models import KeyRole
+from overlord.auth.service import Principal
 from overlord.configvars import service as configvars
 from overlord.configvars.sealing import Sealer
 from overlord.db import utcnow
@@ -109,6 +111,8 @@ def to_public(
         hostname=device.hostname,
         hardware=device.hardware,
         serial=device.serial,
+        key_fingerprint=device.key_fingerprint,
+        key_proved_at=device.key_proved_at,
         group=device.group_name,
         labels=device.labels,
         admin_status=device.admin_status,
@@ -191,7 +195,9 @@ def _reenrol(session: Session, device: Device, request: RegisterRequest) -> None
     session.flush()
 
 
-def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
+def register(
+    session: Session, *, request: RegisterRequest, require_signatures: bool = False
+) -> RegisterResponse:
     """Enrol a device with an enrollment token; a known serial re-enrols the same device.
 
     Re-enrolment keeps what an admin decided: a quarantined device stays quarantined, and a
@@ -202,15 +208,42 @@ def register(session: Session, *, request: RegisterRequest) -> RegisterResponse:
     principal = auth_service.resolve_token(session, token=request.enrollment_token)
     if principal is None or principal.role is not KeyRole.ENROLLMENT:
         raise AuthError("the enrollment token is unknown, revoked or expired")
+    fingerprint = _fingerprint(request.public_key)
+    if fingerprint is None and require_signatures:
+        raise AuthError(
+            "enrolment needs the device's public key",
+            hint="this Overlord requires signed device requests (require_device_signatures)",
+        )
     device = _locked_by_serial(session, request.serial)
     if device is None:
         device = _add_device(session, request)
     else:
+        if device.key_fingerprint is not None and device.key_fingerprint != fingerprint:
+            # Checked before anything changes: a copied enrolment token and serial do not
+            # take over a device whose key is bound; an operator rotates it first.
+            raise Forbidden(
+                f"device {device.id} is bound to another key and cannot re-enrol with this one",
+                hint="an admin rotates its credential first (POST /devices/{id}/rotate-credential)",
+            )
         _reenrol(session, device, request)
+    device.key_fingerprint = fingerprint
     _key, token = auth_service.create_key(
-        session, role=KeyRole.DEVICE, name=request.hostname, device_id=device.id
+        session,
+        role=KeyRole.DEVICE,
+        name=request.hostname,
+        device_id=device.id,
+        public_key=request.public_key,
     )
     return RegisterResponse(device_id=device.id, device_token=token)
+
+
+def _fingerprint(public_key: str | None) -> str | None:
+    if public_key is None:
+        return None
+    try:
+        return httpsig.fingerprint(httpsig.decode_public_key(public_key))
+    except httpsig.SignatureError as err:
+        raise AuthError(str(err)) from err
 
 
 def desired_state(
@@ -307,6 +340,53 @@ def list_devices(
         .offset(offset)
     )
     return [to_public(d, now=now, offline_after_s=offline_after_s) for d in rows], total
+
+
+def mark_proved(session: Session, *, device_id: str, at: datetime) -> None:
+    session.execute(update(Device).where(Device.id == device_id).values(key_proved_at=at))
+
+
+def rotate_credential(session: Session, *, device_id: str, actor: Actor) -> Device:
+    """Revoke a device's credential and unbind its key: it must enrol again (ADR 0075).
+
+    For a device whose key is lost (a corrupt key file, a replaced card) or suspected
+    copied. Every replica refuses the old credential within one change poll.
+    """
+    device = get_device(session, device_id=device_id)
+    before = device.key_fingerprint
+    auth_service.revoke_device_keys(session, device_id=device_id)
+    device.key_fingerprint = None
+    audit.record(
+        session,
+        actor,
+        AuditAction.DEVICE_CREDENTIAL_ROTATE,
+        object_type=AuditObject.DEVICE,
+        object_id=device_id,
+        before={"key_fingerprint": before},
+        after={"key_fingerprint": None},
+    )
+    return device
+
+
+def rekey(session: Session, *, caller: Principal, actor: Actor, public_key: str) -> Device:
+    """A device's new key, proved by its old one: the route's device_caller checked that
+    this request is signed with the bound key. Audited as the device."""
+    assert caller.device_id is not None
+    device = get_device(session, device_id=caller.device_id)
+    fingerprint = _fingerprint(public_key)
+    before = device.key_fingerprint
+    auth_service.rebind_public_key(session, key_id=caller.key_id, public_key=public_key)
+    device.key_fingerprint = fingerprint
+    audit.record(
+        session,
+        actor,
+        AuditAction.DEVICE_REKEY,
+        object_type=AuditObject.DEVICE,
+        object_id=device.id,
+        before={"key_fingerprint": before},
+        after={"key_fingerprint": fingerprint},
+    )
+    return device
 
 
 def set_admin_status(

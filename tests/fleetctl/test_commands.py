@@ -94,3 +94,10 @@ def test_releases_list_and_gc(fleet: Fleet):
     assert "would delete" in fleet.ok("releases", "gc", "--dry-run", "--keep", "1")
     viewer = fleet.token(KeyRole.VIEWER)
     assert "admin role" in one_line_error(fleet.run("releases", "gc", token=viewer))
+
+
+def test_devices_rotate_credential(fleet: Fleet):
+    device = fleet.enroll("DEVROT")
+    rotated = fleet.json("devices", "rotate-credential", device)
+    assert rotated["id"] == device and rotated["key_fingerprint"] is None
+    assert "key_fingerprint" in fleet.ok("devices", "show", device)

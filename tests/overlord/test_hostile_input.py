@@ -241,7 +241,7 @@ def served(overlord: Overlord) -> Iterator[str]:
         thread.join(10)
 
 
-def _failing_register(session: Any, *, request: Any) -> None:
+def _failing_register(session: Any, *, request: Any, require_signatures: bool) -> None:
     # A statement the database refuses, with the request's secret as a parameter: how a
     # driver error carried client input into the server log.
     session.execute(
