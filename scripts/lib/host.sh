@@ -149,9 +149,9 @@ ensure_device_venv() {
     fi
 }
 
-# The whole suite's peak disk use (disk images, role images, the base rootfs cache), measured
-# in a full run with every tier at once (the README's test figures).
-NEEDED_FREE_GIB="${FLEET_NEEDED_FREE_GIB:-20}"
+# The whole suite's peak disk use (disk images, role images, the base rootfs cache) was about
+# 22 GiB in a full run with every tier at once (session 8); this leaves room for growth.
+NEEDED_FREE_GIB="${FLEET_NEEDED_FREE_GIB:-30}"
 
 check_free_space() {
     local dir free_gib
