@@ -253,10 +253,9 @@ async def _timed_exchange(
     return status, headers
 
 
-async def run_load(plan: LoadPlan) -> LoadReport:
-    """Enroll ``plan.devices`` devices, then drive ``plan.requests`` requests; return the report."""
-    ops = {op: OpStats() for op in Operation}
-    endpoint = Endpoint.of(plan.base_url)
+async def enroll_fleet(plan: LoadPlan, stats: OpStats) -> list[SimDevice]:
+    """Enroll ``plan.devices`` devices through the API, ``plan.concurrency`` at a time."""
+    Endpoint.of(plan.base_url)  # one clear error for a URL load mode cannot drive
     limits = httpx.Limits(
         max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency
     )
@@ -265,9 +264,16 @@ async def run_load(plan: LoadPlan) -> LoadReport:
 
         async def enroll_one(i: int) -> SimDevice:
             async with gate:
-                return await enroll(client, plan, i, ops[Operation.ENROLL])
+                return await enroll(client, plan, i, stats)
 
-        devices = await asyncio.gather(*(enroll_one(i) for i in range(plan.devices)))
+        return list(await asyncio.gather(*(enroll_one(i) for i in range(plan.devices))))
+
+
+async def run_load(plan: LoadPlan) -> LoadReport:
+    """Enroll ``plan.devices`` devices, then drive ``plan.requests`` requests; return the report."""
+    ops = {op: OpStats() for op in Operation}
+    endpoint = Endpoint.of(plan.base_url)
+    devices = await enroll_fleet(plan, ops[Operation.ENROLL])
     heartbeat = json.dumps(heartbeat_body(plan.image_version)).encode()
     rng = random.Random(plan.seed)
     schedule = [
@@ -310,10 +316,12 @@ async def run_load(plan: LoadPlan) -> LoadReport:
 
 @dataclass(frozen=True)
 class BlastPlan:
-    """Prepared requests (from :func:`http_request`), cycled for ``seconds`` per round."""
+    """Prepared requests (from :func:`http_request`), cycled for ``seconds`` per round.
 
-    host: str
-    port: int
+    ``base_url`` is ``http(s)://host[:port]``; the requests carry its ``Host`` header.
+    """
+
+    base_url: str
     requests: list[bytes]
     seconds: float = 5.0
     concurrency: int = 32
@@ -339,13 +347,14 @@ class BlastResult:
 async def _blast_worker(
     plan: BlastPlan, start: int, count: int | None, stop_at: float, stats: OpStats
 ) -> None:
-    conn = await HttpConnection.open(plan.host, plan.port)
+    endpoint = Endpoint.of(plan.base_url)
+    conn = await endpoint.connect()
     requests, i, sent = plan.requests, start, 0
     try:
         while (count is None or sent < count) and time.perf_counter() < stop_at:
             if await _timed_exchange(stats, conn, requests[i % len(requests)]) is None:
                 conn.close()
-                conn = await HttpConnection.open(plan.host, plan.port)
+                conn = await endpoint.connect()
             i += 1
             sent += 1
     finally:

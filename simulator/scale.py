@@ -38,6 +38,12 @@ class Policy:
         spec = RolloutCreate(name="defaults", kind=ReleaseKind.OS, version=Version("1"))
         return cls("default staged", spec.canary_devices, tuple(spec.stages), spec.success_window_s)
 
+    def waits_before(self, fraction: float) -> float:
+        """Bake time the policy imposes before ``fraction`` of the fleet may install: one
+        success window for the canaries and one per stage below ``fraction``."""
+        below = sum(1 for pct in self.stages if pct < fraction * 100)
+        return ((1 if self.canary else 0) + below) * self.success_window_s
+
 
 @dataclass(frozen=True)
 class RolloutFigure:

@@ -32,3 +32,11 @@ def test_benchmark_starts(script: Path):
     )
     assert answer.returncode == 0, answer.stderr[-2000:]
     assert "usage:" in answer.stdout
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[p.name for p in SCRIPTS])
+def test_benchmark_keeps_its_figures(script: Path):
+    """Each bench's last figures are committed beside it (bench/README.md)."""
+    results = BENCH / "results" / f"{script.stem}.txt"
+    assert results.is_file(), f"{script.name} has no {results.relative_to(BENCH.parent)}"
+    assert results.read_text().strip(), f"{results.name} is empty"

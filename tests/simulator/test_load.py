@@ -88,13 +88,12 @@ def test_load_mode_fails_clearly_on_a_wrong_enrollment_token(pg_database: str, t
 def test_blast_replays_prepared_requests_from_a_child_process(tmp_path: Path):
     env = {"PYTHONPATH": str(BENCH)}
     with serve("load_baseline:asgi_app", env=env, factory=False) as base:
-        port = int(base.rsplit(":", 1)[1])
         poll = {"If-None-Match": '"baseline"'}
         requests = [
             http_request("POST", "/api/v1/devices/d1/heartbeat", {"Authorization": "x"}, b"{}"),
             http_request("GET", "/api/v1/devices/d1/desired-state", poll),
         ]
-        plan = BlastPlan(host="127.0.0.1", port=port, requests=requests, seconds=0.5, concurrency=2)
+        plan = BlastPlan(base_url=base, requests=requests, seconds=0.5, concurrency=2)
         result = blast_in_subprocess(plan).only(204, 304)
     assert set(result.statuses) == {204, 304}
     assert result.rate > 0 and 0 < result.p50_s <= result.p99_s
@@ -125,4 +124,24 @@ def test_bench_load_measures_an_overlord_of_its_own_behind_nginx_over_tls(
             wrong = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
     assert wrong.returncode == 1
     assert wrong.stderr.startswith("bench_load: enrollment of sim-0000")
+    assert "Traceback" not in wrong.stderr
+
+
+@pytest.mark.integration
+def test_bench_overlord_measures_an_overlord_by_its_url(pg_database: str, tmp_path: Path):
+    """``bench/bench_overlord.py --url``: one replica driven directly, devices enrolled via API."""
+    site = prepare_site(tmp_path, pg_database)
+    token = site.token(KeyRole.ENROLLMENT, "bench_overlord against a replica")
+    with serve(env=site.env(run_scheduler=False), log=tmp_path / "overlord.log") as base:
+        argv = [sys.executable, str(BENCH / "bench_overlord.py"), "--url", base]
+        argv += ["--devices", "4", "--seconds", "0.3", "--rounds", "1"]
+        env = os.environ | {"FLEET_ENROLLMENT_TOKEN": token}
+        run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr
+        rows = {line[:19].strip(): line[19:].split() for line in run.stdout.splitlines()[-2:]}
+        assert float(rows["heartbeat"][0]) > 0 and float(rows["desired-state 304"][0]) > 0
+        env["FLEET_ENROLLMENT_TOKEN"] = "mfe_wrong"
+        wrong = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 1
+    assert wrong.stderr.startswith("bench_overlord: enrollment of sim-0000")
     assert "Traceback" not in wrong.stderr

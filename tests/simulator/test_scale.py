@@ -23,6 +23,14 @@ def test_default_policy_is_the_overlords():
     assert (policy.canary, policy.stages, policy.success_window_s) == (1, (10, 50, 100), 600)
 
 
+def test_policy_waits_are_the_windows_before_the_stage_that_reaches_the_fraction():
+    staged = Policy("staged", 1, (10, 50, 100), 600)
+    assert staged.waits_before(0.95) == 3 * 600  # canaries, 10 %, 50 %
+    assert staged.waits_before(0.5) == 2 * 600  # the 50 % stage itself reaches half
+    assert Policy("no canary", 0, (100,), 600).waits_before(0.95) == 0
+    assert Policy("all at once", 1, (100,), 0).waits_before(0.95) == 0
+
+
 @pytest.mark.integration
 def test_light_fleet_commits_a_staged_rollout(pg_database: str, tmp_path: Path):
     site = prepare_site(tmp_path, pg_database)
