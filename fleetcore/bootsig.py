@@ -90,13 +90,19 @@ def load_public_key(pem: bytes) -> rsa.RSAPublicKey:
     return key
 
 
-def verify(sig: BootSig, image_sha256: bytes, key: rsa.RSAPublicKey) -> None:
-    """Check ``sig`` against the image's SHA-256 (raw 32 bytes) and the customer key, as the
-    bootloader does in signed-boot mode; raise :class:`BootSigError` saying what failed."""
+def check_digest(sig: BootSig, image_sha256: bytes) -> None:
+    """Raise :class:`BootSigError` unless ``sig`` names this image SHA-256 (raw 32 bytes): the
+    check that needs no key, so a device without the customer key can still make it."""
     if sig.sha256 != image_sha256.hex():
         raise BootSigError(
             f"boot.sig names sha256 {sig.sha256[:16]}..., boot.img is {image_sha256.hex()[:16]}..."
         )
+
+
+def verify(sig: BootSig, image_sha256: bytes, key: rsa.RSAPublicKey) -> None:
+    """Check ``sig`` against the image's SHA-256 (raw 32 bytes) and the customer key, as the
+    bootloader does in signed-boot mode; raise :class:`BootSigError` saying what failed."""
+    check_digest(sig, image_sha256)
     if sig.signature is None:
         raise BootSigError("boot.sig carries no rsa2048 signature")
     try:

@@ -28,7 +28,7 @@ from fleetcore.version import Version
 from fleetcore.wire import IN_PROGRESS_STATES, EventKind, UpdateState
 from signing.errors import DownloadError, VerificationError
 from signing.rollback import check_upgrade, raise_floor
-from updater import autoboot, board, verity
+from updater import autoboot, board, bootimage, verity
 from updater.attempts import InstallAttempts
 from updater.bootloader.pending import BootloaderStore
 from updater.bootloader.update import BootloaderUpdater
@@ -407,6 +407,7 @@ class Engine:
         manifest, _ = load_stored(self.roots.install_dir, state.target_version)
         try:
             verify_slot(self.disk, target, manifest)
+            bootimage.check_slot(self.disk, target)
             verity.check_slot(self.disk, target)
         except InstallError:
             ProgressFile(self.roots.install_dir / PROGRESS_FILE).clear()

@@ -151,6 +151,34 @@ def test_veritysetup_on_a_partition_device(device, tmp_path: Path, require_root)
             verity.check_slot(disk, Slot.B)
 
 
+def install_v3(device, repo_template, tmp: Path, images: dict[ImageName, bytes]):
+    """Publish ``images`` as release 3.0.0 and start the device's engine on it."""
+    repo = repo_template.copy(tmp / "repo-copy")
+    repo.publish("3.0.0", images)
+    server = FleetServer(repo.path)
+    try:
+        engine = device.engine()
+        return engine, engine.start(Version("3.0.0"), server.tuf_url)
+    finally:
+        server.close()
+
+
+def assert_trial_or_refused(engine, result: EngineResult, refused: str | None) -> None:
+    """The engine asked for a trial (``refused`` None), or failed the install with an
+    ``install-failed`` event whose reason contains ``refused``."""
+    state = engine.store.load()
+    if refused is None:
+        assert result is EngineResult.REBOOTING
+        assert state.state is UpdateState.TRIAL_REBOOT
+        return
+    assert result is EngineResult.IDLE
+    assert state.state is UpdateState.FAILED
+    assert state.last_failure is not None and refused in state.last_failure
+    event = engine.events.pending()[-1]
+    assert event.kind is EventKind.INSTALL_FAILED
+    assert refused in str(event.model_dump())
+
+
 @pytest.mark.parametrize("pinned", ["right", "wrong"])
 def test_engine_refuses_a_trial_that_does_not_verify(device, repo_template, tmp_path, pinned):
     """A signed release whose boot files pin another root (a build gone wrong, or a slot
@@ -158,22 +186,7 @@ def test_engine_refuses_a_trial_that_does_not_verify(device, repo_template, tmp_
     system, params = system_image(tmp_path, 4 << 20)
     if pinned == "wrong":
         params = VerityParams(params.data_blocks, params.hash_offset, params.salt, "0" * 64)
-    repo = repo_template.copy(tmp_path / "repo-copy")
-    repo.publish("3.0.0", {ImageName.BOOT: boot_with(tmp_path, params), ImageName.SYSTEM: system})
-    server = FleetServer(repo.path)
-    try:
-        engine = device.engine()
-        result = engine.start(Version("3.0.0"), server.tuf_url)
-    finally:
-        server.close()
-    state = engine.store.load()
-    if pinned == "right":
-        assert result is EngineResult.REBOOTING
-        assert state.state is UpdateState.TRIAL_REBOOT
-        return
-    assert result is EngineResult.IDLE
-    assert state.state is UpdateState.FAILED
-    assert state.last_failure is not None and "verity root hash" in state.last_failure
-    event = engine.events.pending()[-1]
-    assert event.kind is EventKind.INSTALL_FAILED
-    assert "system_b: verity root hash" in str(event.model_dump())
+    images = {ImageName.BOOT: boot_with(tmp_path, params), ImageName.SYSTEM: system}
+    refused = None if pinned == "right" else "system_b: verity root hash"
+    engine, result = install_v3(device, repo_template, tmp_path, images)
+    assert_trial_or_refused(engine, result, refused)
