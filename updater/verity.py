@@ -18,7 +18,7 @@ from fleetcore.run import run
 from fleetcore.verity import HASH, VerityMismatch, VerityParams, check_tree, from_cmdline
 from updater.disk import BootDisk, Partition, PartitionIO
 from updater.errors import InstallError
-from updater.fatroot import NotFat, read_root_file
+from updater.fatroot import NotFat, Reader, read_root_file
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ class VerityRefused(InstallError):
 
 
 def slot_params(disk: BootDisk, slot: Slot) -> VerityParams | None:
-    """The verity parameters in ``slot``'s boot partition, None when it names no verity root.
+    """The verity parameters in ``slot``'s boot partition (in its cmdline.txt, or in the one
+    inside its signed boot.img), None when it names no verity root.
 
     A boot image that holds no FAT filesystem has no cmdline.txt, so it names no root either
     (the updater's tests install such synthetic images); the firmware could not boot it, and
@@ -39,11 +40,25 @@ def slot_params(disk: BootDisk, slot: Slot) -> VerityParams | None:
     with PartitionIO(boot, writable=False) as reader:
         try:
             text = read_root_file(reader.read, "cmdline.txt")
+            if text is None:
+                text = _signed_cmdline(reader.read, boot.size)
             return from_cmdline((text or b"").decode("utf-8", "replace"))
         except NotFat:
             return None
         except FormatError as err:
             raise VerityRefused(f"{boot.label}: {err}") from err
+
+
+def _signed_cmdline(read: Reader, limit: int) -> bytes | None:
+    """cmdline.txt inside ``boot.img`` (secure boot, ADR 0070: the partition holds only the
+    signed ramdisk, so the root hash is pinned there), None without a boot.img."""
+    image = read_root_file(read, "boot.img", limit=limit)
+    if image is None:
+        return None
+    try:
+        return read_root_file(lambda offset, length: image[offset : offset + length], "cmdline.txt")
+    except NotFat as err:
+        raise FormatError(f"boot.img holds no FAT filesystem: {err}") from err
 
 
 def check_slot(disk: BootDisk, slot: Slot, *, tool: str | None = None) -> VerityParams | None:

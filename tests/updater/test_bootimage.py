@@ -56,8 +56,10 @@ def test_engine_refuses_a_trial_whose_boot_img_does_not_match(
 ):
     """A signed release whose boot.sig names another boot.img (a build gone wrong): read-back
     passes, the boot.sig check does not, no trial is asked."""
-    named = BOOT_IMG if sig_for == "same" else image_bytes(4, 1000)
-    boot = fat_image(tmp_path, {"boot.img": BOOT_IMG, "boot.sig": _sig(named)})
+    # The ramdisk is a FAT image (the updater also reads its cmdline.txt for a verity root).
+    ramdisk = fat_image(tmp_path, {"cmdline.txt": b"quiet\n"}, size=256 << 10)
+    named = ramdisk if sig_for == "same" else image_bytes(4, 1000)
+    boot = fat_image(tmp_path, {"boot.img": ramdisk, "boot.sig": _sig(named)})
     images = {ImageName.BOOT: boot, ImageName.SYSTEM: image_bytes(3, 1 << 20)}
     refused = None if sig_for == "same" else "boot_b: boot.sig names sha256"
     engine, result = install_v3(device, repo_template, tmp_path, images)

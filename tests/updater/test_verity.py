@@ -112,6 +112,26 @@ def test_pure_python_check(device, tmp_path: Path):
         verity.check_slot(disk, Slot.B)
 
 
+def test_secure_boot_slot_pins_the_root_inside_boot_img(device, tmp_path: Path):
+    """With --boot-key the partition holds only boot.img and boot.sig: the root hash is read
+    from the cmdline.txt inside boot.img, so the check still runs (and still refuses)."""
+    system, params = system_image(tmp_path, 4 << 20)
+    inner = boot_with(tmp_path, params)
+    boot = fat_image(tmp_path, {"boot.img": inner, "boot.sig": b"unchecked here\n"},
+                     size=BOOT_SIZE * 2)  # fmt: skip
+    disk = _slot_b(device, tmp_path, boot, system)
+    assert verity.check_slot(disk, Slot.B) == params
+    flipped = bytearray(system)
+    flipped[4096] ^= 1
+    disk = _slot_b(device, tmp_path, boot, bytes(flipped))
+    with pytest.raises(VerityRefused, match="system_b: verity hash tree level 0 does not match"):
+        verity.check_slot(disk, Slot.B)
+    not_fat = fat_image(tmp_path, {"boot.img": image_bytes(2, 8192)}, size=BOOT_SIZE * 2)
+    disk = _slot_b(device, tmp_path, not_fat, system)
+    with pytest.raises(VerityRefused, match="boot_b: boot.img holds no FAT filesystem"):
+        verity.check_slot(disk, Slot.B)
+
+
 def test_no_verity_root_nothing_to_check(device, tmp_path: Path):
     disk = _slot_b(device, tmp_path, boot_with(tmp_path, None), image_bytes(3, 4096))
     assert verity.check_slot(disk, Slot.B) is None
