@@ -17,11 +17,15 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.metrics import Histogram
 from pydantic import ValidationError
+from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope, Send
 
+from fleetcore import httpsig
 from fleetcore.wire import API_PREFIX, Heartbeat
+from overlord.auth import signatures
 from overlord.auth.deps import cached_principal
 from overlord.auth.models import KeyRole
+from overlord.auth.service import Principal
 from overlord.auth.tokens import digest
 from overlord.errors import RETRY_HINT, DatabaseUnavailable, RequestError, error_body
 from overlord.jsonbody import SCOPE_KEY
@@ -55,11 +59,15 @@ class FastPath:
         else:
             return receive
         headers = dict(scope["headers"])
-        if not self._authorised(device_id, headers.get(b"authorization")):
+        principal = self._principal(device_id, headers.get(b"authorization"))
+        if principal is None:
             return receive
         started = time.perf_counter()
         if route is _ROUTE_STATE:
-            status = await self._desired_state(device_id, headers, send)
+            here, signed = self._signature(principal, device_id, scope, b"")
+            if not here:
+                return receive
+            status = await self._desired_state(device_id, headers, send, signed)
             if status is None:
                 return receive
         else:
@@ -68,11 +76,14 @@ class FastPath:
             # The edge (overlord.jsonbody) parsed the body strictly and left it in the scope.
             if body is None or SCOPE_KEY not in scope:
                 return _replay(messages, receive)
+            here, signed = self._signature(principal, device_id, scope, body)
+            if not here:
+                return _replay(messages, receive)
             try:
                 heartbeat = Heartbeat.model_validate(scope[SCOPE_KEY])
             except ValidationError:  # the route renders the 422
                 return _replay(messages, receive)
-            if not self._ctx.device_limiter.allow(device_id):
+            if not self._ctx.device_limiter.allow(device_id) or not self._claimed(signed):
                 return _replay(messages, receive)
             client = scope.get("client")
             heartbeat = self._ctx.exporters.screen(
@@ -82,27 +93,56 @@ class FastPath:
         self._observe(method, route, status, time.perf_counter() - started)
         return None
 
-    def _authorised(self, device_id: str, authorization: bytes | None) -> bool:
+    def _principal(self, device_id: str, authorization: bytes | None) -> Principal | None:
+        """The cached credential when it is this device's own; None hands the request on."""
         if authorization is None or authorization[:7].lower() != b"bearer ":
-            return False
+            return None
         token = authorization[7:].strip().decode("latin-1")
         principal = cached_principal(self._ctx, digest(token)) if token else None
-        return (
-            principal is not None
-            and principal.role is KeyRole.DEVICE
-            and principal.device_id == device_id
-            # A key-bound device's signature is checked by the router's device_caller.
-            and principal.public_key is None
-        )
+        if principal is None or principal.role is not KeyRole.DEVICE:
+            return None
+        return principal if principal.device_id == device_id else None
+
+    def _signature(
+        self, principal: Principal, device_id: str, scope: Scope, body: bytes
+    ) -> tuple[bool, httpsig.Parsed | None]:
+        """(whether to answer here, the signature to claim when answering) for a key-bound
+        device (ADR 0075). A signature that does not hold is handed on, so that the routes
+        refuse it and log it once; so is a request due to record ``key_proved_at``."""
+        if principal.public_key is None:
+            return True, None
+        ctx = self._ctx
+        if ctx.seen_signatures.proof_pending(device_id, time.time()):
+            return False, None
+        try:
+            signed = signatures.signature_of(
+                scope,
+                Headers(scope=scope),
+                public_key=principal.public_key,
+                body=body,
+                window_s=ctx.settings.device_signature_window_s,
+            )
+        except httpsig.SignatureError:
+            return False, None
+        return True, signed
+
+    def _claimed(self, signed: httpsig.Parsed | None) -> bool:
+        """Take the signature as used just before answering; a replay is handed on (401)."""
+        window_s = self._ctx.settings.device_signature_window_s
+        return signed is None or signatures.claim(self._ctx.seen_signatures, signed, window_s)
 
     async def _desired_state(
-        self, device_id: str, headers: dict[bytes, bytes], send: Send
+        self,
+        device_id: str,
+        headers: dict[bytes, bytes],
+        send: Send,
+        signed: httpsig.Parsed | None,
     ) -> int | None:
         ctx = self._ctx
         state = ctx.desired.get(device_id, max_age_s=ctx.settings.cache_ttl_s)
         # The rate limit is taken only for requests answered here (an empty bucket is
         # handed on, and the route answers 429 without taking a second token).
-        if state is None or not ctx.device_limiter.allow(device_id):
+        if state is None or not ctx.device_limiter.allow(device_id) or not self._claimed(signed):
             return None
         if_none_match = headers.get(b"if-none-match")
         etag = (b"etag", state.etag.encode())

@@ -34,6 +34,11 @@ class SeenSignatures:
         self._max = max_entries
         self._recorded: dict[str, float] = {}
 
+    def proof_pending(self, device_id: str, now: float) -> bool:
+        """Whether :meth:`proof_due` would say yes, without taking the turn (the fast path
+        hands such a request to the routes, which record the proof)."""
+        return now - self._recorded.get(device_id, float("-inf")) >= PROOF_RECORD_S
+
     def proof_due(self, device_id: str, now: float) -> bool:
         """Whether this replica should write the device's ``key_proved_at`` now: at most
         once a minute per device, so a proof costs no write on most requests."""
@@ -66,25 +71,56 @@ def check(
     window_s: int,
 ) -> None:
     """Refuse (401) a request not signed by ``public_key`` now, or seen before."""
-    raw_path = scope.get("raw_path") or str(scope.get("path", "")).encode()
-    query = scope.get("query_string", b"")
-    assert isinstance(raw_path, bytes) and isinstance(query, bytes)
-    method = str(scope.get("method", "GET"))
-    now = time.time()
+    parsed = verified(
+        scope, headers, device_id=device_id, public_key=public_key, body=body, window_s=window_s
+    )
+    if not claim(seen, parsed, window_s):
+        log.warning("device %s: request refused: a replayed signature", device_id)
+        raise AuthError("device signature refused: this signed request was seen before")
+
+
+def claim(seen: SeenSignatures, parsed: httpsig.Parsed, window_s: int) -> bool:
+    """Record a verified signature as used; False when this replica has seen it before."""
+    return seen.first_time(parsed.signature, parsed.created, int(time.time()) - window_s)
+
+
+def verified(
+    scope: Mapping[str, object],
+    headers: Mapping[str, str],
+    *,
+    device_id: str,
+    public_key: bytes,
+    body: bytes,
+    window_s: int,
+) -> httpsig.Parsed:
+    """The request's signature by ``public_key``, checked but not yet claimed (401 if not)."""
     try:
-        parsed = httpsig.verify(
-            headers,
-            method=method,
-            path=raw_path.decode("latin-1"),
-            query=query.decode("latin-1"),
-            body=body,
-            public_key=public_key,
-            now=now,
-            window_s=window_s,
-        )
+        return signature_of(scope, headers, public_key=public_key, body=body, window_s=window_s)
     except httpsig.SignatureError as err:
         log.warning("device %s: request refused: %s", device_id, err)
         raise AuthError(f"device signature refused: {err}") from err
-    if not seen.first_time(parsed.signature, parsed.created, int(now) - window_s):
-        log.warning("device %s: request refused: a replayed signature", device_id)
-        raise AuthError("device signature refused: this signed request was seen before")
+
+
+def signature_of(
+    scope: Mapping[str, object],
+    headers: Mapping[str, str],
+    *,
+    public_key: bytes,
+    body: bytes,
+    window_s: int,
+) -> httpsig.Parsed:
+    """The request's signature by ``public_key`` (:class:`httpsig.SignatureError` if it does
+    not hold), from the ASGI scope's method, raw path and query; nothing logged."""
+    raw_path = scope.get("raw_path") or str(scope.get("path", "")).encode()
+    query = scope.get("query_string", b"")
+    assert isinstance(raw_path, bytes) and isinstance(query, bytes)
+    return httpsig.verify(
+        headers,
+        method=str(scope.get("method", "GET")),
+        path=raw_path.decode("latin-1"),
+        query=query.decode("latin-1"),
+        body=body,
+        public_key=public_key,
+        now=time.time(),
+        window_s=window_s,
+    )
