@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from fleetcore.firstboot import RemoteAccess
+from fleetcore.websocket import WebSocket
 from overlord.auth.models import KeyRole
 from overlord.remote import frames
 from tests.overlord.conftest import create_token
@@ -21,7 +22,6 @@ from tests.overlord.servers import overlord_process
 from tests.overlord.test_remote_replicas import _ended, _open
 from tests.overlord.test_replicas import _env, _register, pg_repo  # noqa: F401 (fixture)
 from tests.overlord.tufrepo import Repo
-from tests.overlord.wsclient import WsClient
 from updater.overlord import Identity, OverlordClient
 from updater.remote.follow import RemoteFollower
 from updater.remote.journal import entry_of
@@ -70,7 +70,7 @@ def test_the_agent_serves_the_journal_and_honours_the_veto(
     with overlord_process(env, log=tmp_path / "s.log") as base:
         device_id, auth = _register(base, enrollment, "AGENT1")
         session_id = _open(base, device_id, admin)
-        operator = WsClient(base, f"/api/v1/remote/{session_id}/attach", admin)
+        operator = WebSocket(base + f"/api/v1/remote/{session_id}/attach", admin)
         client, follower = _follower(
             base, device_id, auth, RemoteAccess(), journalctl=str(journalctl)
         )
@@ -79,7 +79,7 @@ def test_the_agent_serves_the_journal_and_honours_the_veto(
         follower.follow(desired.remote)
         assert follower.serving
         expected = [entry_of(line) for line in JOURNAL.read_bytes().splitlines(keepends=True)]
-        assert [json.loads(operator.receive() or b"") for _ in expected] == expected
+        assert [json.loads(operator.receive(30) or b"") for _ in expected] == expected
         operator.send_text(frames.text("close", reason="seen enough"))
         _until(lambda: not follower.serving, "the agent's session thread to end")
         assert _ended(base, session_id, admin)["end_reason"] == "operator"

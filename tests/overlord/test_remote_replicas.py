@@ -10,13 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fleetcore.websocket import Closed, WebSocket
 from overlord.auth.models import KeyRole
 from overlord.remote import frames
 from tests.overlord.conftest import create_token
 from tests.overlord.servers import overlord_process
 from tests.overlord.test_replicas import _env, _register, pg_repo  # noqa: F401 (fixture)
 from tests.overlord.tufrepo import Repo
-from tests.overlord.wsclient import WsClient
 
 pytestmark = pytest.mark.integration
 
@@ -48,28 +48,30 @@ def test_a_session_spans_two_replicas(pg_repo: tuple[str, Repo], tmp_path: Path)
     ):
         device_id, device_auth = _register(a, enrollment, "RELAY1")
         session_id = _open(a, device_id, admin)
-        device = WsClient(a, f"/api/v1/devices/{device_id}/remote/{session_id}", device_auth)
+        device = WebSocket(a + f"/api/v1/devices/{device_id}/remote/{session_id}", device_auth)
         device.send_text(frames.text("hello", session=session_id, version="test"))
-        operator = WsClient(b, f"/api/v1/remote/{session_id}/attach", admin)
+        operator = WebSocket(b + f"/api/v1/remote/{session_id}/attach", admin)
         lines = [json.dumps({"MESSAGE": f"line {n}"}).encode() for n in range(40)]
         lines.insert(7, json.dumps({"MESSAGE": "x" * 20000}).encode())  # five relay pieces
         for line in lines:
             device.send_bytes(line)
-        assert [operator.receive() for _ in lines] == lines
+        assert [operator.receive(30) for _ in lines] == lines
         device.send_text(frames.text("close", reason="owner said no"))
-        assert json.loads(str(operator.receive())) == {"type": "close", "reason": "owner said no"}
-        assert operator.receive() is None
+        assert json.loads(str(operator.receive(30))) == {"type": "close", "reason": "owner said no"}
+        with pytest.raises(Closed):
+            operator.receive(30)
         device.close()
         ended = _ended(b, session_id, admin)
         assert (ended["state"], ended["end_reason"]) == ("ended", "device")
 
         # The operator's close on replica b ends the device's socket on replica a.
         session_id = _open(b, device_id, admin)
-        device = WsClient(a, f"/api/v1/devices/{device_id}/remote/{session_id}", device_auth)
-        operator = WsClient(b, f"/api/v1/remote/{session_id}/attach", admin)
+        device = WebSocket(a + f"/api/v1/devices/{device_id}/remote/{session_id}", device_auth)
+        operator = WebSocket(b + f"/api/v1/remote/{session_id}/attach", admin)
         operator.send_text(frames.text("close", reason="seen enough"))
-        assert json.loads(str(device.receive())) == {"type": "close", "reason": "seen enough"}
-        assert device.receive() is None
+        assert json.loads(str(device.receive(30))) == {"type": "close", "reason": "seen enough"}
+        with pytest.raises(Closed):
+            device.receive(30)
         operator.close()
         ended = _ended(a, session_id, admin)
         assert (ended["state"], ended["end_reason"]) == ("ended", "operator")
