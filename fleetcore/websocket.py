@@ -64,7 +64,11 @@ class WebSocket:
             raise Closed(f"the WebSocket upgrade was refused ({status})")
 
     def _send(self, event: Event) -> None:
-        self._sock.sendall(self._ws.send(event))
+        try:
+            data = self._ws.send(event)
+        except LocalProtocolError:  # the connection is closing or closed
+            raise Closed("the connection was closed") from None
+        self._sock.sendall(data)
 
     def _fill(self, timeout_s: float | None) -> bool:
         """Reads once, waiting up to ``timeout_s``; False when nothing came."""
@@ -102,7 +106,7 @@ class WebSocket:
 
     def _take(self, event: Event) -> Message | None:
         if isinstance(event, CloseConnection):
-            with contextlib.suppress(OSError, LocalProtocolError):
+            with contextlib.suppress(OSError, Closed):
                 self._send(event.response())
             raise Closed(event.reason or "the other side closed the connection")
         if isinstance(event, TextMessage):
@@ -119,6 +123,6 @@ class WebSocket:
 
     def close(self) -> None:
         # The other side may already have closed: then there is nothing left to say.
-        with contextlib.suppress(OSError, LocalProtocolError):
+        with contextlib.suppress(OSError, Closed):
             self._send(CloseConnection(code=1000))
         self._sock.close()

@@ -6,7 +6,6 @@ and ends when the operator closes; a device whose ``fleet.yaml`` forbids log tai
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -22,26 +21,13 @@ from tests.overlord.servers import overlord_process
 from tests.overlord.test_remote_replicas import _ended, _open
 from tests.overlord.test_replicas import _env, _register, pg_repo  # noqa: F401 (fixture)
 from tests.overlord.tufrepo import Repo
+from tests.updater.test_remote_journal import FIXTURES, fake_journal  # noqa: F401
 from updater.overlord import Identity, OverlordClient
 from updater.remote.follow import RemoteFollower
 from updater.remote.journal import entry_of
 
 pytestmark = pytest.mark.integration
-UPDATER_TESTS = Path(__file__).parents[1] / "updater"
-JOURNAL = UPDATER_TESTS / "fixtures" / "journal" / "good.jsonl"
-
-
-@pytest.fixture
-def journalctl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The fake ``journalctl``; returns where it records its arguments."""
-    script = tmp_path / "journalctl"
-    script.write_text(
-        f'#!/bin/sh\nexec {sys.executable} {UPDATER_TESTS / "fake_journalctl.py"} "$@"\n'
-    )
-    script.chmod(0o755)
-    monkeypatch.setenv("FAKE_JOURNAL_ARGS", str(tmp_path / "args.json"))
-    monkeypatch.setenv("FAKE_JOURNAL_FILE", str(JOURNAL))
-    return script
+JOURNAL = FIXTURES / "good.jsonl"
 
 
 def _follower(base: str, device_id: str, auth: dict[str, str], access: RemoteAccess, **kw):
@@ -61,7 +47,7 @@ def _until(predicate, what: str) -> None:
 def test_the_agent_serves_the_journal_and_honours_the_veto(
     pg_repo: tuple[str, Repo],  # noqa: F811
     tmp_path: Path,
-    journalctl: Path,
+    fake_journal: Path,  # noqa: F811
 ):
     url, repo = pg_repo
     enrollment = create_token(url, KeyRole.ENROLLMENT)
@@ -71,9 +57,7 @@ def test_the_agent_serves_the_journal_and_honours_the_veto(
         device_id, auth = _register(base, enrollment, "AGENT1")
         session_id = _open(base, device_id, admin)
         operator = WebSocket(base + f"/api/v1/remote/{session_id}/attach", admin)
-        client, follower = _follower(
-            base, device_id, auth, RemoteAccess(), journalctl=str(journalctl)
-        )
+        client, follower = _follower(base, device_id, auth, RemoteAccess())
         desired, _etag = client.desired_state(None)
         assert desired is not None and desired.remote is not None
         follower.follow(desired.remote)
@@ -83,7 +67,7 @@ def test_the_agent_serves_the_journal_and_honours_the_veto(
         operator.send_text(frames.text("close", reason="seen enough"))
         _until(lambda: not follower.serving, "the agent's session thread to end")
         assert _ended(base, session_id, admin)["end_reason"] == "operator"
-        assert "--follow" in json.loads((tmp_path / "args.json").read_text())["argv"]
+        assert "--follow" in json.loads(fake_journal.read_text())["argv"]
 
         # fleet.yaml says no: the device joins only to refuse, with its reason.
         session_id = _open(base, device_id, admin)
