@@ -14,10 +14,12 @@ import pytest
 
 from fleetcore.firstboot import RemoteAccess
 from fleetcore.websocket import WebSocket
+from fleetcore.wire import DesiredRemote
 from overlord.auth.models import KeyRole
 from overlord.remote import frames
 from tests.overlord.conftest import create_token
 from tests.overlord.servers import overlord_process
+from tests.overlord.test_device_rekey import _enrol
 from tests.overlord.test_remote_replicas import _ended, _open
 from tests.overlord.test_replicas import _env, _register, pg_repo  # noqa: F401 (fixture)
 from tests.overlord.tufrepo import Repo
@@ -82,3 +84,27 @@ def test_the_agent_serves_the_journal_and_honours_the_veto(
         follower.follow(None)
         assert not follower.serving
         assert httpx.get(f"{base}/health").status_code == 200
+
+
+def test_a_key_bound_device_joins_with_a_signed_upgrade(
+    pg_repo: tuple[str, Repo],  # noqa: F811
+    tmp_path: Path,
+):
+    url, repo = pg_repo
+    admin = {"Authorization": f"Bearer {create_token(url, KeyRole.ADMIN)}"}
+    env = _env(url, repo, OVERLORD_RUN_SCHEDULER="false")
+    with overlord_process(env, log=tmp_path / "s.log") as base:
+        client = OverlordClient(base, timeout=10)
+        device_id = _enrol(client, url, tmp_path / "device-key.pem")
+        session_id = _open(base, device_id, admin)
+        # Without its key the token alone is refused: the session stays pending.
+        unsigned = OverlordClient(base, timeout=10)
+        unsigned.identity = client.identity
+        refused = RemoteFollower(unsigned, RemoteAccess(logs=False), version=lambda: "1.0.0")
+        refused.follow(DesiredRemote(session=session_id, kind="logs"))
+        _until(lambda: not refused.serving, "the unsigned join to be refused")
+        assert _ended(base, session_id, admin)["state"] == "pending"
+        signed = RemoteFollower(client, RemoteAccess(logs=False), version=lambda: "1.0.0")
+        signed.follow(DesiredRemote(session=session_id, kind="logs"))
+        _until(lambda: _ended(base, session_id, admin)["state"] == "ended", "the signed join")
+        assert _ended(base, session_id, admin)["end_reason"] == "device"
