@@ -14,6 +14,7 @@ from fleetctl.commands import (
     global_options,
     groups,
     login,
+    logs,
     releases,
     rollouts,
     tokens,
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[global_options(defaults=True)],
     )
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    for module in (login, devices, groups, config, releases, rollouts, tokens, audit):
+    for module in (login, devices, logs, groups, config, releases, rollouts, tokens, audit):
         module.add(sub)
     return parser
 

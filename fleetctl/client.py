@@ -15,6 +15,7 @@ import httpx
 
 from fleetcore import redact, strictjson
 from fleetcore.errors import FormatError
+from fleetcore.websocket import Closed, WebSocket
 from fleetcore.wire import API_PREFIX
 from fleetctl.errors import Refused, ServerError
 from fleetctl.settings import Credentials
@@ -104,6 +105,15 @@ class Client:
         if answer.status_code == 204 or not data:
             return None
         return _json(data, self.url, url)
+
+    def websocket(self, path: str) -> WebSocket:
+        """A WebSocket to ``path`` below ``/api/v1``, with this client's bearer token."""
+        headers = {"Authorization": f"Bearer {self._token}", "User-Agent": "fleetctl"}
+        try:
+            return WebSocket(f"{self.url}{API_PREFIX}{path}", headers)
+        except (OSError, Closed) as err:
+            reason = redact.secrets(str(err) or type(err).__name__, self._token)
+            raise ServerError(f"cannot attach to {self.url}{API_PREFIX}{path}: {reason}") from None
 
     def _masked(self, refusal: Refused) -> Refused:
         """The server's words with our token masked: a proxy or a hostile host may echo it."""

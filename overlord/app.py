@@ -38,6 +38,7 @@ from overlord.limits import BodyLimit
 from overlord.metrics.bounded import method_label
 from overlord.metrics.collector import FleetCollector
 from overlord.releases.routes import router as releases_router
+from overlord.remote.relay import Hub, start_relay
 from overlord.remote.routes import router as remote_router
 from overlord.remote.ws import router as remote_ws_router
 from overlord.requestlog import RequestLog
@@ -193,11 +194,14 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         if scheduler is not None:
             scheduler.start()
         ctx.keeper.start()
+        relay = start_relay(_app.state.remote_hub, ctx.engine)
         try:
             yield
         finally:
             await ctx.heartbeats.close()
             ctx.keeper.stop()
+            if relay is not None:
+                relay.stop()
             if scheduler is not None:
                 scheduler.stop()
             ctx.engine.dispose()
@@ -209,6 +213,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         description="Device registry, staged rollouts and the TUF release repository.",
     )
     app.state.ctx = ctx
+    app.state.remote_hub = Hub()
     if settings.fast_path:
         app.fast_path = FastPath(ctx)
     app.body_limit = BodyLimit(

@@ -42,6 +42,7 @@ from updater.overlord import Identity, OverlordClient, OverlordRejected, Overlor
 from updater.paths import Roots
 from updater.personalise import Personaliser
 from updater.queue import EventQueue
+from updater.remote.follow import RemoteFollower
 from updater.rolesync import RoleSync
 from updater.sources import open_source
 
@@ -89,6 +90,9 @@ class Agent:
         self.client.key = self.key
         # Fixed for the boot; the agent process never outlives it.
         self.boot_mode = bootmode.boot_mode(roots)
+        self.remote = RemoteFollower(
+            client, config.remote, version=lambda: str(self.engine.running_version())
+        )
         self.corruption_reported = False
         log.info("boot mode: %s", self.boot_mode)
 
@@ -123,6 +127,10 @@ class Agent:
             self.apply(self.desired_version)
         self.sync_roles()
         self.flush_quietly()
+        named = self.desired.remote if self.desired is not None else None
+        self.remote.follow(named)
+        if named is not None:  # a session is pending or active: poll fast (ADR 0074)
+            return float(min(named.poll_s, self.interval or named.poll_s))
         if self.interval is not None:
             return self.interval
         return self.rng.uniform(self.config.poll_min_s, self.config.poll_max_s)

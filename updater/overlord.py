@@ -368,9 +368,21 @@ class OverlordClient:
         self.key = new_key
 
     def _device(self) -> str:
+        return f"/devices/{self.enrolled().device_id}"
+
+    def enrolled(self) -> Identity:
         if self.identity is None:
             raise OverlordClientError("this device is not enrolled yet")
-        return f"/devices/{self.identity.device_id}"
+        return self.identity
+
+    def websocket_request(self, url: str) -> tuple[httpx.URL, dict[str, str]]:
+        """The absolute URL of the device route ``url`` and the headers that authenticate a
+        WebSocket upgrade of it as this device, signed when the device has a key."""
+        headers = {"Authorization": f"Bearer {self.enrolled().device_token}"}
+        request = self.http.build_request("GET", url, headers=headers)
+        if self.key is not None:
+            headers.update(self._signature(request, b""))
+        return request.url, headers
 
     def desired_state(self, etag: str | None) -> tuple[DesiredState | None, str | None]:
         """The desired state, or ``None`` when it did not change since ``etag`` (304)."""

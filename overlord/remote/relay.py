@@ -12,7 +12,11 @@ import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
 from overlord.remote import frames
+from overlord.remote.pgrelay import PgRelay, Relayed
 
 QUEUE_FRAMES = 64
 Frame = str | bytes
@@ -38,6 +42,16 @@ class Mailbox:
             self.dropped += 1
         await self.queue.put(frame)
 
+    def offer(self, frame: Frame) -> bool:
+        """Queues a relayed frame without waiting; False when a lossless mailbox is full."""
+        if self.lossy and self.queue.full():
+            self.queue.get_nowait()
+            self.dropped += 1
+        if self.queue.full():
+            return False
+        self.queue.put_nowait(frame)
+        return True
+
     def close(self, last: str) -> None:
         """Queues ``last`` and the end, making room if it must: the session is over."""
         while self.queue.qsize() > QUEUE_FRAMES - 2:
@@ -53,11 +67,19 @@ class Mailbox:
         return await self.queue.get()
 
 
+RELAY_FULL = frames.text("error", reason="the relay between replicas fell behind")
+
+
 class Hub:
-    """The mailboxes of the sessions this replica holds a socket of."""
+    """The mailboxes of the sessions this replica holds a socket of.
+
+    With a :class:`PgRelay` (PostgreSQL), a frame whose peer is not here is published for
+    the replica that holds it, and :meth:`relayed` takes the frames other replicas publish.
+    """
 
     def __init__(self) -> None:
         self._boxes: dict[tuple[str, Side], Mailbox] = {}
+        self.relay: PgRelay | None = None
 
     def open(self, session_id: str, side: Side, *, lossy: bool) -> Mailbox:
         """The mailbox of ``side``; one per side (a second socket for it is refused)."""
@@ -71,18 +93,47 @@ class Hub:
 
     def peer(self, session_id: str, side: Side) -> Mailbox | None:
         """The mailbox of the other side, if it is connected here."""
-        other = Side.OPERATOR if side is Side.DEVICE else Side.DEVICE
-        return self._boxes.get((session_id, other))
+        return self._boxes.get((session_id, _other(side)))
 
     async def send(self, session_id: str, side: Side, frame: Frame) -> None:
-        """Relays a frame from ``side`` to its peer; without a peer here it is not kept."""
+        """Relays a frame from ``side`` to its peer, here or on another replica (with a
+        relay); a frame nobody holds the peer of is not kept."""
         box = self.peer(session_id, side)
         if box is not None:
             await box.put(frame)
+        elif self.relay is not None:
+            kind, data = ("b", frame) if isinstance(frame, bytes) else ("t", frame.encode())
+            await run_in_threadpool(self.relay.publish, session_id, _other(side), kind, data)
 
-    def end(self, session_id: str, last: str) -> None:
-        """Tells both sides' sockets to send ``last`` (the end's reason) and close."""
+    async def end(self, session_id: str, last: str, ending: Side) -> None:
+        """Tells the sockets of the session, here or on another replica, to send ``last``
+        (the end's reason) and close; ``ending`` is the side whose socket ended it."""
         for side in Side:
             box = self._boxes.get((session_id, side))
             if box is not None:
                 box.close(last)
+            elif self.relay is not None and side is not ending:
+                await run_in_threadpool(self.relay.publish, session_id, side, "e", last.encode())
+
+    def relayed(self, frame: Relayed) -> None:
+        """A frame another replica published: for a socket here, or ignored."""
+        box = self._boxes.get((frame.session_id, Side(frame.side)))
+        if box is None:
+            return
+        if frame.kind == "e":
+            box.close(frame.data.decode())
+        elif not box.offer(frame.data if frame.kind == "b" else frame.data.decode()):
+            box.close(RELAY_FULL)
+
+
+def _other(side: Side) -> Side:
+    return Side.OPERATOR if side is Side.DEVICE else Side.DEVICE
+
+
+def start_relay(hub: Hub, engine: Engine) -> PgRelay | None:
+    """Starts the cross-replica relay for ``hub`` on PostgreSQL (SQLite: in-process only)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    hub.relay = PgRelay(engine, asyncio.get_running_loop(), hub.relayed)
+    hub.relay.start()
+    return hub.relay

@@ -42,9 +42,7 @@ def _ctx(socket: WebSocket) -> AppContext:
 
 
 def _hub(socket: WebSocket) -> Hub:
-    hub: Hub | None = getattr(socket.app.state, "remote_hub", None)
-    if hub is None:
-        hub = socket.app.state.remote_hub = Hub()
+    hub: Hub = socket.app.state.remote_hub
     return hub
 
 
@@ -142,7 +140,7 @@ async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_lim
         await _in_db(ctx, service.finish, row.id, outcome.reason, outcome.detail)
         kind = "error" if outcome.reason is EndReason.ERROR else "close"
         last = frames.text(kind, reason=outcome.detail)
-        hub.end(row.id, last)
+        await hub.end(row.id, last, side)
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             await socket.send_text(last)
     elif outcome is not None and not isinstance(outcome, Ended):

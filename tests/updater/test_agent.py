@@ -94,3 +94,17 @@ def test_heartbeat_names_the_node_exporter_for_service_discovery(device, server)
     setup_device(device, server, node_exporter="10.8.0.5:9100")
     make_agent(device).cycle()
     assert server.heartbeats[-1].node_exporter == "10.8.0.5:9100"
+
+
+def test_a_named_remote_session_makes_the_agent_poll_fast_and_join_in_a_thread(device, server):
+    setup_device(device, server)
+    agent = make_agent(device)
+    agent.cycle()
+    with server.lock:
+        server.desired = {"remote": {"session": "r" * 22, "kind": "logs", "poll_s": 2}}
+    assert agent.cycle() == 2.0  # the cycle does not wait for the session
+    assert agent.remote.serving or "/api/v1/devices/dev-1/remote/" + "r" * 22 in server.requests
+    with server.lock:
+        server.desired = {}
+    assert 30 <= agent.cycle() <= 120
+    assert not agent.remote.serving
