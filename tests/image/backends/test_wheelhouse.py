@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from image.backends import wheelhouse
+from image.backends.base import SOURCE_ROOT
 
 
 @pytest.mark.integration  # pip downloads the device extra's aarch64 wheels from PyPI
@@ -23,4 +24,4 @@ def test_two_builds_at_once_both_succeed(tmp_path: Path):
         names = sorted(p.name for p in dest.glob("*.whl"))
         assert any(n.startswith("metrica_fleet-") for n in names), names
         assert any(n.startswith("wsproto-") for n in names), names
-    assert wheelhouse.source_lock().parent != wheelhouse.SOURCE_ROOT
+    assert wheelhouse.source_lock().parent != SOURCE_ROOT
