@@ -71,9 +71,11 @@ def check(
     window_s: int,
 ) -> None:
     """Refuse (401) a request not signed by ``public_key`` now, or seen before."""
-    parsed = verified(
-        scope, headers, device_id=device_id, public_key=public_key, body=body, window_s=window_s
-    )
+    try:
+        parsed = signature_of(scope, headers, public_key=public_key, body=body, window_s=window_s)
+    except httpsig.SignatureError as err:
+        log.warning("device %s: request refused: %s", device_id, err)
+        raise AuthError(f"device signature refused: {err}") from err
     if not claim(seen, parsed, window_s):
         log.warning("device %s: request refused: a replayed signature", device_id)
         raise AuthError("device signature refused: this signed request was seen before")
@@ -82,23 +84,6 @@ def check(
 def claim(seen: SeenSignatures, parsed: httpsig.Parsed, window_s: int) -> bool:
     """Record a verified signature as used; False when this replica has seen it before."""
     return seen.first_time(parsed.signature, parsed.created, int(time.time()) - window_s)
-
-
-def verified(
-    scope: Mapping[str, object],
-    headers: Mapping[str, str],
-    *,
-    device_id: str,
-    public_key: bytes,
-    body: bytes,
-    window_s: int,
-) -> httpsig.Parsed:
-    """The request's signature by ``public_key``, checked but not yet claimed (401 if not)."""
-    try:
-        return signature_of(scope, headers, public_key=public_key, body=body, window_s=window_s)
-    except httpsig.SignatureError as err:
-        log.warning("device %s: request refused: %s", device_id, err)
-        raise AuthError(f"device signature refused: {err}") from err
 
 
 def signature_of(
