@@ -4,8 +4,8 @@
 The device is the agent's own code (a key-bound device: signed upgrade, journal tail from a
 fake ``journalctl``), the operator is ``fleetctl logs -f`` as its own process; both go
 through nginx's TLS, and their sockets land on different replicas (checked in nginx's access
-log, which names the upstream of each request once it is over). Lines arrive in order, and a
-close from either side ends both.
+log, which names the upstream of each request once it is over). Lines arrive in order, a
+close from either side ends both, and an admin's ``DELETE`` closes both sockets.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from tests.overlord.test_replicas import _env, pg_repo  # noqa: F401 (fixture)
 from tests.overlord.tufrepo import Repo
 from tests.updater.test_remote_journal import fake_journal  # noqa: F401 (fixture)
 from updater.overlord import OverlordClient
+from updater.remote.follow import RemoteFollower
 
 pytestmark = pytest.mark.integration
 SOURCE = Path(__file__).resolve().parents[2]
@@ -54,12 +56,14 @@ class Stack:
             [*argv, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
 
+    def api(self, method: str, path: str) -> httpx.Response:
+        """An admin's request through nginx to ``/api/v1{path}``."""
+        trust = ssl.create_default_context(cafile=os.environ["SSL_CERT_FILE"])
+        headers = {"Authorization": f"Bearer {self.admin}"}
+        return httpx.request(method, f"{self.base}/api/v1{path}", headers=headers, verify=trust)
+
     def sessions(self, device_id: str) -> list[dict[str, str]]:
-        answer = httpx.get(
-            f"{self.base}/api/v1/devices/{device_id}/remote-sessions",
-            headers={"Authorization": f"Bearer {self.admin}"},
-            verify=os.environ["SSL_CERT_FILE"],
-        )
+        answer = self.api("GET", f"/devices/{device_id}/remote-sessions")
         assert answer.status_code == 200, answer.text
         items: list[dict[str, str]] = answer.json()
         return items
@@ -109,9 +113,15 @@ def device(stack: Stack, tmp_path: Path) -> Iterator[tuple[OverlordClient, str]]
         client.close()
 
 
-def printed(proc: subprocess.Popen[str]) -> list[str]:
-    assert proc.stdout is not None
-    return [proc.stdout.readline().rstrip("\n") for _ in PRINTED]
+def tailing(
+    stack: Stack, client: OverlordClient, device_id: str
+) -> tuple[subprocess.Popen[str], RemoteFollower]:
+    """``fleetctl logs -f`` and the agent's join, once the journal's lines are printed."""
+    operator = stack.fleetctl("logs", device_id, "-f")
+    follower = device_joins(client, RemoteAccess())
+    assert operator.stdout is not None
+    assert [operator.stdout.readline().rstrip("\n") for _ in PRINTED] == PRINTED
+    return operator, follower
 
 
 @pytest.mark.usefixtures("fake_journal")
@@ -119,9 +129,7 @@ def test_a_log_tail_through_nginx_spans_two_replicas_and_either_side_ends_it(
     stack: Stack, tmp_path: Path
 ):
     with device(stack, tmp_path) as (client, device_id):
-        operator = stack.fleetctl("logs", device_id, "-f")
-        follower = device_joins(client, RemoteAccess())
-        assert printed(operator) == PRINTED
+        operator, follower = tailing(stack, client, device_id)
         # The operator leaves (Ctrl-C): the device's socket on the other replica ends.
         operator.send_signal(signal.SIGINT)
         assert operator.wait(timeout=60) == 0
@@ -134,14 +142,29 @@ def test_a_log_tail_through_nginx_spans_two_replicas_and_either_side_ends_it(
         assert len(on_device) == len(on_operator) == 1 and on_device != on_operator
 
         # The device leaves (its agent stops): fleetctl ends with the device's reason.
-        operator = stack.fleetctl("logs", device_id, "-f")
-        follower = device_joins(client, RemoteAccess())
-        assert printed(operator) == PRINTED
+        operator, follower = tailing(stack, client, device_id)
         follower.stop()
         assert operator.wait(timeout=60) == 1
         assert operator.stderr is not None and "the agent stopped" in operator.stderr.read()
         latest = stack.sessions(device_id)[0]
         assert (latest["state"], latest["end_reason"]) == ("ended", "device")
+
+
+@pytest.mark.usefixtures("fake_journal")
+def test_an_admin_ending_a_session_closes_both_sockets_across_replicas(
+    stack: Stack, tmp_path: Path
+):
+    with device(stack, tmp_path) as (client, device_id):
+        operator, follower = tailing(stack, client, device_id)
+        (session,) = stack.sessions(device_id)
+        answer = stack.api("DELETE", f"/remote-sessions/{session['id']}")
+        assert answer.status_code == 200, answer.text
+        assert operator.wait(timeout=60) == 1
+        assert operator.stderr is not None and "ended by test admin" in operator.stderr.read()
+        # The device does not poll again here: only its socket closing stops its thread.
+        until(lambda: not follower.serving, "the agent's session to end")
+        (ended,) = stack.sessions(device_id)
+        assert (ended["state"], ended["end_reason"]) == ("ended", "operator")
 
 
 def test_the_session_sockets_outlive_every_overlord_limit_in_nginx():

@@ -1,6 +1,7 @@
 """The cross-replica relay's pieces (ADR 0074): every piece fits PostgreSQL's payload limit,
 pieces out of order are put back in order, a stream joined mid-frame waits for the next
-frame, malformed pieces are dropped, and a hub ignores frames for sockets it does not hold."""
+frame, malformed pieces are dropped, an end is delivered whatever its number, and a hub ignores
+frames for sockets it does not hold."""
 
 from __future__ import annotations
 
@@ -53,3 +54,12 @@ def test_a_hub_ignores_frames_for_sockets_it_does_not_hold():
     first, rest = asyncio.run(run())
     assert first == b"line"
     assert rest == ['{"type":"close"}', None]
+
+
+def test_an_end_from_another_replica_ends_the_stream_whatever_its_number():
+    frames = Reassembler()
+    for number in range(3):  # the stream is at 3: an end numbered 0 is not a stale piece
+        (line,) = pieces("s3", "operator", "b", b"line", number)
+        assert frames.feed(line) == [Relayed("s3", "operator", "b", b"line")]
+    (end,) = pieces("s3", "operator", "e", b'{"type":"close"}', 0)  # another replica's DELETE
+    assert frames.feed(end) == [Relayed("s3", "operator", "e", b'{"type":"close"}')]

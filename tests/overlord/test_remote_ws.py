@@ -161,3 +161,25 @@ def test_attach_is_refused_for_an_ended_session_and_a_second_device_socket(overl
         ),
     ):
         pass
+
+
+def test_an_admin_delete_closes_both_sockets_at_once(overlord: Overlord):
+    device_id, device_auth = overlord.enroll("WSDEL")
+    session_id = _open_logs(overlord, device_id)
+    with (
+        _join(overlord, device_id, session_id, device_auth) as device,
+        overlord.client.websocket_connect(
+            f"/api/v1/remote/{session_id}/attach", headers=overlord.as_admin()
+        ) as operator,
+    ):
+        answer = overlord.client.delete(
+            f"/api/v1/remote-sessions/{session_id}", headers=overlord.as_admin()
+        )
+        assert answer.status_code == 200, answer.text
+        for side in (device, operator):
+            closed = json.loads(side.receive_text())
+            assert closed["type"] == "close" and closed["reason"].startswith("ended by ")
+            with pytest.raises(WebSocketDisconnect):
+                side.receive_text()
+    ended = _state(overlord, session_id)
+    assert (ended["state"], ended["end_reason"]) == ("ended", "operator")
