@@ -25,7 +25,7 @@ from overlord.auth.deps import Caller, DeviceCaller
 from overlord.context import AppContext
 from overlord.db import unit_of_work, utcnow
 from overlord.devices.schemas import DeviceId
-from overlord.remote import frames, service
+from overlord.remote import claim, frames, service
 from overlord.remote.models import EndReason, RemoteSession, SessionKind
 from overlord.remote.relay import Hub, Mailbox, Side
 from overlord.remote.schemas import SessionId
@@ -121,8 +121,7 @@ async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_lim
     try:
         box = hub.open(row.id, side, lossy=row.kind is SessionKind.LOGS)
     except frames.FrameError as refused:
-        await socket.send_text(frames.text("error", reason=str(refused)))
-        await socket.close()
+        await _refuse(socket, str(refused))
         return
     seen = [time.monotonic()]
     tasks = [
@@ -149,6 +148,11 @@ async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_lim
         await socket.close()
 
 
+async def _refuse(socket: WebSocket, reason: str) -> None:
+    await socket.send_text(frames.text("error", reason=reason))
+    await socket.close()
+
+
 @router.websocket("/devices/{device_id}/remote/{session_id}")
 async def device_join(
     socket: WebSocket, device_id: DeviceId, session_id: SessionId, _caller: DeviceCaller
@@ -168,4 +172,11 @@ async def operator_attach(socket: WebSocket, session_id: SessionId, caller: Call
     limits = service.Limits.of(ctx.settings)
     row = await _in_db(ctx, service.attachable, actor, session_id, limits)
     await socket.accept()
-    await _serve(socket, row, Side.OPERATOR, holds_limits=False)
+    held = await run_in_threadpool(claim.take, ctx.engine, row.id)
+    if held is None:  # another replica holds this session's operator
+        await _refuse(socket, f"the session's {Side.OPERATOR.value} is already connected")
+        return
+    try:
+        await _serve(socket, row, Side.OPERATOR, holds_limits=False)
+    finally:
+        await run_in_threadpool(held.release)
