@@ -9,7 +9,7 @@ import asyncio
 import json
 
 from overlord.remote.pgrelay import Reassembler, Relayed, pieces
-from overlord.remote.relay import Hub, Side
+from overlord.remote.relay import QUEUE_FRAMES, RELAY_FULL, Hub, Side
 
 NOTIFY_LIMIT = 8000
 
@@ -63,3 +63,26 @@ def test_an_end_from_another_replica_ends_the_stream_whatever_its_number():
         assert frames.feed(line) == [Relayed("s3", "operator", "b", b"line")]
     (end,) = pieces("s3", "operator", "e", b'{"type":"close"}', 0)  # another replica's DELETE
     assert frames.feed(end) == [Relayed("s3", "operator", "e", b'{"type":"close"}')]
+
+
+def test_frames_relayed_to_a_slow_reader_stay_bounded():
+    """A log tail's operator drops the oldest and is told how many; a lossless side that
+    falls behind is closed with a reason rather than queued without bound."""
+
+    async def run() -> tuple[list[object], list[object]]:
+        hub = Hub()
+        logs = hub.open("tail", Side.OPERATOR, lossy=True)
+        for n in range(1000):
+            hub.relayed(Relayed("tail", "operator", "b", str(n).encode()))
+        assert logs.queue.qsize() == QUEUE_FRAMES
+        read = [await logs.take() for _ in range(QUEUE_FRAMES + 1)]
+        device = hub.open("tail", Side.DEVICE, lossy=True)  # lossless: only operators drop
+        for _ in range(QUEUE_FRAMES + 1):
+            hub.relayed(Relayed("tail", "device", "t", b'{"type":"resize"}'))
+        closed = [device.queue.get_nowait() for _ in range(device.queue.qsize())]
+        return read, closed[-2:]
+
+    read, closed = asyncio.run(run())
+    assert json.loads(str(read[0])) == {"type": "dropped", "count": 1000 - QUEUE_FRAMES}
+    assert read[1:] == [str(n).encode() for n in range(1000 - QUEUE_FRAMES, 1000)]
+    assert closed == [RELAY_FULL, None]
