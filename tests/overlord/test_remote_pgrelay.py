@@ -69,7 +69,7 @@ def test_frames_relayed_to_a_slow_reader_stay_bounded():
     """A log tail's operator drops the oldest and is told how many; a lossless side that
     falls behind is closed with a reason rather than queued without bound."""
 
-    async def run() -> tuple[list[object], list[object]]:
+    async def run() -> tuple[list[str | bytes | None], list[str | bytes | None]]:
         hub = Hub()
         logs = hub.open("tail", Side.OPERATOR, lossy=True)
         for n in range(1000):
