@@ -4,7 +4,8 @@ the shipped nginx in front of two ``overlord serve`` replicas (the two sockets o
 replicas, so every line crosses PostgreSQL ``NOTIFY``), beside the same tail straight to one
 replica and straight to two replicas, in the same run. Also the device side's memory: the
 resident size of a process running the agent's remote code, idle (imported, enrolled,
-polled) and with a log session open and streaming. Needs ``FLEET_TEST_PG_URL`` and nginx.
+polled) and with a log session open and streaming. And how long an admin's ``DELETE`` takes
+to close both sockets, by the same three paths. Needs ``FLEET_TEST_PG_URL`` and nginx.
 
     PYTHONPATH=$PWD .venv/bin/python bench/bench_remote_tail.py [--lines 3000] \
         [--device-python .venv-device/bin/python]
@@ -30,7 +31,7 @@ import httpx
 SOURCE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(SOURCE))
 
-from fleetcore.websocket import WebSocket  # noqa: E402
+from fleetcore.websocket import Closed, WebSocket  # noqa: E402
 from overlord.auth.models import KeyRole  # noqa: E402
 from simulator.server import serve  # noqa: E402
 from simulator.site import prepare_site, scratch_database  # noqa: E402
@@ -181,6 +182,33 @@ def tail(
     return (len(times) - 1) / (times[-1] - times[0]), dropped + lost, idle, open_kib
 
 
+def ending(fleet: Fleet, device_base: str, operator_base: str) -> float:
+    """Seconds from an admin's ``DELETE`` being sent to both sockets being closed."""
+    device_id, token = fleet.enrol(device_base, f"END{time.monotonic_ns()}")
+    session_id = fleet.open(operator_base, device_id)
+    device = WebSocket(
+        f"{device_base}/api/v1/devices/{device_id}/remote/{session_id}",
+        {"Authorization": f"Bearer {token}"},
+        context=fleet.trust,
+    )
+    operator = WebSocket(
+        f"{operator_base}/api/v1/remote/{session_id}/attach", fleet.admin, context=fleet.trust
+    )
+    started = time.perf_counter()
+    answer = httpx.delete(
+        f"{operator_base}/api/v1/remote-sessions/{session_id}",
+        headers=fleet.admin,
+        verify=fleet.trust or True,
+    )
+    answer.raise_for_status()
+    for side in (device, operator):
+        with contextlib.suppress(Closed):
+            while side.receive(30) is not None:
+                pass
+            raise SystemExit("a socket stayed open 30 s after the DELETE")
+    return time.perf_counter() - started
+
+
 @contextlib.contextmanager
 def stack(workdir: Path, url: str) -> Iterator[tuple[str, str, str, Fleet]]:
     """Two replicas and nginx in front; yields replica a, replica b, nginx and the tokens."""
@@ -225,6 +253,10 @@ def main() -> None:
                 ]
                 for name, (f, dev, op) in runs.items()
             }
+            ends = {
+                name: [ending(f, dev, op) for _ in range(args.repeats)]
+                for name, (f, dev, op) in runs.items()
+            }
     size = len(json.dumps(ENTRY | {"MESSAGE": "x" * 126}))
     print(
         f"{args.lines} journal lines of about {size} bytes written at up to "
@@ -235,6 +267,13 @@ def main() -> None:
         rate = statistics.median(r[0] for r in figures)
         drops = sum(r[1] for r in figures)
         print(f"{name}: {rate:,.0f} lines/s ({base / rate:,.1f}x slower), {drops} lost")
+    base_end = statistics.median(ends["baseline, straight to one replica"])
+    for name, seconds in ends.items():
+        end = statistics.median(seconds)
+        print(
+            f"an admin's DELETE to both sockets closed, {name}: {end * 1000:,.0f} ms "
+            f"({end / base_end:,.1f}x the baseline)"
+        )
     every = [r for figures in results.values() for r in figures]
     idle = statistics.median(r[2] for r in every)
     opened = statistics.median(r[3] for r in every)
