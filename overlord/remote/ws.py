@@ -171,12 +171,15 @@ async def operator_attach(socket: WebSocket, session_id: SessionId, caller: Call
     actor = actor_of(caller, socket)
     limits = service.Limits.of(ctx.settings)
     row = await _in_db(ctx, service.attachable, actor, session_id, limits)
-    await socket.accept()
+    # Claimed before the upgrade is accepted: once the operator sees it accepted, its
+    # mailbox is in the hub and no frame sent to it is lost.
     held = await run_in_threadpool(claim.take, ctx.engine, row.id)
-    if held is None:  # another replica holds this session's operator
-        await _refuse(socket, f"the session's {Side.OPERATOR.value} is already connected")
-        return
     try:
+        await socket.accept()
+        if held is None:  # another socket, on this replica or another, holds the operator
+            await _refuse(socket, f"the session's {Side.OPERATOR.value} is already connected")
+            return
         await _serve(socket, row, Side.OPERATOR, holds_limits=False)
     finally:
-        await run_in_threadpool(held.release)
+        if held is not None:
+            await run_in_threadpool(held.release)
