@@ -93,6 +93,8 @@ async def _pump_in(
             raise Ended(ender, control.get("reason") or f"closed by the {side.value}")
         if control["type"] == "resize":
             await hub.send(session_id, side, frames.text("resize", **control))
+        elif control["type"] == "dropped":  # the device's journal reader fell behind
+            await hub.send(session_id, side, frames.text("dropped", count=control["count"]))
 
 
 async def _watch(ctx: AppContext, row: RemoteSession, seen: list[float]) -> None:

@@ -61,6 +61,8 @@ def test_device_lines_reach_the_operator_and_the_device_close_ends_it(overlord: 
             line = json.dumps({"MESSAGE": "hello from the journal"}).encode()
             device.send_bytes(line)
             assert operator.receive_bytes() == line
+            device.send_text(frames.text("dropped", count=3))  # the device's reader lost some
+            assert json.loads(operator.receive_text()) == {"type": "dropped", "count": 3}
             device.send_text(frames.text("close", reason="owner said no"))
             assert json.loads(operator.receive_text()) == {
                 "type": "close",
@@ -95,10 +97,11 @@ def test_another_devices_token_is_refused_before_the_upgrade(overlord: Overlord)
         "not json",
         json.dumps({"type": "shell-please"}),
         json.dumps({"type": "close", "reason": "x" * 201}),
+        json.dumps({"type": "dropped", "count": 0}),
         "x" * (frames.MAX_TEXT_BYTES + 1),
         b"\0" * (frames.MAX_BINARY_BYTES + 1),
     ],
-    ids=["not-json", "unknown-type", "long-reason", "big-text", "big-binary"],
+    ids=["not-json", "unknown-type", "long-reason", "no-count", "big-text", "big-binary"],
 )
 def test_a_hostile_frame_ends_the_session_with_error(overlord: Overlord, hostile: str | bytes):
     device_id, device_auth = overlord.enroll("WS4")
