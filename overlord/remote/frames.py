@@ -13,7 +13,8 @@ from typing import Any
 MAX_TEXT_BYTES = 4 * 1024
 MAX_BINARY_BYTES = 64 * 1024
 MAX_REASON_CHARS = 200
-FROM_DEVICE = frozenset({"hello", "close"})
+FROM_DEVICE = frozenset({"hello", "close", "dropped"})
+MAX_DROPPED = 10**9
 FROM_OPERATOR = frozenset({"close", "resize"})
 
 
@@ -34,6 +35,10 @@ def control(text: str, allowed: frozenset[str]) -> dict[str, Any]:
     reason = message.get("reason", "")
     if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
         raise FrameError(f"close reason is not a string of at most {MAX_REASON_CHARS} chars")
+    if message["type"] == "dropped":
+        count = message.get("count")
+        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_DROPPED:
+            raise FrameError(f"dropped count must be an integer in 1..{MAX_DROPPED}")
     if message["type"] == "resize":
         for key in ("cols", "rows"):
             value = message.get(key)

@@ -16,7 +16,8 @@ from overlord.auth.deps import Viewer
 from overlord.deps import Ctx, DbSession
 from overlord.devices.schemas import DeviceId
 from overlord.openapi import error_responses
-from overlord.remote import service
+from overlord.remote import frames, service
+from overlord.remote.relay import Hub
 from overlord.remote.schemas import OpenSession, RemoteSessionPublic, SessionId
 
 router = APIRouter(prefix=API_PREFIX, tags=["remote"])
@@ -79,6 +80,10 @@ def end_session(
     ctx: Ctx,
     session: DbSession,
 ) -> RemoteSessionPublic:
-    """Ends the session now (its opener or an admin)."""
-    row = service.end_session(session, actor_of(caller, request), session_id, _limits(ctx))
+    """Ends the session now (its opener or an admin); its sockets close on every replica."""
+    actor = actor_of(caller, request)
+    row = service.end_session(session, actor, session_id, _limits(ctx))
+    session.commit()  # recorded before the sockets hear of it: their replicas record nothing
+    hub: Hub = request.app.state.remote_hub
+    hub.end_everywhere(row.id, frames.text("close", reason=f"ended by {actor.name}"))
     return RemoteSessionPublic.model_validate(row)
