@@ -5,16 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy import select
 
 from fleetcore.wire import Heartbeat
-from overlord.devices import heartbeats
+from overlord.devices import heartbeats, pgbatch
 from overlord.devices.ingest import HeartbeatWriter
+from overlord.devices.models import DeviceHeartbeat
 from tests.overlord.conftest import Overlord, heartbeat
 
 
-def test_a_row_the_database_refuses_fails_only_its_own_heartbeat(overlord: Overlord, monkeypatch):
-    devices = [overlord.enroll(f"ISO{i}")[0] for i in range(5)]
-    bad = devices[2]
+def _refuse_on_sqlite(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
     real = heartbeats.record
 
     def refusing(session, *, items):
@@ -23,6 +23,26 @@ def test_a_row_the_database_refuses_fails_only_its_own_heartbeat(overlord: Overl
         return real(session, items=items)
 
     monkeypatch.setattr(heartbeats, "record", refusing)
+
+
+def _refuse_on_postgresql(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    """PostgreSQL itself refuses the batch: the bad device's row is past bigint."""
+    real = pgbatch.batch_parameters
+
+    def out_of_range(payloads, now):
+        payloads = [(d, p | {"free_data_bytes": 2**70} if d == bad else p) for d, p in payloads]
+        return real(payloads, now)
+
+    monkeypatch.setattr(pgbatch, "batch_parameters", out_of_range)
+
+
+def test_a_row_the_database_refuses_fails_only_its_own_heartbeat(overlord: Overlord, monkeypatch):
+    devices = [overlord.enroll(f"ISO{i}")[0] for i in range(5)]
+    bad = devices[2]
+    if overlord.ctx.engine.dialect.name == "postgresql":
+        _refuse_on_postgresql(monkeypatch, bad)
+    else:
+        _refuse_on_sqlite(monkeypatch, bad)
     writer = HeartbeatWriter(overlord.ctx)
     beat = Heartbeat.model_validate(heartbeat())
 
@@ -36,6 +56,9 @@ def test_a_row_the_database_refuses_fails_only_its_own_heartbeat(overlord: Overl
     results = asyncio.run(all_at_once())
     failed = [device for device, result in zip(devices, results, strict=True) if result]
     assert failed == [bad]
+    with overlord.ctx.sessions() as session:
+        history = list(session.scalars(select(DeviceHeartbeat.device_id)))
+    assert sorted(history) == sorted(set(devices) - {bad})  # each stored once, the bad one not
 
 
 @pytest.mark.parametrize(
