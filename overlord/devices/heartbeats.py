@@ -59,13 +59,10 @@ def state_columns(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def json_forms(items: list[tuple[str, Heartbeat]]) -> Payloads:
-    return [(device_id, hb.model_dump(mode="json")) for device_id, hb in items]
-
-
 def record(session: Session, *, items: list[tuple[str, Heartbeat]]) -> tuple[set[str], set[str]]:
     """Store a batch; returns (devices with an open rollout update, unknown device ids)."""
-    found = _record_portable(session, json_forms(items), utcnow())
+    payloads = [(device_id, hb.model_dump(mode="json")) for device_id, hb in items]
+    found = _record_portable(session, payloads, utcnow())
     return opened_and_missing(items, found)
 
 

@@ -128,7 +128,7 @@ class HeartbeatWriter:
         """Store one batch; returns the unknown device ids."""
         if self._pg is None:
             return await run_in_threadpool(self._write_portable, items)
-        found = await self._write_postgresql(heartbeats.json_forms(items))
+        found = await self._write_postgresql(items)
         open_updates, missing = heartbeats.opened_and_missing(items, found)
         if open_updates:
             # The rollout engine's part, for the few devices in a rollout, in a transaction
@@ -137,14 +137,14 @@ class HeartbeatWriter:
             await run_in_threadpool(self._observe, items, open_updates)
         return missing
 
-    async def _write_postgresql(self, payloads: heartbeats.Payloads) -> dict[str, bool]:
+    async def _write_postgresql(self, items: list[tuple[str, Heartbeat]]) -> dict[str, bool]:
         """A batch PostgreSQL rolled back (a deadlock with the rollout engine, SQLSTATE
         class 40) is retried, as the server asks."""
         assert self._pg is not None
         attempt = 1
         while True:
             try:
-                return await self._pg.store(payloads, utcnow())
+                return await self._pg.store(items, utcnow())
             except psycopg.Error as err:
                 if not str(err.sqlstate or "").startswith("40") or attempt >= _ATTEMPTS:
                     raise

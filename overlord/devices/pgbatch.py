@@ -1,8 +1,8 @@
 """The heartbeat batch on PostgreSQL: one statement on the event loop, its own transaction.
 
-A batch is one data-modifying statement: the rows travel as one JSON parameter, unpacked by
-``json_to_recordset``; the statement updates the devices, inserts the history of the devices
-that exist and returns them. Sent on an autocommit connection it is its own transaction, so
+A batch is one data-modifying statement: the heartbeats travel as one JSON parameter (each
+converted once, by pydantic); the statement updates the devices, inserts the history of the
+devices that exist and returns them. Sent on an autocommit connection it is its own transaction, so
 a batch costs one round trip. The connection is psycopg's asyncio one, used from the
 worker's event loop: no thread hand-off per batch, and no ORM layer for a statement that has
 no objects (ADR 0080). The statement is prepared on first use on each connection.
@@ -17,56 +17,57 @@ from typing import Any
 import psycopg
 from sqlalchemy import Engine
 
-from overlord.devices.heartbeats import Payloads, state_columns
+from fleetcore.wire import Heartbeat
 from overlord.errors import DatabaseUnavailable
 
+# A device heard twice in one batch keeps its newest state (DISTINCT ON, last arrival), and
+# the rows are updated in id order, the order the ORM flushes device updates in (the rollout
+# engine), so the two lock rows in the same order and do not deadlock. The columns derived
+# from the roles are those of ``heartbeats.state_columns`` (the portable path).
 BATCH_SQL = """
-WITH state AS (
-    SELECT * FROM json_to_recordset(CAST(%(state)s AS json)) AS s(
-        id text, image_version text, booted_slot text, committed_slot text,
-        update_state text, health text, roles json, role_index text, safe_mode boolean,
-        free_data_bytes bigint, uptime_s double precision, dropped_events bigint,
-        node_exporter text, boot_mode text, config_digest text)
+WITH beats AS (
+    SELECT b.beat->>'id' AS id, b.beat->'p' AS p, b.n
+    FROM jsonb_array_elements(CAST(%(beats)s AS jsonb)) WITH ORDINALITY AS b(beat, n)
+), latest AS (
+    SELECT DISTINCT ON (id) id, p FROM beats ORDER BY id, n DESC
 ), updated AS (
     UPDATE devices AS d SET last_seen = %(now)s,
-        image_version = state.image_version, booted_slot = state.booted_slot,
-        committed_slot = state.committed_slot, update_state = state.update_state,
-        health = state.health, roles = state.roles, role_index = state.role_index,
-        safe_mode = state.safe_mode, free_data_bytes = state.free_data_bytes,
-        uptime_s = state.uptime_s, dropped_events = state.dropped_events,
-        node_exporter = state.node_exporter, boot_mode = state.boot_mode,
-        config_digest = state.config_digest
-    FROM state WHERE d.id = state.id
+        image_version = l.p->>'image_version',
+        booted_slot = l.p->>'booted_slot',
+        committed_slot = l.p->>'committed_slot',
+        update_state = l.p->>'update_state',
+        health = l.p->>'health',
+        roles = CAST(l.p->'roles' AS json),
+        role_index = ',' || COALESCE((
+            SELECT string_agg(r.role->>'name' || ',', '' ORDER BY r.n)
+            FROM jsonb_array_elements(l.p->'roles') WITH ORDINALITY AS r(role, n)), ''),
+        safe_mode = COALESCE((
+            SELECT bool_or(CAST(r.role->>'safe_mode' AS boolean))
+            FROM jsonb_array_elements(l.p->'roles') AS r(role)), false),
+        free_data_bytes = CAST(l.p->>'free_data_bytes' AS bigint),
+        uptime_s = CAST(l.p->>'uptime_s' AS double precision),
+        dropped_events = CAST(l.p->>'dropped_events' AS bigint),
+        node_exporter = l.p->>'node_exporter',
+        boot_mode = l.p->>'boot_mode',
+        config_digest = l.p->>'config_digest'
+    FROM (SELECT * FROM latest ORDER BY id) AS l WHERE d.id = l.id
     RETURNING d.id, d.open_update
 ), history AS (
     INSERT INTO device_heartbeats
         (device_id, received_at, image_version, update_state, health, payload)
-    SELECT h.id, %(now)s, h.image_version, h.update_state, h.health, h.payload
-    FROM json_to_recordset(CAST(%(history)s AS json)) AS h(
-        id text, image_version text, update_state text, health text, payload json)
-    JOIN updated ON updated.id = h.id
+    SELECT b.id, %(now)s, b.p->>'image_version', b.p->>'update_state', b.p->>'health',
+        CAST(b.p AS json)
+    FROM beats AS b JOIN updated ON updated.id = b.id
 )
 SELECT id, open_update FROM updated
 """
 
 
-def batch_parameters(payloads: Payloads, now: datetime) -> dict[str, Any]:
-    """The statement's parameters: the newest state per device, every heartbeat's history."""
-    latest = dict(payloads)
-    # In id order, the order the ORM flushes device updates in (the rollout engine), so the
-    # two lock rows in the same order and do not deadlock.
-    state = [{"id": device_id, **state_columns(latest[device_id])} for device_id in sorted(latest)]
-    history = [
-        {
-            "id": device_id,
-            "image_version": p["image_version"],
-            "update_state": p["update_state"],
-            "health": p["health"],
-            "payload": p,
-        }
-        for device_id, p in payloads
-    ]
-    return {"state": json.dumps(state), "history": json.dumps(history), "now": now}
+def beats_parameter(items: list[tuple[str, Heartbeat]]) -> str:
+    """The batch as one JSON array, in arrival order: each heartbeat converted once, by
+    pydantic's serializer, and stored as it is (the history's payload)."""
+    beats = ",".join(f'{{"id":{json.dumps(d)},"p":{hb.model_dump_json()}}}' for d, hb in items)
+    return f"[{beats}]"
 
 
 class BatchConnections:
@@ -78,7 +79,7 @@ class BatchConnections:
         )
         self._idle: list[psycopg.AsyncConnection[Any]] = []
 
-    async def store(self, payloads: Payloads, now: datetime) -> dict[str, bool]:
+    async def store(self, items: list[tuple[str, Heartbeat]], now: datetime) -> dict[str, bool]:
         """Store a batch; returns {device id: has an open rollout update} of known devices.
 
         A connection that failed is dropped, not reused. A lost or unreachable server is
@@ -89,7 +90,8 @@ class BatchConnections:
         except psycopg.OperationalError as err:
             raise DatabaseUnavailable("the database is unreachable") from err
         try:
-            cursor = await conn.execute(BATCH_SQL, batch_parameters(payloads, now), prepare=True)
+            params = {"beats": beats_parameter(items), "now": now}
+            cursor = await conn.execute(BATCH_SQL, params, prepare=True)
             rows = await cursor.fetchall()
         except psycopg.OperationalError as err:
             await conn.close()

@@ -275,10 +275,10 @@ def test_a_heartbeat_batch_rolled_back_by_the_server_is_retried(overlord: Overlo
     real = BatchConnections.store
     failures = [psycopg.errors.DeadlockDetected("deadlock detected")]
 
-    async def flaky(self, payloads, now):
+    async def flaky(self, items, now):
         if failures:
             raise failures.pop()
-        return await real(self, payloads, now)
+        return await real(self, items, now)
 
     monkeypatch.setattr(BatchConnections, "store", flaky)
     device_id, auth = overlord.enroll("RETRY1")
