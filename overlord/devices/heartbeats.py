@@ -2,8 +2,8 @@
 
 Each heartbeat updates its device's row (a device heard twice in one batch keeps the newest)
 and adds a history row. This is the portable path (SQLite): a look-up, an executemany update
-and a multi-row insert. PostgreSQL takes one statement instead (``devices.pgbatch``); both
-derive a device row's columns from :func:`state_columns`.
+and a multi-row insert. PostgreSQL takes one statement instead (``devices.pgbatch``), which
+derives the same columns as :func:`state_columns` in SQL.
 """
 
 from __future__ import annotations

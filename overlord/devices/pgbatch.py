@@ -93,10 +93,11 @@ class BatchConnections:
             params = {"beats": beats_parameter(items), "now": now}
             cursor = await conn.execute(BATCH_SQL, params, prepare=True)
             rows = await cursor.fetchall()
-        except psycopg.OperationalError as err:
-            await conn.close()
-            raise DatabaseUnavailable("the database is unreachable") from err
-        except psycopg.Error:
+        except psycopg.Error as err:
+            lost = isinstance(err, psycopg.OperationalError | psycopg.InterfaceError)
+            if lost or conn.broken or conn.closed:
+                await conn.close()
+                raise DatabaseUnavailable("the database is unreachable") from err
             self._idle.append(conn)  # autocommit: a refused statement leaves nothing open
             raise
         except BaseException:
