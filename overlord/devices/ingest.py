@@ -6,9 +6,11 @@ be lost, whatever happens to this process, and there is nothing to flush at shut
 batches whose requests are still waiting (``close`` lets them finish).
 
 One writer task per event loop (uvicorn worker) takes everything queued when it wakes (up
-to ``MAX_BATCH``) and writes it in one transaction of three statements on a thread, while
-the next batch gathers. The queue is bounded (``heartbeat_queue_max``): beyond it a request
-is refused with 503 and retried by the device, instead of latency growing without limit.
+to ``MAX_BATCH``) and writes it while the next batch gathers: on PostgreSQL as one
+autocommit statement from the event loop itself (``devices.pgbatch``, one round trip), on
+SQLite in one ORM transaction on a thread. The queue is bounded (``heartbeat_queue_max``):
+beyond it a request is refused with 503 and retried by the device, instead of latency
+growing without limit.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import DBAPIError
+import psycopg
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from fleetcore.wire import Heartbeat
-from overlord.db import unit_of_work
+from overlord.db import unit_of_work, utcnow
 from overlord.devices import heartbeats, service
+from overlord.devices.pgbatch import BatchConnections
 from overlord.errors import NotFound, Overloaded
 from overlord.rollouts import service as rollouts_service
 
@@ -46,12 +50,15 @@ class HeartbeatWriter:
         self._queue: asyncio.Queue[_Item] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._pg: BatchConnections | None = None
 
     async def submit(self, device_id: str, heartbeat: Heartbeat) -> None:
         """Returns once the heartbeat is committed; raises what stopped its batch."""
         loop = asyncio.get_running_loop()
         if self._queue is None or self._loop is not loop:
             self._loop, self._queue = loop, asyncio.Queue()
+            if self._ctx.engine.dialect.name == "postgresql":
+                self._pg = BatchConnections(self._ctx.engine)
             self._task = loop.create_task(self._run(self._queue))
         if self._queue.qsize() >= self._ctx.settings.heartbeat_queue_max:
             raise Overloaded("too many heartbeats waiting to be stored; retry shortly")
@@ -65,6 +72,8 @@ class HeartbeatWriter:
             await self._queue.join()
             self._task.cancel()
             self._queue = self._task = None
+        if self._pg is not None:
+            await self._pg.close()
 
     async def _run(self, queue: asyncio.Queue[_Item]) -> None:
         slots = asyncio.Semaphore(WRITERS)
@@ -87,8 +96,9 @@ class HeartbeatWriter:
                 queue.task_done()
 
     async def _store(self, batch: list[_Item]) -> None:
+        items = [(d, hb) for d, hb, _ in batch]
         try:
-            missing = await run_in_threadpool(self._write, [(d, hb) for d, hb, _ in batch])
+            missing = await self._write(items)
         except Exception as err:
             if len(batch) > 1:
                 # One device's row must not fail the others' (a value the database refuses,
@@ -114,24 +124,47 @@ class HeartbeatWriter:
                 done.set_result(None)
         self._ctx.metrics.heartbeats.inc(sum(d not in missing for d, _hb, _done in batch))
 
-    def _write(self, items: list[tuple[str, Heartbeat]]) -> set[str]:
-        """Store one batch; a transaction PostgreSQL rolled back (a deadlock with another
-        writer, SQLSTATE class 40) is retried, as the server asks."""
+    async def _write(self, items: list[tuple[str, Heartbeat]]) -> set[str]:
+        """Store one batch; returns the unknown device ids."""
+        if self._pg is None:
+            return await run_in_threadpool(self._write_portable, items)
+        found = await self._write_postgresql(items)
+        open_updates, missing = heartbeats.opened_and_missing(items, found)
+        if open_updates:
+            # The rollout engine's part, for the few devices in a rollout, in a transaction
+            # of its own after the batch's: it reads the rows just stored and is idempotent
+            # (a device whose request fails here resends, and is stored and observed again).
+            await run_in_threadpool(self._observe, items, open_updates)
+        return missing
+
+    async def _write_postgresql(self, items: list[tuple[str, Heartbeat]]) -> dict[str, bool]:
+        """A batch PostgreSQL rolled back (a deadlock with the rollout engine, SQLSTATE
+        class 40) is retried, as the server asks."""
+        assert self._pg is not None
         attempt = 1
         while True:
             try:
-                return self._write_once(items)
-            except DBAPIError as err:
-                rolled_back = str(getattr(err.orig, "sqlstate", "")).startswith("40")
-                if not rolled_back or attempt >= _ATTEMPTS:
+                return await self._pg.store(items, utcnow())
+            except psycopg.Error as err:
+                if not str(err.sqlstate or "").startswith("40") or attempt >= _ATTEMPTS:
                     raise
                 attempt += 1
 
-    def _write_once(self, items: list[tuple[str, Heartbeat]]) -> set[str]:
+    def _observe(self, items: list[tuple[str, Heartbeat]], open_updates: set[str]) -> None:
+        with unit_of_work(self._ctx.sessions) as session:
+            _observe_in(session, items, open_updates)
+
+    def _write_portable(self, items: list[tuple[str, Heartbeat]]) -> set[str]:
         with unit_of_work(self._ctx.sessions) as session:
             open_updates, missing = heartbeats.record(session, items=items)
-            for device_id, heartbeat in items:
-                if device_id in open_updates:
-                    device = service.get_device(session, device_id=device_id)
-                    rollouts_service.observe_heartbeat(session, device=device, heartbeat=heartbeat)
+            _observe_in(session, items, open_updates)
         return missing
+
+
+def _observe_in(
+    session: Session, items: list[tuple[str, Heartbeat]], open_updates: set[str]
+) -> None:
+    for device_id, heartbeat in items:
+        if device_id in open_updates:
+            device = service.get_device(session, device_id=device_id)
+            rollouts_service.observe_heartbeat(session, device=device, heartbeat=heartbeat)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import DBAPIError
+import psycopg
+import pytest
 
 from fleetcore.wire import DesiredState, EventAck, EventKind, RoleStatus, UpdateState
 from overlord.auth.models import KeyRole
+from overlord.devices.pgbatch import BatchConnections
 from tests.overlord.conftest import Overlord, events, heartbeat, make_overlord
 from tests.overlord.tufrepo import Repo
 
@@ -267,20 +269,18 @@ def test_labels_filters_and_pagination(overlord: Overlord):
     assert overlord.client.get("/api/v1/devices?role=camera", headers=admin).json()["total"] == 0
 
 
+@pytest.mark.integration
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_heartbeat_batch_rolled_back_by_the_server_is_retried(overlord: Overlord, monkeypatch):
-    class Deadlock(Exception):
-        sqlstate = "40P01"
+    real = BatchConnections.store
+    failures = [psycopg.errors.DeadlockDetected("deadlock detected")]
 
-    writer = overlord.ctx.heartbeats
-    write_once = writer._write_once
-    failures = [DBAPIError("UPDATE devices", {}, Deadlock("deadlock detected"))]
-
-    def flaky(items):
+    async def flaky(self, items, now):
         if failures:
             raise failures.pop()
-        return write_once(items)
+        return await real(self, items, now)
 
-    monkeypatch.setattr(writer, "_write_once", flaky)
+    monkeypatch.setattr(BatchConnections, "store", flaky)
     device_id, auth = overlord.enroll("RETRY1")
     resp = overlord.client.post(
         f"/api/v1/devices/{device_id}/heartbeat", json=heartbeat(), headers=auth

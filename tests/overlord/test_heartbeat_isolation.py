@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from sqlalchemy import select
 
-from fleetcore.wire import Heartbeat
-from overlord.devices import heartbeats
+from fleetcore.wire import Health, Heartbeat, RoleStatus
+from overlord.devices import heartbeats, pgbatch
 from overlord.devices.ingest import HeartbeatWriter
+from overlord.devices.models import Device, DeviceHeartbeat
 from tests.overlord.conftest import Overlord, heartbeat
 
 
-def test_a_row_the_database_refuses_fails_only_its_own_heartbeat(overlord: Overlord, monkeypatch):
-    devices = [overlord.enroll(f"ISO{i}")[0] for i in range(5)]
-    bad = devices[2]
+def _refuse_on_sqlite(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
     real = heartbeats.record
 
     def refusing(session, *, items):
@@ -23,6 +24,29 @@ def test_a_row_the_database_refuses_fails_only_its_own_heartbeat(overlord: Overl
         return real(session, items=items)
 
     monkeypatch.setattr(heartbeats, "record", refusing)
+
+
+def _refuse_on_postgresql(monkeypatch: pytest.MonkeyPatch, bad: str) -> None:
+    """PostgreSQL itself refuses the batch: the bad device's row is past bigint."""
+    real = pgbatch.beats_parameter
+
+    def out_of_range(items):
+        beats = json.loads(real(items))
+        for beat in beats:
+            if beat["id"] == bad:
+                beat["p"]["free_data_bytes"] = 2**70
+        return json.dumps(beats)
+
+    monkeypatch.setattr(pgbatch, "beats_parameter", out_of_range)
+
+
+def test_a_row_the_database_refuses_fails_only_its_own_heartbeat(overlord: Overlord, monkeypatch):
+    devices = [overlord.enroll(f"ISO{i}")[0] for i in range(5)]
+    bad = devices[2]
+    if overlord.ctx.engine.dialect.name == "postgresql":
+        _refuse_on_postgresql(monkeypatch, bad)
+    else:
+        _refuse_on_sqlite(monkeypatch, bad)
     writer = HeartbeatWriter(overlord.ctx)
     beat = Heartbeat.model_validate(heartbeat())
 
@@ -36,6 +60,9 @@ def test_a_row_the_database_refuses_fails_only_its_own_heartbeat(overlord: Overl
     results = asyncio.run(all_at_once())
     failed = [device for device, result in zip(devices, results, strict=True) if result]
     assert failed == [bad]
+    with overlord.ctx.sessions() as session:
+        history = list(session.scalars(select(DeviceHeartbeat.device_id)))
+    assert sorted(history) == sorted(set(devices) - {bad})  # each stored once, the bad one not
 
 
 @pytest.mark.parametrize(
@@ -58,3 +85,39 @@ def test_out_of_range_heartbeats_are_422_naming_the_field(overlord: Overlord, ch
     answer = overlord.client.post(f"/api/v1/devices/{device_id}/heartbeat", json=body, headers=auth)
     assert answer.status_code == 422
     assert field in str(answer.json()["detail"][0]["loc"])
+
+
+def test_a_batch_stores_each_heartbeat_and_keeps_the_newest_state(overlord: Overlord):
+    """Both stores (PostgreSQL's one statement, SQLite's ORM path) derive the same row."""
+    device_id, _auth = overlord.enroll("BATCH1")
+    older = Heartbeat.model_validate(heartbeat("1.0.0"))
+    roles = [
+        RoleStatus(name="cam", version=None, health=Health.HEALTHY, safe_mode=True),
+        RoleStatus(name="zigbee", version=None, health=Health.DEGRADED),
+    ]
+    newer = Heartbeat.model_validate(heartbeat("1.1.0", roles=roles))
+    writer = HeartbeatWriter(overlord.ctx)
+
+    async def one_batch():
+        await asyncio.gather(writer.submit(device_id, older), writer.submit(device_id, newer))
+        await writer.close()
+
+    asyncio.run(one_batch())
+    with overlord.ctx.sessions() as session:
+        device = session.get(Device, device_id)
+        history = session.scalars(
+            select(DeviceHeartbeat).where(DeviceHeartbeat.device_id == device_id)
+        ).all()
+    assert device is not None
+    assert (device.image_version, device.role_index, device.safe_mode) == (
+        "1.1.0",
+        ",cam,zigbee,",
+        True,
+    )
+    assert device.roles == newer.model_dump(mode="json")["roles"]
+    assert (device.free_data_bytes, device.uptime_s) == (newer.free_data_bytes, newer.uptime_s)
+    assert sorted(h.image_version for h in history) == ["1.0.0", "1.1.0"]
+    assert [h.payload for h in sorted(history, key=lambda h: h.image_version)] == [
+        older.model_dump(mode="json"),
+        newer.model_dump(mode="json"),
+    ]

@@ -146,6 +146,9 @@ def test_postgres_outage_serves_cached_desired_state_and_refuses_writes(pg_repo,
             state_url = f"{base}/api/v1/devices/{device_id}/desired-state"
             first = httpx.get(state_url, headers=auth)
             assert first.status_code == 200
+            beat_url = f"{base}/api/v1/devices/{device_id}/heartbeat"
+            # A heartbeat first, so the writer's connection exists when the server is lost.
+            assert httpx.post(beat_url, json=heartbeat(), headers=auth).status_code == 204
             proxy.cut()
             cached = httpx.get(state_url, headers=auth, timeout=30)
             assert cached.status_code == 200 and cached.json() == first.json()
