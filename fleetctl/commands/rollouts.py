@@ -71,6 +71,13 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--exclude-hardware", action="append", default=[], metavar="HARDWARE")
     p.add_argument("--exclude-device", action="append", default=[], metavar="DEVICE_ID")
     p.add_argument(
+        "--min-bootloader",
+        metavar="VERSION",
+        help="--kind os: hold the release back from devices whose EEPROM bootloader is older "
+        "than this bootloader release (e.g. 2024.4.15.47534, as 'releases list --kind "
+        "bootloader' shows)",
+    )
+    p.add_argument(
         "--start-at",
         metavar="TIME",
         help="start later: ISO 8601 with a zone, e.g. 2026-12-05T06:00:00+01:00",
@@ -131,6 +138,7 @@ def create(session: Session, args: argparse.Namespace) -> None:
                 "devices": args.exclude_device,
             },
         },
+        "min_bootloader": args.min_bootloader,
         "canary_devices": args.canary,
         "stages": _stages(args.stages),
         "success_window_s": args.success_window,

@@ -23,6 +23,7 @@ SINGLE = frozenset(
         "labels",
         "exclude_labels",
         "exclude_devices",
+        "min_bootloader",
         "canary_devices",
         "stages",
         "success_window_s",
@@ -63,7 +64,13 @@ def spec(form: Sequence[tuple[str, str]]) -> RolloutCreate:
             "devices": one.get("exclude_devices", "").replace(",", " ").split(),
         },
     }
-    for key in ("canary_devices", "success_window_s", "stage_timeout_s", "failure_threshold"):
+    for key in (
+        "min_bootloader",
+        "canary_devices",
+        "success_window_s",
+        "stage_timeout_s",
+        "failure_threshold",
+    ):
         if key in one:
             body[key] = one[key]
     if "stages" in one:

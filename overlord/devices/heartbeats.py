@@ -36,6 +36,8 @@ _STATE_COLUMNS = (
     "node_exporter",
     "boot_mode",
     "config_digest",
+    "board",
+    "bootloader_version",
 )
 
 _PG_BATCH = text(
@@ -45,7 +47,8 @@ WITH state AS (
         id text, image_version text, booted_slot text, committed_slot text,
         update_state text, health text, roles json, role_index text, safe_mode boolean,
         free_data_bytes bigint, uptime_s double precision, dropped_events bigint,
-        node_exporter text, boot_mode text, config_digest text)
+        node_exporter text, boot_mode text, config_digest text, board text,
+        bootloader_version bigint)
 ), updated AS (
     UPDATE devices AS d SET last_seen = :now,
         image_version = state.image_version, booted_slot = state.booted_slot,
@@ -54,7 +57,8 @@ WITH state AS (
         safe_mode = state.safe_mode, free_data_bytes = state.free_data_bytes,
         uptime_s = state.uptime_s, dropped_events = state.dropped_events,
         node_exporter = state.node_exporter, boot_mode = state.boot_mode,
-        config_digest = state.config_digest
+        config_digest = state.config_digest, board = state.board,
+        bootloader_version = state.bootloader_version
     FROM state WHERE d.id = state.id
     RETURNING d.id, d.open_update
 ), history AS (
@@ -88,6 +92,8 @@ def _state(payload: dict[str, Any]) -> dict[str, Any]:
         "node_exporter": payload["node_exporter"],
         "boot_mode": payload["boot_mode"],
         "config_digest": payload["config_digest"],
+        "board": (payload.get("board") or {}).get("board"),
+        "bootloader_version": (payload.get("bootloader") or {}).get("version"),
     }
 
 

@@ -66,6 +66,9 @@ class DeploymentRollout(Base):
     # Exclusion as the API takes it: {"groups": [...], "labels": {...}, "hardware": [...],
     # "devices": [...]}.
     selector_exclude: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    # An OS rollout offers its release only to devices whose EEPROM bootloader is at least
+    # this bootloader release version (fleetcore.eeprom.release_version); None: no minimum.
+    min_bootloader_version: Mapped[str | None] = mapped_column(String(40))
     canary_devices: Mapped[int]
     stages: Mapped[list[int]] = mapped_column(JSON)
     success_window_s: Mapped[int]

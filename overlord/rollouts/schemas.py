@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from fleetcore import eeprom
 from fleetcore.bounded import Name, text
 from fleetcore.release import Hardware
 from fleetcore.version import Version
@@ -72,6 +73,12 @@ class RolloutCreate(_In):
     role: RoleName | None = Field(default=None, description="role name, for kind=role")
     version: Version
     selector: Selector = Field(default_factory=Selector)
+    min_bootloader: Version | None = Field(
+        default=None,
+        description="for kind=os: offer the release only to devices whose EEPROM bootloader is "
+        "this bootloader release (year.month.day.second, as bootloader releases are listed) "
+        "or newer; the others are held back and their device page says why",
+    )
     canary_devices: int = Field(default=1, ge=1, le=1000)
     stages: list[Annotated[int, Field(ge=1, le=100)]] = Field(
         default_factory=lambda: [10, 50, 100],
@@ -114,10 +121,22 @@ class RolloutCreate(_In):
             schedule.check_deadline(value, start_at=info.data.get("start_at"), now=utcnow())
         return value
 
+    @field_validator("min_bootloader")
+    @classmethod
+    def _bootloader_version(cls, value: Version | None) -> Version | None:
+        if value is not None:
+            try:
+                eeprom.release_timestamp(value)
+            except eeprom.EepromFormatError as err:
+                raise ValueError(str(err)) from None
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> RolloutCreate:
         if (self.kind is ReleaseKind.ROLE) != (self.role is not None):
             raise ValueError("a role rollout names its role; an os rollout does not")
+        if self.min_bootloader is not None and self.kind is not ReleaseKind.OS:
+            raise ValueError("min_bootloader holds back OS releases: only an os rollout takes it")
         if self.start_at is not None and not self.start:
             raise ValueError("start_at schedules the start: leave start true")
         if self.stages != sorted(set(self.stages)) or self.stages[-1] != 100:
@@ -133,6 +152,7 @@ class RolloutPublic(BaseModel):
     version: str
     target: str
     selector: Selector
+    min_bootloader: str | None
     canary_devices: int
     stages: list[int]
     success_window_s: int
