@@ -192,7 +192,12 @@ def cmd_rollout_create(args: argparse.Namespace) -> None:
             "role": args.role,
             "version": args.version,
             "selector": Selector.model_validate(
-                {"groups": args.group, "labels": labels, "hardware": args.hardware}
+                {
+                    "groups": args.group,
+                    "labels": labels,
+                    "hardware": args.hardware,
+                    "boards": args.board,
+                }
             ),
             "min_bootloader": args.min_bootloader,
             "canary_devices": args.canary,
@@ -318,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     ro_create.add_argument("--group", action="append", default=[], help="repeatable")
     ro_create.add_argument("--label", action="append", default=[], help="key=value, repeatable")
     ro_create.add_argument("--hardware", action="append", default=[])
+    ro_create.add_argument("--board", action="append", default=[], help="pi400, cm4, ...")
     ro_create.add_argument(
         "--min-bootloader",
         metavar="VERSION",

@@ -58,6 +58,7 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--label", help="KEY=VALUE")
     p.add_argument("--role")
     p.add_argument("--image-version")
+    p.add_argument("--board", help="the board the device reports: pi4, pi400, cm4, pi5, ...")
     p.add_argument(
         "--bootloader-below",
         metavar="VERSION",
@@ -115,6 +116,7 @@ def list_devices(session: Session, args: argparse.Namespace) -> None:
             "label": args.label,
             "role": args.role,
             "image_version": args.image_version,
+            "board": args.board,
             "bootloader_below": args.bootloader_below,
             "limit": args.limit,
             "offset": args.offset,

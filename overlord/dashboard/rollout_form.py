@@ -33,7 +33,9 @@ SINGLE = frozenset(
         "deadline",
     }
 )
-MULTIPLE = frozenset({"groups", "hardware", "exclude_groups", "exclude_hardware"})
+MULTIPLE = frozenset(
+    {"groups", "hardware", "boards", "exclude_groups", "exclude_hardware", "exclude_boards"}
+)
 
 
 def release_value(kind: str, name: str, version: str) -> str:
@@ -57,10 +59,12 @@ def spec(form: Sequence[tuple[str, str]]) -> RolloutCreate:
         "groups": fields.get("groups", []),
         "labels": _pairs(one.get("labels", ""), "labels"),
         "hardware": fields.get("hardware", []),
+        "boards": fields.get("boards", []),
         "exclude": {
             "groups": fields.get("exclude_groups", []),
             "labels": _pairs(one.get("exclude_labels", ""), "exclude_labels"),
             "hardware": fields.get("exclude_hardware", []),
+            "boards": fields.get("exclude_boards", []),
             "devices": one.get("exclude_devices", "").replace(",", " ").split(),
         },
     }

@@ -6,6 +6,7 @@ from datetime import datetime, time
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -17,6 +18,7 @@ from pydantic import (
 )
 
 from fleetcore import eeprom
+from fleetcore.boards import Board, family_of, unsupported_reason
 from fleetcore.bounded import Name, text
 from fleetcore.release import Hardware
 from fleetcore.version import Version
@@ -38,27 +40,46 @@ Labels = Annotated[dict[LabelPart, LabelPart], Field(max_length=16)]
 HardwareList = Annotated[list[Hardware], Field(max_length=len(Hardware))]
 
 
+def _targetable(board: Board) -> Board:
+    if family_of(board) is None:
+        raise ValueError(unsupported_reason(board))
+    return board
+
+
+# A board as the device reports it (pi400, cm5, ...); only boards that run the fleet's A/B.
+TargetBoard = Annotated[Board, AfterValidator(_targetable)]
+BoardList = Annotated[list[TargetBoard], Field(max_length=len(Board))]
+
+
 class Exclusion(_In):
     """Devices a rollout never admits: any one condition excludes a device."""
 
     groups: Groups = Field(default_factory=list, description="devices in any of these groups")
     labels: Labels = Field(default_factory=dict, description="devices with any of these labels")
-    hardware: HardwareList = Field(default_factory=list, description="devices on these boards")
+    hardware: HardwareList = Field(
+        default_factory=list, description="devices of these release families"
+    )
+    boards: BoardList = Field(
+        default_factory=list, description="devices on these boards (as the device reports it)"
+    )
     devices: list[DeviceId] = Field(default_factory=list, max_length=1000)
 
 
 class Selector(_In):
     """Which devices a rollout targets: in one of ``groups`` (any group when empty), with every
-    label of ``labels``, on one of ``hardware`` (any when empty), and not excluded."""
+    label of ``labels``, of one of the release families ``hardware`` (any when empty), on one
+    of ``boards`` (any when empty; the board the device's last heartbeat reported), and not
+    excluded."""
 
     groups: Groups = Field(default_factory=list)
     labels: Labels = Field(default_factory=dict)
     hardware: HardwareList = Field(default_factory=list)
+    boards: BoardList = Field(default_factory=list)
     exclude: Exclusion = Field(default_factory=Exclusion)
 
     @model_validator(mode="after")
     def _not_both(self) -> Selector:
-        for field in ("groups", "hardware"):
+        for field in ("groups", "hardware", "boards"):
             both = set(getattr(self, field)) & set(getattr(self.exclude, field))
             if both:
                 raise ValueError(

@@ -81,6 +81,7 @@ def create_rollout(
         selector_groups=list(spec.selector.groups),
         selector_labels=dict(spec.selector.labels),
         selector_hardware=[h.value for h in spec.selector.hardware],
+        selector_boards=[b.value for b in spec.selector.boards],
         selector_exclude=spec.selector.exclude.model_dump(mode="json"),
         min_bootloader_version=str(spec.min_bootloader) if spec.min_bootloader else None,
         canary_devices=spec.canary_devices,
@@ -411,6 +412,7 @@ def selector(rollout: DeploymentRollout) -> Selector:
         groups=rollout.selector_groups,
         labels=rollout.selector_labels,
         hardware=rollout.selector_hardware,  # type: ignore[arg-type]
+        boards=rollout.selector_boards,  # type: ignore[arg-type]
         exclude=Exclusion.model_validate(rollout.selector_exclude),
     )
 

@@ -1,5 +1,6 @@
-"""``fleetctl`` against a real Overlord: ``devices list --bootloader-below``, ``rollouts create
---min-bootloader`` and the held-back reason ``devices show`` prints."""
+"""``fleetctl`` against a real Overlord: ``devices list --bootloader-below`` and ``--board``,
+``rollouts create --min-bootloader`` and ``--board``/``--exclude-board``, and the held-back
+reason ``devices show`` prints."""
 
 from __future__ import annotations
 
@@ -67,3 +68,46 @@ def test_a_bad_minimum_is_one_line(fleet: Fleet):
         )
     )  # fmt: skip
     assert "min_bootloader" in err and "not a bootloader version" in err, err
+
+
+def _by_board(fleet: Fleet) -> None:
+    pi400, cm4, pi4 = fleet.enroll("B400"), fleet.enroll("BCM4"), fleet.enroll("BPI4")
+    for device_id, board in ((pi400, "pi400"), (cm4, "cm4"), (pi4, "pi4")):
+        report(fleet, device_id, board=board, eeprom=PI4_2024_04_15)
+    listed = fleet.json("devices", "list", "--board", "cm4")
+    assert [d["id"] for d in listed["items"]] == [cm4]
+    created = fleet.json(
+        "rollouts", "create", "boards", "--kind", "os", "--version", "1.1.0",
+        "--board", "pi400", "--board", "cm4", "--exclude-board", "pi4",
+        "--canary", "5", "--stages", "100",
+    )  # fmt: skip
+    assert created["selector"]["boards"] == ["pi400", "cm4"]
+    assert created["selector"]["exclude"]["boards"] == ["pi4"]
+    fleet.tick()
+    admitted = fleet.json("rollouts", "show", str(created["id"]))["device_updates"]
+    assert sorted(u["device_id"] for u in admitted) == sorted([pi400, cm4])
+    shown = dict(
+        line.split(maxsplit=1)
+        for line in fleet.ok("rollouts", "show", str(created["id"])).splitlines()
+        if line.strip()
+    )
+    assert shown["targeting"] == "all; boards pi400,cm4"
+    assert shown["excluding"] == "board pi4"
+
+
+def test_boards_on_sqlite(fleet: Fleet):
+    _by_board(fleet)
+
+
+@pytest.mark.integration
+def test_boards_on_postgresql(pg_fleet: Fleet):
+    _by_board(pg_fleet)
+
+
+def test_a_board_without_tryboot_is_one_line(fleet: Fleet):
+    fleet.enroll("ONLY1")
+    err = one_line_error(
+        fleet.run("rollouts", "create", "z", "--kind", "os", "--version", "1.1.0",
+                  "--board", "zero2w")
+    )  # fmt: skip
+    assert "selector.boards.0" in err and "no tryboot A/B boot" in err, err
