@@ -170,3 +170,41 @@ def release_timestamp(version: Version) -> int:
     except ValueError as err:
         raise EepromFormatError(f"{version} is not a bootloader version: {err}") from err
     return int((day + timedelta(seconds=parts[3])).timestamp())
+
+
+# The simulated firmware's EEPROM (the QEMU harness and the fleet simulator play a board's
+# bootloader with these; a real board has its ROM, recovery.bin and vcgencmd).
+
+
+def recovery_flash(
+    current: EepromImage, upd: bytes | None, sig: bytes | None
+) -> tuple[EepromImage, str]:
+    """What the boot ROM's ``recovery.bin`` does with the update staged on the config
+    partition at power-on: the EEPROM afterwards (the new image only when ``pieeprom.upd``
+    is an image for the board that ``pieeprom.sig`` names), and one line saying what happened."""
+    if upd is None or sig is None:
+        return current, "recovery.bin: no pieeprom.upd with its pieeprom.sig; EEPROM unchanged"
+    try:
+        new = load_image(upd, current.family)
+        check_pair(new, load_sig(sig))
+    except EepromFormatError as err:
+        return current, f"recovery.bin refused pieeprom.upd: {err}; EEPROM unchanged"
+    return new, (
+        f"recovery.bin flashed the EEPROM: {_utc(current.timestamp)} -> {_utc(new.timestamp)}"
+    )
+
+
+def version_output(image: EepromImage, *, update_time: int = 0) -> bytes:
+    """``vcgencmd bootloader_version`` as the firmware prints it for ``image``."""
+    return (
+        f"{datetime.fromtimestamp(image.timestamp, UTC):%Y/%m/%d %H:%M:%S}\n"
+        # A git hash in the real output; the image's digest cut to its length here.
+        f"version {image.sha256[:40]} (release)\n"
+        f"timestamp {image.timestamp}\n"
+        f"update-time {update_time}\n"
+        "capabilities 0x0000007f\n"
+    ).encode()
+
+
+def _utc(timestamp: int) -> str:
+    return f"{datetime.fromtimestamp(timestamp, UTC):%Y-%m-%d %H:%M:%S}"

@@ -192,8 +192,14 @@ def cmd_rollout_create(args: argparse.Namespace) -> None:
             "role": args.role,
             "version": args.version,
             "selector": Selector.model_validate(
-                {"groups": args.group, "labels": labels, "hardware": args.hardware}
+                {
+                    "groups": args.group,
+                    "labels": labels,
+                    "hardware": args.hardware,
+                    "boards": args.board,
+                }
             ),
+            "min_bootloader": args.min_bootloader,
             "canary_devices": args.canary,
             "stages": args.stages,
             "success_window_s": args.success_window,
@@ -317,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
     ro_create.add_argument("--group", action="append", default=[], help="repeatable")
     ro_create.add_argument("--label", action="append", default=[], help="key=value, repeatable")
     ro_create.add_argument("--hardware", action="append", default=[])
+    ro_create.add_argument("--board", action="append", default=[], help="pi400, cm4, ...")
+    ro_create.add_argument(
+        "--min-bootloader",
+        metavar="VERSION",
+        help="--kind os: hold the release back from devices with an older EEPROM bootloader",
+    )
     ro_create.add_argument("--canary", type=int, default=1)
     ro_create.add_argument("--stages", type=int, nargs="+", default=[10, 50, 100])
     ro_create.add_argument("--success-window", type=int, default=600)

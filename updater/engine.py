@@ -30,6 +30,7 @@ from signing.errors import DownloadError, VerificationError
 from signing.rollback import check_upgrade, raise_floor
 from updater import autoboot, board, bootimage, verity
 from updater.attempts import InstallAttempts
+from updater.bootloader import probe
 from updater.bootloader.pending import BootloaderStore
 from updater.bootloader.update import BootloaderUpdater
 from updater.config import UpdaterConfig
@@ -113,9 +114,11 @@ class Engine:
         self._disk: BootDisk | None = None
         self.last_stats: dict[str, int] = {}
         # The EEPROM bootloader of a Pi 4 or Pi 5 family board (None where no Raspberry Pi
-        # firmware is seen: the QEMU tier and the simulator, even with hardware: pi4).
+        # firmware is seen, even with hardware: pi4, unless the simulated firmware plays an
+        # EEPROM: the QEMU harness's SimulatedEeprom).
         self.bootloader: BootloaderUpdater | None = None
-        if self._hardware in MINIMUMS and self.board.is_raspberry_pi:
+        simulated = firmware.simulated_eeprom()
+        if self._hardware in MINIMUMS and (self.board.is_raspberry_pi or simulated is not None):
             self.bootloader = BootloaderUpdater(
                 family=self._hardware,
                 board=self.board.board,
@@ -126,6 +129,7 @@ class Engine:
                 boot_id=self.boot_id,
                 reboot=firmware.reboot,
                 os_state=lambda: self.store.load().state,
+                read=simulated or probe.read,
             )
 
     # -- facts about the running device -------------------------------------------------

@@ -58,6 +58,12 @@ def add(sub: Subparsers) -> None:
     p.add_argument("--label", help="KEY=VALUE")
     p.add_argument("--role")
     p.add_argument("--image-version")
+    p.add_argument("--board", help="the board the device reports: pi4, pi400, cm4, pi5, ...")
+    p.add_argument(
+        "--bootloader-below",
+        metavar="VERSION",
+        help="devices whose EEPROM bootloader is older than this bootloader release, or unknown",
+    )
     p.add_argument("--limit", type=int, default=100, help="at most this many (1-500)")
     p.add_argument("--offset", type=int, default=0)
 
@@ -110,6 +116,8 @@ def list_devices(session: Session, args: argparse.Namespace) -> None:
             "label": args.label,
             "role": args.role,
             "image_version": args.image_version,
+            "board": args.board,
+            "bootloader_below": args.bootloader_below,
             "limit": args.limit,
             "offset": args.offset,
         },
@@ -128,6 +136,10 @@ def list_devices(session: Session, args: argparse.Namespace) -> None:
 
 def _print_device(session: Session, device: dict[str, Any]) -> None:
     session.printer.record(device, _SHOW_KEYS)
+    for hold in device.get("held_back") or []:
+        session.printer.message(
+            f"held back: {hold['version']} (rollout {hold['rollout']}): {hold['reason']}"
+        )
     if not session.printer.as_json and device.get("roles"):
         session.printer.message("")
         session.printer.table(

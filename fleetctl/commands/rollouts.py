@@ -66,10 +66,24 @@ def add(sub: Subparsers) -> None:
         "--label", action="append", default=[], metavar="KEY=VALUE", help="devices with all"
     )
     p.add_argument("--hardware", action="append", default=[], help="pi4, pi5 (repeatable)")
+    p.add_argument(
+        "--board",
+        action="append",
+        default=[],
+        help="pi4, pi400, cm4, pi5, pi500, cm5, as the device reports it (repeatable)",
+    )
     p.add_argument("--exclude-group", action="append", default=[], metavar="GROUP")
     p.add_argument("--exclude-label", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--exclude-hardware", action="append", default=[], metavar="HARDWARE")
+    p.add_argument("--exclude-board", action="append", default=[], metavar="BOARD")
     p.add_argument("--exclude-device", action="append", default=[], metavar="DEVICE_ID")
+    p.add_argument(
+        "--min-bootloader",
+        metavar="VERSION",
+        help="--kind os: hold the release back from devices whose EEPROM bootloader is older "
+        "than this bootloader release (e.g. 2024.4.15.47534, as 'releases list --kind "
+        "bootloader' shows)",
+    )
     p.add_argument(
         "--start-at",
         metavar="TIME",
@@ -124,13 +138,16 @@ def create(session: Session, args: argparse.Namespace) -> None:
             "groups": args.group,
             "labels": key_values(args.label, "--label"),
             "hardware": args.hardware,
+            "boards": args.board,
             "exclude": {
                 "groups": args.exclude_group,
                 "labels": key_values(args.exclude_label, "--exclude-label"),
                 "hardware": args.exclude_hardware,
+                "boards": args.exclude_board,
                 "devices": args.exclude_device,
             },
         },
+        "min_bootloader": args.min_bootloader,
         "canary_devices": args.canary,
         "stages": _stages(args.stages),
         "success_window_s": args.success_window,
@@ -149,6 +166,8 @@ def targeting(selector: dict[str, Any]) -> str:
     parts += [f"label {k}={v}" for k, v in (selector.get("labels") or {}).items()]
     if selector.get("hardware"):
         parts.append(f"hardware {','.join(selector['hardware'])}")
+    if selector.get("boards"):
+        parts.append(f"boards {','.join(selector['boards'])}")
     return "; ".join(parts)
 
 
@@ -158,6 +177,7 @@ def excluding(selector: dict[str, Any]) -> str | None:
     parts = [f"group {g}" for g in exclude.get("groups", [])]
     parts += [f"label {k}={v}" for k, v in (exclude.get("labels") or {}).items()]
     parts += [f"hardware {h}" for h in exclude.get("hardware", [])]
+    parts += [f"board {b}" for b in exclude.get("boards", [])]
     parts += [f"device {d}" for d in exclude.get("devices", [])]
     return "; ".join(parts) or None
 

@@ -23,6 +23,7 @@ SINGLE = frozenset(
         "labels",
         "exclude_labels",
         "exclude_devices",
+        "min_bootloader",
         "canary_devices",
         "stages",
         "success_window_s",
@@ -32,7 +33,9 @@ SINGLE = frozenset(
         "deadline",
     }
 )
-MULTIPLE = frozenset({"groups", "hardware", "exclude_groups", "exclude_hardware"})
+MULTIPLE = frozenset(
+    {"groups", "hardware", "boards", "exclude_groups", "exclude_hardware", "exclude_boards"}
+)
 
 
 def release_value(kind: str, name: str, version: str) -> str:
@@ -56,14 +59,22 @@ def spec(form: Sequence[tuple[str, str]]) -> RolloutCreate:
         "groups": fields.get("groups", []),
         "labels": _pairs(one.get("labels", ""), "labels"),
         "hardware": fields.get("hardware", []),
+        "boards": fields.get("boards", []),
         "exclude": {
             "groups": fields.get("exclude_groups", []),
             "labels": _pairs(one.get("exclude_labels", ""), "exclude_labels"),
             "hardware": fields.get("exclude_hardware", []),
+            "boards": fields.get("exclude_boards", []),
             "devices": one.get("exclude_devices", "").replace(",", " ").split(),
         },
     }
-    for key in ("canary_devices", "success_window_s", "stage_timeout_s", "failure_threshold"):
+    for key in (
+        "min_bootloader",
+        "canary_devices",
+        "success_window_s",
+        "stage_timeout_s",
+        "failure_threshold",
+    ):
         if key in one:
             body[key] = one[key]
     if "stages" in one:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from fleetcore.boards import Board, family_of
 from fleetcore.release import Hardware
 from overlord.auth.deps import SESSION_COOKIE
 from overlord.auth.models import KeyRole
@@ -42,6 +43,7 @@ def _releases_page(
         "error": error,
         "values": values or {},
         "hardware": list(Hardware),
+        "boards": [b for b in Board if family_of(b) is not None],
         "refresh_s": REFRESH_S,
     }
     with unit_of_work(ctx.sessions) as session:

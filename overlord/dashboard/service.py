@@ -18,6 +18,7 @@ from overlord.devices.models import Device
 from overlord.devices.schemas import FleetStatus
 from overlord.events import service as events_service
 from overlord.events.schemas import DeviceEventPublic
+from overlord.rollouts import service as rollouts_service
 from overlord.rollouts.models import DeploymentRollout, DeviceUpdate
 from overlord.rollouts.schemas import DeviceUpdatePublic
 
@@ -93,6 +94,7 @@ def device_page(session: Session, *, device_id: str, offline_after_s: int) -> De
             offline_after_s=offline_after_s,
             board=devices_service.last_board(session, device_id=device_id),
             bootloader=devices_service.last_bootloader(session, device_id=device_id),
+            held_back=rollouts_service.holds(session, device=device),
         ),
         events=events,
         rollbacks=[e for e in events if e.kind in ROLLBACK_KINDS],

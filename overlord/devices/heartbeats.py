@@ -33,6 +33,8 @@ _STATE_COLUMNS = (
     "node_exporter",
     "boot_mode",
     "config_digest",
+    "board",
+    "bootloader_version",
 )
 
 Payloads = list[tuple[str, dict[str, Any]]]  # (device id, a heartbeat's JSON form)
@@ -56,6 +58,8 @@ def state_columns(payload: dict[str, Any]) -> dict[str, Any]:
         "node_exporter": payload["node_exporter"],
         "boot_mode": payload["boot_mode"],
         "config_digest": payload["config_digest"],
+        "board": (payload.get("board") or {}).get("board"),
+        "bootloader_version": (payload.get("bootloader") or {}).get("version"),
     }
 
 

@@ -75,6 +75,12 @@ class Device(Base):
     boot_mode: Mapped[str | None] = mapped_column(String(32))
     # The configuration digest the device last reported applying (Heartbeat.config_digest).
     config_digest: Mapped[str | None] = mapped_column(String(64))
+    # The board its last heartbeat reported (fleetcore.boards.Board: pi400, cm5, ...) and its
+    # EEPROM bootloader's build timestamp (BootloaderReport.version), as columns so that
+    # rollouts can target boards and require a minimum bootloader (migration 0013). Not
+    # indexed, like every column a heartbeat sets (ADR 0035).
+    board: Mapped[str | None] = mapped_column(String(16))
+    bootloader_version: Mapped[int | None] = mapped_column(BigInteger)
     # Set while the device takes part in an unfinished rollout, so heartbeats skip the lookup.
     open_update: Mapped[bool] = mapped_column(default=False)
 

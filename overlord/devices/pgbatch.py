@@ -49,7 +49,9 @@ WITH beats AS (
         dropped_events = CAST(l.p->>'dropped_events' AS bigint),
         node_exporter = l.p->>'node_exporter',
         boot_mode = l.p->>'boot_mode',
-        config_digest = l.p->>'config_digest'
+        config_digest = l.p->>'config_digest',
+        board = l.p->'board'->>'board',
+        bootloader_version = CAST(l.p->'bootloader'->>'version' AS bigint)
     FROM (SELECT * FROM latest ORDER BY id) AS l WHERE d.id = l.id
     RETURNING d.id, d.open_update
 ), history AS (

@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
+from fleetcore.boards import Board
 from fleetcore.bounded import NUL_FREE
+from fleetcore.version import Version
 from fleetcore.wire import (
     API_PREFIX,
     EventAck,
@@ -187,13 +189,29 @@ def list_devices(
         str | None, Query(max_length=128, pattern=NUL_FREE, description="key=value")
     ] = None,
     group: Annotated[str | None, Query(max_length=64, pattern=NUL_FREE)] = None,
+    board: Annotated[
+        Board | None, Query(description="the board its last heartbeat reported")
+    ] = None,
+    bootloader_below: Annotated[
+        Version | None,
+        Query(
+            description="a bootloader release version (year.month.day.second): devices whose "
+            "bootloader is older, or not reported"
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> DevicePage:
     items, total = service.list_devices(
         session,
         filters=DeviceFilter(
-            status=status_, image_version=image_version, role=role, label=label, group=group
+            status=status_,
+            image_version=image_version,
+            role=role,
+            label=label,
+            group=group,
+            board=board.value if board else None,
+            bootloader_below=bootloader_below,
         ),
         limit=limit,
         offset=offset,
@@ -211,6 +229,7 @@ def get_device(device_id: DeviceId, _caller: Viewer, ctx: Ctx, session: DbSessio
         offline_after_s=ctx.settings.offline_after_s,
         board=service.last_board(session, device_id=device_id),
         bootloader=service.last_bootloader(session, device_id=device_id),
+        held_back=rollouts_service.holds(session, device=device),
     )
 
 

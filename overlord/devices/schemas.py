@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from fleetcore.bounded import Name
 from fleetcore.layout import Slot
+from fleetcore.version import Version
 from fleetcore.wire import BoardReport, BootloaderReport, BootMode, Health, UpdateState
 from overlord.devices.models import LABEL_INDEX_CHARS, AdminStatus
 
@@ -69,6 +70,15 @@ class RoleStatusPublic(BaseModel):
     safe_mode: bool = False
 
 
+class RolloutHold(BaseModel):
+    """An unfinished OS rollout that selects the device but holds its release back."""
+
+    rollout: str
+    version: str
+    min_bootloader: str
+    reason: str
+
+
 class DevicePublic(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -108,6 +118,11 @@ class DevicePublic(BaseModel):
     # From the last stored heartbeat; filled by GET /devices/{id} and the device page only.
     board: BoardReport | None = None
     bootloader: BootloaderReport | None = None
+    held_back: list[RolloutHold] = Field(
+        default_factory=list,
+        description="OS rollouts that select the device but hold their release back (its "
+        "bootloader is below their minimum); filled by GET /devices/{id} only",
+    )
 
 
 class LabelCount(BaseModel):
@@ -130,6 +145,9 @@ class DeviceFilter:
     role: str | None = None
     label: str | None = None
     group: str | None = None
+    board: str | None = None
+    # Devices whose bootloader is older than this bootloader release, or not reported.
+    bootloader_below: Version | None = None
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import ColumnElement, and_, delete, func, not_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, not_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fleetcore import httpsig
+from fleetcore import eeprom, httpsig
 from fleetcore.release import manifest_target, role_target
 from fleetcore.version import Version
 from fleetcore.wire import (
@@ -51,10 +51,11 @@ from overlord.devices.schemas import (
     DevicePublic,
     FleetStatus,
     LabelCount,
+    RolloutHold,
     label_index,
     role_statuses,
 )
-from overlord.errors import AuthError, Forbidden, NotFound
+from overlord.errors import AuthError, Forbidden, InvalidRequest, NotFound
 from overlord.remote import service as remote
 from overlord.rollouts.models import DeviceGroup
 
@@ -105,6 +106,7 @@ def to_public(
     offline_after_s: int,
     board: BoardReport | None = None,
     bootloader: BootloaderReport | None = None,
+    held_back: list[RolloutHold] | None = None,
 ) -> DevicePublic:
     return DevicePublic(
         id=device.id,
@@ -142,6 +144,7 @@ def to_public(
         boot_mode=BootMode(device.boot_mode) if device.boot_mode else None,
         board=board,
         bootloader=bootloader,
+        held_back=held_back or [],
     )
 
 
@@ -331,6 +334,14 @@ def list_devices(
         clauses.append(Device.label_index.contains(f",{filters.label},", autoescape=True))
     if filters.group is not None:
         clauses.append(Device.group_name == filters.group)
+    if filters.board is not None:
+        clauses.append(Device.board == filters.board)
+    if filters.bootloader_below is not None:
+        try:
+            below = eeprom.release_timestamp(filters.bootloader_below)
+        except eeprom.EepromFormatError as err:
+            raise InvalidRequest(f"bootloader_below: {err}") from None
+        clauses.append(or_(Device.bootloader_version.is_(None), Device.bootloader_version < below))
     total = session.scalar(select(func.count()).select_from(Device).where(*clauses)) or 0
     rows = session.scalars(
         select(Device)

@@ -63,9 +63,13 @@ class DeploymentRollout(Base):
     selector_groups: Mapped[list[str]] = mapped_column(JSON, default=list)
     selector_labels: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     selector_hardware: Mapped[list[str]] = mapped_column(JSON, default=list)
+    selector_boards: Mapped[list[str]] = mapped_column(JSON, default=list)
     # Exclusion as the API takes it: {"groups": [...], "labels": {...}, "hardware": [...],
-    # "devices": [...]}.
+    # "boards": [...], "devices": [...]}.
     selector_exclude: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    # An OS rollout offers its release only to devices whose EEPROM bootloader is at least
+    # this bootloader release version (fleetcore.eeprom.release_version); None: no minimum.
+    min_bootloader_version: Mapped[str | None] = mapped_column(String(40))
     canary_devices: Mapped[int]
     stages: Mapped[list[int]] = mapped_column(JSON)
     success_window_s: Mapped[int]

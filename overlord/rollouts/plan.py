@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, time
 
+from fleetcore.bootloader import build_date
 from fleetcore.wire import IN_PROGRESS_STATES, EventKind, Health, UpdateState
 from overlord.rollouts.models import DeviceOutcome, ReleaseKind
 
@@ -59,6 +60,17 @@ class StageTally:
     @property
     def failure_ratio(self) -> float:
         return self.failed / self.admitted if self.admitted else 0.0
+
+
+def bootloader_hold(*, minimum: int | None, reported: int | None) -> str | None:
+    """Why a device whose bootloader build timestamp is ``reported`` is not offered an OS
+    release that needs bootloader ``minimum``; None when it may be."""
+    if minimum is None or (reported is not None and reported >= minimum):
+        return None
+    floor = f"bootloader {build_date(minimum)} or later"
+    if reported is None:
+        return f"needs {floor}; the device has not reported its bootloader version"
+    return f"needs {floor}; the device runs {build_date(reported)}"
 
 
 def timed_out(

@@ -6,6 +6,7 @@ from datetime import datetime, time
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -16,6 +17,8 @@ from pydantic import (
     model_validator,
 )
 
+from fleetcore import eeprom
+from fleetcore.boards import Board, family_of, unsupported_reason
 from fleetcore.bounded import Name, text
 from fleetcore.release import Hardware
 from fleetcore.version import Version
@@ -37,27 +40,46 @@ Labels = Annotated[dict[LabelPart, LabelPart], Field(max_length=16)]
 HardwareList = Annotated[list[Hardware], Field(max_length=len(Hardware))]
 
 
+def _targetable(board: Board) -> Board:
+    if family_of(board) is None:
+        raise ValueError(unsupported_reason(board))
+    return board
+
+
+# A board as the device reports it (pi400, cm5, ...); only boards that run the fleet's A/B.
+TargetBoard = Annotated[Board, AfterValidator(_targetable)]
+BoardList = Annotated[list[TargetBoard], Field(max_length=len(Board))]
+
+
 class Exclusion(_In):
     """Devices a rollout never admits: any one condition excludes a device."""
 
     groups: Groups = Field(default_factory=list, description="devices in any of these groups")
     labels: Labels = Field(default_factory=dict, description="devices with any of these labels")
-    hardware: HardwareList = Field(default_factory=list, description="devices on these boards")
+    hardware: HardwareList = Field(
+        default_factory=list, description="devices of these release families"
+    )
+    boards: BoardList = Field(
+        default_factory=list, description="devices on these boards (as the device reports it)"
+    )
     devices: list[DeviceId] = Field(default_factory=list, max_length=1000)
 
 
 class Selector(_In):
     """Which devices a rollout targets: in one of ``groups`` (any group when empty), with every
-    label of ``labels``, on one of ``hardware`` (any when empty), and not excluded."""
+    label of ``labels``, of one of the release families ``hardware`` (any when empty), on one
+    of ``boards`` (any when empty; the board the device's last heartbeat reported), and not
+    excluded."""
 
     groups: Groups = Field(default_factory=list)
     labels: Labels = Field(default_factory=dict)
     hardware: HardwareList = Field(default_factory=list)
+    boards: BoardList = Field(default_factory=list)
     exclude: Exclusion = Field(default_factory=Exclusion)
 
     @model_validator(mode="after")
     def _not_both(self) -> Selector:
-        for field in ("groups", "hardware"):
+        for field in ("groups", "hardware", "boards"):
             both = set(getattr(self, field)) & set(getattr(self.exclude, field))
             if both:
                 raise ValueError(
@@ -72,6 +94,12 @@ class RolloutCreate(_In):
     role: RoleName | None = Field(default=None, description="role name, for kind=role")
     version: Version
     selector: Selector = Field(default_factory=Selector)
+    min_bootloader: Version | None = Field(
+        default=None,
+        description="for kind=os: offer the release only to devices whose EEPROM bootloader is "
+        "this bootloader release (year.month.day.second, as bootloader releases are listed) "
+        "or newer; the others are held back and their device page says why",
+    )
     canary_devices: int = Field(default=1, ge=1, le=1000)
     stages: list[Annotated[int, Field(ge=1, le=100)]] = Field(
         default_factory=lambda: [10, 50, 100],
@@ -114,10 +142,22 @@ class RolloutCreate(_In):
             schedule.check_deadline(value, start_at=info.data.get("start_at"), now=utcnow())
         return value
 
+    @field_validator("min_bootloader")
+    @classmethod
+    def _bootloader_version(cls, value: Version | None) -> Version | None:
+        if value is not None:
+            try:
+                eeprom.release_timestamp(value)
+            except eeprom.EepromFormatError as err:
+                raise ValueError(str(err)) from None
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> RolloutCreate:
         if (self.kind is ReleaseKind.ROLE) != (self.role is not None):
             raise ValueError("a role rollout names its role; an os rollout does not")
+        if self.min_bootloader is not None and self.kind is not ReleaseKind.OS:
+            raise ValueError("min_bootloader holds back OS releases: only an os rollout takes it")
         if self.start_at is not None and not self.start:
             raise ValueError("start_at schedules the start: leave start true")
         if self.stages != sorted(set(self.stages)) or self.stages[-1] != 100:
@@ -133,6 +173,7 @@ class RolloutPublic(BaseModel):
     version: str
     target: str
     selector: Selector
+    min_bootloader: str | None
     canary_devices: int
     stages: list[int]
     success_window_s: int

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from fleetcore import eeprom
 from fleetcore.version import Version
 from fleetcore.wire import Event, Heartbeat
 from overlord.audit import service as audit
@@ -18,6 +19,7 @@ from overlord.audit.service import Actor
 from overlord.configvars import service as configvars
 from overlord.db import utcnow
 from overlord.devices.models import Device
+from overlord.devices.schemas import RolloutHold
 from overlord.errors import Conflict, NotFound
 from overlord.events import service as events_service
 from overlord.events.models import AlertKind
@@ -79,7 +81,9 @@ def create_rollout(
         selector_groups=list(spec.selector.groups),
         selector_labels=dict(spec.selector.labels),
         selector_hardware=[h.value for h in spec.selector.hardware],
+        selector_boards=[b.value for b in spec.selector.boards],
         selector_exclude=spec.selector.exclude.model_dump(mode="json"),
+        min_bootloader_version=str(spec.min_bootloader) if spec.min_bootloader else None,
         canary_devices=spec.canary_devices,
         stages=list(spec.stages),
         success_window_s=spec.success_window_s,
@@ -235,6 +239,7 @@ def _public(
         version=rollout.version,
         target=rollout.target,
         selector=selector(rollout),
+        min_bootloader=rollout.min_bootloader_version,
         canary_devices=rollout.canary_devices,
         stages=rollout.stages,
         success_window_s=rollout.success_window_s,
@@ -365,6 +370,46 @@ def observe_events(session: Session, *, device: Device, events: list[Event]) -> 
             )
 
 
+def holds(session: Session, *, device: Device) -> list[RolloutHold]:
+    """The unfinished OS rollouts that select the device but do not offer it their release
+    because its bootloader is below their minimum, each with the reason."""
+    found = []
+    for rollout in session.scalars(
+        select(DeploymentRollout)
+        .where(
+            DeploymentRollout.kind == ReleaseKind.OS,
+            DeploymentRollout.min_bootloader_version.is_not(None),
+            DeploymentRollout.state.not_in(TERMINAL_STATES),
+        )
+        .order_by(DeploymentRollout.id)
+    ):
+        reason = plan.bootloader_hold(
+            minimum=_bootloader_minimum(rollout), reported=device.bootloader_version
+        )
+        if reason is None or not _needs_update(rollout, device):
+            continue
+        admitted = session.scalar(
+            select(DeviceUpdate.id).where(
+                DeviceUpdate.rollout_id == rollout.id, DeviceUpdate.device_id == device.id
+            )
+        )
+        selected = session.scalar(
+            targeting.matching(selector(rollout))
+            .where(Device.id == device.id)
+            .with_only_columns(Device.id)
+        )
+        if admitted is None and selected is not None:
+            found.append(
+                RolloutHold(
+                    rollout=rollout.name,
+                    version=rollout.version,
+                    min_bootloader=str(rollout.min_bootloader_version),
+                    reason=reason,
+                )
+            )
+    return found
+
+
 # The engine ---------------------------------------------------------------------------------
 
 
@@ -391,6 +436,7 @@ def selector(rollout: DeploymentRollout) -> Selector:
         groups=rollout.selector_groups,
         labels=rollout.selector_labels,
         hardware=rollout.selector_hardware,  # type: ignore[arg-type]
+        boards=rollout.selector_boards,  # type: ignore[arg-type]
         exclude=Exclusion.model_validate(rollout.selector_exclude),
     )
 
@@ -409,6 +455,12 @@ def _needs_update(rollout: DeploymentRollout, device: Device) -> bool:
         if status.get("name") == rollout.role_name and status.get("version") == rollout.version:
             return False
     return True
+
+
+def _bootloader_minimum(rollout: DeploymentRollout) -> int | None:
+    if rollout.min_bootloader_version is None:
+        return None
+    return eeprom.release_timestamp(Version(rollout.min_bootloader_version))
 
 
 def _desire(device: Device, rollout: DeploymentRollout) -> str | None:
@@ -483,8 +535,13 @@ def _admit(session: Session, rollout: DeploymentRollout, now: datetime) -> tuple
     admitted = set(
         session.scalars(select(DeviceUpdate.device_id).where(DeviceUpdate.rollout_id == rollout.id))
     )
+    minimum = _bootloader_minimum(rollout)
     candidates = [
-        d for d in _selected(session, rollout) if d.id not in admitted and _needs_update(rollout, d)
+        d
+        for d in _selected(session, rollout)
+        if d.id not in admitted
+        and _needs_update(rollout, d)
+        and plan.bootloader_hold(minimum=minimum, reported=d.bootloader_version) is None
     ]
     wanted = plan.stage_target(
         stage=rollout.current_stage,

@@ -21,6 +21,8 @@ def matching(selector: Selector) -> Select[Device]:
         query = query.where(known_label(key, value))
     if selector.hardware:
         query = query.where(Device.hardware.in_([h.value for h in selector.hardware]))
+    if selector.boards:
+        query = query.where(Device.board.in_([b.value for b in selector.boards]))
     exclude = selector.exclude
     if exclude.groups:
         query = query.where(
@@ -30,6 +32,10 @@ def matching(selector: Selector) -> Select[Device]:
         query = query.where(~known_label(key, value))
     if exclude.hardware:
         query = query.where(Device.hardware.not_in([h.value for h in exclude.hardware]))
+    if exclude.boards:
+        query = query.where(
+            or_(Device.board.is_(None), Device.board.not_in([b.value for b in exclude.boards]))
+        )
     if exclude.devices:
         query = query.where(Device.id.not_in(exclude.devices))
     return query
@@ -69,11 +75,14 @@ def describe(selector: Selector) -> str:
     ]
     if selector.hardware:
         parts.append(f"hardware {','.join(selector.hardware)}")
+    if selector.boards:
+        parts.append(f"boards {','.join(selector.boards)}")
     exclude = selector.exclude
     excluded = [
         *(f"group {g}" for g in exclude.groups),
         *(f"label {k}={v}" for k, v in exclude.labels.items()),
         *(f"hardware {h}" for h in exclude.hardware),
+        *(f"board {b}" for b in exclude.boards),
         *(f"device {d}" for d in exclude.devices[:5]),
     ]
     if len(exclude.devices) > 5:

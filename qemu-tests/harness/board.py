@@ -10,6 +10,7 @@ from typing import IO
 from fleetcore import bootsig
 from harness import qemu, secureboot
 from harness.disk import fat_volume
+from harness.eeprom import SimulatedEeprom
 from harness.errors import DiskError, HarnessError
 from harness.firmware import CONFIG_LABEL, BootFiles, ConfigPartition, Decision, load_boot_files
 from harness.qemu import End, MachineSpec, PowerCut
@@ -31,6 +32,8 @@ class BootRecord:
     detail: str
     console_start: int
     console_end: int
+    eeprom: str = ""
+    """What the boot ROM's recovery.bin did at this power-on ("" when nothing was staged)."""
 
     @property
     def partition(self) -> int:
@@ -47,8 +50,9 @@ class BootRecord:
     def line(self) -> str:
         healthy = f"healthy at {self.healthy_after:.1f} s" if self.healthy_after else "not healthy"
         dropped = ", stale tryboot flag dropped" if self.flag_dropped else ""
+        rom = f" [{self.eeprom}]" if self.eeprom else ""
         return (
-            f"boot {self.index}: partition {self.partition} ({self.label or 'missing'}) "
+            f"boot {self.index}{rom}: partition {self.partition} ({self.label or 'missing'}) "
             f"tryboot={self.tryboot} "
             f"({self.decision.reason}{': ' + self.decision.detail if self.decision.detail else ''}"
             f"{dropped}) -> {self.end.value} [{self.detail}], {healthy}, {self.seconds:.1f} s"
@@ -75,11 +79,15 @@ class SimulatedPi:
         deadlines: Deadlines | None = None,
         spec: MachineSpec | None = None,
         customer_key: bytes | None = None,
+        eeprom: SimulatedEeprom | None = None,
     ) -> None:
         """``customer_key``: the PEM RSA-2048 public key the board's bootloader holds for
-        signed boot (the key OTP pins); None: a board without secure boot."""
+        signed boot (the key OTP pins); None: a board without secure boot. ``eeprom``: the
+        board's EEPROM bootloader, applied and reported at every power-on; None: the guest
+        sees no bootloader (a virt machine)."""
         self.disk = disk
         self.customer_key = bootsig.load_public_key(customer_key) if customer_key else None
+        self.eeprom = eeprom
         self.workdir = workdir
         self.healthy_marker = healthy_marker
         self.deadlines = deadlines or Deadlines()
@@ -94,6 +102,7 @@ class SimulatedPi:
 
     def boot(self, *, power_cut: PowerCut | None = None) -> BootRecord:
         """Power on (or reset) the board once and run it until that boot ends."""
+        rom = self.eeprom.power_on(self.config.volume) if self.eeprom else ""
         if self._flag_honoured:
             tryboot, dropped = self.config.take_tryboot_flag(), False
         else:
@@ -105,6 +114,8 @@ class SimulatedPi:
             start = log.tell()
             log.write(f"\n### boot {index}: partition {decision.partition}, ".encode())
             log.write(f"tryboot={decision.tryboot} ({decision.reason})\n".encode())
+            if rom:
+                log.write(f"### boot ROM: {rom}\n".encode())
             result = self._run(files, log, power_cut)
             log.flush()
             end = log.tell()
@@ -119,6 +130,7 @@ class SimulatedPi:
             detail=result.detail,
             console_start=start,
             console_end=end,
+            eeprom=rom,
         )
         self.records.append(record)
         self._flag_honoured = record.end is End.REBOOT

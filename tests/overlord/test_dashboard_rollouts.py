@@ -92,6 +92,7 @@ def test_an_operator_creates_a_targeted_scheduled_rollout_from_the_form(
         exclude_devices=fleet["door1"],
         exclude_labels="bench=yes",
         hardware=["pi4"],
+        min_bootloader="2024.4.15.47534",
         start_at=start.isoformat(),
         deadline=(start + timedelta(hours=2)).isoformat(),
     )
@@ -103,7 +104,9 @@ def test_an_operator_creates_a_targeted_scheduled_rollout_from_the_form(
     assert created["selector"]["groups"] == ["cameras", "doors"]
     assert created["selector"]["exclude"]["devices"] == [fleet["door1"]]
     assert created["start_at"].startswith(start.isoformat())
+    assert created["min_bootloader"] == "2024.4.15.47534"
     page = browser.get(sent.headers["location"]).text
+    assert 'id="rollout-min-bootloader">2024.4.15.47534' in page
     assert "groups cameras,doors; hardware pi4; excluding label bench=yes" in page
     assert f"{start:%Y-%m-%d %H:%M:%S} UTC" in page
     entries = overlord.client.get(
@@ -127,6 +130,7 @@ def test_an_operator_creates_a_targeted_scheduled_rollout_from_the_form(
         ({"deadline": "2020-01-01T06:00:00+00:00"}, 422, "deadline: Value error"),
         ({"exclude_devices": "x" * 40}, 422, "selector.exclude.devices.0: String should"),
         ({"colour": "red"}, 422, "colour: not a field of this form"),
+        ({"min_bootloader": "2024.2.30.0"}, 422, "min_bootloader: Value error"),
         ({"name": ["a", "b"]}, 422, "name: sent more than once"),
     ],
 )

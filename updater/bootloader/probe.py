@@ -33,10 +33,13 @@ class Bootloader:
 
 def read() -> Bootloader:
     """The running bootloader, or :class:`BootloaderError` saying why it cannot be read."""
-    return Bootloader(
-        version=version.parse(_tool("vcgencmd", "bootloader_version")),
-        settings=settings.parse(_tool("rpi-eeprom-config")),
-    )
+    return parse(_tool("vcgencmd", "bootloader_version"), _tool("rpi-eeprom-config"))
+
+
+def parse(version_output: bytes, config_output: bytes) -> Bootloader:
+    """The bootloader from what ``vcgencmd bootloader_version`` and ``rpi-eeprom-config``
+    print (the tools on a Pi; the simulated firmware's files in the QEMU tier)."""
+    return Bootloader(version=version.parse(version_output), settings=settings.parse(config_output))
 
 
 def _tool(*argv: str) -> bytes:

@@ -78,6 +78,7 @@ class BootloaderUpdater:
         boot_id: Callable[[], str],
         reboot: Callable[[], None],
         os_state: Callable[[], UpdateState],
+        read: Callable[[], probe.Bootloader] = probe.read,
     ) -> None:
         self.family = family
         self.board = board
@@ -88,6 +89,7 @@ class BootloaderUpdater:
         self.boot_id = boot_id
         self.reboot = reboot
         self.os_state = os_state
+        self._reader = read
         self._read: probe.Bootloader | BootloaderError | None = None
         self._minimum_reported = False
 
@@ -98,7 +100,7 @@ class BootloaderUpdater:
         after an update: the tools are not run at every heartbeat)."""
         if self._read is None:
             try:
-                self._read = probe.read()
+                self._read = self._reader()
             except BootloaderError as err:
                 self._read = err
         if isinstance(self._read, BootloaderError):

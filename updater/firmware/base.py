@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fleetcore.layout import Slot
 from fleetcore.run import run
+from updater.bootloader.probe import Bootloader
 from updater.config import FirmwareConfig
 from updater.paths import Roots
 from updater.slots import slot_of
@@ -36,6 +38,12 @@ class Firmware(ABC):
     @abstractmethod
     def request_trial_reboot(self) -> None:
         """Reboot once into autoboot.txt's ``[tryboot]`` partition."""
+
+    def simulated_eeprom(self) -> Callable[[], Bootloader] | None:
+        """How to read an EEPROM bootloader the firmware plays itself (the QEMU harness);
+        None: a real board's bootloader is read with Raspberry Pi's tools, and a machine
+        without one has none."""
+        return None
 
     def reboot(self) -> None:
         """Reboot normally, into autoboot.txt's ``[all]`` partition."""
