@@ -256,6 +256,14 @@ class DesiredOS(_Response):
     manifest_target: str
 
 
+class DesiredPrestage(_Response):
+    """An OS release a running rollout will admit the device to later (ADR 0082): download,
+    write and verify it into the inactive slot now, without asking for the trial boot."""
+
+    version: Version
+    manifest_target: str
+
+
 class DesiredRole(_Response):
     name: str
     version: Version
@@ -297,6 +305,9 @@ class DesiredRemote(_Response):
 class DesiredState(_Response):
     os: DesiredOS | None = None
     bootloader: DesiredBootloader | None = None
+    prestage: DesiredPrestage | None = Field(
+        default=None, description="stage this OS release without rebooting (ADR 0082)"
+    )
     roles: list[DesiredRole] = Field(default_factory=list)
     safe_mode: bool = False
     poll_interval_s: int | None = Field(default=None, ge=5, le=3600)

@@ -35,10 +35,16 @@ from simulator.load import LoadPlan, OpStats, enroll
 
 @dataclass(frozen=True)
 class LightTiming:
-    """Seconds between agent cycles and for an install; both jittered by ``jitter``."""
+    """Seconds between agent cycles and for an install; all jittered by ``jitter``.
+
+    An install is a stageable part (``install_s``: download, write, verify into the inactive
+    slot) and ``reboot_s`` (trial reboot, health check, commit). A device told to pre-stage
+    (ADR 0082) does the first part before it is admitted, and admission costs only the second.
+    """
 
     poll_s: float = 1.0
     install_s: float = 2.0
+    reboot_s: float = 0.0
     jitter: float = 0.5
 
     def draw(self, rng: random.Random, seconds: float) -> float:
@@ -54,6 +60,9 @@ class LightDevice:
     state: UpdateState = UpdateState.IDLE
     etag: str | None = None
     desired: Version | None = None
+    prestage: Version | None = None
+    staged: Version | None = None
+    staging: asyncio.Task[None] | None = None
     seq: int = 0
     outbox: list[Event] = field(default_factory=list)
     committed_at: dict[str, float] = field(default_factory=dict)
@@ -88,6 +97,7 @@ class LightDevice:
 class LightFleet:
     def __init__(self, base_url: str, timing: LightTiming, *, connections: int = 64) -> None:
         self.timing = timing
+        self.prestage = True  # honour DesiredState.prestage; False models older agents
         self.devices: list[LightDevice] = []
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self.client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0)
@@ -171,16 +181,35 @@ class LightFleet:
             device.etag = response.headers.get("ETag")
             desired = DesiredState.model_validate(response.json())
             device.desired = desired.os.version if desired.os else None
+            device.prestage = desired.prestage.version if desired.prestage else None
         elif response.status_code != 304:
             raise SimulatorError(f"desired-state: {response.status_code}")
         if device.desired is not None and device.version < device.desired:
             await self._update(device, device.desired, rng)
+        elif self._should_stage(device) and device.prestage is not None:
+            device.staging = asyncio.create_task(self._stage(device, device.prestage, rng))
+
+    def _should_stage(self, device: LightDevice) -> bool:
+        hint = device.prestage
+        if not self.prestage or hint is None or device.staging is not None:
+            return False
+        return device.version < hint and device.staged != hint
+
+    async def _stage(self, device: LightDevice, target: Version, rng: random.Random) -> None:
+        """Download and write ``target`` into the inactive slot in the background."""
+        await asyncio.sleep(self.timing.draw(rng, self.timing.install_s))
+        device.staged = target
+        device.staging = None
 
     async def _update(self, device: LightDevice, target: Version, rng: random.Random) -> None:
         device.state = UpdateState.INSTALLING
         device.queue(EventKind.UPDATE_AVAILABLE, EventKind.INSTALL_STARTED, version=target)
         await self._flush(device)
-        await asyncio.sleep(self.timing.draw(rng, self.timing.install_s))
+        if device.staging is not None:  # admitted while staging: the rest of it still counts
+            await device.staging
+        if device.staged != target:
+            await asyncio.sleep(self.timing.draw(rng, self.timing.install_s))
+        await asyncio.sleep(self.timing.draw(rng, self.timing.reboot_s))
         device.state = UpdateState.COMMITTED
         device.slot = Slot.B if device.slot is Slot.A else Slot.A
         device.version = target

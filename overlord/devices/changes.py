@@ -31,6 +31,7 @@ RETENTION = timedelta(hours=1)
 _DEVICE_COLUMNS = (
     "desired_os_version",
     "desired_bootloader_version",
+    "prestage_os_version",
     "desired_roles",
     "desired_safe_mode",
     "admin_status",

@@ -67,6 +67,9 @@ class Device(Base):
     desired_os_version: Mapped[str | None] = mapped_column(String(40))
     # A bootloader release of the device's family (DesiredState.bootloader), set by rollouts.
     desired_bootloader_version: Mapped[str | None] = mapped_column(String(40))
+    # The OS release a running rollout targets but has not admitted the device to yet
+    # (DesiredState.prestage, ADR 0082); cleared when the rollout stops.
+    prestage_os_version: Mapped[str | None] = mapped_column(String(40))
     desired_roles: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     # An operator asked the device to run its safe-mode stack (DesiredState.safe_mode).
     desired_safe_mode: Mapped[bool] = mapped_column(default=False)

@@ -25,6 +25,7 @@ from fleetcore.wire import (
     BootMode,
     DesiredBootloader,
     DesiredOS,
+    DesiredPrestage,
     DesiredRole,
     DesiredState,
     RegisterRequest,
@@ -270,6 +271,7 @@ def desired_state(
             Device.desired_safe_mode,
             Device.group_name,
             Device.desired_bootloader_version,
+            Device.prestage_os_version,
             DeviceGroup.poll_interval_s,
         )
         .outerjoin(DeviceGroup, DeviceGroup.name == Device.group_name)
@@ -277,7 +279,7 @@ def desired_state(
     ).one_or_none()
     if row is None:
         raise NotFound(f"no device {device_id}")
-    admin_status, os_version, roles, safe_mode, group, bootloader, group_poll = row
+    admin_status, os_version, roles, safe_mode, group, bootloader, prestage, group_poll = row
     poll = group_poll if group_poll is not None else default_poll_interval_s
     if admin_status is not AdminStatus.ACTIVE:
         state = DesiredState(poll_interval_s=poll)
@@ -288,6 +290,7 @@ def desired_state(
             if os_version
             else None,
             bootloader=DesiredBootloader(version=Version(bootloader)) if bootloader else None,
+            prestage=_prestage(prestage, os_version),
             roles=[
                 DesiredRole(name=name, version=Version(version), target=role_target(name, version))
                 for name, version in sorted(roles.items())
@@ -300,14 +303,22 @@ def desired_state(
     # Named whatever the device's status: a quarantined device is one to look at.
     state.remote = remote.named_session(session, device_id, join_timeout_s=remote_join_timeout_s)
     document = state.model_dump(mode="json")
-    if document["remote"] is None:
-        del document["remote"]  # devices without a session keep the ETag they had
+    for optional in ("remote", "prestage"):
+        if document[optional] is None:
+            del document[optional]  # devices without one keep the ETag they had
     body = _canonical(document)
     for variable in document["config"].values():
         if variable["secret"]:
             variable["value"] = configvars.MASK
     etag = '"' + hashlib.sha256(_canonical(document)).hexdigest()[:32] + '"'
     return CachedDesiredState(body=body, etag=etag)
+
+
+def _prestage(version: str | None, desired: str | None) -> DesiredPrestage | None:
+    """The release to stage, unless the device is already pointed at it (admitted)."""
+    if version is None or version == desired:
+        return None
+    return DesiredPrestage(version=Version(version), manifest_target=manifest_target(version))
 
 
 def _canonical(document: object) -> bytes:

@@ -527,7 +527,32 @@ def _withdraw_unstarted(session: Session, rollout: DeploymentRollout) -> None:
         device = session.get(Device, row.device_id)
         if device is not None:
             _undesire(device, rollout, row.previous_version)
+    _clear_prestage(session, rollout)
     session.flush()
+
+
+def _hint_prestage(candidates: list[Device], rollout: DeploymentRollout) -> None:
+    """Point every targeted, not yet admitted device at the release to stage (ADR 0082).
+
+    Staging writes only the inactive slot and never reboots, so it ignores maintenance
+    windows; a newer rollout's release replaces an older hint.
+    """
+    target = Version(rollout.version)
+    for device in candidates:
+        staged = device.prestage_os_version
+        if staged is None or Version(staged) < target:
+            device.prestage_os_version = rollout.version
+
+
+def _clear_prestage(session: Session, rollout: DeploymentRollout) -> None:
+    """A stopped rollout withdraws its hint; whatever a device staged is simply overwritten
+    by its next install and never tried."""
+    if rollout.kind is not ReleaseKind.OS:
+        return
+    for device in session.scalars(
+        select(Device).where(Device.prestage_os_version == rollout.version)
+    ):
+        device.prestage_os_version = None
 
 
 def _admit(session: Session, rollout: DeploymentRollout, now: datetime) -> tuple[int, int]:
@@ -549,6 +574,8 @@ def _admit(session: Session, rollout: DeploymentRollout, now: datetime) -> tuple
         canary=rollout.canary_devices,
         stages=rollout.stages,
     )
+    if rollout.kind is ReleaseKind.OS:
+        _hint_prestage(candidates, rollout)
     if len(admitted) >= wanted:
         return len(admitted), wanted
     windows = {g.name: (g.window_start, g.window_end) for g in session.scalars(select(DeviceGroup))}
@@ -632,6 +659,7 @@ def step(session: Session, *, rollout: DeploymentRollout, now: datetime) -> None
     rollout.stage_settled_at = None
     if rollout.current_stage + 1 >= plan.stage_count(rollout.stages):
         rollout.state = RolloutState.COMPLETED
+        _clear_prestage(session, rollout)
         return
     rollout.current_stage += 1
     _admit(session, rollout, now)

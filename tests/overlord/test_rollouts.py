@@ -194,23 +194,26 @@ def test_pause_resume_abort(overlord: Overlord):
     assert overlord.client.post(f"{base}/abort", headers=overlord.as_admin()).status_code == 409
 
 
-def test_maintenance_window_holds_devices_back(overlord: Overlord):
-    fleet = _fleet(overlord, 2)
+def _night_group(overlord: Overlord, fleet: dict[str, dict[str, str]]) -> None:
+    """Put ``fleet`` in group "night", whose maintenance window opens in two hours."""
     now = utcnow()
     closed = {
         "window_start": (now + timedelta(hours=2)).strftime("%H:%M:%S"),
         "window_end": (now + timedelta(hours=3)).strftime("%H:%M:%S"),
     }
+    admin = overlord.as_admin()
     assert (
-        overlord.client.put(
-            "/api/v1/groups/night", json=closed, headers=overlord.as_admin()
-        ).status_code
-        == 200
+        overlord.client.put("/api/v1/groups/night", json=closed, headers=admin).status_code == 200
     )
     for device_id in fleet:
         overlord.client.patch(
-            f"/api/v1/devices/{device_id}", json={"group": "night"}, headers=overlord.as_admin()
+            f"/api/v1/devices/{device_id}", json={"group": "night"}, headers=admin
         )
+
+
+def test_maintenance_window_holds_devices_back(overlord: Overlord):
+    fleet = _fleet(overlord, 2)
+    _night_group(overlord, fleet)
     _create(overlord, selector={"groups": ["night"]})
     _tick(overlord)
     assert _targeted(overlord, fleet) == []

@@ -40,7 +40,7 @@ def test_light_fleet_commits_a_staged_rollout(pg_database: str, tmp_path: Path):
     env = site.env(engine_interval_s=0.5, cache_ttl_s=0.2)
 
     async def scenario(url: str) -> None:
-        fleet = LightFleet(url, LightTiming(poll_s=0.5, install_s=0.5))
+        fleet = LightFleet(url, LightTiming(poll_s=0.5, install_s=0.5, reboot_s=0.1))
         operator = OperatorClient(url, admin)
         try:
             await fleet.enroll(enrollment, 40, Version("1.0.0"))
@@ -65,6 +65,8 @@ def test_light_fleet_commits_a_staged_rollout(pg_database: str, tmp_path: Path):
         assert len(fleet.committed(Version("2.0.0"))) == 40
         assert [d.last_error for d in fleet.devices if d.errors] == []
         assert versions == {"2.0.0": 40}
+        # Devices waiting for a later stage staged the release first (ADR 0082).
+        assert any(d.staged == Version("2.0.0") for d in fleet.devices)
 
     with serve(env=env, workers=2, log=tmp_path / "overlord.log") as url:
         asyncio.run(scenario(url))

@@ -1,0 +1,104 @@
+"""Pre-staged installs (ADR 0082): a running OS rollout tells every targeted device it has not
+admitted yet to stage the release, and withdraws the hint when it stops."""
+
+from __future__ import annotations
+
+from fleetcore.wire import DesiredState
+from tests.overlord.conftest import Overlord
+from tests.overlord.test_rollouts import (
+    _commit,
+    _create,
+    _desired,
+    _fleet,
+    _night_group,
+    _targeted,
+    _tick,
+)
+
+
+def _staging(overlord: Overlord, fleet: dict[str, dict[str, str]]) -> list[str]:
+    return [
+        d
+        for d, auth in fleet.items()
+        if (s := _desired(overlord, d, auth)).prestage is not None
+        and str(s.prestage.version) == "1.1.0"
+    ]
+
+
+def test_devices_not_yet_admitted_are_told_to_stage_and_admitted_ones_are_not(overlord: Overlord):
+    fleet = _fleet(overlord, 4)
+    _create(overlord)
+    _tick(overlord)
+    canary = _targeted(overlord, fleet)
+    assert len(canary) == 1
+    assert sorted(_staging(overlord, fleet)) == sorted(set(fleet) - set(canary))
+    device_id = next(d for d in fleet if d not in canary)
+    prestage = _desired(overlord, device_id, fleet[device_id]).prestage
+    assert prestage is not None and prestage.manifest_target == "os/1.1.0/manifest.json"
+    _commit(overlord, canary[0], fleet[canary[0]])
+    _tick(overlord)
+    _tick(overlord, later_s=61)  # the canary's success window: half the fleet is admitted
+    admitted = _targeted(overlord, fleet)
+    assert len(admitted) == 2
+    assert sorted(_staging(overlord, fleet)) == sorted(set(fleet) - set(admitted))
+
+
+def test_the_hint_changes_the_etag_so_a_polling_device_sees_it(overlord: Overlord):
+    fleet = _fleet(overlord, 2)
+    url = "/api/v1/devices/{}/desired-state"
+    before = {d: overlord.client.get(url.format(d), headers=auth) for d, auth in fleet.items()}
+    assert all("prestage" not in r.json() for r in before.values())
+    _create(overlord)
+    _tick(overlord)
+    (staging,) = _staging(overlord, fleet)
+    auth = fleet[staging]
+    tag = before[staging].headers["ETag"]
+    after = overlord.client.get(url.format(staging), headers=auth | {"If-None-Match": tag})
+    assert after.status_code == 200 and after.json()["os"] is None
+    tag = after.headers["ETag"]
+    again = overlord.client.get(url.format(staging), headers=auth | {"If-None-Match": tag})
+    assert again.status_code == 304
+
+
+def test_aborting_withdraws_the_hint(overlord: Overlord):
+    fleet = _fleet(overlord, 3)
+    rollout = _create(overlord)
+    _tick(overlord)
+    assert len(_staging(overlord, fleet)) == 2
+    base = f"/api/v1/rollouts/{rollout['id']}"
+    assert overlord.client.post(f"{base}/abort", headers=overlord.as_admin()).status_code == 200
+    assert _staging(overlord, fleet) == []
+    assert _targeted(overlord, fleet) == []
+
+
+def test_staging_ignores_maintenance_windows_but_admission_waits_for_them(overlord: Overlord):
+    fleet = _fleet(overlord, 2)
+    _night_group(overlord, fleet)
+    _create(overlord, selector={"groups": ["night"]})
+    _tick(overlord)
+    assert _targeted(overlord, fleet) == []
+    assert sorted(_staging(overlord, fleet)) == sorted(fleet)
+
+
+def test_a_pending_rollout_and_a_completed_one_hint_nothing(overlord: Overlord):
+    fleet = _fleet(overlord, 1)
+    rollout = _create(overlord, start=False, stages=[100], success_window_s=0)
+    _tick(overlord)
+    assert _staging(overlord, fleet) == []
+    admin = overlord.as_admin()
+    overlord.client.post(f"/api/v1/rollouts/{rollout['id']}/resume", headers=admin)
+    _tick(overlord)
+    (device_id,) = _targeted(overlord, fleet)
+    _commit(overlord, device_id, fleet[device_id])
+    _tick(overlord)
+    _tick(overlord)
+    state = overlord.client.get(f"/api/v1/rollouts/{rollout['id']}", headers=admin).json()
+    assert state["state"] == "completed"
+    assert (
+        DesiredState.model_validate(
+            overlord.client.get(
+                f"/api/v1/devices/{device_id}/desired-state", headers=fleet[device_id]
+            ).json()
+        ).prestage
+        is None
+    )
