@@ -13,11 +13,11 @@ from fleetctl.client import Client
 from fleetctl.errors import ServerError
 
 
-def open_attached(client: Client, device_id: str, body: dict[str, Any]) -> WebSocket:
-    """Opens a session of ``body``'s kind on the device and attaches to it."""
+def open_attached(client: Client, device_id: str, body: dict[str, Any]) -> tuple[str, WebSocket]:
+    """Opens a session of ``body``'s kind on the device and attaches to it: its id and socket."""
     opened = client.call("POST", f"/devices/{device_id}/remote-sessions", body=body)
     try:
-        return client.websocket(f"/remote/{opened['id']}/attach")
+        return opened["id"], client.websocket(f"/remote/{opened['id']}/attach")
     except ServerError:
         with contextlib.suppress(ServerError):
             client.call("DELETE", f"/remote-sessions/{opened['id']}")

@@ -54,7 +54,7 @@ def line(entry: dict[str, Any]) -> str:
 def tail(session: Session, args: argparse.Namespace) -> int:
     params = {"unit": args.unit, "priority": args.priority, "lines": args.lines}
     body = {"kind": "logs"} | {k: v for k, v in params.items() if v is not None}
-    socket = open_attached(session.client, args.device, body)
+    _session_id, socket = open_attached(session.client, args.device, body)
     try:
         return _print(socket, args, as_json=session.args.json)
     except KeyboardInterrupt:

@@ -61,8 +61,11 @@ def recording(session: Session, args: argparse.Namespace) -> int:
 
 
 def run_shell(session: Session, args: argparse.Namespace) -> int:
-    socket = open_attached(session.client, args.device, {"kind": "shell"})
-    print(f"fleetctl: waiting for {args.device} to join (at its next poll)", file=sys.stderr)
+    session_id, socket = open_attached(session.client, args.device, {"kind": "shell"})
+    print(
+        f"fleetctl: shell session {session_id} (recorded): waiting for {args.device} to join",
+        file=sys.stderr,
+    )
     try:
         with _terminal(sys.stdin.fileno()) as resized:
             return _relay(socket, sys.stdin.fileno(), sys.stdout.fileno(), resized)

@@ -121,7 +121,7 @@ def test_shell_runs_commands_at_the_terminals_size_and_exits_with_the_shells_sta
         assert term.proc.wait(timeout=60) == 5
         assert termios.tcgetattr(term.slave) == cooked
         assert term.proc.stderr is not None
-        assert b"waiting for" in term.proc.stderr.read()
+        assert b"(recorded): waiting for" in term.proc.stderr.read()
     for _ in range(300):
         if not follower.serving:
             break
