@@ -88,6 +88,7 @@ class Pty:
             os.close(slave)
         os.set_blocking(master, False)
         self.fd = master
+        self._open = True
 
     def read(self) -> bytes | None:
         """What the shell wrote, b"" when nothing is waiting, None once the terminal is gone
@@ -117,7 +118,8 @@ class Pty:
         return 128 - code if code < 0 else code
 
     def close(self) -> None:
-        """Hangs up the shell's session (SIGHUP, then SIGKILL) and closes the terminal."""
+        """Hangs up the shell's session (SIGHUP, then SIGKILL) and closes the terminal; a
+        second call does nothing (the descriptor's number may belong to another file by then)."""
         for sig in (signal.SIGHUP, signal.SIGKILL):
             if self._proc.poll() is not None:
                 break
@@ -125,5 +127,6 @@ class Pty:
                 os.killpg(self._proc.pid, sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout=HANGUP_WAIT_S)
-        with contextlib.suppress(OSError):
+        if self._open:
+            self._open = False
             os.close(self.fd)
