@@ -18,6 +18,7 @@ knows nothing of them never asks for one.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Literal
 
 from pydantic import Field, StrictInt, model_validator
@@ -36,6 +37,8 @@ from fleetcore.release import (
 from fleetcore.version import Version
 
 FORMAT: Literal[1] = 1
+DELTAS_DIR = "deltas"
+_DELTA_PATH = re.compile(rf"{DELTAS_DIR}/[0-9a-f]{{4}}/[0-9a-f]{{64}}-[0-9a-f]{{64}}\.zst")
 # A diff's dictionary is at most this many chunks and bytes: the device holds it in memory
 # beside the chunk while it decodes, once per fetch thread.
 MAX_BASES = 8
@@ -87,12 +90,23 @@ def deltas_target(to_version: Version | str, from_version: Version | str) -> str
     return f"os/{to_version}/deltas/{from_version}.json"
 
 
+def is_deltas_target(name: str) -> bool:
+    """Whether a TUF target name is a delta list's (:func:`deltas_target`)."""
+    parts = name.split("/")
+    return len(parts) == 4 and parts[0] == "os" and parts[2] == "deltas" and name.endswith(".json")
+
+
+def is_delta_path(path: str) -> bool:
+    """Whether ``path`` has the shape of :func:`delta_path`'s answer (a diff's place)."""
+    return _DELTA_PATH.fullmatch(path) is not None
+
+
 def delta_path(target: str, bases: tuple[Chunk, ...] | list[Chunk]) -> str:
     """Path of a diff below the release repository's base URL or directory."""
     if not _SHA256.fullmatch(target) or not bases:
         raise FormatError(f"not a delta of a SHA-256 hex digest: {target!r}")
     key = hashlib.sha256(",".join(base.sha256 for base in bases).encode()).hexdigest()
-    return f"deltas/{target[:4]}/{target}-{key}.zst"
+    return f"{DELTAS_DIR}/{target[:4]}/{target}-{key}.zst"
 
 
 def load_deltas(data: bytes) -> DeltaList:

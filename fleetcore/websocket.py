@@ -16,6 +16,7 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Event,
+    Ping,
     RejectConnection,
     Request,
     TextMessage,
@@ -105,7 +106,8 @@ class WebSocket:
 
     def receive(self, timeout_s: float | None) -> Message | None:
         """The next whole message, or None when none came within ``timeout_s`` (0: only what
-        has already arrived; None: wait). Raises :class:`Closed` once the other side closed."""
+        has already arrived; None: wait). Raises :class:`Closed` once the other side closed.
+        A ping is answered here, so a connection must be read at least every few seconds."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             while self._events:
@@ -121,6 +123,11 @@ class WebSocket:
             with contextlib.suppress(OSError, Closed):
                 self._send(event.response())
             raise Closed(event.reason or "the other side closed the connection")
+        if isinstance(event, Ping):
+            # The server's keepalive (uvicorn pings every 20 s and closes the connection
+            # when no pong comes within 20 s): answered whenever a receive sees it.
+            self._send(event.response())
+            return None
         if isinstance(event, TextMessage):
             self._text.append(event.data)
             if event.message_finished:

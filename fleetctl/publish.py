@@ -4,8 +4,9 @@
 machine. The Overlord's publish API takes the new signed metadata plus only the files it does
 not hold yet, so the plan compares the two: root versions past the served one (a rotation,
 one publish each, the last together with the targets), the targets metadata if its version
-is newer, target files whose name and hash the served targets do not list, and the chunks of
-new indexes (the caller asks the server which it already has). Planning reads files only;
+is newer, target files whose name and hash the served targets do not list, the chunks of
+new indexes and the diffs of new delta lists (the caller asks the server which it already
+has). Planning reads files only;
 the HTTP calls live in :mod:`fleetctl.commands.releases`.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetcore import strictjson
+from fleetcore.delta import delta_path, is_deltas_target, load_deltas
 from fleetcore.errors import FormatError
 from fleetcore.release import chunk_path, load_index
 from fleetctl.errors import FleetctlError
@@ -50,10 +52,11 @@ class Step:
     targets: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)  # target name -> local file
     chunks: dict[str, Path] = field(default_factory=dict)  # sha256 -> local chunk
+    diffs: dict[str, Path] = field(default_factory=dict)  # deltas/... -> local diff
 
     def size(self) -> int:
         paths = [p for p in (self.root, self.targets) if p is not None]
-        paths += [*self.files.values(), *self.chunks.values()]
+        paths += [*self.files.values(), *self.chunks.values(), *self.diffs.values()]
         return sum(p.stat().st_size for p in paths)
 
 
@@ -140,6 +143,8 @@ def plan(repo: Path, served: Served) -> list[Step]:
         for name, path in step.files.items():
             if name.endswith(".index.json"):
                 step.chunks |= _chunks(repo, path)
+            elif is_deltas_target(name):
+                step.diffs |= _diffs(repo, path)
     return steps
 
 
@@ -157,6 +162,23 @@ def _chunks(repo: Path, index_file: Path) -> dict[str, Path]:
                 hint="fleet-sign add-release copies a release's chunks; run it again",
             )
         found[chunk.sha256] = path
+    return found
+
+
+def _diffs(repo: Path, list_file: Path) -> dict[str, Path]:
+    try:
+        deltas = load_deltas(list_file.read_bytes())
+    except FormatError as err:
+        raise PublishError(f"{list_file}: {err}") from err
+    found = {}
+    for delta in deltas.deltas:
+        name = delta_path(delta.target, delta.bases)
+        if not (repo / name).is_file():
+            raise PublishError(
+                f"diff {name} of {list_file.name} is missing from {repo}",
+                hint="fleet-sign add-release copies a release's diffs; run it again",
+            )
+        found[name] = repo / name
     return found
 
 

@@ -61,11 +61,15 @@ def _served(client: Client) -> Served:
 
 
 def _drop_stored_chunks(client: Client, step: Step) -> None:
-    """Chunks are content-addressed and shared between releases: skip those already served."""
+    """Chunks (and diffs) are content-addressed and shared between releases: skip those
+    already served."""
     step.chunks = {
         digest: path
         for digest, path in step.chunks.items()
         if not client.exists(f"/tuf/{chunk_path(digest)}")
+    }
+    step.diffs = {
+        name: path for name, path in step.diffs.items() if not client.exists(f"/tuf/{name}")
     }
 
 
@@ -75,6 +79,7 @@ def _describe(step: Step) -> dict[str, Any]:
         "targets": step.targets is not None,
         "files": sorted(step.files),
         "chunks": len(step.chunks),
+        "diffs": len(step.diffs),
         "bytes": step.size(),
     }
 
@@ -101,6 +106,7 @@ def publish(session: Session, args: argparse.Namespace) -> None:
                 ("TARGETS", "targets"),
                 ("FILES", "files"),
                 ("NEW CHUNKS", "chunks"),
+                ("NEW DIFFS", "diffs"),
                 ("BYTES", "bytes"),
             ),
         )
@@ -117,7 +123,8 @@ def publish(session: Session, args: argparse.Namespace) -> None:
     last = results[-1]
     session.printer.message(
         f"published: root version {last['root_version']}, targets version "
-        f"{last['targets_version']}, {sum(r['new_chunks'] for r in results)} new chunks "
+        f"{last['targets_version']}, {sum(r['new_chunks'] for r in results)} new chunks, "
+        f"{sum(r.get('new_deltas', 0) for r in results)} new diffs "
         f"({human_bytes(sum(s.size() for s in steps))} uploaded)"
     )
 
@@ -137,6 +144,10 @@ def _parts(step: Step, progress: ByteProgress) -> list[tuple[str, tuple[str, Any
     parts += [
         (f"chunk:{digest}", ("c", UploadFile(path, progress), "application/zstd"))
         for digest, path in step.chunks.items()
+    ]
+    parts += [
+        (f"delta:{name}", ("d", UploadFile(path, progress), "application/zstd"))
+        for name, path in step.diffs.items()
     ]
     return parts
 

@@ -24,7 +24,7 @@ from fleetcore.errors import CommandError
 from fleetcore.filelock import held
 from fleetcore.run import run
 from image import safemode
-from image.backends import chroot, mounts, stages, wheelhouse, workdir
+from image.backends import basecache, chroot, mounts, stages, wheelhouse, workdir
 from image.backends.base import ROOTFS, STAGE_DIR, UPDATER_UNIT, Backend
 from image.errors import BuildError
 from image.progress import step
@@ -103,9 +103,10 @@ class DebootstrapBackend(Backend):
         self.config.cache_dir.mkdir(parents=True, exist_ok=True)
         # One build per key at a time: a second builder (the test tiers run side by side)
         # waits for the first and then takes its result from the cache.
-        with held(self.config.cache_dir / f".lock-{entry.name}"):
+        with held(basecache.lock_path(self.config.cache_dir, entry.name)):
             if rootfs.is_dir():
                 print(f"fleet-image: base rootfs from cache {entry}", file=sys.stderr)
+                basecache.mark_used(entry)
                 return rootfs
             _remove_dead_partials(self.config.cache_dir)
             work = Path(
@@ -115,8 +116,11 @@ class DebootstrapBackend(Backend):
                 self._build_base(work / ROOTFS)
                 mounts.remove_tree(entry)
                 work.rename(entry)
+                basecache.mark_used(entry)
             finally:
                 mounts.remove_tree(work)
+        for old in basecache.prune(self.config.cache_dir):
+            print(f"fleet-image: removed an old base rootfs {old}", file=sys.stderr)
         return rootfs
 
     def _build_base(self, rootfs: Path) -> None:

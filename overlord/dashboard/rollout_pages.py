@@ -96,7 +96,7 @@ def rollout_page(
     context = forms_context(request, user) | {
         "r": public,
         "targeting": targeting.describe(public.selector),
-        "deadline_halt": (public.halt_reason or "").startswith(schedule.DEADLINE_PREFIX),
+        "deadline_halt": schedule.halted_by_deadline(public.halt_reason),
         "updates": rollouts_service.device_updates(session, rollout_id=rollout_id),
         "error": request.query_params.get("error"),
         "refresh_s": REFRESH_S,

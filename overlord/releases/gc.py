@@ -12,9 +12,10 @@ client can still need, and so is kept:
 - the releases any device runs, is assigned (desired version, an unfinished rollout) or may
   fall back to (the version it reported before its current one: its other slot), plus the
   newest ``keep_last`` per OS and per role;
-- every chunk an index of a kept release names, whatever else referenced it.
+- every chunk an index of a kept release names, whatever else referenced it, and every diff
+  a delta list of a kept release names.
 
-Target files of other releases, unreferenced target files and chunks, and older versioned
+Target files of other releases, unreferenced target files, chunks and diffs, and older versioned
 metadata are deleted. The signed targets metadata still lists a pruned release (only the
 offline targets key can change it); the Overlord stops offering it (see service.py).
 """
@@ -22,7 +23,7 @@ offline targets key can change it); the Overlord stops offering it (see service.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +35,7 @@ from tuf.api.exceptions import RepositoryError as TufRepositoryError
 from tuf.api.metadata import Metadata, Snapshot, Targets, Timestamp
 from tuf.api.serialization import DeserializationError
 
+from fleetcore.delta import DELTAS_DIR, delta_path, is_deltas_target, load_deltas
 from fleetcore.errors import FormatError
 from fleetcore.release import load_index
 from overlord import leases
@@ -170,6 +172,7 @@ def plan(
 
     live_files: set[Path] = set()
     indexes: set[Path] = set()
+    delta_lists: set[Path] = set()
     for targets in retained_targets:
         for name, info in targets.targets.items():
             if name in dropped_names:
@@ -179,6 +182,8 @@ def plan(
             live_files.add(path)
             if name.endswith(".index.json"):
                 indexes.add(path)
+            elif is_deltas_target(name):
+                delta_lists.add(path)
     doomed += (p for p in _files(repo_dir / TARGETS_DIR) if p not in live_files)
 
     live_chunks = _chunks_named_by(indexes)
@@ -186,6 +191,12 @@ def plan(
         p
         for p in _files(repo_dir / CHUNKS_DIR)
         if p.name.endswith(".zst") and p.name.removesuffix(".zst") not in live_chunks
+    )
+    live_diffs = _diffs_named_by(delta_lists)
+    doomed += (
+        p
+        for p in _files(repo_dir / DELTAS_DIR)
+        if p.relative_to(repo_dir).as_posix() not in live_diffs
     )
     return GcPlan(
         kept_releases=tuple(r.target for r in kept),
@@ -289,20 +300,35 @@ def _belongs(name: str, release: Release) -> bool:
 
 
 def _chunks_named_by(indexes: Iterable[Path]) -> set[str]:
-    names: set[str] = set()
-    for path in indexes:
+    return _named_by(indexes, "index", lambda data: (c.sha256 for c in load_index(data).chunks))
+
+
+def _diffs_named_by(delta_lists: Iterable[Path]) -> set[str]:
+    return _named_by(
+        delta_lists,
+        "delta list",
+        lambda data: (delta_path(d.target, d.bases) for d in load_deltas(data).deltas),
+    )
+
+
+def _named_by(
+    files: Iterable[Path], what: str, names: Callable[[bytes], Iterable[str]]
+) -> set[str]:
+    """What the given index or delta-list files name (chunk digests, diff paths)."""
+    named: set[str] = set()
+    for path in files:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            continue  # pruned earlier: its chunks were judged then, shared ones by other indexes
+            continue  # pruned earlier: what it named was judged then, shared parts by others
         except OSError as err:
-            raise RepositoryMissing(f"cannot read index {path}: {err.strerror}") from err
+            raise RepositoryMissing(f"cannot read {what} {path}: {err.strerror}") from err
         try:
-            names.update(c.sha256 for c in load_index(data).chunks)
+            named.update(names(data))
         except FormatError as err:
-            # Which chunks it names is unknown, so no chunk can be judged unreferenced.
-            raise RepositoryMissing(f"index {path} is unreadable, nothing deleted: {err}") from err
-    return names
+            # What it names is unknown, so nothing it could name can be judged unreferenced.
+            raise RepositoryMissing(f"{what} {path} is unreadable, nothing deleted: {err}") from err
+    return named
 
 
 def _versioned(metadata_dir: Path, role: str) -> Iterator[tuple[int, Path]]:

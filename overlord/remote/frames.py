@@ -13,7 +13,8 @@ from typing import Any
 MAX_TEXT_BYTES = 4 * 1024
 MAX_BINARY_BYTES = 64 * 1024
 MAX_REASON_CHARS = 200
-FROM_DEVICE = frozenset({"hello", "close", "exit"})
+FROM_DEVICE = frozenset({"hello", "close", "dropped", "exit"})
+MAX_DROPPED = 10**9
 FROM_OPERATOR = frozenset({"close", "resize"})
 
 
@@ -34,6 +35,8 @@ def control(text: str, allowed: frozenset[str]) -> dict[str, Any]:
     reason = message.get("reason", "")
     if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
         raise FrameError(f"close reason is not a string of at most {MAX_REASON_CHARS} chars")
+    if message["type"] == "dropped" and not _integer_in(message.get("count"), 1, MAX_DROPPED):
+        raise FrameError(f"dropped count must be an integer in 1..{MAX_DROPPED}")
     if message["type"] == "resize":
         for key in ("cols", "rows"):
             if not _integer_in(message.get(key), 1, 1000):

@@ -7,7 +7,8 @@ stream (one session, one direction) carries a sequence number ``p``, its index `
 frame and whether it is the frame's ``last``; the receiver puts pieces back in order
 (:class:`Reassembler`) and hands whole frames to the hub, which ignores a stream whose
 socket it does not hold. An ``end`` piece carries the close frame the peer sends before it
-closes.
+closes; it is always one piece, and is delivered whatever its number, since an admin ending
+a session publishes it from whichever replica answered the ``DELETE``.
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ class Reassembler:
         except (ValueError, KeyError, TypeError):
             log.warning("ignoring a malformed remote relay notification")
             return []
+        if piece.get("t") == "e" and piece.get("k") == 0 and piece.get("last"):
+            # An end is one piece and may come from any replica (an admin's DELETE), with
+            # its own numbering: it ends the stream whatever number it carries.
+            self._streams.pop(key, None)
+            return [Relayed(key[0], key[1], "e", base64.b64decode(piece["d"]))]
         stream = self._streams.get(key)
         if stream is None:
             if piece.get("k") != 0:
@@ -102,9 +108,6 @@ class Reassembler:
             if ready["last"]:
                 data, stream.parts = b"".join(stream.parts), []
                 whole.append(Relayed(key[0], key[1], str(ready["t"]), data))
-                if ready["t"] == "e":
-                    del self._streams[key]
-                    break
         return whole
 
 

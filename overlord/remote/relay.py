@@ -12,6 +12,7 @@ import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from anyio import from_thread
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -114,6 +115,22 @@ class Hub:
                 box.close(last)
             elif self.relay is not None and side is not ending:
                 await run_in_threadpool(self.relay.publish, session_id, side, "e", last.encode())
+
+    def end_everywhere(self, session_id: str, last: str) -> None:
+        """From a worker thread (an admin's ``DELETE``): both sockets of the session, on
+        whichever replicas hold them, send ``last`` and close. With a relay the end goes
+        through ``NOTIFY`` to every replica, this one included."""
+        if self.relay is None:
+            from_thread.run_sync(self._end_here, session_id, last)
+            return
+        for side in Side:
+            self.relay.publish(session_id, side, "e", last.encode())
+
+    def _end_here(self, session_id: str, last: str) -> None:
+        for side in Side:
+            box = self._boxes.get((session_id, side))
+            if box is not None:
+                box.close(last)
 
     def relayed(self, frame: Relayed) -> None:
         """A frame another replica published: for a socket here, or ignored."""

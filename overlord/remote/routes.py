@@ -18,7 +18,8 @@ from overlord.auth.deps import Admin, Viewer
 from overlord.deps import Ctx, DbSession
 from overlord.devices.schemas import DeviceId
 from overlord.openapi import error_responses
-from overlord.remote import asciicast, recordings, service
+from overlord.remote import asciicast, frames, recordings, service
+from overlord.remote.relay import Hub
 from overlord.remote.schemas import OpenSession, RemoteSessionPublic, SessionId
 
 router = APIRouter(prefix=API_PREFIX, tags=["remote"])
@@ -81,8 +82,12 @@ def end_session(
     ctx: Ctx,
     session: DbSession,
 ) -> RemoteSessionPublic:
-    """Ends the session now (its opener or an admin)."""
-    row = service.end_session(session, actor_of(caller, request), session_id, _limits(ctx))
+    """Ends the session now (its opener or an admin); its sockets close on every replica."""
+    actor = actor_of(caller, request)
+    row = service.end_session(session, actor, session_id, _limits(ctx))
+    session.commit()  # recorded before the sockets hear of it: their replicas record nothing
+    hub: Hub = request.app.state.remote_hub
+    hub.end_everywhere(row.id, frames.text("close", reason=f"ended by {actor.name}"))
     return RemoteSessionPublic.model_validate(row)
 
 

@@ -26,7 +26,7 @@ from overlord.auth.deps import Caller, DeviceCaller
 from overlord.context import AppContext
 from overlord.db import unit_of_work, utcnow
 from overlord.devices.schemas import DeviceId
-from overlord.remote import frames, recordings, service
+from overlord.remote import claim, frames, recordings, service
 from overlord.remote.models import EndReason, RemoteSession, SessionKind
 from overlord.remote.relay import Hub, Mailbox, Side
 from overlord.remote.schemas import SessionId
@@ -107,6 +107,8 @@ async def _pump_in(
             raise Ended(ender, control.get("reason") or f"closed by the {side.value}")
         if control["type"] == "resize":
             await hub.send(session_id, side, frames.text("resize", **control))
+        elif control["type"] == "dropped":  # the device's journal reader fell behind
+            await hub.send(session_id, side, frames.text("dropped", count=control["count"]))
         elif control["type"] == "exit":  # a shell's status, for the operator's exit code
             await hub.send(session_id, side, frames.text("exit", status=control["status"]))
 
@@ -148,8 +150,7 @@ async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_lim
     try:
         box = hub.open(row.id, side, lossy=row.kind is SessionKind.LOGS)
     except frames.FrameError as refused:
-        await socket.send_text(frames.text("error", reason=str(refused)))
-        await socket.close()
+        await _refuse(socket, str(refused))
         return
     seen = [time.monotonic()]
     tape = None
@@ -184,6 +185,11 @@ async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_lim
         await socket.close()
 
 
+async def _refuse(socket: WebSocket, reason: str) -> None:
+    await socket.send_text(frames.text("error", reason=reason))
+    await socket.close()
+
+
 @router.websocket("/devices/{device_id}/remote/{session_id}")
 async def device_join(
     socket: WebSocket, device_id: DeviceId, session_id: SessionId, _caller: DeviceCaller
@@ -202,5 +208,15 @@ async def operator_attach(socket: WebSocket, session_id: SessionId, caller: Call
     actor = actor_of(caller, socket)
     limits = service.Limits.of(ctx.settings)
     row = await _in_db(ctx, service.attachable, actor, session_id, limits)
-    await socket.accept()
-    await _serve(socket, row, Side.OPERATOR, holds_limits=False)
+    # Claimed before the upgrade is accepted: once the operator sees it accepted, its
+    # mailbox is in the hub and no frame sent to it is lost.
+    held = await run_in_threadpool(claim.take, ctx.engine, row.id)
+    try:
+        await socket.accept()
+        if held is None:  # another socket, on this replica or another, holds the operator
+            await _refuse(socket, f"the session's {Side.OPERATOR.value} is already connected")
+            return
+        await _serve(socket, row, Side.OPERATOR, holds_limits=False)
+    finally:
+        if held is not None:
+            await run_in_threadpool(held.release)

@@ -44,6 +44,10 @@ def expired(deadline: datetime | None, *, now: datetime) -> bool:
     return deadline is not None and now >= deadline
 
 
+def halted_by_deadline(halt_reason: str | None) -> bool:
+    return (halt_reason or "").startswith(DEADLINE_PREFIX)
+
+
 def deadline_reason(deadline: datetime, *, succeeded: int, admitted: int) -> str:
     return (
         f"{DEADLINE_PREFIX} at {_at(deadline)}: {succeeded} of {admitted} admitted devices "

@@ -144,6 +144,10 @@ class RolloutPublic(BaseModel):
     current_stage: int
     stage_label: str
     halt_reason: str | None
+    actions: list[str] = Field(
+        description="what an operator can do to it now: pause, resume, abort "
+        "(never resume once its deadline passed)"
+    )
     devices: dict[DeviceOutcome, int]
     failure_ratio: float
     created_at: datetime

@@ -138,7 +138,7 @@ def resume(session: Session, *, rollout_id: int, actor: Actor) -> DeploymentRoll
     _require_state(
         rollout, {RolloutState.PENDING, RolloutState.PAUSED, RolloutState.HALTED}, "resume"
     )
-    if schedule.expired(rollout.deadline, now=utcnow()):
+    if _past_deadline(rollout, now=utcnow()):
         raise Conflict(
             f"cannot resume rollout {rollout.name}: its deadline passed",
             hint="abort it, and create a new rollout with a later deadline",
@@ -246,10 +246,34 @@ def _public(
         current_stage=rollout.current_stage,
         stage_label=plan.stage_label(rollout.current_stage, rollout.stages),
         halt_reason=rollout.halt_reason,
+        actions=actions(rollout, now=utcnow()),
         devices={o: counts.get(o, 0) for o in DeviceOutcome},
         failure_ratio=tally.failure_ratio,
         created_at=rollout.created_at,
         updated_at=rollout.updated_at,
+    )
+
+
+_ACTIONS: dict[RolloutState, tuple[str, ...]] = {
+    RolloutState.RUNNING: ("pause", "abort"),
+    RolloutState.PAUSED: ("resume", "abort"),
+    RolloutState.PENDING: ("resume", "abort"),
+    RolloutState.HALTED: ("resume", "abort"),
+}
+
+
+def actions(rollout: DeploymentRollout, *, now: datetime) -> list[str]:
+    """The verbs :func:`pause`, :func:`resume` and :func:`abort` accept for this rollout now."""
+    verbs = _ACTIONS.get(rollout.state, ())
+    if _past_deadline(rollout, now=now):
+        verbs = tuple(v for v in verbs if v != "resume")
+    return list(verbs)
+
+
+def _past_deadline(rollout: DeploymentRollout, *, now: datetime) -> bool:
+    """The deadline passed, by this clock or by the scheduler's that halted the rollout."""
+    return schedule.expired(rollout.deadline, now=now) or schedule.halted_by_deadline(
+        rollout.halt_reason
     )
 
 

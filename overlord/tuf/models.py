@@ -10,6 +10,7 @@ CHUNKS_DIR = "chunks"
 WRITE_LEASE = "tuf-write"
 TARGET_FIELD = "target:"
 CHUNK_FIELD = "chunk:"
+DELTA_FIELD = "delta:"
 SIGNED_TARGETS_FIELD = "targets"
 SIGNED_ROOT_FIELD = "root"
 

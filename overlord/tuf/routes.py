@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.staticfiles import StaticFiles
 
+from fleetcore.delta import is_delta_path
 from fleetcore.wire import API_PREFIX
 from overlord import leases
 from overlord.audit import service as audit
@@ -24,6 +25,7 @@ from overlord.errors import PublishRejected
 from overlord.tuf import service
 from overlord.tuf.models import (
     CHUNK_FIELD,
+    DELTA_FIELD,
     SIGNED_ROOT_FIELD,
     SIGNED_TARGETS_FIELD,
     TARGET_FIELD,
@@ -39,7 +41,8 @@ _PUBLISH_DESCRIPTION = f"""Publish a release or a key rotation signed offline.
 multipart/form-data with: `{SIGNED_ROOT_FIELD}` = the next root version (N+1.root.json, after
 `fleet-sign rotate`), optional; `{SIGNED_TARGETS_FIELD}` = the new signed targets metadata,
 optional when a root is given; one `{TARGET_FIELD}<target name>` file per new target
-(manifest, indexes, role bundles); one `{CHUNK_FIELD}<sha256>` file per new chunk (zstd).
+(manifest, indexes, delta lists, role bundles); one `{CHUNK_FIELD}<sha256>` file per new chunk
+(zstd); one `{DELTA_FIELD}<deltas/...>` file per new diff an uploaded delta list names.
 Nothing is served unless a new root is signed by the thresholds of the current root and of
 itself, the targets signature verifies against the (new) root's targets keys and every file
 matches its signed hashes.
@@ -72,6 +75,7 @@ async def publish(request: Request, actor: OperatorActor, ctx: Ctx) -> PublishRe
         with tempfile.TemporaryDirectory(prefix="overlord-publish-") as tmp:
             uploads: dict[str, Path] = {}
             chunks: dict[str, Path] = {}
+            diffs: dict[str, Path] = {}
             for index, (field, value) in enumerate(form.multi_items()):
                 if field in _SIGNED_FIELDS:
                     continue
@@ -85,6 +89,10 @@ async def publish(request: Request, actor: OperatorActor, ctx: Ctx) -> PublishRe
                     field.removeprefix(CHUNK_FIELD)
                 ):
                     chunks[field.removeprefix(CHUNK_FIELD)] = dest
+                elif field.startswith(DELTA_FIELD) and is_delta_path(
+                    field.removeprefix(DELTA_FIELD)
+                ):
+                    diffs[field.removeprefix(DELTA_FIELD)] = dest
                 else:
                     raise PublishRejected(f"unexpected form field {field!r}")
             return await run_in_threadpool(
@@ -95,6 +103,7 @@ async def publish(request: Request, actor: OperatorActor, ctx: Ctx) -> PublishRe
                 signed.get(SIGNED_TARGETS_FIELD),
                 uploads,
                 chunks,
+                diffs,
             )
     finally:
         await form.close()
@@ -112,6 +121,7 @@ def _publish_locked(
     signed_targets: bytes | None,
     uploads: dict[str, Path],
     chunks: dict[str, Path],
+    diffs: dict[str, Path],
 ) -> PublishResult:
     """Publish under the write lease; the audit entry follows the files in that lease.
 
@@ -133,6 +143,7 @@ def _publish_locked(
             signed_targets=signed_targets,
             uploads=uploads,
             chunks=chunks,
+            diffs=diffs,
         )
         _record_publish(ctx, actor, before, result)
         return result
@@ -157,6 +168,7 @@ def _record_publish(
                 "added_targets": added[:_TARGETS_RECORDED],
                 "added_target_count": len(added),
                 "new_chunks": result.new_chunks,
+                "new_deltas": result.new_deltas,
             },
         )
 

@@ -10,3 +10,4 @@ class PublishResult(BaseModel):
     targets_version: int
     targets: list[str]
     new_chunks: int
+    new_deltas: int = 0

@@ -8,11 +8,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetcore.delta import delta_path, is_deltas_target, load_deltas
 from fleetcore.errors import FormatError
 from fleetcore.release import ChunkIndex, chunk_path, load_index
 from overlord.errors import PublishRejected, RepositoryMissing
 from overlord.tuf.models import timestamp_path
 from overlord.tuf.schemas import PublishResult
+from signing.deltas import store_delta
 from signing.errors import SigningError
 from signing.keys import KeyStore
 from signing.repository import (
@@ -40,14 +42,17 @@ def publish(
     signed_targets: bytes | None,
     uploads: Mapping[str, Path],
     chunks: Mapping[str, Path],
+    diffs: Mapping[str, Path] | None = None,
 ) -> PublishResult:
-    """Verify and publish: a new root, chunks by hash, indexes complete, targets and hashes.
+    """Verify and publish: a new root, chunks by hash, indexes complete, each diff a delta
+    list names decoding to its chunk, targets and hashes.
 
     A new root (a key rotation) must be the next version, signed by the thresholds of the
     current root and of itself, and name the online keys this Overlord holds.
 
     Chunks are content-addressed, so storing verified ones before the metadata check cannot
     expose anything: no signed index points at them until the targets metadata is accepted.
+    Diffs are named by their chunk and bases and checked against the chunk's hash: the same.
     """
     if not (repo_dir / "metadata" / "root.json").exists():
         raise RepositoryMissing(f"no TUF repository at {repo_dir}", hint="run fleet-sign init")
@@ -64,6 +69,7 @@ def publish(
             new_chunks += store_chunk(repo_dir, digest, path.read_bytes(), size=sizes.get(digest))
         for name, index in indexes.items():
             _check_index_chunks(repo_dir, name, index)
+        new_deltas = _store_deltas(repo_dir, uploads, diffs or {}, sizes)
         root, targets = accept_signed_metadata(
             repo_dir, keys, signed_root=signed_root, signed_targets=signed_targets, uploads=uploads
         )
@@ -77,6 +83,7 @@ def publish(
         targets_version=served.signed.version,
         targets=sorted(served.signed.targets),
         new_chunks=new_chunks,
+        new_deltas=new_deltas,
     )
 
 
@@ -107,6 +114,35 @@ def _check_index_chunks(repo_dir: Path, name: str, index: ChunkIndex) -> None:
             f"index {name} names {len(missing)} chunks that are neither uploaded nor stored, "
             f"first {missing[0]}"
         )
+
+
+def _store_deltas(
+    repo_dir: Path, uploads: Mapping[str, Path], diffs: Mapping[str, Path], sizes: dict[str, int]
+) -> int:
+    """Check and store the diffs the uploaded delta lists name; every named diff must be
+    uploaded or stored already, and nothing else may be uploaded."""
+    named: set[str] = set()
+    missing: list[str] = []
+    stored = 0
+    for name, path in uploads.items():
+        if not is_deltas_target(name):
+            continue
+        for delta in load_deltas(path.read_bytes()).deltas:
+            diff = delta_path(delta.target, delta.bases)
+            named.add(diff)
+            if diff in diffs:
+                stored += store_delta(repo_dir, delta, diffs[diff].read_bytes(), sizes)
+            elif not (repo_dir / diff).exists():
+                missing.append(diff)
+    if missing:
+        raise PublishRejected(
+            f"delta lists name {len(missing)} diffs that are neither uploaded nor stored, "
+            f"first {missing[0]}"
+        )
+    stray = sorted(set(diffs) - named)
+    if stray:
+        raise PublishRejected(f"{len(stray)} uploaded diffs are named by no delta list: {stray[0]}")
+    return stored
 
 
 def timestamp_age_s(repo_dir: Path) -> float | None:

@@ -30,10 +30,14 @@ PRINTED = [
 
 
 def _device_serves(fleet: Fleet, device_id: str, access: RemoteAccess, **kw: Any):
-    """The agent's side: waits for the desired state to name a session, then joins it."""
     client = OverlordClient(fleet.url, timeout=10)
     token = fleet.devices[device_id]["Authorization"].removeprefix("Bearer ")
     client.identity = Identity(device_id, token)
+    return device_joins(client, access, **kw)
+
+
+def device_joins(client: OverlordClient, access: RemoteAccess, **kw: Any) -> RemoteFollower:
+    """The agent's side: waits for the desired state to name a session, then joins it."""
     follower = RemoteFollower(client, access, version=lambda: "1.0.0", **kw)
     for _ in range(300):
         desired, _etag = client.desired_state(None)

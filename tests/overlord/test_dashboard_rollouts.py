@@ -147,7 +147,7 @@ def test_the_form_needs_the_sessions_token(overlord: Overlord, fleet: dict[str, 
     assert _rollouts(overlord) == []
 
 
-def test_a_halted_rollouts_page_explains_the_halt_and_offers_resume_and_abort(
+def test_a_rollout_halted_by_its_deadline_explains_why_and_offers_only_abort(
     overlord: Overlord, fleet: dict[str, str]
 ):
     created = overlord.client.post(
@@ -161,7 +161,10 @@ def test_a_halted_rollouts_page_explains_the_halt_and_offers_resume_and_abort(
     browser, token = _login(overlord, KeyRole.OPERATOR)
     page = browser.get(f"/dashboard/rollouts/{created['id']}").text
     assert "deadline passed" in page and "cannot be resumed" in page
-    assert 'data-action="resume"' in page and 'data-action="abort"' in page
+    assert 'data-action="resume"' not in page and 'data-action="abort"' in page
+    assert overlord.client.get(
+        f"/api/v1/rollouts/{created['id']}", headers=overlord.as_admin()
+    ).json()["actions"] == ["abort"]
     aborted = browser.post(
         f"/dashboard/rollouts/{created['id']}/abort",
         data={"csrf": token, "back": "rollout"},

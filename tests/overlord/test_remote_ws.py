@@ -61,6 +61,8 @@ def test_device_lines_reach_the_operator_and_the_device_close_ends_it(overlord: 
             line = json.dumps({"MESSAGE": "hello from the journal"}).encode()
             device.send_bytes(line)
             assert operator.receive_bytes() == line
+            device.send_text(frames.text("dropped", count=3))  # the device's reader lost some
+            assert json.loads(operator.receive_text()) == {"type": "dropped", "count": 3}
             device.send_text(frames.text("close", reason="owner said no"))
             assert json.loads(operator.receive_text()) == {
                 "type": "close",
@@ -95,10 +97,11 @@ def test_another_devices_token_is_refused_before_the_upgrade(overlord: Overlord)
         "not json",
         json.dumps({"type": "shell-please"}),
         json.dumps({"type": "close", "reason": "x" * 201}),
+        json.dumps({"type": "dropped", "count": 0}),
         "x" * (frames.MAX_TEXT_BYTES + 1),
         b"\0" * (frames.MAX_BINARY_BYTES + 1),
     ],
-    ids=["not-json", "unknown-type", "long-reason", "big-text", "big-binary"],
+    ids=["not-json", "unknown-type", "long-reason", "no-count", "big-text", "big-binary"],
 )
 def test_a_hostile_frame_ends_the_session_with_error(overlord: Overlord, hostile: str | bytes):
     device_id, device_auth = overlord.enroll("WS4")
@@ -161,3 +164,25 @@ def test_attach_is_refused_for_an_ended_session_and_a_second_device_socket(overl
         ),
     ):
         pass
+
+
+def test_an_admin_delete_closes_both_sockets_at_once(overlord: Overlord):
+    device_id, device_auth = overlord.enroll("WSDEL")
+    session_id = _open_logs(overlord, device_id)
+    with (
+        _join(overlord, device_id, session_id, device_auth) as device,
+        overlord.client.websocket_connect(
+            f"/api/v1/remote/{session_id}/attach", headers=overlord.as_admin()
+        ) as operator,
+    ):
+        answer = overlord.client.delete(
+            f"/api/v1/remote-sessions/{session_id}", headers=overlord.as_admin()
+        )
+        assert answer.status_code == 200, answer.text
+        for side in (device, operator):
+            closed = json.loads(side.receive_text())
+            assert closed["type"] == "close" and closed["reason"].startswith("ended by ")
+            with pytest.raises(WebSocketDisconnect):
+                side.receive_text()
+    ended = _state(overlord, session_id)
+    assert (ended["state"], ended["end_reason"]) == ("ended", "operator")

@@ -1,7 +1,8 @@
 """The agent's session thread (ADR 0074) on the device's Python, against a real WebSocket
 peer (a ``wsproto`` server on loopback standing in for the Overlord, which needs the server's
 environment): ``hello`` first, the journal's entries as binary frames, the end when the peer
-sends ``close``; the ``fleet.yaml`` veto's ``close`` with its reason; a refused upgrade."""
+sends ``close``; a ``dropped`` count for entries the reader lost; the ``fleet.yaml`` veto's
+``close`` with its reason; a refused upgrade."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from fleetcore.firstboot import RemoteAccess
 from fleetcore.wire import DesiredRemote
 from tests.updater.test_remote_journal import FIXTURES, fake_journal  # noqa: F401 (fixture)
 from updater.remote.join import Join
-from updater.remote.journal import entry_of
+from updater.remote.journal import MAX_LINE_BYTES, entry_of
 
 SESSION = DesiredRemote(session="s" * 22, kind="logs", unit="nginx.service")
 
@@ -125,3 +126,16 @@ def test_a_refused_upgrade_ends_the_thread_quietly():
     peer = Peer(accept=False)
     join = _run(peer, RemoteAccess())
     assert not join.running and peer.received == []
+
+
+def test_entries_the_reader_lost_are_counted_to_the_operator(
+    journal_lines: list[object], monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("FAKE_JOURNAL_BIG", str(MAX_LINE_BYTES + 1))  # skipped whole, counted
+    peer = Peer(close_after=len(journal_lines))
+    _run(peer, RemoteAccess())
+    controls = [json.loads(m)["type"] for m in peer.received if isinstance(m, str)]
+    assert controls[:2] == ["hello", "dropped"]
+    dropped = json.loads(peer.received[1])
+    assert dropped == {"type": "dropped", "count": 1}
+    assert [json.loads(m) for m in peer.received if isinstance(m, bytes)] == journal_lines

@@ -4,9 +4,10 @@ When the desired state names a session, :class:`Join` connects to the Overlord's
 route with ``wsproto`` over a plain socket (the standard library's ``ssl`` for https),
 authenticated like every device request, and sends ``hello``. A session this device refuses
 (its ``fleet.yaml`` veto, or a kind this agent does not serve) gets ``close`` with the reason;
-a log tail sends each journal entry as one binary frame (JSON) and a shell relays its
-terminal (:mod:`updater.remote.shell`) until either side closes or the agent stops it. The
-update loop only starts and stops the thread.
+a log tail sends each journal entry as one binary frame (JSON), and a ``dropped`` count when
+its bounded reader lost entries, and a shell relays its terminal (:mod:`updater.remote.shell`),
+until either side closes or the agent stops it. The update loop only starts and stops the
+thread.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ class Join:
             while not self._stop.is_set():
                 _check(conn)
                 batch = tail.read(READ_S)
+                if batch.dropped:  # the operator sees the gap, as for the Overlord's drops
+                    conn.send_text(_control("dropped", count=batch.dropped))
                 for entry in batch.entries:
                     conn.send_bytes(json.dumps(entry).encode())
                 if batch.finished:
