@@ -51,11 +51,14 @@ class WiFi(_Strict):
 
 class RemoteAccess(_Strict):
     """Which remote troubleshooting sessions this device serves (ADR 0074): its owner's veto,
-    whatever the Overlord allows. A log tail is on unless refused; shell and forwarding off."""
+    whatever the Overlord allows. A log tail is on unless refused; shell and forwarding off.
+    A shell also ends at the device's own idle and length limits, whatever the Overlord's."""
 
     logs: bool = True
     shell: bool = False
     forward: bool = False
+    shell_idle_s: int = Field(default=1800, ge=10, le=86400, description="no traffic: it ends")
+    shell_max_s: int = Field(default=14400, ge=60, le=86400, description="it ends this long after")
 
 
 class FirstBoot(_Strict):

@@ -24,6 +24,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 CONNECT_TIMEOUT_S = 10.0
+SEND_TIMEOUT_S = 30.0  # a peer that takes nothing for this long is gone
 Message = str | bytes
 
 
@@ -69,6 +70,8 @@ class WebSocket:
             data = self._ws.send(event)
         except LocalProtocolError:  # the connection is closing or closed
             raise Closed("the connection was closed") from None
+        # A receive may have left the socket non-blocking; a send waits, but not forever.
+        self._sock.settimeout(SEND_TIMEOUT_S)
         self._sock.sendall(data)
 
     def _fill(self, timeout_s: float | None) -> bool:
@@ -85,6 +88,15 @@ class WebSocket:
         if not data and not self._events:
             raise Closed("the connection was closed")
         return True
+
+    def fileno(self) -> int:
+        """The socket's descriptor, for ``select`` beside other files."""
+        return self._sock.fileno()
+
+    def pending(self) -> bool:
+        """Whether something already read (or decrypted) waits: ``select`` would not see it."""
+        ssl_pending = isinstance(self._sock, ssl.SSLSocket) and self._sock.pending() > 0
+        return bool(self._events) or ssl_pending
 
     def send_text(self, text: str) -> None:
         self._send(TextMessage(data=text))

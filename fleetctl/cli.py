@@ -17,6 +17,7 @@ from fleetctl.commands import (
     logs,
     releases,
     rollouts,
+    shell,
     tokens,
 )
 from fleetctl.errors import UsageError
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[global_options(defaults=True)],
     )
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    for module in (login, devices, logs, groups, config, releases, rollouts, tokens, audit):
+    for module in (login, devices, logs, shell, groups, config, releases, rollouts, tokens, audit):
         module.add(sub)
     return parser
 

@@ -78,8 +78,10 @@ class Client:
         body: Any = None,
         files: UploadParts | None = None,
         api: bool = True,
+        raw: bool = False,
     ) -> Any:
-        """One request; ``path`` is below ``/api/v1`` unless ``api`` is false (``/tuf/...``)."""
+        """One request; ``path`` is below ``/api/v1`` unless ``api`` is false (``/tuf/...``);
+        the answer's JSON, or its bytes with ``raw``."""
         url = f"{API_PREFIX}{path}" if api else path
         query = {k: v for k, v in (params or {}).items() if v is not None}
         try:
@@ -102,6 +104,8 @@ class Client:
                 hint="check the URL: use the Overlord's own base URL, with https:// if it "
                 "redirects http to https",
             )
+        if raw:
+            return data
         if answer.status_code == 204 or not data:
             return None
         return _json(data, self.url, url)

@@ -6,7 +6,7 @@ from overlord.configvars.models import ConfigVariable
 from overlord.db import Base
 from overlord.devices.models import DesiredStateChange, Device, DeviceHeartbeat
 from overlord.events.models import Alert, AlertRule, DeviceEvent
-from overlord.remote.models import RemoteSession
+from overlord.remote.models import RecordingPiece, RemoteSession
 from overlord.rollouts.models import DeploymentRollout, DeviceGroup, DeviceUpdate
 
 __all__ = [
@@ -25,5 +25,6 @@ __all__ = [
     "DeviceHeartbeat",
     "DeviceUpdate",
     "Lease",
+    "RecordingPiece",
     "RemoteSession",
 ]

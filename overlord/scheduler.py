@@ -2,7 +2,7 @@
 
 Jobs: the rollout engine and the remote-session timeouts (every ``engine_interval_s``),
 snapshot+timestamp re-signing (when the served timestamp is older than
-``timestamp_refresh_s``), heartbeat retention (hourly).
+``timestamp_refresh_s``), heartbeat and shell-recording retention (hourly).
 A replica that loses the database or the lease simply stops running them until it has both
 again; a standby replica takes over within ``lease_ttl_s`` when the holder dies.
 """
@@ -19,6 +19,7 @@ from overlord.db import unit_of_work
 from overlord.devices import changes
 from overlord.devices import service as devices_service
 from overlord.errors import OverlordError
+from overlord.remote import recordings
 from overlord.remote import service as remote_service
 from overlord.rollouts import service as rollouts_service
 from overlord.tuf import service as tuf_service
@@ -76,7 +77,10 @@ class Scheduler:
                     session, retention_days=ctx.settings.heartbeat_retention_days
                 )
                 changes.prune(session)
-            log.info("pruned %d heartbeats", removed)
+                pieces = recordings.prune(
+                    session, retention_days=ctx.settings.remote_recording_retention_days
+                )
+            log.info("pruned %d heartbeats, %d shell recording pieces", removed, pieces)
             self._last_prune = time.monotonic()
         return True
 

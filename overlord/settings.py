@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     remote_join_timeout_s: int = Field(
         default=60, ge=10, le=3600, description="a session its device never joins ends"
     )
+    remote_recording_retention_days: int = Field(
+        default=90, ge=1, description="a shell's recording is deleted this long after it ended"
+    )
+    remote_recording_max_bytes: int = Field(
+        default=64 << 20, ge=64 << 10, description="a shell whose recording passes this ends"
+    )
     heartbeat_retention_days: int = Field(default=14, ge=1)
     timestamp_refresh_s: int = Field(default=3600, ge=10)
     release_keep_last: int = Field(

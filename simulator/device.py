@@ -86,8 +86,11 @@ class SimulatedDevice:
         root_json: bytes,
         overlord_url: str,
         enrollment_token: str,
+        remote_shell: bool = False,
     ) -> None:
-        """Flash v1's disk (sparse copy), lay out the mounts, drop the first-boot fleet.yaml."""
+        """Flash v1's disk (sparse copy), lay out the mounts, drop the first-boot fleet.yaml
+        (``remote_shell``: its owner allows remote shells, which then run on this host as the
+        simulator's user; log tails are served as on a device, by this host's journalctl)."""
         roots = self.roots
         for folder in (
             roots.etc,
@@ -118,11 +121,13 @@ class SimulatedDevice:
             "request_timeout_s": 10,
         }
         roots.image_config.write_text(yaml.safe_dump(config))
-        first_boot = {
+        first_boot: dict[str, object] = {
             "overlord_url": overlord_url,
             "enrollment_token": enrollment_token,
             "hostname": self.name,
         }
+        if remote_shell:
+            first_boot["remote"] = {"shell": True}
         roots.fleet_yaml.write_text(yaml.safe_dump(first_boot))
         self.set_health(failing=False)
 

@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from fleetcore.websocket import Closed, WebSocket
+from fleetctl.attach import leave, open_attached
 from fleetctl.commands import Subparsers, command
 from fleetctl.errors import ServerError
 from fleetctl.session import Session
@@ -52,27 +52,15 @@ def line(entry: dict[str, Any]) -> str:
 
 
 def tail(session: Session, args: argparse.Namespace) -> int:
-    client = session.client
     params = {"unit": args.unit, "priority": args.priority, "lines": args.lines}
-    opened = client.call(
-        "POST",
-        f"/devices/{args.device}/remote-sessions",
-        body={"kind": "logs"} | {k: v for k, v in params.items() if v is not None},
-    )
-    try:
-        socket = client.websocket(f"/remote/{opened['id']}/attach")
-    except ServerError:
-        with contextlib.suppress(ServerError):
-            client.call("DELETE", f"/remote-sessions/{opened['id']}")
-        raise
+    body = {"kind": "logs"} | {k: v for k, v in params.items() if v is not None}
+    _session_id, socket = open_attached(session.client, args.device, body)
     try:
         return _print(socket, args, as_json=session.args.json)
     except KeyboardInterrupt:
         return 0
     finally:
-        with contextlib.suppress(OSError, Closed):
-            socket.send_text(json.dumps({"type": "close", "reason": "the operator left"}))
-        socket.close()
+        leave(socket)
 
 
 def _print(socket: WebSocket, args: argparse.Namespace, *, as_json: bool) -> int:

@@ -57,6 +57,7 @@ class AuditAction(StrEnum):
     CONFIG_UNSET = "config.unset"
     REMOTE_OPEN = "remote.open"
     REMOTE_END = "remote.end"
+    REMOTE_RECORDING = "remote.recording"  # an admin read a shell's recording
 
 
 class AuditObject(StrEnum):

@@ -13,7 +13,7 @@ from typing import Any
 MAX_TEXT_BYTES = 4 * 1024
 MAX_BINARY_BYTES = 64 * 1024
 MAX_REASON_CHARS = 200
-FROM_DEVICE = frozenset({"hello", "close", "dropped"})
+FROM_DEVICE = frozenset({"hello", "close", "dropped", "exit"})
 MAX_DROPPED = 10**9
 FROM_OPERATOR = frozenset({"close", "resize"})
 
@@ -35,16 +35,19 @@ def control(text: str, allowed: frozenset[str]) -> dict[str, Any]:
     reason = message.get("reason", "")
     if not isinstance(reason, str) or len(reason) > MAX_REASON_CHARS:
         raise FrameError(f"close reason is not a string of at most {MAX_REASON_CHARS} chars")
-    if message["type"] == "dropped":
-        count = message.get("count")
-        if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_DROPPED:
-            raise FrameError(f"dropped count must be an integer in 1..{MAX_DROPPED}")
+    if message["type"] == "dropped" and not _integer_in(message.get("count"), 1, MAX_DROPPED):
+        raise FrameError(f"dropped count must be an integer in 1..{MAX_DROPPED}")
     if message["type"] == "resize":
         for key in ("cols", "rows"):
-            value = message.get(key)
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
+            if not _integer_in(message.get(key), 1, 1000):
                 raise FrameError(f"resize {key} must be an integer in 1..1000")
+    if message["type"] == "exit" and not _integer_in(message.get("status"), 0, 255):
+        raise FrameError("exit status must be an integer in 0..255")
     return message
+
+
+def _integer_in(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def payload(data: bytes) -> bytes:

@@ -11,13 +11,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String
+from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from overlord.audit.models import NAME_CHARS
 from overlord.db import Base, str_enum, utcnow
 
 TABLE = "remote_sessions"
+RECORDINGS = "remote_recordings"
 SESSION_ID_CHARS = 32
 DETAIL_CHARS = 200
 
@@ -63,3 +64,15 @@ class RemoteSession(Base):
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[EndReason | None] = mapped_column(str_enum(EndReason))
     end_detail: Mapped[str | None] = mapped_column(String(DETAIL_CHARS))
+
+
+class RecordingPiece(Base):
+    """One flushed piece of a shell session's asciicast recording, in order by ``seq``
+    (piece 0 is the header); a recording is all the pieces of its session joined."""
+
+    __tablename__ = RECORDINGS
+
+    session_id: Mapped[str] = mapped_column(String(SESSION_ID_CHARS), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+    written_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,22 +1,24 @@
-"""The remote-session broker API: open, list, read and end (ADR 0074).
+"""The remote-session broker API: open, list, read and end (ADR 0074), and a shell's
+recording.
 
 Opening needs the role of the kind (logs: viewer; shell and forward: admin) and the device's
-configuration allowing it; ending needs the session's opener or an admin. Both are audited.
+configuration allowing it; ending needs the session's opener or an admin; a recording is
+for admins. All three are audited.
 """
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from fleetcore.wire import API_PREFIX
 from overlord.audit.deps import actor_of
-from overlord.auth.deps import Viewer
+from overlord.auth.deps import Admin, Viewer
 from overlord.deps import Ctx, DbSession
 from overlord.devices.schemas import DeviceId
 from overlord.openapi import error_responses
-from overlord.remote import frames, service
+from overlord.remote import asciicast, frames, recordings, service
 from overlord.remote.relay import Hub
 from overlord.remote.schemas import OpenSession, RemoteSessionPublic, SessionId
 
@@ -87,3 +89,22 @@ def end_session(
     hub: Hub = request.app.state.remote_hub
     hub.end_everywhere(row.id, frames.text("close", reason=f"ended by {actor.name}"))
     return RemoteSessionPublic.model_validate(row)
+
+
+@router.get(
+    "/remote-sessions/{session_id}/recording",
+    response_class=Response,
+    responses={
+        200: {"content": {asciicast.MEDIA_TYPE: {}}, "description": "asciicast v2"},
+        **error_responses(403, 404),
+    },
+)
+def get_recording(
+    session_id: SessionId, caller: Admin, request: Request, session: DbSession
+) -> Response:
+    """A shell session's recording in asciicast v2 (admins; so far, while it runs)."""
+    cast = recordings.read(session, actor_of(caller, request), session_id)
+    disposition = f'attachment; filename="{session_id}.cast"'
+    return Response(
+        cast, media_type=asciicast.MEDIA_TYPE, headers={"Content-Disposition": disposition}
+    )

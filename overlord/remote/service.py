@@ -47,6 +47,8 @@ POLICY = {
     SessionKind.FORWARD: ("FLEET_REMOTE_FORWARD", False),
 }
 MAX_OPEN = {SessionKind.LOGS: 4, SessionKind.SHELL: 1, SessionKind.FORWARD: 4}
+# More than one shell per device at a time, when the device's configuration allows it.
+SHELLS_KEY, MAX_SHELLS = "FLEET_REMOTE_SHELLS", 4
 LIST_LIMIT = 100
 
 
@@ -65,13 +67,28 @@ class Limits:
         )
 
 
+def _configured(session: Session, device: Device, key: str) -> str | None:
+    """The value of ``key`` for the device (device over group over fleet), if set."""
+    for item in configvars.effective(session, device_id=device.id, group=device.group_name):
+        if item.row.key == key:
+            return item.row.value
+    return None
+
+
 def allowed(session: Session, device: Device, kind: SessionKind) -> bool:
     """Whether the device's configuration (device over group over fleet) allows ``kind``."""
     key, default = POLICY[kind]
-    for item in configvars.effective(session, device_id=device.id, group=device.group_name):
-        if item.row.key == key:
-            return item.row.value == "1"
-    return default
+    value = _configured(session, device, key)
+    return default if value is None else value == "1"
+
+
+def max_open(session: Session, device: Device, kind: SessionKind) -> int:
+    """How many sessions of ``kind`` the device may have open at once: one shell unless
+    ``FLEET_REMOTE_SHELLS`` (2..4) allows more; a value outside that range counts as 1."""
+    if kind is not SessionKind.SHELL:
+        return MAX_OPEN[kind]
+    value = _configured(session, device, SHELLS_KEY) or ""
+    return int(value) if value.isdigit() and 1 <= int(value) <= MAX_SHELLS else MAX_OPEN[kind]
 
 
 def open_session(
@@ -95,10 +112,10 @@ def open_session(
         )
     now = utcnow()
     open_rows = expire(session, device_id, limits, now=now)
-    if sum(1 for row in open_rows if row.kind is kind) >= MAX_OPEN[kind]:
+    limit = max_open(session, device, kind)
+    if sum(1 for row in open_rows if row.kind is kind) >= limit:
         raise Conflict(
-            f"device {device_id} already has {MAX_OPEN[kind]} open {kind.value} session(s); "
-            "end one first"
+            f"device {device_id} already has {limit} open {kind.value} session(s); end one first"
         )
     row = RemoteSession(
         id=secrets.token_urlsafe(16),

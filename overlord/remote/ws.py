@@ -3,7 +3,8 @@
 Both sides authenticate before the upgrade is accepted (the device with the one device
 check every device route uses, the operator with a bearer token and the kind's role). The
 replica holding the device's socket enforces the idle and maximum-length limits and records
-the end; every frame is checked against :mod:`overlord.remote.frames`.
+the end; every frame is checked against :mod:`overlord.remote.frames`. That replica also
+records a shell (:mod:`overlord.remote.recordings`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from overlord.auth.deps import Caller, DeviceCaller
 from overlord.context import AppContext
 from overlord.db import unit_of_work, utcnow
 from overlord.devices.schemas import DeviceId
-from overlord.remote import claim, frames, service
+from overlord.remote import claim, frames, recordings, service
 from overlord.remote.models import EndReason, RemoteSession, SessionKind
 from overlord.remote.relay import Hub, Mailbox, Side
 from overlord.remote.schemas import SessionId
@@ -63,8 +64,13 @@ class Ended(Exception):
         self.detail = detail
 
 
-async def _pump_out(socket: WebSocket, box: Mailbox) -> None:
+async def _pump_out(socket: WebSocket, box: Mailbox, tape: recordings.Tape | None) -> None:
     while (frame := await box.take()) is not None:
+        try:
+            if tape is not None:
+                await (tape.typed(frame) if isinstance(frame, bytes) else tape.control(frame))
+        except frames.FrameError as error:
+            raise Ended(EndReason.ERROR, str(error)) from None
         if isinstance(frame, bytes):
             await socket.send_bytes(frame)
         else:
@@ -73,7 +79,12 @@ async def _pump_out(socket: WebSocket, box: Mailbox) -> None:
 
 
 async def _pump_in(
-    socket: WebSocket, hub: Hub, session_id: str, side: Side, seen: list[float]
+    socket: WebSocket,
+    hub: Hub,
+    session_id: str,
+    side: Side,
+    seen: list[float],
+    tape: recordings.Tape | None,
 ) -> None:
     allowed = frames.FROM_DEVICE if side is Side.DEVICE else frames.FROM_OPERATOR
     ender = EndReason.DEVICE if side is Side.DEVICE else EndReason.OPERATOR
@@ -84,7 +95,10 @@ async def _pump_in(
         seen[0] = time.monotonic()
         try:
             if message.get("bytes") is not None:
-                await hub.send(session_id, side, frames.payload(message["bytes"]))
+                data = frames.payload(message["bytes"])
+                if tape is not None:
+                    await tape.printed(data)
+                await hub.send(session_id, side, data)
                 continue
             control = frames.control(message.get("text") or "", allowed)
         except frames.FrameError as error:
@@ -95,9 +109,13 @@ async def _pump_in(
             await hub.send(session_id, side, frames.text("resize", **control))
         elif control["type"] == "dropped":  # the device's journal reader fell behind
             await hub.send(session_id, side, frames.text("dropped", count=control["count"]))
+        elif control["type"] == "exit":  # a shell's status, for the operator's exit code
+            await hub.send(session_id, side, frames.text("exit", status=control["status"]))
 
 
-async def _watch(ctx: AppContext, row: RemoteSession, seen: list[float]) -> None:
+async def _watch(
+    ctx: AppContext, row: RemoteSession, seen: list[float], tape: recordings.Tape | None
+) -> None:
     limits = service.Limits.of(ctx.settings)
     started = recorded = time.monotonic()
     while True:
@@ -107,9 +125,18 @@ async def _watch(ctx: AppContext, row: RemoteSession, seen: list[float]) -> None
             raise Ended(EndReason.EXPIRED, "expired limit reached")
         if now - seen[0] >= limits.idle_timeout_s:
             raise Ended(EndReason.IDLE, "idle limit reached")
+        if tape is not None:
+            await _stored(tape)
         if seen[0] != recorded:  # a write only when there was traffic since the last one
             recorded = seen[0]
             await _in_db(ctx, _record_activity, row.id, recorded, now)
+
+
+async def _stored(tape: recordings.Tape) -> None:
+    try:
+        await tape.flush()
+    except frames.FrameError as error:
+        raise Ended(EndReason.ERROR, str(error)) from None
 
 
 def _record_activity(session: Session, session_id: str, seen: float, now: float) -> None:
@@ -126,17 +153,25 @@ async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_lim
         await _refuse(socket, str(refused))
         return
     seen = [time.monotonic()]
+    tape = None
+    if holds_limits and row.kind is SessionKind.SHELL:
+        tape = recordings.Tape(ctx.sessions, row, ctx.settings.remote_recording_max_bytes)
     tasks = [
-        asyncio.create_task(_pump_in(socket, hub, row.id, side, seen)),
-        asyncio.create_task(_pump_out(socket, box)),
+        asyncio.create_task(_pump_in(socket, hub, row.id, side, seen, tape)),
+        asyncio.create_task(_pump_out(socket, box, tape)),
     ]
     if holds_limits:
-        tasks.append(asyncio.create_task(_watch(ctx, row, seen)))
+        tasks.append(asyncio.create_task(_watch(ctx, row, seen, tape)))
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     for task in pending:
         task.cancel()
     outcome = next((t.exception() for t in done if t.exception() is not None), None)
     hub.release(row.id, side)
+    if tape is not None:
+        try:
+            await _stored(tape)
+        except Ended as unstored:
+            outcome = outcome if isinstance(outcome, Ended) else unstored
     if isinstance(outcome, Ended) and outcome.detail != PEER_ENDED:
         await _in_db(ctx, service.finish, row.id, outcome.reason, outcome.detail)
         kind = "error" if outcome.reason is EndReason.ERROR else "close"

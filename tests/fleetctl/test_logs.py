@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Any
 
 import httpx
 import pytest
@@ -28,16 +29,16 @@ PRINTED = [
 ]
 
 
-def _device_serves(fleet: Fleet, device_id: str, access: RemoteAccess):
+def _device_serves(fleet: Fleet, device_id: str, access: RemoteAccess, **kw: Any):
     client = OverlordClient(fleet.url, timeout=10)
     token = fleet.devices[device_id]["Authorization"].removeprefix("Bearer ")
     client.identity = Identity(device_id, token)
-    return device_joins(client, access)
+    return device_joins(client, access, **kw)
 
 
-def device_joins(client: OverlordClient, access: RemoteAccess) -> RemoteFollower:
+def device_joins(client: OverlordClient, access: RemoteAccess, **kw: Any) -> RemoteFollower:
     """The agent's side: waits for the desired state to name a session, then joins it."""
-    follower = RemoteFollower(client, access, version=lambda: "1.0.0")
+    follower = RemoteFollower(client, access, version=lambda: "1.0.0", **kw)
     for _ in range(300):
         desired, _etag = client.desired_state(None)
         if desired is not None and desired.remote is not None:

@@ -147,8 +147,9 @@ def test_the_device_veto_comes_before_what_this_agent_serves():
         "this device's fleet.yaml forbids shell sessions (remote.shell: false)"
     )
     allowed = RemoteAccess(shell=True, forward=True)
-    assert refusal("shell", allowed) == (
-        "shell sessions are not served by this agent version (log tails only)"
+    assert refusal("shell", allowed) is None
+    assert refusal("forward", allowed) == (
+        "forward sessions are not served by this agent version (log tails and shells only)"
     )
     assert refusal("logs", RemoteAccess(logs=False)) == (
         "this device's fleet.yaml forbids logs sessions (remote.logs: false)"

@@ -6,7 +6,7 @@ again while a stale desired state still names it; a session no longer named is s
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from fleetcore.firstboot import RemoteAccess
 from fleetcore.wire import DesiredRemote
@@ -22,9 +22,11 @@ class RemoteFollower:
         *,
         version: Callable[[], str],
         journalctl: str = "journalctl",
+        shell_command: Sequence[str] | None = None,
     ) -> None:
         self._client, self._access = client, access
         self._version, self._journalctl = version, journalctl
+        self._shell_command = shell_command
         self._join: Join | None = None
         self._joined: str | None = None
 
@@ -46,6 +48,7 @@ class RemoteFollower:
             access=self._access,
             version=self._version(),
             journalctl=self._journalctl,
+            shell_command=self._shell_command,
         )
         self._joined = named.session
         self._join.start()

@@ -5,8 +5,9 @@ route with ``wsproto`` over a plain socket (the standard library's ``ssl`` for h
 authenticated like every device request, and sends ``hello``. A session this device refuses
 (its ``fleet.yaml`` veto, or a kind this agent does not serve) gets ``close`` with the reason;
 a log tail sends each journal entry as one binary frame (JSON), and a ``dropped`` count when
-its bounded reader lost entries, until either side closes or the agent stops it. The update
-loop only starts and stops the thread.
+its bounded reader lost entries, and a shell relays its terminal (:mod:`updater.remote.shell`),
+until either side closes or the agent stops it. The update loop only starts and stops the
+thread.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 
 import httpx
 
@@ -21,8 +23,10 @@ from fleetcore.firstboot import RemoteAccess
 from fleetcore.websocket import Closed, WebSocket
 from fleetcore.wire import DesiredRemote
 from updater import tls
+from updater.remote import shell
 from updater.remote.journal import DEFAULT_LINES, JournalTail, TailRequest
 from updater.remote.policy import refusal
+from updater.remote.terminal import login_command
 
 log = logging.getLogger(__name__)
 READ_S = 0.5  # how long a journal read waits: also how often the socket is checked
@@ -44,10 +48,12 @@ class Join:
         access: RemoteAccess,
         version: str,
         journalctl: str = "journalctl",
+        shell_command: Sequence[str] | None = None,
     ) -> None:
         self.session = session
         self._url, self._headers = url, headers
         self._access, self._version, self._journalctl = access, version, journalctl
+        self._shell_command = shell_command
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="remote-session", daemon=True)
 
@@ -81,6 +87,16 @@ class Join:
             conn.close()
 
     def _serve(self, conn: WebSocket) -> str:
+        """Serves the session's kind; the reason this side ends it."""
+        if self.session.kind == "shell":
+            limits = shell.ShellLimits(
+                idle_s=self._access.shell_idle_s, max_s=self._access.shell_max_s
+            )
+            command = self._shell_command or login_command()
+            return shell.serve(conn, self._stop, command, limits)
+        return self._tail(conn)
+
+    def _tail(self, conn: WebSocket) -> str:
         """Tails the journal into the socket; the reason this side ends the session."""
         lines = self.session.lines if self.session.lines is not None else DEFAULT_LINES
         request = TailRequest(unit=self.session.unit, priority=self.session.priority, lines=lines)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from fleetcore.firstboot import RemoteAccess
 
 KINDS = ("logs", "shell", "forward")
-# What this agent version can serve; the shell and port forwarding come with later agents.
-SERVED = frozenset({"logs"})
+# What this agent version can serve; port forwarding comes with a later agent.
+SERVED = frozenset({"logs", "shell"})
 
 
 def refusal(kind: str, access: RemoteAccess) -> str | None:
@@ -16,5 +16,5 @@ def refusal(kind: str, access: RemoteAccess) -> str | None:
     if not getattr(access, kind):
         return f"this device's fleet.yaml forbids {kind} sessions (remote.{kind}: false)"
     if kind not in SERVED:
-        return f"{kind} sessions are not served by this agent version (log tails only)"
+        return f"{kind} sessions are not served by this agent version (log tails and shells only)"
     return None
