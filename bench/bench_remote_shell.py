@@ -27,17 +27,20 @@ from pathlib import Path
 
 import httpx
 
-from fleetcore.websocket import WebSocket
-from overlord import migrate
-from overlord.auth.models import KeyRole
-from overlord.db import make_engine
-from simulator.site import scratch_database
-from tests.overlord.conftest import create_token
-from tests.overlord.servers import overlord_process
-from tests.overlord.test_replicas import _env, _register
-from tests.overlord.tufrepo import make_repo
-from tests.updater.test_remote_shell import ALLOWED, SESSION, SHELL, Peer
-from updater.remote.join import Join
+SOURCE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(SOURCE))
+
+from fleetcore.websocket import WebSocket  # noqa: E402
+from overlord import migrate  # noqa: E402
+from overlord.auth.models import KeyRole  # noqa: E402
+from overlord.db import make_engine  # noqa: E402
+from simulator.site import scratch_database  # noqa: E402
+from tests.overlord.conftest import create_token  # noqa: E402
+from tests.overlord.servers import overlord_process  # noqa: E402
+from tests.overlord.test_replicas import _env, _register  # noqa: E402
+from tests.overlord.tufrepo import make_repo  # noqa: E402
+from tests.updater.test_remote_shell import ALLOWED, SESSION, SHELL, Peer  # noqa: E402
+from updater.remote.join import Join  # noqa: E402
 
 RAW_CAT = b"stty raw -echo; exec cat\n"
 AGENT = """
