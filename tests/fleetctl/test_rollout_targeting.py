@@ -48,10 +48,12 @@ def _targeted_and_scheduled(fleet: Fleet) -> None:
         "groups": ["cameras", "doors"],
         "labels": {},
         "hardware": ["pi4"],
+        "boards": [],
         "exclude": {
             "groups": ["lab"],
             "labels": {"bench": "yes"},
             "hardware": [],
+            "boards": [],
             "devices": [devices["door1"]],
         },
     }
