@@ -54,7 +54,7 @@ class ProxyAwareFetcher(FetcherInterface):
         except urllib3.exceptions.HTTPError as err:
             raise DownloadError(f"{url}: {err}") from err
         if response.status >= 400:
-            response.release_conn()
+            _give_back(response, read_to_end=False)
             raise DownloadHTTPError(f"{url}: HTTP {response.status}", response.status)
         return self._body(response)
 
@@ -63,7 +63,7 @@ class ProxyAwareFetcher(FetcherInterface):
         # server trickling a byte now and then would hold a whole document (python-tuf caps
         # its length) for hours. read1 returns what has arrived, so the deadline (the budget
         # plus the bytes so far at MIN_RATE) is checked after every piece.
-        started, received = time.monotonic(), 0
+        started, received, complete = time.monotonic(), 0, False
         try:
             while piece := response.read1(_READ):
                 received += len(piece)
@@ -72,9 +72,20 @@ class ProxyAwareFetcher(FetcherInterface):
                         f"{response.geturl()}: answer not complete within its deadline"
                     )
                 yield piece
+            complete = True
         except urllib3.exceptions.ReadTimeoutError as err:
             raise SlowRetrievalError(str(err)) from err
         except urllib3.exceptions.HTTPError as err:
             raise DownloadError(str(err)) from err
         finally:
-            response.release_conn()
+            _give_back(response, read_to_end=complete)
+
+
+def _give_back(response: urllib3.BaseHTTPResponse, *, read_to_end: bool) -> None:
+    """Return the connection to the pool, closed unless its answer was read to the end: the
+    unread rest of an answer (a 404's body, a document refused halfway) would otherwise be
+    read as the head of the next answer on that connection. Draining it instead would read
+    as much as a hostile server sends."""
+    if not read_to_end:
+        response.close()
+    response.release_conn()
