@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import IO, TypeVar
 
 from tuf.api import exceptions as tuf_errors
-from tuf.api.metadata import TargetFile
+from tuf.api.metadata import Metadata, TargetFile
+from tuf.api.serialization import DeserializationError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
@@ -65,11 +66,21 @@ def check_metadata(data: bytes, *, name: str, max_bytes: int | None = None) -> N
     the last, and the signature covers that reading, so a reader keeping the first would see
     other metadata; it also takes NaN, lone surrogates and any nesting. The publisher and the
     Overlord parse with :mod:`fleetcore.strictjson`; so does the device, here.
+
+    It also refuses fields of ``signed`` that python-tuf's object model drops: the signature
+    is checked over that model's own serialisation, so such a field is covered by no
+    signature, and the device would keep unsigned bytes as trusted metadata.
     """
     try:
-        strictjson.loads(data, what=name, max_bytes=max_bytes)
+        document = strictjson.loads(data, what=name, max_bytes=max_bytes)
     except FormatError as err:
         raise MetadataError(f"metadata refused, not strict JSON: {err}") from err
+    try:
+        model = Metadata.from_bytes(data)
+    except (tuf_errors.RepositoryError, DeserializationError, ValueError, TypeError, KeyError):
+        return  # python-tuf refuses it itself, with its own reason
+    if not isinstance(document, dict) or document.get("signed") != model.signed.to_dict():
+        raise MetadataError(f"metadata refused: {name} carries fields no signature covers")
 
 
 class StrictMetadataFetcher(FetcherInterface):

@@ -265,3 +265,20 @@ def test_custom_metadata_is_a_model_or_one_verification_error(custom):
     # Versions name target paths (os/<version>/...): plain dotted numbers, nothing after them.
     for version in (parsed.version, parsed.version_floor):
         assert version is None or re.fullmatch(r"[0-9]+(\.[0-9]+){0,3}", str(version))
+
+
+@pytest.mark.parametrize(
+    ("name", "honest", "marker"),
+    [
+        ("timestamp.json", TIMESTAMP, b'"meta": {'),  # found by the fuzz above in CI
+    ],
+)
+def test_a_field_python_tuf_drops_is_covered_by_no_signature_and_refused(name, honest, marker):
+    """python-tuf checks a signature over its own model's serialisation and drops fields of
+    ``meta`` it does not know: bytes with such a field verify, yet no signature covers them."""
+    assert marker in honest
+    data = honest.replace(marker, marker + b'"signed": {}, ', 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        client = client_for(Path(tmp), **{name: data})
+        with pytest.raises(MetadataError, match="carries fields no signature covers"):
+            client.refresh()
