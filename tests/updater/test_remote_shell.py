@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import socket
 import threading
 import time
@@ -213,6 +214,30 @@ def test_the_devices_idle_limit_ends_the_shell():
     peer.until(lambda: peer.controls(), "the idle end")
     assert time.monotonic() - started >= 9
     assert peer.controls() == [{"type": "close", "reason": "idle for 10 s (the device's limit)"}]
+    _ended(join)
+
+
+def test_what_the_shell_wrote_before_it_exited_is_sent_before_the_exit(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # The race CI found: the session's thread was not scheduled while the shell printed and
+    # exited, so its next wait saw nothing ready and the exit check came first. Each wait
+    # here lets the shell finish, then reports nothing ready, as a preempted thread sees it.
+    real_select = select.select
+
+    def preempted(
+        readers: list[int], writers: list[int], errors: list[int], wait: float
+    ) -> tuple[list[int], list[int], list[int]]:
+        time.sleep(0.3)
+        real_select(readers, writers, errors, wait)
+        return [], [], []
+
+    monkeypatch.setattr(select, "select", preempted)
+    peer = Peer()
+    join = _join(peer, command=["/bin/sh", "-c", "echo last-$((6*7)); exit 5"])
+    peer.until(lambda: any(c.get("type") == "close" for c in peer.controls()), "the close")
+    assert b"last-42" in peer.output()
+    assert peer.controls()[0] == {"type": "exit", "status": 5}
     _ended(join)
 
 

@@ -5,8 +5,8 @@ the Overlord are keystrokes for the terminal, ``resize`` frames set its size; wh
 writes goes back as binary frames. Input the shell has not taken yet is kept (at most
 :data:`MAX_BACKLOG` bytes, then the socket is not read until it drains), so a large paste
 never blocks the thread while the shell is writing. The session ends when the shell exits
-(an ``exit`` frame with its status goes first), when the Overlord closes it, when the agent
-stops, or at the device's own idle and length limits.
+(everything it wrote, then an ``exit`` frame with its status), when the Overlord closes it,
+when the agent stops, or at the device's own idle and length limits.
 """
 
 from __future__ import annotations
@@ -105,6 +105,10 @@ def _dimension(value: object) -> TypeGuard[int]:
 
 
 def _exited(conn: WebSocket, term: Pty) -> str:
+    # The shell can write its last words and exit between one wait and the exit check (the
+    # session's thread was not scheduled): what the terminal still holds goes first.
+    while output := term.read():
+        conn.send_bytes(output)
     term.close()
     status = term.exit_status()
     code = 255 if status is None else status
