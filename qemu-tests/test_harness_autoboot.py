@@ -80,3 +80,9 @@ def test_boot_state_is_the_contract_json():
     state = json.loads(boot_state(Decision(3, True, Reason.TRYBOOT)))
 
     assert state == {"boot_partition": 3, "tryboot": True}
+
+
+def test_a_verified_boot_sig_makes_the_boot_state_signed():
+    state = json.loads(boot_state(Decision(2, False, Reason.ALL), signed=True))
+
+    assert state == {"boot_partition": 2, "signed": True, "tryboot": False}

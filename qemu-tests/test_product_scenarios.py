@@ -2,8 +2,9 @@
 
 One story on one card, in file order: each scenario starts where the previous one left the
 device. The image is built once per session (`fleet-image build --backend debootstrap`, base
-rootfs from the content-keyed cache), each version assembled from it and signed with
-`fleet-sign`. See product/README.md for the story and its figures.
+rootfs from the content-keyed cache), each version assembled from it with `--boot-key` (secure
+boot and dm-verity, ADR 0070/0071) and signed with `fleet-sign`; the board's bootloader holds
+the customer key. See product/README.md for the story and its figures.
 
 A boot ends as soon as the condition under test is observed (a console line, or the Overlord
 showing it, polled every 2 s): every end but a guest reboot is a power cut, which the config
@@ -25,7 +26,7 @@ import httpx
 import pytest
 import yaml
 from harness.board import BootRecord, Deadlines, SimulatedPi
-from harness.disk import ext4_volume, fat_volume
+from harness.disk import ext4_volume, fat_volume, partition
 from harness.qemu import End, MachineSpec, PowerCut, loopback_service
 from product import card, images, roles
 from product.overlord import Overlord
@@ -43,11 +44,13 @@ HEALTHY_MARKER = "Welcome to "
 # A boot that never meets its end condition is switched off here; no scenario waits for it.
 DEADLINES = Deadlines(watchdog=180.0, session=1500.0)
 SLOT_A_BOOT, SLOT_B_BOOT = 2, 3
-VERSIONS: dict[str, images.Change] = {
-    "1.0.0": images.no_change,
-    "2.0.0": images.no_change,
-    "3.0.0": images.failing_health_check,
-    "4.0.0": images.without_init,
+# Each version's change and the key its boot.img is signed with: 4.0.0 is a sound image whose
+# boot.img another key signed, which the board's bootloader refuses (issue 17's scenario 4).
+VERSIONS: dict[str, tuple[images.Change, Path]] = {
+    "1.0.0": (images.no_change, images.CUSTOMER_KEY),
+    "2.0.0": (images.no_change, images.CUSTOMER_KEY),
+    "3.0.0": (images.failing_health_check, images.CUSTOMER_KEY),
+    "4.0.0": (images.no_change, images.WRONG_KEY),
 }
 # What the agent prints (drop-in of the QEMU layer: its log on the serial console).
 AGENT = "fleet-updater["
@@ -74,6 +77,9 @@ class Product:
         self.status_port = free_port()
         self.overlord_back: datetime | None = None
         """When the Overlord came back after the outage of the v4 scenario."""
+        self.chunks_before_rewrite: list[str] = []
+        """The chunk GETs of the v2 install up to the refusal of its changed slot (the
+        install after it writes the slot again)."""
 
 
 @pytest.fixture(scope="session")
@@ -81,8 +87,8 @@ def product(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Product]:
     workdir = images.workdir(tmp_path_factory)
     made = Product(workdir)
     rootfs = images.build_rootfs(workdir, made.repo.root_json)
-    for version, change in VERSIONS.items():
-        release = images.assemble(rootfs, workdir, version, change)
+    for version, (change, key) in VERSIONS.items():
+        release = images.assemble(rootfs, workdir, version, change, boot_key=key)
         made.repo.add_release(release.release_dir, version)
         made.releases[version] = release
     made.role_image = roles.build_image(workdir)
@@ -108,6 +114,7 @@ def board(product: Product) -> SimulatedPi:
         product.session / "board",
         healthy_marker=HEALTHY_MARKER,
         deadlines=DEADLINES,
+        customer_key=images.CUSTOMER_PUBLIC_KEY.read_bytes(),
         spec=MachineSpec(
             extra_args=loopback_service(
                 product.overlord.port, forwards={product.status_port: STATUS_PAGE_PORT}
@@ -258,11 +265,44 @@ def test_power_cuts_during_the_v2_install_leave_v1_bootable(
     assert only_device(overlord)["image_version"] == "1.0.0"
 
 
+def flip_byte(card_image: Path, label: str, offset: int) -> None:
+    """Change one byte of partition ``label`` on the card, as someone with the card could."""
+    part = partition(card_image, label=label)
+    with card_image.open("r+b") as disk:
+        disk.seek(part.start + offset)
+        byte = disk.read(1)[0]
+        disk.seek(part.start + offset)
+        disk.write(bytes([byte ^ 0xFF]))
+
+
+def test_a_system_slot_changed_on_the_card_is_never_tried(
+    product: Product, board: SimulatedPi
+) -> None:
+    """Issue 17's scenario 3: v2 is written and verified, the power went at the trial request;
+    then one byte of system_b is changed on the card. The next boot's updater checks the slot
+    again before the trial, refuses it and reports why; the board never boots slot B."""
+    overlord = product.overlord
+    flip_byte(board.disk, "system_b", 64 << 20)  # inside the squashfs, far from its tree
+    refused = shows(overlord, "install-failed", "2.0.0")
+    record = timed(board.boot(power_cut=refused))
+
+    assert (record.partition, record.tryboot, record.end) == (SLOT_A_BOOT, False, End.POWER_CUT)
+    (event,) = events(overlord, "install-failed", "2.0.0")
+    print(f"refused before the trial: {event['reason']}")
+    assert "system_b does not read back as the signed system image of 2.0.0" in event["reason"]
+    assert autoboot_all(config_partition_intact(board)["autoboot.txt"]) == SLOT_A_BOOT
+    assert only_device(overlord)["image_version"] == "1.0.0"
+    product.chunks_before_rewrite = list(overlord.chunk_requests())
+
+
 def test_the_root_is_read_through_dm_verity(product: Product, board: SimulatedPi) -> None:
-    """Every version is assembled with --verity. The first boot's initramfs mapped system_a
-    through dm-verity with the root hash of its cmdline.txt, systemd ran from that device, and
-    the device reports the mode (its heartbeats of the boots above). No boot of its own."""
+    """Every version is assembled with --boot-key: the board's bootloader verified boot_a's
+    boot.sig against the customer key and booted the kernel and initramfs inside boot.img
+    (it boots nothing else), whose cmdline.txt pins the root. The first boot's initramfs mapped
+    system_a through dm-verity with that root hash, systemd ran from that device, and the
+    device reports the mode (its heartbeats of the boots above). No boot of its own."""
     first = board.records[0]
+    assert first.label == "boot_a" and first.end is not End.UNBOOTABLE
     params = verity.from_cmdline(kernel_command_line(board, first).split(":", 1)[1])
     assert params is not None
     console = board.console(first)
@@ -277,7 +317,7 @@ def test_the_root_is_read_through_dm_verity(product: Product, board: SimulatedPi
         str(params.data_blocks), str(params.hash_offset // verity.BLOCK), "sha256",
         params.root_hash, params.salt,
     ]  # fmt: skip
-    assert only_device(product.overlord)["boot_mode"] == "verity"
+    assert only_device(product.overlord)["boot_mode"] == "secure-boot+verity"
 
 
 def test_v2_is_committed_on_slot_b(product: Product, board: SimulatedPi) -> None:
@@ -300,7 +340,9 @@ def test_v2_is_committed_on_slot_b(product: Product, board: SimulatedPi) -> None
     # The install resumed after the cuts instead of starting over, which would have served
     # the chunks fetched before the first cut a second time. A chunk served more often than
     # it occurs in the release was fetched again for the same place (in flight at the cut).
-    served = Counter(overlord.chunk_requests())
+    # The install after the refusal of the changed slot wrote it again (counted apart).
+    served = Counter(product.chunks_before_rewrite)
+    print(f"chunk GETs to write the slot again: {len(overlord.chunk_requests()) - served.total()}")
     occurs = chunk_occurrences(product.releases["2.0.0"])
     again = sum(max(0, n - occurs[chunk]) for chunk, n in served.items())
     print(
@@ -535,11 +577,24 @@ def test_crash_looping_role_puts_the_device_in_safe_mode_until_its_fix(
 
 
 def test_v3_failing_its_health_check_falls_back_to_v2(product: Product, board: SimulatedPi) -> None:
+    """3.0.0's trial fails a required health check and falls back. While it runs, the operator
+    rolls out 4.0.0 instead: the fallback boot reports the rollback and takes 4.0.0, rather
+    than a second bounded attempt of 3.0.0 (max_trial_attempts), which would cost the story a
+    install boot and a trial that prove nothing new."""
     overlord = product.overlord
     overlord.abort_unfinished_rollouts()
     overlord.rollout("to-3", "3.0.0")
     rolled_back = shows(overlord, "rollback", "3.0.0", booted_slot="b")
-    records = boot_until(board, rolled_back, max_boots=5)
+    records = []
+    for _ in range(5):
+        records.append(timed(board.boot(power_cut=rolled_back)))
+        if records[-1].end is End.POWER_CUT:
+            break
+        if records[-1].tryboot:  # the trial ended; the board is off until the next boot
+            overlord.abort_unfinished_rollouts()
+            overlord.rollout("to-4", "4.0.0")
+    else:
+        pytest.fail(f"{rolled_back.describe()} did not happen in 5 boots:\n{board.decisions()}")
 
     trials = [r for r in records if r.tryboot]
     assert [(r.partition, r.end) for r in trials] == [(SLOT_A_BOOT, End.REBOOT)]
@@ -552,18 +607,19 @@ def test_v3_failing_its_health_check_falls_back_to_v2(product: Product, board: S
     assert autoboot_all(config_partition_intact(board)["autoboot.txt"]) == SLOT_B_BOOT
 
 
-def test_v4_that_cannot_boot_falls_back_to_v2_while_the_overlord_is_down(
+def test_v4_signed_by_another_key_falls_back_to_v2_while_the_overlord_is_down(
     product: Product, board: SimulatedPi
 ) -> None:
+    """Issue 17's scenario 4: 4.0.0's boot.img is signed by a key the board's bootloader does
+    not hold. The updater's checks pass (boot.img matches boot.sig's digest, the slot its
+    verity root; the device holds no copy of the key), the bootloader refuses the trial slot
+    before anything runs, the tryboot flag is lost and the committed slot boots again."""
     overlord = product.overlord
-    overlord.abort_unfinished_rollouts()
-    overlord.rollout("to-4", "4.0.0")
-    # The cut that ended the v3 scenario came while the agent, still desiring 3.0.0, had
-    # begun its next (bounded) attempt: that attempt runs its course first (a trial on A,
-    # failed, back to B), then v4 is installed into slot A and the agent asks for its trial.
+    # The v3 scenario rolled 4.0.0 out during v3's trial: the fallback boot began its install
+    # into slot A, which this boot resumes until the agent asks for the trial.
     wanted = TRIAL_REQUEST.format(slot="a", version="4.0.0")
     install = None
-    for _ in range(4):
+    for _ in range(2):
         record = timed(board.boot())
         if wanted in board.console(record):
             install = record
@@ -573,7 +629,9 @@ def test_v4_that_cannot_boot_falls_back_to_v2_while_the_overlord_is_down(
 
     overlord.stop()  # down from the trial reboot on
     trial = timed(board.boot())
-    assert (trial.partition, trial.tryboot, trial.end) == (SLOT_A_BOOT, True, End.WATCHDOG)
+    assert (trial.partition, trial.tryboot, trial.end) == (SLOT_A_BOOT, True, End.UNBOOTABLE)
+    assert "secure boot refused boot.img" in trial.detail, trial.detail
+    assert "does not verify against the key" in trial.detail, trial.detail
 
     # The fallback boot runs v2 without its Overlord; it comes back once the agent has said
     # so on the console, and the boot ends when the Overlord has the rollback.
@@ -595,6 +653,7 @@ def test_v4_that_cannot_boot_falls_back_to_v2_while_the_overlord_is_down(
     )
     (rollback,) = events(overlord, "rollback", "4.0.0")
     assert "did not start or ended early" in rollback["reason"]
+    assert "the bootloader refused the slot's signed boot.img" in rollback["reason"]
     device = only_device(overlord)
     assert (device["image_version"], device["booted_slot"]) == ("2.0.0", "b")
 

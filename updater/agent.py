@@ -34,7 +34,7 @@ from updater.board import board_report, read_serial
 from updater.bootloader.fetch import install_from
 from updater.config import UpdaterConfig
 from updater.engine import Engine, EngineResult
-from updater.errors import BoardRefused, ConfigError, OverlordClientError
+from updater.errors import BoardRefused, ConfigError, FirmwareError, OverlordClientError
 from updater.firstboot import move_secrets
 from updater.lock import updater_lock
 from updater.notify import Notifier
@@ -89,7 +89,7 @@ class Agent:
         self.key = devicekey.load_or_create(roots.device_key_file)
         self.client.key = self.key
         # Fixed for the boot; the agent process never outlives it.
-        self.boot_mode = bootmode.boot_mode(roots)
+        self.boot_mode = bootmode.boot_mode(roots, signed=self._signed_boot())
         self.remote = RemoteFollower(
             client, config.remote, version=lambda: str(self.engine.running_version())
         )
@@ -162,6 +162,15 @@ class Agent:
         aside, reason = quarantined
         if self._queue_report(f"state file unreadable ({reason}); set aside as {aside.name}"):
             self.engine.store.quarantined = None
+
+    def _signed_boot(self) -> bool:
+        """Whether the firmware says the bootloader checked boot.sig; a firmware whose state
+        cannot be read says nothing (the update engine reports that failure itself)."""
+        try:
+            return self.engine.firmware.boot_state().signed
+        except FirmwareError as err:
+            log.warning("boot mode: cannot read the firmware's boot state: %s", err)
+            return False
 
     def watch_verity(self) -> None:
         """Report once per agent run that dm-verity refused a block of the running root."""

@@ -47,3 +47,13 @@ def check_slot(disk: BootDisk, slot: Slot) -> str | None:
             return None
         except BootSigError as err:
             raise BootImageRefused(f"{boot.label}: {err}") from err
+
+
+def is_signed(disk: BootDisk, slot: Slot) -> bool:
+    """Whether ``slot``'s boot partition holds a boot.sig (a secure-boot slot)."""
+    boot = disk.slot_partition("boot", slot)
+    with PartitionIO(boot, writable=False) as reader:
+        try:
+            return read_root_file(reader.read, "boot.sig") is not None
+        except NotFat:
+            return False

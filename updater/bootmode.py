@@ -2,10 +2,11 @@
 dm-verity found since boot.
 
 The mode comes from what the boot left behind: ``/proc/cmdline`` names a verity root
-(``fleet.verity=``, which the initramfs opened as ``/dev/mapper/fleet-root``), and the
-firmware's ``chosen/bootloader/signed`` device-tree property (Raspberry Pi documentation,
-"Device Trees": a 32-bit big-endian bit field whose bit 0 says the bootloader ran in
-signed-boot mode and so checked boot.sig over boot.img). Verity errors are not fatal on a
+(``fleet.verity=``, which the initramfs opened as ``/dev/mapper/fleet-root``), and the firmware
+backend says whether the bootloader ran in signed-boot mode (on a Pi the
+``chosen/bootloader/signed`` device-tree property, Raspberry Pi documentation, "Device Trees":
+a 32-bit big-endian bit field whose bit 0 says the bootloader checked boot.sig over boot.img;
+the simulated firmware's ``boot.json``). Verity errors are not fatal on a
 running system (ADR 0071): the read fails with EIO and ``dmsetup status`` shows ``C``
 (corrupted) from then on, which the agent reports.
 """
@@ -48,11 +49,12 @@ def secure_boot(device_tree: Path) -> bool:
     return len(raw) == 4 and bool(int.from_bytes(raw, "big") & _SIGNED_BOOT_BIT)
 
 
-def boot_mode(roots: Roots) -> BootMode:
-    """Secure boot counts only with a verity root: without one the root is not pinned."""
+def boot_mode(roots: Roots, *, signed: bool) -> BootMode:
+    """Secure boot (``signed``, from the firmware backend) counts only with a verity root:
+    without one the root is not pinned."""
     if not verity_root(roots):
         return BootMode.UNSIGNED
-    return BootMode.SECURE_VERITY if secure_boot(roots.device_tree) else BootMode.VERITY
+    return BootMode.SECURE_VERITY if signed else BootMode.VERITY
 
 
 def corrupted(name: str = MAPPER_NAME) -> bool:

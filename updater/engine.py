@@ -414,7 +414,11 @@ class Engine:
             bootimage.check_slot(self.disk, target)
             verity.check_slot(self.disk, target)
         except InstallError:
+            # The slot is not what was signed (written wrong, or changed on the card since it
+            # verified before a cut trial): the next attempt writes it again instead of
+            # re-verifying the same bytes (start() skips to VERIFYING for a written slot).
             ProgressFile(self.roots.install_dir / PROGRESS_FILE).clear()
+            state.slot_versions.pop(target, None)
             raise
         keep_as_seed(self.roots.install_dir, self.roots.slot_dir(target))
         ProgressFile(self.roots.install_dir / PROGRESS_FILE).clear()
@@ -454,11 +458,12 @@ class Engine:
             self.store.save(state)
             self.events.put(EventKind.TRIAL_STARTED, version=state.target_version)
             return None
-        return self._trial_failed(
-            state,
-            "the trial boot did not start or ended early (power cut, crash or watchdog reset)",
-            booted,
-        )
+        reason = "the trial boot did not start or ended early (power cut, crash or watchdog reset"
+        if state.target_slot is not None and bootimage.is_signed(self.disk, state.target_slot):
+            # The bootloader leaves the OS no word on why it booted the committed slot; on a
+            # secure-boot slot its refusal of the signature is one of the causes.
+            reason += ", or the bootloader refused the slot's signed boot.img"
+        return self._trial_failed(state, reason + ")", booted)
 
     def _trial(self, state: UpdaterState) -> EngineResult | None:
         booted = self.boot_state()

@@ -110,6 +110,8 @@ class SimulatedPi:
         decision = self.config.select(tryboot=tryboot)
         index = len(self.records) + 1
         label, files = self._boot_files(decision.partition)
+        # Signed-boot mode: the slot booted only because its boot.sig verified.
+        self.config.record(decision, signed=self.customer_key is not None)
         with self.console_log.open("ab") as log:
             start = log.tell()
             log.write(f"\n### boot {index}: partition {decision.partition}, ".encode())

@@ -9,7 +9,8 @@ The contract, shared with the updater's simulated firmware backend:
   cut, crash, power-off) the firmware drops it unused, as the real firmware loses it in RAM.
 - Before each boot the firmware writes ``simfw/boot.json`` =
   ``{"boot_partition": N, "tryboot": true|false}`` on the config partition, the simulated
-  ``/proc/device-tree/chosen/bootloader/{partition,tryboot}``.
+  ``/proc/device-tree/chosen/bootloader/{partition,tryboot}``, with ``"signed": true`` when
+  a board with a customer key verified the slot's boot.sig (``chosen/bootloader/signed``).
 - Secure boot (:mod:`harness.secureboot`): a board given a customer public key boots only a
   boot partition's ``boot.img`` whose ``boot.sig`` verifies against it, and takes kernel,
   initramfs and ``cmdline.txt`` from inside ``boot.img``; a refused partition is unbootable
@@ -71,9 +72,15 @@ def decide(autoboot_txt: bytes | None, *, tryboot: bool) -> Decision:
     return Decision(trial, True, Reason.TRYBOOT)
 
 
-def boot_state(decision: Decision) -> bytes:
-    """The content of ``simfw/boot.json`` for ``decision``."""
-    state = {"boot_partition": decision.partition, "tryboot": decision.tryboot}
+def boot_state(decision: Decision, *, signed: bool = False) -> bytes:
+    """The content of ``simfw/boot.json`` for ``decision``; ``signed``: the boot.sig of the
+    booted slot verified against the board's customer key (signed-boot mode)."""
+    state: dict[str, int | bool] = {
+        "boot_partition": decision.partition,
+        "tryboot": decision.tryboot,
+    }
+    if signed:
+        state["signed"] = True
     return json.dumps(state, sort_keys=True).encode() + b"\n"
 
 
@@ -92,9 +99,11 @@ class ConfigPartition:
         return self.volume.delete(TRYBOOT_FLAG)
 
     def select(self, *, tryboot: bool) -> Decision:
-        decision = decide(self.volume.read(AUTOBOOT), tryboot=tryboot)
-        self.volume.write(BOOT_STATE, boot_state(decision))
-        return decision
+        return decide(self.volume.read(AUTOBOOT), tryboot=tryboot)
+
+    def record(self, decision: Decision, *, signed: bool) -> None:
+        """Write ``simfw/boot.json`` for the boot about to start."""
+        self.volume.write(BOOT_STATE, boot_state(decision, signed=signed))
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from product import tool
 #   dockerd to answer (`health.docker: required`, the default), since the image ships
 #   Docker with Compose v2 and the role scenarios run a role on it;
 # - a unit drop-in that copies the updater's log (at INFO, -v) to the serial console, where
-#   the harness and a failed test's report read it, after the device-mapper table (every
-#   version is assembled with --verity: the root is read through dm-verity, ADR 0071).
+#   the harness and a failed test's report read it, after the device-mapper table (versions
+#   are assembled with --verity or --boot-key: the root is read through dm-verity, ADR 0071).
 UPDATER_YAML = """\
 hardware: pi4
 poll_min_s: 5
@@ -65,6 +65,11 @@ exit 1
 # story's OS and role updates (128 MiB free).
 DATA_SIZE = "data=768M"
 WORKDIR_ENV = "FLEET_E2E_WORKDIR"
+# The checked-in RSA-2048 boot keys (tests/image/fixtures/bootkeys/README.md): the customer key
+# the simulated board's bootloader holds, and another key for a release it must refuse.
+BOOT_KEYS = Path(__file__).resolve().parents[2] / "tests" / "image" / "fixtures" / "bootkeys"
+CUSTOMER_KEY, CUSTOMER_PUBLIC_KEY = BOOT_KEYS / "customer.pem", BOOT_KEYS / "customer.pub.pem"
+WRONG_KEY = BOOT_KEYS / "other.pem"
 Change = Callable[[Path], None]
 DONE = "done"
 """Stamp of a finished build or assemble: with ``FLEET_E2E_WORKDIR`` set, a developer's rerun
@@ -78,12 +83,6 @@ def no_change(rootfs: Path) -> None:
 def failing_health_check(rootfs: Path) -> None:
     """A required health check that always fails: the trial must fall back."""
     _write(rootfs / FAILING_CHECK, FAILING_CHECK_SCRIPT, executable=True)
-
-
-def without_init(rootfs: Path) -> None:
-    """No /sbin/init: the initramfs cannot hand over, systemd never starts, the boot never
-    becomes healthy and the watchdog resets the board."""
-    (rootfs / "sbin/init").unlink()
 
 
 @dataclass(frozen=True)
@@ -145,13 +144,17 @@ def assemble(
     version: str,
     change: Change = no_change,
     extra: Sequence[str] = (),
+    boot_key: Path | None = None,
 ) -> Release:
     """A copy of ``base`` with the QEMU layer, the version stamp and ``change``, assembled
-    (with ``extra`` assemble options, which name the output folder too).
+    (with ``extra`` assemble options, which name the output folder too) with ``--verity``, or
+    with ``--boot-key boot_key`` (secure boot and verity, ADR 0070) when one is given.
 
     An image a previous run finished in the same ``workdir`` is reused (see ``DONE``).
     """
-    name = "".join([f"image-{version}", *extra])
+    mode = ["--verity"] if boot_key is None else ["--boot-key", str(boot_key)]
+    signed = [] if boot_key is None else [f"-signed-{boot_key.stem}"]
+    name = "".join([f"image-{version}", *extra, *signed])
     out = workdir / name
     if (workdir / f"{name}.{DONE}").exists():
         print(f"fleet-image assemble {version}: reusing {out}")
@@ -169,7 +172,7 @@ def assemble(
     started = time.monotonic()
     run(
         [tool("fleet-image"), "assemble", "--rootfs", rootfs, "--out", out,
-         "--version", version, "--sizes", DATA_SIZE, "--verity", *extra],
+         "--version", version, "--sizes", DATA_SIZE, *mode, *extra],
         timeout=1800,
     )  # fmt: skip
     print(f"fleet-image assemble {version}: {time.monotonic() - started:.0f} s")

@@ -10,6 +10,7 @@ import pytest
 
 from fleetcore.bootsig import BootSig, BootSigError
 from fleetcore.release import ImageName
+from fleetcore.wire import UpdateState
 from tests.updater.releases import image_bytes
 from tests.updater.test_verity import (
     _reader,
@@ -64,3 +65,24 @@ def test_engine_refuses_a_trial_whose_boot_img_does_not_match(
     refused = None if sig_for == "same" else "boot_b: boot.sig names sha256"
     engine, result = install_v3(device, repo_template, tmp_path, images)
     assert_trial_or_refused(engine, result, refused)
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_a_trial_that_never_started_names_the_bootloader_on_a_secure_slot(
+    device, repo_template, tmp_path, signed
+):
+    """The bootloader refuses a boot.img signed by another key before anything runs, and the
+    OS learns only that the trial did not start: on a slot with a boot.sig the rollback's
+    reason names that refusal among the causes (issue 17's scenario 4 in the QEMU story)."""
+    ramdisk = fat_image(tmp_path, {"cmdline.txt": b"quiet\n"}, size=256 << 10)
+    files = {"boot.img": ramdisk, "boot.sig": _sig(ramdisk)} if signed else {"x": b"x"}
+    images = {ImageName.BOOT: fat_image(tmp_path, files), ImageName.SYSTEM: image_bytes(3, 1 << 20)}
+    engine, result = install_v3(device, repo_template, tmp_path, images)
+    assert_trial_or_refused(engine, result, None)
+    device.power_on(requested_reboot=False)  # the trial was refused: the committed slot boots
+    device.settle()
+    state = device.engine().store.load()
+    assert state.state is UpdateState.ROLLED_BACK
+    assert state.last_failure is not None
+    assert "did not start or ended early" in state.last_failure
+    assert ("bootloader refused the slot's signed boot.img" in state.last_failure) is signed

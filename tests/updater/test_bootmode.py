@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pytest
 from fleetcore.wire import BootMode, EventKind
 from tests.updater.agents import make_agent, setup_device
 from updater import bootmode
+from updater.config import FirmwareBackend, FirmwareConfig
+from updater.errors import FirmwareError
+from updater.firmware.tryboot import TrybootFirmware
 from updater.paths import Roots
 
 VERITY_ARG = "fleet.verity=1:sha256:4096:7681:31461376:" + "5a" * 32 + ":" + "0f" * 32
@@ -20,38 +24,75 @@ CMDLINES = {
 }
 
 
-def _roots(tmp: Path, cmdline: str, signed: bytes | None) -> Roots:
+def _roots(tmp: Path, cmdline: str) -> Roots:
     roots = Roots(proc=tmp / "proc", device_tree=tmp / "device-tree")
     roots.proc.mkdir()
     (roots.proc / "cmdline").write_text(cmdline + "\n")
-    if signed is not None:
-        (roots.device_tree / "chosen/bootloader").mkdir(parents=True)
-        (roots.device_tree / "chosen/bootloader/signed").write_bytes(signed)
     return roots
 
 
 @pytest.mark.parametrize(
     ("cmdline", "signed", "mode"),
     [
-        ("plain", None, BootMode.UNSIGNED),
-        ("verity", None, BootMode.VERITY),
-        ("verity", b"\x00\x00\x00\x00", BootMode.VERITY),
-        ("verity", b"\x00\x00\x00\x01", BootMode.SECURE_VERITY),
-        ("verity", b"\x00\x00\x00\x09", BootMode.SECURE_VERITY),
-        ("verity", b"\x01", BootMode.VERITY),  # truncated: not trusted
-        ("plain", b"\x00\x00\x00\x01", BootMode.UNSIGNED),  # signed boot, root not pinned
-        ("malformed", None, BootMode.UNSIGNED),
+        ("plain", False, BootMode.UNSIGNED),
+        ("verity", False, BootMode.VERITY),
+        ("verity", True, BootMode.SECURE_VERITY),
+        ("plain", True, BootMode.UNSIGNED),  # signed boot, root not pinned
+        ("malformed", False, BootMode.UNSIGNED),
     ],
 )
-def test_boot_mode(tmp_path: Path, cmdline: str, signed: bytes | None, mode: BootMode):
-    assert bootmode.boot_mode(_roots(tmp_path, CMDLINES[cmdline], signed)) is mode
+def test_boot_mode(tmp_path: Path, cmdline: str, signed: bool, mode: BootMode):
+    assert bootmode.boot_mode(_roots(tmp_path, CMDLINES[cmdline]), signed=signed) is mode
 
 
-def test_heartbeat_carries_the_boot_mode(device, server):
+@pytest.mark.parametrize(
+    ("signed", "seen"),
+    [
+        (None, False),
+        (b"\x00\x00\x00\x00", False),
+        (b"\x00\x00\x00\x01", True),
+        (b"\x00\x00\x00\x09", True),
+        (b"\x01", False),  # truncated: not trusted
+    ],
+)
+def test_tryboot_backend_reads_signed_boot_from_the_device_tree(
+    tmp_path: Path, signed: bytes | None, seen: bool
+):
+    roots = Roots(device_tree=tmp_path / "device-tree")
+    chosen = roots.device_tree / "chosen/bootloader"
+    chosen.mkdir(parents=True)
+    (chosen / "partition").write_bytes((2).to_bytes(4, "big"))
+    (chosen / "tryboot").write_bytes((0).to_bytes(4, "big"))
+    if signed is not None:
+        (chosen / "signed").write_bytes(signed)
+    state = TrybootFirmware(FirmwareConfig(backend=FirmwareBackend.TRYBOOT), roots).boot_state()
+    assert (state.boot_partition, state.tryboot, state.signed) == (2, False, seen)
+
+
+@pytest.mark.parametrize(
+    ("signed", "mode"), [(None, BootMode.VERITY), (False, BootMode.VERITY),
+                         (True, BootMode.SECURE_VERITY)]
+)  # fmt: skip
+def test_heartbeat_carries_the_boot_mode(device, server, signed: bool | None, mode: BootMode):
+    """The simulated firmware's boot.json says whether it played a signed-boot bootloader
+    (the QEMU harness with a customer key); without the field, it did not."""
     setup_device(device, server)
     (device.roots.proc / "cmdline").write_text(CMDLINES["verity"] + "\n")
+    boot_json = device.roots.boot_config / "simfw" / "boot.json"
+    record = json.loads(boot_json.read_bytes())
+    if signed is not None:
+        record["signed"] = signed
+    boot_json.write_text(json.dumps(record))
     make_agent(device).cycle()
-    assert server.heartbeats[-1].boot_mode is BootMode.VERITY
+    assert server.heartbeats[-1].boot_mode is mode
+
+
+def test_a_boot_json_with_a_bad_signed_field_is_refused(device):
+    boot_json = device.roots.boot_config / "simfw" / "boot.json"
+    record = json.loads(boot_json.read_bytes())
+    boot_json.write_text(json.dumps({**record, "signed": "yes"}))
+    with pytest.raises(FirmwareError, match="signed must be a boolean"):
+        device.engine().firmware.boot_state()
 
 
 def _dmsetup(tmp: Path, monkeypatch: pytest.MonkeyPatch, status: str) -> None:

@@ -16,6 +16,7 @@ from signing.errors import DowngradeRefused
 from tests.updater.conftest import v1_device, v1_images, v2_images
 from tests.updater.releases import ReleaseRepo, image_bytes
 from tests.updater.servers import FleetServer
+from updater.disk import BootDisk
 from updater.engine import EngineResult
 from updater.errors import VersionRejected
 
@@ -76,6 +77,37 @@ def test_wrong_image_hash_fails_read_back(tmp_path, own_repo, own_server):
     assert "does not read back as the signed system image" in state.last_failure
     assert Slot.B not in state.slot_versions
     assert device.committed() is Slot.A
+
+
+def test_slot_changed_on_the_card_after_a_cut_trial_is_refused_then_written_again(device, server):
+    """Issue 17's scenario 3 (the QEMU story does it on the real image): the slot verified and
+    the power went before the trial; one byte of it changed on the card since. The next start
+    refuses the trial and reports why, and the attempt after that writes the slot again
+    instead of re-verifying the same bytes forever."""
+    engine = device.engine()
+    assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
+    device.power_on(requested_reboot=False)  # cut before the trial: the flag is gone
+    system_b = BootDisk.open(device.disk_path).partitions["system_b"]
+    with device.disk_path.open("r+b") as card:
+        card.seek(system_b.offset + 1_000_000)
+        byte = card.read(1)
+        card.seek(-1, 1)
+        card.write(bytes([byte[0] ^ 0xFF]))
+
+    engine = device.engine()
+    assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.IDLE  # reports the cut
+    assert engine.store.load().state is UpdateState.ROLLED_BACK
+    assert engine.start(Version("2.0.0"), server.tuf_url) is EngineResult.IDLE
+    state = engine.store.load()
+    assert state.state is UpdateState.FAILED
+    assert "system_b does not read back as the signed system image" in state.last_failure
+    assert (EventKind.INSTALL_FAILED, state.last_failure) in events(device)
+    assert Slot.B not in state.slot_versions
+    assert device.committed() is Slot.A
+    assert not (device.roots.boot_config / "simfw" / "tryboot").exists()
+
+    assert device.engine().start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
+    assert device.engine().store.load().slot_versions[Slot.B] == Version("2.0.0")
 
 
 def test_downgrade_is_refused(tmp_path, own_repo, own_server):

@@ -16,10 +16,12 @@ from updater.slots import slot_of
 
 @dataclass(frozen=True)
 class BootState:
-    """What the firmware booted: a boot partition number and whether it was a trial boot."""
+    """What the firmware booted: a boot partition number, whether it was a trial boot, and
+    whether the bootloader ran in signed-boot mode (it checked boot.sig over boot.img)."""
 
     boot_partition: int
     tryboot: bool
+    signed: bool = False
 
     @property
     def slot(self) -> Slot:

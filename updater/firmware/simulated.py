@@ -3,7 +3,9 @@
 Contract, all on the config partition mount (``/boot/config``):
 
 - ``simfw/boot.json`` = ``{"boot_partition": N, "tryboot": bool}``, written by the firmware
-  before each boot; the device reads its boot state from it.
+  before each boot; the device reads its boot state from it. ``"signed": true`` when the
+  firmware played a bootloader in signed-boot mode and verified the slot's boot.sig (the
+  simulated ``chosen/bootloader/signed``); absent means false.
 - The device requests a one-shot trial boot by creating ``simfw/tryboot`` (atomically, the
   FAT filesystem flushed: :func:`fleetcore.atomic.atomic_write_fat`), then reboots with the
   configured command.
@@ -45,13 +47,16 @@ def _read_boot_file(path: Path) -> BootState:
     try:
         raw = json.loads(path.read_bytes())
         partition, tryboot = raw["boot_partition"], raw["tryboot"]
+        signed = raw.get("signed", False)
     except FileNotFoundError as err:
         raise FirmwareError(f"{path} is missing: the simulated firmware did not boot us") from err
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise FirmwareError(f"{path} is not a simulated firmware boot record: {err}") from err
     if not isinstance(partition, int) or not isinstance(tryboot, bool):
         raise FirmwareError(f"{path}: boot_partition must be an integer and tryboot a boolean")
-    return BootState(boot_partition=partition, tryboot=tryboot)
+    if not isinstance(signed, bool):
+        raise FirmwareError(f"{path}: signed must be a boolean")
+    return BootState(boot_partition=partition, tryboot=tryboot, signed=signed)
 
 
 def firmware_boot(config_mount: Path, *, requested_reboot: bool = True) -> BootState:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fleetcore.run import run
+from updater.bootmode import secure_boot
 from updater.errors import FirmwareError
 from updater.firmware.base import BootState, Firmware
 
@@ -31,6 +32,7 @@ class TrybootFirmware(Firmware):
         return BootState(
             boot_partition=_read_be32(self._bootloader / "partition"),
             tryboot=_read_be32(self._bootloader / "tryboot") == 1,
+            signed=secure_boot(self.roots.device_tree),
         )
 
     def request_trial_reboot(self) -> None:

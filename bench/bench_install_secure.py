@@ -1,0 +1,144 @@
+"""Install time of a secure release (``--boot-key``: signed boot.img, verity tree) beside an
+unsigned one, from the same rootfs, in the same run.
+
+Each release is one ``fleet-image assemble`` output (``--secure OUT`` and ``--unsigned OUT``,
+assembled from the same rootfs). Its chunk store is served over local HTTP (nginx when
+installed, as in bench_install.py) and installed, unseeded, into slot B of a copy of its own
+disk image by the updater's slot writer, followed by every check the engine runs before a
+trial: the read-back against the signed image hashes, boot.img against boot.sig's digest and
+the whole system slot against its verity root (the last two find nothing to check on the
+unsigned release). Alternating, ``--runs`` times each; medians and the ratio.
+Target: secure <= 1.15x unsigned (issue 17).
+
+    python bench/bench_install_secure.py --secure OUT1 --unsigned OUT2 [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_install import start_server  # noqa: E402
+
+CHILD = r"""
+import hashlib, json, sys, time
+from pathlib import Path
+from fleetcore.layout import Slot
+from fleetcore.release import ImageName
+from fleetcore.version import Version
+from updater import bootimage, verity
+from updater.chunkindex import load_compact
+from updater.chunks import HttpChunkSource
+from updater.config import TransferConfig
+from updater.disk import BootDisk, PartitionIO
+from updater.install import ProgressFile, SlotWriter
+from updater.paths import Roots
+
+disk_path, url, release, work = sys.argv[1:5]
+disk = BootDisk.open(Path(disk_path))
+compact = {i: load_compact((Path(release) / f"{i.value}.index.json").read_bytes())
+           for i in ImageName}
+source = HttpChunkSource(url, TransferConfig())
+progress = ProgressFile(Path(work) / "progress.json")
+progress.clear()
+writer = SlotWriter(disk=disk, roots=Roots(root=Path(work)), active=Slot.A, target=Slot.B,
+                    source=source, seed=None, config=TransferConfig(), progress=progress)
+start = time.perf_counter()
+writer.install(Version("1.0.0"), compact)
+written = time.perf_counter()
+for image, index in compact.items():  # the read-back, as verify_slot does it
+    with PartitionIO(disk.slot_partition(image.value, Slot.B), writable=False) as reader:
+        reader.drop_cache(0, index.image_size)
+        digest, pos = hashlib.sha256(), 0
+        while pos < index.image_size:
+            n = min(1 << 20, index.image_size - pos)
+            digest.update(reader.read(pos, n))
+            pos += n
+        assert digest.hexdigest() == index.image_sha256
+read_back = time.perf_counter()
+signed = bootimage.check_slot(disk, Slot.B)
+root = verity.check_slot(disk, Slot.B)
+done = time.perf_counter()
+print(json.dumps({"write_s": written - start, "read_back_s": read_back - written,
+                  "checks_s": done - read_back, "total_s": done - start,
+                  "fetched_bytes": source.fetched_bytes, "signed": signed is not None,
+                  "verity": root is not None}))
+"""
+
+
+def install_once(out: Path, url: str, work: Path) -> dict[str, float]:
+    disk = work / "disk.img"
+    subprocess.run(["cp", "--sparse=always", str(out / "disk.img"), str(disk)], check=True)
+    state = work / "state"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir()
+    answer = subprocess.run(
+        [sys.executable, "-c", CHILD, str(disk), url, str(out / "release"), str(state)],
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        check=True,
+    )
+    disk.unlink()
+    result: dict[str, float] = json.loads(answer.stdout)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--secure", type=Path, required=True, help="assemble --boot-key output")
+    parser.add_argument("--unsigned", type=Path, required=True, help="plain assemble output")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-install-secure-"))
+    print(f"load average at the start: {os.getloadavg()[0]:.1f}")
+    servers, results = [], {}
+    try:
+        urls = {}
+        for name, out in (("unsigned", args.unsigned), ("secure", args.secure)):
+            folder = work / name
+            folder.mkdir()
+            server, base, server_name = start_server(out / "release", folder)
+            servers.append(server)
+            urls[name] = base
+            results[name] = []
+        print(f"server: {server_name}")
+        for run in range(args.runs):
+            order = ("unsigned", "secure") if run % 2 == 0 else ("secure", "unsigned")
+            for name in order:
+                out = args.secure if name == "secure" else args.unsigned
+                results[name].append(install_once(out, urls[name], work))
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    for name in ("unsigned", "secure"):
+        runs = results[name]
+        last = runs[-1]
+        each = ", ".join(f"{r['total_s']:.2f}" for r in runs)
+        print(
+            f"{name:>8}: median {statistics.median(r['total_s'] for r in runs):6.2f} s "
+            f"(runs {each}); last run: write "
+            f"{last['write_s']:.2f} s, read-back {last['read_back_s']:.2f} s, boot.sig and "
+            f"verity checks {last['checks_s']:.2f} s; fetched {last['fetched_bytes'] / 2**20:.0f}"
+            f" MiB; boot.sig checked {last['signed']}, verity checked {last['verity']}"
+        )
+    secure = statistics.median(r["total_s"] for r in results["secure"])
+    unsigned = statistics.median(r["total_s"] for r in results["unsigned"])
+    print(f"ratio of the medians: secure / unsigned = {secure / unsigned:.2f}x (target <= 1.15x)")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
