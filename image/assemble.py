@@ -59,8 +59,9 @@ class Request:
     # Append a dm-verity hash tree to the system image and pin it in cmdline.txt (ADR 0071);
     # a boot key implies it (the signed boot.img then pins the root).
     verity: bool = False
-    # Leave the data partition for the device to format as LUKS2 at first boot (ADR 0076).
-    encrypt_data: bool = False
+    # Leave the data partition for the device to format as LUKS2 at first boot (ADR 0076);
+    # None: as the rootfs's build config chose (encrypteddata.SETTING_FILE).
+    encrypt_data: bool | None = None
 
 
 def source_date_epoch() -> int:
@@ -74,7 +75,11 @@ def source_date_epoch() -> int:
 def assemble(req: Request) -> Manifest:
     """Build OUT/disk.img and OUT/release/ from the rootfs."""
     _check_input(req)
-    req = dataclasses.replace(req, hardware=_check_boot_files(req))
+    req = dataclasses.replace(
+        req,
+        hardware=_check_boot_files(req),
+        encrypt_data=encrypteddata.wanted(req.rootfs, req.encrypt_data),
+    )
     signer = _secure_boot(req)
     layout = plan(req.sizes, seed=f"{req.version}:{req.epoch}")
     with _staging(req.out) as stage:

@@ -104,9 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     asm.add_argument(
         "--encrypt-data",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="leave the data partition blank: each device formats it as LUKS2 at first boot "
-        "under a key derived from its own secret (ADR 0076); no key exists on the build host",
+        "under a key derived from its own secret (ADR 0076); no key exists on the build host. "
+        "Default: the build config's encrypt_data, recorded in the rootfs",
     )
 
     ins = sub.add_parser("inspect", help="show layout, versions and hashes of an image or release")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from image.errors import InputError
 
@@ -24,6 +24,11 @@ class BuildConfig(BaseModel):
     packages: tuple[str, ...] = Field(default=(), description="extra Debian packages")
     cache_dir: Path = DEFAULT_CACHE
     pi_gen_dir: Path | None = Field(default=None, description="a pi-gen checkout (pi-gen backend)")
+    encrypt_data: StrictBool = Field(
+        default=False,
+        description="/data is LUKS2, formatted by each device at first boot (ADR 0076); "
+        "recorded in the rootfs, where fleet-image assemble reads it unless told otherwise",
+    )
 
     @field_validator("packages")
     @classmethod

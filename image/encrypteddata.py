@@ -14,12 +14,44 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from image.errors import InputError
+
 BLANK_MARKER = b"METRICA-FLEET-DATA-UNFORMATTED-1"
 """The first bytes of a data partition the device may format (fleet-data-luks's MARKER)."""
 ARG = "fleet.data"
 KERNEL_ARG = f"{ARG}=luks"
 SEED_DIR = "fleet-seed/a"
 """Slot A's chunk indexes on the config partition, for the initramfs to copy onto /data."""
+SETTING_FILE = "usr/share/metrica-fleet/data-partition"
+"""Where stage-fleet records the build config's ``encrypt_data`` in the rootfs, as one word:
+:data:`LUKS` or :data:`PLAIN` (``FLEET_DATA_PARTITION``, set by both build backends)."""
+LUKS = "luks"
+PLAIN = "ext4"
+
+
+def setting(encrypt: bool) -> str:
+    """The word stage-fleet records for the build config's ``encrypt_data``."""
+    return LUKS if encrypt else PLAIN
+
+
+def wanted(rootfs: Path, flag: bool | None) -> bool:
+    """Whether assemble encrypts /data: the CLI flag when given, else the rootfs's recorded
+    build setting; a rootfs built before the setting existed has none and stays plain."""
+    if flag is not None:
+        return flag
+    path = rootfs / SETTING_FILE
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"cannot read the build setting {path}: {err}") from err
+    if value not in (LUKS, PLAIN):
+        raise InputError(
+            f"{path} holds {value[:80]!r}, not {LUKS} or {PLAIN}",
+            hint="rebuild the rootfs, or choose with --encrypt-data / --no-encrypt-data",
+        )
+    return value == LUKS
 
 
 def write_blank_data(path: Path) -> None:

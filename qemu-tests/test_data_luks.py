@@ -104,11 +104,16 @@ class Device:
         self.loop = Path(run_text(["losetup", "--find", "--show", str(self.backing)]).strip())
         self.name = f"fleet-test-{os.getpid()}-{tmp_path.name[-12:]}"
 
-    def boot(self, secret: bytes) -> str:
-        """Runs the program as the initramfs does; the error line, or "" when it opened."""
+    def boot(self, secret: bytes, cipher: str | None = None) -> str:
+        """Runs the program as the initramfs does (``cipher``: its fleet.data.cipher=); the
+        error line, or "" when it opened."""
+        env = {**os.environ, "FLEET_DATA_CIPHER": cipher} if cipher is not None else None
         with closing(PtyFirmware(secret)) as firmware:
             proc = run(
-                [PROGRAM, self.loop, self.state, firmware.port, self.name], check=False, timeout=300
+                [PROGRAM, self.loop, self.state, firmware.port, self.name],
+                check=False,
+                timeout=300,
+                env=env,
             )
         if proc.returncode == 0:
             return ""
@@ -256,3 +261,27 @@ def test_a_partition_without_the_blank_marker_is_not_formatted(device):
     device.overwrite_start(len(BLANK_MARKER))
 
     assert "is neither blank nor a LUKS2 volume" in device.refuses(SECRET)
+
+
+@pytest.mark.integration
+def test_an_unknown_cipher_argument_is_refused_before_anything_is_written(device):
+    before = device.digest()
+
+    error = device.boot(SECRET, cipher="des")
+
+    assert error == "fleet-data-luks: fleet.data.cipher=des: not adiantum, aes-xts or auto"
+    assert device.digest() == before
+    assert device.state_text() == ""
+
+
+@pytest.mark.integration
+def test_the_cipher_argument_overrides_the_cpus_choice(device):
+    """aes-xts named on a host whose /proc/cpuinfo has no arm64 ``Features`` line (the CPU's
+    word would be Adiantum, which this host's kernel crypto API cannot even format; the
+    guest formats Adiantum in scenario 2). Mapping needs dm-crypt, so the boot stops there."""
+    assert device.boot(SECRET, cipher="aes-xts") == (
+        f"fleet-data-luks: cannot map {device.loop} as /dev/mapper/{device.name} (dm-crypt)"
+    )
+    dump = run_text(["cryptsetup", "luksDump", device.loop])
+    assert "cipher: aes-xts-plain64" in dump
+    assert "fleet-data-new" in dump  # a format in progress, finished on the next boot

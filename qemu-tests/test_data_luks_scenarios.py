@@ -6,11 +6,14 @@ virtio-serial port).
 One card's story, in file order, shares its boots: board A formats and enrols (1), the raw
 card holds neither secret (3), the card survives a reboot (1), then moves to board B with
 another secret (4). Scenario 2 cuts the power of a fresh card between the LUKS2 header and the
-filesystem.
+filesystem, on a board that plays a Pi 4: no AES instructions, so the volume is Adiantum
+(QEMU's arm64 CPU models all have AES; the board says so on the kernel command line, as a Pi's
+firmware appends its own arguments). Board A's CPU has AES: AES-XTS.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -18,13 +21,14 @@ from pathlib import Path
 
 import pytest
 from harness.board import Deadlines, SimulatedPi
+from harness.disk import partition
 from harness.fwcrypto import SocketFirmware
 from harness.qemu import End, MachineSpec, PowerCut, loopback_service
 from product import images, tool
 from product.overlord import Overlord
 from product.signing import Repository
 
-from fleetcore.run import run
+from fleetcore.run import run, run_text
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(3600)]
 
@@ -37,6 +41,8 @@ AGENT = "fleet-updater["
 FORMATTED = "fleet-data-luks: formatting"
 HEADER_WRITTEN = "fleet-data-luks: LUKS2 header written, making the filesystem"
 CANNOT_OPEN = "cannot open /data:"
+PI4_NO_AES = ("fleet.data.cipher=adiantum",)
+LUKS2_HEADER = 16 << 20
 
 
 @dataclass
@@ -75,14 +81,33 @@ def flash(enc: Encrypted, name: str) -> Path:
     return out
 
 
-def board(enc: Encrypted, card: Path, name: str, firmware: SocketFirmware) -> SimulatedPi:
+def board(
+    enc: Encrypted,
+    card: Path,
+    name: str,
+    firmware: SocketFirmware,
+    kernel_args: tuple[str, ...] = (),
+) -> SimulatedPi:
     return SimulatedPi(
         card,
         enc.session / name,
         healthy_marker=HEALTHY_MARKER,
         deadlines=DEADLINES,
-        spec=MachineSpec(extra_args=loopback_service(enc.overlord.port) + firmware.qemu_args()),
+        spec=MachineSpec(
+            extra_args=loopback_service(enc.overlord.port) + firmware.qemu_args(),
+            kernel_args=kernel_args,
+        ),
     )
+
+
+def luks_dump(card: Path, scratch: Path) -> str:
+    """``cryptsetup luksDump`` of the card's data partition, read on the host."""
+    data = partition(card, label="data")
+    header = scratch / f"{card.stem}-luks-header.img"
+    with card.open("rb") as source:
+        source.seek(data.start)
+        header.write_bytes(source.read(LUKS2_HEADER))
+    return run_text(["cryptsetup", "luksDump", header])
 
 
 def enrolled(overlord: Overlord) -> PowerCut:
@@ -105,6 +130,7 @@ def test_first_boot_formats_luks2_enrols_and_survives_a_reboot(encrypted, card_a
         print(first.line())
         assert first.healthy, pi.decisions()
         assert FORMATTED in pi.console(first)
+        assert "as LUKS2 with aes-xts" in pi.console(first)
         assert "fleet-data-luks: /dev/" in pi.console(first)  # "... formatted"
 
         second = pi.boot(power_cut=PowerCut(marker=AGENT))
@@ -113,6 +139,7 @@ def test_first_boot_formats_luks2_enrols_and_survives_a_reboot(encrypted, card_a
         assert FORMATTED not in pi.console(second)
         assert CANNOT_OPEN not in pi.console(second)
     assert len(encrypted.overlord.devices()) == 1
+    assert "cipher: aes-xts-plain64" in luks_dump(card_a, encrypted.session)
 
 
 def test_the_raw_card_holds_neither_the_token_nor_the_wifi_key(encrypted, card_a):
@@ -135,9 +162,10 @@ def test_the_card_in_another_board_does_not_open_or_enrol(encrypted, card_a):
 
 
 def test_a_power_cut_during_the_first_format_finishes_on_the_next_boot(encrypted):
+    """On a Pi 4-like board: the volume finished after the cut is Adiantum and mounts."""
     card = flash(encrypted, "card-c")
     with closing(SocketFirmware(SECRET_A, encrypted.session / "c.sock")) as firmware:
-        pi = board(encrypted, card, "board-c", firmware)
+        pi = board(encrypted, card, "board-c", firmware, kernel_args=PI4_NO_AES)
         cut = pi.boot(power_cut=PowerCut(marker=HEADER_WRITTEN))
         print(cut.line())
         assert cut.end is End.POWER_CUT, pi.decisions()
@@ -147,4 +175,8 @@ def test_a_power_cut_during_the_first_format_finishes_on_the_next_boot(encrypted
     console = pi.console(again)
     assert again.end is End.POWER_CUT, console
     assert FORMATTED in console
-    assert CANNOT_OPEN not in console
+    assert "as LUKS2 with adiantum" in console
+    assert CANNOT_OPEN not in console  # opened, mounted: the agent started from /data
+    dump = luks_dump(card, encrypted.session)
+    assert "cipher: xchacha12,aes-adiantum-plain64" in dump
+    assert re.search(r"^Label:\s+fleet-data$", dump, re.MULTILINE)  # finished, not -new

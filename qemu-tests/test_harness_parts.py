@@ -144,6 +144,17 @@ def test_qemu_command_boots_the_chosen_files_from_the_card(tmp_path):
     assert argv[-2:] == ["-netdev", "user,id=n0"]
 
 
+def test_the_boards_kernel_arguments_follow_the_cards(tmp_path):
+    files = BootFiles(tmp_path / "k", tmp_path / "i", "console=ttyAMA0 fleet.slot=b")
+    spec = MachineSpec(kernel_args=("fleet.data.cipher=adiantum",))
+
+    argv = qemu.command(spec, tmp_path / "card.img", files)
+
+    assert argv[argv.index("-append") + 1] == (
+        "console=ttyAMA0 fleet.slot=b fleet.data.cipher=adiantum"
+    )
+
+
 def test_power_cut_needs_exactly_one_trigger():
     assert "marker" in PowerCut(marker="guest: x").describe()
     assert PowerCut(when=lambda: True, label="the Overlord saw it").describe() == (

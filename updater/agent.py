@@ -54,6 +54,11 @@ MAX_BATCH = 1000
 # an Overlord that refuses everything (two refusals per dropped event), stop at this many
 # per flush, and the rest is tried at the next one.
 MAX_REFUSALS_PER_FLUSH = 24
+# Cycles in a row whose heartbeat the Overlord refuses as unauthenticated (401) before the
+# agent drops its credential and enrols again: an operator rotated or revoked it (ADR 0075).
+# One refusal alone is not enough: a clock far off costs one 401, then the client signs on
+# the Overlord's clock.
+REENROL_AFTER_REFUSED_CYCLES = 2
 
 
 class Agent:
@@ -85,6 +90,7 @@ class Agent:
         self.bootloader_done: Version | None = None
         self.desired: DesiredState | None = None
         self.interval: float | None = None
+        self.refused_cycles = 0
         self.client.identity = Identity.load(roots.identity_file)
         self.key = devicekey.load_or_create(roots.device_key_file)
         self.client.key = self.key
@@ -115,7 +121,12 @@ class Agent:
             self.backoff = min(self.backoff * 2, self.config.offline_backoff_max_s)
             log.warning("%s; next try in about %.0f s", err, self.backoff)
             return self.backoff * self.rng.uniform(0.5, 1.0)
+        except OverlordRejected as err:
+            if err.status == 401:
+                self.credential_refused()
+            raise
         self.backoff = self.config.poll_min_s
+        self.refused_cycles = 0
         if desired is not None:  # a 200: the desired state changed, failures may be retried
             self.desired = desired
             self.failed_version = None
@@ -304,6 +315,23 @@ class Agent:
         self.engine.reserve.write(lambda: identity.save(self.roots.identity_file))
         move_secrets(self.roots.fleet_yaml, self.roots.firstboot_copy)
         self.events.put(EventKind.ENROLLED, message=f"device {identity.device_id}")
+
+    def credential_refused(self) -> None:
+        """Count a cycle whose credential the Overlord refused; after
+        :data:`REENROL_AFTER_REFUSED_CYCLES` in a row, forget it so the next cycle enrols again
+        with the enrolment token kept on /data and the key the device holds. The old
+        credential stays on /data until the new one replaces it. The Overlord decides: a
+        decommissioned device, a revoked enrolment token or another device's key is refused."""
+        self.refused_cycles += 1
+        if self.client.identity is None or self.refused_cycles < REENROL_AFTER_REFUSED_CYCLES:
+            return
+        log.warning(
+            "the Overlord refused this device's credential %d cycles in a row (rotated or "
+            "revoked by an operator): enrolling again",
+            self.refused_cycles,
+        )
+        self.client.identity = None
+        self.refused_cycles = 0
 
     def heartbeat(self) -> Heartbeat:
         state = self.engine.store.load()

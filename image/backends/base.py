@@ -6,6 +6,7 @@ import abc
 from enum import StrEnum
 from pathlib import Path
 
+from image import encrypteddata
 from image.backends import workdir
 from image.config import BuildConfig
 
@@ -14,6 +15,14 @@ SOURCE_ROOT = Path(__file__).resolve().parents[2]
 STAGE_DIR = SOURCE_ROOT / "pi-gen-config" / "stage-fleet"
 UPDATER_UNIT = SOURCE_ROOT / "updater" / "systemd" / "fleet-updater.service"
 ROOTFS = "rootfs"
+
+
+def stage_settings(config: BuildConfig) -> dict[str, str]:
+    """The build config's choices that stage-fleet records in the rootfs (both backends)."""
+    return {
+        "TARGET_HOSTNAME": config.hostname,
+        "FLEET_DATA_PARTITION": encrypteddata.setting(config.encrypt_data),
+    }
 
 
 class BackendName(StrEnum):

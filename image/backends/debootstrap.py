@@ -25,7 +25,7 @@ from fleetcore.filelock import held
 from fleetcore.run import run
 from image import safemode
 from image.backends import basecache, chroot, mounts, stages, wheelhouse, workdir
-from image.backends.base import ROOTFS, STAGE_DIR, UPDATER_UNIT, Backend
+from image.backends.base import ROOTFS, STAGE_DIR, UPDATER_UNIT, Backend, stage_settings
 from image.errors import BuildError
 from image.progress import step
 
@@ -181,7 +181,7 @@ class DebootstrapBackend(Backend):
                 "FLEET_SAFE_MODE": str(safemode.prepare(Path(safe_mode))),
                 "FLEET_ROOT_JSON": str(cfg.root_json),
                 "FLEET_UPDATER_UNIT": str(UPDATER_UNIT),
-                "TARGET_HOSTNAME": cfg.hostname,
+                **stage_settings(cfg),
                 "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0"),
                 **APT_ENV,
             }

@@ -15,7 +15,7 @@ from fleetcore.errors import CommandError
 from fleetcore.run import run
 from image import safemode
 from image.backends import mounts, wheelhouse, workdir
-from image.backends.base import ROOTFS, SOURCE_ROOT, UPDATER_UNIT, Backend
+from image.backends.base import ROOTFS, SOURCE_ROOT, UPDATER_UNIT, Backend, stage_settings
 from image.errors import BuildError, InputError
 from image.progress import step
 
@@ -55,7 +55,7 @@ class PiGenBackend(Backend):
                 "FLEET_SAFE_MODE": str(safemode.prepare(Path(safe_mode))),
                 "FLEET_ROOT_JSON": str(self.config.root_json),
                 "FLEET_UPDATER_UNIT": str(UPDATER_UNIT),
-                "TARGET_HOSTNAME": self.config.hostname,
+                **stage_settings(self.config),
                 "DEPLOY_DIR": str(deploy),
             }
             with step("pi-gen (stage0 .. stage-fleet)"):

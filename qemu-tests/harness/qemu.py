@@ -48,6 +48,10 @@ class MachineSpec:
     memory_mib: int = 1024
     extra_args: tuple[str, ...] = ()
     """More QEMU arguments, for example a user-mode network reaching an Overlord on the host."""
+    kernel_args: tuple[str, ...] = ()
+    """Appended to the card's ``cmdline.txt``, as a Pi's firmware appends its own: what the
+    board says about itself that QEMU cannot, e.g. ``fleet.data.cipher=adiantum`` for a Pi 4,
+    whose Cortex-A72 lacks the AES instructions every arm64 CPU model of QEMU 7.2 has."""
 
 
 @dataclass(frozen=True)
@@ -150,7 +154,7 @@ def command(spec: MachineSpec, disk: Path, files: BootFiles) -> list[str]:
         "-initrd",
         str(files.initrd),
         "-append",
-        files.cmdline,
+        " ".join((files.cmdline, *spec.kernel_args)),
         "-drive",
         f"if=none,id=card,file={disk},format=raw,cache=writeback,snapshot=off",
         "-device",

@@ -14,6 +14,11 @@ def test_good_config_resolves_paths_relative_to_file():
     assert cfg.cache_dir == config.DEFAULT_CACHE
 
 
+def test_encrypt_data_is_off_unless_the_config_says_so():
+    assert config.load(FIXTURES / "build.yaml").encrypt_data is False
+    assert config.load(FIXTURES / "build-encrypt-data.yaml").encrypt_data is True
+
+
 def test_relative_config_path_gives_absolute_paths(tmp_path: Path, monkeypatch):
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg/root.json").write_text("{}")
@@ -28,6 +33,7 @@ def test_relative_config_path_gives_absolute_paths(tmp_path: Path, monkeypatch):
     ("name", "expected"),
     [
         ("build-unknown-key.yaml", "kernel: Extra inputs are not permitted"),
+        ("build-encrypt-data-word.yaml", "encrypt_data: Input should be a valid boolean"),
         ("build-not-yaml.yaml", "not valid YAML"),
         ("build-no-root.yaml", "does not exist"),
         ("absent.yaml", "cannot read"),

@@ -1,6 +1,7 @@
 """``assemble --encrypt-data``: no data filesystem and no key on the build host, only the blank
 marker the device formats, the seed indexes on the config partition, fleet.data=luks."""
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -70,3 +71,54 @@ def test_the_cli_flag(rootfs: Path, tmp_path: Path):
     assert main([*argv, "--out", str(out)]) == 0
     start, _ = _part(Built(rootfs, out), "data")
     assert _read(out / assemble.DISK_IMAGE, start, 32) == encrypteddata.BLANK_MARKER
+
+
+def _rootfs_with_setting(rootfs: Path, tmp_path: Path, word: str) -> Path:
+    """A copy of ``rootfs`` whose build recorded ``word`` as its data partition setting."""
+    copy = tmp_path / "rootfs"
+    shutil.copytree(rootfs, copy, symlinks=True)
+    setting = copy / encrypteddata.SETTING_FILE
+    setting.parent.mkdir(parents=True, exist_ok=True)
+    setting.write_text(f"{word}\n")
+    return copy
+
+
+def _data_start(disk: Path, rootfs: Path) -> bytes:
+    start, _ = _part(Built(rootfs, disk.parent), "data")
+    return _read(disk, start, len(encrypteddata.BLANK_MARKER))
+
+
+@pytest.mark.parametrize(
+    ("word", "flag", "encrypted"),
+    [
+        ("luks", [], True),
+        ("ext4", [], False),
+        ("luks", ["--no-encrypt-data"], False),
+        ("ext4", ["--encrypt-data"], True),
+    ],
+)
+def test_the_build_setting_decides_and_the_flag_overrides_it(
+    rootfs: Path, tmp_path: Path, word: str, flag: list[str], encrypted: bool
+):
+    tree = _rootfs_with_setting(rootfs, tmp_path, word)
+    out = tmp_path / "out"
+    argv = ["assemble", "--rootfs", str(tree), "--version", "1.0", "--out", str(out)]
+    assert main([*argv, "--sizes", "config=4M,boot=16M,system=24M,data=16M", *flag]) == 0
+    found = _data_start(out / assemble.DISK_IMAGE, tree)
+    assert (found == encrypteddata.BLANK_MARKER) is encrypted
+
+
+def test_a_rootfs_without_the_setting_stays_plain(rootfs: Path):
+    assert not (rootfs / encrypteddata.SETTING_FILE).exists()
+    assert encrypteddata.wanted(rootfs, None) is False
+
+
+def test_a_damaged_setting_is_refused_and_nothing_is_written(rootfs: Path, tmp_path: Path, capsys):
+    tree = _rootfs_with_setting(rootfs, tmp_path, "maybe")
+    out = tmp_path / "out"
+    argv = ["assemble", "--rootfs", str(tree), "--version", "1.0", "--out", str(out)]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert f"{encrypteddata.SETTING_FILE} holds 'maybe', not luks or ext4" in err
+    assert len(err.strip().splitlines()) <= 2  # the error and its hint
+    assert not out.exists()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fleetcore.layout import Slot
 from fleetcore.version import Version
 from fleetcore.wire import EventKind, UpdateState
 from tests.updater.agents import make_agent, setup_device
+from updater.agent import REENROL_AFTER_REFUSED_CYCLES
 from updater.engine import EngineResult
+from updater.overlord import Identity, OverlordRejected
 from updater.queue import EventQueue
 
 
@@ -108,3 +112,46 @@ def test_a_named_remote_session_makes_the_agent_poll_fast_and_join_in_a_thread(d
         server.desired = {}
     assert 30 <= agent.cycle() <= 120
     assert not agent.remote.serving
+
+
+def test_a_refused_credential_is_dropped_after_two_cycles_and_the_agent_enrols_again(
+    device, server
+):
+    setup_device(device, server)
+    agent = make_agent(device)
+    agent.cycle()
+    assert len(server.registrations) == 1
+    server.devices["dev-1"] = "rotated"  # what a rotation does: the credential is refused (401)
+
+    for _ in range(REENROL_AFTER_REFUSED_CYCLES):
+        with pytest.raises(OverlordRejected) as refused:
+            agent.cycle()
+        assert refused.value.status == 401
+        assert len(server.registrations) == 1  # the old credential kept until replaced
+        assert Identity.load(device.roots.identity_file) == Identity("dev-1", "token-dev-1")
+
+    agent.cycle()
+
+    assert len(server.registrations) == 2
+    assert server.registrations[-1].enrollment_token == "enrol-me"  # kept on /data
+    assert Identity.load(device.roots.identity_file) == Identity("dev-2", "token-dev-2")
+    assert server.heartbeats[-1].image_version == Version("1.0.0")
+
+
+def test_one_refused_cycle_alone_keeps_the_credential(device, server):
+    """A clock far off costs one 401; the next cycle, signed on the Overlord's clock, passes."""
+    setup_device(device, server)
+    agent = make_agent(device)
+    agent.cycle()
+    token = server.devices.pop("dev-1")
+    with pytest.raises(OverlordRejected):
+        agent.cycle()
+    server.devices["dev-1"] = token
+
+    agent.cycle()
+    del server.devices["dev-1"]
+    with pytest.raises(OverlordRejected):
+        agent.cycle()  # the count started again
+
+    assert len(server.registrations) == 1
+    assert agent.client.identity == Identity("dev-1", "token-dev-1")

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from fleetcore.release import Hardware
+from image import encrypteddata
 from image.backends.base import UPDATER_UNIT
 from image.bootfiles import BootFiles
 from image.cli import main
@@ -146,6 +147,7 @@ def test_read_only_root_layout(built_rootfs: Path):
     assert '"deprecated-key-path": "/data/var/lib/docker/key.json"' in daemon
     assert (built_rootfs / "usr/sbin/apparmor_parser").is_file()  # dockerd's docker-default
     assert (built_rootfs / "usr/share/metrica-fleet/hostname").read_text().strip() == "metrica-ci"
+    assert (built_rootfs / encrypteddata.SETTING_FILE).read_text() == "ext4\n"  # the default
     assert not list(etc.glob("ssh/ssh_host_*"))
     connections = etc / "NetworkManager/system-connections"
     assert connections.readlink() == Path("/data/etc/NetworkManager/system-connections")

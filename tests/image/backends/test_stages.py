@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from image import safemode
+from image import config, encrypteddata, safemode
 from image.backends import stages
-from image.backends.base import STAGE_DIR
+from image.backends.base import STAGE_DIR, stage_settings
 from image.errors import BuildError
+from tests.image.conftest import FIXTURES
 from updater.cli import SAFE_MODE_BUNDLE
 from updater.paths import Roots
 
@@ -191,3 +192,50 @@ def test_safe_mode_stage_refuses_a_missing_bundle(tmp_path: Path, given: str | N
     done = _install_safe_mode(tmp_path / "rootfs", env)
     assert done.returncode != 0
     assert not (tmp_path / "rootfs" / safemode.INSTALL_PATH).exists()
+
+
+UPDATER_SCRIPT = STAGE_DIR / "03-updater/00-run.sh"
+
+
+def _install_updater(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    """03-updater/00-run.sh with stand-ins for the wheelhouse, root.json and unit it copies."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir(exist_ok=True)
+    (wheels / "metrica_fleet-0-py3-none-any.whl").write_bytes(b"wheel")
+    (tmp_path / "root.json").write_text("{}")
+    (tmp_path / "unit.service").write_text("[Unit]\n")
+    (tmp_path / "rootfs/etc/systemd/system").mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        ["./" + UPDATER_SCRIPT.name],
+        cwd=UPDATER_SCRIPT.parent,
+        env={
+            "PATH": os.environ["PATH"],
+            "ROOTFS_DIR": str(tmp_path / "rootfs"),
+            "FLEET_WHEELHOUSE": str(wheels),
+            "FLEET_ROOT_JSON": str(tmp_path / "root.json"),
+            "FLEET_UPDATER_UNIT": str(tmp_path / "unit.service"),
+            **env,
+        },
+        capture_output=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("encrypt", "word"), [(True, encrypteddata.LUKS), (False, encrypteddata.PLAIN)]
+)
+def test_the_build_config_data_setting_is_recorded_where_assemble_reads_it(
+    tmp_path: Path, encrypt: bool, word: str
+):
+    cfg = config.load(FIXTURES / "build.yaml").model_copy(update={"encrypt_data": encrypt})
+    done = _install_updater(tmp_path, stage_settings(cfg))
+    assert done.returncode == 0, done.stderr
+    rootfs = tmp_path / "rootfs"
+    assert (rootfs / encrypteddata.SETTING_FILE).read_text() == f"{word}\n"
+    assert encrypteddata.wanted(rootfs, None) is encrypt
+
+
+def test_the_stage_refuses_an_unknown_data_setting(tmp_path: Path):
+    done = _install_updater(tmp_path, {"FLEET_DATA_PARTITION": "zfs"})
+    assert done.returncode != 0
+    assert b"FLEET_DATA_PARTITION must be luks or ext4, not 'zfs'" in done.stderr
+    assert not (tmp_path / "rootfs" / encrypteddata.SETTING_FILE).exists()
