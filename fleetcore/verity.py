@@ -7,7 +7,8 @@ geometry, salt and root hash travel in the slot's ``cmdline.txt`` as one kernel 
     fleet.verity=1:sha256:4096:<data blocks>:<hash offset bytes>:<salt hex>:<root hash hex>
 
 This module renders and parses that argument and checks a tree in pure Python (the same tree
-``veritysetup format`` writes): the updater's fallback when ``veritysetup`` is not installed.
+``veritysetup format`` writes), in one front-to-back read: the updater checks a new slot's
+tree while it reads the slot back against the signed hash.
 """
 
 from __future__ import annotations
@@ -102,39 +103,113 @@ def level_blocks(data_blocks: int) -> list[int]:
 _PIECE = 256 * BLOCK
 
 
-def _hash_level(salt: bytes, read: Callable[[int, int], bytes], start: int, count: int) -> bytes:
-    """The level above ``count`` blocks stored from ``start``: one salted digest per block,
-    zero-padded to whole blocks."""
-    base = hashlib.sha256(salt)
+def _hashes(base: hashlib._Hash, data: bytes | memoryview) -> bytes:
+    """One salted digest per whole block of ``data``."""
+    view = memoryview(data)
     out = bytearray()
-    for first in range(0, count, _PIECE // BLOCK):
-        n = min(_PIECE // BLOCK, count - first)
-        piece = memoryview(read(start + first * BLOCK, n * BLOCK))
-        for pos in range(0, n * BLOCK, BLOCK):
-            digest = base.copy()
-            digest.update(piece[pos : pos + BLOCK])
-            out += digest.digest()
-    out += bytes(-len(out) % BLOCK)
+    for pos in range(0, len(view) - BLOCK + 1, BLOCK):
+        digest = base.copy()
+        digest.update(view[pos : pos + BLOCK])
+        out += digest.digest()
     return bytes(out)
+
+
+def _padded(hashes: bytes) -> bytes:
+    return hashes + bytes(-len(hashes) % BLOCK)
+
+
+class TreeCheck:
+    """Checks a verity image read once, front to back, in pieces of any size: the updater
+    feeds it the system slot while it reads the slot back against the signed hash, so a
+    secure release costs no second read (ADR 0071).
+
+    The leaves' digests computed from the data and the stored bottom level are compared by a
+    running SHA-256 of each, and the level above the bottom is computed while the bottom
+    streams past: memory is the tree above its bottom level (1/128 of the tree) and one
+    block, whatever the image's size.
+    """
+
+    def __init__(self, params: VerityParams) -> None:
+        self.params = params
+        self._base = hashlib.sha256(bytes.fromhex(params.salt))
+        self._sizes = level_blocks(params.data_blocks)
+        # The top level is stored first: level i starts after every level above it.
+        self._starts, pos = {}, params.hash_offset
+        for level in reversed(range(len(self._sizes))):
+            self._starts[level] = pos
+            pos += self._sizes[level] * BLOCK
+        self._data_end = params.data_blocks * BLOCK
+        self._bottom = self._starts.get(0, params.hash_offset)
+        self._end = params.image_size
+        self._upper = bytearray()  # stored levels above the bottom, top first
+        self._leaves = hashlib.sha256()  # the leaves' digests, computed from the data
+        self._first_leaf = b""  # the root itself when the data is one block (no tree)
+        self._stored = hashlib.sha256()  # the bottom level as stored
+        self._above = bytearray()  # the level above the bottom, computed from the stored one
+        self._pos = 0
+        self._carry = b""
+
+    def update(self, data: bytes | memoryview) -> None:
+        """The next ``len(data)`` bytes of the image (bytes past its end are ignored)."""
+        if self._carry:
+            data = self._carry + bytes(data)
+        start, view = self._pos - len(self._carry), memoryview(data)
+        whole = len(view) - len(view) % BLOCK
+        self._take(start, view[:whole])
+        self._carry = bytes(view[whole:])
+        self._pos = start + len(view)
+
+    def _take(self, start: int, view: memoryview) -> None:
+        # Whole blocks from ``start`` (a block boundary; every region starts on one).
+        end = start + len(view)
+        if start < self._data_end:
+            leaves = _hashes(self._base, view[: self._data_end - start])
+            if not self._first_leaf:
+                self._first_leaf = leaves[: len(leaves) and _DIGEST]
+            self._leaves.update(leaves)
+        lo, hi = max(start, self.params.hash_offset), min(end, self._bottom)
+        if lo < hi:
+            self._upper += view[lo - start : hi - start]
+        lo, hi = max(start, self._bottom), min(end, self._end)
+        if lo < hi:
+            self._stored.update(view[lo - start : hi - start])
+            self._above += _hashes(self._base, view[lo - start : hi - start])
+
+    def finish(self) -> None:
+        """Raise :class:`VerityMismatch` unless the image read so far verifies: every
+        stored tree block matches the level below it and the top hashes to the root."""
+        if self._pos < self._end:
+            raise VerityMismatch(f"verity image ends at {self._pos} bytes, before {self._end}")
+        if not self._sizes:
+            self._root(self._first_leaf)
+            return
+        self._leaves.update(bytes(-(self.params.data_blocks * _DIGEST) % BLOCK))
+        if self._leaves.digest() != self._stored.digest():
+            raise VerityMismatch("verity hash tree level 0 does not match the data below it")
+        upper = bytes(self._upper)
+        below = bytes(self._above)
+        for level in range(1, len(self._sizes)):
+            first = self._starts[level] - self.params.hash_offset
+            stored = upper[first : first + self._sizes[level] * BLOCK]
+            if stored != _padded(below):
+                raise VerityMismatch(
+                    f"verity hash tree level {level} does not match the data below it"
+                )
+            below = _hashes(self._base, stored)
+        self._root(below[:_DIGEST])
+
+    def _root(self, digest: bytes) -> None:
+        if digest.hex() != self.params.root_hash:
+            raise VerityMismatch(
+                f"verity root hash {digest.hex()[:16]}... is not the signed "
+                f"{self.params.root_hash[:16]}..."
+            )
 
 
 def check_tree(read: Callable[[int, int], bytes], params: VerityParams) -> None:
     """Recompute the tree from the data read with ``read(offset, length)``; raise
     :class:`VerityMismatch` unless every stored tree block and the root hash match."""
-    salt = bytes.fromhex(params.salt)
-    sizes = level_blocks(params.data_blocks)
-    # The top level is stored first: level i starts after every level above it.
-    starts, pos = {}, params.hash_offset
-    for level in reversed(range(len(sizes))):
-        starts[level] = pos
-        pos += sizes[level] * BLOCK
-    below_start, count = 0, params.data_blocks
-    for level, size in enumerate(sizes):
-        if read(starts[level], size * BLOCK) != _hash_level(salt, read, below_start, count):
-            raise VerityMismatch(f"verity hash tree level {level} does not match the data below it")
-        below_start, count = starts[level], size
-    root = hashlib.sha256(salt + read(below_start, BLOCK)).hexdigest()
-    if root != params.root_hash:
-        raise VerityMismatch(
-            f"verity root hash {root[:16]}... is not the signed {params.root_hash[:16]}..."
-        )
+    check = TreeCheck(params)
+    for pos in range(0, params.image_size, _PIECE):
+        check.update(read(pos, min(_PIECE, params.image_size - pos)))
+    check.finish()

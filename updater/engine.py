@@ -28,7 +28,7 @@ from fleetcore.version import Version
 from fleetcore.wire import IN_PROGRESS_STATES, EventKind, UpdateState
 from signing.errors import DownloadError, VerificationError
 from signing.rollback import check_upgrade, raise_floor
-from updater import autoboot, board, bootimage, verity
+from updater import autoboot, board, bootimage
 from updater.attempts import InstallAttempts
 from updater.bootloader import probe
 from updater.bootloader.pending import BootloaderStore
@@ -410,9 +410,8 @@ class Engine:
         target = self._target(state)
         manifest, _ = load_stored(self.roots.install_dir, state.target_version)
         try:
-            verify_slot(self.disk, target, manifest)
+            verify_slot(self.disk, target, manifest)  # and the slot's verity tree
             bootimage.check_slot(self.disk, target)
-            verity.check_slot(self.disk, target)
         except InstallError:
             # The slot is not what was signed (written wrong, or changed on the card since it
             # verified before a cut trial): the next attempt writes it again instead of

@@ -36,6 +36,7 @@ from fleetcore.layout import Slot
 from fleetcore.persisted import LEGACY, dump, load
 from fleetcore.release import BytePatch, ImageName, Manifest, apply_patches
 from fleetcore.version import Version
+from updater import verity
 from updater.chunkindex import CompactIndex, SeedMap
 from updater.chunks import ChunkSource, decode_delta
 from updater.config import TransferConfig
@@ -410,22 +411,31 @@ class SlotWriter:
 
 
 def verify_slot(disk: BootDisk, slot: Slot, manifest: Manifest) -> None:
-    """Read the written images back (past the page cache) and compare with the signed hashes."""
+    """Read the written images back (past the page cache) and compare with the signed hashes;
+    the system image's verity tree, when the boot image just verified pins one, is checked in
+    the same read (:class:`~updater.verity.VerityRefused`)."""
     for image in IMAGE_ORDER:
         entry = manifest.images[image]
         expected, _ = manifest.written(image, "b" if slot is Slot.B else "a")
         part = disk.slot_partition(image.value, slot)
+        tree = None
+        if image is ImageName.SYSTEM:
+            tree = verity.slot_tree(disk, slot, signed_size=entry.size)
         digest = hashlib.sha256()
         with PartitionIO(part, writable=False) as reader:
             reader.drop_cache(0, entry.size)
             pos = 0
             while pos < entry.size:
-                length = min(_READ, entry.size - pos)
-                digest.update(reader.read(pos, length))
-                pos += length
+                data = reader.read(pos, min(_READ, entry.size - pos))
+                digest.update(data)
+                if tree is not None:
+                    tree.update(data)
+                pos += len(data)
         if digest.hexdigest() != expected:
             raise ImageMismatch(
                 f"{part.label} does not read back as the signed {image} image of "
                 f"{manifest.version} (sha256 {digest.hexdigest()[:16]}..., "
                 f"signed {expected[:16]}...)"
             )
+        if tree is not None:
+            tree.finish()

@@ -1,28 +1,23 @@
 """Before a trial: the written system slot must verify against the root hash its boot files
 pin (``fleet.verity=`` in the new boot partition's cmdline.txt, ADR 0071).
 
-``veritysetup verify`` reads the slot when it has a device node of its own and the tool is
-installed (the image ships cryptsetup-bin); otherwise (a slot that is a byte range of a disk
-image, or no veritysetup) the same tree is recomputed in Python (``fleetcore.verity``).
-A release without verity has nothing to check here.
+The tree is recomputed in Python (``fleetcore.verity.TreeCheck``) from the same read that
+compares the slot with its signed hash, so the check costs hashing, not a second read of
+the card. A release without verity has nothing to check here.
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 
-from fleetcore.errors import CommandError, FormatError
+from fleetcore.errors import FormatError
 from fleetcore.layout import Slot
-from fleetcore.run import run
-from fleetcore.verity import HASH, VerityMismatch, VerityParams, check_tree, from_cmdline
-from updater.disk import BootDisk, Partition, PartitionIO
+from fleetcore.verity import TreeCheck, VerityMismatch, VerityParams, from_cmdline
+from updater.disk import BootDisk, PartitionIO
 from updater.errors import InstallError
 from updater.fatroot import NotFat, Reader, read_root_file
 
 log = logging.getLogger(__name__)
-
-TOOL = "veritysetup"
 
 
 class VerityRefused(InstallError):
@@ -61,42 +56,39 @@ def _signed_cmdline(read: Reader, limit: int) -> bytes | None:
         raise FormatError(f"boot.img holds no FAT filesystem: {err}") from err
 
 
-def check_slot(disk: BootDisk, slot: Slot, *, tool: str | None = None) -> VerityParams | None:
-    """Raise :class:`VerityRefused` unless ``slot``'s system partition verifies against the
-    root hash in its boot files. ``tool``: the veritysetup to use (default: from PATH)."""
+class SlotTree:
+    """A system slot's verity tree, checked while the slot is read back against its signed
+    hash (``install.verify_slot``): one read of the slot proves both (ADR 0071)."""
+
+    def __init__(self, label: str, params: VerityParams) -> None:
+        self.label = label
+        self.params = params
+        self._check = TreeCheck(params)
+
+    def update(self, data: bytes) -> None:
+        self._check.update(data)
+
+    def finish(self) -> None:
+        """Raise :class:`VerityRefused` unless what was read verifies against the root."""
+        try:
+            self._check.finish()
+        except VerityMismatch as err:
+            raise VerityRefused(f"{self.label}: {err}") from err
+        log.info("%s verifies against root hash %s", self.label, self.params.root_hash)
+
+
+def slot_tree(disk: BootDisk, slot: Slot, *, signed_size: int) -> SlotTree | None:
+    """The check of ``slot``'s system partition against the root hash in its boot files (read
+    them after the boot image read back as signed), None when they pin no root. The tree must
+    lie inside the ``signed_size`` bytes of the signed system image, which the read-back
+    covers; a tree past them would be bytes nobody signed."""
     params = slot_params(disk, slot)
     if params is None:
         return None
-    system = disk.slot_partition("system", slot)
-    if params.image_size > system.size:
+    label = disk.slot_partition("system", slot).label
+    if params.image_size > signed_size:
         raise VerityRefused(
-            f"{system.label} is {system.size} bytes; its verity tree ends at {params.image_size}"
+            f"{label}: its verity tree ends at {params.image_size}, past the "
+            f"{signed_size} bytes of the signed system image"
         )
-    tool = tool or shutil.which(TOOL)
-    if tool is not None and system.offset == 0:
-        _veritysetup(tool, system, params)
-    else:
-        with PartitionIO(system, writable=False) as reader:
-            reader.drop_cache(0, params.image_size)
-            try:
-                check_tree(reader.read, params)
-            except VerityMismatch as err:
-                raise VerityRefused(f"{system.label}: {err}") from err
-    log.info("%s verifies against root hash %s", system.label, params.root_hash)
-    return params
-
-
-def _veritysetup(tool: str, system: Partition, params: VerityParams) -> None:
-    try:
-        run(
-            [
-                tool, "verify", "--no-superblock", f"--hash={HASH}",
-                f"--data-blocks={params.data_blocks}", f"--hash-offset={params.hash_offset}",
-                f"--salt={params.salt}", system.path, system.path, params.root_hash,
-            ]
-        )  # fmt: skip
-    except CommandError as err:
-        raise VerityRefused(
-            f"{system.label} does not verify against root hash {params.root_hash[:16]}...: "
-            f"{err.stderr.strip().splitlines()[0] if err.stderr.strip() else err}"
-        ) from err
+    return SlotTree(label, params)

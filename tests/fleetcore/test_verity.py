@@ -80,3 +80,29 @@ def test_one_flipped_byte_fails(tmp_path: Path, where: str):
         image.write_bytes(bytes(raw))
     with pytest.raises(VerityMismatch):
         verity.check_tree(_reader(image), params)
+
+
+@pytest.mark.parametrize("piece", [1000, BLOCK, 7 * BLOCK + 3, 1 << 20])
+def test_one_front_to_back_read_in_any_pieces_checks_the_same_tree(tmp_path: Path, piece: int):
+    """TreeCheck is fed the image as the updater reads it back: the same verdicts for any
+    piece size, and an image cut short before its tree ends is refused."""
+    image = tmp_path / "fs.img"
+    image.write_bytes(bytes(range(256)) * (20000 * BLOCK // 256))
+    params = _format(image)
+    data = image.read_bytes()
+
+    def fed(raw: bytes) -> verity.TreeCheck:
+        check = verity.TreeCheck(params)
+        for pos in range(0, len(raw), piece):
+            check.update(raw[pos : pos + piece])
+        return check
+
+    fed(data).finish()
+    fed(data + bytes(3 * BLOCK)).finish()  # the rest of the partition is not the tree's
+    for where in (5 * BLOCK + 7, params.hash_offset + 40, len(data) - 1):
+        flipped = bytearray(data)
+        flipped[where] ^= 1
+        with pytest.raises(VerityMismatch, match="does not match"):
+            fed(bytes(flipped)).finish()
+    with pytest.raises(VerityMismatch, match="ends at"):
+        fed(data[: len(data) - BLOCK]).finish()
