@@ -15,6 +15,7 @@ there (`fleetcore.atomic.atomic_write_fat`, ADR 0025).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -307,6 +308,10 @@ def test_the_root_is_read_through_dm_verity(product: Product, board: SimulatedPi
     assert params is not None
     console = board.console(first)
     assert f"through dm-verity, root hash {params.root_hash}" in console
+    # The initramfs loaded the arm64 SHA-256 drivers before the mapping (the virt board's
+    # Cortex-A72 model has the SHA-2 instructions: sha256-ce); generic C hashing is the fallback.
+    hashing = re.search(r"fleet-verity: SHA-256 by (\S+)", console)
+    assert hashing is not None and hashing.group(1) in ("sha256-ce", "sha256-arm64"), hashing
     # dmsetup table: NAME: START SECTORS verity 1 DATA HASH 4096 4096 BLOCKS HASH_START ALG
     # ROOT SALT, the devices as major:minor.
     table = [line for line in console.splitlines() if f"{verity.MAPPER_NAME}: 0 " in line]
