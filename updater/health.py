@@ -2,7 +2,9 @@
 
 Sources: systemd units, the Docker engine, role health through a hook the roles component
 provides, and executables in ``health.d/{required.d,wanted.d}`` below /etc/metrica-fleet
-(the image's) and /data/fleet (the device's). Everything runs under one deadline; the caller
+(the image's) and /data/fleet (the device's). On a verity root, a last required check that
+dm-verity verified every block the trial read (ADR 0071: a verity error fails the trial,
+whatever else passed). Everything runs under one deadline; the caller
 pings the systemd watchdog between checks, so a hung agent is restarted, and a hung device
 is reset by the hardware watchdog, which ends the trial like any failure.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from fleetcore.errors import CommandError
 from fleetcore.run import run
+from updater import bootmode
 from updater.config import CheckLevel, HealthConfig
 from updater.paths import Roots
 
@@ -31,6 +34,8 @@ class CheckResult:
     ok: bool
     detail: str = ""
 
+
+VERITY_CHECK = "dm-verity root"
 
 # Role health, provided by the roles component: (name, ok, detail) per role.
 RoleHealthHook = Callable[[], list[tuple[str, bool, str]]]
@@ -112,6 +117,9 @@ class HealthChecker:
                 role_results = [("roles", False, f"role health hook raised {err!r}")]
             for name, ok, detail in role_results:
                 report.results.append(CheckResult(f"role {name}", self.config.roles, ok, detail))
+        if bootmode.verity_root(self.roots):
+            # Last, so every block the boot and the checks above read has been verified.
+            report.results.append(_verity_root())
         for result in report.results:
             log.log(
                 logging.INFO if result.ok else logging.WARNING,
@@ -133,6 +141,13 @@ class HealthChecker:
         output = (proc.stderr or proc.stdout or b"").decode(errors="replace").strip()
         detail = output.splitlines()[-1] if output else f"exited {proc.returncode}"
         return CheckResult(check.name, check.level, False, detail)
+
+
+def _verity_root() -> CheckResult:
+    if bootmode.corrupted():
+        detail = "a block of the root did not verify against its root hash (dmsetup status: C)"
+        return CheckResult(VERITY_CHECK, CheckLevel.REQUIRED, False, detail)
+    return CheckResult(VERITY_CHECK, CheckLevel.REQUIRED, True)
 
 
 def _executables(directory: Path) -> list[Path]:

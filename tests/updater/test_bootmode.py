@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from fleetcore.wire import BootMode, EventKind
+from fleetcore.layout import Slot
+from fleetcore.version import Version
+from fleetcore.wire import BootMode, EventKind, UpdateState
 from tests.updater.agents import make_agent, setup_device
 from updater import bootmode
 from updater.config import FirmwareBackend, FirmwareConfig
+from updater.engine import EngineResult
 from updater.errors import FirmwareError
 from updater.firmware.tryboot import TrybootFirmware
 from updater.paths import Roots
@@ -135,3 +138,27 @@ def test_an_unverified_root_is_not_watched(tmp_path, monkeypatch, device, server
     setup_device(device, server)
     make_agent(device).cycle()
     assert not [e for e in server.events if e["kind"] == EventKind.VERITY_CORRUPTION]
+
+
+@pytest.mark.parametrize(("status", "committed"), [("V", True), ("C", False)])
+def test_a_trial_whose_root_failed_verity_falls_back_naming_it(
+    tmp_path, monkeypatch, device, server, status: str, committed: bool
+):
+    """A block of the trial's root that did not verify fails the trial, whatever the other
+    checks say (ADR 0071); the rollback names dm-verity. A root that verified commits."""
+    _dmsetup(tmp_path, monkeypatch, f"0 1024 verity {status}")
+    assert device.engine().start(Version("2.0.0"), server.tuf_url) is EngineResult.REBOOTING
+    device.power_on()
+    (device.roots.proc / "cmdline").write_text(CMDLINES["verity"] + "\n")
+    assert device.booted() == (Slot.B, True)
+    device.settle()
+    state = device.engine().store.load()
+    if committed:
+        assert (device.committed(), state.state) == (Slot.B, UpdateState.COMMITTED)
+        return
+    assert (device.booted(), device.committed()) == ((Slot.A, False), Slot.A)
+    assert state.state is UpdateState.ROLLED_BACK
+    assert state.last_failure == (
+        "health check failed: dm-verity root: a block of the root did not verify against its "
+        "root hash (dmsetup status: C)"
+    )
