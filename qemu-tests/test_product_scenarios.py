@@ -581,20 +581,40 @@ def test_crash_looping_role_puts_the_device_in_safe_mode_until_its_fix(
     assert role_versions(overlord)[roles.NAME] == ("1.0.0", "healthy")
 
 
+def probe_offset(card_image: Path, label: str) -> int:
+    """Where the verity probe's bytes start in partition ``label`` of the card."""
+    part = partition(card_image, label=label)
+    with card_image.open("rb") as disk:
+        disk.seek(part.start)
+        data = disk.read(part.size)
+    found = data.find(images.verity_probe()[:4096])
+    assert found >= 0, f"the verity probe is not on {label}"
+    return found
+
+
 def test_v3_failing_its_health_check_falls_back_to_v2(product: Product, board: SimulatedPi) -> None:
     """3.0.0's trial fails a required health check and falls back. While it runs, the operator
     rolls out 4.0.0 instead: the fallback boot reports the rollback and takes 4.0.0, rather
     than a second bounded attempt of 3.0.0 (max_trial_attempts), which would cost the story a
-    install boot and a trial that prove nothing new."""
+    install boot and a trial that prove nothing new.
+
+    Issue 17's scenario 3 with the updater's own check bypassed, in the same trial: after the
+    updater verified slot A and asked for the trial, one byte of a file the trial boot reads
+    (the verity probe) is changed on the card. The trial's root refuses that block, and the
+    rollback names dm-verity beside the failing check."""
     overlord = product.overlord
     overlord.abort_unfinished_rollouts()
     overlord.rollout("to-3", "3.0.0")
     rolled_back = shows(overlord, "rollback", "3.0.0", booted_slot="b")
-    records = []
+    trial_request = TRIAL_REQUEST.format(slot="a", version="3.0.0")
+    records: list[BootRecord] = []
     for _ in range(5):
         records.append(timed(board.boot(power_cut=rolled_back)))
         if records[-1].end is End.POWER_CUT:
             break
+        if not records[-1].tryboot and trial_request in board.console(records[-1]):
+            # Written, read back, verified: the flip comes after every check of the updater.
+            flip_byte(board.disk, "system_a", probe_offset(board.disk, "system_a") + 4096)
         if records[-1].tryboot:  # the trial ended; the board is off until the next boot
             overlord.abort_unfinished_rollouts()
             overlord.rollout("to-4", "4.0.0")
@@ -605,8 +625,11 @@ def test_v3_failing_its_health_check_falls_back_to_v2(product: Product, board: S
     assert [(r.partition, r.end) for r in trials] == [(SLOT_A_BOOT, End.REBOOT)]
     assert (records[-1].partition, records[-1].tryboot) == (SLOT_B_BOOT, False)
     (rollback,) = events(overlord, "rollback", "3.0.0")
+    print(f"3.0.0 rolled back: {rollback['reason']}")
     assert "health check failed" in rollback["reason"]
     assert "50-e2e-broken" in rollback["reason"]
+    assert "dm-verity root: a block of the root did not verify" in rollback["reason"]
+    assert events(overlord, "verity-corruption")
     device = only_device(overlord)
     assert (device["image_version"], device["committed_slot"]) == ("2.0.0", "b")
     assert autoboot_all(config_partition_intact(board)["autoboot.txt"]) == SLOT_B_BOOT

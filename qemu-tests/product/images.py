@@ -8,6 +8,7 @@ published with `fleet-sign add-release`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -53,6 +54,23 @@ QEMU_LAYER = {
 }
 VERSION_FILE = "etc/metrica-fleet/version"
 FAILING_CHECK = "etc/metrica-fleet/health.d/required.d/50-e2e-broken"
+VERITY_PROBE = "usr/share/metrica-e2e/verity-probe"
+PROBE_MARKER = b"metrica-e2e verity probe: the story flips a byte of this file on the card\n"
+PROBE_UNIT = "etc/systemd/system/e2e-verity-probe.service"
+PROBE_UNIT_TEXT = f"""\
+[Unit]
+Description=Read the verity probe (QEMU story), before the agent's health checks
+Before=fleet-updater.service
+
+[Service]
+Type=oneshot
+ExecStart=-/bin/dd if=/{VERITY_PROBE} of=/dev/null bs=64k
+StandardOutput=journal+console
+StandardError=journal+console
+
+[Install]
+WantedBy=multi-user.target
+"""
 FAILING_CHECK_SCRIPT = """\
 #!/bin/sh
 echo "e2e: this release fails its health check on purpose" >&2
@@ -81,8 +99,27 @@ def no_change(rootfs: Path) -> None:
 
 
 def failing_health_check(rootfs: Path) -> None:
-    """A required health check that always fails: the trial must fall back."""
+    """A required health check that always fails: the trial must fall back. And the verity
+    probe, a file a unit reads at every boot before the agent starts, which the story
+    corrupts on the card before 3.0.0's trial (issue 17, scenario 3 with the updater's own
+    check bypassed)."""
     _write(rootfs / FAILING_CHECK, FAILING_CHECK_SCRIPT, executable=True)
+    probe = rootfs / VERITY_PROBE
+    probe.parent.mkdir(parents=True, exist_ok=True)
+    probe.write_bytes(verity_probe())
+    _write(rootfs / PROBE_UNIT, PROBE_UNIT_TEXT)
+    wants = rootfs / "etc/systemd/system/multi-user.target.wants" / Path(PROBE_UNIT).name
+    wants.parent.mkdir(parents=True, exist_ok=True)
+    wants.unlink(missing_ok=True)
+    wants.symlink_to(f"/{PROBE_UNIT}")
+
+
+def verity_probe() -> bytes:
+    """The probe's bytes: a marker, then 256 KiB that do not compress (a SHA-256 counter
+    stream, the same in every build), so squashfs stores them as they are and the marker
+    can be found on the card."""
+    stream = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(8192))
+    return PROBE_MARKER + stream
 
 
 @dataclass(frozen=True)
