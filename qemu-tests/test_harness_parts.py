@@ -155,6 +155,15 @@ def test_the_boards_kernel_arguments_follow_the_cards(tmp_path):
     )
 
 
+def test_a_card_model_throttles_the_cards_reads_only_when_asked(tmp_path):
+    files = BootFiles(tmp_path / "k", tmp_path / "i", "console=ttyAMA0")
+    drive = lambda spec: qemu.command(spec, tmp_path / "card.img", files)  # noqa: E731
+
+    assert "throttling" not in " ".join(drive(MachineSpec()))
+    argv = drive(MachineSpec(card_read_bps=45 << 20))
+    assert argv[argv.index("-drive") + 1].endswith(f",throttling.bps-read={45 << 20}")
+
+
 def test_power_cut_needs_exactly_one_trigger():
     assert "marker" in PowerCut(marker="guest: x").describe()
     assert PowerCut(when=lambda: True, label="the Overlord saw it").describe() == (

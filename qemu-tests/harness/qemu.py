@@ -52,6 +52,9 @@ class MachineSpec:
     """Appended to the card's ``cmdline.txt``, as a Pi's firmware appends its own: what the
     board says about itself that QEMU cannot, e.g. ``fleet.data.cipher=adiantum`` for a Pi 4,
     whose Cortex-A72 lacks the AES instructions every arm64 CPU model of QEMU 7.2 has."""
+    card_read_bps: int | None = None
+    """Reads of the card limited to this many bytes/s (QEMU's drive throttling): the card's
+    speed as the bound, as on a Pi, where the host's page cache would otherwise serve it."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,8 @@ def command(spec: MachineSpec, disk: Path, files: BootFiles) -> list[str]:
         "-append",
         " ".join((files.cmdline, *spec.kernel_args)),
         "-drive",
-        f"if=none,id=card,file={disk},format=raw,cache=writeback,snapshot=off",
+        f"if=none,id=card,file={disk},format=raw,cache=writeback,snapshot=off"
+        + ("" if spec.card_read_bps is None else f",throttling.bps-read={spec.card_read_bps}"),
         "-device",
         "virtio-blk-pci,drive=card",
         *spec.extra_args,
