@@ -285,3 +285,71 @@ def test_the_cipher_argument_overrides_the_cpus_choice(device):
     dump = run_text(["cryptsetup", "luksDump", device.loop])
     assert "cipher: aes-xts-plain64" in dump
     assert "fleet-data-new" in dump  # a format in progress, finished on the next boot
+
+
+# rpi-fw-crypto's `hmac` command as raspberrypi/utils' rpifwcrypto documents it (HMAC-SHA256
+# of the input file, max 2 KiB, under an OTP key, hex out without a newline), standing in for
+# a Pi's firmware with a known key 1: this host has no VideoCore.
+PI_FIRMWARE = """#!/bin/sh
+[ "$1 $2 $4 $6 $7" = "hmac --in --key-id --outform hex" ] || {{ echo "Usage: $0" >&2; exit 1; }}
+[ "$5" = 1 ] || {{ echo "Last crypto error: 3 (no such key)" >&2; exit 255; }}
+{answer}
+"""
+PI_HMAC = 'openssl dgst -sha256 -mac HMAC -macopt hexkey:{key} "$3" | sed "s/.*= //" | tr -d "\\n"'
+
+
+def pi_firmware(tmp_path: Path, answer: str) -> dict[str, str]:
+    """A PATH whose rpi-fw-crypto answers with the shell line ``answer``."""
+    tools = tmp_path / "pi-firmware"
+    tools.mkdir(exist_ok=True)
+    program = tools / "rpi-fw-crypto"
+    program.write_text(PI_FIRMWARE.format(answer=answer))
+    program.chmod(0o755)
+    return {**os.environ, "PATH": f"{tools}:{os.environ['PATH']}"}
+
+
+def pi_boot(device: Device, env: dict[str, str]) -> str:
+    """The program as a Pi's initramfs runs it (FIRMWARE_PORT rpi-fw-crypto); its last line."""
+    proc = run(
+        [PROGRAM, device.loop, device.state, "rpi-fw-crypto", device.name],
+        check=False,
+        timeout=300,
+        env=env,
+    )
+    return (proc.stderr.decode().strip().splitlines() or [""])[-1]
+
+
+@pytest.mark.integration
+def test_a_pis_firmware_hmac_through_rpi_fw_crypto_is_the_same_derivation(device, tmp_path):
+    luks_format(device, SECRET, "fleet-data")
+
+    own = pi_boot(device, pi_firmware(tmp_path, PI_HMAC.format(key=SECRET.hex())))
+    other = pi_boot(device, pi_firmware(tmp_path, PI_HMAC.format(key=OTHER_SECRET.hex())))
+
+    # Past the key check: only mapping it is left, which needs dm-crypt (the guest has it).
+    assert "does not unlock" not in own
+    assert other.endswith("does not unlock with this device's secret")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ("exit 255", "the firmware refused the HMAC (rpi-fw-crypto)"),
+        ("printf 'Successfully'", "rpi-fw-crypto answered no HMAC"),
+        ("printf '%064d' 7; printf 0", "rpi-fw-crypto answered no HMAC"),
+        (None, "rpi-fw-crypto is not in the initramfs"),
+    ],
+    ids=["refused", "not-hex", "too-long", "missing"],
+)
+def test_a_pi_firmware_that_gives_no_hmac_changes_nothing(device, tmp_path, answer, error):
+    before = device.digest()
+    if answer is None:
+        env = {**os.environ, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        assert not any(Path(d, "rpi-fw-crypto").exists() for d in env["PATH"].split(":"))
+    else:
+        env = pi_firmware(tmp_path, answer)
+
+    assert pi_boot(device, env) == f"fleet-data-luks: cannot read the device secret: {error}"
+    assert device.digest() == before
+    assert device.state_text() == ""
