@@ -224,6 +224,10 @@ class Heartbeat(_Request):
     bootloader: BootloaderReport | None = Field(
         default=None, description="the EEPROM bootloader, from vcgencmd and rpi-eeprom-config"
     )
+    staged_version: Version | None = Field(
+        default=None,
+        description="the release staged in the inactive slot, waiting for admission (ADR 0082)",
+    )
 
     @model_validator(mode="after")
     def _roles_fit_the_index(self) -> Heartbeat:

@@ -129,6 +129,7 @@ def to_public(
         enrolled_at=device.enrolled_at,
         last_seen=device.last_seen,
         image_version=device.image_version,
+        staged_version=device.staged_version,
         booted_slot=device.booted_slot,
         committed_slot=device.committed_slot,
         update_state=device.update_state,
