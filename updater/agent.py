@@ -79,6 +79,9 @@ class Agent:
         self.etag: str | None = None
         self.backoff = config.poll_min_s
         self.failed_version: Version | None = None
+        # The pre-stage hint whose staging failed or was refused: not tried again until the
+        # desired state changes.
+        self.stage_failed: Version | None = None
         self.desired_version: Version | None = None
         # The desired bootloader release last installed, found running, or refused: not
         # tried again until the desired state names another.
@@ -118,13 +121,14 @@ class Agent:
         self.backoff = self.config.poll_min_s
         if desired is not None:  # a 200: the desired state changed, failures may be retried
             self.desired = desired
-            self.failed_version = None
+            self.failed_version = self.stage_failed = None
             self.desired_version = desired.os.version if desired.os else None
             self.interval = float(desired.poll_interval_s) if desired.poll_interval_s else None
         if self.converge_bootloader():
             return self.config.poll_max_s
         if self.desired_version is not None and not self.os_waits_for_bootloader():
             self.apply(self.desired_version)
+        self.prestage()
         self.sync_roles()
         self.flush_quietly()
         named = self.desired.remote if self.desired is not None else None
@@ -201,6 +205,29 @@ class Agent:
         if self.engine.store.load().state is UpdateState.FAILED:
             self.failed_version = version
         log.info("update to %s: %s", version, outcome.value)
+
+    def prestage(self) -> None:
+        """Stage the hinted release when no install is due (ADR 0082); never reboots.
+
+        Maintenance windows do not apply: they bound reboots, and staging reboots nothing.
+        """
+        hint = self.desired.prestage if self.desired is not None else None
+        source = self.config.release_url
+        if hint is None or source is None or hint.version == self.stage_failed:
+            return
+        running = self.engine.running_version()
+        if self.desired_version is not None and self.desired_version > running:
+            return  # an install is due (or failed): it comes first
+        if self.engine.bootloader is not None and self.engine.bootloader.blocks_os_updates():
+            return
+        try:
+            outcome = self.engine.stage(hint.version, source)
+        except FleetError as err:  # refused (a downgrade, the floor): not retried
+            log.error("cannot stage %s: %s", hint.version, err)
+            self.stage_failed = hint.version
+            return
+        if outcome is EngineResult.IDLE and self.engine.staged_version() != hint.version:
+            self.stage_failed = hint.version  # ignored, or failed and reported by the engine
 
     def converge_bootloader(self) -> bool:
         """Install the desired bootloader release, before any OS release and never during an
@@ -303,12 +330,12 @@ class Agent:
             UpdateState.ROLLED_BACK: Health.DEGRADED,
             UpdateState.FAILED: Health.DEGRADED,
             UpdateState.COMMITTED: Health.HEALTHY,
-        }.get(state.state, Health.UNKNOWN)
+        }.get(state.reported, Health.UNKNOWN)
         return Heartbeat(
             image_version=self.engine.running_version(state),
             booted_slot=booted.slot,
             committed_slot=self.engine.committed_slot(),
-            update_state=state.state,
+            update_state=state.reported,
             roles=self.roles.status() if self.roles else [],
             health=health,
             free_data_bytes=shutil.disk_usage(self.roots.data).free,
@@ -319,6 +346,7 @@ class Agent:
             boot_mode=self.boot_mode,
             config_digest=self.roles.applied_digest if self.roles else None,
             bootloader=self.engine.bootloader.report() if self.engine.bootloader else None,
+            staged_version=self.engine.staged_version(),
         )
 
     def flush(self) -> None:
