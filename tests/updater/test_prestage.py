@@ -5,6 +5,7 @@ straight to the trial unless the staged slot no longer passes the pre-trial chec
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,9 @@ from tests.updater.conftest import SYSTEM_SIZE, v1_device, v2_images
 from tests.updater.device import SimDevice
 from tests.updater.releases import ReleaseRepo, image_bytes, patched
 from tests.updater.servers import FleetServer
+from tests.updater.test_cli import cli
 from updater.agent import Agent
+from updater.cli import main
 from updater.disk import BootDisk
 
 V2 = Version("2.0.0")
@@ -42,7 +45,7 @@ def staged_agent(device: SimDevice, server: FleetServer, hint: str = "2.0.0") ->
     return agent
 
 
-def test_a_hint_stages_without_rebooting_and_a_restart_does_not_repeat_it(device, server):
+def test_a_hint_stages_without_rebooting_and_a_restart_does_not_repeat_it(device, server, capsys):
     agent = staged_agent(device, server)
     state = agent.engine.store.load()
     assert state.state is UpdateState.IDLE and state.staging_from is None
@@ -59,6 +62,8 @@ def test_a_hint_stages_without_rebooting_and_a_restart_does_not_repeat_it(device
     agent.cycle()  # the heartbeat after staging names it
     assert server.heartbeats[-1].staged_version == V2
 
+    assert main(cli(device, "status", "--json")) == 0
+    assert json.loads(capsys.readouterr().out)["staged_version"] == "2.0.0"
     restarted = make_agent(device)  # a new process: the record on /data says it is done
     restarted.cycle()
     assert server.fetched_chunks() == fetched
