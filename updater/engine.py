@@ -212,6 +212,8 @@ class Engine:
                 state.staging_from = None
                 self.store.save(state)
                 self.events.put(EventKind.UPDATE_AVAILABLE, version=version)
+                if state.state is not UpdateState.DOWNLOADING:  # its start was not reported
+                    self.events.put(EventKind.INSTALL_STARTED, version=version)
                 return self.resume()
             if state.target_version == version or state.state not in _BEFORE_REBOOT:
                 return self.resume()

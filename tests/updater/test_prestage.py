@@ -23,6 +23,7 @@ from tests.updater.test_cli import cli
 from updater.agent import Agent
 from updater.cli import main
 from updater.disk import BootDisk
+from updater.engine import EngineResult
 
 V2 = Version("2.0.0")
 
@@ -189,7 +190,8 @@ def test_an_install_due_comes_before_a_hint(device, server):
     assert "install-started" in kinds(server)
 
 
-def test_staging_cut_short_by_the_network_resumes_as_staging(device, server):
+def cut_staging(device: SimDevice, server: FleetServer) -> Agent:
+    """An agent whose staging of 2.0.0 lost the network after three chunks (now back)."""
     setup_device(device, server)
     agent = make_agent(device)
     agent.cycle()
@@ -197,11 +199,13 @@ def test_staging_cut_short_by_the_network_resumes_as_staging(device, server):
     server.set_desired("1.0.0", prestage="2.0.0")
     agent.cycle()
     state = agent.engine.store.load()
-    assert state.staging_from is UpdateState.IDLE and state.state in {
-        UpdateState.DOWNLOADING,
-        UpdateState.INSTALLING,
-    }
+    assert state.staging_from is UpdateState.IDLE and state.state is UpdateState.INSTALLING
     server.down, server.down_after_chunks = False, None
+    return agent
+
+
+def test_staging_cut_short_by_the_network_resumes_as_staging(device, server):
+    cut_staging(device, server)
     restarted = make_agent(device)  # the agent restarted while staging
     restarted.cycle()
     assert restarted.engine.staged_version() == V2
@@ -209,3 +213,12 @@ def test_staging_cut_short_by_the_network_resumes_as_staging(device, server):
     assert device.booted() == (Slot.A, False)
     assert all(b.update_state is UpdateState.IDLE for b in server.heartbeats)
     assert "install-started" not in kinds(server)
+
+
+def test_admitted_while_staging_the_staging_becomes_the_install(device, server):
+    agent = cut_staging(device, server)
+    # Admitted before the next cycle resumed the staging (what apply() does on a new desired
+    # state when the agent has just started): the install carries on from where it stopped.
+    assert agent.engine.start(V2, server.tuf_url) is EngineResult.REBOOTING
+    agent.flush()
+    assert kinds(server)[1:3] == ["update-available", "install-started"]
