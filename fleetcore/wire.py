@@ -266,6 +266,13 @@ class DesiredPrestage(_Response):
 
     version: Version
     manifest_target: str
+    poll_s: int | None = Field(
+        default=None,
+        ge=5,
+        le=3600,
+        description="once this release is staged, poll this often while the hint stands, so "
+        "admission is noticed in seconds (None: the usual interval)",
+    )
 
 
 class DesiredRole(_Response):

@@ -135,9 +135,18 @@ class Agent:
         self.remote.follow(named)
         if named is not None:  # a session is pending or active: poll fast (ADR 0074)
             return float(min(named.poll_s, self.interval or named.poll_s))
+        if (staged := self.staged_poll_s()) is not None:  # admission noticed in seconds
+            return float(min(staged, self.interval or staged))
         if self.interval is not None:
             return self.interval
         return self.rng.uniform(self.config.poll_min_s, self.config.poll_max_s)
+
+    def staged_poll_s(self) -> int | None:
+        """The hint's poll interval once its release is staged here (ADR 0082), else None."""
+        hint = self.desired.prestage if self.desired is not None else None
+        if hint is None or hint.poll_s is None:
+            return None
+        return hint.poll_s if self.engine.staged_version() == hint.version else None
 
     def resume(self) -> EngineResult:
         """Continue any update; whatever it raises, the cycle goes on to heartbeat."""

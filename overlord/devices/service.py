@@ -61,6 +61,9 @@ from overlord.remote import service as remote
 from overlord.rollouts.models import DeviceGroup
 
 _R = TypeVar("_R", bound=BaseModel)
+# How often a device that staged its hint polls while the rollout runs (ADR 0082): admission
+# is then noticed within seconds rather than a whole poll interval.
+STAGED_POLL_S = 10
 
 
 def fleet_status(
@@ -319,7 +322,9 @@ def _prestage(version: str | None, desired: str | None) -> DesiredPrestage | Non
     """The release to stage, unless the device is already pointed at it (admitted)."""
     if version is None or version == desired:
         return None
-    return DesiredPrestage(version=Version(version), manifest_target=manifest_target(version))
+    return DesiredPrestage(
+        version=Version(version), manifest_target=manifest_target(version), poll_s=STAGED_POLL_S
+    )
 
 
 def _canonical(document: object) -> bytes:

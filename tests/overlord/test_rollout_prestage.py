@@ -38,6 +38,7 @@ def test_devices_not_yet_admitted_are_told_to_stage_and_admitted_ones_are_not(ov
     device_id = next(d for d in fleet if d not in canary)
     prestage = _desired(overlord, device_id, fleet[device_id]).prestage
     assert prestage is not None and prestage.manifest_target == "os/1.1.0/manifest.json"
+    assert prestage.poll_s == 10  # once staged, the device polls every 10 s
     _commit(overlord, canary[0], fleet[canary[0]])
     _tick(overlord)
     _tick(overlord, later_s=61)  # the canary's success window: half the fleet is admitted

@@ -222,3 +222,18 @@ def test_admitted_while_staging_the_staging_becomes_the_install(device, server):
     assert agent.engine.start(V2, server.tuf_url) is EngineResult.REBOOTING
     agent.flush()
     assert kinds(server)[1:3] == ["update-available", "install-started"]
+
+
+def test_a_staged_device_polls_as_often_as_the_hint_asks(device, server):
+    setup_device(device, server)
+    agent = make_agent(device)
+    agent.cycle()
+    server.down_after_chunks = 3  # hinted, but the staging cannot finish: the usual interval
+    server.set_desired("1.0.0", prestage="2.0.0", poll_s=10)
+    assert 30 <= agent.cycle() <= 120
+    assert agent.engine.staged_version() is None
+    server.down, server.down_after_chunks = False, None
+    assert agent.cycle() == 10  # staged: admission is noticed within 10 s
+    assert agent.cycle() == 10
+    server.set_desired("1.0.0")  # the rollout stopped: back to the usual interval
+    assert 30 <= agent.cycle() <= 120
