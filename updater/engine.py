@@ -66,8 +66,10 @@ from updater.state import StateStore, UpdaterState
 log = logging.getLogger(__name__)
 
 _BEFORE_REBOOT = frozenset({UpdateState.DOWNLOADING, UpdateState.INSTALLING, UpdateState.VERIFYING})
-# The states a pre-stage hint may start from: nothing else in progress or to report.
-_STAGEABLE = frozenset({UpdateState.IDLE, UpdateState.COMMITTED, UpdateState.FAILED})
+# The states a pre-stage hint may start from: nothing in progress or to report. Not FAILED: the
+# failure stays what the device reports until an install replaces it (then it installs as
+# before, on admission).
+_STAGEABLE = frozenset({UpdateState.IDLE, UpdateState.COMMITTED})
 PROGRESS_FILE = "progress.json"
 
 

@@ -237,3 +237,17 @@ def test_a_staged_device_polls_as_often_as_the_hint_asks(device, server):
     assert agent.cycle() == 10
     server.set_desired("1.0.0")  # the rollout stopped: back to the usual interval
     assert 30 <= agent.cycle() <= 120
+
+
+def test_a_device_whose_last_install_failed_does_not_stage(device, server):
+    setup_device(device, server)
+    agent = make_agent(device)
+    agent.cycle()
+    store = agent.engine.store
+    failed = store.load()
+    failed.state, failed.last_failure = UpdateState.FAILED, "verity root hash mismatch"
+    store.save(failed)
+    server.set_desired("1.0.0", prestage="2.0.0")
+    agent.cycle()
+    assert server.fetched_chunks() == 0 and agent.engine.staged_version() is None
+    assert store.load().state is UpdateState.FAILED  # still what the device reports
