@@ -224,6 +224,10 @@ class Heartbeat(_Request):
     bootloader: BootloaderReport | None = Field(
         default=None, description="the EEPROM bootloader, from vcgencmd and rpi-eeprom-config"
     )
+    staged_version: Version | None = Field(
+        default=None,
+        description="the release staged in the inactive slot, waiting for admission (ADR 0082)",
+    )
 
     @model_validator(mode="after")
     def _roles_fit_the_index(self) -> Heartbeat:
@@ -262,6 +266,13 @@ class DesiredPrestage(_Response):
 
     version: Version
     manifest_target: str
+    poll_s: int | None = Field(
+        default=None,
+        ge=5,
+        le=3600,
+        description="once this release is staged, poll this often while the hint stands, so "
+        "admission is noticed in seconds (None: the usual interval)",
+    )
 
 
 class DesiredRole(_Response):

@@ -84,6 +84,9 @@ class Agent:
         self.etag: str | None = None
         self.backoff = config.poll_min_s
         self.failed_version: Version | None = None
+        # The pre-stage hint whose staging failed or was refused: not tried again until the
+        # desired state changes.
+        self.stage_failed: Version | None = None
         self.desired_version: Version | None = None
         # The desired bootloader release last installed, found running, or refused: not
         # tried again until the desired state names another.
@@ -129,22 +132,32 @@ class Agent:
         self.refused_cycles = 0
         if desired is not None:  # a 200: the desired state changed, failures may be retried
             self.desired = desired
-            self.failed_version = None
+            self.failed_version = self.stage_failed = None
             self.desired_version = desired.os.version if desired.os else None
             self.interval = float(desired.poll_interval_s) if desired.poll_interval_s else None
         if self.converge_bootloader():
             return self.config.poll_max_s
         if self.desired_version is not None and not self.os_waits_for_bootloader():
             self.apply(self.desired_version)
+        self.prestage()
         self.sync_roles()
         self.flush_quietly()
         named = self.desired.remote if self.desired is not None else None
         self.remote.follow(named)
         if named is not None:  # a session is pending or active: poll fast (ADR 0074)
             return float(min(named.poll_s, self.interval or named.poll_s))
+        if (staged := self.staged_poll_s()) is not None:  # admission noticed in seconds
+            return float(min(staged, self.interval or staged))
         if self.interval is not None:
             return self.interval
         return self.rng.uniform(self.config.poll_min_s, self.config.poll_max_s)
+
+    def staged_poll_s(self) -> int | None:
+        """The hint's poll interval once its release is staged here (ADR 0082), else None."""
+        hint = self.desired.prestage if self.desired is not None else None
+        if hint is None or hint.poll_s is None:
+            return None
+        return hint.poll_s if self.engine.staged_version() == hint.version else None
 
     def resume(self) -> EngineResult:
         """Continue any update; whatever it raises, the cycle goes on to heartbeat."""
@@ -221,6 +234,29 @@ class Agent:
         if self.engine.store.load().state is UpdateState.FAILED:
             self.failed_version = version
         log.info("update to %s: %s", version, outcome.value)
+
+    def prestage(self) -> None:
+        """Stage the hinted release when no install is due (ADR 0082); never reboots.
+
+        Maintenance windows do not apply: they bound reboots, and staging reboots nothing.
+        """
+        hint = self.desired.prestage if self.desired is not None else None
+        source = self.config.release_url
+        if hint is None or source is None or hint.version == self.stage_failed:
+            return
+        running = self.engine.running_version()
+        if self.desired_version is not None and self.desired_version > running:
+            return  # an install is due (or failed): it comes first
+        if self.engine.bootloader is not None and self.engine.bootloader.blocks_os_updates():
+            return
+        try:
+            outcome = self.engine.stage(hint.version, source)
+        except FleetError as err:  # refused (a downgrade, the floor): not retried
+            log.error("cannot stage %s: %s", hint.version, err)
+            self.stage_failed = hint.version
+            return
+        if outcome is EngineResult.IDLE and self.engine.staged_version() != hint.version:
+            self.stage_failed = hint.version  # ignored, or failed and reported by the engine
 
     def converge_bootloader(self) -> bool:
         """Install the desired bootloader release, before any OS release and never during an
@@ -340,12 +376,12 @@ class Agent:
             UpdateState.ROLLED_BACK: Health.DEGRADED,
             UpdateState.FAILED: Health.DEGRADED,
             UpdateState.COMMITTED: Health.HEALTHY,
-        }.get(state.state, Health.UNKNOWN)
+        }.get(state.reported, Health.UNKNOWN)
         return Heartbeat(
             image_version=self.engine.running_version(state),
             booted_slot=booted.slot,
             committed_slot=self.engine.committed_slot(),
-            update_state=state.state,
+            update_state=state.reported,
             roles=self.roles.status() if self.roles else [],
             health=health,
             free_data_bytes=shutil.disk_usage(self.roots.data).free,
@@ -356,6 +392,7 @@ class Agent:
             boot_mode=self.boot_mode,
             config_digest=self.roles.applied_digest if self.roles else None,
             bootloader=self.engine.bootloader.report() if self.engine.bootloader else None,
+            staged_version=self.engine.staged_version(),
         )
 
     def flush(self) -> None:

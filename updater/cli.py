@@ -131,6 +131,8 @@ def status(device: Device) -> dict[str, Any]:
         "target_version": str(state.target_version) if state.target_version else None,
         "target_slot": state.target_slot.value if state.target_slot else None,
         "slot_versions": {k.value: str(v) for k, v in state.slot_versions.items()},
+        # Written to the inactive slot from a pre-stage hint, waiting for admission (ADR 0082).
+        "staged_version": str(staged) if (staged := engine.staged_version()) else None,
         "version_floor": str(state.version_floor) if state.version_floor else None,
         "bad_versions": [str(v) for v in state.bad_versions],
         "trial_attempts": state.trial_attempts,

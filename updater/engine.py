@@ -60,11 +60,16 @@ from updater.release import (
 from updater.slots import other
 from updater.sources import ReleaseSource, open_source
 from updater.space import RESERVE_BYTES, Reserve, free_bytes
+from updater.staged import Staged, StagedStore, manifest_digest
 from updater.state import StateStore, UpdaterState
 
 log = logging.getLogger(__name__)
 
 _BEFORE_REBOOT = frozenset({UpdateState.DOWNLOADING, UpdateState.INSTALLING, UpdateState.VERIFYING})
+# The states a pre-stage hint may start from: nothing in progress or to report. Not FAILED: the
+# failure stays what the device reports until an install replaces it (then it installs as
+# before, on admission).
+_STAGEABLE = frozenset({UpdateState.IDLE, UpdateState.COMMITTED})
 PROGRESS_FILE = "progress.json"
 
 
@@ -101,6 +106,7 @@ class Engine:
             reserve=self.reserve,
         )
         self._space_reported: Version | None = None
+        self.staged = StagedStore(roots.staged_file)
         self.tick = tick
         # What the firmware says this board is, and the release family it installs (or why
         # it installs none: a board without tryboot A/B, or one updater.yaml misnames).
@@ -203,9 +209,18 @@ class Engine:
                 return outcome
             state = self.load()
         if state.state in IN_PROGRESS_STATES:
+            if state.staging_from is not None and state.target_version == version:
+                log.info("admitted while staging %s: the staging becomes the install", version)
+                state.staging_from = None
+                self.store.save(state)
+                self.events.put(EventKind.UPDATE_AVAILABLE, version=version)
+                if state.state is not UpdateState.DOWNLOADING:  # its start was not reported
+                    self.events.put(EventKind.INSTALL_STARTED, version=version)
+                return self.resume()
             if state.target_version == version or state.state not in _BEFORE_REBOOT:
                 return self.resume()
             log.info("abandoning the install of %s for %s", state.target_version, version)
+            state.staging_from = None
         booted = self.boot_state()
         running = self.running_version(state)
         if version == running and self.committed_slot() == booted.slot:
@@ -216,15 +231,69 @@ class Engine:
         target = other(booted.slot)
         state.target_version, state.target_slot, state.source = version, target, source
         state.last_failure, state.rollback_unreported = None, False
+        state.from_staged, state.restaged = self._is_staged(version, target), None
         stored = self.roots.install_dir / "manifest.json"
-        if state.slot_versions.get(target) == version and stored.exists():
+        if state.from_staged:
+            log.info("admitted: %s is staged in slot %s; checking it first", version, target)
+            state.state = UpdateState.VERIFYING
+        elif state.slot_versions.get(target) == version and stored.exists():
             state.state = UpdateState.VERIFYING
         else:
+            self.staged.clear()  # whatever was staged there is overwritten
             state.slot_versions.pop(target, None)
             state.state = UpdateState.DOWNLOADING
         self.store.save(state)
         self.events.put(EventKind.UPDATE_AVAILABLE, version=version, message=f"slot {target}")
         return self.resume()
+
+    def stage(self, version: Version, source: str) -> EngineResult:
+        """Install ``version`` into the inactive slot and stop before the trial (ADR 0082).
+
+        The install pipeline runs as for an install (TUF, download, write, verify) without
+        install events; once the slot verified, :class:`Staged` is recorded and the state
+        returns to what it was. Nothing reboots. A hint for a version not newer than the
+        running one, marked bad, already staged, or while anything else is in progress is
+        ignored; a staging in progress for another version is abandoned for this one.
+        """
+        _ = self.hardware
+        if BootloaderStore(self.roots.bootloader_file).load().pending is not None:
+            return EngineResult.IDLE
+        state = self.load()
+        if state.state in IN_PROGRESS_STATES:
+            if state.staging_from is None or state.target_version == version:
+                return EngineResult.WAITING  # an install, or this staging, goes on by resume()
+            log.info("abandoning the staging of %s for %s", state.target_version, version)
+            prior = state.staging_from
+        elif state.state in _STAGEABLE:
+            prior = state.state
+        else:
+            return EngineResult.IDLE
+        running = self.running_version(state)
+        if version <= running or state.is_bad(version) or self.staged_version() == version:
+            return EngineResult.IDLE
+        check_upgrade(version, installed=running, floor=state.version_floor)
+        target = other(self.boot_state().slot)
+        self.staged.clear()
+        state.slot_versions.pop(target, None)
+        state.target_version, state.target_slot, state.source = version, target, source
+        state.staging_from, state.from_staged, state.restaged = prior, False, None
+        state.state = UpdateState.DOWNLOADING
+        self.store.save(state)
+        log.info("staging %s into slot %s before its admission", version, target)
+        return self.resume()
+
+    def staged_version(self) -> Version | None:
+        """The release waiting in the inactive slot for admission, if any."""
+        staged = self.staged.load()
+        return staged.version if staged is not None else None
+
+    def _is_staged(self, version: Version, target: Slot) -> bool:
+        staged = self.staged.load()
+        return (
+            staged is not None
+            and (staged.version, staged.slot) == (version, target)
+            and staged.manifest_sha256 == manifest_digest(self.roots.install_dir)
+        )
 
     def resume(self) -> EngineResult:
         """Continue from the saved state until the update needs a reboot, waits or ends."""
@@ -307,7 +376,9 @@ class Engine:
         state.target_floor = release.floor
         state.state = UpdateState.INSTALLING
         self.store.save(state)
-        self.events.put(EventKind.INSTALL_STARTED, version=state.target_version)
+        if state.staging_from is None:
+            version, message = state.target_version, state.restaged or ""
+            self.events.put(EventKind.INSTALL_STARTED, version=version, message=message)
 
     def _check_space(self) -> None:
         """Refuse to stage anything unless /data keeps its margin and the reserve beyond it:
@@ -361,7 +432,7 @@ class Engine:
         def progress(image: ImageName, done: int, total: int) -> None:
             self.tick()
             tenth = done * 10 // max(total, 1)
-            if tenth > reported.get(image, -1):
+            if tenth > reported.get(image, -1) and state.staging_from is None:
                 reported[image] = tenth
                 self.events.put(
                     EventKind.INSTALL_PROGRESS,
@@ -405,30 +476,71 @@ class Engine:
         state.state = UpdateState.VERIFYING
         self.store.save(state)
 
-    def _verify(self, state: UpdaterState) -> EngineResult:
+    def _verify(self, state: UpdaterState) -> EngineResult | None:
         assert state.target_version is not None
         target = self._target(state)
         manifest, _ = load_stored(self.roots.install_dir, state.target_version)
         try:
             verify_slot(self.disk, target, manifest)  # and the slot's verity tree
             bootimage.check_slot(self.disk, target)
-        except InstallError:
+        except InstallError as err:
             # The slot is not what was signed (written wrong, or changed on the card since it
-            # verified before a cut trial): the next attempt writes it again instead of
-            # re-verifying the same bytes (start() skips to VERIFYING for a written slot).
+            # verified before a cut trial or since it was staged): the next attempt writes it
+            # again instead of re-verifying the same bytes (start() skips to VERIFYING for a
+            # written slot); an admitted staged slot is installed again now.
             ProgressFile(self.roots.install_dir / PROGRESS_FILE).clear()
             state.slot_versions.pop(target, None)
-            raise
+            if not state.from_staged:
+                raise
+            self._restage(state, str(err))
+            return None
         keep_as_seed(self.roots.install_dir, self.roots.slot_dir(target))
         ProgressFile(self.roots.install_dir / PROGRESS_FILE).clear()
         state.slot_versions[target] = state.target_version
+        if state.staging_from is not None:
+            return self._staged(state, target)
+        self.staged.clear()  # the slot is about to be tried: no longer waiting for admission
+        state.from_staged, state.restaged = False, None
         state.trial_attempts[str(state.target_version)] = state.attempts(state.target_version) + 1
         state.state = UpdateState.TRIAL_REBOOT
         state.reboot_boot_id = self.boot_id()
         self.store.save(state)
         return self._request_trial(state)
 
+    def _staged(self, state: UpdaterState, target: Slot) -> EngineResult:
+        """Record the verified slot (first: a restart then finds it) and go back to waiting."""
+        assert state.target_version is not None and state.staging_from is not None
+        digest = manifest_digest(self.roots.install_dir)
+        if digest is None:
+            raise InstallError(f"the stored manifest of {state.target_version} disappeared")
+        self.staged.save(Staged(version=state.target_version, slot=target, manifest_sha256=digest))
+        state.state, state.staging_from = state.staging_from, None
+        self.store.save(state)
+        log.info("staged %s in slot %s; waiting for admission", state.target_version, target)
+        return EngineResult.IDLE
+
+    def _restage(self, state: UpdaterState, reason: str) -> None:
+        """An admitted staged slot failed its pre-trial check: install it as usual."""
+        log.warning(
+            "staged slot of %s failed the pre-trial check (%s); installing it again",
+            state.target_version,
+            reason,
+        )
+        self.staged.clear()
+        state.slot_versions.pop(self._target(state), None)
+        state.from_staged = False
+        state.restaged = f"the staged slot failed the pre-trial check: {reason}"
+        state.state = UpdateState.DOWNLOADING
+        self.store.save(state)
+
     def _fail(self, state: UpdaterState, reason: str) -> None:
+        if state.staging_from is not None:  # not an install yet: nothing counts against it
+            log.error("staging %s failed: %s", state.target_version, reason)
+            state.state, state.staging_from = state.staging_from, None
+            state.last_failure = f"staging {state.target_version} failed: {reason}"
+            self.store.save(state)
+            self.events.put(EventKind.AGENT_ERROR, version=state.target_version, reason=reason)
+            return
         log.error("update to %s failed: %s", state.target_version, reason)
         state.state = UpdateState.FAILED
         state.last_failure = reason

@@ -94,6 +94,11 @@ class Roots:
         return self.fleet / "bootloader.json"
 
     @property
+    def staged_file(self) -> Path:
+        """The release staged in the inactive slot, waiting for admission (ADR 0082)."""
+        return self.fleet / "staged.json"
+
+    @property
     def identity_file(self) -> Path:
         return self.fleet / "identity.json"
 

@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 # Format 1.0 (release 0.1.0's, written without a format key): see fleetcore.persisted.
 FORMAT = FileFormat(1, 0)
+# Fields release 0.1.0 does not know (it refuses unknown fields), written only when set. They
+# are set only between a pre-stage hint or an admission and the trial request, never while
+# the trial runs, so the 0.1.0 slot a failed trial falls back to never sees them.
+ONLY_WHEN_SET = ("staging_from", "from_staged", "restaged")
 
 
 class UpdaterState(BaseModel):
@@ -50,12 +54,28 @@ class UpdaterState(BaseModel):
     )
     trial_boot_id: str | None = None
     trial_deadline: float | None = Field(default=None, description="epoch seconds")
+    staging_from: UpdateState | None = Field(
+        default=None,
+        description="while a pre-stage hint is installed (ADR 0082): the state to return to "
+        "once the slot verified, instead of asking for the trial; what the heartbeat reports",
+    )
+    from_staged: bool = Field(
+        default=False, description="verifying a staged slot on admission: a failure reinstalls"
+    )
+    restaged: str | None = Field(
+        default=None, description="why an admitted staged slot is installed again"
+    )
 
     def attempts(self, version: Version) -> int:
         return self.trial_attempts.get(str(version), 0)
 
     def is_bad(self, version: Version) -> bool:
         return version in self.bad_versions
+
+    @property
+    def reported(self) -> UpdateState:
+        """The state the heartbeat reports: staging is not an install the Overlord started."""
+        return self.staging_from or self.state
 
 
 class StateStore:
@@ -101,7 +121,11 @@ class StateStore:
 
     def save(self, state: UpdaterState) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = dump(state.model_dump(mode="json"), current=FORMAT)
+        fields = state.model_dump(mode="json")
+        for key in ONLY_WHEN_SET:
+            if not fields[key]:
+                del fields[key]
+        data = dump(fields, current=FORMAT)
         write_through(self.reserve, lambda: atomic_write(self.path, data))
         log.info("state: %s (target %s)", state.state.value, state.target_version)
         self.after_save(state)

@@ -99,6 +99,7 @@ def rollout_page(
         "r": public,
         "targeting": targeting.describe(public.selector),
         "deadline_halt": schedule.halted_by_deadline(public.halt_reason),
+        "staged": rollouts_service.staged_devices(session, rollout),
         "updates": rollouts_service.device_updates(session, rollout_id=rollout_id),
         "error": request.query_params.get("error"),
         "refresh_s": REFRESH_S,

@@ -35,6 +35,7 @@ _STATE_COLUMNS = (
     "config_digest",
     "board",
     "bootloader_version",
+    "staged_version",
 )
 
 Payloads = list[tuple[str, dict[str, Any]]]  # (device id, a heartbeat's JSON form)
@@ -60,6 +61,7 @@ def state_columns(payload: dict[str, Any]) -> dict[str, Any]:
         "config_digest": payload["config_digest"],
         "board": (payload.get("board") or {}).get("board"),
         "bootloader_version": (payload.get("bootloader") or {}).get("version"),
+        "staged_version": payload.get("staged_version"),
     }
 
 

@@ -49,6 +49,9 @@ class Device(Base):
     # in place (a HOT update, ADR 0035); status filters scan the devices table instead.
     last_seen: Mapped[datetime | None]
     image_version: Mapped[str] = mapped_column(String(40), index=True)
+    # The release the device staged in its inactive slot, waiting for admission
+    # (Heartbeat.staged_version, ADR 0082, migration 0016); None when nothing is staged.
+    staged_version: Mapped[str | None] = mapped_column(String(40))
     booted_slot: Mapped[Slot] = mapped_column(str_enum(Slot))
     committed_slot: Mapped[Slot | None] = mapped_column(str_enum(Slot))
     update_state: Mapped[UpdateState] = mapped_column(

@@ -51,7 +51,8 @@ WITH beats AS (
         boot_mode = l.p->>'boot_mode',
         config_digest = l.p->>'config_digest',
         board = l.p->'board'->>'board',
-        bootloader_version = CAST(l.p->'bootloader'->>'version' AS bigint)
+        bootloader_version = CAST(l.p->'bootloader'->>'version' AS bigint),
+        staged_version = l.p->>'staged_version'
     FROM (SELECT * FROM latest ORDER BY id) AS l WHERE d.id = l.id
     RETURNING d.id, d.open_update
 ), history AS (

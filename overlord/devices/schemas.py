@@ -99,6 +99,9 @@ class DevicePublic(BaseModel):
     enrolled_at: datetime
     last_seen: datetime | None
     image_version: str
+    staged_version: str | None = Field(
+        default=None, description="the release staged in the inactive slot, awaiting admission"
+    )
     booted_slot: Slot
     committed_slot: Slot | None
     update_state: UpdateState

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from fleetcore import eeprom
@@ -553,6 +553,17 @@ def _clear_prestage(session: Session, rollout: DeploymentRollout) -> None:
         select(Device).where(Device.prestage_os_version == rollout.version)
     ):
         device.prestage_os_version = None
+
+
+def staged_devices(session: Session, rollout: DeploymentRollout) -> int | None:
+    """How many devices the running OS rollout hints have staged its release (ADR 0082);
+    None for a rollout that hints nothing (not running, or not an OS release)."""
+    if rollout.kind is not ReleaseKind.OS or rollout.state is not RolloutState.RUNNING:
+        return None
+    hinted = and_(
+        Device.prestage_os_version == rollout.version, Device.staged_version == rollout.version
+    )
+    return session.scalar(select(func.count()).select_from(Device).where(hinted)) or 0
 
 
 def _admit(session: Session, rollout: DeploymentRollout, now: datetime) -> tuple[int, int]:

@@ -3,8 +3,11 @@ admitted yet to stage the release, and withdraws the hint when it stops."""
 
 from __future__ import annotations
 
+from fastapi.testclient import TestClient
+
 from fleetcore.wire import DesiredState
-from tests.overlord.conftest import Overlord
+from overlord.auth.models import KeyRole
+from tests.overlord.conftest import Overlord, heartbeat
 from tests.overlord.test_rollouts import (
     _commit,
     _create,
@@ -35,6 +38,7 @@ def test_devices_not_yet_admitted_are_told_to_stage_and_admitted_ones_are_not(ov
     device_id = next(d for d in fleet if d not in canary)
     prestage = _desired(overlord, device_id, fleet[device_id]).prestage
     assert prestage is not None and prestage.manifest_target == "os/1.1.0/manifest.json"
+    assert prestage.poll_s == 10  # once staged, the device polls every 10 s
     _commit(overlord, canary[0], fleet[canary[0]])
     _tick(overlord)
     _tick(overlord, later_s=61)  # the canary's success window: half the fleet is admitted
@@ -102,3 +106,43 @@ def test_a_pending_rollout_and_a_completed_one_hint_nothing(overlord: Overlord):
         ).prestage
         is None
     )
+
+
+def _beat_staged(
+    overlord: Overlord, device_id: str, auth: dict[str, str], staged: str | None
+) -> None:
+    body = heartbeat() | {"staged_version": staged}
+    resp = overlord.client.post(f"/api/v1/devices/{device_id}/heartbeat", json=body, headers=auth)
+    assert resp.status_code == 204, resp.text
+
+
+def test_staged_devices_are_shown_per_device_and_counted_on_the_rollout_page(
+    overlord: Overlord,
+):
+    fleet = _fleet(overlord, 3)
+    rollout = _create(overlord)
+    _tick(overlord)
+    hinted = sorted(_staging(overlord, fleet))
+    assert len(hinted) == 2
+    first, second = hinted
+    _beat_staged(overlord, first, fleet[first], "1.1.0")
+    url = "/api/v1/devices/{}"
+    admin = overlord.as_admin()
+    assert overlord.client.get(url.format(first), headers=admin).json()["staged_version"] == (
+        "1.1.0"
+    )
+    assert overlord.client.get(url.format(second), headers=admin).json()["staged_version"] is None
+    browser = TestClient(overlord.client.app, base_url="http://overlord.test")
+    browser.post("/dashboard/login", data={"token": overlord.token(KeyRole.VIEWER)})
+    page = browser.get(f"/dashboard/devices/{first}").text
+    assert '<dd id="staged-version">1.1.0 ' in page
+    assert 'id="staged-version"' not in browser.get(f"/dashboard/devices/{second}").text
+    rollout_page = f"/dashboard/rollouts/{rollout['id']}"
+    assert '<dd id="rollout-staged">1 ' in browser.get(rollout_page).text
+    _beat_staged(overlord, second, fleet[second], "1.1.0")
+    assert '<dd id="rollout-staged">2 ' in browser.get(rollout_page).text
+    _beat_staged(overlord, first, fleet[first], None)  # staged slot overwritten, or an old agent
+    assert overlord.client.get(url.format(first), headers=admin).json()["staged_version"] is None
+    assert '<dd id="rollout-staged">1 ' in browser.get(rollout_page).text
+    overlord.client.post(f"/api/v1/rollouts/{rollout['id']}/abort", headers=admin)
+    assert 'id="rollout-staged"' not in browser.get(rollout_page).text  # no hints any more

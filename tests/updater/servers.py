@@ -64,13 +64,18 @@ class FleetServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def set_desired(self, version: str | None) -> None:
+    def set_desired(
+        self, version: str | None, *, prestage: str | None = None, poll_s: int | None = None
+    ) -> None:
+        """The desired OS release, and a pre-stage hint (ADR 0082) beside it."""
+        desired: dict[str, object] = {}
+        for key, named in (("os", version), ("prestage", prestage)):
+            if named:
+                desired[key] = {"version": named, "manifest_target": f"os/{named}/manifest.json"}
+        if prestage and poll_s:
+            desired["prestage"] = {**desired["prestage"], "poll_s": poll_s}  # type: ignore[dict-item]
         with self.lock:
-            self.desired = (
-                {"os": {"version": version, "manifest_target": f"os/{version}/manifest.json"}}
-                if version
-                else {}
-            )
+            self.desired = desired
 
     def fetched_chunks(self) -> int:
         return sum(self.chunk_requests.values())

@@ -43,6 +43,7 @@ def test_status_json(device, capsys):
     assert info["state"] == "idle"
     assert info["running_version"] == "1.0.0"
     assert (info["booted_slot"], info["committed_slot"]) == ("a", "a")
+    assert info["staged_version"] is None
 
 
 def test_status_human(device, capsys):
