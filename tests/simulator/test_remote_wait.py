@@ -26,7 +26,7 @@ from overlord.db import make_engine
 from simulator.device import SimulatedDevice
 from simulator.releases import build_release
 from tests.overlord.conftest import create_token
-from tests.overlord.servers import overlord_process, server_env
+from tests.overlord.servers import overlord_process, overlord_serve, server_env
 from tests.overlord.tufrepo import make_repo
 from updater.agent import Agent
 from updater.remote.wait import HOLD_MAX_S
@@ -99,7 +99,8 @@ def _agent(tmp_path: Path, url: str, base: str, *, remote_logs: bool = True) -> 
 
 @contextmanager
 def _replicas(tmp_path: Path, database: str, pg_url: str) -> Iterator[tuple[str, str, str]]:
-    """(database URL, the device's replica, the admin's replica): two on PostgreSQL."""
+    """(database URL, the device's replica, the admin's replica): two on PostgreSQL, one
+    on SQLite."""
     with ExitStack() as stack:
         if database == "postgresql":
             from simulator.site import scratch_database
@@ -112,10 +113,11 @@ def _replicas(tmp_path: Path, database: str, pg_url: str) -> Iterator[tuple[str,
         engine.dispose()
         repo = make_repo(tmp_path / "tuf")
         env = server_env(url, repo)
-        a = stack.enter_context(overlord_process(env, log=tmp_path / "a.log"))
-        b = a
         if database == "postgresql":
+            a = stack.enter_context(overlord_process(env, log=tmp_path / "a.log"))
             b = stack.enter_context(overlord_process(env, log=tmp_path / "b.log"))
+        else:  # the ``overlord serve`` command itself, its HTTP protocol guards included
+            a = b = stack.enter_context(overlord_serve(env, log=tmp_path / "a.log"))
         yield url, a, b
 
 
