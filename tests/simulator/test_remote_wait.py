@@ -55,11 +55,15 @@ def _held(base: str) -> float:
 @dataclass
 class Running:
     """An agent's ``run_forever`` in a thread; ``polls`` holds, for each cycle, when it
-    ended and when the next was due, as it returned (``time.monotonic``)."""
+    ended and when the next was due, as it returned, and ``started`` when each began
+    (``time.monotonic``); ``desired`` the desired state each cycle left (the same object
+    after a 304)."""
 
     agent: Agent
     thread: threading.Thread
     polls: list[tuple[float, float]] = field(default_factory=list)
+    started: list[float] = field(default_factory=list)
+    desired: list[object] = field(default_factory=list)
 
 
 @contextmanager
@@ -80,9 +84,11 @@ def _agent(tmp_path: Path, url: str, base: str, *, remote_logs: bool = True) -> 
     cycle = agent.cycle
 
     def recorded() -> float:  # the real cycle, its answer noted
+        running.started.append(time.monotonic())
         wait = cycle()
         ended = time.monotonic()
         running.polls.append((ended, ended + wait))
+        running.desired.append(agent.desired)
         return wait
 
     agent.cycle = recorded  # type: ignore[method-assign]
@@ -98,7 +104,9 @@ def _agent(tmp_path: Path, url: str, base: str, *, remote_logs: bool = True) -> 
 
 
 @contextmanager
-def _replicas(tmp_path: Path, database: str, pg_url: str) -> Iterator[tuple[str, str, str]]:
+def _replicas(
+    tmp_path: Path, database: str, pg_url: str, **settings: str
+) -> Iterator[tuple[str, str, str]]:
     """(database URL, the device's replica, the admin's replica): two on PostgreSQL, one
     on SQLite."""
     with ExitStack() as stack:
@@ -112,7 +120,7 @@ def _replicas(tmp_path: Path, database: str, pg_url: str) -> Iterator[tuple[str,
         migrate.upgrade(engine)
         engine.dispose()
         repo = make_repo(tmp_path / "tuf")
-        env = server_env(url, repo)
+        env = server_env(url, repo, **settings)
         if database == "postgresql":
             a = stack.enter_context(overlord_process(env, log=tmp_path / "a.log"))
             b = stack.enter_context(overlord_process(env, log=tmp_path / "b.log"))
@@ -185,3 +193,18 @@ def test_a_device_that_forbids_every_kind_does_not_wait(tmp_path: Path, pg_url: 
         time.sleep(1)  # long enough for a wait to be under way, were there one
         assert _held(a) == 0
         assert running.thread.is_alive()
+
+
+def test_waits_between_polls_keep_the_poll_cadence_and_its_304s(tmp_path: Path, pg_url: str):
+    with (
+        _replicas(tmp_path, "sqlite", pg_url, OVERLORD_POLL_INTERVAL_S="5") as (url, a, _b),
+        _agent(tmp_path, url, a) as running,
+    ):
+        _until(lambda: _held(a) == 1, "a wait between polls")
+        _until(lambda: len(running.polls) >= 4, "four polls")
+    polls = running.polls[:4]
+    for (_ended, due), started in zip(polls[:3], running.started[1:4], strict=True):
+        assert started >= due, "a poll came before it was due"
+    assert all(due - ended == pytest.approx(5) for ended, due in polls[1:])  # the interval
+    # The first poll read the desired state; the others were 304s (the same object kept).
+    assert running.desired[1] is running.desired[2] is running.desired[3]
