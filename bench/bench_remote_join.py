@@ -8,16 +8,21 @@ replica a) each get one logs session opened on replica b, the openings spread ev
 one poll interval so they fall at every phase of the devices' polls. Open-to-join is the
 session's ``joined_at - opened_at`` as the Overlord recorded them. The baseline is the same
 agents with their wait switched off (they learn of a session at their next poll, as before
-ADR 0083). Needs ``FLEET_TEST_PG_URL``.
+ADR 0083). Then ``--held`` devices registered on replica a each hold a wait at once (from
+this process, asyncio), and replica a's resident size is read from ``/proc`` before and while
+they are held: what a held wait costs a replica. Needs ``FLEET_TEST_PG_URL``.
 
-    PYTHONPATH=$PWD .venv/bin/python bench/bench_remote_join.py [--devices 20]
+    PYTHONPATH=$PWD .venv/bin/python bench/bench_remote_join.py [--devices 20] [--held 1000]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -40,6 +45,7 @@ from simulator.releases import build_release  # noqa: E402
 from simulator.site import scratch_database  # noqa: E402
 from tests.overlord.conftest import create_token  # noqa: E402
 from tests.overlord.servers import overlord_process, server_env  # noqa: E402
+from tests.overlord.test_replicas import _register  # noqa: E402
 from tests.overlord.tufrepo import make_repo  # noqa: E402
 from updater.agent import Agent  # noqa: E402
 
@@ -116,6 +122,52 @@ def run(workdir: Path, url: str, a: str, b: str, devices: int, *, wait: bool) ->
             thread.join(60)
 
 
+def rss_kib(base: str) -> int:
+    """The resident size of the process listening on ``base``'s port."""
+    port = base.rsplit(":", 1)[1]
+    listening = subprocess.run(
+        ["ss", "-ltnpH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"pid=(\d+)", listening)
+    assert match, listening
+    status = Path(f"/proc/{match.group(1)}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0])
+
+
+def held_waits(url: str, base: str, count: int) -> tuple[int, int, float]:
+    """Replica RSS (KiB) before and while ``count`` devices each hold a wait; the waits it
+    reported holding."""
+    enrollment = create_token(url, KeyRole.ENROLLMENT)
+    devices = [_register(base, enrollment, f"HELD{number:05d}") for number in range(count)]
+    before = rss_kib(base)
+
+    async def hold() -> tuple[int, float]:
+        limits = httpx.Limits(max_connections=count + 10)
+        async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+            waits = [
+                asyncio.ensure_future(
+                    client.get(
+                        f"{base}/api/v1/devices/{device_id}/remote-wait?timeout_s=60",
+                        headers=auth,
+                    )
+                )
+                for device_id, auth in devices
+            ]
+            reported = 0.0
+            while reported < count:
+                await asyncio.sleep(1)
+                metrics = (await client.get(f"{base}/metrics")).text
+                reported = float(metrics.split("\nfleet_remote_waits ")[1].split()[0])
+            during = rss_kib(base)
+            for wait in waits:
+                wait.cancel()
+            await asyncio.gather(*waits, return_exceptions=True)
+            return during, reported
+
+    during, reported = asyncio.run(hold())
+    return before, during, reported
+
+
 def summary(name: str, samples: list[float]) -> str:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
@@ -128,8 +180,10 @@ def summary(name: str, samples: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=20)
+    parser.add_argument("--held", type=int, default=1000)
     args = parser.parse_args()
     results = {}
+    held: tuple[int, int, float] = (0, 0, 0.0)
     for wait in (False, True):
         with ExitStack() as stack:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -139,15 +193,29 @@ def main() -> None:
             engine = make_engine(url)
             migrate.upgrade(engine)
             engine.dispose()
-            env = server_env(url, make_repo(workdir / "tuf"), OVERLORD_RUN_SCHEDULER="false")
+            env = server_env(
+                url,
+                make_repo(workdir / "tuf"),
+                # --held enrols its devices from this one address.
+                OVERLORD_ANONYMOUS_RATE_PER_S="1000",
+                OVERLORD_ANONYMOUS_RATE_BURST="5000",
+            )
             a = stack.enter_context(overlord_process(env, log=workdir / "a.log"))
             b = stack.enter_context(overlord_process(env, log=workdir / "b.log"))
             results[wait] = run(workdir, url, a, b, args.devices, wait=wait)
+            if wait and args.held:
+                held = held_waits(url, a, args.held)
     load = os.getloadavg()
     print(f"# {time.strftime('%Y-%m-%d')}, load average {load[0]:.2f}, 2 shared cores")
     print(f"# poll interval {POLL_INTERVAL_S} s; device on replica a, session opened on b")
     print(summary("baseline, poll only (the wait switched off)", results[False]))
     print(summary("long-poll between polls (ADR 0083)", results[True]))
+    if args.held:
+        before, during, reported = held
+        print(
+            f"replica a: {before:,} KiB RSS, {during:,} KiB holding {reported:.0f} waits "
+            f"(+{(during - before) / max(reported, 1):.1f} KiB a wait)"
+        )
 
 
 if __name__ == "__main__":
