@@ -313,6 +313,13 @@ class DesiredRemote(_Response):
     )
 
 
+class RemoteWake(_Response):
+    """The answer to a device's long-poll for a remote session (ADR 0083): ``pending`` when
+    one is open for it (poll the desired state now), else the wait ran out."""
+
+    pending: bool
+
+
 class DesiredState(_Response):
     os: DesiredOS | None = None
     bootloader: DesiredBootloader | None = None

@@ -40,6 +40,7 @@ from overlord.metrics.collector import FleetCollector
 from overlord.releases.routes import router as releases_router
 from overlord.remote.relay import Hub, start_relay
 from overlord.remote.routes import router as remote_router
+from overlord.remote.waiting import router as remote_wait_router
 from overlord.remote.ws import router as remote_ws_router
 from overlord.requestlog import RequestLog
 from overlord.rollouts.routes import router as rollouts_router
@@ -235,6 +236,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         audit_router,
         config_router,
         remote_router,
+        remote_wait_router,
         remote_ws_router,
         tuf_router,
         dashboard_router,

@@ -29,6 +29,7 @@ from overlord.devices.schemas import CachedDesiredState
 from overlord.errors import DatabaseUnavailable
 from overlord.invalidation import CacheKeeper
 from overlord.metrics.registry import Metrics
+from overlord.remote.waits import RemoteWaits
 from overlord.settings import Settings
 
 
@@ -53,6 +54,7 @@ class AppContext:
     changes: ChangeFollower = field(init=False)
     keeper: CacheKeeper = field(init=False)
     seen_signatures: SeenSignatures = field(default_factory=SeenSignatures)
+    remote_waits: RemoteWaits = field(default_factory=RemoteWaits)
     _sealer: Sealer | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -65,7 +67,9 @@ class AppContext:
             desired=self.desired,
             follow_changes=self._follow_changes,
             poll_s=self.settings.change_poll_s,
+            on_remote=self.remote_waits.wake,
         )
+        self.metrics.remote_waits.set_function(lambda: self.remote_waits.held)
 
     def _follow_changes(self) -> None:
         if self.database_suspect():

@@ -8,7 +8,10 @@ to every listening replica when (and only if) the transaction commits. Each repl
 - listens on :data:`CHANNEL` and drops what the notifications name, within milliseconds of
   the commit;
 - reads the desired-state change log every ``change_poll_s`` (``devices.changes``), which
-  also covers SQLite and notifications missed while its listener was disconnected.
+  also covers SQLite and notifications missed while its listener was disconnected;
+- passes ``remote:<device>`` (a remote session opened for the device) to ``on_remote``, which
+  wakes the device's long-poll on this replica (ADR 0083). A wake missed while the listener
+  was disconnected costs the device its normal poll interval, nothing more.
 
 While the listener is connected (:attr:`CacheKeeper.live`), cached credentials are trusted
 for ``auth_cache_max_s``; otherwise only for ``auth_cache_ttl_s``, and the credential cache
@@ -31,6 +34,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "overlord_invalidate"
 _CREDENTIAL = "credential:"
 _DEVICE = "device:"
+_REMOTE = "remote:"
 ALL_DEVICES = "devices"
 _RECONNECT_S = 1.0
 
@@ -41,6 +45,10 @@ def credential(token_hash: str) -> str:
 
 def device(device_id: str) -> str:
     return _DEVICE + device_id
+
+
+def remote_session(device_id: str) -> str:
+    return _REMOTE + device_id
 
 
 def announce(session: Session, message: str) -> None:
@@ -71,8 +79,10 @@ class CacheKeeper:
         desired: TTLCache[str, Any],
         follow_changes: Callable[[], None],
         poll_s: float,
+        on_remote: Callable[[str], None] | None = None,
     ) -> None:
         self._engine = engine
+        self._on_remote = on_remote
         self._principals = principals
         self._desired = desired
         self._follow_changes = follow_changes
@@ -99,6 +109,8 @@ class CacheKeeper:
             self._desired.drop(message.removeprefix(_DEVICE))
         elif message == ALL_DEVICES:
             self._desired.clear()
+        elif message.startswith(_REMOTE) and self._on_remote is not None:
+            self._on_remote(message.removeprefix(_REMOTE))
 
     def _run(self) -> None:
         listen = self._engine.dialect.name == "postgresql"

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     remote_join_timeout_s: int = Field(
         default=60, ge=10, le=3600, description="a session its device never joins ends"
     )
+    remote_wait_max_s: int = Field(
+        default=50,
+        ge=1,
+        le=300,
+        description="the longest a device's long-poll for a remote session is held (ADR 0083); "
+        "keep it below nginx's proxy_read_timeout for /api/ (60 s as shipped)",
+    )
     remote_recording_retention_days: int = Field(
         default=90, ge=1, description="a shell's recording is deleted this long after it ended"
     )

@@ -87,10 +87,12 @@ class SimulatedDevice:
         overlord_url: str,
         enrollment_token: str,
         remote_shell: bool = False,
+        remote_logs: bool = True,
     ) -> None:
         """Flash v1's disk (sparse copy), lay out the mounts, drop the first-boot fleet.yaml
         (``remote_shell``: its owner allows remote shells, which then run on this host as the
-        simulator's user; log tails are served as on a device, by this host's journalctl)."""
+        simulator's user; log tails are served as on a device, by this host's journalctl,
+        unless ``remote_logs`` is off)."""
         roots = self.roots
         for folder in (
             roots.etc,
@@ -126,8 +128,11 @@ class SimulatedDevice:
             "enrollment_token": enrollment_token,
             "hostname": self.name,
         }
-        if remote_shell:
-            first_boot["remote"] = {"shell": True}
+        remote = {"shell": True} if remote_shell else {}
+        if not remote_logs:
+            remote["logs"] = False
+        if remote:
+            first_boot["remote"] = remote
         roots.fleet_yaml.write_text(yaml.safe_dump(first_boot))
         self.set_health(failing=False)
 

@@ -3,7 +3,9 @@
 Polls are jittered between ``poll_min_s`` and ``poll_max_s`` (or the interval the Overlord
 asks for); while the Overlord is unreachable the wait doubles up to
 ``offline_backoff_max_s``. Events go through the on-disk queue, so nothing said while offline
-is lost unless the queue overflows, and that is reported too.
+is lost unless the queue overflows, and that is reported too. Between polls the agent waits on
+the Overlord for a remote session to be opened (ADR 0083), so it joins one within about a
+second rather than at its next poll.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import logging
 import random
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -43,6 +46,7 @@ from updater.paths import Roots
 from updater.personalise import Personaliser
 from updater.queue import EventQueue
 from updater.remote.follow import RemoteFollower
+from updater.remote.wait import SessionWait
 from updater.rolesync import RoleSync
 from updater.sources import open_source
 
@@ -102,6 +106,8 @@ class Agent:
         self.remote = RemoteFollower(
             client, config.remote, version=lambda: str(self.engine.running_version())
         )
+        self.session_wait = SessionWait(client, config.remote)
+        self.stopping = threading.Event()
         self.corruption_reported = False
         log.info("boot mode: %s", self.boot_mode)
 
@@ -456,8 +462,9 @@ class Agent:
     # -- the loop ----------------------------------------------------------------------------
 
     def run_forever(self, *, watchdog_s: float | None, lock: Path) -> None:
+        """Cycles until :meth:`stop` (a service is stopped by its signal instead)."""
         self.notifier.ready()
-        while True:
+        while not self.stopping.is_set():
             try:
                 with updater_lock(lock, wait=True):
                     wait = self.cycle()
@@ -474,6 +481,13 @@ class Agent:
             self.report_quarantine()
             self.notifier.status(f"{self.state_name()}; next poll in {wait:.0f} s")
             self._sleep(wait, watchdog_s)
+        self.remote.stop()
+
+    def stop(self) -> None:
+        """Ends :meth:`run_forever` after its cycle, and its wait between polls at once; any
+        thread."""
+        self.stopping.set()
+        self.client.shut_down()
 
     def state_name(self) -> str:
         try:
@@ -482,7 +496,18 @@ class Agent:
             return f"state unreadable ({type(err).__name__})"
 
     def _sleep(self, seconds: float, watchdog_s: float | None) -> None:
+        """Until the next poll, a remote session being opened, or :meth:`stop`."""
         end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
+        while not self.stopping.is_set() and (left := end - time.monotonic()) > 0:
             self.notifier.watchdog()
-            time.sleep(min(left, watchdog_s or left))
+            step = min(left, watchdog_s or left)
+            if step >= 1 and self.waits_for_sessions() and self.session_wait.ready():
+                if self.session_wait.wait(step, self.stopping):
+                    return
+            else:
+                self.stopping.wait(step)
+
+    def waits_for_sessions(self) -> bool:
+        """Whether to wait on the Overlord between polls: not while a session is named (the
+        agent polls every ``poll_s`` then)."""
+        return self.desired is None or self.desired.remote is None

@@ -14,9 +14,12 @@ socket operation of a request is therefore bounded by the request's deadline too
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
+import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -40,6 +43,7 @@ from fleetcore.wire import (
     RegisterRequest,
     RegisterResponse,
     RekeyRequest,
+    RemoteWake,
 )
 from updater import tls
 from updater.clock import OverlordClock
@@ -131,10 +135,46 @@ class _Deadline:
         return left if timeout is None else min(timeout, left)
 
 
+class _OpenStreams:
+    """The client's open sockets, so that another thread can end a request blocked on one
+    (closing a socket does not wake a thread blocked reading it; shutting it down does)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: set[httpcore.NetworkStream] = set()
+        self._shut = False
+
+    def add(self, stream: httpcore.NetworkStream) -> None:
+        with self._lock:
+            self._streams.add(stream)
+            shut = self._shut
+        if shut:  # a request begun after the agent stopped ends at once too
+            self.shut_down()
+
+    def discard(self, stream: httpcore.NetworkStream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
+
+    def shut_down(self) -> None:
+        """Shuts down every open socket, and every one opened later."""
+        with self._lock:
+            self._shut = True
+            streams = list(self._streams)
+        for stream in streams:
+            sock = stream.get_extra_info("socket")
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
 class _DeadlineStream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
+    def __init__(
+        self, inner: httpcore.NetworkStream, deadline: _Deadline, streams: _OpenStreams
+    ) -> None:
         self._inner = inner
         self._deadline = deadline
+        self._streams = streams
+        streams.add(self)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self._inner.read(max_bytes, self._deadline.bound(timeout, httpcore.ReadTimeout))
@@ -143,6 +183,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._inner.write(buffer, self._deadline.bound(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
+        self._streams.discard(self)
         self._inner.close()
 
     def start_tls(
@@ -152,9 +193,9 @@ class _DeadlineStream(httpcore.NetworkStream):
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
         bounded = self._deadline.bound(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(
-            self._inner.start_tls(ssl_context, server_hostname, bounded), self._deadline
-        )
+        wrapped = self._inner.start_tls(ssl_context, server_hostname, bounded)
+        self._streams.discard(self)  # its socket is the TLS stream's now
+        return _DeadlineStream(wrapped, self._deadline, self._streams)
 
     def get_extra_info(self, info: str) -> Any:
         return self._inner.get_extra_info(info)
@@ -163,9 +204,12 @@ class _DeadlineStream(httpcore.NetworkStream):
 class _DeadlineBackend(httpcore.NetworkBackend):
     """httpcore's sockets, each read, write and connect bounded by the request's deadline."""
 
-    def __init__(self, inner: httpcore.NetworkBackend, deadline: _Deadline) -> None:
+    def __init__(
+        self, inner: httpcore.NetworkBackend, deadline: _Deadline, streams: _OpenStreams
+    ) -> None:
         self._inner = inner
         self._deadline = deadline
+        self._streams = streams
 
     def connect_tcp(
         self,
@@ -177,7 +221,7 @@ class _DeadlineBackend(httpcore.NetworkBackend):
     ) -> httpcore.NetworkStream:
         bounded = self._deadline.bound(timeout, httpcore.ConnectTimeout)
         stream = self._inner.connect_tcp(host, port, bounded, local_address, socket_options)
-        return _DeadlineStream(stream, self._deadline)
+        return _DeadlineStream(stream, self._deadline, self._streams)
 
     def connect_unix_socket(
         self,
@@ -187,13 +231,15 @@ class _DeadlineBackend(httpcore.NetworkBackend):
     ) -> httpcore.NetworkStream:
         bounded = self._deadline.bound(timeout, httpcore.ConnectTimeout)
         stream = self._inner.connect_unix_socket(path, bounded, socket_options)
-        return _DeadlineStream(stream, self._deadline)
+        return _DeadlineStream(stream, self._deadline, self._streams)
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
 
 
-def _deadline_transport(proxy: httpx.Proxy | None, deadline: _Deadline) -> httpx.HTTPTransport:
+def _deadline_transport(
+    proxy: httpx.Proxy | None, deadline: _Deadline, streams: _OpenStreams
+) -> httpx.HTTPTransport:
     """httpx's own transport, its connection pool on a :class:`_DeadlineBackend`.
 
     httpx takes no network backend, so the pool's is replaced before its first connection.
@@ -204,7 +250,7 @@ def _deadline_transport(proxy: httpx.Proxy | None, deadline: _Deadline) -> httpx
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.NetworkBackend):
-        pool._network_backend = _DeadlineBackend(backend, deadline)  # type: ignore[union-attr]
+        pool._network_backend = _DeadlineBackend(backend, deadline, streams)  # type: ignore[union-attr]
     else:
         log.warning("httpx's connection pool has moved: an Overlord answer's head has no deadline")
     return transport
@@ -224,12 +270,14 @@ class OverlordClient:
         answer (default: four times ``timeout``)."""
         proxy = (proxies or ProxyRules.resolve()).for_url(base_url)
         self._deadline = _Deadline()
+        self._streams = _OpenStreams()
         if transport is None:
             transport = _deadline_transport(
                 httpx.Proxy(proxy.url, headers=_proxy_headers(proxy.authorization))
                 if proxy
                 else None,
                 self._deadline,
+                self._streams,
             )
         self.http = httpx.Client(
             base_url=f"{base_url.rstrip('/')}{API_PREFIX}",
@@ -248,6 +296,12 @@ class OverlordClient:
     def close(self) -> None:
         self.http.close()
 
+    def shut_down(self) -> None:
+        """Ends the request another thread is blocked in, and every later one (they fail as
+        unreachable): for an agent that stops; any thread. Not for a transport given by the
+        caller (tests), whose sockets it cannot see."""
+        self._streams.shut_down()
+
     def _request(
         self,
         method: str,
@@ -255,17 +309,30 @@ class OverlordClient:
         body: BaseModel | None = None,
         *,
         headers: dict[str, str] | None = None,
+        hold_s: float = 0.0,
     ) -> Answer:
+        """One request; ``hold_s`` is how long the Overlord may hold it before answering (a
+        long-poll), added to the read timeout and the deadline."""
         headers = dict(headers or {})
         if self.identity is not None:
             headers["Authorization"] = f"Bearer {self.identity.device_token}"
         content = body.model_dump_json().encode() if body is not None else None
         if content is not None:
             headers["Content-Type"] = "application/json"
-        request = self.http.build_request(method, url, content=content, headers=headers)
+        timeout = self.http.timeout
+        if hold_s:
+            timeout = httpx.Timeout(
+                connect=timeout.connect,
+                read=(timeout.read or 0.0) + hold_s,
+                write=timeout.write,
+                pool=timeout.pool,
+            )
+        request = self.http.build_request(
+            method, url, content=content, headers=headers, timeout=timeout
+        )
         if self.identity is not None and self.key is not None:
             request.headers.update(self._signature(request, content or b""))
-        self._deadline.at = time.monotonic() + self.deadline_s
+        self._deadline.at = time.monotonic() + self.deadline_s + hold_s
         try:
             response = self.http.send(request, stream=True)
             try:
@@ -391,6 +458,14 @@ class OverlordClient:
         if answer.status == 304:
             return None, etag
         return self._parse(DesiredState, answer), answer.headers.get("etag")
+
+    def remote_wait(self, hold_s: int) -> bool:
+        """Whether a remote session is open for the device, asked as a long-poll the
+        Overlord holds up to ``hold_s`` seconds until one is opened (ADR 0083)."""
+        answer = self._request(
+            "GET", f"{self._device()}/remote-wait?timeout_s={hold_s}", hold_s=hold_s
+        )
+        return self._parse(RemoteWake, answer).pending
 
     def heartbeat(self, beat: Heartbeat) -> None:
         self._request("POST", f"{self._device()}/heartbeat", beat)

@@ -29,6 +29,11 @@ class Metrics:
             for outcome in ("committed", "rolled_back", "failed"):
                 self.update_outcomes.labels(kind=kind, outcome=outcome)
         self.heartbeats = Counter("fleet_heartbeats", "heartbeats accepted", registry=self.registry)
+        self.remote_waits = Gauge(
+            "fleet_remote_waits",
+            "devices' long-polls for a remote session held by this process now",
+            registry=self.registry,
+        )
         self.request_duration = Histogram(
             "fleet_http_request_duration_seconds",
             "API latency, by route template",

@@ -43,9 +43,16 @@ def open_session(
     ctx: Ctx,
     session: DbSession,
 ) -> RemoteSessionPublic:
-    """A pending session; the device joins it on its next desired-state poll."""
+    """A pending session; the device joins it on its next desired-state poll, at once when
+    it holds a long-poll for it (ADR 0083)."""
     row = service.open_session(session, actor_of(caller, request), device_id, body, _limits(ctx))
-    return RemoteSessionPublic.model_validate(row)
+    opened = RemoteSessionPublic.model_validate(row)
+    session.commit()  # the device must find the session when its wait returns
+    # This replica's own waits, without waiting for the change log (SQLite has no NOTIFY;
+    # on PostgreSQL every replica, this one included, also hears the commit's notification).
+    ctx.desired.drop(device_id)
+    ctx.remote_waits.wake(device_id)
+    return opened
 
 
 @router.get("/devices/{device_id}/remote-sessions", response_model=list[RemoteSessionPublic])

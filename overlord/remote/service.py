@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleetcore.wire import DesiredRemote
+from overlord import invalidation
 from overlord.audit import service as audit
 from overlord.audit.models import AuditAction, AuditObject, Channel
 from overlord.audit.service import Actor
@@ -130,6 +131,9 @@ def open_session(
     )
     session.add(row)
     changes.touch(session, [device_id])
+    # After the device's own announcement: a replica drops its cached desired state before
+    # it wakes the device's long-poll (ADR 0083).
+    invalidation.announce(session, invalidation.remote_session(device_id))
     audit.record(
         session,
         actor,
