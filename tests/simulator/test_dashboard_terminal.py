@@ -5,6 +5,7 @@ shows the prompt, a typed command's output comes back, and End session ends it."
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import httpx
@@ -17,6 +18,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from overlord import migrate
 from overlord.auth.models import KeyRole
 from overlord.db import make_engine
+from overlord.remote import asciicast
 from tests.overlord.conftest import create_token
 from tests.overlord.servers import overlord_process, server_env
 from tests.overlord.test_dashboard_browser import _log_in, chromium, have_chromium
@@ -28,6 +30,7 @@ pytestmark = [
     pytest.mark.skipif(not have_chromium(), reason="chromium and chromium-driver not installed"),
 ]
 SCREEN = "#shell-terminal .xterm-rows"
+STTY = re.compile(r"^(\d+) (\d+)$", re.MULTILINE)  # what `stty size` prints: rows, columns
 
 
 def _screen(driver: WebDriver) -> str:
@@ -65,11 +68,23 @@ def test_an_admin_runs_a_command_in_the_device_pages_terminal(tmp_path: Path):
         typed.send_keys("echo dash-$((6*7))\n")
         wait.until(lambda d: "dash-42" in _screen(d))
         browser.save_screenshot(str(shots / "dashboard-terminal.png"))
+        browser.set_window_size(900, 900)  # the terminal is fitted again: a smaller PTY
+        typed.send_keys("stty size\n")
+        wait.until(lambda d: STTY.search(_screen(d).split("stty size", 1)[-1]))
         browser.find_element(By.ID, "shell-end").click()
         wait.until(expected_conditions.text_to_be_present_in_element(state, "session ended"))
-        assert "ended from the dashboard" in _screen(browser)
+        screen = _screen(browser)
+        assert "ended from the dashboard" in screen
         agent.remote.stop()
         sessions = httpx.get(f"{base}/api/v1/devices/{device_id}/remote-sessions", headers=admin)
-    [ended] = sessions.json()
+        [ended] = sessions.json()
+        cast = httpx.get(f"{base}/api/v1/remote-sessions/{ended['id']}/recording", headers=admin)
     assert (ended["end_reason"], ended["end_detail"]) == ("operator", "ended from the dashboard")
     assert ended["opened_by"] == "test admin"
+    # The browser's resizes reached the device's PTY: what stty printed is the last one sent.
+    _header, events = asciicast.load(cast.text)
+    sizes = [data for _at, code, data in events if code == "r"]
+    assert len(set(sizes)) >= 2, sizes
+    cols, rows = sizes[-1].split("x")
+    printed = STTY.search(screen.split("stty size", 1)[-1])
+    assert printed is not None and printed.groups() == (rows, cols), (printed, sizes)

@@ -43,12 +43,14 @@
     ws.binaryType = "arraybuffer";
     socket = ws;
     let why = null;
+    let joined = false;
     const fit = function () { fitAddon.fit(); };
-    term.onResize(function (size) {
+    const sendSize = function () {
       if (ws.readyState === WebSocket.OPEN) {
-        ws.send(JSON.stringify({ type: "resize", cols: size.cols, rows: size.rows }));
+        ws.send(JSON.stringify({ type: "resize", cols: term.cols, rows: term.rows }));
       }
-    });
+    };
+    term.onResize(sendSize);
     term.onData(function (data) {
       if (ws.readyState === WebSocket.OPEN) { ws.send(encoder.encode(data)); }
     });
@@ -58,14 +60,17 @@
       openButton.hidden = true;
       window.addEventListener("resize", fit);
       fitAddon.fit();
-      ws.send(JSON.stringify({ type: "resize", cols: term.cols, rows: term.rows }));
       term.focus();
     };
     ws.onmessage = function (event) {
       if (typeof event.data === "string") {
         why = control(term, JSON.parse(event.data)) || why;
       } else {
-        state.textContent = "connected";
+        if (!joined) {  // the device's first output: its PTY takes this terminal's size now
+          joined = true;
+          state.textContent = "connected";
+          sendSize();
+        }
         term.write(new Uint8Array(event.data));
       }
     };
