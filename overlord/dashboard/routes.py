@@ -236,10 +236,12 @@ def device(
     )
     context = {"page": page, "refresh_s": REFRESH_S, "statuses": list(AdminStatus)}
     context |= forms_context(request, user)
-    # The Overlord's side of the shell policy; the device's fleet.yaml may still refuse.
+    # The Overlord's side of the remote policy; the device's fleet.yaml may still refuse.
+    row = devices_service.get_device(session, device_id=device_id)
     context["can_shell"] = user.at_least(KeyRole.ADMIN) and remote_service.allowed(
-        session, devices_service.get_device(session, device_id=device_id), SessionKind.SHELL
+        session, row, SessionKind.SHELL
     )
+    context["can_logs"] = remote_service.allowed(session, row, SessionKind.LOGS)
     context["error"] = request.query_params.get("error")
     return templates.TemplateResponse(request, "device.html", context)
 

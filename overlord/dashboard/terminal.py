@@ -1,14 +1,15 @@
-"""The device page's terminal: an admin opens a shell session from the page, and the
-browser attaches to it with its session cookie (:mod:`overlord.remote.operator`).
+"""The device page's remote sessions: an admin opens a shell, anyone logged in a live tail
+of the device's journal, and the browser attaches to it with its session cookie
+(:mod:`overlord.remote.operator`).
 
-Opening is a dashboard action like the others (the form's CSRF token, the admin role, the
-device's shell policy, audited as from the dashboard); it answers JSON for the page's
-script, which then opens the WebSocket itself.
+Opening is a dashboard action like the others (the form's CSRF token, the kind's role, the
+device's policy, audited as from the dashboard); it answers JSON for the page's script,
+which then opens the WebSocket itself.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import JSONResponse
@@ -25,24 +26,30 @@ from overlord.remote.models import SessionKind
 from overlord.remote.schemas import OpenSession
 
 router = APIRouter(include_in_schema=False)
+# What the page opens: a shell, or the journal's last lines and what follows.
+KINDS = {
+    "shell": OpenSession(kind=SessionKind.SHELL),
+    "logs": OpenSession(kind=SessionKind.LOGS, lines=100),
+}
 
 
-@router.post("/dashboard/devices/{device_id}/shell")
-def open_shell(
+@router.post("/dashboard/devices/{device_id}/remote/{kind}")
+def open_remote(
     device_id: DeviceId,
+    kind: Literal["shell", "logs"],
     request: Request,
     user: DashboardUser,
     ctx: Ctx,
     session: DbSession,
     form: Annotated[ActionForm, Form()],
 ) -> JSONResponse:
-    """A pending shell session and the path its operator side attaches at."""
+    """A pending session of ``kind`` and the path its operator side attaches at."""
     csrf.check(request, request.cookies.get(SESSION_COOKIE, ""), form.csrf)
     row = remote.open_session(
         session,
         dashboard_actor(user, request),
         device_id,
-        OpenSession(kind=SessionKind.SHELL),
+        KINDS[kind],
         remote.Limits.of(ctx.settings),
     )
     return JSONResponse(

@@ -243,9 +243,9 @@ STEPS = (
         Channel.DASHBOARD,
     ),
     Step(
-        ("POST", "/dashboard/devices/{device_id}/shell"),
+        ("POST", "/dashboard/devices/{device_id}/remote/{kind}"),
         (AuditAction.REMOTE_OPEN,),
-        lambda w: w.form(f"/dashboard/devices/{w.device_id}/shell"),
+        lambda w: w.form(f"/dashboard/devices/{w.device_id}/remote/shell"),
         Channel.DASHBOARD,
     ),
     Step(

@@ -7,7 +7,7 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-from starlette.testclient import WebSocketDenialResponse
+from starlette.testclient import WebSocketDenialResponse, WebSocketTestSession
 
 from overlord.auth.deps import SESSION_COOKIE
 from overlord.auth.models import KeyRole
@@ -17,7 +17,7 @@ from tests.overlord.conftest import Overlord
 from tests.overlord.test_dashboard_actions import _login as _log_in
 
 SITE = {"Origin": "http://overlord.test"}  # the browser-like client's own origin
-WS = "ws://overlord.test"  # its cookie is for that host (the test client's default is another)
+WS = "ws://overlord.test"  # the browser-like client's host (the test client's default is another)
 
 
 def _login(overlord: Overlord, role: KeyRole) -> tuple[TestClient, str]:
@@ -36,10 +36,19 @@ def _allow_shell(overlord: Overlord, device_id: str) -> None:
 
 
 def _open(browser: TestClient, device_id: str, token: str) -> str:
-    opened = browser.post(f"/dashboard/devices/{device_id}/shell", data={"csrf": token})
+    opened = browser.post(f"/dashboard/devices/{device_id}/remote/shell", data={"csrf": token})
     assert opened.status_code == 201, opened.text
     attach: str = opened.json()["attach"]
     return attach
+
+
+def _attach(
+    overlord: Overlord, browser: TestClient, attach: str, headers: dict[str, str]
+) -> WebSocketTestSession:
+    """The browser's WebSocket: its cookie, on the app's running client (one event loop for
+    both ends of a session, as in a served Overlord)."""
+    cookie = {"Cookie": f"{SESSION_COOKIE}={browser.cookies[SESSION_COOKIE]}"}
+    return overlord.client.websocket_connect(WS + attach, headers=headers | cookie)
 
 
 def _state(overlord: Overlord, attach: str) -> dict[str, object]:
@@ -70,7 +79,7 @@ def test_opening_from_the_page_needs_the_form_token_the_admin_role_and_the_polic
 ):
     device_id, _auth = overlord.enroll("TERM2")
     admin, token = _login(overlord, KeyRole.ADMIN)
-    shell = f"/dashboard/devices/{device_id}/shell"
+    shell = f"/dashboard/devices/{device_id}/remote/shell"
     refused = admin.post(shell, data={"csrf": token})
     assert refused.status_code == 403 and "FLEET_REMOTE_SHELL=1" in refused.json()["detail"]
     _allow_shell(overlord, device_id)
@@ -97,7 +106,7 @@ def test_the_page_attaches_with_its_cookie_and_ends_the_session(overlord: Overlo
         overlord.client.websocket_connect(
             f"/api/v1/devices/{device_id}/remote/{session_id}", headers=device_auth
         ) as device,
-        admin.websocket_connect(WS + attach, headers=SITE) as operator,
+        _attach(overlord, admin, attach, SITE) as operator,
     ):
         operator.send_text(frames.text("resize", cols=100, rows=30))
         assert json.loads(device.receive_text()) == {"type": "resize", "cols": 100, "rows": 30}
@@ -132,8 +141,41 @@ def test_a_cookie_attach_is_refused_for_a_viewer_or_without_this_sites_origin(
     browser, _token = (admin, token) if role is KeyRole.ADMIN else _login(overlord, role)
     with (
         pytest.raises(WebSocketDenialResponse) as denied,
-        browser.websocket_connect(WS + attach, headers=headers),
+        _attach(overlord, browser, attach, headers),
     ):
         pass
     assert denied.value.status_code == 403 and refusal in denied.value.json()["detail"]
     assert _state(overlord, attach)["state"] == "pending", "nothing attached"
+
+
+def test_a_viewer_follows_the_journal_from_the_page_unless_log_tails_are_off(overlord: Overlord):
+    device_id, device_auth = overlord.enroll("TERM5")
+    viewer, token = _login(overlord, KeyRole.VIEWER)
+    page = f"/dashboard/devices/{device_id}"
+    assert 'id="logs-open"' in viewer.get(page).text, "log tails are on by default"
+    opened = viewer.post(f"{page}/remote/logs", data={"csrf": token})
+    assert opened.status_code == 201, opened.text
+    attach: str = opened.json()["attach"]
+    session_id = attach.split("/")[-2]
+    assert _state(overlord, attach)["params"] == {"lines": 100}
+    line = json.dumps({"MESSAGE": "hello from the journal", "_SYSTEMD_UNIT": "x.service"})
+    with (
+        overlord.client.websocket_connect(
+            f"/api/v1/devices/{device_id}/remote/{session_id}", headers=device_auth
+        ) as device,
+        _attach(overlord, viewer, attach, SITE) as operator,
+    ):
+        device.send_bytes(line.encode())
+        assert operator.receive_bytes() == line.encode()
+        operator.send_text(frames.text("close", reason="ended from the dashboard"))
+        assert json.loads(device.receive_text())["type"] == "close"
+    assert _state(overlord, attach)["end_reason"] == "operator"
+    off = overlord.client.put(
+        f"/api/v1/config/devices/{device_id}/FLEET_REMOTE_LOGS",
+        json={"value": "0"},
+        headers=overlord.as_admin(),
+    )
+    assert off.status_code == 200, off.text
+    assert 'id="logs-open"' not in viewer.get(page).text
+    assert viewer.post(f"{page}/remote/logs", data={"csrf": token}).status_code == 403
+    assert viewer.post(f"{page}/remote/nonsense", data={"csrf": token}).status_code == 422
