@@ -26,6 +26,7 @@ from overlord.dashboard.rollout_pages import router as dashboard_rollouts_router
 from overlord.dashboard.routes import LoginRequired
 from overlord.dashboard.routes import router as dashboard_router
 from overlord.dashboard.routes import static_files as dashboard_static
+from overlord.dashboard.terminal import router as dashboard_terminal_router
 from overlord.db import is_disconnect, unit_of_work
 from overlord.deps import Ctx
 from overlord.devices.routes import labels_router, sd_router
@@ -241,6 +242,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         tuf_router,
         dashboard_router,
         dashboard_rollouts_router,
+        dashboard_terminal_router,
     ):
         app.include_router(router)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from urllib.parse import urlsplit
 
 from fastapi import Request
 
+from overlord.auth.origin import names_host
 from overlord.errors import Forbidden
 
 _LABEL = b"overlord dashboard form"
@@ -27,8 +27,7 @@ def token_for(cookie: str) -> str:
 def check(request: Request, cookie: str, submitted: str) -> None:
     """Raise Forbidden unless ``submitted`` is this session's token from this site."""
     origin = request.headers.get("origin")
-    # Host names only: behind a TLS proxy the scheme and port the app sees differ.
-    if origin is not None and urlsplit(origin).hostname != request.url.hostname:
+    if origin is not None and not names_host(origin, request.url.hostname):
         raise Forbidden("this form was sent from another site")
     if not hmac.compare_digest(token_for(cookie), submitted):
         raise Forbidden("the form is stale or forged; reload the page and try again")

@@ -40,6 +40,8 @@ from overlord.errors import (
     RequestError,
 )
 from overlord.ids import BigRowId
+from overlord.remote import service as remote_service
+from overlord.remote.models import SessionKind
 from overlord.rollouts import service as rollouts_service
 
 _HERE = Path(__file__).parent
@@ -234,6 +236,12 @@ def device(
     )
     context = {"page": page, "refresh_s": REFRESH_S, "statuses": list(AdminStatus)}
     context |= forms_context(request, user)
+    # The Overlord's side of the remote policy; the device's fleet.yaml may still refuse.
+    row = devices_service.get_device(session, device_id=device_id)
+    context["can_shell"] = user.at_least(KeyRole.ADMIN) and remote_service.allowed(
+        session, row, SessionKind.SHELL
+    )
+    context["can_logs"] = remote_service.allowed(session, row, SessionKind.LOGS)
     context["error"] = request.query_params.get("error")
     return templates.TemplateResponse(request, "device.html", context)
 

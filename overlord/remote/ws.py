@@ -1,7 +1,8 @@
 """The remote-session WebSockets (ADR 0074): the device's join and the operator's attach.
 
 Both sides authenticate before the upgrade is accepted (the device with the one device
-check every device route uses, the operator with a bearer token and the kind's role). The
+check every device route uses, the operator with a bearer token or the dashboard's cookie
+from the Overlord's own pages, :mod:`overlord.remote.operator`, and the kind's role). The
 replica holding the device's socket enforces the idle and maximum-length limits and records
 the end; every frame is checked against :mod:`overlord.remote.frames`. That replica also
 records a shell (:mod:`overlord.remote.recordings`).
@@ -22,12 +23,13 @@ from starlette.concurrency import run_in_threadpool
 
 from fleetcore.wire import API_PREFIX
 from overlord.audit.deps import actor_of
-from overlord.auth.deps import Caller, DeviceCaller
+from overlord.auth.deps import DeviceCaller
 from overlord.context import AppContext
 from overlord.db import unit_of_work, utcnow
 from overlord.devices.schemas import DeviceId
 from overlord.remote import claim, frames, recordings, service
 from overlord.remote.models import EndReason, RemoteSession, SessionKind
+from overlord.remote.operator import AttachCaller
 from overlord.remote.relay import Hub, Mailbox, Side
 from overlord.remote.schemas import SessionId
 
@@ -202,7 +204,7 @@ async def device_join(
 
 
 @router.websocket("/remote/{session_id}/attach")
-async def operator_attach(socket: WebSocket, session_id: SessionId, caller: Caller) -> None:
+async def operator_attach(socket: WebSocket, session_id: SessionId, caller: AttachCaller) -> None:
     """The operator's side of a session; the kind's role is checked again here."""
     ctx = _ctx(socket)
     actor = actor_of(caller, socket)

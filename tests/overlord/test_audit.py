@@ -243,6 +243,12 @@ STEPS = (
         Channel.DASHBOARD,
     ),
     Step(
+        ("POST", "/dashboard/devices/{device_id}/remote/{kind}"),
+        (AuditAction.REMOTE_OPEN,),
+        lambda w: w.form(f"/dashboard/devices/{w.device_id}/remote/shell"),
+        Channel.DASHBOARD,
+    ),
+    Step(
         ("POST", "/dashboard/rollouts"),
         (AuditAction.ROLLOUT_CREATE,),
         lambda w: w.form("/dashboard/rollouts", release="role/camera/2.0.0", name="dash"),
@@ -319,6 +325,8 @@ def test_every_operator_route_records_an_audit_entry(overlord: Overlord):
     walk = Walk(overlord)
     walk.device_id, _auth = overlord.enroll("AUDIT1")
     walk.alert_id = _seed_alert(overlord)
+    allowed = walk.api("PUT", "/api/v1/config/fleet/FLEET_REMOTE_SHELL", json={"value": "1"})
+    assert allowed.status_code == 200, allowed.text  # for the dashboard's Open shell
     (admin,) = _admin_keys(overlord)
     for step in STEPS:
         before = _last_id(overlord)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -39,18 +41,31 @@ FLAGS = [
 ]
 
 
-@pytest.fixture
-def browser():
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.fail("chromium and chromium-driver are needed: see scripts/apt-packages.txt")
+def have_chromium() -> bool:
+    return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[webdriver.Chrome]:
+    """Headless Debian Chromium through its chromedriver, quit on the way out."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in FLAGS:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(2)
-    yield driver
-    driver.quit()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture
+def browser():
+    if not have_chromium():
+        pytest.fail("chromium and chromium-driver are needed: see scripts/apt-packages.txt")
+    with chromium() as driver:
+        yield driver
 
 
 def _seed(base: str, url: str) -> tuple[str, dict[str, str], str]:
