@@ -20,8 +20,10 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from fleetcore import streams
 from fleetcore.wire import API_PREFIX
 from overlord.audit.deps import actor_of
+from overlord.audit.service import Actor
 from overlord.auth.deps import Caller, DeviceCaller
 from overlord.context import AppContext
 from overlord.db import unit_of_work, utcnow
@@ -81,12 +83,14 @@ async def _pump_out(socket: WebSocket, box: Mailbox, tape: recordings.Tape | Non
 async def _pump_in(
     socket: WebSocket,
     hub: Hub,
-    session_id: str,
+    row: RemoteSession,
     side: Side,
     seen: list[float],
     tape: recordings.Tape | None,
+    actor: Actor,
 ) -> None:
-    allowed = frames.FROM_DEVICE if side is Side.DEVICE else frames.FROM_OPERATOR
+    session_id = row.id
+    allowed = frames.allowed(side is Side.DEVICE, row.kind is SessionKind.FORWARD)
     ender = EndReason.DEVICE if side is Side.DEVICE else EndReason.OPERATOR
     while True:
         message = await socket.receive()
@@ -111,6 +115,13 @@ async def _pump_in(
             await hub.send(session_id, side, frames.text("dropped", count=control["count"]))
         elif control["type"] == "exit":  # a shell's status, for the operator's exit code
             await hub.send(session_id, side, frames.text("exit", status=control["status"]))
+        elif control["type"] == "ready":  # a forward's device serves streams from now on
+            await hub.send(session_id, side, frames.text("ready"))
+        elif control["type"] in streams.KINDS:  # audited where it comes in, then relayed
+            kind, number, reason = control["type"], control["stream"], control.get("reason", "")
+            ctx = _ctx(socket)
+            await _in_db(ctx, service.stream_event, actor, row, side.value, kind, number, reason)
+            await hub.send(session_id, side, streams.control(kind, number, reason))
 
 
 async def _watch(
@@ -145,7 +156,9 @@ def _record_activity(session: Session, session_id: str, seen: float, now: float)
         row.last_activity_at = utcnow() - timedelta(seconds=now - seen)
 
 
-async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_limits: bool) -> None:
+async def _serve(
+    socket: WebSocket, row: RemoteSession, side: Side, actor: Actor, *, holds_limits: bool
+) -> None:
     ctx, hub = _ctx(socket), _hub(socket)
     try:
         box = hub.open(row.id, side, lossy=row.kind is SessionKind.LOGS)
@@ -157,7 +170,7 @@ async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_lim
     if holds_limits and row.kind is SessionKind.SHELL:
         tape = recordings.Tape(ctx.sessions, row, ctx.settings.remote_recording_max_bytes)
     tasks = [
-        asyncio.create_task(_pump_in(socket, hub, row.id, side, seen, tape)),
+        asyncio.create_task(_pump_in(socket, hub, row, side, seen, tape, actor)),
         asyncio.create_task(_pump_out(socket, box, tape)),
     ]
     if holds_limits:
@@ -198,7 +211,7 @@ async def device_join(
     ctx = _ctx(socket)
     row = await _in_db(ctx, service.join, device_id, session_id, service.Limits.of(ctx.settings))
     await socket.accept()
-    await _serve(socket, row, Side.DEVICE, holds_limits=True)
+    await _serve(socket, row, Side.DEVICE, service.OVERLORD, holds_limits=True)
 
 
 @router.websocket("/remote/{session_id}/attach")
@@ -216,7 +229,7 @@ async def operator_attach(socket: WebSocket, session_id: SessionId, caller: Call
         if held is None:  # another socket, on this replica or another, holds the operator
             await _refuse(socket, f"the session's {Side.OPERATOR.value} is already connected")
             return
-        await _serve(socket, row, Side.OPERATOR, holds_limits=False)
+        await _serve(socket, row, Side.OPERATOR, actor, holds_limits=False)
     finally:
         if held is not None:
             await run_in_threadpool(held.release)
