@@ -87,10 +87,12 @@ class SimulatedDevice:
         overlord_url: str,
         enrollment_token: str,
         remote_shell: bool = False,
+        remote_forward: bool = False,
     ) -> None:
         """Flash v1's disk (sparse copy), lay out the mounts, drop the first-boot fleet.yaml
         (``remote_shell``: its owner allows remote shells, which then run on this host as the
-        simulator's user; log tails are served as on a device, by this host's journalctl)."""
+        simulator's user; ``remote_forward``: port forwards, to this host's loopback; log
+        tails are served as on a device, by this host's journalctl)."""
         roots = self.roots
         for folder in (
             roots.etc,
@@ -126,8 +128,9 @@ class SimulatedDevice:
             "enrollment_token": enrollment_token,
             "hostname": self.name,
         }
-        if remote_shell:
-            first_boot["remote"] = {"shell": True}
+        remote = {"shell": remote_shell, "forward": remote_forward}
+        if any(remote.values()):
+            first_boot["remote"] = {kind: True for kind, allowed in remote.items() if allowed}
         roots.fleet_yaml.write_text(yaml.safe_dump(first_boot))
         self.set_health(failing=False)
 
