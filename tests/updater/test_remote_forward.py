@@ -6,10 +6,8 @@ an error for its stream while the session lives on, the stream bound holds, and 
 
 from __future__ import annotations
 
-import http.server
 import json
 import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -18,34 +16,17 @@ from fleetcore import streams
 from fleetcore.firstboot import RemoteAccess
 from fleetcore.wire import DesiredRemote
 from tests.updater.test_remote_shell import SESSION, Peer, _ended
+from tests.webpages import BIG, page, serve_pages
 from updater.remote.forward import connect_local
 from updater.remote.join import Join
 
 ALLOWED = RemoteAccess(forward=True)
-BIG = bytes(range(256)) * 4096  # 1 MiB
-
-
-class _Pages(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = BIG if self.path == "/big" else f"page {self.path}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: object) -> None:
-        return
 
 
 @pytest.fixture
 def web() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with serve_pages() as port:
+        yield port
 
 
 def _closed_port() -> int:
@@ -98,8 +79,8 @@ def test_several_streams_carry_whole_responses_at_once(web: int):
     for number in (1, 2, 3):
         _get(peer, number, "/big" if number == 2 else f"/p{number}")
     peer.until(lambda: len(_ended_streams(peer)) == 3, "every stream closed")
-    assert _stream_data(peer, 1).endswith(b"\r\n\r\npage /p1")
-    assert _stream_data(peer, 3).endswith(b"\r\n\r\npage /p3")
+    assert _stream_data(peer, 1).endswith(b"\r\n\r\n" + page("/p1"))
+    assert _stream_data(peer, 3).endswith(b"\r\n\r\n" + page("/p3"))
     assert _stream_data(peer, 2).split(b"\r\n\r\n", 1)[1] == BIG
     assert all(c["type"] == streams.CLOSE for c in _ended_streams(peer).values())
     _stop(peer, join)
