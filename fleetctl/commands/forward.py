@@ -96,6 +96,8 @@ class _Relay:
                     self._accept()
         except Closed as closed:
             raise ServerError(f"the session ended: {closed}") from None
+        except OSError as err:  # the local sockets' failures are the streams' own
+            raise ServerError(f"the connection to the Overlord failed: {err}") from None
         finally:
             self._mux.close()
 

@@ -29,7 +29,7 @@ from overlord.context import AppContext
 from overlord.db import unit_of_work, utcnow
 from overlord.devices.schemas import DeviceId
 from overlord.remote import claim, frames, recordings, service
-from overlord.remote.models import EndReason, RemoteSession, SessionKind
+from overlord.remote.models import EndReason, RemoteSession, SessionKind, SessionState
 from overlord.remote.relay import Hub, Mailbox, Side
 from overlord.remote.schemas import SessionId
 
@@ -229,6 +229,9 @@ async def operator_attach(socket: WebSocket, session_id: SessionId, caller: Call
         if held is None:  # another socket, on this replica or another, holds the operator
             await _refuse(socket, f"the session's {Side.OPERATOR.value} is already connected")
             return
+        if row.kind is SessionKind.FORWARD and row.state is SessionState.ACTIVE:
+            # The device joined first: its ``ready`` had no operator to go to.
+            await socket.send_text(frames.text("ready"))
         await _serve(socket, row, Side.OPERATOR, actor, holds_limits=False)
     finally:
         if held is not None:

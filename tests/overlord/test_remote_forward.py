@@ -58,30 +58,29 @@ def test_forwarding_is_off_by_default_and_for_admins_only(overlord: Overlord):
 def test_streams_are_relayed_both_ways_and_each_open_and_close_is_audited(overlord: Overlord):
     device_id, device_auth = overlord.enroll("FWD1")
     session_id = _open_forward(overlord, device_id)
-    with _join(overlord, device_id, session_id, device_auth) as device:
+    attach = f"/api/v1/remote/{session_id}/attach"
+    with (  # the operator attached first: the device's ready reaches it
+        overlord.client.websocket_connect(attach, headers=overlord.as_admin()) as operator,
+        _join(overlord, device_id, session_id, device_auth) as device,
+    ):
         device.send_text(frames.text("hello", session=session_id, version="test"))
-        with overlord.client.websocket_connect(
-            f"/api/v1/remote/{session_id}/attach", headers=overlord.as_admin()
-        ) as operator:
-            device.send_text(streams.ready())
-            assert json.loads(operator.receive_text()) == {"type": "ready"}
-            operator.send_text(streams.control(streams.OPEN, 1))
-            assert device.receive_text() == streams.control(streams.OPEN, 1)
-            operator.send_bytes(streams.pack(1, b"GET / HTTP/1.1\r\n\r\n"))
-            assert device.receive_bytes() == streams.pack(1, b"GET / HTTP/1.1\r\n\r\n")
-            device.send_bytes(streams.pack(1, b"HTTP/1.1 200 OK\r\n\r\n"))
-            assert operator.receive_bytes() == streams.pack(1, b"HTTP/1.1 200 OK\r\n\r\n")
-            operator.send_text(streams.control(streams.OPEN, 2))
-            assert device.receive_text() == streams.control(streams.OPEN, 2)
-            device.send_text(streams.control(streams.ERROR, 2, "connection refused"))
-            assert operator.receive_text() == streams.control(
-                streams.ERROR, 2, "connection refused"
-            )
-            device.send_text(streams.control(streams.CLOSE, 1))
-            assert operator.receive_text() == streams.control(streams.CLOSE, 1)
-            assert _state(overlord, session_id)["state"] == "active"
-            operator.send_text(frames.text("close", reason="done"))
-            assert json.loads(device.receive_text())["reason"] == "done"
+        device.send_text(streams.ready())
+        assert json.loads(operator.receive_text()) == {"type": "ready"}
+        operator.send_text(streams.control(streams.OPEN, 1))
+        assert device.receive_text() == streams.control(streams.OPEN, 1)
+        operator.send_bytes(streams.pack(1, b"GET / HTTP/1.1\r\n\r\n"))
+        assert device.receive_bytes() == streams.pack(1, b"GET / HTTP/1.1\r\n\r\n")
+        device.send_bytes(streams.pack(1, b"HTTP/1.1 200 OK\r\n\r\n"))
+        assert operator.receive_bytes() == streams.pack(1, b"HTTP/1.1 200 OK\r\n\r\n")
+        operator.send_text(streams.control(streams.OPEN, 2))
+        assert device.receive_text() == streams.control(streams.OPEN, 2)
+        device.send_text(streams.control(streams.ERROR, 2, "connection refused"))
+        assert operator.receive_text() == streams.control(streams.ERROR, 2, "connection refused")
+        device.send_text(streams.control(streams.CLOSE, 1))
+        assert operator.receive_text() == streams.control(streams.CLOSE, 1)
+        assert _state(overlord, session_id)["state"] == "active"
+        operator.send_text(frames.text("close", reason="done"))
+        assert json.loads(device.receive_text())["reason"] == "done"
     trail = _stream_audit(overlord, device_id)
     assert [(e["stream"], e["event"], e["by"]) for e in trail] == [
         (1, streams.OPEN, "operator"),
@@ -92,6 +91,21 @@ def test_streams_are_relayed_both_ways_and_each_open_and_close_is_audited(overlo
     assert trail[2]["reason"] == "connection refused"
     assert {e["actor"] for e in trail[:2]} != {"overlord"}  # the admin who opened them
     assert all(e["session"] == session_id for e in trail)
+
+
+def test_an_operator_who_attaches_after_the_device_joined_is_told_it_is_ready(
+    overlord: Overlord,
+):
+    device_id, device_auth = overlord.enroll("FWD4")
+    session_id = _open_forward(overlord, device_id)
+    with _join(overlord, device_id, session_id, device_auth) as device:
+        device.send_text(streams.ready())  # nobody attached yet: it goes nowhere
+        with overlord.client.websocket_connect(
+            f"/api/v1/remote/{session_id}/attach", headers=overlord.as_admin()
+        ) as operator:
+            assert json.loads(operator.receive_text()) == {"type": "ready"}
+            operator.send_text(streams.control(streams.OPEN, 1))
+            assert device.receive_text() == streams.control(streams.OPEN, 1)
 
 
 @pytest.mark.parametrize(
@@ -112,6 +126,7 @@ def test_a_stream_frame_that_breaks_the_rules_ends_the_session(
         with overlord.client.websocket_connect(
             f"/api/v1/remote/{session_id}/attach", headers=overlord.as_admin()
         ) as operator:
+            assert json.loads(operator.receive_text()) == {"type": "ready"}  # joined first
             operator.send_text(json.dumps(bad))
             assert json.loads(operator.receive_text())["type"] == "error"
         assert json.loads(device.receive_text())["type"] == "error"
