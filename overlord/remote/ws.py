@@ -178,7 +178,7 @@ async def _serve(
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     for task in pending:
         task.cancel()
-    outcome = next((t.exception() for t in done if t.exception() is not None), None)
+    outcome = _outcome(side, [t.exception() for t in done])
     hub.release(row.id, side)
     if tape is not None:
         try:
@@ -196,6 +196,20 @@ async def _serve(
         raise outcome
     with contextlib.suppress(RuntimeError):
         await socket.close()
+
+
+def _outcome(side: Side, errors: list[BaseException | None]) -> BaseException | None:
+    """Why the socket's tasks stopped: an :class:`Ended` first. A send to a socket that has
+    just gone (the peer's last frames racing its disconnect) is that side's disconnect, so
+    the session still ends and the other side hears of it."""
+    raised = [error for error in errors if error is not None]
+    ended = [error for error in raised if isinstance(error, Ended)]
+    if ended:
+        return ended[0]
+    if raised and isinstance(raised[0], WebSocketDisconnect):
+        ender = EndReason.DEVICE if side is Side.DEVICE else EndReason.OPERATOR
+        return Ended(ender, f"{side.value} disconnected")
+    return raised[0] if raised else None
 
 
 async def _refuse(socket: WebSocket, reason: str) -> None:

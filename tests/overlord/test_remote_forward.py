@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from fastapi import WebSocketDisconnect
 from sqlalchemy import select
 
 from fleetcore import streams
@@ -16,6 +17,9 @@ from overlord.audit.models import AuditAction, AuditEntry
 from overlord.auth.models import KeyRole
 from overlord.db import unit_of_work
 from overlord.remote import frames
+from overlord.remote.models import EndReason
+from overlord.remote.relay import Side
+from overlord.remote.ws import Ended, _outcome
 from tests.overlord.conftest import Overlord
 from tests.overlord.test_remote_sessions import _open, _set
 from tests.overlord.test_remote_shell import _open_shell
@@ -140,3 +144,13 @@ def test_stream_frames_belong_to_forwards_only(overlord: Overlord):
         device.send_text(streams.control(streams.CLOSE, 1))
         assert json.loads(device.receive_text())["type"] == "error"
     assert _state(overlord, session_id)["end_reason"] == "error"
+
+
+def test_a_send_racing_the_peers_disconnect_still_ends_the_session():
+    disconnect = WebSocketDisconnect(code=1006)
+    ended = Ended(EndReason.OPERATOR, "the operator left")
+    assert _outcome(Side.OPERATOR, [disconnect, ended]) is ended
+    gone = _outcome(Side.OPERATOR, [disconnect, None])
+    assert isinstance(gone, Ended)
+    assert (gone.reason, gone.detail) == (EndReason.OPERATOR, "operator disconnected")
+    assert _outcome(Side.DEVICE, [None, None]) is None

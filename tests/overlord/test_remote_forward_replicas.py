@@ -14,7 +14,7 @@ from fleetcore.firstboot import RemoteAccess
 from fleetcore.net import free_port
 from tests.fleetctl.test_forward import allow_forwards
 from tests.fleetctl.test_logs import device_joins
-from tests.overlord.test_remote_agent import _follower
+from tests.overlord.test_remote_agent import _follower, _until
 from tests.overlord.test_remote_replicas import Replicas, replicas  # noqa: F401 (fixture)
 from tests.overlord.test_replicas import _register, pg_repo  # noqa: F401 (fixture)
 from tests.simulator.test_remote_forward import PATHS, forward_process, open_session
@@ -37,7 +37,7 @@ def test_a_forward_spans_two_replicas(replicas: Replicas):  # noqa: F811
         pages = fetch_all(local, PATHS)
         operator.send_signal(signal.SIGINT)
         _out, err = operator.communicate(timeout=60)
-        follower.stop()
+        _until(lambda: not follower.serving, "the agent's session to end")  # the operator's end
     assert operator.returncode == 0, err
     assert pages == {path: page(path) for path in PATHS}
     ended = httpx.get(f"{a}/api/v1/remote-sessions/{session['id']}", headers=admin).json()

@@ -18,6 +18,7 @@ import pytest
 
 from fleetcore.net import free_port
 from tests.fleetctl.test_forward import allow_forwards
+from tests.overlord.test_remote_agent import _until
 from tests.simulator.remote import enrolled_device
 from tests.webpages import fetch_all, page, serve_pages
 
@@ -70,6 +71,7 @@ def test_fleetctl_forwards_a_simulated_devices_port(tmp_path: Path):
         operator.send_signal(signal.SIGINT)
         _out, err = operator.communicate(timeout=60)
         assert operator.returncode == 0, err
+        _until(lambda: not sim.agent.remote.serving, "the agent's session to end")
         ended = httpx.get(path, headers=admin).json()
     assert f"connection 1: cannot connect to port {remote} on this device" in err
     assert (ended["end_reason"], ended["end_detail"]) == ("operator", "the operator left")
