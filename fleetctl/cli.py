@@ -11,6 +11,7 @@ from fleetctl.commands import (
     audit,
     config,
     devices,
+    forward,
     global_options,
     groups,
     login,
@@ -34,7 +35,19 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[global_options(defaults=True)],
     )
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
-    for module in (login, devices, logs, shell, groups, config, releases, rollouts, tokens, audit):
+    for module in (
+        login,
+        devices,
+        logs,
+        shell,
+        forward,
+        groups,
+        config,
+        releases,
+        rollouts,
+        tokens,
+        audit,
+    ):
         module.add(sub)
     return parser
 

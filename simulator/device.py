@@ -87,12 +87,14 @@ class SimulatedDevice:
         overlord_url: str,
         enrollment_token: str,
         remote_shell: bool = False,
+        remote_forward: bool = False,
         remote_logs: bool = True,
     ) -> None:
         """Flash v1's disk (sparse copy), lay out the mounts, drop the first-boot fleet.yaml
         (``remote_shell``: its owner allows remote shells, which then run on this host as the
-        simulator's user; log tails are served as on a device, by this host's journalctl,
-        unless ``remote_logs`` is off)."""
+        simulator's user; ``remote_forward``: port forwards, to this host's loopback; log
+        tails are served as on a device, by this host's journalctl, unless ``remote_logs``
+        is off)."""
         roots = self.roots
         for folder in (
             roots.etc,
@@ -128,7 +130,11 @@ class SimulatedDevice:
             "enrollment_token": enrollment_token,
             "hostname": self.name,
         }
-        remote = {"shell": True} if remote_shell else {}
+        remote = {
+            kind: True
+            for kind, allowed in (("shell", remote_shell), ("forward", remote_forward))
+            if allowed
+        }
         if not remote_logs:
             remote["logs"] = False
         if remote:

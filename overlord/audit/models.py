@@ -58,6 +58,7 @@ class AuditAction(StrEnum):
     REMOTE_OPEN = "remote.open"
     REMOTE_END = "remote.end"
     REMOTE_RECORDING = "remote.recording"  # an admin read a shell's recording
+    REMOTE_STREAM = "remote.stream"  # a forward's stream opened, closed or failed
 
 
 class AuditObject(StrEnum):

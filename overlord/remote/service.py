@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -134,13 +135,12 @@ def open_session(
     # After the device's own announcement: a replica drops its cached desired state before
     # it wakes the device's long-poll (ADR 0083).
     invalidation.announce(session, invalidation.remote_session(device_id))
-    audit.record(
+    _audit(
         session,
         actor,
         AuditAction.REMOTE_OPEN,
-        object_type=AuditObject.DEVICE,
-        object_id=device_id,
-        after={"session": row.id, "kind": kind, **row.params},
+        device_id,
+        {"session": row.id, "kind": kind, **row.params},
     )
     return row
 
@@ -255,15 +255,8 @@ def _end(
     row.end_reason = reason
     row.end_detail = detail[:200]
     changes.touch(session, [row.device_id])
-    audit.record(
-        session,
-        actor,
-        AuditAction.REMOTE_END,
-        object_type=AuditObject.DEVICE,
-        object_id=row.device_id,
-        before=before,
-        after={"session": row.id, "state": row.state, "reason": reason},
-    )
+    after = {"session": row.id, "state": row.state, "reason": reason}
+    _audit(session, actor, AuditAction.REMOTE_END, row.device_id, after, before=before)
 
 
 def join(session: Session, device_id: str, session_id: str, limits: Limits) -> RemoteSession:
@@ -298,3 +291,40 @@ def finish(session: Session, session_id: str, reason: EndReason, detail: str) ->
     row = session.get(RemoteSession, session_id, with_for_update=True)
     if row is not None and row.state is not SessionState.ENDED:
         _end(session, OVERLORD, row, reason, detail, utcnow())
+
+
+def stream_event(
+    session: Session,
+    actor: Actor,
+    row: RemoteSession,
+    side: str,
+    event: str,
+    stream: int,
+    reason: str,
+) -> None:
+    """Audits one stream of a forward opening, closing or failing, as the ``side`` that said
+    so (the bytes it carries are not recorded)."""
+    after: dict[str, Any] = {"session": row.id, "stream": stream, "event": event, "by": side}
+    if reason:
+        after["reason"] = reason
+    _audit(session, actor, AuditAction.REMOTE_STREAM, row.device_id, after)
+
+
+def _audit(
+    session: Session,
+    actor: Actor,
+    action: AuditAction,
+    device_id: str,
+    after: dict[str, Any],
+    *,
+    before: dict[str, Any] | None = None,
+) -> None:
+    audit.record(
+        session,
+        actor,
+        action,
+        object_type=AuditObject.DEVICE,
+        object_id=device_id,
+        before=before,
+        after=after,
+    )

@@ -21,14 +21,16 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from fleetcore import streams
 from fleetcore.wire import API_PREFIX
 from overlord.audit.deps import actor_of
+from overlord.audit.service import Actor
 from overlord.auth.deps import DeviceCaller
 from overlord.context import AppContext
 from overlord.db import unit_of_work, utcnow
 from overlord.devices.schemas import DeviceId
 from overlord.remote import claim, frames, recordings, service
-from overlord.remote.models import EndReason, RemoteSession, SessionKind
+from overlord.remote.models import EndReason, RemoteSession, SessionKind, SessionState
 from overlord.remote.operator import AttachCaller
 from overlord.remote.relay import Hub, Mailbox, Side
 from overlord.remote.schemas import SessionId
@@ -83,12 +85,14 @@ async def _pump_out(socket: WebSocket, box: Mailbox, tape: recordings.Tape | Non
 async def _pump_in(
     socket: WebSocket,
     hub: Hub,
-    session_id: str,
+    row: RemoteSession,
     side: Side,
     seen: list[float],
     tape: recordings.Tape | None,
+    actor: Actor,
 ) -> None:
-    allowed = frames.FROM_DEVICE if side is Side.DEVICE else frames.FROM_OPERATOR
+    session_id = row.id
+    allowed = frames.allowed(side is Side.DEVICE, row.kind is SessionKind.FORWARD)
     ender = EndReason.DEVICE if side is Side.DEVICE else EndReason.OPERATOR
     while True:
         message = await socket.receive()
@@ -113,6 +117,13 @@ async def _pump_in(
             await hub.send(session_id, side, frames.text("dropped", count=control["count"]))
         elif control["type"] == "exit":  # a shell's status, for the operator's exit code
             await hub.send(session_id, side, frames.text("exit", status=control["status"]))
+        elif control["type"] == "ready":  # a forward's device serves streams from now on
+            await hub.send(session_id, side, frames.text("ready"))
+        elif control["type"] in streams.KINDS:  # audited where it comes in, then relayed
+            kind, number, reason = control["type"], control["stream"], control.get("reason", "")
+            ctx = _ctx(socket)
+            await _in_db(ctx, service.stream_event, actor, row, side.value, kind, number, reason)
+            await hub.send(session_id, side, streams.control(kind, number, reason))
 
 
 async def _watch(
@@ -147,7 +158,9 @@ def _record_activity(session: Session, session_id: str, seen: float, now: float)
         row.last_activity_at = utcnow() - timedelta(seconds=now - seen)
 
 
-async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_limits: bool) -> None:
+async def _serve(
+    socket: WebSocket, row: RemoteSession, side: Side, actor: Actor, *, holds_limits: bool
+) -> None:
     ctx, hub = _ctx(socket), _hub(socket)
     try:
         box = hub.open(row.id, side, lossy=row.kind is SessionKind.LOGS)
@@ -159,7 +172,7 @@ async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_lim
     if holds_limits and row.kind is SessionKind.SHELL:
         tape = recordings.Tape(ctx.sessions, row, ctx.settings.remote_recording_max_bytes)
     tasks = [
-        asyncio.create_task(_pump_in(socket, hub, row.id, side, seen, tape)),
+        asyncio.create_task(_pump_in(socket, hub, row, side, seen, tape, actor)),
         asyncio.create_task(_pump_out(socket, box, tape)),
     ]
     if holds_limits:
@@ -167,7 +180,7 @@ async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_lim
     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     for task in pending:
         task.cancel()
-    outcome = next((t.exception() for t in done if t.exception() is not None), None)
+    outcome = _outcome(side, [t.exception() for t in done])
     hub.release(row.id, side)
     if tape is not None:
         try:
@@ -187,6 +200,20 @@ async def _serve(socket: WebSocket, row: RemoteSession, side: Side, *, holds_lim
         await socket.close()
 
 
+def _outcome(side: Side, errors: list[BaseException | None]) -> BaseException | None:
+    """Why the socket's tasks stopped: an :class:`Ended` first. A send to a socket that has
+    just gone (the peer's last frames racing its disconnect) is that side's disconnect, so
+    the session still ends and the other side hears of it."""
+    raised = [error for error in errors if error is not None]
+    ended = [error for error in raised if isinstance(error, Ended)]
+    if ended:
+        return ended[0]
+    if raised and isinstance(raised[0], WebSocketDisconnect):
+        ender = EndReason.DEVICE if side is Side.DEVICE else EndReason.OPERATOR
+        return Ended(ender, f"{side.value} disconnected")
+    return raised[0] if raised else None
+
+
 async def _refuse(socket: WebSocket, reason: str) -> None:
     await socket.send_text(frames.text("error", reason=reason))
     await socket.close()
@@ -200,7 +227,7 @@ async def device_join(
     ctx = _ctx(socket)
     row = await _in_db(ctx, service.join, device_id, session_id, service.Limits.of(ctx.settings))
     await socket.accept()
-    await _serve(socket, row, Side.DEVICE, holds_limits=True)
+    await _serve(socket, row, Side.DEVICE, service.OVERLORD, holds_limits=True)
 
 
 @router.websocket("/remote/{session_id}/attach")
@@ -218,7 +245,10 @@ async def operator_attach(socket: WebSocket, session_id: SessionId, caller: Atta
         if held is None:  # another socket, on this replica or another, holds the operator
             await _refuse(socket, f"the session's {Side.OPERATOR.value} is already connected")
             return
-        await _serve(socket, row, Side.OPERATOR, holds_limits=False)
+        if row.kind is SessionKind.FORWARD and row.state is SessionState.ACTIVE:
+            # The device joined first: its ``ready`` had no operator to go to.
+            await socket.send_text(frames.text("ready"))
+        await _serve(socket, row, Side.OPERATOR, actor, holds_limits=False)
     finally:
         if held is not None:
             await run_in_threadpool(held.release)

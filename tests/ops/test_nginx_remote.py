@@ -103,6 +103,14 @@ def until(predicate: Callable[[], bool], what: str, timeout_s: float = 30) -> No
         time.sleep(0.1)
 
 
+def assert_on_two_replicas(stack: Stack, device_id: str, session_id: str) -> None:
+    """The session's device socket and operator socket went to different replicas."""
+    paths = (f"/devices/{device_id}/remote/{session_id}", f"/remote/{session_id}/attach")
+    until(lambda: all(stack.upstreams(path) for path in paths), "nginx's access log")
+    on_device, on_operator = (stack.upstreams(path) for path in paths)
+    assert len(on_device) == len(on_operator) == 1 and on_device != on_operator
+
+
 @contextlib.contextmanager
 def device(stack: Stack, tmp_path: Path) -> Iterator[tuple[OverlordClient, str]]:
     """A key-bound device enrolled through nginx; yields its client and id."""
@@ -136,10 +144,7 @@ def test_a_log_tail_through_nginx_spans_two_replicas_and_either_side_ends_it(
         until(lambda: not follower.serving, "the agent's session to end")
         (ended,) = stack.sessions(device_id)
         assert (ended["state"], ended["end_reason"]) == ("ended", "operator")
-        paths = (f"/devices/{device_id}/remote/{ended['id']}", f"/remote/{ended['id']}/attach")
-        until(lambda: all(stack.upstreams(path) for path in paths), "nginx's access log")
-        on_device, on_operator = (stack.upstreams(path) for path in paths)
-        assert len(on_device) == len(on_operator) == 1 and on_device != on_operator
+        assert_on_two_replicas(stack, device_id, ended["id"])
 
         # The device leaves (its agent stops): fleetctl ends with the device's reason.
         operator, follower = tailing(stack, client, device_id)

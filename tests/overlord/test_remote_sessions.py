@@ -151,6 +151,7 @@ def test_only_the_opener_or_an_admin_ends_a_session(overlord: Overlord):
         {"kind": "logs", "lines": 1001},
         {"kind": "forward"},
         {"kind": "forward", "port": 70000},
+        {"kind": "forward", "port": 0},
         {"kind": "telnet"},
         {"kind": "logs", "command": "sh"},
     ],

@@ -15,15 +15,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from overlord import migrate
-from overlord.auth.models import KeyRole
-from overlord.db import make_engine
 from overlord.remote import asciicast
-from tests.overlord.conftest import create_token
-from tests.overlord.servers import overlord_process, server_env
 from tests.overlord.test_dashboard_browser import _log_in, chromium, have_chromium
-from tests.overlord.tufrepo import make_repo
-from tests.simulator.test_remote_shell import enrolled_agent
+from tests.simulator.remote import enrolled_device
 
 pytestmark = [
     pytest.mark.integration,
@@ -38,16 +32,13 @@ def _screen(driver: WebDriver) -> str:
 
 
 def test_an_admin_runs_a_command_in_the_device_pages_terminal(tmp_path: Path):
-    url = f"sqlite:///{tmp_path / 'overlord.db'}"
-    migrate.upgrade(make_engine(url))
-    repo = make_repo(tmp_path / "tuf")
-    admin = {"Authorization": f"Bearer {create_token(url, KeyRole.ADMIN)}"}
     shots = Path(os.environ.get("OVERLORD_SCREENSHOT_DIR", tmp_path))
     with (
-        overlord_process(server_env(url, repo), log=tmp_path / "s.log") as base,
+        enrolled_device(tmp_path, "sim-shell", remote_shell=True) as sim,
         chromium() as browser,
     ):
-        agent, device_id = enrolled_agent(tmp_path, base, url, repo, remote_shell=True)
+        base, device_id, agent = sim.base, sim.device_id, sim.agent
+        admin = {"Authorization": f"Bearer {sim.admin}"}
         allowed = httpx.put(
             f"{base}/api/v1/config/devices/{device_id}/FLEET_REMOTE_SHELL",
             json={"value": "1"},
@@ -55,7 +46,7 @@ def test_an_admin_runs_a_command_in_the_device_pages_terminal(tmp_path: Path):
         )
         assert allowed.status_code == 200, allowed.text
 
-        _log_in(browser, base, create_token(url, KeyRole.ADMIN))
+        _log_in(browser, base, sim.admin)
         browser.get(f"{base}/dashboard/devices/{device_id}")
         browser.find_element(By.ID, "shell-open").click()
         wait = WebDriverWait(browser, 30)

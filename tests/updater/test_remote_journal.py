@@ -140,7 +140,7 @@ def test_a_slow_reader_gets_the_newest_entries_and_the_count_of_the_dropped(
     assert total.entries[-1]["_SYSTEMD_UNIT"] == "camera.service"
 
 
-def test_the_device_veto_comes_before_what_this_agent_serves():
+def test_the_device_veto_decides_what_this_agent_serves():
     default = RemoteAccess()
     assert refusal("logs", default) is None
     assert refusal("shell", default) == (
@@ -148,8 +148,9 @@ def test_the_device_veto_comes_before_what_this_agent_serves():
     )
     allowed = RemoteAccess(shell=True, forward=True)
     assert refusal("shell", allowed) is None
-    assert refusal("forward", allowed) == (
-        "forward sessions are not served by this agent version (log tails and shells only)"
+    assert refusal("forward", allowed) is None
+    assert refusal("forward", default) == (
+        "this device's fleet.yaml forbids forward sessions (remote.forward: false)"
     )
     assert refusal("logs", RemoteAccess(logs=False)) == (
         "this device's fleet.yaml forbids logs sessions (remote.logs: false)"

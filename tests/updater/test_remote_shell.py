@@ -40,6 +40,7 @@ class Peer:
         self.ws = WSConnection(ConnectionType.SERVER)
         self.conn: socket.socket | None = None
         self.received: list[str | bytes] = []
+        self._partial = b""  # a binary message wsproto hands over in pieces
         self.closed = False
         self._accepted = threading.Thread(target=self._accept, daemon=True)
         self._accepted.start()
@@ -64,7 +65,10 @@ class Peer:
             elif isinstance(event, TextMessage):
                 self.received.append(event.data)
             elif isinstance(event, BytesMessage):
-                self.received.append(bytes(event.data))
+                self._partial += event.data
+                if event.message_finished:
+                    self.received.append(self._partial)
+                    self._partial = b""
             elif isinstance(event, CloseConnection):
                 self.closed = True
         if not data:

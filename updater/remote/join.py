@@ -5,7 +5,8 @@ route with ``wsproto`` over a plain socket (the standard library's ``ssl`` for h
 authenticated like every device request, and sends ``hello``. A session this device refuses
 (its ``fleet.yaml`` veto, or a kind this agent does not serve) gets ``close`` with the reason;
 a log tail sends each journal entry as one binary frame (JSON), and a ``dropped`` count when
-its bounded reader lost entries, and a shell relays its terminal (:mod:`updater.remote.shell`),
+its bounded reader lost entries, a shell relays its terminal (:mod:`updater.remote.shell`)
+and a forward relays TCP streams to its port on the loopback (:mod:`updater.remote.forward`),
 until either side closes or the agent stops it. The update loop only starts and stops the
 thread.
 """
@@ -23,7 +24,7 @@ from fleetcore.firstboot import RemoteAccess
 from fleetcore.websocket import Closed, WebSocket
 from fleetcore.wire import DesiredRemote
 from updater import tls
-from updater.remote import shell
+from updater.remote import forward, shell
 from updater.remote.journal import DEFAULT_LINES, JournalTail, TailRequest
 from updater.remote.policy import refusal
 from updater.remote.terminal import login_command
@@ -94,6 +95,10 @@ class Join:
             )
             command = self._shell_command or login_command()
             return shell.serve(conn, self._stop, command, limits)
+        if self.session.kind == "forward":
+            if self.session.port is None:
+                return "a forward session needs the device's port"
+            return forward.serve(conn, self._stop, self.session.port)
         return self._tail(conn)
 
     def _tail(self, conn: WebSocket) -> str:

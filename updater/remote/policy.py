@@ -5,8 +5,6 @@ from __future__ import annotations
 from fleetcore.firstboot import RemoteAccess
 
 KINDS = ("logs", "shell", "forward")
-# What this agent version can serve; port forwarding comes with a later agent.
-SERVED = frozenset({"logs", "shell"})
 
 
 def refusal(kind: str, access: RemoteAccess) -> str | None:
@@ -15,6 +13,4 @@ def refusal(kind: str, access: RemoteAccess) -> str | None:
         return f"unknown remote session kind {kind!r}"
     if not getattr(access, kind):
         return f"this device's fleet.yaml forbids {kind} sessions (remote.{kind}: false)"
-    if kind not in SERVED:
-        return f"{kind} sessions are not served by this agent version (log tails and shells only)"
     return None
