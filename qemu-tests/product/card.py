@@ -14,11 +14,12 @@ OVERLORD_URL = f"http://{GUEST_SERVICE_ADDRESS}/"
 """Where the guest reaches the host's Overlord through the harness's loopback relay."""
 
 
-def flash(disk: Path, out: Path, enrollment_token: str) -> Path:
+def flash(disk: Path, out: Path, enrollment_token: str, extra: str = "") -> Path:
+    """``extra``: more of the owner's ``fleet.yaml`` (YAML), e.g. its remote-access veto."""
     config = out.with_name("fleet.yaml")
     config.write_text(
         f"overlord_url: {OVERLORD_URL}\nenrollment_token: {enrollment_token}\n"
-        f"hostname: {HOSTNAME}\n"
+        f"hostname: {HOSTNAME}\n{extra}"
     )
     run([tool("fleet-image"), "flash", disk, "--out", out, "--config", config], timeout=900)
     return out

@@ -110,6 +110,19 @@ class Overlord:
         response.raise_for_status()
         return response.json()
 
+    def get_text(self, path: str) -> str:
+        with self._client() as client:
+            response = client.get(path)
+        response.raise_for_status()
+        return response.text
+
+    def put(self, path: str, body: dict[str, Any]) -> Any:
+        with self._client() as client:
+            response = client.put(path, json=body)
+        if response.is_error:
+            raise RuntimeError(f"PUT {path}: {response.status_code} {response.text}")
+        return response.json()
+
     def post(self, path: str, body: dict[str, Any]) -> Any:
         with self._client() as client:
             response = client.post(path, json=body)
