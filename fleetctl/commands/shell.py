@@ -6,6 +6,8 @@ device) and restored on every way out; its size is sent at the start and on each
 The command exits with the remote shell's exit status; a session that ends otherwise (the
 device refused, idle, too long, ended by an admin) is one line on stderr and status 1.
 Without a terminal, stdin is sent as it is and its end is a Ctrl-D for the remote shell.
+Either way stdin is read from the shell's first output (its prompt) on: what is sent before
+the device has joined would reach nobody.
 """
 
 from __future__ import annotations
@@ -94,16 +96,18 @@ def _terminal(fd: int) -> Iterator[list[bool]]:
 def _relay(socket: WebSocket, stdin: int, stdout: int, resized: list[bool]) -> int:
     status: int | None = None
     reading = True
-    # A frame sent before the device joins has nobody to go to: the size goes again with the
-    # shell's first output.
-    joined = not os.isatty(stdin)
+    # A frame sent before the device joins has nobody to go to, so stdin is read from the
+    # shell's first output on (its prompt: keys typed earlier wait in the terminal, piped
+    # input in its pipe), and the size goes again then.
+    joined = False
+    on_terminal = os.isatty(stdin)
     try:
         while True:
             if resized[0]:
                 resized[0] = False
                 size = os.get_terminal_size(stdin)
                 socket.send_text(json.dumps({"type": "resize", **_size(size)}))
-            readers: list[int | WebSocket] = [socket, stdin] if reading else [socket]
+            readers: list[int | WebSocket] = [socket, stdin] if reading and joined else [socket]
             ready, _, _ = select.select(readers, [], [], 0 if socket.pending() else WAIT_S)
             if stdin in ready:
                 data = os.read(stdin, 4096)
@@ -111,7 +115,7 @@ def _relay(socket: WebSocket, stdin: int, stdout: int, resized: list[bool]) -> i
                 socket.send_bytes(data or END_OF_INPUT)
             while (message := socket.receive(0)) is not None:
                 if isinstance(message, bytes):
-                    resized[0] = resized[0] or not joined
+                    resized[0] = resized[0] or (on_terminal and not joined)
                     joined = True
                     _write_all(stdout, message)
                     continue

@@ -139,6 +139,36 @@ def test_shell_runs_commands_at_the_terminals_size_and_exits_with_the_shells_sta
     assert [data for _at, code, data in events if code == "r"][-1] == "120x40"
 
 
+def test_piped_input_given_before_the_device_joins_reaches_its_shell(fleet: Fleet):
+    """Without a terminal, stdin may be complete long before the device joins (the QEMU tier
+    found it lost there, the session ending idle): fleetctl holds it until the shell's first
+    output, then sends it and its end."""
+    device_id = fleet.enroll("SHELLCTL4")
+    _allow_shells(fleet, device_id)
+    command = [sys.executable, "-m", "fleetctl", "--url", fleet.url, "--token", fleet.admin]
+    proc = subprocess.Popen(
+        [*command, "shell", device_id],
+        env=fleet.env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(b"echo piped-$((6*7)); exit 4\n")
+        proc.stdin.close()
+        waiting = proc.stderr.readline() if proc.stderr is not None else b""
+        assert b"waiting for" in waiting  # the session is open, the device not there yet
+        _device_serves(fleet, device_id, RemoteAccess(shell=True), shell_command=SHELL)
+        assert proc.wait(timeout=60) == 4
+        assert proc.stdout is not None
+        assert b"piped-42" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 def test_shell_fails_with_the_devices_veto_and_restores_the_terminal(fleet: Fleet):
     device_id = fleet.enroll("SHELLCTL2")
     _allow_shells(fleet, device_id)
