@@ -31,7 +31,7 @@ from tests.fleetctl.conftest import Fleet, one_line_error
 from tests.fleetctl.test_logs import _device_serves, _sessions
 
 SHELL = ["/bin/sh"]
-SIZE = rb"\r\n\d+ \d+\r\n"  # what stty size prints
+SIZE = rb"(?<![\d-])\d+ \d+\r\n"  # what stty size prints (after a newline or the prompt)
 
 
 @dataclass
@@ -159,8 +159,10 @@ def test_piped_input_given_before_the_device_joins_reaches_its_shell(fleet: Flee
         proc.stdin.close()
         waiting = proc.stderr.readline() if proc.stderr is not None else b""
         assert b"waiting for" in waiting  # the session is open, the device not there yet
-        _device_serves(fleet, device_id, RemoteAccess(shell=True), shell_command=SHELL)
-        assert proc.wait(timeout=60) == 4
+        # Kept referenced: a follower that is collected closes its socket mid-session.
+        follower = _device_serves(fleet, device_id, RemoteAccess(shell=True), shell_command=SHELL)
+        assert proc.wait(timeout=60) == 4, proc.stderr.read() if proc.stderr else b""
+        assert follower is not None
         assert proc.stdout is not None
         assert b"piped-42" in proc.stdout.read()
     finally:
