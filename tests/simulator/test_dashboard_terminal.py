@@ -16,13 +16,10 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from overlord.remote import asciicast
-from tests.overlord.test_dashboard_browser import _log_in, chromium, have_chromium
+from tests.overlord.test_dashboard_browser import _log_in, chromium
 from tests.simulator.remote import enrolled_device
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not have_chromium(), reason="chromium and chromium-driver not installed"),
-]
+pytestmark = pytest.mark.integration
 SCREEN = "#shell-terminal .xterm-rows"
 STTY = re.compile(r"^(\d+) (\d+)$", re.MULTILINE)  # what `stty size` prints: rows, columns
 

@@ -18,11 +18,11 @@ from overlord import migrate
 from overlord.auth.models import KeyRole
 from overlord.db import make_engine, make_sessionmaker, unit_of_work, utcnow
 from overlord.rollouts import service as rollouts_service
-from simulator.device import SimulatedDevice
 from simulator.releases import build_release, publish
 from tests.overlord.conftest import create_token
 from tests.overlord.servers import overlord_process, server_env
 from tests.overlord.tufrepo import make_repo
+from tests.simulator.remote import enrol
 
 V1, V2 = Version("1.0.0"), Version("2.0.0")
 
@@ -52,20 +52,8 @@ def test_a_real_agent_stages_reports_and_is_admitted_without_a_download(
     old, new = build_release(tmp_path, V1), build_release(tmp_path, V2)
     publish(repo.path, repo.keys, new)
     with overlord_process(server_env(url, repo), log=tmp_path / "s.log") as base:
-        device = SimulatedDevice("sim-stage", tmp_path / "device")
-        device.provision(
-            build=old,
-            version=str(V1),
-            root_json=(repo.path / "metadata" / "1.root.json").read_bytes(),
-            overlord_url=base,
-            enrollment_token=create_token(url, KeyRole.ENROLLMENT),
-        )
-        device.power_on()
-        agent = device.start_agent(base)
-        agent.cycle()  # enrols
-        identity = device.identity()
-        assert identity is not None
-        device_url = f"{base}/api/v1/devices/{identity.device_id}"
+        device, agent, device_id = enrol(tmp_path, "sim-stage", base, url, repo, old)
+        device_url = f"{base}/api/v1/devices/{device_id}"
         now = utcnow()
         closed = {
             "window_start": (now + timedelta(hours=2)).strftime("%H:%M:%S"),
