@@ -18,6 +18,10 @@ Two boots, each with its own baseline:
   about 90), the bound a Pi's root actually reads against.
 
     python bench/bench_verity_guest.py --rootfs /path/to/rootfs [--rounds 3] [--card-mibs 45]
+        [--without-sha2-ce]
+
+``--without-sha2-ce`` boots with ``module_blacklist=sha2_ce``, so the initramfs maps the root
+with ``sha256-arm64``, the driver a Pi 4 (Cortex-A72 without the SHA-2 instructions) uses.
 """
 
 from __future__ import annotations
@@ -99,13 +103,14 @@ def boot(card: Path, work: Path, spec: MachineSpec) -> str:
     return board.console(record)
 
 
-def reader_boot(card: Path) -> None:
+def reader_boot(card: Path, without_sha2_ce: bool) -> None:
     boot_a = fat_volume(card, label="boot_a")
     cmdline = (boot_a.read("cmdline.txt") or b"").decode().strip()
     params = from_cmdline(cmdline)
     if params is None:
         raise SystemExit("boot_a's cmdline.txt names no verity root")
-    boot_a.write("cmdline.txt", f"{cmdline} init=/{READER_PATH}\n".encode())
+    extra = " module_blacklist=sha2_ce" if without_sha2_ce else ""
+    boot_a.write("cmdline.txt", f"{cmdline}{extra} init=/{READER_PATH}\n".encode())
     print(f"filesystem {params.data_blocks * 4096} bytes, tree to {params.image_size}")
 
 
@@ -147,12 +152,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="reads each way (median)")
     parser.add_argument("--card-mibs", type=float, default=45.0, help="the card model's MiB/s")
     parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
+    parser.add_argument(
+        "--without-sha2-ce",
+        action="store_true",
+        help="keep sha2_ce from loading: hash with sha256-arm64, a Pi 4's driver (its A72 "
+        "has no SHA-2 instructions)",
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-verity-guest-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"load average at the start: {os.getloadavg()[0]:.1f}")
     card = assemble(args.rootfs, work, args.rounds)
-    reader_boot(card)
+    reader_boot(card, args.without_sha2_ce)
     unbounded = boot(card, work / "unbounded", MachineSpec())
     card_bps = int(args.card_mibs * 2**20)
     modelled = boot(card, work / "card", MachineSpec(card_read_bps=card_bps))
