@@ -4,7 +4,9 @@ out of order), on FAT images made by the real mkfs.vfat and mcopy and by the ima
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,8 @@ from updater.fatextents import locate
 from updater.install import verify_slot
 
 BOOT_IMG = image_bytes(3, 200_000)
+FIXTURES = Path(__file__).parent / "fixtures" / "boot-partitions"
+CASES = json.loads((FIXTURES / "cases.json").read_text())
 V1 = Version("1.0.0")
 
 
@@ -52,6 +56,19 @@ def read_back(data: bytes, *, piece: int = 4097, signed_size: int | None = None)
 
 def _signed_slot(tmp: Path) -> bytearray:
     return bytearray(fat_image(tmp, {"boot.sig": _sig(BOOT_IMG), "boot.img": BOOT_IMG}))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_checked_in_boot_partitions(name: str):
+    """The known-good and known-bad boot partitions (fixtures/boot-partitions/make.py): the
+    digest and whether it was taken in the read-back, or the one error line."""
+    data = gzip.decompress((FIXTURES / f"{name}.img.gz").read_bytes())
+    expected = CASES[name]
+    if "error" in expected:
+        with pytest.raises(BootImageRefused, match=f"^boot_b: .*{expected['error']}"):
+            read_back(data)
+    else:
+        assert read_back(data) == (expected["sha256"], expected["fused"])
 
 
 @pytest.mark.parametrize("piece", [512, 4097, 1 << 20])
