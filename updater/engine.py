@@ -481,8 +481,8 @@ class Engine:
         target = self._target(state)
         manifest, _ = load_stored(self.roots.install_dir, state.target_version)
         try:
-            verify_slot(self.disk, target, manifest)  # and the slot's verity tree
-            bootimage.check_slot(self.disk, target)
+            # One read of the slot: the signed hashes, boot.img against boot.sig, the verity tree.
+            checks = verify_slot(self.disk, target, manifest)
         except InstallError as err:
             # The slot is not what was signed (written wrong, or changed on the card since it
             # verified before a cut trial or since it was staged): the next attempt writes it
@@ -494,6 +494,7 @@ class Engine:
                 raise
             self._restage(state, str(err))
             return None
+        log.info("slot %s of %s verified: %s", target, state.target_version, checks)
         keep_as_seed(self.roots.install_dir, self.roots.slot_dir(target))
         ProgressFile(self.roots.install_dir / PROGRESS_FILE).clear()
         state.slot_versions[target] = state.target_version

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from fleetcore.errors import FormatError
 
 Reader = Callable[[int, int], bytes]
 _ENTRY = 32
 _ATTR_SKIP = 0x08 | 0x10  # volume label, folder (long-name entries have 0x0F: label bit set)
+_FAT_BLOCK = 64 * 1024  # the FAT is read in blocks: a long file's chain is not one read a link
 
 
 class FatError(FormatError):
@@ -26,9 +28,21 @@ class NotFat(FatError):
     """The bytes hold no FAT filesystem at all (no boot sector signature)."""
 
 
-class _Fat:
+@dataclass(frozen=True)
+class RootEntry:
+    """A file of the root folder: its first cluster and its size in bytes."""
+
+    name: str
+    first_cluster: int
+    size: int
+
+
+class FatVolume:
+    """A FAT filesystem behind a reader: its geometry, root folder and cluster chains."""
+
     def __init__(self, read: Reader) -> None:
         self.read = read
+        self._fat_blocks: dict[int, bytes] = {}
         boot = read(0, 512)
         if boot[510:512] != b"\x55\xaa":
             raise NotFat("no FAT boot sector (signature 55 aa missing)")
@@ -41,6 +55,7 @@ class _Fat:
         fat_sectors = fat16 or fat32
         total = total16 or total32
         self.fat_start = reserved * self.sector
+        self.fat_bytes = fat_sectors * self.sector
         self.root_start = (reserved + fats * fat_sectors) * self.sector
         root_sectors = -(-root_entries * _ENTRY // self.sector)
         self.root_bytes = root_entries * _ENTRY
@@ -52,6 +67,10 @@ class _Fat:
     @property
     def cluster_bytes(self) -> int:
         return int(self.per_cluster * self.sector)
+
+    def cluster_offset(self, cluster: int) -> int:
+        """Where ``cluster`` (2 or more) starts, in bytes from the start of the filesystem."""
+        return int((self.data_sector + (cluster - 2) * self.per_cluster) * self.sector)
 
     def chain(self, first: int, limit: int) -> list[int]:
         """The clusters of a file from ``first``, at most enough for ``limit`` bytes."""
@@ -65,28 +84,65 @@ class _Fat:
             cluster = self._next(cluster)
         return out
 
+    def file_clusters(self, entry: RootEntry) -> list[int]:
+        """The clusters of ``entry``: exactly as many as its size needs, or a :class:`FatError`
+        (a chain that loops, leaves the filesystem, or is longer or shorter than the file)."""
+        clusters = self.chain(entry.first_cluster, entry.size)
+        if len(clusters) * self.cluster_bytes < entry.size:
+            raise FatError(
+                f"{entry.name}'s FAT cluster chain holds {len(clusters) * self.cluster_bytes} "
+                f"bytes, short of its {entry.size}"
+            )
+        return clusters
+
+    def _fat(self, pos: int, length: int) -> bytes:
+        """``length`` bytes at ``pos`` of the first FAT."""
+        if pos + length > self.fat_bytes:
+            raise FatError("FAT cluster chain leaves the FAT")
+        block, inside = divmod(pos, _FAT_BLOCK)
+        if inside + length > _FAT_BLOCK:  # a FAT12 entry across two blocks
+            head = _FAT_BLOCK - inside
+            return self._fat(pos, head) + self._fat(pos + head, length - head)
+        data = self._fat_blocks.get(block)
+        if data is None:
+            start = block * _FAT_BLOCK
+            data = self.read(self.fat_start + start, min(_FAT_BLOCK, self.fat_bytes - start))
+            self._fat_blocks[block] = data
+        return data[inside : inside + length]
+
     def _next(self, cluster: int) -> int:
         if self.bits == 32:
-            raw = self.read(self.fat_start + cluster * 4, 4)
-            return int(struct.unpack("<I", raw)[0]) & 0x0FFFFFFF
+            return int(struct.unpack("<I", self._fat(cluster * 4, 4))[0]) & 0x0FFFFFFF
         if self.bits == 16:
-            return int(struct.unpack("<H", self.read(self.fat_start + cluster * 2, 2))[0])
+            return int(struct.unpack("<H", self._fat(cluster * 2, 2))[0])
         # FAT12: 1.5 bytes an entry, the odd ones in the high 12 bits of their two bytes.
-        pair = int(struct.unpack("<H", self.read(self.fat_start + cluster * 3 // 2, 2))[0])
+        pair = int(struct.unpack("<H", self._fat(cluster * 3 // 2, 2))[0])
         return pair >> 4 if cluster & 1 else pair & 0xFFF
 
     def clusters_bytes(self, clusters: list[int]) -> bytes:
-        return b"".join(
-            self.read(
-                (self.data_sector + (n - 2) * self.per_cluster) * self.sector, self.cluster_bytes
-            )
-            for n in clusters
-        )
+        return b"".join(self.read(self.cluster_offset(n), self.cluster_bytes) for n in clusters)
 
     def root(self, limit: int) -> bytes:
         if self.fat32:
             return self.clusters_bytes(self.chain(self.root_cluster, limit))
         return self.read(self.root_start, self.root_bytes)
+
+    def find(self, name: str, *, limit: int) -> RootEntry | None:
+        """The root folder's entry for ``name`` (an 8.3 name, any case), None if absent; a
+        :class:`FatError` if the file is larger than ``limit`` bytes."""
+        wanted = _short_name(name)
+        root = self.root(max(limit, 1 << 20))
+        for pos in range(0, len(root) - _ENTRY + 1, _ENTRY):
+            entry = root[pos : pos + _ENTRY]
+            if entry[0] == 0:
+                break
+            if entry[0] == 0xE5 or entry[11] & _ATTR_SKIP or entry[:11] != wanted:
+                continue
+            high, low, size = struct.unpack_from("<H4xHI", entry, 20)
+            if size > limit:
+                raise FatError(f"{name} is {size} bytes, above the {limit} read here")
+            return RootEntry(name, high << 16 | low, size)
+        return None
 
 
 def _short_name(name: str) -> bytes:
@@ -98,19 +154,10 @@ def _short_name(name: str) -> bytes:
 
 def read_root_file(read: Reader, name: str, *, limit: int = 64 * 1024) -> bytes | None:
     """The bytes of ``name`` (an 8.3 name, any case) in the root folder; None if absent."""
-    fat = _Fat(read)
-    wanted = _short_name(name)
-    root = fat.root(max(limit, 1 << 20))
-    for pos in range(0, len(root) - _ENTRY + 1, _ENTRY):
-        entry = root[pos : pos + _ENTRY]
-        if entry[0] == 0:
-            break
-        if entry[0] == 0xE5 or entry[11] & _ATTR_SKIP or entry[:11] != wanted:
-            continue
-        high, low, size = struct.unpack_from("<H4xHI", entry, 20)
-        if size > limit:
-            raise FatError(f"{name} is {size} bytes, above the {limit} read here")
-        if size == 0:
-            return b""
-        return fat.clusters_bytes(fat.chain(high << 16 | low, size))[:size]
-    return None
+    fat = FatVolume(read)
+    entry = fat.find(name, limit=limit)
+    if entry is None:
+        return None
+    if entry.size == 0:
+        return b""
+    return fat.clusters_bytes(fat.file_clusters(entry))[: entry.size]

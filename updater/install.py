@@ -36,7 +36,7 @@ from fleetcore.layout import Slot
 from fleetcore.persisted import LEGACY, dump, load
 from fleetcore.release import BytePatch, ImageName, Manifest, apply_patches
 from fleetcore.version import Version
-from updater import verity
+from updater import bootimage, verity
 from updater.chunkindex import CompactIndex, SeedMap
 from updater.chunks import ChunkSource, decode_delta
 from updater.config import TransferConfig
@@ -410,32 +410,78 @@ class SlotWriter:
             self.on_progress(index.image, done, index.image_size)
 
 
-def verify_slot(disk: BootDisk, slot: Slot, manifest: Manifest) -> None:
-    """Read the written images back (past the page cache) and compare with the signed hashes;
-    the system image's verity tree, when the boot image just verified pins one, is checked in
-    the same read (:class:`~updater.verity.VerityRefused`)."""
-    for image in IMAGE_ORDER:
-        entry = manifest.images[image]
-        expected, _ = manifest.written(image, "b" if slot is Slot.B else "a")
-        part = disk.slot_partition(image.value, slot)
-        tree = None
-        if image is ImageName.SYSTEM:
-            tree = verity.slot_tree(disk, slot, signed_size=entry.size)
-        digest = hashlib.sha256()
-        with PartitionIO(part, writable=False) as reader:
-            reader.drop_cache(0, entry.size)
-            pos = 0
-            while pos < entry.size:
-                data = reader.read(pos, min(_READ, entry.size - pos))
-                digest.update(data)
-                if tree is not None:
-                    tree.update(data)
-                pos += len(data)
-        if digest.hexdigest() != expected:
-            raise ImageMismatch(
-                f"{part.label} does not read back as the signed {image} image of "
-                f"{manifest.version} (sha256 {digest.hexdigest()[:16]}..., "
-                f"signed {expected[:16]}...)"
-            )
-        if tree is not None:
-            tree.finish()
+@dataclass(frozen=True)
+class SlotChecks:
+    """What the read-back of a slot proved besides its signed hashes."""
+
+    boot_img_sha256: str | None
+    """boot.img's digest, which boot.sig names (None: an unsigned slot, no boot.sig)."""
+    boot_img_fused: bool
+    """Whether that digest came from the read-back's own bytes (False: boot.img's clusters
+    were out of order on the card and it was read again on its own)."""
+    verity_root: str | None
+    """The dm-verity root hash the system slot verified against (None: none pinned)."""
+
+    def __str__(self) -> str:
+        said = ["the signed images"]
+        if self.boot_img_sha256 is not None:
+            how = "in the read-back" if self.boot_img_fused else "read again, out of order"
+            said.append(f"boot.img {self.boot_img_sha256[:16]}... as boot.sig names ({how})")
+        if self.verity_root is not None:
+            said.append(f"verity root {self.verity_root[:16]}...")
+        return ", ".join(said)
+
+
+def verify_slot(disk: BootDisk, slot: Slot, manifest: Manifest) -> SlotChecks:
+    """Read the written images back (past the page cache) and compare with the signed hashes.
+
+    The same reads check a secure-boot slot's boot.img against its boot.sig
+    (:class:`~updater.bootimage.BootImageRefused`) and the system image's verity tree, when
+    the boot image just verified pins one (:class:`~updater.verity.VerityRefused`)."""
+    boot = disk.slot_partition("boot", slot)
+    boot_size = manifest.images[ImageName.BOOT].size
+    with PartitionIO(boot, writable=False) as reader:
+        reader.drop_cache(0, boot_size)  # first: boot.img is located in the bytes read back
+        boot_img = bootimage.read_back_check(reader.read, boot.label, signed_size=boot_size)
+        feed = None if boot_img is None else boot_img.update
+        _read_back(reader, manifest, ImageName.BOOT, slot, feed)
+        boot_img_sha256 = None if boot_img is None else boot_img.finish()
+    system_size = manifest.images[ImageName.SYSTEM].size
+    tree = verity.slot_tree(disk, slot, signed_size=system_size)
+    with PartitionIO(disk.slot_partition("system", slot), writable=False) as reader:
+        reader.drop_cache(0, system_size)
+        _read_back(reader, manifest, ImageName.SYSTEM, slot, None if tree is None else tree.update)
+    if tree is not None:
+        tree.finish()
+    return SlotChecks(
+        boot_img_sha256=boot_img_sha256,
+        boot_img_fused=boot_img is not None and boot_img.fused,
+        verity_root=None if tree is None else tree.params.root_hash,
+    )
+
+
+def _read_back(
+    reader: PartitionIO,
+    manifest: Manifest,
+    image: ImageName,
+    slot: Slot,
+    feed: Callable[[int, bytes], None] | None,
+) -> None:
+    """Read ``image``'s signed size from the start of its partition, each piece also to
+    ``feed`` with its offset; :class:`ImageMismatch` unless it is the signed image."""
+    size = manifest.images[image].size
+    expected, _ = manifest.written(image, "b" if slot is Slot.B else "a")
+    digest = hashlib.sha256()
+    pos = 0
+    while pos < size:
+        data = reader.read(pos, min(_READ, size - pos))
+        digest.update(data)
+        if feed is not None:
+            feed(pos, data)
+        pos += len(data)
+    if digest.hexdigest() != expected:
+        raise ImageMismatch(
+            f"{reader.partition.label} does not read back as the signed {image} image of "
+            f"{manifest.version} (sha256 {digest.hexdigest()[:16]}..., "
+            f"signed {expected[:16]}...)"
+        )

@@ -15,6 +15,7 @@ from fleetcore.layout import Slot
 from fleetcore.verity import TreeCheck, VerityMismatch, VerityParams, from_cmdline
 from updater.disk import BootDisk, PartitionIO
 from updater.errors import InstallError
+from updater.fatextents import locate
 from updater.fatroot import NotFat, Reader, read_root_file
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,13 @@ def slot_params(disk: BootDisk, slot: Slot) -> VerityParams | None:
 
 def _signed_cmdline(read: Reader, limit: int) -> bytes | None:
     """cmdline.txt inside ``boot.img`` (secure boot, ADR 0070: the partition holds only the
-    signed ramdisk, so the root hash is pinned there), None without a boot.img."""
-    image = read_root_file(read, "boot.img", limit=limit)
+    signed ramdisk, so the root hash is pinned there), None without a boot.img. Read through
+    boot.img's extents: its boot sector, FAT, root folder and cmdline.txt, not the whole image."""
+    image = locate(read, "boot.img", limit=limit)
     if image is None:
         return None
     try:
-        return read_root_file(lambda offset, length: image[offset : offset + length], "cmdline.txt")
+        return read_root_file(image.reader(read), "cmdline.txt")
     except NotFat as err:
         raise FormatError(f"boot.img holds no FAT filesystem: {err}") from err
 
@@ -65,7 +67,8 @@ class SlotTree:
         self.params = params
         self._check = TreeCheck(params)
 
-    def update(self, data: bytes) -> None:
+    def update(self, _pos: int, data: bytes) -> None:
+        """The read-back's next piece (its offset is not needed: the slot is read in order)."""
         self._check.update(data)
 
     def finish(self) -> None:

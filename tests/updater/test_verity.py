@@ -111,7 +111,7 @@ def check(disk: BootDisk, signed_size: int | None = None) -> VerityParams | None
         return None
     with PartitionIO(system, writable=False) as reader:
         for pos in range(0, size, 3 * BLOCK + 5):  # pieces not aligned to blocks
-            tree.update(reader.read(pos, min(3 * BLOCK + 5, size - pos)))
+            tree.update(pos, reader.read(pos, min(3 * BLOCK + 5, size - pos)))
     tree.finish()
     return tree.params
 
