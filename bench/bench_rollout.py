@@ -73,6 +73,7 @@ async def scenario(args: argparse.Namespace, work: Path, url: str) -> list[Rollo
             poll_s=POLL_S / args.scale,
             install_s=INSTALL_S / args.scale,
             reboot_s=REBOOT_S / args.scale,
+            scale=args.scale,
         )
         fleet = LightFleet(base, timing)
         operator = OperatorClient(base, admin)

@@ -40,12 +40,15 @@ class LightTiming:
     An install is a stageable part (``install_s``: download, write, verify into the inactive
     slot) and ``reboot_s`` (trial reboot, health check, commit). A device told to pre-stage
     (ADR 0082) does the first part before it is admitted, and admission costs only the second.
+    Intervals the Overlord names (a pre-stage hint's ``poll_s``) are divided by ``scale``, as
+    the bench compresses every other time constant.
     """
 
     poll_s: float = 1.0
     install_s: float = 2.0
     reboot_s: float = 0.0
     jitter: float = 0.5
+    scale: float = 1.0
 
     def draw(self, rng: random.Random, seconds: float) -> float:
         return seconds * rng.uniform(1 - self.jitter, 1 + self.jitter)
@@ -61,6 +64,7 @@ class LightDevice:
     etag: str | None = None
     desired: Version | None = None
     prestage: Version | None = None
+    prestage_poll_s: int | None = None
     staged: Version | None = None
     staging: asyncio.Task[None] | None = None
     seq: int = 0
@@ -149,9 +153,7 @@ class LightFleet:
                 device.errors += 1
                 device.last_error = f"{type(err).__name__}: {err}"
             try:
-                await asyncio.wait_for(
-                    self.stop.wait(), timeout=self.timing.draw(rng, self.timing.poll_s)
-                )
+                await asyncio.wait_for(self.stop.wait(), timeout=self._wait_s(device, rng))
             except TimeoutError:
                 continue
 
@@ -182,12 +184,23 @@ class LightFleet:
             desired = DesiredState.model_validate(response.json())
             device.desired = desired.os.version if desired.os else None
             device.prestage = desired.prestage.version if desired.prestage else None
+            device.prestage_poll_s = desired.prestage.poll_s if desired.prestage else None
         elif response.status_code != 304:
             raise SimulatorError(f"desired-state: {response.status_code}")
         if device.desired is not None and device.version < device.desired:
             await self._update(device, device.desired, rng)
         elif self._should_stage(device) and device.prestage is not None:
             device.staging = asyncio.create_task(self._stage(device, device.prestage, rng))
+
+    def _wait_s(self, device: LightDevice, rng: random.Random) -> float:
+        """Until the next cycle: the hint's ``poll_s`` while its release is staged here (the
+        real agent's rule, ``Agent.staged_poll_s``) when that is sooner than the usual jittered
+        interval, which it is for a real agent (10 s against 30-120 s)."""
+        usual = self.timing.draw(rng, self.timing.poll_s)
+        staged_poll_s = device.prestage_poll_s
+        if staged_poll_s is not None and device.staged == device.prestage:
+            return min(staged_poll_s / self.timing.scale, usual)
+        return usual
 
     def _should_stage(self, device: LightDevice) -> bool:
         hint = device.prestage

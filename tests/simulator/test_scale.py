@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from fleetcore.version import Version
 from overlord.auth.models import KeyRole
 from overlord.rollouts.models import RolloutState
-from simulator.light import LightFleet, LightTiming
+from simulator.light import LightDevice, LightFleet, LightTiming
 from simulator.operator import OperatorClient
 from simulator.releases import build_release
 from simulator.scale import Policy, measure_rollout
@@ -29,6 +30,26 @@ def test_policy_waits_are_the_windows_before_the_stage_that_reaches_the_fraction
     assert staged.waits_before(0.5) == 2 * 600  # the 50 % stage itself reaches half
     assert Policy("no canary", 0, (100,), 600).waits_before(0.95) == 0
     assert Policy("all at once", 1, (100,), 0).waits_before(0.95) == 0
+
+
+def test_a_staged_light_device_polls_at_the_hints_interval_like_the_agent():
+    """``Agent.staged_poll_s``: the hint's poll_s once its release is staged, not before, and
+    never for another version; scaled with the bench's clock."""
+    fleet = LightFleet("http://127.0.0.1:9", LightTiming(poll_s=60.0, jitter=0.5, scale=10.0))
+    rng = random.Random(7)
+    device = LightDevice("dev-1", "token", Version("1.0.0"))
+    device.prestage, device.prestage_poll_s = Version("2.0.0"), 10
+    waits = [fleet._wait_s(device, rng) for _ in range(50)]
+    assert all(30.0 <= w <= 90.0 for w in waits)  # hinted, not staged yet: the usual poll
+    device.staged = Version("2.0.0")
+    assert fleet._wait_s(device, rng) == 1.0  # 10 s at a tenth of real time
+    device.prestage = Version("3.0.0")  # the hint moved on: the staged slot is not its release
+    assert 30.0 <= fleet._wait_s(device, rng) <= 90.0
+    slow = LightFleet("http://127.0.0.1:9", LightTiming(poll_s=0.5, jitter=0.0))
+    device.prestage = device.staged
+    assert slow._wait_s(device, rng) == 0.5  # a hint never slows a device down
+    asyncio.run(fleet.close())
+    asyncio.run(slow.close())
 
 
 @pytest.mark.integration
