@@ -21,6 +21,7 @@ from fleetcore.layout import Slot
 from fleetcore.version import Version
 from fleetcore.wire import (
     API_PREFIX,
+    DesiredPrestage,
     DesiredState,
     Event,
     EventBatch,
@@ -63,8 +64,7 @@ class LightDevice:
     state: UpdateState = UpdateState.IDLE
     etag: str | None = None
     desired: Version | None = None
-    prestage: Version | None = None
-    prestage_poll_s: int | None = None
+    hint: DesiredPrestage | None = None  # the desired state's pre-stage hint (ADR 0082)
     staged: Version | None = None
     staging: asyncio.Task[None] | None = None
     seq: int = 0
@@ -73,6 +73,11 @@ class LightDevice:
     errors: int = 0
     last_error: str | None = None
     cycles: int = 0
+
+    @property
+    def prestage(self) -> Version | None:
+        """The release the hint asks to stage, if any."""
+        return self.hint.version if self.hint is not None else None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -183,8 +188,7 @@ class LightFleet:
             device.etag = response.headers.get("ETag")
             desired = DesiredState.model_validate(response.json())
             device.desired = desired.os.version if desired.os else None
-            device.prestage = desired.prestage.version if desired.prestage else None
-            device.prestage_poll_s = desired.prestage.poll_s if desired.prestage else None
+            device.hint = desired.prestage
         elif response.status_code != 304:
             raise SimulatorError(f"desired-state: {response.status_code}")
         if device.desired is not None and device.version < device.desired:
@@ -197,9 +201,9 @@ class LightFleet:
         real agent's rule, ``Agent.staged_poll_s``) when that is sooner than the usual jittered
         interval, which it is for a real agent (10 s against 30-120 s)."""
         usual = self.timing.draw(rng, self.timing.poll_s)
-        staged_poll_s = device.prestage_poll_s
-        if staged_poll_s is not None and device.staged == device.prestage:
-            return min(staged_poll_s / self.timing.scale, usual)
+        hint = device.hint
+        if hint is not None and hint.poll_s is not None and device.staged == hint.version:
+            return min(hint.poll_s / self.timing.scale, usual)
         return usual
 
     def _should_stage(self, device: LightDevice) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fleetcore.version import Version
+from fleetcore.wire import DesiredPrestage
 from overlord.auth.models import KeyRole
 from overlord.rollouts.models import RolloutState
 from simulator.light import LightDevice, LightFleet, LightTiming
@@ -38,15 +39,16 @@ def test_a_staged_light_device_polls_at_the_hints_interval_like_the_agent():
     fleet = LightFleet("http://127.0.0.1:9", LightTiming(poll_s=60.0, jitter=0.5, scale=10.0))
     rng = random.Random(7)
     device = LightDevice("dev-1", "token", Version("1.0.0"))
-    device.prestage, device.prestage_poll_s = Version("2.0.0"), 10
+    device.hint = DesiredPrestage(version=Version("2.0.0"), manifest_target="os/2.0.0", poll_s=10)
     waits = [fleet._wait_s(device, rng) for _ in range(50)]
     assert all(30.0 <= w <= 90.0 for w in waits)  # hinted, not staged yet: the usual poll
     device.staged = Version("2.0.0")
     assert fleet._wait_s(device, rng) == 1.0  # 10 s at a tenth of real time
-    device.prestage = Version("3.0.0")  # the hint moved on: the staged slot is not its release
+    # A newer hint: the staged slot is not its release.
+    device.hint = device.hint.model_copy(update={"version": Version("3.0.0")})
     assert 30.0 <= fleet._wait_s(device, rng) <= 90.0
     slow = LightFleet("http://127.0.0.1:9", LightTiming(poll_s=0.5, jitter=0.0))
-    device.prestage = device.staged
+    device.hint = device.hint.model_copy(update={"version": device.staged})
     assert slow._wait_s(device, rng) == 0.5  # a hint never slows a device down
     asyncio.run(fleet.close())
     asyncio.run(slow.close())
