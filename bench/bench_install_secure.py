@@ -6,12 +6,14 @@ assembled from the same rootfs). Its chunk store is served over local HTTP (ngin
 installed, as in bench_install.py) and installed, unseeded, into slot B of a copy of its own
 disk image by the updater's slot writer, followed by every check the engine runs before a
 trial: the read-back against the signed image hashes (``install.verify_slot``), which hashes
-boot.img for boot.sig's digest as the boot partition streams past and checks the system slot's
-verity tree in the same read (both find nothing to check on the unsigned release).
+boot.img for boot.sig's digest as the boot partition streams past, verifies boot.sig's RSA
+signature against the trusted boot key (``--boot-pubkey``, as a secure image lists it) and checks
+the system slot's verity tree in the same read (none of these applies to the unsigned release).
 Alternating, ``--runs`` times each; medians and the ratio.
 Target: secure <= 1.15x unsigned (issue 17).
 
-    python bench/bench_install_secure.py --secure OUT1 --unsigned OUT2 [--runs 3]
+    python bench/bench_install_secure.py --secure OUT1 --unsigned OUT2 [--runs 3] \
+        [--boot-pubkey PUB.pem]
 """
 
 from __future__ import annotations
@@ -43,9 +45,15 @@ from updater.chunks import HttpChunkSource
 from updater.config import TransferConfig
 from updater.disk import BootDisk
 from updater.install import ProgressFile, SlotWriter, verify_slot
+from fleetcore import bootsig
+from updater.bootkeys import BootTrust
 from updater.paths import Roots
 
-disk_path, url, release, work = sys.argv[1:5]
+disk_path, url, release, work, pubkey = sys.argv[1:6]
+trust = None
+if pubkey:
+    key = bootsig.load_public_key(Path(pubkey).read_bytes())
+    trust = BootTrust({bootsig.fingerprint(key): key})
 disk = BootDisk.open(Path(disk_path))
 manifest = load_manifest((Path(release) / "manifest.json").read_bytes())
 compact = {i: load_compact((Path(release) / f"{i.value}.index.json").read_bytes())
@@ -60,23 +68,33 @@ start = time.perf_counter()
 writer.install(Version("1.0.0"), compact)
 written = time.perf_counter()
 # The read-back: the signed hashes, boot.img against boot.sig and the verity tree, one read.
-checks = verify_slot(disk, Slot.B, manifest)
+checks = verify_slot(disk, Slot.B, manifest, trust)
 done = time.perf_counter()
 print(json.dumps({"write_s": written - start, "read_back_s": done - written,
                   "total_s": done - start, "fetched_bytes": source.fetched_bytes,
                   "signed": checks.boot_img_sha256 is not None,
-                  "fused": checks.boot_img_fused, "verity": checks.verity_root is not None}))
+                  "fused": checks.boot_img_fused, "verity": checks.verity_root is not None,
+                  "key": checks.boot_key is not None}))
 """
 
 
-def install_once(out: Path, url: str, work: Path) -> dict[str, float]:
+def install_once(out: Path, url: str, work: Path, pubkey: Path | None) -> dict[str, float]:
     disk = work / "disk.img"
     subprocess.run(["cp", "--sparse=always", str(out / "disk.img"), str(disk)], check=True)
     state = work / "state"
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir()
     answer = subprocess.run(
-        [sys.executable, "-c", CHILD, str(disk), url, str(out / "release"), str(state)],
+        [
+            sys.executable,
+            "-c",
+            CHILD,
+            str(disk),
+            url,
+            str(out / "release"),
+            str(state),
+            "" if pubkey is None else str(pubkey),
+        ],
         stdout=subprocess.PIPE,
         cwd=ROOT,
         check=True,
@@ -91,6 +109,12 @@ def main() -> None:
     parser.add_argument("--secure", type=Path, required=True, help="assemble --boot-key output")
     parser.add_argument("--unsigned", type=Path, required=True, help="plain assemble output")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--boot-pubkey",
+        type=Path,
+        default=ROOT / "tests" / "image" / "fixtures" / "bootkeys" / "customer.pub.pem",
+        help="the public key the secure release's boot.sig is checked against",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-install-secure-"))
     print(f"load average at the start: {os.getloadavg()[0]:.1f}")
@@ -109,7 +133,8 @@ def main() -> None:
             order = ("unsigned", "secure") if run % 2 == 0 else ("secure", "unsigned")
             for name in order:
                 out = args.secure if name == "secure" else args.unsigned
-                results[name].append(install_once(out, urls[name], work))
+                pubkey = args.boot_pubkey if name == "secure" else None
+                results[name].append(install_once(out, urls[name], work, pubkey))
     finally:
         for server in servers:
             server.terminate()
@@ -124,7 +149,8 @@ def main() -> None:
             f"(runs {each}); last run: write "
             f"{last['write_s']:.2f} s, read-back with its checks {last['read_back_s']:.2f} s; "
             f"fetched {last['fetched_bytes'] / 2**20:.0f} MiB; boot.sig checked {last['signed']} "
-            f"(in the read-back {last['fused']}), verity checked {last['verity']}"
+            f"(in the read-back {last['fused']}, its key {last['key']}), verity checked "
+            f"{last['verity']}"
         )
     secure = statistics.median(r["total_s"] for r in results["secure"])
     unsigned = statistics.median(r["total_s"] for r in results["unsigned"])

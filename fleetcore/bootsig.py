@@ -16,6 +16,7 @@ image is passed as its digest so a caller can hash it in a stream. Shared by the
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 
@@ -31,7 +32,13 @@ RSA_BITS = 2048
 SIGNATURE_BYTES = RSA_BITS // 8
 MAX_SIZE = 4096
 """A boot.sig is about 600 bytes; anything much larger is not one."""
+TRUST_DIR = "usr/share/metrica-fleet/boot-keys"
+"""Where an image lists the boot keys its updater accepts for a new slot, relative to its root:
+one PEM public key per file, named ``<fingerprint>.pem`` (:func:`trust_file`)."""
+MAX_KEY_FILE = 4096
+"""An RSA-2048 public key PEM is 451 bytes; a larger file in the trust list is not one."""
 
+_SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 _TS = re.compile(r"ts: (\d{1,12})")
 _RSA = re.compile(rf"rsa2048: ([0-9a-f]{{{2 * SIGNATURE_BYTES}}})")
@@ -116,3 +123,16 @@ def sign(image_sha256: bytes, key: rsa.RSAPrivateKey, ts: int) -> BootSig:
     inputs give equal bytes."""
     signature = key.sign(image_sha256, padding.PKCS1v15(), Prehashed(hashes.SHA256()))
     return BootSig(sha256=image_sha256.hex(), ts=ts, signature=signature)
+
+
+def fingerprint(key: rsa.RSAPublicKey) -> str:
+    """The key's SHA-256 fingerprint: hex digest of its DER SubjectPublicKeyInfo (what
+    ``openssl pkey -pubin -outform DER | sha256sum`` prints)."""
+    der = key.public_bytes(serialization.Encoding.DER, _SPKI)
+    return hashlib.sha256(der).hexdigest()
+
+
+def trust_file(key: rsa.RSAPublicKey) -> tuple[str, bytes]:
+    """The file that lists ``key`` in an image's :data:`TRUST_DIR`: its name and PEM bytes."""
+    pem = key.public_bytes(serialization.Encoding.PEM, _SPKI)
+    return f"{fingerprint(key)}.pem", pem

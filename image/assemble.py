@@ -56,6 +56,8 @@ class Request:
     delta_from: Sequence[Path] = ()
     # The RSA-2048 private key that signs each slot's boot.img; None: an unsigned image.
     boot_key: Path | None = None
+    # More public boot keys the image's updater accepts on a new slot (a key rollover).
+    boot_trust: Sequence[Path] = ()
     # Append a dm-verity hash tree to the system image and pin it in cmdline.txt (ADR 0071);
     # a boot key implies it (the signed boot.img then pins the root).
     verity: bool = False
@@ -93,10 +95,16 @@ def _secure_boot(req: Request) -> secureboot.BootSigner | None:
         return None
     folder = req.rootfs / BOOT_FILES
     secureboot.check_boot_files(bootfiles.BootFiles.read(folder), folder)
-    return secureboot.BootSigner.load(req.boot_key, ts=req.epoch)
+    return secureboot.BootSigner.load(req.boot_key, ts=req.epoch, trust=tuple(req.boot_trust))
 
 
 def _check_input(req: Request) -> None:
+    if req.boot_trust and req.boot_key is None:
+        raise InputError(
+            "--boot-trust needs --boot-key",
+            hint="an unsigned image trusts no boot keys; its updater leaves boot.sig to the "
+            "bootloader",
+        )
     if not req.rootfs.is_dir():
         raise InputError(f"rootfs {req.rootfs} is not a folder")
     if not (req.rootfs / BOOT_FILES).is_dir():
@@ -157,6 +165,7 @@ def _build(
     version_file = req.rootfs / VERSION_FILE
     version_file.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(version_file, f"{req.version}\n".encode())
+    secureboot.write_trust(req.rootfs, signer)
     system_img = work / "system.img"
     with step(f"system image ({req.system})"):
         filesystems.make_system(

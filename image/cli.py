@@ -97,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
         "for Raspberry Pi secure boot; without it the image is unsigned (development)",
     )
     asm.add_argument(
+        "--boot-trust",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PUB.pem",
+        help="an RSA-2048 public key (PEM) the image's updater accepts on a new slot's boot.sig "
+        "besides --boot-key's own: the first step of a boot-key rollover (docs/security.md); "
+        "repeatable",
+    )
+    asm.add_argument(
         "--verity",
         action="store_true",
         help="append a dm-verity hash tree to the system image, its root hash in cmdline.txt "
@@ -162,6 +172,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 epoch=assemble.source_date_epoch(),
                 delta_from=tuple(args.delta_from),
                 boot_key=args.boot_key,
+                boot_trust=tuple(args.boot_trust),
                 verity=args.verity,
                 encrypt_data=args.encrypt_data,
             )

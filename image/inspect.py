@@ -12,7 +12,7 @@ from fleetcore import bootsig
 from fleetcore.errors import CommandError, FormatError
 from fleetcore.release import ImageName, chunk_path
 from fleetcore.run import run
-from image import bootslot, chunkstore, disk, release
+from image import bootslot, chunkstore, disk, release, trustlist
 from image.errors import InputError
 from image.layout import MIB, SECTOR
 
@@ -105,6 +105,8 @@ def describe_disk(path: Path, key: rsa.RSAPublicKey | None = None) -> Report:
         if autoboot is not None:
             body = autoboot.strip().replace("\n", "\n      ")
             lines.append(f"    autoboot.txt:\n      {body}")
+        if part.get("name") == "system_a":
+            lines.append(f"    {_trust_line(trustlist.listed(path, start, size, fstype))}")
         if fstype == "vfat" and part.get("name", "").startswith("boot_"):
             view = bootslot.describe(path, start, key)
             modes.add(view.mode)
@@ -117,6 +119,12 @@ def describe_disk(path: Path, key: rsa.RSAPublicKey | None = None) -> Report:
     elif modes:
         lines.insert(2, f"  boot mode: mixed ({', '.join(sorted(modes))})")
     return Report("\n".join(lines) + "\n", unverified)
+
+
+def _trust_line(fingerprints: list[str] | None) -> str:
+    if fingerprints is None:
+        return "trusted boot keys: none (its updater leaves boot signatures to the bootloader)"
+    return f"trusted boot keys: {', '.join(fingerprints)}"
 
 
 def _fstype(path: Path, offset: int) -> str:

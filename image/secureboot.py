@@ -13,6 +13,10 @@ three files instead of the loose boot files (ADR 0070):
   ``boot.img`` (unchecked), so one card boots on development boards and on locked ones. With
   ``SIGNED_BOOT=1`` the bootloader loads ``boot.img`` whatever this file says.
 
+The system image lists the public keys its updater accepts on a new slot's boot.sig
+(:func:`write_trust`, :data:`fleetcore.bootsig.TRUST_DIR`): the signing key's own, and any named
+with ``--boot-trust`` for a key rollover (docs/security.md); an unsigned image lists none.
+
 ``boot.img`` is reproducible: fixed volume id and label (the same for both slots, so slot B's
 image differs from slot A's only in ``cmdline.txt`` and the signature), sorted files, every
 timestamp the build epoch; RSA PKCS#1 v1.5 signatures are deterministic.
@@ -21,6 +25,7 @@ timestamp the build epoch; RSA PKCS#1 v1.5 signatures are deterministic.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +59,20 @@ class BootSigner:
 
     key: rsa.RSAPrivateKey
     ts: int
+    also_trusted: tuple[rsa.RSAPublicKey, ...] = ()
+    """Public keys the image's updater accepts besides the signing key's (a key rollover)."""
 
     @classmethod
-    def load(cls, path: Path, *, ts: int) -> BootSigner:
-        return cls(load_key(path), ts)
+    def load(cls, path: Path, *, ts: int, trust: tuple[Path, ...] = ()) -> BootSigner:
+        return cls(load_key(path), ts, tuple(load_trusted(each) for each in trust))
+
+    def trusted(self) -> list[rsa.RSAPublicKey]:
+        """The keys the image lists: the signing key's first, then the others by fingerprint,
+        each once."""
+        own = self.key.public_key()
+        others = {bootsig.fingerprint(key): key for key in self.also_trusted}
+        others.pop(bootsig.fingerprint(own), None)
+        return [own, *(others[name] for name in sorted(others))]
 
     def seal(self, tree: Path, work: Path, *, label: str, volume_id: str, epoch: int) -> Path:
         """The outer folder of boot partition ``label`` whose boot files are ``tree``:
@@ -114,6 +129,41 @@ def load_key(path: Path) -> rsa.RSAPrivateKey:
             f"RSA-{bootsig.RSA_BITS} only"
         )
     return key
+
+
+def load_trusted(path: Path) -> rsa.RSAPublicKey:
+    """A ``--boot-trust`` key: a PEM RSA-2048 public key, or one clear error."""
+    try:
+        pem = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"trusted boot key {path} does not exist") from None
+    except OSError as err:
+        raise InputError(f"cannot read trusted boot key {path}: {err.strerror}") from err
+    if b"PRIVATE KEY" in pem:
+        raise InputError(
+            f"trusted boot key {path} is a private key",
+            hint="--boot-trust takes the public key (openssl rsa -in KEY.pem -pubout)",
+        )
+    try:
+        return bootsig.load_public_key(pem)
+    except bootsig.BootSigError as err:
+        raise InputError(f"trusted boot key {path}: {err}") from err
+
+
+def write_trust(rootfs: Path, signer: BootSigner | None) -> None:
+    """List the keys ``signer``'s image trusts in ``rootfs``'s :data:`~fleetcore.bootsig.TRUST_DIR`
+    (replacing any list a previous build left there); remove the list for an unsigned image."""
+    folder = rootfs / bootsig.TRUST_DIR
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    shutil.rmtree(folder, ignore_errors=True)
+    if signer is None:
+        return
+    folder.mkdir(parents=True)
+    for key in signer.trusted():
+        name, pem = bootsig.trust_file(key)
+        (folder / name).write_bytes(pem)
+        (folder / name).chmod(0o644)
 
 
 def _kind(key: object) -> str:

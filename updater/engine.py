@@ -28,7 +28,7 @@ from fleetcore.version import Version
 from fleetcore.wire import IN_PROGRESS_STATES, EventKind, UpdateState
 from signing.errors import DownloadError, VerificationError
 from signing.rollback import check_upgrade, raise_floor
-from updater import autoboot, board, bootimage
+from updater import autoboot, board, bootimage, bootkeys
 from updater.attempts import InstallAttempts
 from updater.bootloader import probe
 from updater.bootloader.pending import BootloaderStore
@@ -481,8 +481,10 @@ class Engine:
         target = self._target(state)
         manifest, _ = load_stored(self.roots.install_dir, state.target_version)
         try:
-            # One read of the slot: the signed hashes, boot.img against boot.sig, the verity tree.
-            checks = verify_slot(self.disk, target, manifest)
+            # One read of the slot: the signed hashes, boot.img against boot.sig and the boot
+            # keys the running image trusts, the verity tree.
+            trust = bootkeys.load(self.roots.boot_keys_dir)
+            checks = verify_slot(self.disk, target, manifest, trust)
         except InstallError as err:
             # The slot is not what was signed (written wrong, or changed on the card since it
             # verified before a cut trial or since it was staged): the next attempt writes it

@@ -37,6 +37,7 @@ from fleetcore.persisted import LEGACY, dump, load
 from fleetcore.release import BytePatch, ImageName, Manifest, apply_patches
 from fleetcore.version import Version
 from updater import bootimage, verity
+from updater.bootkeys import BootTrust
 from updater.chunkindex import CompactIndex, SeedMap
 from updater.chunks import ChunkSource, decode_delta
 from updater.config import TransferConfig
@@ -421,28 +422,39 @@ class SlotChecks:
     were out of order on the card and it was read again on its own)."""
     verity_root: str | None
     """The dm-verity root hash the system slot verified against (None: none pinned)."""
+    boot_key: str | None = None
+    """The fingerprint of the trusted boot key that signed boot.sig (None: the running image
+    trusts no boot keys, so the signature was left to the bootloader)."""
 
     def __str__(self) -> str:
         said = ["the signed images"]
         if self.boot_img_sha256 is not None:
             how = "in the read-back" if self.boot_img_fused else "read again, out of order"
             said.append(f"boot.img {self.boot_img_sha256[:16]}... as boot.sig names ({how})")
+        if self.boot_key is not None:
+            said.append(f"boot.sig signed by trusted key {self.boot_key[:16]}...")
         if self.verity_root is not None:
             said.append(f"verity root {self.verity_root[:16]}...")
         return ", ".join(said)
 
 
-def verify_slot(disk: BootDisk, slot: Slot, manifest: Manifest) -> SlotChecks:
+def verify_slot(
+    disk: BootDisk, slot: Slot, manifest: Manifest, trust: BootTrust | None
+) -> SlotChecks:
     """Read the written images back (past the page cache) and compare with the signed hashes.
 
     The same reads check a secure-boot slot's boot.img against its boot.sig
-    (:class:`~updater.bootimage.BootImageRefused`) and the system image's verity tree, when
-    the boot image just verified pins one (:class:`~updater.verity.VerityRefused`)."""
+    (:class:`~updater.bootimage.BootImageRefused`), boot.sig's signature against the boot keys
+    the running image trusts (``trust``; :class:`~updater.bootkeys.UntrustedBootImage`), and
+    the system image's verity tree, when the boot image just verified pins one
+    (:class:`~updater.verity.VerityRefused`)."""
     boot = disk.slot_partition("boot", slot)
     boot_size = manifest.images[ImageName.BOOT].size
     with PartitionIO(boot, writable=False) as reader:
         reader.drop_cache(0, boot_size)  # first: boot.img is located in the bytes read back
-        boot_img = bootimage.read_back_check(reader.read, boot.label, signed_size=boot_size)
+        boot_img = bootimage.read_back_check(
+            reader.read, boot.label, signed_size=boot_size, trust=trust
+        )
         feed = None if boot_img is None else boot_img.update
         _read_back(reader, manifest, ImageName.BOOT, slot, feed)
         boot_img_sha256 = None if boot_img is None else boot_img.finish()
@@ -457,6 +469,7 @@ def verify_slot(disk: BootDisk, slot: Slot, manifest: Manifest) -> SlotChecks:
         boot_img_sha256=boot_img_sha256,
         boot_img_fused=boot_img is not None and boot_img.fused,
         verity_root=None if tree is None else tree.params.root_hash,
+        boot_key=None if boot_img is None else boot_img.signed_by,
     )
 
 

@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleetcore import bootsig
 from fleetcore.layout import Slot
 from fleetcore.release import SLOT_INDEX_DIR
 
@@ -66,6 +67,11 @@ class Roots:
     @property
     def image_version_file(self) -> Path:
         return self.etc / "version"
+
+    @property
+    def boot_keys_dir(self) -> Path:
+        """The boot keys the running image accepts on a new slot (:mod:`updater.bootkeys`)."""
+        return self.root / bootsig.TRUST_DIR
 
     @property
     def fleet_yaml(self) -> Path:

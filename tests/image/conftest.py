@@ -79,6 +79,10 @@ def make_rootfs(root: Path, *, seed: int = 1, extra_bytes: int = 0) -> Path:
         (root / f"usr/bin/tool{i}").write_text(" ".join(words))
     (root / "etc").mkdir()
     (root / "etc/os-release").write_text('PRETTY_NAME="Metrica Fleet test"\n')
+    # Every fleet rootfs has the fleet's own folder (pi-gen's 03-updater, the debootstrap
+    # backend): a signed build adds its boot-keys list there, an unsigned one removes it.
+    (root / "usr/share/metrica-fleet").mkdir(parents=True)
+    (root / "usr/share/metrica-fleet/hostname").write_text("metrica-test\n")
     (root / "data").mkdir()
     if extra_bytes:
         (root / "usr/lib").mkdir(parents=True)

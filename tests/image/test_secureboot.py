@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from fleetcore import bootsig
 from fleetcore.release import ImageName
@@ -13,6 +14,7 @@ from image import assemble, release, secureboot
 from image.cli import main
 from tests.image.conftest import EPOCH, Built, make_rootfs, request
 from tests.image.test_assemble import _fails_cleanly, _part, slot_b_boot
+from updater import bootkeys
 
 KEYS = Path(__file__).parent / "fixtures" / "bootkeys"
 MTOOLS = {"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}
@@ -284,3 +286,78 @@ def test_boot_sig_timestamp_is_source_date_epoch(tmp_path: Path, monkeypatch):
     assert main(_argv(rootfs, out, "--boot-key", str(KEYS / "customer.pem"))) == 0
     _image, sig = _slot_files(Built(rootfs, out), "b", tmp_path / "b")
     assert bootsig.parse(sig.read_bytes()).ts == 1234567890
+
+
+# The boot keys the image's updater trusts (fleetcore.bootsig.TRUST_DIR, updater/bootkeys.py).
+
+CUSTOMER_FP = "350757c164aa8d46b03f8792423f462f4b5a1f9f0cbc5250aacbe5bfb1d61042"
+OTHER_FP = "eadd8dbdeb5babe14fec1f8849550f6feb855cdaa13417059c1b3da639036ca7"
+
+
+def test_inspect_lists_the_keys_the_updater_trusts(secure: Built, built: Built, capsys):
+    assert main(["inspect", str(secure.disk)]) == 0
+    assert f"trusted boot keys: {CUSTOMER_FP}\n" in capsys.readouterr().out
+    assert main(["inspect", str(built.disk)]) == 0
+    assert "trusted boot keys: none (its updater leaves boot signatures" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("system", ["squashfs", "erofs"])
+def test_boot_trust_adds_a_rollover_key(tmp_path: Path, capsys, system: str):
+    """--boot-trust lists another key beside the signing key's; the updater reads the list the
+    builder wrote; an unsigned build of the same rootfs removes it again."""
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    out = tmp_path / "out"
+    argv = _argv(rootfs, out, "--boot-key", str(KEYS / "customer.pem"), "--system", system)
+    assert main([*argv, "--boot-trust", str(KEYS / "other.pub.pem")]) == 0
+    capsys.readouterr()
+    trust = bootkeys.load(rootfs / bootsig.TRUST_DIR)
+    assert trust is not None and sorted(trust.keys) == [CUSTOMER_FP, OTHER_FP]
+    assert main(["inspect", str(out / "disk.img")]) == 0
+    assert f"trusted boot keys: {CUSTOMER_FP}, {OTHER_FP}\n" in capsys.readouterr().out
+
+    # The signing key named again is listed once.
+    again = tmp_path / "again"
+    argv = _argv(rootfs, again, "--boot-key", str(KEYS / "customer.pem"), "--system", system)
+    assert main([*argv, "--boot-trust", str(KEYS / "customer.pub.pem")]) == 0
+    assert sorted(p.name for p in (rootfs / bootsig.TRUST_DIR).iterdir()) == [f"{CUSTOMER_FP}.pem"]
+
+    assert main(_argv(rootfs, tmp_path / "unsigned", "--system", system)) == 0
+    assert not (rootfs / bootsig.TRUST_DIR).exists()
+    assert (rootfs / "usr/share/metrica-fleet/hostname").exists()
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("missing.pem", "trusted boot key"),
+        ("customer.pem", "is a private key"),
+        ("garbage.pem", "not a PEM public key"),
+        ("rsa4096.pem", "is a private key"),
+        (".", "cannot read trusted boot key"),
+    ],
+)
+def test_bad_boot_trust(rootfs: Path, tmp_path: Path, capsys, key: str, expected: str):
+    out = tmp_path / "out"
+    path = KEYS / key if key != "." else KEYS
+    argv = _argv(rootfs, out, "--boot-key", str(KEYS / "customer.pem"), "--boot-trust", str(path))
+    _fails_cleanly(capsys, argv, out, expected)
+
+
+def test_boot_trust_of_another_size(tmp_path: Path, capsys):
+    rootfs = make_rootfs(tmp_path / "rootfs")
+    pub = tmp_path / "rsa4096.pub.pem"
+    private = serialization.load_pem_private_key((KEYS / "rsa4096.pem").read_bytes(), None)
+    pub.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    out = tmp_path / "out"
+    argv = _argv(rootfs, out, "--boot-key", str(KEYS / "customer.pem"), "--boot-trust", str(pub))
+    _fails_cleanly(capsys, argv, out, "checks RSA-2048 keys only, not RSA-4096")
+
+
+def test_boot_trust_needs_a_boot_key(rootfs: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    argv = _argv(rootfs, out, "--boot-trust", str(KEYS / "other.pub.pem"))
+    _fails_cleanly(capsys, argv, out, "--boot-trust needs --boot-key")

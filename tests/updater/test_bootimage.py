@@ -154,7 +154,7 @@ def test_builder_boot_partition_is_hashed_once(tmp_path: Path, monkeypatch):
         return real_read(self, pos, length)
 
     monkeypatch.setattr(updater_disk.PartitionIO, "read", counted)
-    checks = verify_slot(disk, Slot.A, manifest)
+    checks = verify_slot(disk, Slot.A, manifest, None)
     assert checks.boot_img_sha256 == hashlib.sha256(boot_img).hexdigest()
     assert checks.boot_img_fused and checks.verity_root is not None
     of_boot_img = sum(
