@@ -207,7 +207,9 @@ def make_ext4(
     inode copied in gets its times, owner and group fixed afterwards with ``debugfs``.
     """
     out.unlink(missing_ok=True)
-    env = {"E2FSPROGS_FAKE_TIME": str(epoch)}
+    # e2fsprogs reads a fake time of 0 as "none" and takes the clock: epoch 0 (no
+    # SOURCE_DATE_EPOCH) would make the image differ from one second to the next.
+    env = {"E2FSPROGS_FAKE_TIME": str(max(epoch, 1))}
     populate: list[str | Path] = ["-d", content] if content is not None else []
     run(
         [

@@ -1,6 +1,7 @@
 import hashlib
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -276,3 +277,19 @@ def test_system_image_is_the_rootfs_without_boot_files(built: Built, tmp_path: P
     assert list((tree / "boot/firmware").iterdir()) == []
     # The updater reads the running version from the image (Roots.image_version_file).
     assert (tree / "etc/metrica-fleet/version").read_text() == f"{VERSION}\n"
+
+
+def test_ext4_is_reproducible_without_source_date_epoch(tmp_path: Path):
+    """Epoch 0 (no SOURCE_DATE_EPOCH): e2fsprogs reads a fake time of 0 as none and would take
+    the clock, so two builds a second apart differed in their superblock times."""
+    content = tmp_path / "content"
+    (content / "fleet").mkdir(parents=True)
+    (content / "fleet/file").write_text("x")
+    images = []
+    for name in ("first.ext4", "second.ext4"):
+        out = tmp_path / name
+        filesystems.make_ext4(out, size=8 * MIB, label="data", fs_uuid=str(uuid.UUID(int=1)),
+                              epoch=0, content=content)  # fmt: skip
+        images.append(hashlib.sha256(out.read_bytes()).hexdigest())
+        time.sleep(1.1)  # the clock's second changes between the builds
+    assert images[0] == images[1]
