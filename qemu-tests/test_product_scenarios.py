@@ -46,12 +46,15 @@ HEALTHY_MARKER = "Welcome to "
 DEADLINES = Deadlines(watchdog=180.0, session=1500.0)
 SLOT_A_BOOT, SLOT_B_BOOT = 2, 3
 # Each version's change and the key its boot.img is signed with: 4.0.0 is a sound image whose
-# boot.img another key signed, which the board's bootloader refuses (issue 17's scenario 4).
+# boot.img another key signed, which the updater refuses before a trial and the board's
+# bootloader would refuse too (issue 17's scenario 4); 5.0.0 is sound, and its slot's boot
+# partition is swapped on the card for 4.0.0's after the updater checked it.
 VERSIONS: dict[str, tuple[images.Change, Path]] = {
     "1.0.0": (images.no_change, images.CUSTOMER_KEY),
     "2.0.0": (images.no_change, images.CUSTOMER_KEY),
     "3.0.0": (images.failing_health_check, images.CUSTOMER_KEY),
     "4.0.0": (images.no_change, images.WRONG_KEY),
+    "5.0.0": (images.no_change, images.CUSTOMER_KEY),
 }
 # What the agent prints (drop-in of the QEMU layer: its log on the serial console).
 AGENT = "fleet-updater["
@@ -77,7 +80,7 @@ class Product:
         # the host end of QEMU's forward to the guest's status page
         self.status_port = free_port()
         self.overlord_back: datetime | None = None
-        """When the Overlord came back after the outage of the v4 scenario."""
+        """When the Overlord came back after the outage of the v5 scenario."""
         self.chunks_before_rewrite: list[str] = []
         """The chunk GETs of the v2 install up to the refusal of its changed slot (the
         install after it writes the slot again)."""
@@ -274,6 +277,17 @@ def flip_byte(card_image: Path, label: str, offset: int) -> None:
         byte = disk.read(1)[0]
         disk.seek(part.start + offset)
         disk.write(bytes([byte ^ 0xFF]))
+
+
+def replace_partition(card_image: Path, label: str, source: Path) -> None:
+    """Write partition ``label`` of disk image ``source`` over the card's (same layout), as
+    someone with the card could."""
+    part, theirs = partition(card_image, label=label), partition(source, label=label)
+    assert part.size == theirs.size, (part, theirs)
+    with source.open("rb") as src, card_image.open("r+b") as disk:
+        src.seek(theirs.start)
+        disk.seek(part.start)
+        disk.write(src.read(theirs.size))
 
 
 def test_a_system_slot_changed_on_the_card_is_never_tried(
@@ -635,17 +649,38 @@ def test_v3_failing_its_health_check_falls_back_to_v2(product: Product, board: S
     assert autoboot_all(config_partition_intact(board)["autoboot.txt"]) == SLOT_B_BOOT
 
 
-def test_v4_signed_by_another_key_falls_back_to_v2_while_the_overlord_is_down(
-    product: Product, board: SimulatedPi
-) -> None:
-    """Issue 17's scenario 4: 4.0.0's boot.img is signed by a key the board's bootloader does
-    not hold. The updater's checks pass (boot.img matches boot.sig's digest, the slot its
-    verity root; the device holds no copy of the key), the bootloader refuses the trial slot
-    before anything runs, the tryboot flag is lost and the committed slot boots again."""
+def test_v4_signed_by_another_key_is_never_tried(product: Product, board: SimulatedPi) -> None:
+    """Issue 17's scenario 4: 4.0.0's boot.img is signed by a key the running image does not
+    list among its trusted boot keys (the board's bootloader would refuse it too). The updater
+    checks boot.sig's signature before the trial, refuses it and reports why; the board never
+    tries slot A."""
     overlord = product.overlord
     # The v3 scenario rolled 4.0.0 out during v3's trial: the fallback boot began its install
-    # into slot A, which this boot resumes until the agent asks for the trial.
-    wanted = TRIAL_REQUEST.format(slot="a", version="4.0.0")
+    # into slot A, which this boot resumes until the updater's check refuses it.
+    refused = shows(overlord, "install-failed", "4.0.0")
+    records = boot_until(board, refused, max_boots=2)
+
+    assert not any(r.tryboot for r in records), board.decisions()
+    assert (records[-1].partition, records[-1].end) == (SLOT_B_BOOT, End.POWER_CUT)
+    (event, *_) = events(overlord, "install-failed", "4.0.0")
+    print(f"4.0.0 refused before the trial: {event['reason']}")
+    assert "boot_a: boot.sig is not signed by a key this device trusts" in event["reason"]
+    assert autoboot_all(config_partition_intact(board)["autoboot.txt"]) == SLOT_B_BOOT
+    device = only_device(overlord)
+    assert (device["image_version"], device["committed_slot"]) == ("2.0.0", "b")
+
+
+def test_v5_whose_boot_img_is_swapped_on_the_card_falls_back_while_the_overlord_is_down(
+    product: Product, board: SimulatedPi
+) -> None:
+    """Issue 17's scenario 4 with the updater's own check bypassed: 5.0.0 is written and
+    checked, and after the trial request its boot partition is swapped on the card for
+    4.0.0's (signed by another key). The bootloader refuses the trial slot before anything
+    runs, the tryboot flag is lost and the committed slot boots again."""
+    overlord = product.overlord
+    overlord.abort_unfinished_rollouts()
+    overlord.rollout("to-5", "5.0.0")
+    wanted = TRIAL_REQUEST.format(slot="a", version="5.0.0")
     install = None
     for _ in range(2):
         record = timed(board.boot())
@@ -654,6 +689,8 @@ def test_v4_signed_by_another_key_falls_back_to_v2_while_the_overlord_is_down(
             break
     assert install is not None, board.decisions()
     assert (install.partition, install.tryboot, install.end) == (SLOT_B_BOOT, False, End.REBOOT)
+    # Written, read back, signature checked: the swap comes after every check of the updater.
+    replace_partition(board.disk, "boot_a", product.releases["4.0.0"].disk)
 
     overlord.stop()  # down from the trial reboot on
     trial = timed(board.boot())
@@ -669,7 +706,7 @@ def test_v4_signed_by_another_key_falls_back_to_v2_while_the_overlord_is_down(
                 return False
             overlord.start()
             product.overlord_back = datetime.now(UTC)
-        return bool(events(overlord, "rollback", "4.0.0"))
+        return bool(events(overlord, "rollback", "5.0.0"))
 
     fallback = timed(
         board.boot(power_cut=PowerCut(when=back_and_told, label="the Overlord got the rollback"))
@@ -679,7 +716,7 @@ def test_v4_signed_by_another_key_falls_back_to_v2_while_the_overlord_is_down(
         False,
         End.POWER_CUT,
     )
-    (rollback,) = events(overlord, "rollback", "4.0.0")
+    (rollback,) = events(overlord, "rollback", "5.0.0")
     assert "did not start or ended early" in rollback["reason"]
     assert "the bootloader refused the slot's signed boot.img" in rollback["reason"]
     device = only_device(overlord)
@@ -689,7 +726,7 @@ def test_v4_signed_by_another_key_falls_back_to_v2_while_the_overlord_is_down(
 def test_telemetry_queued_while_the_overlord_was_down_arrives_in_order(
     product: Product, board: SimulatedPi
 ) -> None:
-    """What the device queued on /data while the Overlord was down (the rollback of 4.0.0 and
+    """What the device queued on /data while the Overlord was down (the rollback of 5.0.0 and
     whatever else it recorded) arrives once it is back, oldest first, nothing dropped."""
     overlord, back = product.overlord, product.overlord_back
     assert back is not None, "the Overlord never came back"
@@ -698,7 +735,7 @@ def test_telemetry_queued_while_the_overlord_was_down_arrives_in_order(
     kinds = [e["kind"] for e in queued]
     print(f"queued while the Overlord was down: {kinds}")
     assert kinds and kinds[-1] == "rollback", kinds
-    assert [e["version"] for e in queued if e["kind"] == "rollback"] == ["4.0.0"]
+    assert [e["version"] for e in queued if e["kind"] == "rollback"] == ["5.0.0"]
     # In order: the device's sequence numbers and its clock agree, oldest first.
     assert [at(e["time"]) for e in every] == sorted(at(e["time"]) for e in every)
     assert only_device(overlord)["dropped_events"] == 0
