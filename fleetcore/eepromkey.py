@@ -86,6 +86,16 @@ def _only(files: list[tuple[str, bytes]], name: str) -> bytes | None:
     return found[0] if found else None
 
 
+def config_text(data: bytes) -> str:
+    """The image's ``bootconf.txt`` ("" when its chain has none, as in a blank test image)."""
+    files, _ = _files(data)
+    config = _only(files, CONFIG_FILE) or b""
+    try:
+        return config.decode("ascii")
+    except UnicodeDecodeError as err:
+        raise EepromKeyError(f"the EEPROM's {CONFIG_FILE} is not ASCII") from err
+
+
 def _signed_boot(config: bytes) -> bool:
     try:
         text = config.decode("ascii")

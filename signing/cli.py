@@ -102,6 +102,8 @@ def cmd_add_bootloader(args: argparse.Namespace) -> None:
         image_path=Path(args.image),
         recovery_path=Path(args.recovery),
         min_updater_version=args.min_updater,
+        customer_key=Path(args.customer_key) if args.customer_key else None,
+        signed_boot_off=args.signed_boot_off,
     )
     print(f"published bootloader release {version} for {args.hardware.value}")
 
@@ -185,6 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recovery", metavar="RECOVERY_BIN", help="recovery.bin of the same release")
     p.add_argument("--hardware", required=True, type=Hardware, choices=[Hardware.PI4, Hardware.PI5])
     p.add_argument("--min-updater", type=_version, help="oldest updater that may install it")
+    step = p.add_mutually_exclusive_group()
+    step.add_argument(
+        "--customer-key",
+        metavar="PUB_PEM",
+        help="embed this RSA-2048 public key with SIGNED_BOOT=1 (a rollover's close step)",
+    )
+    step.add_argument(
+        "--signed-boot-off",
+        action="store_true",
+        help="SIGNED_BOOT=0 and no key in the image (a rollover's open step)",
+    )
     p.add_argument("--keys", help=keys_help)
     p.set_defaults(func=cmd_add_bootloader)
 
