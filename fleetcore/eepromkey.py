@@ -122,8 +122,11 @@ def _key(content: bytes) -> rsa.RSAPublicKey:
 
 
 def read(data: bytes) -> KeyState:
-    """The signed-boot state of an EEPROM image (its sections from offset 0)."""
+    """The signed-boot state of an EEPROM image (its sections from offset 0). An image with
+    no section chain at all (a blank test image) has signed boot off and no key."""
     files, _ = _files(data)
+    if not files:
+        return KeyState(signed_boot=False, key=None)
     config = _only(files, CONFIG_FILE)
     if config is None:
         raise EepromKeyError(f"the EEPROM image has no {CONFIG_FILE}")

@@ -8,6 +8,7 @@ the harness checks exactly what ``fleet-image assemble --boot-key`` writes.
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from pathlib import Path
 
@@ -18,12 +19,15 @@ from harness import autoboot, secureboot
 from harness.__main__ import main
 from harness.board import SimulatedPi
 from harness.disk import FatVolume, fat_volume
+from harness.eeprom import SimulatedEeprom
 from harness.firmware import BootFiles, load_boot_files
 from harness.qemu import End
 from harness.testdisk import HEALTHY_MARKER, fat_card, set_plan
 
-from fleetcore import bootsig
+from fleetcore import bootsig, eepromkey
+from fleetcore.release import Hardware
 from image.secureboot import BootSigner
+from tests.updater.eeprom_board import eeprom_image, eeprom_sig
 
 KEYS = Path(__file__).parents[1] / "tests" / "image" / "fixtures" / "bootkeys"
 CUSTOMER_PUB = (KEYS / "customer.pub.pem").read_bytes()
@@ -212,3 +216,128 @@ def test_trial_signed_by_the_wrong_key_falls_back_then_a_good_one_boots(card: Pa
     assert (trial.partition, trial.tryboot, trial.end) == (B, True, End.POWEROFF)
     assert trial.healthy
     assert "guest: boot_partition=3 tryboot=1" in pi.console(trial)
+
+
+# Boot-key rollover (ADR 0084): the bootloader's key comes from the running EEPROM image. The
+# slots are sealed without cmdline.txt, so a slot whose boot.sig verifies ends at the
+# firmware's "no cmdline.txt" (no QEMU) and one that does not at "secure boot refused".
+
+K1, K2 = "customer.pem", "other.pem"
+K1_PUB = bootsig.load_public_key(CUSTOMER_PUB)
+K2_PUB = bootsig.load_public_key((KEYS / "other.pub.pem").read_bytes())
+PI4_X, PI4_Y1, PI4_Y2 = 1683786363, 1713186734, 1713273134
+VERIFIED, REFUSED = "no cmdline.txt", "does not verify against the key"
+
+
+def _bootloader(timestamp: int, key: RSAPublicKey | None) -> bytes:
+    """A Pi 4 bootloader release: signed boot under ``key``, or off (None)."""
+    return eepromkey.with_signed_boot(eeprom_image(Hardware.PI4, timestamp), "[all]\n", key)
+
+
+def _stage(card: Path, image: bytes) -> None:
+    config = fat_volume(card, label="config")
+    config.write("pieeprom.upd", image)
+    config.write("pieeprom.sig", eeprom_sig(image))
+    config.write("recovery.bin", b"recovery")
+
+
+def _k1_board(card: Path, tmp_path: Path, *, otp: bool = False) -> SimulatedPi:
+    for label in ("boot_a", "boot_b"):
+        fat_volume(card, label=label).delete("cmdline.txt")
+        seal(card, label, K1)
+    flash = SimulatedEeprom(
+        tmp_path / "flash.bin",
+        Hardware.PI4,
+        image=_bootloader(PI4_X, K1_PUB),
+        otp_key_sha256=bootsig.fingerprint(K1_PUB) if otp else None,
+    )
+    pi = SimulatedPi(card, tmp_path / "board", healthy_marker=HEALTHY_MARKER, eeprom=flash)
+    first = pi.boot()
+    assert (first.partition, first.end) == (A, End.UNBOOTABLE) and VERIFIED in first.detail
+    return pi
+
+
+def _slot_boots(pi: SimulatedPi, label: str, dest: Path) -> str:
+    """What the bootloader now says of a slot: VERIFIED or the refusal."""
+    files = secureboot.open_ramdisk(fat_volume(pi.disk, label=label), dest, pi.boot_key)
+    assert isinstance(files, FatVolume | str)
+    return files if isinstance(files, str) else VERIFIED
+
+
+def _fingerprint(pi: SimulatedPi) -> str | None:
+    return bootsig.fingerprint(pi.boot_key) if pi.boot_key else None
+
+
+def test_the_running_eeprom_image_holds_the_key_signed_boot_checks(small_card, tmp_path):
+    pi = _k1_board(small_card, tmp_path)
+    assert pi.customer_key is None and _fingerprint(pi) == bootsig.fingerprint(K1_PUB)
+    state = fat_volume(small_card, label="config").read("simfw/boot.json")
+    assert state is not None and json.loads(state)["signed"] is True
+
+
+def test_a_direct_rollover_bricks_the_board(small_card: Path, tmp_path: Path):
+    pi = _k1_board(small_card, tmp_path)
+    _stage(small_card, _bootloader(PI4_Y1, K2_PUB))
+
+    record = pi.boot()
+
+    assert record.eeprom.startswith("recovery.bin flashed the EEPROM")
+    assert _fingerprint(pi) == bootsig.fingerprint(K2_PUB)
+    assert (record.partition, record.end) == (A, End.UNBOOTABLE) and REFUSED in record.detail
+    assert REFUSED in _slot_boots(pi, "boot_b", tmp_path / "b")  # no slot verifies under K2
+
+
+def test_the_three_release_rollover_keeps_a_bootable_slot_at_every_step(small_card, tmp_path):
+    pi = _k1_board(small_card, tmp_path)
+    config = fat_volume(small_card, label="config")
+
+    _stage(small_card, _bootloader(PI4_Y1, None))  # (1) open
+    opened = pi.boot()
+    assert opened.eeprom.startswith("recovery.bin flashed") and pi.boot_key is None
+    assert VERIFIED in opened.detail
+
+    resign(small_card, "boot_b", K2)  # (2) the OS signed with K2 in the inactive slot ...
+    config.write("autoboot.txt", autoboot.render(committed=B, trial=A))  # ... committed
+    assert VERIFIED in pi.boot().detail
+
+    _stage(small_card, _bootloader(PI4_Y2, K2_PUB))  # (3) close under K2
+    closed = pi.boot()
+    assert closed.eeprom.startswith("recovery.bin flashed")
+    assert _fingerprint(pi) == bootsig.fingerprint(K2_PUB)
+    assert (closed.partition, closed.end) == (B, End.UNBOOTABLE) and VERIFIED in closed.detail
+    assert REFUSED in _slot_boots(pi, "boot_a", tmp_path / "a")  # K1's slot is now refused
+
+
+@pytest.mark.parametrize(
+    ("update", "state"),
+    [
+        (lambda: _bootloader(PI4_Y1, None), "signed boot off, no customer key"),
+        (
+            lambda: _bootloader(PI4_Y1, K2_PUB),
+            f"signed boot, customer key {bootsig.fingerprint(K2_PUB)}",
+        ),
+    ],
+    ids=["open-step", "close-under-k2"],
+)
+def test_an_otp_locked_board_refuses_both_firmware_steps(small_card, tmp_path, update, state):
+    pi = _k1_board(small_card, tmp_path, otp=True)
+    _stage(small_card, update())
+
+    record = pi.boot()
+
+    assert record.eeprom == (
+        "recovery.bin refused pieeprom.upd: the boot ROM takes only an EEPROM for the OTP key "
+        f"{bootsig.fingerprint(K1_PUB)}, this one is {state}; EEPROM unchanged"
+    )
+    assert pi.eeprom is not None and pi.eeprom.running.timestamp == PI4_X
+    assert _fingerprint(pi) == bootsig.fingerprint(K1_PUB) and VERIFIED in record.detail
+
+
+def test_an_otp_locked_board_takes_a_newer_bootloader_for_its_own_key(small_card, tmp_path):
+    pi = _k1_board(small_card, tmp_path, otp=True)
+    _stage(small_card, _bootloader(PI4_Y1, K1_PUB))
+
+    record = pi.boot()
+
+    assert record.eeprom.startswith("recovery.bin flashed") and VERIFIED in record.detail
+    assert pi.eeprom is not None and pi.eeprom.running.timestamp == PI4_Y1

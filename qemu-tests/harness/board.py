@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from fleetcore import bootsig
 from harness import qemu, secureboot
 from harness.disk import fat_volume
@@ -84,7 +86,9 @@ class SimulatedPi:
         """``customer_key``: the PEM RSA-2048 public key the board's bootloader holds for
         signed boot (the key OTP pins); None: a board without secure boot. ``eeprom``: the
         board's EEPROM bootloader, applied and reported at every power-on; None: the guest
-        sees no bootloader (a virt machine)."""
+        sees no bootloader (a virt machine). When the running EEPROM image has
+        ``SIGNED_BOOT=1``, its embedded key is the one checked (``customer_key`` is the
+        fallback), so flashing a bootloader release changes what boots next."""
         self.disk = disk
         self.customer_key = bootsig.load_public_key(customer_key) if customer_key else None
         self.eeprom = eeprom
@@ -109,9 +113,10 @@ class SimulatedPi:
             tryboot, dropped = False, self.config.drop_tryboot_flag()
         decision = self.config.select(tryboot=tryboot)
         index = len(self.records) + 1
-        label, files = self._boot_files(decision.partition)
+        key = self.boot_key
+        label, files = self._boot_files(decision.partition, key)
         # Signed-boot mode: the slot booted only because its boot.sig verified.
-        self.config.record(decision, signed=self.customer_key is not None)
+        self.config.record(decision, signed=key is not None)
         with self.console_log.open("ab") as log:
             start = log.tell()
             log.write(f"\n### boot {index}: partition {decision.partition}, ".encode())
@@ -138,15 +143,22 @@ class SimulatedPi:
         self._flag_honoured = record.end is End.REBOOT
         return record
 
-    def _boot_files(self, number: int) -> tuple[str, BootFiles | str]:
+    @property
+    def boot_key(self) -> rsa.RSAPublicKey | None:
+        """The key signed boot checks now: the running EEPROM's when it has signed boot on,
+        else ``customer_key``."""
+        running = self.eeprom.boot_key if self.eeprom else None
+        return running if running is not None else self.customer_key
+
+    def _boot_files(self, number: int, key: rsa.RSAPublicKey | None) -> tuple[str, BootFiles | str]:
         """The partition's label and its boot files, or why it cannot boot."""
         try:
             volume = fat_volume(self.disk, number=number)
         except DiskError as err:
             return "", str(err)
         dest = self.workdir / "boot-files"
-        if self.customer_key is not None or secureboot.wants_ramdisk(volume):
-            ramdisk = secureboot.open_ramdisk(volume, dest, self.customer_key)
+        if key is not None or secureboot.wants_ramdisk(volume):
+            ramdisk = secureboot.open_ramdisk(volume, dest, key)
             if isinstance(ramdisk, str):
                 return volume.part.label, ramdisk
             return volume.part.label, load_boot_files(ramdisk, dest)

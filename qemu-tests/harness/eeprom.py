@@ -9,13 +9,23 @@ firmware). Then the firmware publishes the running bootloader on the config part
 ``simfw/bootloader_version`` is what ``vcgencmd bootloader_version`` prints and
 ``simfw/eeprom_config`` what ``rpi-eeprom-config`` prints, which the guest's updater reads
 through its simulated firmware backend (``updater.firmware.simulated``).
+
+Secure boot (ADR 0084): the running image's ``SIGNED_BOOT`` and customer key
+(:mod:`fleetcore.eepromkey`) are the board's signed-boot state (:attr:`SimulatedEeprom.boot_key`).
+An OTP-locked board (``otp_key_sha256``: the fingerprint of the key whose hash is in OTP) has
+a ROM that takes only an EEPROM for that key: an update that is not in signed-boot mode under
+it (a rollover's open step, or a close step under another key) is refused and the EEPROM is
+unchanged. The real ROM checks the update's signature against the OTP key; the harness
+checks the key the update embeds, which is what decides what the board boots next.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fleetcore import eeprom
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from fleetcore import bootsig, eeprom, eepromkey
 from fleetcore.release import Hardware
 from harness.disk import FatVolume
 
@@ -27,11 +37,18 @@ class SimulatedEeprom:
     """A board's SPI flash in ``flash`` (created with ``image`` when missing)."""
 
     def __init__(
-        self, flash: Path, family: Hardware, *, image: bytes, boot_order: str = "0xf41"
+        self,
+        flash: Path,
+        family: Hardware,
+        *,
+        image: bytes,
+        boot_order: str = "0xf41",
+        otp_key_sha256: str | None = None,
     ) -> None:
         self.flash = flash
         self.family = family
         self.boot_order = boot_order
+        self.otp_key_sha256 = otp_key_sha256
         if not flash.exists():
             eeprom.load_image(image, family)  # refuse a bad image before it is the flash
             flash.write_bytes(image)
@@ -39,6 +56,28 @@ class SimulatedEeprom:
     @property
     def running(self) -> eeprom.EepromImage:
         return eeprom.load_image(self.flash.read_bytes(), self.family)
+
+    @property
+    def boot_key(self) -> rsa.RSAPublicKey | None:
+        """The customer key the running bootloader checks boot.sig with: its embedded key
+        when its config has ``SIGNED_BOOT=1``, else None (signed boot off)."""
+        state = eepromkey.read(self.flash.read_bytes())
+        return state.key if state.signed_boot else None
+
+    def _otp_refusal(self, image: eeprom.EepromImage) -> str | None:
+        if self.otp_key_sha256 is None:
+            return None
+        state = eepromkey.read(image.data)
+        if (
+            state.signed_boot
+            and state.key
+            and bootsig.fingerprint(state.key) == self.otp_key_sha256
+        ):
+            return None
+        return (
+            f"recovery.bin refused pieeprom.upd: the boot ROM takes only an EEPROM for the OTP "
+            f"key {self.otp_key_sha256}, this one is {state.describe()}; EEPROM unchanged"
+        )
 
     def power_on(self, config: FatVolume) -> str:
         """The ROM's recovery.bin, then what the firmware tells the guest; one line saying
@@ -49,7 +88,10 @@ class SimulatedEeprom:
             flashed, action = eeprom.recovery_flash(
                 current, config.read("pieeprom.upd"), config.read("pieeprom.sig")
             )
-            if flashed is not current:
+            refused = None if flashed is current else self._otp_refusal(flashed)
+            if refused is not None:
+                action = refused
+            elif flashed is not current:
                 self.flash.write_bytes(flashed.data)
                 config.write("recovery.000", recovery)
                 config.delete("recovery.bin")

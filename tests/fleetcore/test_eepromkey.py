@@ -39,6 +39,7 @@ def test_known_good_fixtures() -> None:
     with_key = _read("good-open-with-key.bin")
     assert not with_key.signed_boot and with_key.key is not None
     assert _read("good-no-signed-boot-line.bin").describe() == "signed boot off, no customer key"
+    assert eepromkey.read(bytes(4096)) == eepromkey.KeyState(signed_boot=False, key=None)
 
 
 @pytest.mark.parametrize(("name", "error"), sorted(BAD.items()))
