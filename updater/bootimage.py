@@ -145,11 +145,16 @@ def read_back_check(
     return BootImageCheck(label, sig, image, read, fused=image.ascending, trust=trust)
 
 
-def is_signed(disk: BootDisk, slot: Slot) -> bool:
-    """Whether ``slot``'s boot partition holds a boot.sig (a secure-boot slot)."""
+def boot_sig(disk: BootDisk, slot: Slot) -> bytes | None:
+    """``slot``'s boot.sig, or None when its boot partition has none (or is not FAT)."""
     boot = disk.slot_partition("boot", slot)
     with PartitionIO(boot, writable=False) as reader:
         try:
-            return read_root_file(reader.read, "boot.sig") is not None
+            return read_root_file(reader.read, "boot.sig")
         except NotFat:
-            return False
+            return None
+
+
+def is_signed(disk: BootDisk, slot: Slot) -> bool:
+    """Whether ``slot``'s boot partition holds a boot.sig (a secure-boot slot)."""
+    return boot_sig(disk, slot) is not None

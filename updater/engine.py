@@ -136,6 +136,7 @@ class Engine:
                 reboot=firmware.reboot,
                 os_state=lambda: self.store.load().state,
                 read=simulated or probe.read,
+                committed_boot_sig=lambda: bootimage.boot_sig(self.disk, self.committed_slot()),
             )
 
     # -- facts about the running device -------------------------------------------------

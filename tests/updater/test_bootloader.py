@@ -181,6 +181,7 @@ class Device:
         self.boot = next(self.boots)
         self.reboots = 0
         self.os_state = UpdateState.COMMITTED
+        self.committed_sig: bytes | None = None  # the committed slot's boot.sig
         self.events = EventQueue(base / "queue", max_items=100)
         self.store = BootloaderStore(base / "data" / "bootloader.json")
         self.family = family
@@ -199,6 +200,7 @@ class Device:
             boot_id=lambda: f"boot-{self.boot}",
             reboot=self._reboot,
             os_state=lambda: self.os_state,
+            committed_boot_sig=lambda: self.committed_sig,
         )
 
     def _reboot(self) -> None:

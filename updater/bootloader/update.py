@@ -40,6 +40,7 @@ from fleetcore.run import run
 from fleetcore.version import Version
 from fleetcore.wire import IN_PROGRESS_STATES, BootloaderReport, EventKind, UpdateState
 from updater.bootloader import probe
+from updater.bootloader.keyguard import check_close_step
 from updater.bootloader.pending import BootloaderState, BootloaderStore, Method, Pending
 from updater.errors import BootloaderError
 from updater.queue import EventQueue
@@ -79,7 +80,10 @@ class BootloaderUpdater:
         reboot: Callable[[], None],
         os_state: Callable[[], UpdateState],
         read: Callable[[], probe.Bootloader] = probe.read,
+        committed_boot_sig: Callable[[], bytes | None] = lambda: None,
     ) -> None:
+        """``committed_boot_sig``: the committed slot's boot.sig (None: it has none), which a
+        release turning signed boot on must be signed under (ADR 0084)."""
         self.family = family
         self.board = board
         self.config_partition = config_partition
@@ -90,6 +94,7 @@ class BootloaderUpdater:
         self.reboot = reboot
         self.os_state = os_state
         self._reader = read
+        self._committed_boot_sig = committed_boot_sig
         self._read: probe.Bootloader | BootloaderError | None = None
         self._minimum_reported = False
 
@@ -168,6 +173,7 @@ class BootloaderUpdater:
                 f"the bootloader release is for {release.family.value}, this is {self.family.value}"
             )
         new = self._check(release)
+        check_close_step(release.image, self._committed_boot_sig())
         if self.board is Board.CM4:
             raise BootloaderError(
                 "a CM4's boot ROM does not load recovery.bin from eMMC and its bootloader does "
