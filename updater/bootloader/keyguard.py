@@ -10,15 +10,17 @@ it was installed); a release with signed boot off passes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fleetcore import bootsig, eepromkey
 from fleetcore.errors import FormatError
 from updater.errors import BootloaderError
 
 
-def check_close_step(image: bytes, committed_sig: bytes | None) -> None:
+def check_close_step(image: bytes, committed_boot_sig: Callable[[], bytes | None]) -> None:
     """Raise :class:`BootloaderError` (one line naming the key's fingerprint) unless the
-    committed slot's ``committed_sig`` is signed by the key ``image`` turns signed boot on
-    under; nothing when ``image`` has signed boot off."""
+    committed slot's boot.sig (``committed_boot_sig()``, read only for a signed-boot image) is
+    signed by the key ``image`` turns signed boot on under; nothing when it has signed boot off."""
     try:
         state = eepromkey.read(image)
     except FormatError as err:
@@ -28,6 +30,7 @@ def check_close_step(image: bytes, committed_sig: bytes | None) -> None:
     refusal = (
         f"the bootloader release turns signed boot on under key {bootsig.fingerprint(state.key)}"
     )
+    committed_sig = committed_boot_sig()
     if committed_sig is None:
         raise BootloaderError(f"{refusal}; the committed slot has no boot.sig")
     try:

@@ -173,7 +173,7 @@ class BootloaderUpdater:
                 f"the bootloader release is for {release.family.value}, this is {self.family.value}"
             )
         new = self._check(release)
-        check_close_step(release.image, self._committed_boot_sig())
+        check_close_step(release.image, self._committed_boot_sig)
         if self.board is Board.CM4:
             raise BootloaderError(
                 "a CM4's boot ROM does not load recovery.bin from eMMC and its bootloader does "
