@@ -590,7 +590,14 @@ def _admit(session: Session, rollout: DeploymentRollout, now: datetime) -> tuple
     if len(admitted) >= wanted:
         return len(admitted), wanted
     windows = {g.name: (g.window_start, g.window_end) for g in session.scalars(select(DeviceGroup))}
-    candidates.sort(key=lambda d: plan.admission_order(rollout.name, d.id))
+    # Devices that already staged this release go first: a stage then waits on no download.
+    staged = rollout.version if rollout.kind is ReleaseKind.OS else None
+    candidates.sort(
+        key=lambda d: (
+            staged is None or d.staged_version != staged,
+            plan.admission_order(rollout.name, d.id),
+        )
+    )
     count = len(admitted)
     for device in candidates[: wanted - count]:
         start, end = windows.get(device.group_name or "", (None, None))

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 
 from fleetcore.wire import DesiredState
 from overlord.auth.models import KeyRole
+from overlord.rollouts.plan import admission_order
 from tests.overlord.conftest import Overlord, heartbeat
 from tests.overlord.test_rollouts import (
     _commit,
@@ -146,3 +147,17 @@ def test_staged_devices_are_shown_per_device_and_counted_on_the_rollout_page(
     assert '<dd id="rollout-staged">1 ' in browser.get(rollout_page).text
     overlord.client.post(f"/api/v1/rollouts/{rollout['id']}/abort", headers=admin)
     assert 'id="rollout-staged"' not in browser.get(rollout_page).text  # no hints any more
+
+
+def test_a_stage_admits_devices_that_staged_the_release_first(overlord: Overlord):
+    fleet = _fleet(overlord, 4)
+    rollout = _create(overlord)
+    _tick(overlord)
+    (canary,) = _targeted(overlord, fleet)
+    # of the three waiting, only the one plain admission order would pick last has staged
+    waiting = sorted(_staging(overlord, fleet), key=lambda d: admission_order(rollout["name"], d))
+    _beat_staged(overlord, waiting[-1], fleet[waiting[-1]], "1.1.0")
+    _commit(overlord, canary, fleet[canary])
+    _tick(overlord)
+    _tick(overlord, later_s=61)
+    assert sorted(_targeted(overlord, fleet)) == sorted([canary, waiting[-1]])
