@@ -140,7 +140,10 @@ def test_ctrl_c_interrupts_the_foreground_job_through_the_controlling_terminal()
     peer = Peer()
     join = _join(peer)
     peer.send(b"sleep 60; echo after-$((1+1))\n")
-    time.sleep(0.5)  # let sleep start; ^C before it would only clear the line
+    # ^C before sleep runs would only clear the line: wait until the line has reached the
+    # terminal (its echo, however slow the relay is under load), then give bash time to start it.
+    peer.until(lambda: b"after-$((1+1))" in peer.output(), "the echo of the typed line")
+    time.sleep(1.0)
     peer.send(b"\x03")
     peer.send(b"echo interrupted-$((2+2)); exit\n")
     peer.until(lambda: b"interrupted-4" in peer.output(), "the echo after ^C")
