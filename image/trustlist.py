@@ -14,6 +14,8 @@ from pathlib import Path
 from fleetcore import bootsig
 from fleetcore.run import run
 
+_LS_HEADER = ["NID", "TYPE", "FILENAME"]
+
 
 def listed(path: Path, offset: int, size: int, fstype: str) -> list[str] | None:
     """The fingerprints the filesystem of type ``fstype`` at ``offset`` of ``path`` lists, in
@@ -55,8 +57,8 @@ def _erofs(path: Path, offset: int, size: int) -> list[str] | None:
         )  # fmt: skip
         argv: list[str | Path] = ["dump.erofs", f"--path=/{bootsig.TRUST_DIR}", "--ls", copy]
         lines = run(argv, check=False).stdout.decode(errors="replace").splitlines()
-    if not any(line.split() == ["NID", "TYPE", "FILENAME"] for line in lines):
+    header = next((i for i, line in enumerate(lines) if line.split() == _LS_HEADER), None)
+    if header is None:
         return None
-    header = next(i for i, line in enumerate(lines) if line.split() == ["NID", "TYPE", "FILENAME"])
     names = [line.split(maxsplit=2)[2] for line in lines[header + 1 :] if len(line.split()) == 3]
     return [name for name in names if name not in (".", "..")] or None

@@ -18,6 +18,7 @@ from tests.updater.test_bootloader import PI4_2023_05_11, PI4_2024_04_15, Device
 from updater.bootloader.keyguard import check_close_step
 from updater.bootloader.update import BootloaderRelease
 from updater.errors import BootloaderError
+from updater.fatroot import FatError
 
 ROOT = Path(__file__).parents[1]
 EEPROMS = ROOT / "fleetcore" / "fixtures" / "eepromkey"
@@ -60,6 +61,17 @@ def test_a_release_with_signed_boot_off_passes_whatever_the_slot(name: str) -> N
         raise AssertionError("the committed slot is read only for a signed-boot image")
 
     check_close_step((EEPROMS / name).read_bytes(), unread)
+
+
+def test_a_damaged_committed_boot_partition_is_one_line() -> None:
+    def damaged() -> bytes | None:
+        raise FatError("FAT chain of boot.sig loops")
+
+    with pytest.raises(BootloaderError) as caught:
+        check_close_step(CLOSE_UNDER_CUSTOMER, damaged)
+    assert str(caught.value) == (
+        f"{REFUSAL}; cannot read the committed slot's boot.sig: FAT chain of boot.sig loops"
+    )
 
 
 def test_a_malformed_image_is_refused() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fleetcore import bootsig, eepromkey
-from fleetcore.errors import FormatError
+from fleetcore.errors import FleetError, FormatError
 from updater.errors import BootloaderError
 
 
@@ -30,7 +30,12 @@ def check_close_step(image: bytes, committed_boot_sig: Callable[[], bytes | None
     refusal = (
         f"the bootloader release turns signed boot on under key {bootsig.fingerprint(state.key)}"
     )
-    committed_sig = committed_boot_sig()
+    try:
+        committed_sig = committed_boot_sig()
+    except FleetError as err:  # the card's bytes: a damaged FAT, an unreadable partition
+        raise BootloaderError(
+            f"{refusal}; cannot read the committed slot's boot.sig: {err}"
+        ) from err
     if committed_sig is None:
         raise BootloaderError(f"{refusal}; the committed slot has no boot.sig")
     try:
