@@ -1,6 +1,7 @@
 """Background jobs, run by whichever replica holds the ``scheduler`` lease.
 
-Jobs: the rollout engine and the remote-session timeouts (every ``engine_interval_s``),
+Jobs: the rollout engine and the remote-session timeouts (every ``engine_interval_s``, and
+at the moment a rollout decision is due when that comes sooner),
 snapshot+timestamp re-signing (when the served timestamp is older than
 ``timestamp_refresh_s``), heartbeat and shell-recording retention (hourly).
 A replica that loses the database or the lease simply stops running them until it has both
@@ -12,10 +13,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 
 from overlord import leases
 from overlord.context import AppContext
-from overlord.db import unit_of_work
+from overlord.db import unit_of_work, utcnow
 from overlord.devices import changes
 from overlord.devices import service as devices_service
 from overlord.errors import OverlordError
@@ -29,6 +31,8 @@ from signing.errors import SigningError
 log = logging.getLogger(__name__)
 SCHEDULER_LEASE = "scheduler"
 _PRUNE_EVERY_S = 3600.0
+# A pass planned for a due moment runs just after it, so the clock comparison sees it passed.
+_DUE_SLACK_S = 0.01
 
 
 class Scheduler:
@@ -39,6 +43,9 @@ class Scheduler:
         # None, not 0.0: the monotonic clock starts at boot, so a host up for less than an
         # hour would otherwise wait for its first prune.
         self._last_prune: float | None = None
+        # When the rollout engine's next decision is due, as its last pass on this replica
+        # found; None when nothing is due or this replica does not hold the lease.
+        self.next_due: datetime | None = None
 
     def start(self) -> None:
         self._thread.start()
@@ -48,12 +55,22 @@ class Scheduler:
         self._thread.join(timeout=10)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._ctx.settings.engine_interval_s):
+        while not self._stop.wait(self.pause_s()):
             try:
                 self.run_once()
             except Exception:
                 # A database outage or a bad repository must not kill the thread; it retries.
+                self.next_due = None
                 log.exception("scheduler pass failed")
+
+    def pause_s(self, now: datetime | None = None) -> float:
+        """Until the next pass: the engine interval, or less when a rollout decision (a
+        success window's end, a scheduled start, a deadline) is due sooner."""
+        interval = self._ctx.settings.engine_interval_s
+        if self.next_due is None:
+            return interval
+        due_in = (self.next_due - (now or utcnow())).total_seconds() + _DUE_SLACK_S
+        return min(interval, max(due_in, 0.0))
 
     def run_once(self) -> bool:
         """One pass if this replica holds (or wins) the lease; returns whether it ran."""
@@ -65,9 +82,10 @@ class Scheduler:
                 holder=ctx.replica_id,
                 ttl_s=max(ctx.settings.lease_ttl_s, 3 * ctx.settings.engine_interval_s),
             ):
+                self.next_due = None
                 return False
         with unit_of_work(ctx.sessions) as session:
-            rollouts_service.tick(session)
+            self.next_due = rollouts_service.tick(session)
         with unit_of_work(ctx.sessions) as session:
             remote_service.sweep(session, remote_service.Limits.of(ctx.settings))
         self._refresh_timestamp()

@@ -73,6 +73,13 @@ def bootloader_hold(*, minimum: int | None, reported: int | None) -> str | None:
     return f"needs {floor}; the device runs {build_date(reported)}"
 
 
+def settled_at(finished: list[datetime | None], *, now: datetime) -> datetime:
+    """When a settled stage settled: its last device's finish (never later than ``now``), or
+    ``now`` for a stage that admitted no device of its own."""
+    times = [t for t in finished if t is not None]
+    return min(max(times), now) if times else now
+
+
 def timed_out(
     *, outcome: DeviceOutcome, admitted_at: datetime, now: datetime, timeout_s: int
 ) -> bool:

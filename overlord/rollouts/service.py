@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import and_, func, select
@@ -425,7 +425,10 @@ def _stage_rows(session: Session, rollout: DeploymentRollout) -> list[DeviceUpda
 
 
 def stage_tally(session: Session, rollout: DeploymentRollout) -> plan.StageTally:
-    rows = _stage_rows(session, rollout)
+    return _tally(_stage_rows(session, rollout))
+
+
+def _tally(rows: list[DeviceUpdate]) -> plan.StageTally:
     return plan.StageTally(
         admitted=len(rows), failed=sum(r.outcome in plan.COUNTED_FAILED for r in rows)
     )
@@ -555,10 +558,22 @@ def _clear_prestage(session: Session, rollout: DeploymentRollout) -> None:
         device.prestage_os_version = None
 
 
+def hints(rollout: DeploymentRollout) -> bool:
+    """Does the rollout tell devices to pre-stage its release (ADR 0082)? A running OS rollout
+    does, and so does a scheduled one before its start: its canaries are staged too, so every
+    stage, the first included, costs only reboots. A pending rollout without a start time
+    waits for an operator's decision and hints nothing."""
+    if rollout.kind is not ReleaseKind.OS:
+        return False
+    return rollout.state is RolloutState.RUNNING or (
+        rollout.state is RolloutState.PENDING and rollout.start_at is not None
+    )
+
+
 def staged_devices(session: Session, rollout: DeploymentRollout) -> int | None:
-    """How many devices the running OS rollout hints have staged its release (ADR 0082);
-    None for a rollout that hints nothing (not running, or not an OS release)."""
-    if rollout.kind is not ReleaseKind.OS or rollout.state is not RolloutState.RUNNING:
+    """How many devices the rollout hints have staged its release (ADR 0082); None for a
+    rollout that hints nothing."""
+    if not hints(rollout):
         return None
     hinted = and_(
         Device.prestage_os_version == rollout.version, Device.staged_version == rollout.version
@@ -566,26 +581,31 @@ def staged_devices(session: Session, rollout: DeploymentRollout) -> int | None:
     return session.scalar(select(func.count()).select_from(Device).where(hinted)) or 0
 
 
-def _admit(session: Session, rollout: DeploymentRollout, now: datetime) -> tuple[int, int]:
-    """Admit devices up to the current stage's size; returns (admitted, wanted) in all."""
-    admitted = set(
-        session.scalars(select(DeviceUpdate.device_id).where(DeviceUpdate.rollout_id == rollout.id))
-    )
+def _candidates(session: Session, rollout: DeploymentRollout, admitted: set[str]) -> list[Device]:
+    """Devices the rollout selects, has not admitted, and may offer its release to."""
     minimum = _bootloader_minimum(rollout)
-    candidates = [
+    return [
         d
         for d in _selected(session, rollout)
         if d.id not in admitted
         and _needs_update(rollout, d)
         and plan.bootloader_hold(minimum=minimum, reported=d.bootloader_version) is None
     ]
+
+
+def _admit(session: Session, rollout: DeploymentRollout, now: datetime) -> tuple[int, int]:
+    """Admit devices up to the current stage's size; returns (admitted, wanted) in all."""
+    admitted = set(
+        session.scalars(select(DeviceUpdate.device_id).where(DeviceUpdate.rollout_id == rollout.id))
+    )
+    candidates = _candidates(session, rollout, admitted)
     wanted = plan.stage_target(
         stage=rollout.current_stage,
         total=len(admitted) + len(candidates),
         canary=rollout.canary_devices,
         stages=rollout.stages,
     )
-    if rollout.kind is ReleaseKind.OS:
+    if hints(rollout):
         _hint_prestage(candidates, rollout)
     if len(admitted) >= wanted:
         return len(admitted), wanted
@@ -660,18 +680,18 @@ def step(session: Session, *, rollout: DeploymentRollout, now: datetime) -> None
         return
     admitted, wanted = _admit(session, rollout, now)
     _time_out(session, rollout, now)
-    tally = stage_tally(session, rollout)
+    rows = _stage_rows(session, rollout)
+    tally = _tally(rows)
     if plan.should_halt(tally, rollout.failure_threshold):
         _halt(session, rollout, tally)
         return
-    settled = admitted >= wanted and all(
-        r.outcome in plan.SETTLED for r in _stage_rows(session, rollout)
-    )
+    settled = admitted >= wanted and all(r.outcome in plan.SETTLED for r in rows)
     if not settled:
         rollout.stage_settled_at = None
         return
     if rollout.stage_settled_at is None:
-        rollout.stage_settled_at = now
+        # The success window runs from the stage's last report, not from this pass.
+        rollout.stage_settled_at = plan.settled_at([r.finished_at for r in rows], now=now)
     if (now - rollout.stage_settled_at).total_seconds() < rollout.success_window_s:
         return
     rollout.stage_settled_at = None
@@ -711,19 +731,38 @@ def _keep_schedule(session: Session, rollout: DeploymentRollout, now: datetime) 
         _record_control(session, SCHEDULER, AuditAction.ROLLOUT_START, rollout, before)
 
 
-def tick(session: Session, *, now: datetime | None = None) -> None:
+def tick(session: Session, *, now: datetime | None = None) -> datetime | None:
     """One engine pass (run under the engine lease): deadlines and scheduled starts first,
-    then every running rollout."""
+    then every running rollout. Returns when the next decision is due (:func:`next_due`)."""
     now = now or utcnow()
-    scheduled = select(DeploymentRollout).where(
-        DeploymentRollout.state.not_in(TERMINAL_STATES),
+    unfinished = select(DeploymentRollout).where(DeploymentRollout.state.not_in(TERMINAL_STATES))
+    scheduled = unfinished.where(
         (DeploymentRollout.start_at.is_not(None)) | (DeploymentRollout.deadline.is_not(None)),
     )
     for rollout in session.scalars(scheduled):
         _keep_schedule(session, rollout, now)
+        if rollout.state is RolloutState.PENDING and hints(rollout):
+            _hint_prestage(_candidates(session, rollout, set()), rollout)
     session.flush()
     for rollout in list_rollouts(session, state=RolloutState.RUNNING):
         step(session, rollout=rollout, now=now)
+    return next_due(session.scalars(unfinished), now=now)
+
+
+def next_due(rollouts: Iterable[DeploymentRollout], *, now: datetime) -> datetime | None:
+    """The earliest moment after ``now`` at which a rollout's state changes by the clock
+    alone: a success window ends, a scheduled start or a deadline arrives. The scheduler
+    runs its next pass then, if that is sooner than its interval, so a stage is admitted
+    when its window ends rather than up to one interval later."""
+    moments = []
+    for rollout in rollouts:
+        if rollout.state is RolloutState.RUNNING and rollout.stage_settled_at is not None:
+            moments.append(rollout.stage_settled_at + timedelta(seconds=rollout.success_window_s))
+        if rollout.state is RolloutState.PENDING and rollout.start_at is not None:
+            moments.append(rollout.start_at)
+        if rollout.state is not RolloutState.HALTED and rollout.deadline is not None:
+            moments.append(rollout.deadline)
+    return min((m for m in moments if m > now), default=None)
 
 
 # Device groups -------------------------------------------------------------------------------

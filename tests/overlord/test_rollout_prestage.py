@@ -1,12 +1,16 @@
-"""Pre-staged installs (ADR 0082): a running OS rollout tells every targeted device it has not
-admitted yet to stage the release, and withdraws the hint when it stops."""
+"""Pre-staged installs (ADR 0082): a running OS rollout, or a scheduled one before its start,
+tells every targeted device it has not admitted yet to stage the release, and withdraws the hint
+when it stops."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
 from fleetcore.wire import DesiredState
 from overlord.auth.models import KeyRole
+from overlord.db import utcnow
 from overlord.rollouts.plan import admission_order
 from tests.overlord.conftest import Overlord, heartbeat
 from tests.overlord.test_rollouts import (
@@ -161,3 +165,50 @@ def test_a_stage_admits_devices_that_staged_the_release_first(overlord: Overlord
     _tick(overlord)
     _tick(overlord, later_s=61)
     assert sorted(_targeted(overlord, fleet)) == sorted([canary, waiting[-1]])
+
+
+def test_a_scheduled_rollout_hints_before_its_start_and_its_canary_is_a_staged_device(
+    overlord: Overlord,
+):
+    """Before its start a scheduled rollout admits nobody but tells every target to stage, so
+    the canary that starts it is one whose release is already written."""
+    fleet = _fleet(overlord, 4)
+    start_at = (utcnow() + timedelta(hours=1)).isoformat()
+    rollout = _create(overlord, start_at=start_at)
+    _tick(overlord)
+    assert _targeted(overlord, fleet) == []
+    assert sorted(_staging(overlord, fleet)) == sorted(fleet)
+    # the device plain admission order would pick last is the one that staged
+    last = sorted(fleet, key=lambda d: admission_order(rollout["name"], d))[-1]
+    _beat_staged(overlord, last, fleet[last], "1.1.0")
+    browser = TestClient(overlord.client.app, base_url="http://overlord.test")
+    browser.post("/dashboard/login", data={"token": overlord.token(KeyRole.VIEWER)})
+    assert '<dd id="rollout-staged">1 ' in browser.get(f"/dashboard/rollouts/{rollout['id']}").text
+    _tick(overlord, later_s=3590)
+    assert _targeted(overlord, fleet) == []
+    _tick(overlord, later_s=3601)
+    assert _targeted(overlord, fleet) == [last]
+    assert sorted(_staging(overlord, fleet)) == sorted(set(fleet) - {last})
+
+
+def test_a_scheduled_rollout_stopped_before_its_start_withdraws_its_hint(overlord: Overlord):
+    fleet = _fleet(overlord, 2)
+    admin = overlord.as_admin()
+    soon = utcnow() + timedelta(hours=1)
+    aborted = _create(overlord, start_at=soon.isoformat())
+    _tick(overlord)
+    assert len(_staging(overlord, fleet)) == 2
+    overlord.client.post(f"/api/v1/rollouts/{aborted['id']}/abort", headers=admin)
+    assert _staging(overlord, fleet) == []
+    # a deadline that passes before the start halts the rollout: its hint goes with it
+    _create(
+        overlord,
+        name="r2",
+        start_at=soon.isoformat(),
+        deadline=(soon + timedelta(minutes=1)).isoformat(),
+    )
+    _tick(overlord)
+    assert len(_staging(overlord, fleet)) == 2
+    _tick(overlord, later_s=3600 + 61)
+    assert _staging(overlord, fleet) == []
+    assert _targeted(overlord, fleet) == []
