@@ -70,9 +70,12 @@ class LightDevice:
     seq: int = 0
     outbox: list[Event] = field(default_factory=list)
     committed_at: dict[str, float] = field(default_factory=dict)
+    staged_at: dict[str, float] = field(default_factory=dict)
     errors: int = 0
     last_error: str | None = None
-    cycles: int = 0
+    asked_s: float = 0.0  # the waits it asked for between cycles, summed
+    took_s: float = 0.0  # the time from one cycle's start to the next's, less installs, summed
+    installing_s: float = 0.0  # time spent installing (a deliberate wait, not a late clock)
 
     @property
     def prestage(self) -> Version | None:
@@ -111,7 +114,6 @@ class LightFleet:
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self.client = httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0)
         self.stop = asyncio.Event()
-        self.started = time.monotonic()
 
     async def enroll(self, enrollment_token: str, count: int, version: Version) -> None:
         plan = LoadPlan(
@@ -133,15 +135,25 @@ class LightFleet:
         """Monotonic times at which devices committed ``version``, sorted."""
         return sorted(t for d in self.devices if (t := d.committed_at.get(str(version))))
 
-    def achieved_poll_s(self) -> float:
-        """The mean time between a device's cycles so far: above ``poll_s`` when overloaded."""
-        cycles = sum(d.cycles for d in self.devices)
-        elapsed = time.monotonic() - self.started
-        return len(self.devices) * elapsed / cycles if cycles else float("nan")
+    def staged(self, version: Version, *, by: float) -> int:
+        """How many devices had staged ``version`` by the monotonic time ``by``."""
+        return sum(1 for d in self.devices if d.staged_at.get(str(version), by) < by)
+
+    def clock(self) -> tuple[float, float]:
+        """Seconds asked for and seconds taken between cycles, summed over the fleet so far."""
+        return sum(d.asked_s for d in self.devices), sum(d.took_s for d in self.devices)
+
+    @staticmethod
+    def clock_ratio(before: tuple[float, float], after: tuple[float, float]) -> float:
+        """Time taken over time asked between two :meth:`clock` readings: 1.0 when every
+        cycle came when its device asked (a cycle's own requests count as late), above when
+        the machine could not keep the compressed clock and the figures are upper bounds.
+        Right whatever each device asked for, the staged devices' short polls included."""
+        asked, took = after[0] - before[0], after[1] - before[1]
+        return took / asked if asked > 0 else float("nan")
 
     async def run(self) -> None:
         """Run every device until :attr:`stop` is set."""
-        self.started = time.monotonic()
         await asyncio.gather(
             *(self._device(d, random.Random(i)) for i, d in enumerate(self.devices))
         )
@@ -151,14 +163,22 @@ class LightFleet:
 
     async def _device(self, device: LightDevice, rng: random.Random) -> None:
         await asyncio.sleep(rng.uniform(0, self.timing.poll_s))  # spread the first cycle
+        # the last cycle's start, the wait it asked for, and the install time before it
+        previous: tuple[float, float, float] | None = None
         while not self.stop.is_set():
+            began, installing = time.monotonic(), device.installing_s
+            if previous is not None:
+                device.asked_s += previous[1]
+                device.took_s += began - previous[0] - (device.installing_s - previous[2])
             try:
                 await self._cycle(device, rng)
             except (httpx.HTTPError, SimulatorError) as err:
                 device.errors += 1
                 device.last_error = f"{type(err).__name__}: {err}"
+            wait = self._wait_s(device, rng)
+            previous = (began, wait, installing)
             try:
-                await asyncio.wait_for(self.stop.wait(), timeout=self._wait_s(device, rng))
+                await asyncio.wait_for(self.stop.wait(), timeout=wait)
             except TimeoutError:
                 continue
 
@@ -175,7 +195,6 @@ class LightFleet:
             device.outbox = []
 
     async def _cycle(self, device: LightDevice, rng: random.Random) -> None:
-        device.cycles += 1
         await self._flush(device)
         await self._post("heartbeat", device, device.heartbeat())
         headers = dict(device.headers)
@@ -192,7 +211,9 @@ class LightFleet:
         elif response.status_code != 304:
             raise SimulatorError(f"desired-state: {response.status_code}")
         if device.desired is not None and device.version < device.desired:
+            began = time.monotonic()
             await self._update(device, device.desired, rng)
+            device.installing_s += time.monotonic() - began
         elif self._should_stage(device) and device.prestage is not None:
             device.staging = asyncio.create_task(self._stage(device, device.prestage, rng))
 
@@ -216,6 +237,7 @@ class LightFleet:
         """Download and write ``target`` into the inactive slot in the background."""
         await asyncio.sleep(self.timing.draw(rng, self.timing.install_s))
         device.staged = target
+        device.staged_at[str(target)] = time.monotonic()
         device.staging = None
 
     async def _update(self, device: LightDevice, target: Version, rng: random.Random) -> None:

@@ -1,8 +1,10 @@
 """Rollouts at scale: how long from publishing a release until most of a fleet has committed it.
 
-The clock starts when the release is signed into the repository; the rollout is created at
-once. Real fleets take hours (60 s polls, 600 s success windows), so benchmarks run with
-every time constant divided by one ``scale`` and report the measured time multiplied back.
+The clock starts when the release is signed into the repository and the rollout is created
+at once; for a scheduled rollout (``start_in_s``) it starts at the rollout's ``start_at``
+instead, so the lead in which devices pre-stage is not counted. Real fleets take hours (60 s
+polls, 600 s success windows), so benchmarks run with every time constant divided by one
+``scale`` and report the measured time multiplied back.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from fleetcore.version import Version
@@ -53,6 +56,7 @@ class RolloutFigure:
     to_fraction_s: float
     to_all_s: float
     state: RolloutState
+    staged_at_start: int | None = None  # scheduled: devices that had staged by the start
 
 
 async def measure_rollout(
@@ -66,11 +70,21 @@ async def measure_rollout(
     scale: float = 1.0,
     fraction: float = 0.95,
     timeout_s: float = 1800.0,
+    start_in_s: float | None = None,
 ) -> RolloutFigure:
-    """Publish ``build``, roll it out under ``policy`` and time the fleet's commits."""
+    """Publish ``build``, roll it out under ``policy`` and time the fleet's commits.
+
+    With ``start_in_s`` (real seconds, divided by ``scale`` like every time constant) the
+    rollout is scheduled that far ahead, and the figures count from its start.
+    """
     wanted = math.ceil(fraction * len(fleet.devices))
     started = time.monotonic()
     await asyncio.to_thread(publish, site.repo_dir, site.keys, build)
+    start_at = None
+    if start_in_s is not None:
+        lead = start_in_s / scale
+        start_at = datetime.now(UTC) + timedelta(seconds=lead)
+        started = time.monotonic() + lead
     spec = RolloutCreate(
         name=f"{policy.name.replace(' ', '-')}-{version}",
         kind=ReleaseKind.OS,
@@ -78,6 +92,7 @@ async def measure_rollout(
         canary_devices=policy.canary,
         stages=list(policy.stages),
         success_window_s=max(0, round(policy.success_window_s / scale)),
+        start_at=start_at,
     )
     rollout = await asyncio.to_thread(operator.create_rollout, spec)
     to_fraction: float | None = None
@@ -93,6 +108,8 @@ async def measure_rollout(
             raise SimulatorError(
                 f"rollout {rollout.name} {rollout.state.value}: {rollout.halt_reason}"
             )
+        if start_at is not None and committed and committed[0] < started:
+            raise SimulatorError(f"rollout {rollout.name}: a device committed before its start")
         if time.monotonic() - started > timeout_s:
             raise SimulatorError(
                 f"rollout {rollout.name}: {len(committed)} of {len(fleet.devices)} committed "
@@ -106,4 +123,5 @@ async def measure_rollout(
         to_fraction_s=to_fraction * scale,
         to_all_s=(fleet.committed(version)[-1] - started) * scale,
         state=rollout.state,
+        staged_at_start=None if start_at is None else fleet.staged(version, by=started),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 from pathlib import Path
 
@@ -90,6 +91,62 @@ def test_light_fleet_commits_a_staged_rollout(pg_database: str, tmp_path: Path):
         assert versions == {"2.0.0": 40}
         # Devices waiting for a later stage staged the release first (ADR 0082).
         assert any(d.staged == Version("2.0.0") for d in fleet.devices)
+
+    with serve(env=env, workers=2, log=tmp_path / "overlord.log") as url:
+        asyncio.run(scenario(url))
+
+
+def test_the_clock_ratio_is_time_taken_over_time_asked_between_two_readings():
+    fleet = LightFleet("http://127.0.0.1:9", LightTiming())
+    fleet.devices = [LightDevice("a", "t", Version("1.0.0")), LightDevice("b", "t", Version("1"))]
+    before = fleet.clock()
+    fleet.devices[0].asked_s, fleet.devices[0].took_s = 10.0, 11.0  # 60 s polls
+    fleet.devices[1].asked_s, fleet.devices[1].took_s = 30.0, 30.3  # 10 s staged polls
+    assert fleet.clock_ratio(before, fleet.clock()) == pytest.approx(41.3 / 40.0)
+    assert math.isnan(fleet.clock_ratio(before, before))
+    asyncio.run(fleet.close())
+
+
+@pytest.mark.integration
+def test_a_scheduled_rollout_starts_with_every_device_staged(pg_database: str, tmp_path: Path):
+    """Scheduled a few seconds ahead, the rollout's targets, the canary among them, all stage
+    before its start (ADR 0082 addendum); nobody commits before it, and the figures count
+    from the start."""
+    site = prepare_site(tmp_path, pg_database)
+    enrollment = site.token(KeyRole.ENROLLMENT, "scale test")
+    admin = site.token(KeyRole.ADMIN, "scale test")
+    build = build_release(tmp_path, Version("2.0.0"))
+    env = site.env(engine_interval_s=0.5, cache_ttl_s=0.2)
+
+    async def scenario(url: str) -> None:
+        timing = LightTiming(poll_s=0.5, install_s=0.5, reboot_s=0.1)
+        fleet = LightFleet(url, timing)
+        operator = OperatorClient(url, admin)
+        try:
+            await fleet.enroll(enrollment, 30, Version("1.0.0"))
+            runner = asyncio.create_task(fleet.run())
+            before = fleet.clock()
+            figure = await measure_rollout(
+                site=site,
+                operator=operator,
+                fleet=fleet,
+                build=build,
+                version=Version("2.0.0"),
+                policy=Policy("scheduled", 1, (50, 100), 1),
+                timeout_s=120,
+                start_in_s=5.0,
+            )
+            ratio = fleet.clock_ratio(before, fleet.clock())
+            fleet.stop.set()
+            await runner
+        finally:
+            operator.close()
+            await fleet.close()
+        assert figure.state is RolloutState.COMPLETED
+        assert figure.staged_at_start == 30
+        assert 0 < figure.to_fraction_s <= figure.to_all_s
+        assert [d.last_error for d in fleet.devices if d.errors] == []
+        assert ratio >= 1.0  # a cycle never comes before its device asked for it
 
     with serve(env=env, workers=2, log=tmp_path / "overlord.log") as url:
         asyncio.run(scenario(url))
