@@ -202,7 +202,7 @@ def main() -> None:
         mark = "*" if row.upper_bound else " "
         print(
             f"{fig.policy:<20} {fig.to_fraction_s / 60:>8.1f} m {fig.to_all_s / 60:>8.1f} m "
-            f"{waits / 60:>11.1f} m {system / 60:>8.1f} m {system / fig.to_fraction_s:>13.2f}"
+            f"{waits / 60:>11.1f} m {system / 60:>8.1f} m {system / fig.to_fraction_s:>13.3f}"
             f"{mark} (clock {row.clock_ratio:.2f})"
         )
     *staged, at_once = measured

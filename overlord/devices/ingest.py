@@ -8,9 +8,12 @@ batches whose requests are still waiting (``close`` lets them finish).
 One writer task per event loop (uvicorn worker) takes everything queued when it wakes (up
 to ``MAX_BATCH``) and writes it while the next batch gathers: on PostgreSQL as one
 autocommit statement from the event loop itself (``devices.pgbatch``, one round trip), on
-SQLite in one ORM transaction on a thread. The queue is bounded (``heartbeat_queue_max``):
-beyond it a request is refused with 503 and retried by the device, instead of latency
-growing without limit.
+SQLite in one ORM transaction on a thread. On PostgreSQL, the few devices of a batch that
+are in a rollout are then observed by the rollout engine in an ORM transaction of its own,
+after the writer has moved on: their requests wait for it, the others are answered at once
+(a stage's admission no longer slows the whole fleet's heartbeats). The queue is bounded
+(``heartbeat_queue_max``): beyond it a request is refused with 503 and retried by the
+device, instead of latency growing without limit.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class HeartbeatWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._pg: BatchConnections | None = None
+        self._observers: set[asyncio.Task[None]] = set()
 
     async def submit(self, device_id: str, heartbeat: Heartbeat) -> None:
         """Returns once the heartbeat is committed; raises what stopped its batch."""
@@ -89,16 +93,25 @@ class HeartbeatWriter:
             task.add_done_callback(lambda _t: slots.release())
 
     async def _store_batch(self, queue: asyncio.Queue[_Item], batch: list[_Item]) -> None:
+        observe: list[_Item] = []
         try:
-            await self._store(batch)
+            observe = await self._store(batch)
         finally:
-            for _ in batch:
+            for _ in range(len(batch) - len(observe)):
                 queue.task_done()
+        if observe:
+            # The rollout engine's part runs once this writer slot is free again, so the
+            # devices in a rollout never hold back the rest of the fleet's heartbeats.
+            task = asyncio.get_running_loop().create_task(self._observe_batch(queue, observe))
+            self._observers.add(task)
+            task.add_done_callback(self._observers.discard)
 
-    async def _store(self, batch: list[_Item]) -> None:
+    async def _store(self, batch: list[_Item]) -> list[_Item]:
+        """Store a batch and answer its requests; returns those still to be observed by the
+        rollout engine (PostgreSQL: devices with an open update), which wait for that."""
         items = [(d, hb) for d, hb, _ in batch]
         try:
-            missing = await self._write(items)
+            missing, opened = await self._write(items)
         except Exception as err:
             if len(batch) > 1:
                 # One device's row must not fail the others' (a value the database refuses,
@@ -108,34 +121,52 @@ class HeartbeatWriter:
                     len(batch),
                     type(err).__name__,
                 )
+                observe = []
                 for item in batch:
-                    await self._store([item])
-                return
+                    observe += await self._store([item])
+                return observe
             for _d, _hb, done in batch:
                 if not done.done():
                     done.set_exception(err)
-            return
+            return []
+        observe = [item for item in batch if item[0] in opened and not item[2].done()]
         for device_id, _hb, done in batch:
-            if done.done():
+            if done.done() or device_id in opened:
                 continue
             if device_id in missing:
                 done.set_exception(NotFound(f"no device {device_id}"))
             else:
                 done.set_result(None)
         self._ctx.metrics.heartbeats.inc(sum(d not in missing for d, _hb, _done in batch))
+        return observe
 
-    async def _write(self, items: list[tuple[str, Heartbeat]]) -> set[str]:
-        """Store one batch; returns the unknown device ids."""
+    async def _observe_batch(self, queue: asyncio.Queue[_Item], batch: list[_Item]) -> None:
+        """The rollout engine's part for devices with an open update, in a transaction of
+        its own after the batch's: it reads the rows just stored and is idempotent (a device
+        whose request fails here resends, and is stored and observed again)."""
+        try:
+            items = [(d, hb) for d, hb, _ in batch]
+            try:
+                await run_in_threadpool(self._observe, items, {d for d, _hb in items})
+            except Exception as err:
+                for _d, _hb, done in batch:
+                    if not done.done():
+                        done.set_exception(err)
+                return
+            for _d, _hb, done in batch:
+                if not done.done():
+                    done.set_result(None)
+        finally:
+            for _ in batch:
+                queue.task_done()
+
+    async def _write(self, items: list[tuple[str, Heartbeat]]) -> tuple[set[str], set[str]]:
+        """Store one batch; returns the unknown device ids and the ids still to observe."""
         if self._pg is None:
-            return await run_in_threadpool(self._write_portable, items)
+            return await run_in_threadpool(self._write_portable, items), set()
         found = await self._write_postgresql(items)
         open_updates, missing = heartbeats.opened_and_missing(items, found)
-        if open_updates:
-            # The rollout engine's part, for the few devices in a rollout, in a transaction
-            # of its own after the batch's: it reads the rows just stored and is idempotent
-            # (a device whose request fails here resends, and is stored and observed again).
-            await run_in_threadpool(self._observe, items, open_updates)
-        return missing
+        return missing, open_updates
 
     async def _write_postgresql(self, items: list[tuple[str, Heartbeat]]) -> dict[str, bool]:
         """A batch PostgreSQL rolled back (a deadlock with the rollout engine, SQLSTATE

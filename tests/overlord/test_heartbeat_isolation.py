@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 import pytest
 from sqlalchemy import select
 
 from fleetcore.wire import Health, Heartbeat, RoleStatus
+from overlord.db import unit_of_work
 from overlord.devices import heartbeats, pgbatch
-from overlord.devices.ingest import HeartbeatWriter
+from overlord.devices.ingest import WRITERS, HeartbeatWriter
 from overlord.devices.models import Device, DeviceHeartbeat
+from overlord.rollouts import service as rollouts_service
 from tests.overlord.conftest import Overlord, heartbeat
 
 
@@ -121,3 +124,47 @@ def test_a_batch_stores_each_heartbeat_and_keeps_the_newest_state(overlord: Over
         older.model_dump(mode="json"),
         newer.model_dump(mode="json"),
     ]
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_devices_in_a_rollout_never_hold_back_the_fleets_heartbeats(
+    overlord: Overlord, monkeypatch
+):
+    """The rollout engine observes a device with an open update after its batch is stored;
+    while it does, every writer slot stays free for the rest of the fleet (PostgreSQL)."""
+    slow = [overlord.enroll(f"OBS{i}")[0] for i in range(WRITERS)]
+    others = [overlord.enroll(f"FREE{i}")[0] for i in range(3)]
+    with unit_of_work(overlord.ctx.sessions) as session:
+        for device_id in slow:
+            session.get(Device, device_id).open_update = True  # admitted to a rollout
+    entered, release = threading.Semaphore(0), threading.Event()
+    real = rollouts_service.observe_heartbeat
+
+    def blocking(session, *, device, heartbeat):
+        entered.release()
+        assert release.wait(30)
+        real(session, device=device, heartbeat=heartbeat)
+
+    monkeypatch.setattr(rollouts_service, "observe_heartbeat", blocking)
+    writer = HeartbeatWriter(overlord.ctx)
+    beat = Heartbeat.model_validate(heartbeat())
+
+    async def scenario() -> None:
+        waiting = []
+        for device_id in slow:  # one batch each, both observed at once
+            waiting.append(asyncio.create_task(writer.submit(device_id, beat)))
+            assert await asyncio.to_thread(entered.acquire, True, 30)
+        for _ in range(3):
+            await asyncio.wait_for(
+                asyncio.gather(*(writer.submit(d, beat) for d in others)), timeout=20
+            )
+        assert not any(task.done() for task in waiting)  # answered only once observed
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*waiting), timeout=20)
+        await writer.close()
+
+    asyncio.run(scenario())
+    with overlord.ctx.sessions() as session:
+        stored = list(session.scalars(select(DeviceHeartbeat.device_id)))
+        assert sorted(stored) == sorted(slow + 3 * others)
+        assert not any(session.get(Device, d).open_update for d in slow)  # observed: no rows
