@@ -55,12 +55,14 @@ class HeartbeatWriter:
         self._task: asyncio.Task[None] | None = None
         self._pg: BatchConnections | None = None
         self._observers: set[asyncio.Task[None]] = set()
+        self._observe_slots: asyncio.Semaphore | None = None
 
     async def submit(self, device_id: str, heartbeat: Heartbeat) -> None:
         """Returns once the heartbeat is committed; raises what stopped its batch."""
         loop = asyncio.get_running_loop()
         if self._queue is None or self._loop is not loop:
             self._loop, self._queue = loop, asyncio.Queue()
+            self._observe_slots = asyncio.Semaphore(WRITERS)
             if self._ctx.engine.dialect.name == "postgresql":
                 self._pg = BatchConnections(self._ctx.engine)
             self._task = loop.create_task(self._run(self._queue))
@@ -144,10 +146,12 @@ class HeartbeatWriter:
         """The rollout engine's part for devices with an open update, in a transaction of
         its own after the batch's: it reads the rows just stored and is idempotent (a device
         whose request fails here resends, and is stored and observed again)."""
+        assert self._observe_slots is not None
         try:
             items = [(d, hb) for d, hb, _ in batch]
             try:
-                await run_in_threadpool(self._observe, items, {d for d, _hb in items})
+                async with self._observe_slots:  # as many at once as batches being written
+                    await run_in_threadpool(self._observe, items, {d for d, _hb in items})
             except Exception as err:
                 for _d, _hb, done in batch:
                     if not done.done():
