@@ -45,6 +45,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -150,6 +151,9 @@ async def scenario(args: argparse.Namespace, work: Path, url: str) -> list[Measu
             await runner
             errors = sum(d.errors for d in fleet.devices)
             print(f"device-side request errors: {errors}")
+            reasons = Counter(d.last_error for d in fleet.devices if d.last_error)
+            for reason, count in reasons.most_common(3):
+                print(f"  last error of {count} device(s): {reason}")
         finally:
             operator.close()
             await fleet.close()
