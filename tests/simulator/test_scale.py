@@ -18,7 +18,7 @@ from simulator.operator import OperatorClient
 from simulator.releases import build_release
 from simulator.scale import Policy, measure_rollout
 from simulator.server import serve
-from simulator.site import prepare_site
+from simulator.site import Site, prepare_site
 
 
 def test_default_policy_is_the_overlords():
@@ -55,13 +55,18 @@ def test_a_staged_light_device_polls_at_the_hints_interval_like_the_agent():
     asyncio.run(slow.close())
 
 
-@pytest.mark.integration
-def test_light_fleet_commits_a_staged_rollout(pg_database: str, tmp_path: Path):
+def _bench_site(pg_database: str, tmp_path: Path) -> tuple[Site, str, str, Path, dict[str, str]]:
+    """A site with enrolment and admin tokens, release 2.0.0 built, a fast engine's settings."""
     site = prepare_site(tmp_path, pg_database)
     enrollment = site.token(KeyRole.ENROLLMENT, "scale test")
     admin = site.token(KeyRole.ADMIN, "scale test")
     build = build_release(tmp_path, Version("2.0.0"))
-    env = site.env(engine_interval_s=0.5, cache_ttl_s=0.2)
+    return site, enrollment, admin, build, site.env(engine_interval_s=0.5, cache_ttl_s=0.2)
+
+
+@pytest.mark.integration
+def test_light_fleet_commits_a_staged_rollout(pg_database: str, tmp_path: Path):
+    site, enrollment, admin, build, env = _bench_site(pg_database, tmp_path)
 
     async def scenario(url: str) -> None:
         fleet = LightFleet(url, LightTiming(poll_s=0.5, install_s=0.5, reboot_s=0.1))
@@ -112,11 +117,7 @@ def test_a_scheduled_rollout_starts_with_every_device_staged(pg_database: str, t
     """Scheduled a few seconds ahead, the rollout's targets, the canary among them, all stage
     before its start (ADR 0082 addendum); nobody commits before it, and the figures count
     from the start."""
-    site = prepare_site(tmp_path, pg_database)
-    enrollment = site.token(KeyRole.ENROLLMENT, "scale test")
-    admin = site.token(KeyRole.ADMIN, "scale test")
-    build = build_release(tmp_path, Version("2.0.0"))
-    env = site.env(engine_interval_s=0.5, cache_ttl_s=0.2)
+    site, enrollment, admin, build, env = _bench_site(pg_database, tmp_path)
 
     async def scenario(url: str) -> None:
         timing = LightTiming(poll_s=0.5, install_s=0.5, reboot_s=0.1)
