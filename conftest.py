@@ -8,11 +8,22 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 
 import pytest
 
 PI_GEN_SOURCES = ("FLEET_PI_GEN_DIR", "FLEET_PI_GEN_GIT")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give Ctrl-C back to the processes the tests start, when pytest runs as a background
+    job (``scripts/test &``, ``nohup``): a non-interactive shell starts those with SIGINT
+    ignored, and an ignored signal is inherited across exec, so ``fleetctl logs -f`` or
+    ``fleetctl forward`` would never see the SIGINT the tests send for Ctrl-C. A handler is
+    not inherited: the children start with SIGINT at its default."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import threading
 import time
@@ -24,7 +25,7 @@ from fleetcore.firstboot import RemoteAccess
 from fleetcore.wire import DesiredRemote
 from updater.remote.join import Join
 from updater.remote.policy import refusal
-from updater.remote.terminal import Pty, get_size
+from updater.remote.terminal import LOGIN_SIGNALS, Pty, get_size
 
 SESSION = DesiredRemote(session="t" * 22, kind="shell")
 SHELL = ["/bin/sh"]
@@ -255,6 +256,33 @@ def test_a_missing_shell_is_a_reason_not_a_crash():
     (close,) = peer.controls()
     assert str(close["reason"]).startswith("cannot start the shell:")
     _ended(join)
+
+
+def test_the_shell_starts_with_every_login_signal_at_its_default_whatever_the_agent_ignores(
+    tmp_path: Path,
+):
+    """An agent started by ``nohup`` or as a background job ignores SIGHUP or SIGINT; ignored
+    signals are inherited, so without a reset the shell would survive its hang-up and its
+    jobs would ignore Ctrl-C."""
+    status = tmp_path / "status"
+    ignored = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGPIPE)
+    before = {number: signal.signal(number, signal.SIG_IGN) for number in ignored}
+    try:
+        term = Pty(["/bin/sh", "-c", f"cat /proc/self/status > {status}"])
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+    try:
+        for _ in range(200):
+            if term.exit_status() is not None:
+                break
+            time.sleep(0.05)
+        assert term.exit_status() == 0
+    finally:
+        term.close()
+    fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines())
+    mask = int(fields["SigIgn"], 16)
+    assert [n for n in LOGIN_SIGNALS if mask & (1 << (n - 1))] == []
 
 
 def test_the_pty_takes_its_initial_size_and_a_clean_environment(tmp_path: Path):

@@ -45,8 +45,25 @@ def _environment(shell: str) -> dict[str, str]:
     }
 
 
+# What a login resets: the agent may have been started with some of these ignored (``nohup``
+# ignores SIGHUP, a background job SIGINT and SIGQUIT), and ignored signals are inherited, so
+# a shell would then survive its hang-up and its jobs ignore Ctrl-C.
+LOGIN_SIGNALS = (
+    signal.SIGHUP,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGTSTP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGPIPE,
+)
+
+
 def _take_terminal() -> None:
-    # Runs in the child after setsid(): the PTY on fd 0 becomes its controlling terminal.
+    # Runs in the child after setsid(): every job-control signal at its default, as after a
+    # login, and the PTY on fd 0 becomes its controlling terminal.
+    for number in LOGIN_SIGNALS:
+        signal.signal(number, signal.SIG_DFL)
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
