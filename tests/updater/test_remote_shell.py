@@ -258,6 +258,15 @@ def test_a_missing_shell_is_a_reason_not_a_crash():
     _ended(join)
 
 
+def _exit_status(term: Pty) -> int | None:
+    """The shell's exit status, waiting up to 10 s for it to exit."""
+    for _ in range(200):
+        if term.exit_status() is not None:
+            break
+        time.sleep(0.05)
+    return term.exit_status()
+
+
 def test_the_shell_starts_with_every_login_signal_at_its_default_whatever_the_agent_ignores(
     tmp_path: Path,
 ):
@@ -273,11 +282,7 @@ def test_the_shell_starts_with_every_login_signal_at_its_default_whatever_the_ag
         for number, handler in before.items():
             signal.signal(number, handler)
     try:
-        for _ in range(200):
-            if term.exit_status() is not None:
-                break
-            time.sleep(0.05)
-        assert term.exit_status() == 0
+        assert _exit_status(term) == 0
     finally:
         term.close()
     fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines())
@@ -289,11 +294,7 @@ def test_the_pty_takes_its_initial_size_and_a_clean_environment(tmp_path: Path):
     term = Pty(["/bin/sh", "-c", f"env > {tmp_path / 'env'}; stty size > {tmp_path / 'size'}"])
     try:
         assert get_size(term.fd) == (80, 24)
-        for _ in range(200):
-            if term.exit_status() is not None:
-                break
-            time.sleep(0.05)
-        assert term.exit_status() == 0
+        assert _exit_status(term) == 0
     finally:
         term.close()
     assert (tmp_path / "size").read_text().split() == ["24", "80"]
