@@ -110,17 +110,23 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def poll(url: str, params: dict[str, str], ready: Any) -> Any:
-    """The first answer that ready() accepts; Prometheus needs a few seconds to discover."""
-    answer: Any = None
+    """The first answer that ready() accepts; Prometheus needs a few seconds to discover.
+
+    Until its storage is open, Prometheus answers its API with 503 and a plain-text body; an
+    answer that is not a 200 with JSON counts as "not yet", like a refused connection.
+    """
+    seen = "nothing"
     for _ in range(120):
         try:
-            answer = httpx.get(url, params=params, timeout=5).json()
-        except httpx.HTTPError:
-            answer = None
+            response = httpx.get(url, params=params, timeout=5)
+            seen = f"{response.status_code} {response.text[:200]!r}"
+            answer = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as error:
+            seen, answer = repr(error), None
         if answer is not None and ready(answer):
             return answer
         time.sleep(0.25)
-    pytest.fail(f"no usable answer from {url}: {answer}")
+    pytest.fail(f"no usable answer from {url}; last: {seen}")
 
 
 def test_device_targets_are_discovered_with_their_labels(prometheus: str):
