@@ -74,7 +74,9 @@ def build(rootfs: Path, out: Path, key: Path | None) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rootfs", type=Path, help="a fleet rootfs (default: synthetic)")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
