@@ -51,6 +51,7 @@ class Peer:
         conn, _ = self.listener.accept()
         conn.settimeout(30)
         ws = WSConnection(ConnectionType.SERVER)
+        text, data_bytes = "", b""  # a message's pieces, as wsproto hands them over
         with conn:
             while True:
                 data = conn.recv(65536)
@@ -63,9 +64,16 @@ class Peer:
                             return
                         conn.sendall(ws.send(AcceptConnection()))
                     elif isinstance(event, TextMessage):
-                        self.received.append(event.data)
+                        text += event.data
+                        if event.message_finished:
+                            self.received.append(text)
+                            text = ""
                     elif isinstance(event, BytesMessage):
-                        self.received.append(bytes(event.data))
+                        data_bytes += event.data
+                        if not event.message_finished:
+                            continue
+                        self.received.append(data_bytes)
+                        data_bytes = b""
                         payloads = [m for m in self.received if isinstance(m, bytes)]
                         if self.close_after and len(payloads) == self.close_after:
                             close = json.dumps({"type": "close", "reason": "seen enough"})

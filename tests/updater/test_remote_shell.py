@@ -41,7 +41,8 @@ class Peer:
         self.ws = WSConnection(ConnectionType.SERVER)
         self.conn: socket.socket | None = None
         self.received: list[str | bytes] = []
-        self._partial = b""  # a binary message wsproto hands over in pieces
+        # wsproto hands a message over in pieces (as many as the socket's reads cut it into)
+        self._text, self._bytes = "", b""
         self.closed = False
         self._accepted = threading.Thread(target=self._accept, daemon=True)
         self._accepted.start()
@@ -64,12 +65,15 @@ class Peer:
             if isinstance(event, Request):
                 self.conn.sendall(self.ws.send(AcceptConnection()))
             elif isinstance(event, TextMessage):
-                self.received.append(event.data)
-            elif isinstance(event, BytesMessage):
-                self._partial += event.data
+                self._text += event.data
                 if event.message_finished:
-                    self.received.append(self._partial)
-                    self._partial = b""
+                    self.received.append(self._text)
+                    self._text = ""
+            elif isinstance(event, BytesMessage):
+                self._bytes += event.data
+                if event.message_finished:
+                    self.received.append(self._bytes)
+                    self._bytes = b""
             elif isinstance(event, CloseConnection):
                 self.closed = True
         if not data:
