@@ -111,11 +111,19 @@ def luks_dump(card: Path, scratch: Path) -> str:
 
 
 def enrolled(overlord: Overlord) -> PowerCut:
+    """Cut once the Overlord has the device's "enrolled" event, which the agent queues after
+    the token and Wi-Fi key left the FAT partition (``Agent.enroll``). The device row alone
+    appears at registration, before that move: a cut then leaves the secrets on the card
+    until the agent's next cycle, which the second boot (cut as the agent starts) never runs.
+    """
+
     def seen() -> bool:
         found = overlord.the_device()
-        return found is not None and found.get("image_version") == "1.0.0"
+        if found is None or found.get("image_version") != "1.0.0":
+            return False
+        return any(e["kind"] == "enrolled" for e in overlord.events(found["id"]))
 
-    return PowerCut(when=seen, label="the Overlord shows the device on 1.0.0")
+    return PowerCut(when=seen, label="the Overlord shows the device enrolled on 1.0.0")
 
 
 @pytest.fixture(scope="module")
