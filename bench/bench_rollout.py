@@ -30,10 +30,10 @@ machine could not keep the compressed clock and the figures are upper bounds (ma
   window), i.e. what the polls and installs alone cost; the ratio is the price of staging.
 
 ``--plans`` picks the plans to run besides the baseline (default: scheduled-prestaged).
-Staged devices poll every 10 s
-(ADR 0082): 1,000 of them ask about 200 requests a second in real time, times the scale,
-of one simulator process and 2 workers. This 2-core host keeps the clock (ratio below 1.10)
-at about 1/2 for them; the plans without a scheduled start keep it at 1/10.
+Staged devices poll every 10 s (ADR 0082): 1,000 of them ask about 200 requests a second in
+real time, times the scale, of one simulator process and 2 workers. This 2-core host keeps
+the clock (ratio below 1.10) at about 1/2 for them; the plans without a scheduled start keep
+it at 1/10.
 
 Each time to 95% is split into policy waits (the success windows the policy imposes before
 95% of the fleet may install: canary, 10 % and 50 % stages) and system time (the rest: polls,

@@ -28,6 +28,7 @@ from wsproto.events import (
 from fleetcore.firstboot import RemoteAccess
 from fleetcore.wire import DesiredRemote
 from tests.updater.test_remote_journal import FIXTURES, fake_journal  # noqa: F401 (fixture)
+from tests.updater.wspieces import Pieces
 from updater.remote.join import Join
 from updater.remote.journal import MAX_LINE_BYTES, entry_of
 
@@ -51,7 +52,7 @@ class Peer:
         conn, _ = self.listener.accept()
         conn.settimeout(30)
         ws = WSConnection(ConnectionType.SERVER)
-        text, data_bytes = "", b""  # a message's pieces, as wsproto hands them over
+        pieces = Pieces()
         with conn:
             while True:
                 data = conn.recv(65536)
@@ -63,19 +64,14 @@ class Peer:
                             conn.sendall(ws.send(RejectConnection(status_code=403)))
                             return
                         conn.sendall(ws.send(AcceptConnection()))
-                    elif isinstance(event, TextMessage):
-                        text += event.data
-                        if event.message_finished:
-                            self.received.append(text)
-                            text = ""
-                    elif isinstance(event, BytesMessage):
-                        data_bytes += event.data
-                        if not event.message_finished:
+                    elif isinstance(event, TextMessage | BytesMessage):
+                        message = pieces.add(event)
+                        if message is None:
                             continue
-                        self.received.append(data_bytes)
-                        data_bytes = b""
+                        self.received.append(message)
                         payloads = [m for m in self.received if isinstance(m, bytes)]
-                        if self.close_after and len(payloads) == self.close_after:
+                        last = isinstance(message, bytes) and len(payloads) == self.close_after
+                        if self.close_after and last:
                             close = json.dumps({"type": "close", "reason": "seen enough"})
                             conn.sendall(ws.send(TextMessage(data=close)))
                     elif isinstance(event, CloseConnection):

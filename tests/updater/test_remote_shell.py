@@ -23,6 +23,7 @@ from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Requ
 
 from fleetcore.firstboot import RemoteAccess
 from fleetcore.wire import DesiredRemote
+from tests.updater.wspieces import Pieces
 from updater.remote.join import Join
 from updater.remote.policy import refusal
 from updater.remote.terminal import LOGIN_SIGNALS, Pty, get_size
@@ -41,8 +42,7 @@ class Peer:
         self.ws = WSConnection(ConnectionType.SERVER)
         self.conn: socket.socket | None = None
         self.received: list[str | bytes] = []
-        # wsproto hands a message over in pieces (as many as the socket's reads cut it into)
-        self._text, self._bytes = "", b""
+        self._pieces = Pieces()
         self.closed = False
         self._accepted = threading.Thread(target=self._accept, daemon=True)
         self._accepted.start()
@@ -64,16 +64,10 @@ class Peer:
         for event in self.ws.events():
             if isinstance(event, Request):
                 self.conn.sendall(self.ws.send(AcceptConnection()))
-            elif isinstance(event, TextMessage):
-                self._text += event.data
-                if event.message_finished:
-                    self.received.append(self._text)
-                    self._text = ""
-            elif isinstance(event, BytesMessage):
-                self._bytes += event.data
-                if event.message_finished:
-                    self.received.append(self._bytes)
-                    self._bytes = b""
+            elif isinstance(event, TextMessage | BytesMessage):
+                message = self._pieces.add(event)
+                if message is not None:
+                    self.received.append(message)
             elif isinstance(event, CloseConnection):
                 self.closed = True
         if not data:
